@@ -1,0 +1,63 @@
+/*
+ * model.h - export (HF checkpoint -> exported model dir) and engine build (export -> engine dir).
+ *
+ *   edgellm_export_params ep = edgellm_export_params_default();
+ *   ep.dtype = "bf16";
+ *   edgellm_export("hf_dir", "export_dir", &ep);
+ *   edgellm_build_params bp = edgellm_build_params_default();
+ *   edgellm_build("export_dir", "engine_dir", &bp);
+ *
+ * Both write into a temporary sibling directory and rename it into place only when complete, so a
+ * failed run never leaves a half-written output that looks finished.
+ */
+#ifndef EDGELLM_MODEL_H
+#define EDGELLM_MODEL_H
+
+#include "edgellm/edgellm.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct edgellm_export_params {
+    const char *dtype;        /* "fp32", "fp16", "bf16"; NULL = keep the checkpoint's dtype      */
+    const char *quantization; /* NULL or "none" (others: quantization issue)                     */
+    bool overwrite;           /* replace an existing output dir (default false)                  */
+    bool progress;            /* progress bar on stderr (default false)                          */
+} edgellm_export_params;
+edgellm_export_params edgellm_export_params_default(void);
+
+/* Reads config.json + (sharded) safetensors + tokenizer files from hf_dir and writes out_dir.
+ * Errors: IO (missing/unreadable), FORMAT (corrupt safetensors/config), UNSUPPORTED (architecture,
+ * dtype), INVALID_ARG. */
+edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edgellm_export_params *p);
+
+typedef struct edgellm_build_params {
+    const char *backend;           /* "cpu" (default) or "cuda"                                  */
+    int32_t max_batch_size;        /* default 4                                                  */
+    int32_t max_input_len;         /* default 1024                                               */
+    int32_t max_kv_cache_capacity; /* default 4096 (tokens per sequence: prompt + generated)     */
+    bool overwrite;                /* default false                                              */
+} edgellm_build_params;
+edgellm_build_params edgellm_build_params_default(void);
+
+edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, const edgellm_build_params *p);
+
+/* Summary of an engine, filled by edgellm_engine_info (no weights are touched). */
+typedef struct edgellm_engine_info {
+    char arch[32];         /* registry name: "llama", "qwen2", "qwen3"                       */
+    char backend[16];      /* "cpu", "cuda"                                                  */
+    char weight_dtype[16]; /* "fp32", "fp16", "bf16", ...                                    */
+    int64_t n_vocab, n_embd, n_layer, n_head, n_head_kv, head_dim, n_ff;
+    int32_t max_batch_size, max_input_len, max_kv_cache_capacity;
+    uint64_t weight_bytes; /* bytes of all weight tensors in the engine file                 */
+    uint64_t file_bytes;
+    bool has_tokenizer;
+} edgellm_engine_info;
+edgellm_status edgellm_engine_info_read(const char *engine_dir, edgellm_engine_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

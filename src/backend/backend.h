@@ -1,0 +1,83 @@
+/*
+ * backend.h - the device interface the model graph runs on. The CPU backend is the first
+ * implementation; the CUDA backend implements the same vtable (device memory, one stream, asynchronous
+ * ops, optional CUDA-graph capture of a decode step).
+ *
+ * All pointers passed to ops are device pointers obtained from alloc() or weight_map(). Ops are
+ * enqueued in order on the backend's stream; download() and sync() are the only host waits.
+ * Dynamic per-step values (token ids, positions, slots) live in device buffers that the caller fills
+ * with upload() before the ops, so a captured graph replays correctly with new values.
+ */
+#ifndef EL_BACKEND_H
+#define EL_BACKEND_H
+
+#include "core/core.h"
+
+typedef struct el_backend el_backend;
+
+typedef struct el_backend_params {
+    int n_threads;      /* CPU: 0 = all cores                                                     */
+    int device;         /* CUDA ordinal                                                           */
+    bool use_reference; /* CPU: route every op to kernels/ref                                     */
+} el_backend_params;
+
+typedef struct el_backend_i {
+    const char *(*name)(el_backend *be);
+    void (*free)(el_backend *be);
+    /* Device memory, zeroed. */
+    edgellm_status (*alloc)(el_backend *be, size_t size, void **out);
+    void (*dealloc)(el_backend *be, void *p);
+    /* Makes a host weight region (the engine mapping) usable by ops: the CPU returns host itself,
+     * CUDA copies it into device memory. Freed by dealloc unless *out == host. */
+    edgellm_status (*weight_map)(el_backend *be, const void *host, size_t n, void **out);
+    edgellm_status (*upload)(el_backend *be, void *dst, const void *src, size_t n);   /* async */
+    edgellm_status (*download)(el_backend *be, void *dst, const void *src, size_t n); /* waits */
+    edgellm_status (*memset0)(el_backend *be, void *dst, size_t n);
+    edgellm_status (*sync)(el_backend *be);
+
+    /* ---- ops (shapes as in kernels/kernels.h) ---- */
+    edgellm_status (*embed)(el_backend *be, const int32_t *ids, int64_t n, const void *table, el_dtype tt,
+                            int64_t dim, float *out);
+    edgellm_status (*rmsnorm)(el_backend *be, const float *x, const void *w, el_dtype wt, int64_t rows,
+                              int64_t dim, float eps, float *y);
+    /* y (m, n) with row stride ldy = x (m, k) W^T + bias (bias f32 or NULL) */
+    edgellm_status (*matmul)(el_backend *be, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
+                             int64_t n, const float *bias, float *y, int64_t ldy);
+    edgellm_status (*rope)(el_backend *be, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                           int64_t n_rot, const int32_t *pos, const float *inv_freq, float attn_scale);
+    edgellm_status (*kv_store)(el_backend *be, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
+                               int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache,
+                               void *v_cache, el_dtype kv_t, int64_t cap);
+    /* max_pos: an upper bound of pos[] (host value) so kernels can size their work. */
+    edgellm_status (*attention)(el_backend *be, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                                int64_t head_dim, const int32_t *slot, const int32_t *pos, int32_t max_pos,
+                                const void *k_cache, const void *v_cache, el_dtype kv_t, int64_t cap, float scale,
+                                float *out);
+    edgellm_status (*swiglu)(el_backend *be, const float *gate, const float *up, float *out, int64_t n);
+    edgellm_status (*add)(el_backend *be, float *y, const float *x, int64_t n);
+
+    /* (optional) decode-step graphs: begin capture / end capture under key; launch replays.
+     * NULL = not supported (ops run eagerly). */
+    edgellm_status (*graph_begin)(el_backend *be, int key);
+    edgellm_status (*graph_end)(el_backend *be, int key);
+    bool (*graph_has)(el_backend *be, int key);
+    edgellm_status (*graph_launch)(el_backend *be, int key);
+    /* (optional) bytes of device memory in use at peak */
+    uint64_t (*peak_memory)(el_backend *be);
+} el_backend_i;
+
+struct el_backend {
+    el_backend_i iface;
+    void *ctx;
+};
+
+/* name: "cpu" or "cuda". UNSUPPORTED when the backend is not compiled in or has no device. */
+edgellm_status el_backend_create(const char *name, const el_backend_params *p, el_backend **out);
+void el_backend_free(el_backend *be);
+
+edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **out);
+#ifdef EDGELLM_HAVE_CUDA
+edgellm_status el_backend_cuda_create(const el_backend_params *p, el_backend **out);
+#endif
+
+#endif

@@ -1,0 +1,110 @@
+/* dtype.c - type traits and float conversions (f16 via F16C when compiled in, else exact bit math). */
+#include "core.h"
+
+#include <string.h>
+
+static const struct {
+    const char *name, *st;
+    size_t size;
+} k_types[EL_DTYPE_COUNT] = {
+    [EL_DTYPE_F32] = {"f32", "F32", 4},  [EL_DTYPE_F16] = {"f16", "F16", 2},
+    [EL_DTYPE_BF16] = {"bf16", "BF16", 2}, [EL_DTYPE_I32] = {"i32", "I32", 4},
+    [EL_DTYPE_I64] = {"i64", "I64", 8},  [EL_DTYPE_I8] = {"i8", "I8", 1},
+    [EL_DTYPE_U8] = {"u8", "U8", 1},     [EL_DTYPE_F8_E4M3] = {"f8_e4m3", "F8_E4M3", 1},
+};
+
+size_t el_dtype_size(el_dtype t) { return (unsigned)t < EL_DTYPE_COUNT ? k_types[t].size : 0; }
+const char *el_dtype_name(el_dtype t) { return (unsigned)t < EL_DTYPE_COUNT ? k_types[t].name : "?"; }
+const char *el_dtype_st_name(el_dtype t) { return (unsigned)t < EL_DTYPE_COUNT ? k_types[t].st : "?"; }
+
+bool el_dtype_from_st_name(const char *s, el_dtype *out) {
+    for (int i = 0; i < EL_DTYPE_COUNT; i++)
+        if (!strcmp(s, k_types[i].st)) {
+            *out = (el_dtype)i;
+            return true;
+        }
+    return false;
+}
+
+bool el_dtype_from_user_name(const char *s, el_dtype *out) {
+    if (!strcmp(s, "fp32") || !strcmp(s, "f32") || !strcmp(s, "float32")) *out = EL_DTYPE_F32;
+    else if (!strcmp(s, "fp16") || !strcmp(s, "f16") || !strcmp(s, "float16")) *out = EL_DTYPE_F16;
+    else if (!strcmp(s, "bf16") || !strcmp(s, "bfloat16")) *out = EL_DTYPE_BF16;
+    else return false;
+    return true;
+}
+
+float el_f16_to_f32(uint16_t h) {
+    uint32_t sign = (uint32_t)(h & 0x8000) << 16;
+    uint32_t exp = (h >> 10) & 0x1f, mant = h & 0x3ff, u;
+    if (exp == 0) {
+        if (mant == 0) {
+            u = sign;
+        } else { /* subnormal: normalise */
+            exp = 127 - 15 + 1;
+            while (!(mant & 0x400)) {
+                mant <<= 1;
+                exp--;
+            }
+            mant &= 0x3ff;
+            u = sign | (exp << 23) | (mant << 13);
+        }
+    } else if (exp == 31) {
+        u = sign | 0x7f800000u | (mant << 13);
+    } else {
+        u = sign | ((exp + 127 - 15) << 23) | (mant << 13);
+    }
+    float f;
+    memcpy(&f, &u, 4);
+    return f;
+}
+
+/* Round to nearest even, overflow to inf, subnormals handled (IEEE semantics as torch's .half()). */
+uint16_t el_f32_to_f16(float f) {
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    uint32_t sign = (u >> 16) & 0x8000;
+    uint32_t absu = u & 0x7fffffffu;
+    if (absu > 0x7f800000u) return (uint16_t)(sign | 0x7e00); /* NaN */
+    if (absu >= 0x477ff000u) {                                 /* rounds to >= 65520 -> inf */
+        return (uint16_t)(sign | 0x7c00);
+    }
+    if (absu < 0x38800000u) { /* result subnormal or zero */
+        float af;
+        memcpy(&af, &absu, 4);
+        /* scale so that the f16 subnormal unit (2^-24) becomes 1, then round to nearest even */
+        float scaled = af * 16777216.0f; /* exact */
+        uint32_t r = (uint32_t)scaled;
+        float frac = scaled - (float)r;
+        if (frac > 0.5f || (frac == 0.5f && (r & 1))) r++;
+        return (uint16_t)(sign | r);
+    }
+    uint32_t mant = absu & 0x7fffff;
+    uint32_t exp = (absu >> 23) - 127 + 15;
+    uint32_t h = (exp << 10) | (mant >> 13);
+    uint32_t rem = mant & 0x1fff;
+    if (rem > 0x1000 || (rem == 0x1000 && (h & 1))) h++;
+    return (uint16_t)(sign | h);
+}
+
+void el_convert(el_dtype dt, void *dst, el_dtype st, const void *src, size_t n) {
+    if (dt == st) {
+        memcpy(dst, src, n * el_dtype_size(dt));
+        return;
+    }
+    for (size_t i = 0; i < n; i++) {
+        float v;
+        switch (st) {
+        case EL_DTYPE_F32: v = ((const float *)src)[i]; break;
+        case EL_DTYPE_F16: v = el_f16_to_f32(((const uint16_t *)src)[i]); break;
+        case EL_DTYPE_BF16: v = el_bf16_to_f32(((const uint16_t *)src)[i]); break;
+        default: v = 0; break;
+        }
+        switch (dt) {
+        case EL_DTYPE_F32: ((float *)dst)[i] = v; break;
+        case EL_DTYPE_F16: ((uint16_t *)dst)[i] = el_f32_to_f16(v); break;
+        case EL_DTYPE_BF16: ((uint16_t *)dst)[i] = el_f32_to_bf16(v); break;
+        default: break;
+        }
+    }
+}

@@ -1,0 +1,45 @@
+/* status.c - status strings and the thread-local error message. */
+#include "core.h"
+
+#include <stdio.h>
+#include <string.h>
+
+static _Thread_local char g_err[1024];
+
+const char *edgellm_status_str(edgellm_status s) {
+    switch (s) {
+#define EDGELLM_XX_(name, value, str)                                                                  \
+    case EDGELLM_STATUS_##name:                                                                        \
+        return str;
+        EDGELLM_STATUS_MAP(EDGELLM_XX_)
+#undef EDGELLM_XX_
+    }
+    return "unknown status";
+}
+
+const char *edgellm_last_error(void) { return g_err; }
+void edgellm_clear_error(void) { g_err[0] = 0; }
+
+edgellm_status el_err(edgellm_status s, const char *fmt, ...) {
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(g_err, sizeof g_err, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+edgellm_status el_err_prefix(edgellm_status s, const char *fmt, ...) {
+    char prefix[512], old[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, g_err, sizeof old);
+    if (old[0])
+        snprintf(g_err, sizeof g_err, "%s: %s", prefix, old);
+    else
+        snprintf(g_err, sizeof g_err, "%s: %s", prefix, edgellm_status_str(s));
+    return s;
+}
+
+const char *edgellm_version(void) { return "0.1.0"; }

@@ -1,0 +1,82 @@
+/*
+ * kernels.h - compute kernels: raw pointers and shapes only, no framework objects.
+ *
+ * edgellm_ref_*  scalar C, double accumulation, no SIMD: the oracle every other kernel is tested
+ *                against (tests/unit/test_kernels.c).
+ * edgellm_cpu_*  SIMD kernels with runtime dispatch (AVX-512 / AVX2+FMA+F16C / scalar). Each works on
+ *                a sub-range [r0, r1) of its output so that the CPU backend can split it over threads;
+ *                none allocates.
+ *
+ * Conventions: activations are f32 row-major; a weight W of dtype wt is (n, k) row-major and a matmul
+ * computes y[i, j] = sum_k x[i, k] * W[j, k] (+ bias[j]), i.e. y = x W^T as torch.nn.Linear.
+ * The KV cache of one layer is (n_slot, n_head_kv, cap, head_dim) in kv_t (F32, F16 or BF16).
+ */
+#ifndef EL_KERNELS_H
+#define EL_KERNELS_H
+
+#include "core/core.h"
+
+/* ---- reference kernels ---------------------------------------------------------------------- */
+
+/* y (m, n) = x (m, k) W^T + bias; bias may be NULL; bias dtype f32. */
+void edgellm_ref_matmul(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
+                        const float *bias, float *y);
+/* y (rows, dim) = x / sqrt(mean(x^2) + eps) * w; w of dtype wt; y may alias x. */
+void edgellm_ref_rmsnorm(const float *x, const void *w, el_dtype wt, int64_t rows, int64_t dim, float eps,
+                         float *y);
+/* out (n, dim) = table[ids[i]] converted to f32. */
+void edgellm_ref_embed(const int32_t *ids, int64_t n, const void *table, el_dtype tt, int64_t dim, float *out);
+/* HF rotate_half RoPE in place on x (n_tok, n_heads, head_dim): for each token t, head h and
+ * i < n_rot/2, with a = pos[t] * inv_freq[i] (computed in float as HF: freqs = pos * inv_freq in fp32):
+ *   x1 = x[i], x2 = x[i + n_rot/2]
+ *   x[i]           = x1 * cos(a) * s - x2 * sin(a) * s
+ *   x[i + n_rot/2] = x2 * cos(a) * s + x1 * sin(a) * s        (s = attn_scale)
+ * dims >= n_rot are left as they are. */
+void edgellm_ref_rope(float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+                      const int32_t *pos, const float *inv_freq, float attn_scale);
+/* Writes k, v (n_tok, n_head_kv, head_dim) into the cache of the layer at [slot[t], h, pos[t], :]. */
+void edgellm_ref_kv_store(const float *k, const float *v, int64_t n_tok, int64_t n_head_kv, int64_t head_dim,
+                          const int32_t *slot, const int32_t *pos, void *k_cache, void *v_cache, el_dtype kv_t,
+                          int64_t cap);
+/* Causal attention over the cache: token t (query q[t], (n_head, head_dim)) attends to positions
+ * 0..pos[t] of its slot; GQA: q head h uses kv head h / (n_head / n_head_kv).
+ * out (n_tok, n_head, head_dim) = softmax(q k^T * scale) v. */
+void edgellm_ref_attention(const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                           const int32_t *slot, const int32_t *pos, const void *k_cache, const void *v_cache,
+                           el_dtype kv_t, int64_t cap, float scale, float *out);
+/* out[i] = silu(gate[i]) * up[i], n elements. out may alias gate. */
+void edgellm_ref_swiglu(const float *gate, const float *up, float *out, int64_t n);
+/* y[i] += x[i] */
+void edgellm_ref_add(float *y, const float *x, int64_t n);
+
+/* ---- CPU SIMD kernels ------------------------------------------------------------------------- */
+typedef enum el_cpu_isa { EL_ISA_SCALAR = 0, EL_ISA_AVX2 = 1, EL_ISA_AVX512 = 2 } el_cpu_isa;
+el_cpu_isa el_cpu_isa_detect(void); /* best ISA this CPU supports (cpuid + xgetbv)            */
+const char *el_cpu_isa_name(el_cpu_isa isa);
+/* Forces a lower ISA (tests); returns the one in effect. */
+el_cpu_isa el_cpu_isa_set(el_cpu_isa isa);
+
+/* Bytes of scratch per thread the matmul kernel wants for (m, k): 0 for dense f32/f16/bf16. */
+size_t edgellm_cpu_matmul_scratch(int64_t m, int64_t k, el_dtype wt);
+/* Rows j in [n0, n1) of y = x W^T + bias (all m rows of x). */
+void edgellm_cpu_matmul(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n0,
+                        int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
+void edgellm_cpu_rmsnorm(const float *x, const void *w, el_dtype wt, int64_t r0, int64_t r1, int64_t dim,
+                         float eps, float *y);
+/* Tokens [t0, t1) and all heads. */
+void edgellm_cpu_attention(const float *q, int64_t t0, int64_t t1, int64_t n_head, int64_t n_head_kv,
+                           int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                           const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out,
+                           float *scratch /* >= cap floats */);
+void edgellm_cpu_swiglu(const float *gate, const float *up, float *out, int64_t i0, int64_t i1);
+
+/* ---- thread pool (created once, reused; no allocation per call) ------------------------------ */
+typedef struct el_threadpool el_threadpool;
+el_threadpool *el_threadpool_create(int n_threads);
+void el_threadpool_free(el_threadpool *tp);
+int el_threadpool_size(const el_threadpool *tp);
+/* Runs fn(ctx, ith, nth) on every thread (ith = 0..nth-1, the caller is thread 0) and waits. */
+typedef void (*el_task_fn)(void *ctx, int ith, int nth);
+void el_threadpool_run(el_threadpool *tp, el_task_fn fn, void *ctx);
+
+#endif

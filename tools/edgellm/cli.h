@@ -1,0 +1,44 @@
+/* cli.h - the edgellm CLI: one binary, one cmd_*.c file per subcommand. */
+#ifndef EDGELLM_CLI_H
+#define EDGELLM_CLI_H
+
+#include "edgellm/edgellm.h"
+#include "edgellm/model.h"
+
+#include <stdbool.h>
+#include <stdint.h>
+
+typedef int (*cli_cmd_fn)(int argc, char **argv); /* argv[0] is the subcommand name */
+
+int cmd_export(int argc, char **argv);
+int cmd_build(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_generate(int argc, char **argv);
+int cmd_chat(int argc, char **argv);
+int cmd_perplexity(int argc, char **argv);
+int cmd_logits(int argc, char **argv);
+int cmd_bench(int argc, char **argv);
+int cmd_tokenize(int argc, char **argv);
+int cmd_detokenize(int argc, char **argv);
+int cmd_chat_template(int argc, char **argv);
+int cmd_synth(int argc, char **argv);
+int cmd_info(int argc, char **argv);
+
+/* ---- helpers (cli_util.c) ---- */
+/* Prints "error: <what>: <edgellm_last_error()>" to stderr and returns 1. */
+int cli_fail(const char *what);
+/* Prints "error: <formatted>" and returns 2 (usage errors). */
+int cli_usage_error(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* Strict integer/float parsing: false if s is not entirely a number in range. */
+bool cli_parse_i64(const char *s, int64_t lo, int64_t hi, int64_t *out);
+bool cli_parse_f64(const char *s, double *out);
+/* True when argv[i] is flag; stores argv[i+1] in *val (error if missing) and advances *i. */
+bool cli_flag_val(int argc, char **argv, int *i, const char *flag, const char **val, int *err);
+bool cli_wants_help(int argc, char **argv);
+/* Installs a log callback honoring EDGELLM_LOG (error|warn|info|debug). */
+void cli_setup_logging(void);
+/* Directory of the bundled default model's engine, building it on first use (cache dir
+ * $XDG_CACHE_HOME/edgellm or ~/.cache/edgellm). Writes the path into out. */
+int cli_default_engine(char *out, size_t cap);
+
+#endif
