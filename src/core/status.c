@@ -35,10 +35,18 @@ edgellm_status el_err_prefix(edgellm_status s, const char *fmt, ...) {
     vsnprintf(prefix, sizeof prefix, fmt, ap);
     va_end(ap);
     memcpy(old, g_err, sizeof old);
-    if (old[0])
-        snprintf(g_err, sizeof g_err, "%s: %s", prefix, old);
-    else
-        snprintf(g_err, sizeof g_err, "%s: %s", prefix, edgellm_status_str(s));
+    const char *rest = old[0] ? old : edgellm_status_str(s);
+    size_t pl = strlen(prefix);
+    memcpy(g_err, prefix, pl);
+    size_t pos = pl;
+    if (pos + 2 < sizeof g_err) {
+        g_err[pos++] = ':';
+        g_err[pos++] = ' ';
+    }
+    size_t rl = strlen(rest);
+    if (rl > sizeof g_err - 1 - pos) rl = sizeof g_err - 1 - pos;
+    memcpy(g_err + pos, rest, rl);
+    g_err[pos + rl] = 0;
     return s;
 }
 
