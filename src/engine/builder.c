@@ -1,0 +1,276 @@
+/* builder.c - export dir -> engine dir (model.engine per engine.h + tokenizer/template files).
+ * Tensors are streamed through one fixed buffer with pwrite, and consumed source pages are dropped,
+ * so the resident set stays far below the weight size. */
+#include "edgellm/edgellm.h"
+#include "engine.h"
+#include "engine_internal.h"
+#include "export/export_internal.h"
+#include "models/stream.h"
+
+#include <cjson/cJSON.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#define BUILD_BUF_BYTES (8u << 20)
+
+edgellm_build_params edgellm_build_params_default(void) {
+    edgellm_build_params p = {"cpu", 4, 1024, 4096, false};
+    return p;
+}
+
+edgellm_status el_profile_validate(const el_profile *p) {
+    if (strcmp(p->backend, "cpu") != 0 && strcmp(p->backend, "cuda") != 0)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown backend '%s' (expected cpu or cuda)", p->backend);
+    if (p->max_batch_size < 1 || p->max_batch_size > 256)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "max batch size must be in 1..256 (got %d)", (int)p->max_batch_size);
+    if (p->max_kv_cache_capacity < 1 || p->max_kv_cache_capacity > (1 << 20))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "max KV cache capacity must be in 1..%d (got %d)", 1 << 20,
+                      (int)p->max_kv_cache_capacity);
+    if (p->max_input_len < 1 || p->max_input_len > p->max_kv_cache_capacity)
+        return el_err(EDGELLM_STATUS_INVALID_ARG,
+                      "max input length must be in 1..max KV cache capacity (%d) (got %d)",
+                      (int)p->max_kv_cache_capacity, (int)p->max_input_len);
+    return EDGELLM_STATUS_OK;
+}
+
+typedef struct wctx {
+    int fd;
+    uint64_t pos; /* absolute file offset */
+    el_hasher *h;
+    const char *path;
+} wctx;
+
+static edgellm_status pwrite_all(int fd, const void *data, size_t n, uint64_t off, const char *path) {
+    const char *p = data;
+    while (n > 0) {
+        ssize_t k = pwrite(fd, p, n, (off_t)off);
+        if (k < 0) {
+            if (errno == EINTR) continue;
+            return el_err(EDGELLM_STATUS_IO, "write to %s failed: %s", path, strerror(errno));
+        }
+        p += k;
+        n -= (size_t)k;
+        off += (uint64_t)k;
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status sink_pwrite(const void *data, size_t n, void *user) {
+    wctx *w = user;
+    el_hasher_update(w->h, data, n);
+    EL_TRY(pwrite_all(w->fd, data, n, w->pos, w->path));
+    w->pos += n;
+    return EDGELLM_STATUS_OK;
+}
+
+static void hex16(char *out, uint64_t v) { snprintf(out, 17, "%016llx", (unsigned long long)v); }
+
+static void put_u32(uint8_t *p, uint32_t v) {
+    for (int i = 0; i < 4; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+static void put_u64(uint8_t *p, uint64_t v) {
+    for (int i = 0; i < 8; i++) p[i] = (uint8_t)(v >> (8 * i));
+}
+
+edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, const edgellm_build_params *params) {
+    edgellm_build_params bp = params ? *params : edgellm_build_params_default();
+    if (!export_dir || !engine_dir) return el_err(EDGELLM_STATUS_INVALID_ARG, "build: input and engine paths are required");
+    el_profile prof = {{0}, bp.max_batch_size, bp.max_input_len, bp.max_kv_cache_capacity};
+    const char *backend = bp.backend ? bp.backend : "cpu";
+    if (strlen(backend) >= sizeof prof.backend)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown backend '%s' (expected cpu or cuda)", backend);
+    snprintf(prof.backend, sizeof prof.backend, "%s", backend);
+    EL_TRY(el_profile_validate(&prof));
+    if (!el_dir_exists(export_dir)) return el_err(EDGELLM_STATUS_IO, "export directory %s does not exist", export_dir);
+
+    edgellm_status s;
+    cJSON *cfg = NULL, *meta = NULL;
+    el_hparams hp;
+    el_st_file st = {0};
+    el_export_plan plan = {0};
+    uint64_t *offs = NULL, *hashes = NULL;
+    el_hasher *h = NULL;
+    void *buf = NULL;
+    char *text = NULL;
+    int fd = -1;
+    char tmp[4096] = "", path[4096];
+    bool began = false;
+
+    if ((s = el_load_model_config(export_dir, &cfg, NULL, &hp)) < 0) goto fail;
+    const cJSON *ex = cJSON_GetObjectItemCaseSensitive(cfg, "edgellm_export");
+    if (!cJSON_IsObject(ex)) {
+        s = el_err(EDGELLM_STATUS_FORMAT,
+                   "%s is not an edgellm export (config.json has no edgellm_export object); run `edgellm export` first",
+                   export_dir);
+        goto fail;
+    }
+    int64_t fv = 0;
+    if ((s = el_json_int(ex, "format_version", 0, &fv, NULL)) < 0) goto fail;
+    if (fv != EL_EXPORT_FORMAT_VERSION) {
+        s = el_err(EDGELLM_STATUS_UNSUPPORTED, "%s: export format version %lld is not supported (expected %d)",
+                   export_dir, (long long)fv, EL_EXPORT_FORMAT_VERSION);
+        goto fail;
+    }
+    const cJSON *q = cJSON_GetObjectItemCaseSensitive(ex, "quantization");
+    if (q && !(cJSON_IsString(q) && !strcmp(q->valuestring, "none"))) {
+        s = el_err(EDGELLM_STATUS_UNSUPPORTED, "%s: quantized exports are not supported by this builder yet", export_dir);
+        goto fail;
+    }
+    if ((s = el_path_join(path, sizeof path, export_dir, "model.safetensors")) < 0) goto fail;
+    if ((s = el_st_open(path, &st)) < 0) goto fail;
+    if ((s = el_export_plan_make(&hp, &st, "export", true, &plan)) < 0) goto fail;
+
+    const el_dtype wdt = plan.items[0].src->dtype;
+    offs = el_calloc((size_t)plan.n_items + 1, sizeof *offs);
+    hashes = el_calloc((size_t)plan.n_items + 1, sizeof *hashes);
+    buf = el_aligned_alloc(BUILD_BUF_BYTES);
+    if (!offs || !hashes || !buf) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+    uint64_t data_size = 0, weight_bytes = 0;
+    for (int64_t i = 0; i < plan.n_items; i++) {
+        el_export_item *it = &plan.items[i];
+        if (it->n_dims == 2) {
+            if (it->src->dtype != wdt) {
+                s = el_err(EDGELLM_STATUS_FORMAT, "%s: tensor '%s' is %s but the other weights are %s", path, it->name,
+                           el_dtype_name(it->src->dtype), el_dtype_name(wdt));
+                goto fail;
+            }
+            it->dst = wdt;
+        } else {
+            it->dst = EL_DTYPE_F32;
+        }
+        size_t nb = (it->src->nbytes / el_dtype_size(it->src->dtype)) * el_dtype_size(it->dst);
+        offs[i] = data_size;
+        data_size = (data_size + nb + EL_ENGINE_TENSOR_ALIGN - 1) & ~(uint64_t)(EL_ENGINE_TENSOR_ALIGN - 1);
+        weight_bytes += nb;
+    }
+
+    /* metadata; hashes are fixed-width hex so the size is known before the data is written */
+    meta = cJSON_CreateObject();
+    cJSON_AddStringToObject(meta, "format", "edgellm-engine");
+    cJSON_AddNumberToObject(meta, "version", EL_ENGINE_VERSION);
+    cJSON *jc = el_hparams_to_config(&hp);
+    if (!jc) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+    cJSON_AddItemToObject(meta, "config", jc);
+    cJSON *jp = cJSON_AddObjectToObject(meta, "profile");
+    cJSON_AddStringToObject(jp, "backend", prof.backend);
+    cJSON_AddNumberToObject(jp, "max_batch_size", prof.max_batch_size);
+    cJSON_AddNumberToObject(jp, "max_input_len", prof.max_input_len);
+    cJSON_AddNumberToObject(jp, "max_kv_cache_capacity", prof.max_kv_cache_capacity);
+    cJSON_AddStringToObject(meta, "weight_dtype", el_dtype_name(wdt));
+    cJSON_AddItemToObject(meta, "export", cJSON_Duplicate(ex, true));
+    cJSON_AddNumberToObject(meta, "weight_bytes", (double)weight_bytes);
+    cJSON *jt = cJSON_AddArrayToObject(meta, "tensors");
+    for (int64_t i = 0; i < plan.n_items; i++) {
+        el_export_item *it = &plan.items[i];
+        cJSON *o = cJSON_CreateObject();
+        cJSON_AddItemToArray(jt, o);
+        cJSON_AddStringToObject(o, "name", it->name);
+        cJSON_AddStringToObject(o, "dtype", el_dtype_name(it->dst));
+        cJSON_AddStringToObject(o, "layout", "rowmajor");
+        cJSON *sh = cJSON_AddArrayToObject(o, "shape");
+        for (int k = 0; k < it->src->n_dims; k++)
+            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)it->src->shape[k]));
+        cJSON_AddNumberToObject(o, "offset", (double)offs[i]);
+        size_t nb = (it->src->nbytes / el_dtype_size(it->src->dtype)) * el_dtype_size(it->dst);
+        cJSON_AddNumberToObject(o, "nbytes", (double)nb);
+        cJSON_AddStringToObject(o, "xxh3", "0000000000000000");
+    }
+    text = cJSON_PrintUnformatted(meta);
+    if (!text) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+    const uint64_t meta_size = strlen(text);
+    cJSON_free(text);
+    text = NULL;
+    const uint64_t data_off = (EL_ENGINE_HEADER_SIZE + meta_size + EL_ENGINE_DATA_ALIGN - 1) &
+                              ~(uint64_t)(EL_ENGINE_DATA_ALIGN - 1);
+
+    if ((s = el_outdir_begin(engine_dir, bp.overwrite, tmp, sizeof tmp)) < 0) goto fail;
+    began = true;
+    if ((s = el_path_join(path, sizeof path, tmp, EL_ENGINE_FILE)) < 0) goto fail;
+    fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+    if (fd < 0) {
+        s = el_err(EDGELLM_STATUS_IO, "cannot create %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    h = el_hasher_new();
+    if (!h) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+    for (int64_t i = 0; i < plan.n_items; i++) {
+        el_export_item *it = &plan.items[i];
+        el_hasher_free(h);
+        h = el_hasher_new();
+        if (!h) {
+            s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+            goto fail;
+        }
+        wctx w = {fd, data_off + offs[i], h, path};
+        if ((s = el_stream_tensor(it->src, it->dst, buf, BUILD_BUF_BYTES, sink_pwrite, &w)) < 0) goto fail;
+        hashes[i] = el_hasher_digest(h);
+        char hx[17];
+        hex16(hx, hashes[i]);
+        cJSON *o = cJSON_GetArrayItem(jt, (int)i);
+        cJSON_ReplaceItemInObjectCaseSensitive(o, "xxh3", cJSON_CreateString(hx));
+    }
+    text = cJSON_PrintUnformatted(meta);
+    if (!text || strlen(text) != meta_size) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "engine metadata changed size while building");
+        goto fail;
+    }
+    if ((s = pwrite_all(fd, text, meta_size, EL_ENGINE_HEADER_SIZE, path)) < 0) goto fail;
+    uint8_t hdr[EL_ENGINE_HEADER_SIZE] = {0};
+    memcpy(hdr, EL_ENGINE_MAGIC, 8);
+    put_u32(hdr + 8, EL_ENGINE_VERSION);
+    put_u32(hdr + 12, 0);
+    put_u64(hdr + 16, EL_ENGINE_HEADER_SIZE);
+    put_u64(hdr + 24, meta_size);
+    put_u64(hdr + 32, data_off);
+    put_u64(hdr + 40, data_size);
+    put_u64(hdr + 48, el_hash64(text, meta_size));
+    put_u64(hdr + 56, el_hash64(hdr, 56));
+    if ((s = pwrite_all(fd, hdr, sizeof hdr, 0, path)) < 0) goto fail;
+    if (ftruncate(fd, (off_t)(data_off + data_size)) != 0) {
+        s = el_err(EDGELLM_STATUS_IO, "cannot size %s: %s", path, strerror(errno));
+        goto fail;
+    }
+    if (close(fd) != 0) {
+        fd = -1;
+        s = el_err(EDGELLM_STATUS_IO, "closing %s failed: %s", path, strerror(errno));
+        goto fail;
+    }
+    fd = -1;
+    if ((s = el_copy_aux_files(export_dir, tmp)) < 0) goto fail;
+    if ((s = el_outdir_commit(tmp, engine_dir, bp.overwrite)) < 0) {
+        began = false;
+        goto fail;
+    }
+    EL_LOG_INFO("built %s: %lld tensors, %.1f MB weights", engine_dir, (long long)plan.n_items, weight_bytes / 1e6);
+    s = EDGELLM_STATUS_OK;
+    goto done;
+fail:
+    if (fd >= 0) close(fd);
+    if (began) el_outdir_abort(tmp);
+done:
+    cJSON_free(text);
+    el_hasher_free(h);
+    el_free_aligned(buf);
+    el_free(offs);
+    el_free(hashes);
+    el_export_plan_free(&plan);
+    el_st_close(&st);
+    cJSON_Delete(cfg);
+    cJSON_Delete(meta);
+    return s;
+}

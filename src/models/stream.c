@@ -1,0 +1,51 @@
+/* stream.c - see stream.h. */
+#include "stream.h"
+
+#include <string.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+void el_drop_pages(const void *p, size_t n) {
+    static size_t page;
+    if (!page) {
+        long ps = sysconf(_SC_PAGESIZE);
+        page = ps > 0 ? (size_t)ps : 4096;
+    }
+    uintptr_t b = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
+static bool is_float(el_dtype t) { return t == EL_DTYPE_F32 || t == EL_DTYPE_F16 || t == EL_DTYPE_BF16; }
+
+edgellm_status el_stream_tensor(const el_st_tensor *t, el_dtype dst, void *buf, size_t buf_bytes, el_sink_fn sink,
+                                void *user) {
+    const char *src = t->data;
+    if (dst == t->dtype) {
+        size_t off = 0;
+        while (off < t->nbytes) {
+            size_t k = t->nbytes - off < buf_bytes ? t->nbytes - off : buf_bytes;
+            EL_TRY(sink(src + off, k, user));
+            el_drop_pages(src + off, k);
+            off += k;
+        }
+        return EDGELLM_STATUS_OK;
+    }
+    if (!is_float(t->dtype) || !is_float(dst))
+        return el_err(EDGELLM_STATUS_UNSUPPORTED, "tensor '%s': cannot convert %s to %s", t->name,
+                      el_dtype_name(t->dtype), el_dtype_name(dst));
+    const size_t ss = el_dtype_size(t->dtype), ds = el_dtype_size(dst);
+    /* first half: aligned copy of the source chunk; second half: converted output */
+    const size_t half = (buf_bytes / 2) & ~(size_t)63;
+    const size_t chunk = half / (ss > ds ? ss : ds);
+    char *tmp = buf, *out = (char *)buf + half;
+    const size_t n = t->nbytes / ss;
+    for (size_t i = 0; i < n; i += chunk) {
+        size_t k = n - i < chunk ? n - i : chunk;
+        memcpy(tmp, src + i * ss, k * ss);
+        el_convert(dst, out, t->dtype, tmp, k);
+        EL_TRY(sink(out, k * ds, user));
+        el_drop_pages(src + i * ss, k * ss);
+    }
+    return EDGELLM_STATUS_OK;
+}
