@@ -69,6 +69,16 @@ void edgellm_cpu_attention(const float *q, int64_t t0, int64_t t1, int64_t n_hea
                            const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out,
                            float *scratch /* >= cap floats */);
 void edgellm_cpu_swiglu(const float *gate, const float *up, float *out, int64_t i0, int64_t i1);
+/* (added) Work items [i0, i1) over (token, kv head) pairs, item = t * n_head_kv + kv_head: every q head
+ * of that kv head for that token. Lets the backend split decode attention over heads. No scratch. */
+void edgellm_cpu_attention_items(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv,
+                                 int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                                 const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out);
+/* (added) y[i] += x[i] for i in [i0, i1). */
+void edgellm_cpu_add(float *y, const float *x, int64_t i0, int64_t i1);
+/* (added) RoPE as edgellm_ref_rope on tokens [t0, t1) (fp32 cosf/sinf). */
+void edgellm_cpu_rope(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+                      const int32_t *pos, const float *inv_freq, float attn_scale);
 
 /* ---- thread pool (created once, reused; no allocation per call) ------------------------------ */
 typedef struct el_threadpool el_threadpool;

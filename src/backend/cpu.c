@@ -1,0 +1,440 @@
+/* cpu.c - the CPU backend: host memory, ops on the SIMD kernels split over a persistent thread pool
+ * (or, with use_reference, the scalar reference kernels). Nothing is allocated per op. */
+#include "backend/backend.h"
+#include "kernels/kernels.h"
+
+#include <stdatomic.h>
+#include <string.h>
+#include <sys/mman.h>
+
+/* Allocations of at least this size come from anonymous mmap: zero pages cost no RSS until touched
+ * (a large KV cache that is mostly empty stays cheap). */
+#define CPU_MMAP_MIN ((size_t)1 << 20)
+#define CPU_HDR 64
+#define CPU_MAGIC 0x656c637075616c6cull
+
+typedef struct cpu_hdr {
+    uint64_t magic;
+    uint64_t is_mmap;
+    uint64_t size;    /* user bytes */
+    uint64_t map_len; /* bytes mapped (is_mmap) */
+} cpu_hdr;
+
+typedef struct cpu_be {
+    el_backend base;
+    el_threadpool *tp;
+    int nth;
+    bool ref;
+    _Atomic uint64_t cur, peak;
+} cpu_be;
+
+static cpu_be *CB(el_backend *be) { return (cpu_be *)be->ctx; }
+
+static const char *cpu_name(el_backend *be) { return CB(be)->ref ? "cpu-reference" : "cpu"; }
+
+static void cpu_free(el_backend *be) {
+    cpu_be *cb = CB(be);
+    el_threadpool_free(cb->tp);
+    el_free(cb);
+}
+
+static void track(cpu_be *cb, int64_t delta) {
+    uint64_t now = atomic_fetch_add(&cb->cur, (uint64_t)delta) + (uint64_t)delta;
+    uint64_t pk = atomic_load(&cb->peak);
+    while (now > pk && !atomic_compare_exchange_weak(&cb->peak, &pk, now)) {
+    }
+}
+
+static edgellm_status cpu_alloc(el_backend *be, size_t size, void **out) {
+    if (!out) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu alloc: NULL output pointer");
+    *out = NULL;
+    if (size > SIZE_MAX / 2) return el_err(EDGELLM_STATUS_NO_MEMORY, "cpu alloc: %zu bytes is too large", size);
+    char *raw;
+    cpu_hdr h = {CPU_MAGIC, 0, size, 0};
+    if (size >= CPU_MMAP_MIN) {
+        h.is_mmap = 1;
+        h.map_len = size + CPU_HDR;
+        void *p = mmap(NULL, h.map_len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+        if (p == MAP_FAILED) return el_err(EDGELLM_STATUS_NO_MEMORY, "cpu alloc: cannot map %zu bytes", size);
+        raw = p;
+    } else {
+        raw = el_aligned_alloc(size + CPU_HDR); /* zeroed */
+        if (!raw) return el_err(EDGELLM_STATUS_NO_MEMORY, "cpu alloc: out of memory allocating %zu bytes", size);
+    }
+    memcpy(raw, &h, sizeof h);
+    track(CB(be), (int64_t)size);
+    *out = raw + CPU_HDR;
+    return EDGELLM_STATUS_OK;
+}
+
+static void cpu_dealloc(el_backend *be, void *p) {
+    if (!p) return;
+    char *raw = (char *)p - CPU_HDR;
+    cpu_hdr h;
+    memcpy(&h, raw, sizeof h);
+    if (h.magic != CPU_MAGIC) {
+        EL_LOG_ERROR("cpu dealloc: %p was not allocated by this backend", p);
+        return;
+    }
+    track(CB(be), -(int64_t)h.size);
+    h.magic = 0;
+    memcpy(raw, &h, sizeof h);
+    if (h.is_mmap)
+        munmap(raw, h.map_len);
+    else
+        el_free_aligned(raw);
+}
+
+static uint64_t cpu_peak(el_backend *be) { return atomic_load(&CB(be)->peak); }
+
+static edgellm_status cpu_weight_map(el_backend *be, const void *host, size_t n, void **out) {
+    (void)be;
+    (void)n;
+    if (!out || !host) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu weight_map: NULL pointer");
+    *out = (void *)host; /* zero copy: ops read the engine mapping directly */
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status cpu_copy(el_backend *be, void *dst, const void *src, size_t n) {
+    (void)be;
+    if (n && (!dst || !src)) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu copy: NULL pointer");
+    if (n) memmove(dst, src, n);
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status cpu_memset0(el_backend *be, void *dst, size_t n) {
+    (void)be;
+    if (n && !dst) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu memset0: NULL pointer");
+    if (n) memset(dst, 0, n);
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status cpu_sync(el_backend *be) {
+    (void)be;
+    return EDGELLM_STATUS_OK;
+}
+
+static bool float_dtype(el_dtype t) { return t == EL_DTYPE_F32 || t == EL_DTYPE_F16 || t == EL_DTYPE_BF16; }
+
+/* Splits [0, n) into nth near-equal parts aligned to `align`; part ith is [*a, *b). */
+static void split(int64_t n, int ith, int nth, int64_t align, int64_t *a, int64_t *b) {
+    int64_t per = (n + nth - 1) / nth;
+    per = (per + align - 1) / align * align;
+    int64_t s = per * ith, e = s + per;
+    if (s > n) s = n;
+    if (e > n) e = n;
+    *a = s;
+    *b = e;
+}
+
+/* ---- embed / kv_store (memory bound and small: caller thread) -------------------------------------- */
+
+static edgellm_status cpu_embed(el_backend *be, const int32_t *ids, int64_t n, const void *table, el_dtype tt,
+                                int64_t dim, float *out) {
+    if (!ids || !table || !out || n < 0 || dim <= 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "embed: bad arguments");
+    if (!float_dtype(tt)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "embed: table dtype %s", el_dtype_name(tt));
+    if (CB(be)->ref) {
+        edgellm_ref_embed(ids, n, table, tt, dim, out);
+        return EDGELLM_STATUS_OK;
+    }
+    const size_t es = el_dtype_size(tt);
+    for (int64_t t = 0; t < n; t++)
+        el_convert(EL_DTYPE_F32, out + t * dim, tt, (const char *)table + (size_t)ids[t] * (size_t)dim * es,
+                   (size_t)dim);
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status cpu_kv_store(el_backend *be, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
+                                   int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache,
+                                   void *v_cache, el_dtype kv_t, int64_t cap) {
+    if (!k || !v || !slot || !pos || !k_cache || !v_cache || n_tok < 0 || n_head_kv <= 0 || head_dim <= 0 || cap <= 0)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "kv_store: bad arguments");
+    if (!float_dtype(kv_t)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "kv_store: kv dtype %s", el_dtype_name(kv_t));
+    if (CB(be)->ref) {
+        edgellm_ref_kv_store(k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap);
+        return EDGELLM_STATUS_OK;
+    }
+    const size_t es = el_dtype_size(kv_t);
+    for (int64_t t = 0; t < n_tok; t++) {
+        for (int64_t h = 0; h < n_head_kv; h++) {
+            size_t dst = (size_t)((((int64_t)slot[t] * n_head_kv + h) * cap + pos[t]) * head_dim) * es;
+            int64_t src = (t * n_head_kv + h) * head_dim;
+            el_convert(kv_t, (char *)k_cache + dst, EL_DTYPE_F32, k + src, (size_t)head_dim);
+            el_convert(kv_t, (char *)v_cache + dst, EL_DTYPE_F32, v + src, (size_t)head_dim);
+        }
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- matmul ---------------------------------------------------------------------------------------- */
+
+typedef struct mm_task {
+    const float *x;
+    int64_t m, k;
+    const void *w;
+    el_dtype wt;
+    int64_t n;
+    const float *bias;
+    float *y;
+    int64_t ldy;
+    bool split_m;
+} mm_task;
+
+static void mm_run(void *c, int ith, int nth) {
+    const mm_task *t = c;
+    int64_t a, b;
+    if (t->split_m) {
+        split(t->m, ith, nth, 4, &a, &b);
+        if (b > a) edgellm_cpu_matmul(t->x + a * t->k, b - a, t->k, t->w, t->wt, 0, t->n, t->bias, t->y + a * t->ldy, t->ldy, NULL);
+    } else {
+        split(t->n, ith, nth, 16, &a, &b);
+        if (b > a) edgellm_cpu_matmul(t->x, t->m, t->k, t->w, t->wt, a, b, t->bias, t->y, t->ldy, NULL);
+    }
+}
+
+static edgellm_status cpu_matmul(el_backend *be, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
+                                 int64_t n, const float *bias, float *y, int64_t ldy) {
+    cpu_be *cb = CB(be);
+    if (!x || !w || !y || m < 0 || k <= 0 || n <= 0 || ldy < n)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "matmul: bad arguments (m=%lld k=%lld n=%lld ldy=%lld)",
+                      (long long)m, (long long)k, (long long)n, (long long)ldy);
+    if (!float_dtype(wt)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "matmul: weight dtype %s", el_dtype_name(wt));
+    if (m == 0) return EDGELLM_STATUS_OK;
+    if (cb->ref) {
+        if (ldy == n)
+            edgellm_ref_matmul(x, m, k, w, wt, n, bias, y);
+        else
+            for (int64_t i = 0; i < m; i++) edgellm_ref_matmul(x + i * k, 1, k, w, wt, n, bias, y + i * ldy);
+        return EDGELLM_STATUS_OK;
+    }
+    mm_task t = {x, m, k, w, wt, n, bias, y, ldy, false};
+    const double work = (double)m * (double)n * (double)k;
+    if (cb->nth <= 1 || work < 65536.0) {
+        mm_run(&t, 0, 1);
+        return EDGELLM_STATUS_OK;
+    }
+    /* over output columns when there are enough of them (each thread streams its part of W once),
+     * else over rows of x */
+    t.split_m = n < 64 * (int64_t)cb->nth && m >= 4 * (int64_t)cb->nth;
+    el_threadpool_run(cb->tp, mm_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- rmsnorm, rope, swiglu, add ---------------------------------------------------------------------- */
+
+typedef struct rn_task {
+    const float *x;
+    const void *w;
+    el_dtype wt;
+    int64_t rows, dim;
+    float eps;
+    float *y;
+} rn_task;
+
+static void rn_run(void *c, int ith, int nth) {
+    const rn_task *t = c;
+    int64_t a, b;
+    split(t->rows, ith, nth, 1, &a, &b);
+    edgellm_cpu_rmsnorm(t->x, t->w, t->wt, a, b, t->dim, t->eps, t->y);
+}
+
+static edgellm_status cpu_rmsnorm(el_backend *be, const float *x, const void *w, el_dtype wt, int64_t rows,
+                                  int64_t dim, float eps, float *y) {
+    cpu_be *cb = CB(be);
+    if (!x || !w || !y || rows < 0 || dim <= 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "rmsnorm: bad arguments");
+    if (!float_dtype(wt)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "rmsnorm: weight dtype %s", el_dtype_name(wt));
+    if (cb->ref) {
+        edgellm_ref_rmsnorm(x, w, wt, rows, dim, eps, y);
+        return EDGELLM_STATUS_OK;
+    }
+    rn_task t = {x, w, wt, rows, dim, eps, y};
+    if (cb->nth <= 1 || rows < 2 || rows * dim < 8192)
+        rn_run(&t, 0, 1);
+    else
+        el_threadpool_run(cb->tp, rn_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
+typedef struct rope_task {
+    float *x;
+    int64_t n_tok, n_heads, head_dim, n_rot;
+    const int32_t *pos;
+    const float *inv_freq;
+    float attn_scale;
+} rope_task;
+
+static void rope_run(void *c, int ith, int nth) {
+    const rope_task *t = c;
+    int64_t a, b;
+    split(t->n_tok, ith, nth, 1, &a, &b);
+    if (b > a) edgellm_cpu_rope(t->x, a, b, t->n_heads, t->head_dim, t->n_rot, t->pos, t->inv_freq, t->attn_scale);
+}
+
+static edgellm_status cpu_rope(el_backend *be, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                               int64_t n_rot, const int32_t *pos, const float *inv_freq, float attn_scale) {
+    cpu_be *cb = CB(be);
+    if (!x || !pos || !inv_freq || n_tok < 0 || n_heads <= 0 || head_dim <= 0 || n_rot < 0 || n_rot > head_dim ||
+        n_rot % 2)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "rope: bad arguments (head_dim=%lld n_rot=%lld)",
+                      (long long)head_dim, (long long)n_rot);
+    if (cb->ref) {
+        edgellm_ref_rope(x, n_tok, n_heads, head_dim, n_rot, pos, inv_freq, attn_scale);
+        return EDGELLM_STATUS_OK;
+    }
+    rope_task t = {x, n_tok, n_heads, head_dim, n_rot, pos, inv_freq, attn_scale};
+    if (cb->nth <= 1 || n_tok < 4)
+        rope_run(&t, 0, 1);
+    else
+        el_threadpool_run(cb->tp, rope_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
+typedef struct ew_task {
+    const float *a, *b;
+    float *out;
+    int64_t n;
+} ew_task;
+
+static void swiglu_run(void *c, int ith, int nth) {
+    const ew_task *t = c;
+    int64_t a, b;
+    split(t->n, ith, nth, 16, &a, &b);
+    edgellm_cpu_swiglu(t->a, t->b, t->out, a, b);
+}
+static void add_run(void *c, int ith, int nth) {
+    const ew_task *t = c;
+    int64_t a, b;
+    split(t->n, ith, nth, 16, &a, &b);
+    edgellm_cpu_add(t->out, t->a, a, b);
+}
+
+static edgellm_status cpu_swiglu(el_backend *be, const float *gate, const float *up, float *out, int64_t n) {
+    cpu_be *cb = CB(be);
+    if (!gate || !up || !out || n < 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "swiglu: bad arguments");
+    if (cb->ref) {
+        edgellm_ref_swiglu(gate, up, out, n);
+        return EDGELLM_STATUS_OK;
+    }
+    ew_task t = {gate, up, out, n};
+    if (cb->nth <= 1 || n < 32768)
+        swiglu_run(&t, 0, 1);
+    else
+        el_threadpool_run(cb->tp, swiglu_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status cpu_add(el_backend *be, float *y, const float *x, int64_t n) {
+    cpu_be *cb = CB(be);
+    if (!y || !x || n < 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "add: bad arguments");
+    if (cb->ref) {
+        edgellm_ref_add(y, x, n);
+        return EDGELLM_STATUS_OK;
+    }
+    ew_task t = {x, NULL, y, n};
+    if (cb->nth <= 1 || n < 65536)
+        add_run(&t, 0, 1);
+    else
+        el_threadpool_run(cb->tp, add_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- attention: (token, kv head) items handed out dynamically (causal prefill is uneven) ---------- */
+
+typedef struct at_task {
+    const float *q;
+    int64_t n_items, n_head, n_head_kv, head_dim;
+    const int32_t *slot, *pos;
+    const void *kc, *vc;
+    el_dtype kt;
+    int64_t cap;
+    float scale;
+    float *out;
+    int64_t chunk;
+    _Atomic int64_t next;
+} at_task;
+
+static void at_run(void *c, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    at_task *t = c;
+    for (;;) {
+        int64_t a = atomic_fetch_add(&t->next, t->chunk);
+        if (a >= t->n_items) break;
+        int64_t b = a + t->chunk < t->n_items ? a + t->chunk : t->n_items;
+        edgellm_cpu_attention_items(t->q, a, b, t->n_head, t->n_head_kv, t->head_dim, t->slot, t->pos, t->kc, t->vc,
+                                    t->kt, t->cap, t->scale, t->out);
+    }
+}
+
+static edgellm_status cpu_attention(el_backend *be, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                                    int64_t head_dim, const int32_t *slot, const int32_t *pos, int32_t max_pos,
+                                    const void *k_cache, const void *v_cache, el_dtype kv_t, int64_t cap, float scale,
+                                    float *out) {
+    cpu_be *cb = CB(be);
+    if (!q || !slot || !pos || !k_cache || !v_cache || !out || n_tok < 0 || n_head <= 0 || n_head_kv <= 0 ||
+        n_head % n_head_kv || head_dim <= 0 || cap <= 0 || max_pos >= cap)
+        return el_err(EDGELLM_STATUS_INVALID_ARG,
+                      "attention: bad arguments (n_head=%lld n_head_kv=%lld head_dim=%lld cap=%lld max_pos=%d)",
+                      (long long)n_head, (long long)n_head_kv, (long long)head_dim, (long long)cap, (int)max_pos);
+    if (head_dim > 4096) return el_err(EDGELLM_STATUS_UNSUPPORTED, "attention: head_dim %lld > 4096", (long long)head_dim);
+    if (!float_dtype(kv_t)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "attention: kv dtype %s", el_dtype_name(kv_t));
+    if (cb->ref) {
+        edgellm_ref_attention(q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap, scale, out);
+        return EDGELLM_STATUS_OK;
+    }
+    at_task t = {q, n_tok * n_head_kv, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap, scale,
+                 out, 1, 0};
+    /* short contexts: hand out several items at a time to keep the counter off the critical path */
+    if ((int64_t)max_pos < 64) t.chunk = t.n_items / (4 * cb->nth) > 1 ? t.n_items / (4 * cb->nth) : 1;
+    if (cb->nth <= 1 || t.n_items < 2 || (double)t.n_items * (max_pos + 1.0) * (double)head_dim < 16384.0)
+        at_run(&t, 0, 1);
+    else
+        el_threadpool_run(cb->tp, at_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- creation ------------------------------------------------------------------------------------ */
+
+edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **out) {
+    if (!out) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu backend: NULL output pointer");
+    *out = NULL;
+    el_backend_params def = {0};
+    if (!p) p = &def;
+    if (p->n_threads < 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu backend: n_threads %d < 0", p->n_threads);
+    cpu_be *cb = el_calloc(1, sizeof *cb);
+    if (!cb) return el_err(EDGELLM_STATUS_NO_MEMORY, "cpu backend: out of memory");
+    cb->nth = p->n_threads > 0 ? p->n_threads : el_num_cpus();
+    cb->ref = p->use_reference;
+    atomic_init(&cb->cur, 0);
+    atomic_init(&cb->peak, 0);
+    if (!cb->ref && cb->nth > 1) {
+        cb->tp = el_threadpool_create(cb->nth);
+        if (!cb->tp) {
+            el_free(cb);
+            return el_err(EDGELLM_STATUS_NO_MEMORY, "cpu backend: cannot start %d threads", p->n_threads);
+        }
+    }
+    if (cb->ref) cb->nth = 1;
+    el_backend_i *i = &cb->base.iface;
+    i->name = cpu_name;
+    i->free = cpu_free;
+    i->alloc = cpu_alloc;
+    i->dealloc = cpu_dealloc;
+    i->weight_map = cpu_weight_map;
+    i->upload = cpu_copy;
+    i->download = cpu_copy;
+    i->memset0 = cpu_memset0;
+    i->sync = cpu_sync;
+    i->embed = cpu_embed;
+    i->rmsnorm = cpu_rmsnorm;
+    i->matmul = cpu_matmul;
+    i->rope = cpu_rope;
+    i->kv_store = cpu_kv_store;
+    i->attention = cpu_attention;
+    i->swiglu = cpu_swiglu;
+    i->add = cpu_add;
+    i->peak_memory = cpu_peak;
+    cb->base.ctx = cb;
+    *out = &cb->base;
+    return EDGELLM_STATUS_OK;
+}

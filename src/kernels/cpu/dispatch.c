@@ -1,0 +1,136 @@
+/* dispatch.c - picks the kernel table for the running CPU (cpuid + xgetbv) and exposes edgellm_cpu_*.
+ * el_cpu_isa_set can force a lower ISA (tests and benchmarks compare all the ISAs available). */
+#include "kernels/cpu/cpu_impl.h"
+
+#include <math.h>
+#include <stdatomic.h>
+
+#if defined(__x86_64__)
+#include <cpuid.h>
+
+static uint64_t xgetbv0(void) {
+    uint32_t lo, hi;
+    __asm__ volatile("xgetbv" : "=a"(lo), "=d"(hi) : "c"(0));
+    return ((uint64_t)hi << 32) | lo;
+}
+
+static el_cpu_isa detect_x86(void) {
+    unsigned a, b, c, d;
+    if (!__get_cpuid(1, &a, &b, &c, &d)) return EL_ISA_SCALAR;
+    const bool osxsave = c & (1u << 27), avx = c & (1u << 28), fma = c & (1u << 12), f16c = c & (1u << 29);
+    if (!osxsave || !avx || !fma || !f16c) return EL_ISA_SCALAR;
+    const uint64_t xcr0 = xgetbv0();
+    if ((xcr0 & 0x6) != 0x6) return EL_ISA_SCALAR; /* SSE + AVX state enabled by the OS */
+    if (!__get_cpuid_count(7, 0, &a, &b, &c, &d)) return EL_ISA_SCALAR;
+    const bool avx2 = b & (1u << 5);
+    if (!avx2) return EL_ISA_SCALAR;
+    const bool f = b & (1u << 16), dq = b & (1u << 17), bw = b & (1u << 30), vl = b & (1u << 31);
+    if (f && dq && bw && vl && (xcr0 & 0xe6) == 0xe6) return EL_ISA_AVX512; /* opmask + zmm state */
+    return EL_ISA_AVX2;
+}
+#endif
+
+el_cpu_isa el_cpu_isa_detect(void) {
+    static _Atomic int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+#if defined(__x86_64__)
+        v = (int)detect_x86();
+#else
+        v = EL_ISA_SCALAR;
+#endif
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return (el_cpu_isa)v;
+}
+
+const char *el_cpu_isa_name(el_cpu_isa isa) {
+    switch (isa) {
+    case EL_ISA_SCALAR: return "scalar";
+    case EL_ISA_AVX2: return "avx2";
+    case EL_ISA_AVX512: return "avx512";
+    }
+    return "unknown";
+}
+
+static _Atomic int g_isa = -1; /* in effect; -1 = not chosen yet (the best detected) */
+
+el_cpu_isa el_cpu_isa_set(el_cpu_isa isa) {
+    el_cpu_isa best = el_cpu_isa_detect();
+    if ((int)isa < 0) isa = EL_ISA_SCALAR;
+    if (isa > best) isa = best;
+    atomic_store(&g_isa, (int)isa);
+    return isa;
+}
+
+static const el_cpu_kern *kern(void) {
+    int v = atomic_load_explicit(&g_isa, memory_order_relaxed);
+    if (v < 0) v = (int)el_cpu_isa_detect();
+#if defined(__x86_64__)
+    if (v == EL_ISA_AVX512) return &el_cpu_kern_avx512;
+    if (v == EL_ISA_AVX2) return &el_cpu_kern_avx2;
+#endif
+    return &el_cpu_kern_scalar;
+}
+
+size_t edgellm_cpu_matmul_scratch(int64_t m, int64_t k, el_dtype wt) {
+    (void)m;
+    (void)k;
+    (void)wt;
+    return 0; /* the register-tiled kernels convert W on the fly */
+}
+
+void edgellm_cpu_matmul(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n0, int64_t n1,
+                        const float *bias, float *y, int64_t ldy, void *scratch) {
+    (void)scratch;
+    if (m <= 0 || k <= 0 || n1 <= n0) return;
+    kern()->matmul(x, m, k, w, wt, n0, n1, bias, y, ldy);
+}
+
+void edgellm_cpu_rmsnorm(const float *x, const void *w, el_dtype wt, int64_t r0, int64_t r1, int64_t dim, float eps,
+                         float *y) {
+    if (r1 <= r0 || dim <= 0) return;
+    kern()->rmsnorm(x, w, wt, r0, r1, dim, eps, y);
+}
+
+void edgellm_cpu_attention_items(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv,
+                                 int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                                 const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out) {
+    if (i1 <= i0) return;
+    kern()->attention(q, i0, i1, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap, scale, out);
+}
+
+void edgellm_cpu_attention(const float *q, int64_t t0, int64_t t1, int64_t n_head, int64_t n_head_kv,
+                           int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                           const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out, float *scratch) {
+    (void)scratch; /* the blocked online softmax needs no per-position buffer */
+    edgellm_cpu_attention_items(q, t0 * n_head_kv, t1 * n_head_kv, n_head, n_head_kv, head_dim, slot, pos, k_cache,
+                                v_cache, kv_t, cap, scale, out);
+}
+
+void edgellm_cpu_swiglu(const float *gate, const float *up, float *out, int64_t i0, int64_t i1) {
+    if (i1 <= i0) return;
+    kern()->swiglu(gate, up, out, i0, i1);
+}
+
+void edgellm_cpu_add(float *y, const float *x, int64_t i0, int64_t i1) {
+    if (i1 <= i0) return;
+    kern()->add(y, x, i0, i1);
+}
+
+void edgellm_cpu_rope(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+                      const int32_t *pos, const float *inv_freq, float attn_scale) {
+    const int64_t half = n_rot / 2;
+    for (int64_t t = t0; t < t1; t++) {
+        for (int64_t i = 0; i < half; i++) {
+            const float a = (float)pos[t] * inv_freq[i];
+            const float c = cosf(a) * attn_scale, s = sinf(a) * attn_scale;
+            float *xh = x + t * n_heads * head_dim + i;
+            for (int64_t h = 0; h < n_heads; h++, xh += head_dim) {
+                const float x1 = xh[0], x2 = xh[half];
+                xh[0] = x1 * c - x2 * s;
+                xh[half] = x2 * c + x1 * s;
+            }
+        }
+    }
+}

@@ -1,0 +1,281 @@
+/* simd_impl.h - ISA-generic kernel bodies, included once per ISA by kernels_{scalar,avx2,avx512}.c.
+ *
+ * The includer defines the vector type V with VW float lanes and these helpers:
+ *   vzero vld vst vset1 vfma(a,b,c)=a*b+c vadd vsub vmul vdiv vhsum vexp vld_f16 vld_bf16
+ * plus MR_MAX / NR_MAX (matmul register tile: rows of x x rows of W) and FN(name) (name suffix).
+ *
+ * Matmul is the dot-product form y[i,j] = <x[i,:], W[j,:]>: a tile of MR rows of x and NR rows of W
+ * keeps MR*NR vector accumulators along k, so each W vector is converted to f32 once per MR rows and
+ * each x vector is loaded once per NR rows of W. Loops are blocked so that a block of W (~128 KiB)
+ * stays in L2 while all rows of a block of x pass over it: for m <= MR_MAX (decode, small batches)
+ * the weights are streamed from memory exactly once. */
+#ifndef FN
+#error "define FN and the vector helpers before including simd_impl.h"
+#endif
+
+#include <math.h>
+
+#define EL_AI static inline __attribute__((always_inline))
+
+EL_AI V FN(ldw)(const void *w, el_dtype wt, int64_t i) {
+    if (wt == EL_DTYPE_F32) return vld((const float *)w + i);
+    if (wt == EL_DTYPE_F16) return vld_f16((const uint16_t *)w + i);
+    return vld_bf16((const uint16_t *)w + i);
+}
+EL_AI float FN(lds)(const void *w, el_dtype wt, int64_t i) {
+    if (wt == EL_DTYPE_F32) return ((const float *)w)[i];
+    if (wt == EL_DTYPE_F16) return el_f16_to_f32(((const uint16_t *)w)[i]);
+    return el_bf16_to_f32(((const uint16_t *)w)[i]);
+}
+
+/* ---- matmul ---------------------------------------------------------------------------------- */
+
+EL_AI void FN(tile)(const float *x, int64_t ldx, const void *w, const el_dtype wt, int64_t k, int64_t j,
+                    const int MR, const int NR, const float *bias, float *y, int64_t ldy) {
+    V acc[MR_MAX][NR_MAX];
+    for (int r = 0; r < MR; r++)
+        for (int c = 0; c < NR; c++) acc[r][c] = vzero();
+    const int64_t kv = k - k % VW, wo = j * k;
+    for (int64_t kk = 0; kk < kv; kk += VW) {
+        V xv[MR_MAX];
+        for (int r = 0; r < MR; r++) xv[r] = vld(x + r * ldx + kk);
+        for (int c = 0; c < NR; c++) {
+            V wv = FN(ldw)(w, wt, wo + c * k + kk);
+            for (int r = 0; r < MR; r++) acc[r][c] = vfma(xv[r], wv, acc[r][c]);
+        }
+    }
+    for (int r = 0; r < MR; r++) {
+        for (int c = 0; c < NR; c++) {
+            float s = vhsum(acc[r][c]);
+            for (int64_t kk = kv; kk < k; kk++) s += x[r * ldx + kk] * FN(lds)(w, wt, wo + c * k + kk);
+            if (bias) s += bias[j + c];
+            y[r * ldy + j + c] = s;
+        }
+    }
+}
+
+EL_AI void FN(tile_rows)(const float *x, int64_t ldx, const void *w, const el_dtype wt, int64_t k, int64_t j,
+                         int mr, const int NR, const float *bias, float *y, int64_t ldy) {
+    switch (mr) {
+#if MR_MAX >= 4
+    case 4: FN(tile)(x, ldx, w, wt, k, j, 4, NR, bias, y, ldy); break;
+#endif
+#if MR_MAX >= 3
+    case 3: FN(tile)(x, ldx, w, wt, k, j, 3, NR, bias, y, ldy); break;
+#endif
+#if MR_MAX >= 2
+    case 2: FN(tile)(x, ldx, w, wt, k, j, 2, NR, bias, y, ldy); break;
+#endif
+    default: FN(tile)(x, ldx, w, wt, k, j, 1, NR, bias, y, ldy); break;
+    }
+}
+
+EL_AI void FN(matmul_t)(const float *x, int64_t m, int64_t k, const void *w, const el_dtype wt, int64_t n0,
+                        int64_t n1, const float *bias, float *y, int64_t ldy) {
+    const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
+    int64_t nb = (int64_t)(128 * 1024) / (k * wsz);
+    nb = nb / NR_MAX * NR_MAX;
+    if (nb < NR_MAX) nb = NR_MAX;
+    int64_t mb = (int64_t)(256 * 1024) / (k * 4);
+    mb = mb / MR_MAX * MR_MAX;
+    if (mb < MR_MAX) mb = MR_MAX;
+    for (int64_t i0 = 0; i0 < m; i0 += mb) {
+        const int64_t i1 = i0 + mb < m ? i0 + mb : m;
+        for (int64_t jb = n0; jb < n1; jb += nb) {
+            const int64_t je = jb + nb < n1 ? jb + nb : n1;
+            for (int64_t i = i0; i < i1; i += MR_MAX) {
+                const int mr = (int)(i1 - i < MR_MAX ? i1 - i : MR_MAX);
+                const float *xi = x + i * k;
+                float *yi = y + i * ldy;
+                int64_t j = jb;
+                for (; j + NR_MAX <= je; j += NR_MAX) FN(tile_rows)(xi, k, w, wt, k, j, mr, NR_MAX, bias, yi, ldy);
+                for (; j < je; j++) FN(tile_rows)(xi, k, w, wt, k, j, mr, 1, bias, yi, ldy);
+            }
+        }
+    }
+}
+
+static void FN(matmul)(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n0, int64_t n1,
+                       const float *bias, float *y, int64_t ldy) {
+    switch (wt) {
+    case EL_DTYPE_F32: FN(matmul_t)(x, m, k, w, EL_DTYPE_F32, n0, n1, bias, y, ldy); break;
+    case EL_DTYPE_F16: FN(matmul_t)(x, m, k, w, EL_DTYPE_F16, n0, n1, bias, y, ldy); break;
+    case EL_DTYPE_BF16: FN(matmul_t)(x, m, k, w, EL_DTYPE_BF16, n0, n1, bias, y, ldy); break;
+    default: break;
+    }
+}
+
+/* ---- rmsnorm, swiglu, add ---------------------------------------------------------------------- */
+
+EL_AI void FN(rmsnorm_t)(const float *x, const void *w, const el_dtype wt, int64_t r0, int64_t r1, int64_t dim,
+                         float eps, float *y) {
+    const int64_t dv = dim - dim % VW;
+    for (int64_t r = r0; r < r1; r++) {
+        const float *xr = x + r * dim;
+        float *yr = y + r * dim;
+        V s0 = vzero(), s1 = vzero();
+        int64_t i = 0;
+        for (; i + 2 * VW <= dv; i += 2 * VW) {
+            V a = vld(xr + i), b = vld(xr + i + VW);
+            s0 = vfma(a, a, s0);
+            s1 = vfma(b, b, s1);
+        }
+        for (; i < dv; i += VW) {
+            V a = vld(xr + i);
+            s0 = vfma(a, a, s0);
+        }
+        float ss = vhsum(vadd(s0, s1));
+        for (i = dv; i < dim; i++) ss += xr[i] * xr[i];
+        const float inv = 1.0f / sqrtf(ss / (float)dim + eps);
+        const V vi = vset1(inv);
+        for (i = 0; i < dv; i += VW) vst(yr + i, vmul(vmul(vld(xr + i), vi), FN(ldw)(w, wt, i)));
+        for (i = dv; i < dim; i++) yr[i] = xr[i] * inv * FN(lds)(w, wt, i);
+    }
+}
+
+static void FN(rmsnorm)(const float *x, const void *w, el_dtype wt, int64_t r0, int64_t r1, int64_t dim, float eps,
+                        float *y) {
+    switch (wt) {
+    case EL_DTYPE_F32: FN(rmsnorm_t)(x, w, EL_DTYPE_F32, r0, r1, dim, eps, y); break;
+    case EL_DTYPE_F16: FN(rmsnorm_t)(x, w, EL_DTYPE_F16, r0, r1, dim, eps, y); break;
+    case EL_DTYPE_BF16: FN(rmsnorm_t)(x, w, EL_DTYPE_BF16, r0, r1, dim, eps, y); break;
+    default: break;
+    }
+}
+
+static void FN(swiglu)(const float *gate, const float *up, float *out, int64_t i0, int64_t i1) {
+    int64_t i = i0;
+    const V one = vset1(1.0f), zero = vzero();
+    for (; i + VW <= i1; i += VW) {
+        V g = vld(gate + i);
+        V e = vexp(vsub(zero, g));
+        vst(out + i, vmul(vdiv(g, vadd(one, e)), vld(up + i)));
+    }
+    for (; i < i1; i++) {
+        float g = gate[i];
+        out[i] = g / (1.0f + expf(-g)) * up[i];
+    }
+}
+
+static void FN(add)(float *y, const float *x, int64_t i0, int64_t i1) {
+    int64_t i = i0;
+    for (; i + VW <= i1; i += VW) vst(y + i, vadd(vld(y + i), vld(x + i)));
+    for (; i < i1; i++) y[i] += x[i];
+}
+
+/* ---- attention --------------------------------------------------------------------------------- */
+
+#define ATT_BLOCK 64 /* positions per online-softmax block */
+#define ATT_GMAX 8   /* q heads of one kv head processed together (K/V rows read once for all) */
+
+EL_AI float FN(dot)(const float *q, const void *kc, const el_dtype kt, int64_t off, int64_t hd) {
+    V a0 = vzero(), a1 = vzero();
+    int64_t i = 0;
+    for (; i + 2 * VW <= hd; i += 2 * VW) {
+        a0 = vfma(vld(q + i), FN(ldw)(kc, kt, off + i), a0);
+        a1 = vfma(vld(q + i + VW), FN(ldw)(kc, kt, off + i + VW), a1);
+    }
+    for (; i + VW <= hd; i += VW) a0 = vfma(vld(q + i), FN(ldw)(kc, kt, off + i), a0);
+    float s = vhsum(vadd(a0, a1));
+    for (; i < hd; i++) s += q[i] * FN(lds)(kc, kt, off + i);
+    return s;
+}
+
+EL_AI void FN(axpy)(float *acc, float p, const void *vc, const el_dtype kt, int64_t off, int64_t hd) {
+    const V pv = vset1(p);
+    int64_t i = 0;
+    for (; i + VW <= hd; i += VW) vst(acc + i, vfma(pv, FN(ldw)(vc, kt, off + i), vld(acc + i)));
+    for (; i < hd; i++) acc[i] += p * FN(lds)(vc, kt, off + i);
+}
+
+EL_AI void FN(scale_vec)(float *a, float s, int64_t n) {
+    const V sv = vset1(s);
+    int64_t i = 0;
+    for (; i + VW <= n; i += VW) vst(a + i, vmul(vld(a + i), sv));
+    for (; i < n; i++) a[i] *= s;
+}
+
+EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                      const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, const el_dtype kt,
+                      int64_t cap, float scale, float *out) {
+    float acc[EL_ATTN_ACC_FLOATS];
+    float sc[ATT_GMAX][ATT_BLOCK];
+    float mrun[ATT_GMAX], lrun[ATT_GMAX];
+    const int64_t G = n_head / n_head_kv;
+    int64_t gchunk = EL_ATTN_ACC_FLOATS / hd;
+    if (gchunk > ATT_GMAX) gchunk = ATT_GMAX;
+    if (gchunk > G) gchunk = G;
+    for (int64_t it = i0; it < i1; it++) {
+        const int64_t t = it / n_head_kv, kvh = it % n_head_kv;
+        const int64_t np = (int64_t)pos[t] + 1;
+        const int64_t base = ((int64_t)slot[t] * n_head_kv + kvh) * cap * hd;
+        for (int64_t g0 = 0; g0 < G; g0 += gchunk) {
+            const int64_t ng = G - g0 < gchunk ? G - g0 : gchunk;
+            const int64_t h0 = kvh * G + g0;
+            const float *qg = q + (t * n_head + h0) * hd;
+            for (int64_t i = 0; i < ng * hd; i++) acc[i] = 0.0f;
+            for (int64_t g = 0; g < ng; g++) {
+                mrun[g] = -INFINITY;
+                lrun[g] = 0.0f;
+            }
+            for (int64_t p0 = 0; p0 < np; p0 += ATT_BLOCK) {
+                const int64_t nb = np - p0 < ATT_BLOCK ? np - p0 : ATT_BLOCK;
+                for (int64_t b = 0; b < nb; b++) {
+                    const int64_t off = base + (p0 + b) * hd;
+                    for (int64_t g = 0; g < ng; g++) sc[g][b] = FN(dot)(qg + g * hd, kc, kt, off, hd) * scale;
+                }
+                for (int64_t g = 0; g < ng; g++) {
+                    float bm = sc[g][0];
+                    for (int64_t b = 1; b < nb; b++) bm = sc[g][b] > bm ? sc[g][b] : bm;
+                    const float mnew = bm > mrun[g] ? bm : mrun[g];
+                    if (mrun[g] != -INFINITY && mnew != mrun[g]) {
+                        const float corr = expf(mrun[g] - mnew);
+                        lrun[g] *= corr;
+                        FN(scale_vec)(acc + g * hd, corr, hd);
+                    }
+                    mrun[g] = mnew;
+                    const V mv = vset1(mnew);
+                    V sum = vzero();
+                    int64_t b = 0;
+                    for (; b + VW <= nb; b += VW) {
+                        V e = vexp(vsub(vld(&sc[g][b]), mv));
+                        vst(&sc[g][b], e);
+                        sum = vadd(sum, e);
+                    }
+                    float l = vhsum(sum);
+                    for (; b < nb; b++) {
+                        sc[g][b] = expf(sc[g][b] - mnew);
+                        l += sc[g][b];
+                    }
+                    lrun[g] += l;
+                }
+                for (int64_t b = 0; b < nb; b++) {
+                    const int64_t off = base + (p0 + b) * hd;
+                    for (int64_t g = 0; g < ng; g++) FN(axpy)(acc + g * hd, sc[g][b], vc, kt, off, hd);
+                }
+            }
+            for (int64_t g = 0; g < ng; g++) {
+                float *o = out + (t * n_head + h0 + g) * hd;
+                const float inv = 1.0f / lrun[g];
+                const V iv = vset1(inv);
+                int64_t i = 0;
+                for (; i + VW <= hd; i += VW) vst(o + i, vmul(vld(acc + g * hd + i), iv));
+                for (; i < hd; i++) o[i] = acc[g * hd + i] * inv;
+            }
+        }
+    }
+}
+
+static void FN(attention)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                          const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, el_dtype kt,
+                          int64_t cap, float scale, float *out) {
+    if (hd <= 0 || hd > EL_ATTN_MAX_HEAD_DIM || n_head_kv <= 0 || n_head % n_head_kv) return;
+    switch (kt) {
+    case EL_DTYPE_F32: FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F32, cap, scale, out); break;
+    case EL_DTYPE_F16: FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F16, cap, scale, out); break;
+    case EL_DTYPE_BF16: FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_BF16, cap, scale, out); break;
+    default: break;
+    }
+}
+
+const el_cpu_kern FN(el_cpu_kern) = {FN(matmul), FN(rmsnorm), FN(attention), FN(swiglu), FN(add)};

@@ -1,0 +1,265 @@
+/*
+ * attention.cu - causal attention over the KV cache, split-KV ("flash-decoding") with online softmax.
+ *
+ * Math: token t (query q[t] of n_head heads) attends to cache positions 0..pos[t] of slot[t];
+ * q head h uses kv head h / G (G = n_head / n_head_kv, GQA). out = softmax(q k^T * scale) v.
+ * Layout: q, out (n_tok, n_head, hd) f32; cache (n_slot, n_head_kv, cap, hd) in F32/F16/BF16.
+ *
+ * Kernel k_attn: one block (128 threads = 4 warps) per (token, kv head, split). It serves all G query
+ * heads of the kv head, so each K/V row is read once per group. The split covers cache positions
+ * [s*chunk, min((s+1)*chunk, pos+1)), walked in blocks of 64 positions:
+ *   scores  a warp per position; each lane holds hd/32 contiguous elements of K (fast paths hd = 32,
+ *           64, 128, 256; any hd 8..256 through a strided generic path), dot with the G scaled query
+ *           heads in shared memory, warp-shuffle reduction;
+ *   softmax online (running max m and sum l per head, the accumulator rescaled by exp(m_old - m_new));
+ *   P V     thread per (head, dim) accumulator in shared memory, V rows read coalesced.
+ * With one split the block writes out = acc / l; with several, it writes (acc, m, l) to a scratch
+ * buffer and k_attn_combine merges the splits of each (token, head).
+ * The split size depends on static shapes only (elk_attention_plan), never on pos[], so a captured
+ * CUDA graph stays correct when pos grows; blocks whose range starts past pos[t] exit at once.
+ * Decode is bound by reading the K/V cache (memory); prefill reuses each token's K/V rows through L2
+ * (no query tiling: a tiled tensor-core prefill kernel is future work).
+ */
+#include "kernels/cuda/common.cuh"
+
+#include <math.h>
+
+#define ATT_THREADS 128
+#define ATT_BLK 64
+
+size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
+    int64_t G = n_head / n_head_kv;
+    return sizeof(float) * (size_t)(2 * G * head_dim + G * ATT_BLK + 3 * G);
+}
+
+void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t cap,
+                        int n_sm, int *n_split, int64_t *chunk, size_t *part_floats) {
+    (void)n_head;
+    int64_t ctas = n_tok * n_head_kv;
+    int ns = 1;
+    int64_t ch = cap;
+    if (ctas < 2 * (int64_t)n_sm && cap > 256) {
+        int64_t target = (4 * (int64_t)n_sm + ctas - 1) / ctas;
+        ch = (cap + target - 1) / target;
+        if (ch < 256) ch = 256;
+        ch = (ch + ATT_BLK - 1) / ATT_BLK * ATT_BLK;
+        ns = (int)((cap + ch - 1) / ch);
+        if (ns <= 1) {
+            ns = 1;
+            ch = cap;
+        }
+    }
+    *n_split = ns;
+    *chunk = ch;
+    *part_floats = ns > 1 ? (size_t)(n_tok * n_head * ns * (head_dim + 2)) : 0;
+}
+
+/* EPL > 0: head_dim == 32 * EPL, lane owns elements [lane*EPL, lane*EPL + EPL). EPL == 0: generic. */
+template <int KT, int EPL>
+__global__ void __launch_bounds__(ATT_THREADS)
+    k_attn(const float *__restrict__ q, int n_head, int n_head_kv, int hd, const int32_t *__restrict__ slot,
+           const int32_t *__restrict__ pos, const void *__restrict__ kc, const void *__restrict__ vc, int64_t cap,
+           float scale, float *__restrict__ out, int n_split, int64_t chunk, float *__restrict__ part) {
+    extern __shared__ float sm[];
+    const int t = blockIdx.x, hk = blockIdx.y, s = blockIdx.z;
+    const int G = n_head / n_head_kv;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    float *qs = sm;                     /* [G][hd]  */
+    float *acc = qs + G * hd;           /* [G][hd]  */
+    float *S = acc + G * hd;            /* [G][BLK] */
+    float *mrun = S + G * ATT_BLK;      /* [G] */
+    float *lrun = mrun + G;             /* [G] */
+    float *alpha = lrun + G;            /* [G] */
+
+    const int64_t p = pos[t];
+    int64_t end = p + 1 < cap ? p + 1 : cap;
+    const int64_t j_begin = (int64_t)s * chunk;
+    int64_t j_end = j_begin + chunk < end ? j_begin + chunk : end;
+    const int sl = slot[t];
+    if (j_begin >= j_end || sl < 0) {
+        if (n_split == 1) { /* nothing to attend to (invalid pos/slot): zeros */
+            for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS)
+                out[((int64_t)t * n_head + (int64_t)hk * G) * hd + i] = 0.f;
+        }
+        return;
+    }
+    const int64_t base = (((int64_t)sl * n_head_kv + hk) * cap) * hd;
+
+    const float *qt = q + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
+    for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) {
+        qs[i] = qt[i] * scale;
+        acc[i] = 0.f;
+    }
+    for (int g = threadIdx.x; g < G; g += ATT_THREADS) {
+        mrun[g] = -INFINITY;
+        lrun[g] = 0.f;
+    }
+    __syncthreads();
+
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += ATT_BLK) {
+        const int nb = (int)(j_end - j0 < ATT_BLK ? j_end - j0 : ATT_BLK);
+        /* scores */
+        for (int jj = warp; jj < nb; jj += ATT_THREADS / 32) {
+            const int64_t koff = base + (j0 + jj) * hd;
+            if (EPL > 0) {
+                float kf[EPL > 0 ? EPL : 1];
+#pragma unroll
+                for (int e = 0; e < EPL; e++) kf[e] = elk_ld<KT>(kc, koff + lane * EPL + e);
+                for (int g = 0; g < G; g++) {
+                    const float *qg = qs + g * hd + lane * EPL;
+                    float d = 0.f;
+#pragma unroll
+                    for (int e = 0; e < EPL; e++) d = fmaf(qg[e], kf[e], d);
+                    d = elk_warp_sum(d);
+                    if (lane == 0) S[g * ATT_BLK + jj] = d;
+                }
+            } else {
+                for (int g = 0; g < G; g++) {
+                    const float *qg = qs + g * hd;
+                    float d = 0.f;
+                    for (int e = lane; e < hd; e += 32) d = fmaf(qg[e], elk_ld<KT>(kc, koff + e), d);
+                    d = elk_warp_sum(d);
+                    if (lane == 0) S[g * ATT_BLK + jj] = d;
+                }
+            }
+        }
+        __syncthreads();
+        /* online softmax, a warp per head */
+        for (int g = warp; g < G; g += ATT_THREADS / 32) {
+            float *Sg = S + g * ATT_BLK;
+            float mx = -INFINITY;
+            for (int jj = lane; jj < nb; jj += 32) mx = fmaxf(mx, Sg[jj]);
+            mx = elk_warp_max(mx);
+            const float m_old = mrun[g];
+            const float m_new = fmaxf(m_old, mx);
+            float sum = 0.f;
+            for (int jj = lane; jj < nb; jj += 32) {
+                float e = __expf(Sg[jj] - m_new);
+                Sg[jj] = e;
+                sum += e;
+            }
+            sum = elk_warp_sum(sum);
+            if (lane == 0) {
+                float a = m_old == -INFINITY ? 0.f : __expf(m_old - m_new);
+                alpha[g] = a;
+                lrun[g] = lrun[g] * a + sum;
+                mrun[g] = m_new;
+            }
+        }
+        __syncthreads();
+        /* acc = acc * alpha + P V */
+        for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) {
+            const int g = i / hd, d = i - g * hd;
+            const float *Pg = S + g * ATT_BLK;
+            float a = acc[i] * alpha[g];
+            const int64_t voff = base + j0 * hd + d;
+            int jj = 0;
+            for (; jj + 4 <= nb; jj += 4) {
+                float v0 = elk_ld<KT>(vc, voff + (int64_t)(jj + 0) * hd);
+                float v1 = elk_ld<KT>(vc, voff + (int64_t)(jj + 1) * hd);
+                float v2 = elk_ld<KT>(vc, voff + (int64_t)(jj + 2) * hd);
+                float v3 = elk_ld<KT>(vc, voff + (int64_t)(jj + 3) * hd);
+                a = fmaf(Pg[jj], v0, a);
+                a = fmaf(Pg[jj + 1], v1, a);
+                a = fmaf(Pg[jj + 2], v2, a);
+                a = fmaf(Pg[jj + 3], v3, a);
+            }
+            for (; jj < nb; jj++) a = fmaf(Pg[jj], elk_ld<KT>(vc, voff + (int64_t)jj * hd), a);
+            acc[i] = a;
+        }
+        __syncthreads();
+    }
+
+    if (n_split == 1) {
+        float *o = out + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
+        for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) o[i] = acc[i] / lrun[i / hd];
+    } else {
+        for (int g = 0; g < G; g++) {
+            float *pp = part + (((int64_t)t * n_head + (int64_t)hk * G + g) * n_split + s) * (hd + 2);
+            for (int d = threadIdx.x; d < hd; d += ATT_THREADS) pp[d] = acc[g * hd + d];
+            if (threadIdx.x == 0) {
+                pp[hd] = mrun[g];
+                pp[hd + 1] = lrun[g];
+            }
+        }
+    }
+}
+
+__global__ void k_attn_combine(int n_head, int hd, const int32_t *__restrict__ pos, int64_t cap, int n_split,
+                               int64_t chunk, const float *__restrict__ part, float *__restrict__ out) {
+    const int64_t th = blockIdx.x; /* t * n_head + h */
+    const int64_t t = th / n_head;
+    const int64_t p = pos[t];
+    int64_t end = p + 1 < cap ? p + 1 : cap;
+    float *o = out + th * hd;
+    if (end <= 0) {
+        for (int d = threadIdx.x; d < hd; d += blockDim.x) o[d] = 0.f;
+        return;
+    }
+    int ns = (int)((end - 1) / chunk + 1);
+    if (ns > n_split) ns = n_split;
+    const float *pp = part + th * n_split * (int64_t)(hd + 2);
+    float M = -INFINITY;
+    for (int s = 0; s < ns; s++) M = fmaxf(M, pp[s * (int64_t)(hd + 2) + hd]);
+    float den = 0.f;
+    for (int s = 0; s < ns; s++) {
+        const float *ps = pp + s * (int64_t)(hd + 2);
+        den += ps[hd + 1] * __expf(ps[hd] - M);
+    }
+    const float inv = 1.f / den;
+    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
+        float a = 0.f;
+        for (int s = 0; s < ns; s++) {
+            const float *ps = pp + s * (int64_t)(hd + 2);
+            a += ps[d] * __expf(ps[hd] - M);
+        }
+        o[d] = a * inv;
+    }
+}
+
+template <int KT, int EPL>
+static cudaError_t attn_launch(cudaStream_t st, dim3 grid, size_t smem, const float *q, int n_head, int n_head_kv,
+                               int hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
+                               int64_t cap, float scale, float *out, int n_split, int64_t chunk, float *part) {
+    if (smem > 48 * 1024) {
+        cudaError_t e = cudaFuncSetAttribute(k_attn<KT, EPL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    k_attn<KT, EPL><<<grid, ATT_THREADS, smem, st>>>(q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out,
+                                                     n_split, chunk, part);
+    return cudaGetLastError();
+}
+
+template <int KT>
+static cudaError_t attn_kt(cudaStream_t st, dim3 grid, size_t smem, const float *q, int n_head, int n_head_kv,
+                           int hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
+                           int64_t cap, float scale, float *out, int n_split, int64_t chunk, float *part) {
+    switch (hd) {
+    case 32: return attn_launch<KT, 1>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    case 64: return attn_launch<KT, 2>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    case 128: return attn_launch<KT, 4>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    case 256: return attn_launch<KT, 8>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    default: return attn_launch<KT, 0>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    }
+}
+
+cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                          int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                          const void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
+                          int64_t chunk, float *part) {
+    if (n_tok <= 0) return cudaSuccess;
+    if (n_tok > 0x7fffffff || n_head_kv > 65535 || n_split > 65535 || n_split < 1) return cudaErrorInvalidValue;
+    dim3 grid((unsigned)n_tok, (unsigned)n_head_kv, (unsigned)n_split);
+    size_t smem = elk_attention_smem(n_head, n_head_kv, head_dim);
+    cudaError_t e;
+    if (kv_t == ELK_F32)
+        e = attn_kt<ELK_F32>(st, grid, smem, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+    else if (kv_t == ELK_F16)
+        e = attn_kt<ELK_F16>(st, grid, smem, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+    else
+        e = attn_kt<ELK_BF16>(st, grid, smem, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+    if (e != cudaSuccess || n_split == 1) return e;
+    k_attn_combine<<<(unsigned)(n_tok * n_head), 128, 0, st>>>((int)n_head, (int)head_dim, pos, cap, n_split, chunk,
+                                                              part, out);
+    return cudaGetLastError();
+}

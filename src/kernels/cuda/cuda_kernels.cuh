@@ -1,0 +1,54 @@
+/*
+ * cuda_kernels.cuh - host launchers of the CUDA kernels (src/kernels/cuda/*.cu), used by the CUDA backend
+ * (src/backend/cuda.cu). Every launcher enqueues on `st` and returns the launch error (cudaSuccess when
+ * the launch was accepted); none allocates or synchronizes, so all of them can be captured in a CUDA graph.
+ *
+ * Shapes and semantics are those of src/kernels/kernels.h: activations f32 row-major, a weight W (n, k)
+ * row-major in F32/F16/BF16, the KV cache of one layer (n_slot, n_head_kv, cap, head_dim) in F32/F16/BF16.
+ * Types are passed as the el_dtype integer values (F32 = 0, F16 = 1, BF16 = 2).
+ */
+#ifndef EL_CUDA_KERNELS_CUH
+#define EL_CUDA_KERNELS_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#define ELK_F32 0
+#define ELK_F16 1
+#define ELK_BF16 2
+
+/* elementwise.cu */
+cudaError_t elk_embed(cudaStream_t st, const int32_t *ids, int64_t n, const void *table, int tt, int64_t dim,
+                      float *out);
+cudaError_t elk_rmsnorm(cudaStream_t st, const float *x, const void *w, int wt, int64_t rows, int64_t dim,
+                        float eps, float *y);
+cudaError_t elk_rope(cudaStream_t st, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot,
+                     const int32_t *pos, const float *inv_freq, float attn_scale);
+cudaError_t elk_kv_store(cudaStream_t st, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
+                         int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache, void *v_cache,
+                         int kv_t, int64_t cap);
+cudaError_t elk_swiglu(cudaStream_t st, const float *gate, const float *up, float *out, int64_t n);
+cudaError_t elk_add(cudaStream_t st, float *y, const float *x, int64_t n);
+/* dst (m, k) in dt (F16/BF16) = src (m, k) f32, round to nearest even. */
+cudaError_t elk_convert_f32(cudaStream_t st, const float *src, void *dst, int dt, int64_t n);
+/* y[i * ldy + j] += bias[j] for i < m, j < n */
+cudaError_t elk_add_bias(cudaStream_t st, float *y, const float *bias, int64_t m, int64_t n, int64_t ldy);
+
+/* gemv.cu: y (m, n) row stride ldy = x (m, k) W^T + bias, for 1 <= m <= 8. */
+cudaError_t elk_gemv(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, int64_t n,
+                     const float *bias, float *y, int64_t ldy, int n_sm);
+
+/* attention.cu. Split-KV attention: the cache positions of each token are cut into n_split chunks of
+ * `chunk` positions (n_split * chunk >= cap); when n_split > 1, partial results go to `part` and a
+ * second kernel combines them. elk_attention_plan picks (n_split, chunk) from static shapes only, so a
+ * captured graph stays valid for any pos[] < cap; part_floats is the scratch size it needs. */
+void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t cap,
+                        int n_sm, int *n_split, int64_t *chunk, size_t *part_floats);
+cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                          int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                          const void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
+                          int64_t chunk, float *part);
+/* Shared memory the attention kernel needs (bytes); the backend checks it against the device limit. */
+size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim);
+
+#endif
