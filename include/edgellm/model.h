@@ -53,6 +53,7 @@ typedef struct edgellm_engine_info {
     uint64_t weight_bytes; /* bytes of all weight tensors in the engine file                 */
     uint64_t file_bytes;
     bool has_tokenizer;
+    bool tied_embeddings;  /* the output head is the embedding table                        */
 } edgellm_engine_info;
 edgellm_status edgellm_engine_info_read(const char *engine_dir, edgellm_engine_info *out);
 

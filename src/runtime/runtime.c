@@ -1,0 +1,621 @@
+/*
+ * runtime.c - the inference runtime: engine + backend + KV cache + the decoder graph + generation.
+ *
+ * The decoder is the one generic Llama-style graph; architecture differences are flags in el_hparams
+ * (q/k/v bias, q/k norm, tied head, rope type). Every buffer is allocated at creation from the build
+ * profile; eval and generate allocate nothing per token.
+ *
+ * A forward runs over a "ubatch" of up to max_ubatch (token, pos, slot) entries. K/V of every entry
+ * are written to the cache before attention, and attention reads only the cache, so prefill, decode
+ * and mixed batches are the same code path.
+ */
+#include "backend/backend.h"
+#include "engine/engine.h"
+#include "runtime/sampler.h"
+
+#include "edgellm/model.h"
+#include "edgellm/runtime.h"
+#include "edgellm/tokenizer.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#define LOGIT_ROWS_MAX 32 /* rows of logits computed per lm_head call */
+
+typedef struct layer_w {
+    const void *attn_norm, *q, *k, *v, *o, *q_b, *k_b, *v_b, *o_b, *q_norm, *k_norm;
+    const void *ffn_norm, *gate, *up, *down, *gate_b, *up_b, *down_b;
+    el_dtype wt;   /* dtype of the 2-D weights */
+    el_dtype nt;   /* dtype of 1-D tensors (norms, biases) */
+    void *k_cache, *v_cache;
+} layer_w;
+
+struct edgellm_runtime {
+    el_engine *eng;
+    el_backend *be;
+    el_hparams hp;
+    el_profile prof;
+    edgellm_runtime_params params;
+    /* weights */
+    layer_w *layers;
+    const void *tok_embd, *out_norm, *lm_head;
+    el_dtype embd_t, head_t, out_norm_t;
+    void **mapped; /* weight_map results to dealloc (NULL when zero-copy) */
+    int64_t n_mapped;
+    /* rope */
+    int64_t n_rot;
+    float *inv_freq_dev;
+    float attn_scale;
+    /* KV */
+    el_dtype kv_t;
+    int64_t kv_cap;
+    int32_t *seq_len; /* (max_batch) host: tokens in each slot */
+    /* compute buffers (device) */
+    int64_t ubatch;
+    float *x, *h, *q, *k, *v, *att, *g, *u, *hsel, *logits_dev;
+    int32_t *ids_dev, *pos_dev, *slot_dev, *sel_dev;
+    /* host staging */
+    int32_t *sel_host; /* (ubatch) */
+    float *bias_scratch;
+    /* generation */
+    el_sampler_scratch samp;
+    float *logits_host; /* (max_batch, vocab) */
+    el_rng *rngs;       /* (max_batch) */
+    /* text */
+    edgellm_tokenizer *tok;
+    edgellm_chat_template *tmpl;
+    edgellm_metrics metrics;
+};
+
+edgellm_runtime_params edgellm_runtime_params_default(void) {
+    edgellm_runtime_params p = {0};
+    p.n_threads = 0;
+    p.device = 0;
+    p.verify_checksums = true;
+    p.use_reference = false;
+    p.max_ubatch = 0;
+    return p;
+}
+
+edgellm_sampling_params edgellm_sampling_params_default(void) {
+    edgellm_sampling_params s = {1.0f, 50, 0.8f, 42};
+    return s;
+}
+
+void edgellm_result_clear(edgellm_result *r) {
+    if (!r) return;
+    el_free(r->ids);
+    r->ids = NULL;
+    r->n_ids = 0;
+}
+
+/* ---- weights ------------------------------------------------------------------------------------ */
+
+static edgellm_status map_tensor(edgellm_runtime *rt, const char *name, bool required, const void **out,
+                                 el_dtype *dt) {
+    *out = NULL;
+    const el_engine_tensor *t = el_engine_find(rt->eng, name);
+    if (!t) {
+        if (required) return el_err(EDGELLM_STATUS_FORMAT, "engine is missing tensor %s", name);
+        return EDGELLM_STATUS_OK;
+    }
+    void *dev = NULL;
+    EL_TRY(rt->be->iface.weight_map(rt->be, t->data, t->nbytes, &dev));
+    if (dev != t->data) rt->mapped[rt->n_mapped++] = dev;
+    *out = dev;
+    if (dt) *dt = t->dtype;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status map_weights(edgellm_runtime *rt) {
+    const el_hparams *hp = &rt->hp;
+    rt->mapped = el_calloc((size_t)rt->eng->n_tensors + 1, sizeof(void *));
+    rt->layers = el_calloc((size_t)hp->n_layer, sizeof(layer_w));
+    if (!rt->mapped || !rt->layers) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    EL_TRY(map_tensor(rt, "model.embed_tokens.weight", true, &rt->tok_embd, &rt->embd_t));
+    EL_TRY(map_tensor(rt, "model.norm.weight", true, &rt->out_norm, &rt->out_norm_t));
+    if (hp->tied_embd) {
+        rt->lm_head = rt->tok_embd;
+        rt->head_t = rt->embd_t;
+    } else {
+        EL_TRY(map_tensor(rt, "lm_head.weight", true, &rt->lm_head, &rt->head_t));
+    }
+    char name[256];
+#define MAPL(field, suffix, req, dtp)                                                                  \
+    do {                                                                                               \
+        snprintf(name, sizeof name, "model.layers.%d.%s", (int)l, suffix);                             \
+        EL_TRY(map_tensor(rt, name, req, &L->field, dtp));                                             \
+    } while (0)
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        layer_w *L = &rt->layers[l];
+        MAPL(attn_norm, "input_layernorm.weight", true, &L->nt);
+        MAPL(q, "self_attn.q_proj.weight", true, &L->wt);
+        MAPL(k, "self_attn.k_proj.weight", true, NULL);
+        MAPL(v, "self_attn.v_proj.weight", true, NULL);
+        MAPL(o, "self_attn.o_proj.weight", true, NULL);
+        MAPL(q_b, "self_attn.q_proj.bias", hp->qkv_bias, NULL);
+        MAPL(k_b, "self_attn.k_proj.bias", hp->qkv_bias, NULL);
+        MAPL(v_b, "self_attn.v_proj.bias", hp->qkv_bias, NULL);
+        MAPL(o_b, "self_attn.o_proj.bias", hp->o_bias, NULL);
+        MAPL(q_norm, "self_attn.q_norm.weight", hp->qk_norm, NULL);
+        MAPL(k_norm, "self_attn.k_norm.weight", hp->qk_norm, NULL);
+        MAPL(ffn_norm, "post_attention_layernorm.weight", true, NULL);
+        MAPL(gate, "mlp.gate_proj.weight", true, NULL);
+        MAPL(up, "mlp.up_proj.weight", true, NULL);
+        MAPL(down, "mlp.down_proj.weight", true, NULL);
+        MAPL(gate_b, "mlp.gate_proj.bias", hp->mlp_bias, NULL);
+        MAPL(up_b, "mlp.up_proj.bias", hp->mlp_bias, NULL);
+        MAPL(down_b, "mlp.down_proj.bias", hp->mlp_bias, NULL);
+        if (L->nt != EL_DTYPE_F32)
+            return el_err(EDGELLM_STATUS_FORMAT, "engine stores norm weights as %s, expected f32",
+                          el_dtype_name(L->nt));
+    }
+#undef MAPL
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- creation ----------------------------------------------------------------------------------- */
+
+static edgellm_status alloc_dev(edgellm_runtime *rt, size_t n, void **out) {
+    return rt->be->iface.alloc(rt->be, n ? n : 64, out);
+}
+
+void edgellm_runtime_free(edgellm_runtime *rt) {
+    if (!rt) return;
+    el_backend *be = rt->be;
+    if (be) {
+        void **bufs[] = {(void **)&rt->x,      (void **)&rt->h,       (void **)&rt->q,       (void **)&rt->k,
+                         (void **)&rt->v,      (void **)&rt->att,     (void **)&rt->g,       (void **)&rt->u,
+                         (void **)&rt->hsel,   (void **)&rt->logits_dev, (void **)&rt->ids_dev,
+                         (void **)&rt->pos_dev, (void **)&rt->slot_dev, (void **)&rt->sel_dev,
+                         (void **)&rt->inv_freq_dev};
+        for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+            if (*bufs[i]) be->iface.dealloc(be, *bufs[i]);
+        if (rt->layers)
+            for (int64_t l = 0; l < rt->hp.n_layer; l++) {
+                if (rt->layers[l].k_cache) be->iface.dealloc(be, rt->layers[l].k_cache);
+                if (rt->layers[l].v_cache) be->iface.dealloc(be, rt->layers[l].v_cache);
+            }
+        for (int64_t i = 0; i < rt->n_mapped; i++) be->iface.dealloc(be, rt->mapped[i]);
+        el_backend_free(be);
+    }
+    el_free(rt->mapped);
+    el_free(rt->layers);
+    el_free(rt->seq_len);
+    el_free(rt->sel_host);
+    el_free(rt->logits_host);
+    el_free(rt->rngs);
+    el_sampler_scratch_free(&rt->samp);
+    edgellm_tokenizer_free(rt->tok);
+    edgellm_chat_template_free(rt->tmpl);
+    el_engine_close(rt->eng);
+    el_free(rt);
+}
+
+edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runtime_params *p,
+                                      edgellm_runtime **out) {
+    if (!out) return el_err(EDGELLM_STATUS_INVALID_ARG, "out is NULL");
+    *out = NULL;
+    if (!engine_dir) return el_err(EDGELLM_STATUS_INVALID_ARG, "engine_dir is NULL");
+    edgellm_status st = EDGELLM_STATUS_OK;
+    edgellm_runtime *rt = el_calloc(1, sizeof *rt);
+    if (!rt) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    rt->params = p ? *p : edgellm_runtime_params_default();
+    EL_CHECK(el_engine_open(engine_dir, rt->params.verify_checksums, &rt->eng));
+    rt->hp = rt->eng->hp;
+    rt->prof = rt->eng->profile;
+    const el_hparams *hp = &rt->hp;
+
+    el_backend_params bp = {rt->params.n_threads, rt->params.device, rt->params.use_reference};
+    EL_CHECK(el_backend_create(rt->prof.backend, &bp, &rt->be));
+    EL_CHECK(map_weights(rt));
+
+    /* rope table */
+    rt->n_rot = el_rope_n_rot(hp);
+    {
+        float inv[1024];
+        if (rt->n_rot / 2 > 1024) {
+            st = el_err(EDGELLM_STATUS_UNSUPPORTED, "rotary dimension %lld too large", (long long)rt->n_rot);
+            goto fail;
+        }
+        el_rope_inv_freq(hp, inv, &rt->attn_scale);
+        EL_CHECK(alloc_dev(rt, sizeof(float) * (size_t)(rt->n_rot / 2 + 1), (void **)&rt->inv_freq_dev));
+        EL_CHECK(rt->be->iface.upload(rt->be, rt->inv_freq_dev, inv, sizeof(float) * (size_t)(rt->n_rot / 2)));
+    }
+
+    /* KV cache: f32 for exact parity with fp32 references */
+    rt->kv_t = EL_DTYPE_F32;
+    rt->kv_cap = rt->prof.max_kv_cache_capacity;
+    int64_t nb = rt->prof.max_batch_size;
+    size_t kv_bytes = (size_t)nb * (size_t)hp->n_head_kv * (size_t)rt->kv_cap * (size_t)hp->head_dim *
+                      el_dtype_size(rt->kv_t);
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        EL_CHECK(alloc_dev(rt, kv_bytes, &rt->layers[l].k_cache));
+        EL_CHECK(alloc_dev(rt, kv_bytes, &rt->layers[l].v_cache));
+    }
+    rt->seq_len = el_calloc((size_t)nb, sizeof(int32_t));
+    if (!rt->seq_len) {
+        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+
+    /* compute buffers */
+    int64_t U = rt->params.max_ubatch > 0 ? rt->params.max_ubatch : 512;
+    int64_t need = (int64_t)rt->prof.max_batch_size * rt->prof.max_input_len;
+    if (U > need) U = need;
+    if (U < nb) U = nb;
+    rt->ubatch = U;
+    size_t E = (size_t)hp->n_embd, QD = (size_t)(hp->n_head * hp->head_dim),
+           KD = (size_t)(hp->n_head_kv * hp->head_dim), F = (size_t)hp->n_ff, V = (size_t)hp->n_vocab;
+    size_t Uz = (size_t)U;
+    EL_CHECK(alloc_dev(rt, Uz * E * 4, (void **)&rt->x));
+    EL_CHECK(alloc_dev(rt, Uz * (E > QD ? E : QD) * 4, (void **)&rt->h));
+    EL_CHECK(alloc_dev(rt, Uz * QD * 4, (void **)&rt->q));
+    EL_CHECK(alloc_dev(rt, Uz * KD * 4, (void **)&rt->k));
+    EL_CHECK(alloc_dev(rt, Uz * KD * 4, (void **)&rt->v));
+    EL_CHECK(alloc_dev(rt, Uz * QD * 4, (void **)&rt->att));
+    EL_CHECK(alloc_dev(rt, Uz * F * 4, (void **)&rt->g));
+    EL_CHECK(alloc_dev(rt, Uz * F * 4, (void **)&rt->u));
+    EL_CHECK(alloc_dev(rt, Uz * E * 4, (void **)&rt->hsel));
+    EL_CHECK(alloc_dev(rt, (size_t)LOGIT_ROWS_MAX * V * 4, (void **)&rt->logits_dev));
+    EL_CHECK(alloc_dev(rt, Uz * 4, (void **)&rt->ids_dev));
+    EL_CHECK(alloc_dev(rt, Uz * 4, (void **)&rt->pos_dev));
+    EL_CHECK(alloc_dev(rt, Uz * 4, (void **)&rt->slot_dev));
+    EL_CHECK(alloc_dev(rt, Uz * 4, (void **)&rt->sel_dev));
+    rt->sel_host = el_malloc(Uz * sizeof(int32_t));
+    rt->logits_host = el_malloc((size_t)nb * V * sizeof(float));
+    rt->rngs = el_calloc((size_t)nb, sizeof(el_rng));
+    if (!rt->sel_host || !rt->logits_host || !rt->rngs) {
+        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+    EL_CHECK(el_sampler_scratch_init(&rt->samp, (int64_t)V));
+
+    /* text layer (optional) */
+    {
+        char path[4096];
+        EL_CHECK(el_path_join(path, sizeof path, engine_dir, "tokenizer.json"));
+        if (el_file_exists(path)) EL_CHECK(edgellm_tokenizer_load(engine_dir, &rt->tok));
+        edgellm_status ts = edgellm_chat_template_load(engine_dir, &rt->tmpl);
+        if (ts == EDGELLM_STATUS_UNSUPPORTED) {
+            EL_LOG_WARN("chat template not usable: %s", edgellm_last_error());
+            rt->tmpl = NULL;
+        } else if (ts < 0) {
+            rt->tmpl = NULL; /* no template in this engine */
+        }
+        edgellm_clear_error();
+    }
+    *out = rt;
+    return EDGELLM_STATUS_OK;
+fail:
+    edgellm_runtime_free(rt);
+    return st;
+}
+
+/* ---- accessors ---------------------------------------------------------------------------------- */
+
+const edgellm_tokenizer *edgellm_runtime_tokenizer(const edgellm_runtime *rt) { return rt ? rt->tok : NULL; }
+const edgellm_chat_template *edgellm_runtime_chat_template(const edgellm_runtime *rt) {
+    return rt ? rt->tmpl : NULL;
+}
+int32_t edgellm_runtime_vocab_size(const edgellm_runtime *rt) { return (int32_t)rt->hp.n_vocab; }
+int32_t edgellm_runtime_bos_id(const edgellm_runtime *rt) { return rt->hp.bos_id; }
+int32_t edgellm_runtime_eos_ids(const edgellm_runtime *rt, int32_t *ids, int32_t cap) {
+    int32_t n = 0;
+    for (int32_t i = 0; i < rt->hp.n_eos && n < cap; i++) ids[n++] = rt->hp.eos_ids[i];
+    return n;
+}
+
+edgellm_status edgellm_runtime_get_info(const edgellm_runtime *rt, edgellm_engine_info *o) {
+    if (!rt || !o) return el_err(EDGELLM_STATUS_INVALID_ARG, "NULL argument");
+    memset(o, 0, sizeof *o);
+    const el_hparams *hp = &rt->hp;
+    snprintf(o->arch, sizeof o->arch, "%s", hp->arch);
+    snprintf(o->backend, sizeof o->backend, "%s", rt->prof.backend);
+    snprintf(o->weight_dtype, sizeof o->weight_dtype, "%s",
+             rt->eng->weight_dtype == EL_DTYPE_F32   ? "fp32"
+             : rt->eng->weight_dtype == EL_DTYPE_F16 ? "fp16"
+             : rt->eng->weight_dtype == EL_DTYPE_BF16 ? "bf16"
+                                                     : el_dtype_name(rt->eng->weight_dtype));
+    o->n_vocab = hp->n_vocab;
+    o->n_embd = hp->n_embd;
+    o->n_layer = hp->n_layer;
+    o->n_head = hp->n_head;
+    o->n_head_kv = hp->n_head_kv;
+    o->head_dim = hp->head_dim;
+    o->n_ff = hp->n_ff;
+    o->max_batch_size = rt->prof.max_batch_size;
+    o->max_input_len = rt->prof.max_input_len;
+    o->max_kv_cache_capacity = rt->prof.max_kv_cache_capacity;
+    o->weight_bytes = rt->eng->weight_bytes;
+    o->file_bytes = rt->eng->map.size;
+    o->has_tokenizer = rt->tok != NULL;
+    o->tied_embeddings = hp->tied_embd;
+    return EDGELLM_STATUS_OK;
+}
+
+void edgellm_runtime_get_metrics(const edgellm_runtime *rt, edgellm_metrics *m) {
+    *m = rt->metrics;
+    m->peak_rss_bytes = el_peak_rss_bytes();
+    if (rt->be->iface.peak_memory) m->peak_device_bytes = rt->be->iface.peak_memory(rt->be);
+}
+void edgellm_runtime_reset_metrics(edgellm_runtime *rt) { memset(&rt->metrics, 0, sizeof rt->metrics); }
+
+edgellm_status edgellm_runtime_kv_clear(edgellm_runtime *rt, int32_t slot, int32_t from) {
+    if (!rt || slot < 0 || slot >= rt->prof.max_batch_size)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "KV slot %d out of range (max batch %d)", slot,
+                      rt ? rt->prof.max_batch_size : 0);
+    if (from < 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "negative position");
+    if (from < rt->seq_len[slot]) rt->seq_len[slot] = from;
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- forward -------------------------------------------------------------------------------------- */
+
+/* Runs the decoder over n entries already uploaded to ids/pos/slot_dev; leaves the final hidden
+ * states (before the output norm) in rt->x. */
+static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max_pos) {
+    el_backend *be = rt->be;
+    const el_backend_i *B = &be->iface;
+    const el_hparams *hp = &rt->hp;
+    const int64_t E = hp->n_embd, D = hp->head_dim, Hq = hp->n_head, Hk = hp->n_head_kv, F = hp->n_ff;
+    const float eps = hp->norm_eps;
+    const float scale = 1.0f / sqrtf((float)D);
+    EL_TRY(B->embed(be, rt->ids_dev, n, rt->tok_embd, rt->embd_t, E, rt->x));
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        const layer_w *L = &rt->layers[l];
+        EL_TRY(B->rmsnorm(be, rt->x, L->attn_norm, L->nt, n, E, eps, rt->h));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->q, L->wt, Hq * D, L->q_b, rt->q, Hq * D));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->k, L->wt, Hk * D, L->k_b, rt->k, Hk * D));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->v, L->wt, Hk * D, L->v_b, rt->v, Hk * D));
+        if (hp->qk_norm) {
+            EL_TRY(B->rmsnorm(be, rt->q, L->q_norm, L->nt, n * Hq, D, eps, rt->q));
+            EL_TRY(B->rmsnorm(be, rt->k, L->k_norm, L->nt, n * Hk, D, eps, rt->k));
+        }
+        EL_TRY(B->rope(be, rt->q, n, Hq, D, rt->n_rot, rt->pos_dev, rt->inv_freq_dev, rt->attn_scale));
+        EL_TRY(B->rope(be, rt->k, n, Hk, D, rt->n_rot, rt->pos_dev, rt->inv_freq_dev, rt->attn_scale));
+        EL_TRY(B->kv_store(be, rt->k, rt->v, n, Hk, D, rt->slot_dev, rt->pos_dev, L->k_cache, L->v_cache, rt->kv_t,
+                           rt->kv_cap));
+        EL_TRY(B->attention(be, rt->q, n, Hq, Hk, D, rt->slot_dev, rt->pos_dev, max_pos, L->k_cache, L->v_cache,
+                            rt->kv_t, rt->kv_cap, scale, rt->att));
+        EL_TRY(B->matmul(be, rt->att, n, Hq * D, L->o, L->wt, E, L->o_b, rt->h, E));
+        EL_TRY(B->add(be, rt->x, rt->h, n * E));
+        EL_TRY(B->rmsnorm(be, rt->x, L->ffn_norm, L->nt, n, E, eps, rt->h));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->gate, L->wt, F, L->gate_b, rt->g, F));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->up, L->wt, F, L->up_b, rt->u, F));
+        EL_TRY(B->swiglu(be, rt->g, rt->u, rt->g, n * F));
+        EL_TRY(B->matmul(be, rt->g, n, F, L->down, L->wt, E, L->down_b, rt->h, E));
+        EL_TRY(B->add(be, rt->x, rt->h, n * E));
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+/* Output norm + lm_head for n_sel rows of `hidden` (device, (n_sel, E)), written to host out. */
+static edgellm_status compute_logits(edgellm_runtime *rt, const float *hidden, int64_t n_sel, float *out) {
+    el_backend *be = rt->be;
+    const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
+    for (int64_t r0 = 0; r0 < n_sel; r0 += LOGIT_ROWS_MAX) {
+        int64_t nr = n_sel - r0 < LOGIT_ROWS_MAX ? n_sel - r0 : LOGIT_ROWS_MAX;
+        EL_TRY(be->iface.rmsnorm(be, hidden + r0 * E, rt->out_norm, rt->out_norm_t, nr, E, rt->hp.norm_eps,
+                                 rt->hsel + r0 * E));
+        EL_TRY(be->iface.matmul(be, rt->hsel + r0 * E, nr, E, rt->lm_head, rt->head_t, V, NULL, rt->logits_dev, V));
+        EL_TRY(be->iface.download(be, out + r0 * V, rt->logits_dev, (size_t)(nr * V) * sizeof(float)));
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status validate_batch(edgellm_runtime *rt, const edgellm_batch *b) {
+    if (!b || b->n_tokens <= 0 || !b->tokens || !b->pos || !b->slot)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "empty or incomplete batch");
+    int32_t nb = rt->prof.max_batch_size;
+    int32_t expect[256];
+    int32_t nb_c = nb < 256 ? nb : 256;
+    for (int32_t s = 0; s < nb_c; s++) expect[s] = rt->seq_len[s];
+    for (int32_t i = 0; i < b->n_tokens; i++) {
+        int32_t t = b->tokens[i], p = b->pos[i], s = b->slot[i];
+        if (t < 0 || t >= rt->hp.n_vocab)
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "token id %d out of range (vocab %lld)", t,
+                          (long long)rt->hp.n_vocab);
+        if (s < 0 || s >= nb_c)
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "KV slot %d out of range (max batch %d)", s, nb);
+        if (p >= rt->kv_cap)
+            return el_err(EDGELLM_STATUS_LIMIT, "position %d exceeds the KV cache capacity %lld", p,
+                          (long long)rt->kv_cap);
+        if (p != expect[s])
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "slot %d: position %d does not continue its sequence (length %d)",
+                          s, p, expect[s]);
+        expect[s]++;
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+edgellm_status edgellm_runtime_eval(edgellm_runtime *rt, const edgellm_batch *b, float *logits_out) {
+    if (!rt) return el_err(EDGELLM_STATUS_INVALID_ARG, "runtime is NULL");
+    EL_TRY(validate_batch(rt, b));
+    el_backend *be = rt->be;
+    const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
+    int64_t out_row = 0;
+    for (int64_t c0 = 0; c0 < b->n_tokens; c0 += rt->ubatch) {
+        int64_t n = b->n_tokens - c0 < rt->ubatch ? b->n_tokens - c0 : rt->ubatch;
+        int32_t max_pos = 0;
+        int64_t n_sel = 0;
+        for (int64_t i = 0; i < n; i++) {
+            int64_t j = c0 + i;
+            if (b->pos[j] > max_pos) max_pos = b->pos[j];
+            bool want = b->logits ? b->logits[j] != 0 : (j == b->n_tokens - 1);
+            if (want) rt->sel_host[n_sel++] = (int32_t)i;
+        }
+        EL_TRY(be->iface.upload(be, rt->ids_dev, b->tokens + c0, (size_t)n * 4));
+        EL_TRY(be->iface.upload(be, rt->pos_dev, b->pos + c0, (size_t)n * 4));
+        EL_TRY(be->iface.upload(be, rt->slot_dev, b->slot + c0, (size_t)n * 4));
+        EL_TRY(forward_layers(rt, n, max_pos));
+        for (int64_t i = 0; i < n; i++) rt->seq_len[b->slot[c0 + i]] = b->pos[c0 + i] + 1;
+        if (n_sel == 0 || !logits_out) continue;
+        const float *hidden = rt->x;
+        if (n_sel != n) { /* gather the selected rows */
+            EL_TRY(be->iface.upload(be, rt->sel_dev, rt->sel_host, (size_t)n_sel * 4));
+            EL_TRY(be->iface.embed(be, rt->sel_dev, n_sel, rt->x, EL_DTYPE_F32, E, rt->h));
+            hidden = rt->h;
+        }
+        EL_TRY(compute_logits(rt, hidden, n_sel, logits_out + out_row * V));
+        out_row += n_sel;
+    }
+    return be->iface.sync(be);
+}
+
+/* ---- generation ------------------------------------------------------------------------------------ */
+
+static bool is_stop(const edgellm_runtime *rt, const edgellm_request *r, int32_t id) {
+    if (!r->ignore_eos)
+        for (int32_t i = 0; i < rt->hp.n_eos; i++)
+            if (rt->hp.eos_ids[i] == id) return true;
+    for (int32_t i = 0; i < r->n_stop_ids; i++)
+        if (r->stop_ids[i] == id) return true;
+    return false;
+}
+
+edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_request *reqs, int32_t n_req,
+                                        const edgellm_sampling_params *spp, edgellm_token_cb cb, void *user,
+                                        edgellm_result *results) {
+    if (!rt || !reqs || !results) return el_err(EDGELLM_STATUS_INVALID_ARG, "NULL argument");
+    if (n_req <= 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "no requests");
+    if (n_req > rt->prof.max_batch_size)
+        return el_err(EDGELLM_STATUS_LIMIT, "batch of %d requests exceeds the engine's max batch size %d", n_req,
+                      rt->prof.max_batch_size);
+    edgellm_sampling_params sp = spp ? *spp : edgellm_sampling_params_default();
+    const int64_t V = rt->hp.n_vocab;
+    int64_t total = 0;
+    int32_t max_new[256];
+    for (int32_t i = 0; i < n_req; i++) {
+        const edgellm_request *r = &reqs[i];
+        results[i].ids = NULL;
+        results[i].n_ids = 0;
+        results[i].finish = EDGELLM_FINISH_LENGTH;
+        if (r->n_prompt <= 0 || !r->prompt)
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "request %d has an empty prompt", i);
+        if (r->n_prompt > rt->prof.max_input_len)
+            return el_err(EDGELLM_STATUS_LIMIT, "request %d: prompt of %d tokens exceeds max input length %d", i,
+                          r->n_prompt, rt->prof.max_input_len);
+        if (r->max_new_tokens < 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "request %d: negative max_new_tokens", i);
+        for (int32_t j = 0; j < r->n_prompt; j++)
+            if (r->prompt[j] < 0 || r->prompt[j] >= V)
+                return el_err(EDGELLM_STATUS_INVALID_ARG, "request %d: token id %d out of range (vocab %lld)", i,
+                              r->prompt[j], (long long)V);
+        max_new[i] = r->max_new_tokens;
+        if ((int64_t)r->n_prompt + max_new[i] > rt->kv_cap) {
+            max_new[i] = (int32_t)(rt->kv_cap - r->n_prompt);
+            EL_LOG_WARN("request %d: prompt + max_new_tokens exceeds the KV capacity %lld; generating at most %d", i,
+                        (long long)rt->kv_cap, max_new[i]);
+        }
+        total += r->n_prompt;
+    }
+    for (int32_t i = 0; i < n_req; i++) {
+        results[i].ids = el_malloc((size_t)(max_new[i] > 0 ? max_new[i] : 1) * sizeof(int32_t));
+        if (!results[i].ids) {
+            for (int32_t j = 0; j <= i; j++) edgellm_result_clear(&results[j]);
+            return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        }
+        el_rng_seed(&rt->rngs[i], sp.seed);
+        rt->seq_len[i] = 0;
+    }
+    /* prefill: all prompts in one batch (chunked internally), logits for each last token */
+    int32_t *tok = el_malloc((size_t)total * 4), *pos = el_malloc((size_t)total * 4),
+            *slot = el_malloc((size_t)total * 4);
+    int8_t *want = el_malloc((size_t)total);
+    edgellm_status st = EDGELLM_STATUS_OK;
+    if (!tok || !pos || !slot || !want) {
+        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto done;
+    }
+    int64_t k = 0;
+    for (int32_t i = 0; i < n_req; i++)
+        for (int32_t j = 0; j < reqs[i].n_prompt; j++, k++) {
+            tok[k] = reqs[i].prompt[j];
+            pos[k] = j;
+            slot[k] = i;
+            want[k] = j == reqs[i].n_prompt - 1;
+        }
+    double t0 = el_time_ms();
+    edgellm_batch b = {(int32_t)total, tok, pos, slot, want};
+    st = edgellm_runtime_eval(rt, &b, rt->logits_host);
+    if (st < 0) goto done;
+    bool active[256] = {0};
+    int32_t n_active = 0;
+    int32_t last[256];
+    for (int32_t i = 0; i < n_req; i++) {
+        if (max_new[i] <= 0) continue;
+        int32_t id = el_sample(rt->logits_host + (int64_t)i * V, V, sp.temperature, sp.top_k, sp.top_p, &rt->rngs[i],
+                               &rt->samp);
+        last[i] = id;
+        if (is_stop(rt, &reqs[i], id)) {
+            results[i].finish = EDGELLM_FINISH_STOP;
+            continue;
+        }
+        results[i].ids[results[i].n_ids++] = id;
+        if (cb && !cb(i, id, user)) {
+            results[i].finish = EDGELLM_FINISH_ABORTED;
+            continue;
+        }
+        if (results[i].n_ids < max_new[i]) {
+            active[i] = true;
+            n_active++;
+        }
+    }
+    double t1 = el_time_ms();
+    rt->metrics.prefill_tokens += total;
+    rt->metrics.prefill_runs++;
+    rt->metrics.prefill_ms += t1 - t0;
+    rt->metrics.ttft_ms = t1 - t0;
+    /* decode */
+    while (n_active > 0) {
+        int32_t n = 0, map[256];
+        for (int32_t i = 0; i < n_req; i++)
+            if (active[i]) {
+                tok[n] = last[i];
+                pos[n] = rt->seq_len[i];
+                slot[n] = i;
+                want[n] = 1;
+                map[n] = i;
+                n++;
+            }
+        double d0 = el_time_ms();
+        edgellm_batch db = {n, tok, pos, slot, want};
+        st = edgellm_runtime_eval(rt, &db, rt->logits_host);
+        if (st < 0) goto done;
+        for (int32_t r = 0; r < n; r++) {
+            int32_t i = map[r];
+            int32_t id = el_sample(rt->logits_host + (int64_t)r * V, V, sp.temperature, sp.top_k, sp.top_p,
+                                   &rt->rngs[i], &rt->samp);
+            last[i] = id;
+            if (is_stop(rt, &reqs[i], id)) {
+                results[i].finish = EDGELLM_FINISH_STOP;
+                active[i] = false;
+                n_active--;
+                continue;
+            }
+            results[i].ids[results[i].n_ids++] = id;
+            if (cb && !cb(i, id, user)) {
+                results[i].finish = EDGELLM_FINISH_ABORTED;
+                active[i] = false;
+                n_active--;
+                continue;
+            }
+            if (results[i].n_ids >= max_new[i]) {
+                active[i] = false;
+                n_active--;
+            }
+        }
+        rt->metrics.decode_ms += el_time_ms() - d0;
+        rt->metrics.decode_tokens += n;
+        rt->metrics.decode_steps++;
+    }
+done:
+    el_free(tok);
+    el_free(pos);
+    el_free(slot);
+    el_free(want);
+    if (st < 0)
+        for (int32_t i = 0; i < n_req; i++) edgellm_result_clear(&results[i]);
+    return st;
+}

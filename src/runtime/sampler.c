@@ -1,0 +1,142 @@
+/* sampler.c - greedy / temperature / top-k / top-p sampling on the host (see sampler.h). */
+#include "runtime/sampler.h"
+
+#include <math.h>
+#include <stdlib.h>
+
+/* xoshiro256** seeded through splitmix64 */
+static uint64_t splitmix64(uint64_t *x) {
+    uint64_t z = (*x += 0x9e3779b97f4a7c15ull);
+    z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+    z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+    return z ^ (z >> 31);
+}
+void el_rng_seed(el_rng *r, uint64_t seed) {
+    for (int i = 0; i < 4; i++) r->s[i] = splitmix64(&seed);
+}
+static inline uint64_t rotl(uint64_t x, int k) { return (x << k) | (x >> (64 - k)); }
+uint64_t el_rng_next(el_rng *r) {
+    uint64_t *s = r->s;
+    uint64_t result = rotl(s[1] * 5, 7) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = rotl(s[3], 45);
+    return result;
+}
+double el_rng_uniform(el_rng *r) { return (double)(el_rng_next(r) >> 11) * 0x1.0p-53; }
+
+edgellm_status el_sampler_scratch_init(el_sampler_scratch *s, int64_t n_vocab) {
+    s->idx = el_malloc((size_t)n_vocab * sizeof(int32_t));
+    s->prob = el_malloc((size_t)n_vocab * sizeof(float));
+    s->cap = n_vocab;
+    if (!s->idx || !s->prob) {
+        el_sampler_scratch_free(s);
+        return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory for the sampler");
+    }
+    return EDGELLM_STATUS_OK;
+}
+void el_sampler_scratch_free(el_sampler_scratch *s) {
+    el_free(s->idx);
+    el_free(s->prob);
+    s->idx = NULL;
+    s->prob = NULL;
+    s->cap = 0;
+}
+
+int32_t el_argmax(const float *logits, int64_t n) {
+    int64_t best = 0;
+    for (int64_t i = 1; i < n; i++)
+        if (logits[i] > logits[best]) best = i;
+    return (int32_t)best;
+}
+
+/* Partial selection: moves the k largest (by prob, ties by lower index) to the front, sorted. Uses a
+ * min-heap of size k over the indices, O(n log k). */
+static bool better(const float *v, int32_t a, int32_t b) { return v[a] > v[b] || (v[a] == v[b] && a < b); }
+static void heap_down(int32_t *h, int64_t k, int64_t i, const float *v) {
+    for (;;) {
+        int64_t l = 2 * i + 1, r = l + 1, m = i;
+        if (l < k && better(v, h[m], h[l])) m = l;
+        if (r < k && better(v, h[m], h[r])) m = r;
+        if (m == i) return;
+        int32_t t = h[i];
+        h[i] = h[m];
+        h[m] = t;
+        i = m;
+    }
+}
+static int64_t top_k_select(const float *v, int64_t n, int64_t k, int32_t *out) {
+    if (k > n) k = n;
+    for (int64_t i = 0; i < k; i++) out[i] = (int32_t)i;
+    for (int64_t i = k / 2 - 1; i >= 0; i--) heap_down(out, k, i, v);
+    for (int64_t i = k; i < n; i++) {
+        if (better(v, (int32_t)i, out[0])) {
+            out[0] = (int32_t)i;
+            heap_down(out, k, 0, v);
+        }
+    }
+    /* heap sort: repeatedly move the worst to the end -> descending order */
+    for (int64_t end = k - 1; end > 0; end--) {
+        int32_t t = out[0];
+        out[0] = out[end];
+        out[end] = t;
+        heap_down(out, end, 0, v);
+    }
+    return k;
+}
+
+static int cmp_desc(const void *a, const void *b, void *ctx) {
+    const float *v = ctx;
+    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (better(v, x, y)) return -1;
+    if (better(v, y, x)) return 1;
+    return 0;
+}
+
+int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top_k, float top_p, el_rng *rng,
+                  el_sampler_scratch *s) {
+    if (!(temperature >= 1e-3f) || top_k == 1) return el_argmax(logits, n);
+    float *p = s->prob;
+    int32_t *idx = s->idx;
+    /* scaled logits into p */
+    for (int64_t i = 0; i < n; i++) p[i] = logits[i] / temperature;
+    int64_t m;
+    if (top_k > 0 && top_k < n) {
+        m = top_k_select(p, n, top_k, idx);
+    } else {
+        for (int64_t i = 0; i < n; i++) idx[i] = (int32_t)i;
+        m = n;
+        if (top_p < 1.0f) {
+            qsort_r(idx, (size_t)n, sizeof(int32_t), cmp_desc, p);
+        }
+    }
+    /* softmax over the candidates (idx[0..m)) */
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < m; i++)
+        if (p[idx[i]] > mx) mx = p[idx[i]];
+    double sum = 0;
+    for (int64_t i = 0; i < m; i++) sum += exp((double)p[idx[i]] - mx);
+    /* top-p on the sorted candidates */
+    int64_t keep = m;
+    if (top_p > 0.0f && top_p < 1.0f) {
+        double cum = 0;
+        for (int64_t i = 0; i < m; i++) {
+            cum += exp((double)p[idx[i]] - mx) / sum;
+            if (cum >= top_p) {
+                keep = i + 1;
+                break;
+            }
+        }
+    }
+    double ksum = 0;
+    for (int64_t i = 0; i < keep; i++) ksum += exp((double)p[idx[i]] - mx);
+    double u = el_rng_uniform(rng) * ksum, acc = 0;
+    for (int64_t i = 0; i < keep; i++) {
+        acc += exp((double)p[idx[i]] - mx);
+        if (u < acc) return idx[i];
+    }
+    return idx[keep - 1];
+}
