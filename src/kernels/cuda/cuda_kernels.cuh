@@ -1,5 +1,5 @@
 /*
- * cuda_kernels.cuh - host launchers of the CUDA kernels (src/kernels/cuda/*.cu), used by the CUDA backend
+ * cuda_kernels.cuh - host launchers of the CUDA kernels (the .cu files of src/kernels/cuda), used by the CUDA backend
  * (src/backend/cuda.cu). Every launcher enqueues on `st` and returns the launch error (cudaSuccess when
  * the launch was accepted); none allocates or synchronizes, so all of them can be captured in a CUDA graph.
  *

@@ -1,0 +1,596 @@
+/*
+ * cuda.cu - the CUDA backend: el_backend_i on one NVIDIA GPU.
+ *
+ * One non-blocking stream; every op is enqueued on it (asynchronous), download() and sync() are the
+ * only host waits. Memory: cudaMalloc per alloc (zeroed on the stream), weight_map copies the host
+ * weights into device memory. upload() goes through a pinned staging ring so that it returns before
+ * the copy ran (the caller may reuse its buffer at once). Ops: kernels of src/kernels/cuda; matmul is a
+ * bandwidth-bound GEMV for m <= 8 and cuBLASLt for m > 8 (x converted to the weight type, tensor cores,
+ * fp32 accumulate and output; f32 weights in plain fp32, no TF32). Scratch (converted activations,
+ * attention partials) grows at first use and is never freed while the backend lives (a captured graph
+ * may hold an old buffer), so steady-state decode does no cudaMalloc.
+ * Graphs: graph_begin/graph_end capture the stream (relaxed mode) and keep the executable graph under
+ * a key; graph_launch replays it. Ops read dynamic values (ids, positions, slots) from device buffers
+ * and size their grids from static shapes only, so replays see the values uploaded before the launch.
+ * Errors: EDGELLM_STATUS_DEVICE with "file:line: cudaGetErrorString" (or the cuBLAS status).
+ */
+#include <cublasLt.h>
+#include <cuda_runtime.h>
+#include <string.h>
+
+extern "C" {
+#include "backend/backend.h"
+}
+#include "kernels/cuda/cuda_kernels.cuh"
+
+#define CU_STAGE_BYTES ((size_t)8 << 20)
+#define CU_LT_WS_BYTES ((size_t)32 << 20)
+#define CU_MAX_GRAPHS 64
+#define CU_GEMM_CACHE 64
+
+typedef struct cu_alloc {
+    void *p = NULL;
+    size_t n;
+} cu_alloc;
+
+typedef struct cu_gemm_plan {
+    bool used;
+    int64_t m, n, k, ldy;
+    int wt, align_a, align_b, align_c;
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulAlgo_t algo;
+} cu_gemm_plan;
+
+typedef struct cu_graph {
+    int key;
+    cudaGraphExec_t exec;
+} cu_graph;
+
+typedef struct cu_ctx {
+    int dev, n_sm;
+    size_t smem_optin;
+    cudaStream_t st;
+    cublasLtHandle_t lt;
+    void *lt_ws;
+    cu_alloc *allocs;
+    size_t n_allocs, cap_allocs;
+    uint64_t cur_bytes, peak_bytes;
+    void *scratch;
+    size_t scratch_size;
+    void **retired;
+    size_t n_retired, cap_retired;
+    char *up_stage;
+    size_t up_off;
+    char *down_stage;
+    size_t down_size;
+    cu_graph graphs[CU_MAX_GRAPHS];
+    int n_graphs;
+    bool capturing;
+    cu_gemm_plan plans[CU_GEMM_CACHE];
+    int plan_next;
+} cu_ctx;
+
+static edgellm_status cu_fail(cudaError_t e, const char *file, int line) {
+    const char *f = strrchr(file, '/');
+    return el_err(EDGELLM_STATUS_DEVICE, "%s:%d: %s", f ? f + 1 : file, line, cudaGetErrorString(e));
+}
+#define CU_TRY(expr)                                                                                   \
+    do {                                                                                               \
+        cudaError_t cu_e_ = (expr);                                                                    \
+        if (cu_e_ != cudaSuccess) return cu_fail(cu_e_, __FILE__, __LINE__);                           \
+    } while (0)
+static edgellm_status lt_fail(cublasStatus_t s, const char *what, const char *file, int line) {
+    const char *f = strrchr(file, '/');
+    return el_err(EDGELLM_STATUS_DEVICE, "%s:%d: cuBLASLt %s failed (status %d)", f ? f + 1 : file, line, what,
+                  (int)s);
+}
+#define LT_TRY(expr)                                                                                   \
+    do {                                                                                               \
+        cublasStatus_t lt_s_ = (expr);                                                                 \
+        if (lt_s_ != CUBLAS_STATUS_SUCCESS) return lt_fail(lt_s_, #expr, __FILE__, __LINE__);          \
+    } while (0)
+
+static cu_ctx *ctx_of(el_backend *be) {
+    cu_ctx *c = (cu_ctx *)be->ctx;
+    cudaSetDevice(c->dev);
+    return c;
+}
+
+static bool float_type(el_dtype t) { return t == EL_DTYPE_F32 || t == EL_DTYPE_F16 || t == EL_DTYPE_BF16; }
+static int elk_type(el_dtype t) { return t == EL_DTYPE_F32 ? ELK_F32 : t == EL_DTYPE_F16 ? ELK_F16 : ELK_BF16; }
+
+/* ---- memory ------------------------------------------------------------------------------------ */
+
+static edgellm_status track(cu_ctx *c, void *p, size_t n) {
+    if (c->n_allocs == c->cap_allocs) {
+        size_t nc = c->cap_allocs ? c->cap_allocs * 2 : 64;
+        cu_alloc *na = (cu_alloc *)el_realloc(c->allocs, nc * sizeof *na);
+        if (!na) return el_err(EDGELLM_STATUS_NO_MEMORY, "cuda: allocation table");
+        c->allocs = na;
+        c->cap_allocs = nc;
+    }
+    c->allocs[c->n_allocs].p = p;
+    c->allocs[c->n_allocs].n = n;
+    c->n_allocs++;
+    c->cur_bytes += n;
+    if (c->cur_bytes > c->peak_bytes) c->peak_bytes = c->cur_bytes;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status dev_malloc(cu_ctx *c, size_t n, void **out) {
+    void *p = NULL;
+    cudaError_t e = cudaMalloc(&p, n ? n : 1);
+    if (e != cudaSuccess) {
+        cudaGetLastError();
+        return el_err(EDGELLM_STATUS_NO_MEMORY, "cuda: cudaMalloc of %zu bytes failed: %s", n,
+                      cudaGetErrorString(e));
+    }
+    edgellm_status s = track(c, p, n);
+    if (s < 0) {
+        cudaFree(p);
+        return s;
+    }
+    *out = p;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_alloc(el_backend *be, size_t size, void **out) {
+    cu_ctx *c = ctx_of(be);
+    void *p = NULL;
+    EL_TRY(dev_malloc(c, size, &p));
+    CU_TRY(cudaMemsetAsync(p, 0, size, c->st));
+    *out = p;
+    return EDGELLM_STATUS_OK;
+}
+
+static void be_dealloc(el_backend *be, void *p) {
+    if (!p) return;
+    cu_ctx *c = ctx_of(be);
+    for (size_t i = 0; i < c->n_allocs; i++) {
+        if (c->allocs[i].p == p) {
+            cudaStreamSynchronize(c->st);
+            cudaFree(p);
+            c->cur_bytes -= c->allocs[i].n;
+            c->allocs[i] = c->allocs[--c->n_allocs];
+            return;
+        }
+    }
+    EL_LOG_WARN("cuda: dealloc of a pointer this backend did not allocate");
+}
+
+static edgellm_status be_weight_map(el_backend *be, const void *host, size_t n, void **out) {
+    cu_ctx *c = ctx_of(be);
+    void *p = NULL;
+    EL_TRY(dev_malloc(c, n, &p));
+    cudaError_t e = cudaMemcpyAsync(p, host, n, cudaMemcpyHostToDevice, c->st);
+    if (e == cudaSuccess) e = cudaStreamSynchronize(c->st);
+    if (e != cudaSuccess) {
+        be_dealloc(be, p);
+        return cu_fail(e, __FILE__, __LINE__);
+    }
+    *out = p;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_upload(el_backend *be, void *dst, const void *src, size_t n) {
+    cu_ctx *c = ctx_of(be);
+    if (c->capturing) return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: upload during graph capture");
+    size_t done = 0;
+    while (done < n) {
+        size_t chunk = n - done < CU_STAGE_BYTES ? n - done : CU_STAGE_BYTES;
+        if (c->up_off + chunk > CU_STAGE_BYTES) { /* ring full: wait until earlier copies are done */
+            CU_TRY(cudaStreamSynchronize(c->st));
+            c->up_off = 0;
+        }
+        char *stage = c->up_stage + c->up_off;
+        memcpy(stage, (const char *)src + done, chunk);
+        CU_TRY(cudaMemcpyAsync((char *)dst + done, stage, chunk, cudaMemcpyHostToDevice, c->st));
+        c->up_off += (chunk + 255) & ~(size_t)255;
+        done += chunk;
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_download(el_backend *be, void *dst, const void *src, size_t n) {
+    cu_ctx *c = ctx_of(be);
+    if (c->capturing) return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: download during graph capture");
+    if (n > c->down_size) {
+        CU_TRY(cudaStreamSynchronize(c->st));
+        if (c->down_stage) cudaFreeHost(c->down_stage);
+        c->down_stage = NULL;
+        c->down_size = 0;
+        size_t sz = n < ((size_t)1 << 20) ? ((size_t)1 << 20) : n + n / 2;
+        CU_TRY(cudaMallocHost((void **)&c->down_stage, sz));
+        c->down_size = sz;
+    }
+    CU_TRY(cudaMemcpyAsync(c->down_stage, src, n, cudaMemcpyDeviceToHost, c->st));
+    CU_TRY(cudaStreamSynchronize(c->st));
+    c->up_off = 0; /* the stream is idle: the upload ring is free again */
+    memcpy(dst, c->down_stage, n);
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_memset0(el_backend *be, void *dst, size_t n) {
+    cu_ctx *c = ctx_of(be);
+    CU_TRY(cudaMemsetAsync(dst, 0, n, c->st));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_sync(el_backend *be) {
+    cu_ctx *c = ctx_of(be);
+    if (c->capturing) return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: sync during graph capture");
+    CU_TRY(cudaStreamSynchronize(c->st));
+    CU_TRY(cudaGetLastError());
+    c->up_off = 0;
+    return EDGELLM_STATUS_OK;
+}
+
+/* Scratch of at least n bytes. An outgrown buffer is retired, not freed: in-flight kernels and
+ * captured graphs may still use it. */
+static edgellm_status scratch(cu_ctx *c, size_t n, void **out) {
+    if (n > c->scratch_size) {
+        if (c->scratch) {
+            if (c->n_retired == c->cap_retired) {
+                size_t nc = c->cap_retired ? c->cap_retired * 2 : 8;
+                void **nr = (void **)el_realloc(c->retired, nc * sizeof *nr);
+                if (!nr) return el_err(EDGELLM_STATUS_NO_MEMORY, "cuda: scratch list");
+                c->retired = nr;
+                c->cap_retired = nc;
+            }
+            c->retired[c->n_retired++] = c->scratch;
+            c->scratch = NULL;
+        }
+        size_t sz = n + n / 2;
+        sz = (sz + 4095) & ~(size_t)4095;
+        void *p = NULL;
+        cudaError_t e = cudaMalloc(&p, sz);
+        if (e != cudaSuccess) {
+            cudaGetLastError();
+            c->scratch_size = 0;
+            return el_err(EDGELLM_STATUS_NO_MEMORY, "cuda: scratch of %zu bytes: %s", sz, cudaGetErrorString(e));
+        }
+        c->scratch = p;
+        c->scratch_size = sz;
+        c->cur_bytes += sz;
+        if (c->cur_bytes > c->peak_bytes) c->peak_bytes = c->cur_bytes;
+    }
+    *out = c->scratch;
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- ops --------------------------------------------------------------------------------------- */
+
+static edgellm_status be_embed(el_backend *be, const int32_t *ids, int64_t n, const void *table, el_dtype tt,
+                               int64_t dim, float *out) {
+    cu_ctx *c = ctx_of(be);
+    if (!float_type(tt) || n < 0 || dim < 0)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda embed: bad table dtype %s or shape", el_dtype_name(tt));
+    CU_TRY(elk_embed(c->st, ids, n, table, elk_type(tt), dim, out));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_rmsnorm(el_backend *be, const float *x, const void *w, el_dtype wt, int64_t rows,
+                                 int64_t dim, float eps, float *y) {
+    cu_ctx *c = ctx_of(be);
+    if (!float_type(wt) || rows < 0 || dim <= 0 || rows > 0x7fffffff)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda rmsnorm: bad weight dtype %s or shape", el_dtype_name(wt));
+    CU_TRY(elk_rmsnorm(c->st, x, w, elk_type(wt), rows, dim, eps, y));
+    return EDGELLM_STATUS_OK;
+}
+
+static int ptr_align(const void *p, int64_t ld_bytes) {
+    uintptr_t a = (uintptr_t)p | (uintptr_t)ld_bytes;
+    int al = 16;
+    while (al > 1 && (a & (uintptr_t)(al - 1))) al >>= 1;
+    return al;
+}
+
+static cudaDataType_t lt_type(el_dtype t) {
+    return t == EL_DTYPE_F32 ? CUDA_R_32F : t == EL_DTYPE_F16 ? CUDA_R_16F : CUDA_R_16BF;
+}
+
+static void plan_destroy(cu_gemm_plan *p) {
+    if (!p->used) return;
+    cublasLtMatrixLayoutDestroy(p->a);
+    cublasLtMatrixLayoutDestroy(p->b);
+    cublasLtMatrixLayoutDestroy(p->c);
+    cublasLtMatmulDescDestroy(p->op);
+    p->used = false;
+}
+
+/* Column-major view: Y^T (n, m, ld ldy) = W^T^T (n, k) * X^T (k, m): A = W stored (k, n) ld k with op T,
+ * B = x (k, m) ld k, C = D = y. */
+static edgellm_status gemm_plan(cu_ctx *c, int64_t m, int64_t n, int64_t k, el_dtype wt, int64_t ldy, int al_a,
+                                int al_b, int al_c, cu_gemm_plan **out) {
+    for (int i = 0; i < CU_GEMM_CACHE; i++) {
+        cu_gemm_plan *p = &c->plans[i];
+        if (p->used && p->m == m && p->n == n && p->k == k && p->wt == (int)wt && p->ldy == ldy &&
+            p->align_a == al_a && p->align_b == al_b && p->align_c == al_c) {
+            *out = p;
+            return EDGELLM_STATUS_OK;
+        }
+    }
+    cu_gemm_plan *p = &c->plans[c->plan_next];
+    c->plan_next = (c->plan_next + 1) % CU_GEMM_CACHE;
+    plan_destroy(p);
+    memset(p, 0, sizeof *p);
+    cudaDataType_t ab = lt_type(wt);
+    LT_TRY(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
+    LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, (uint64_t)k, (uint64_t)n, k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, (uint64_t)k, (uint64_t)m, k));
+    LT_TRY(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, (uint64_t)n, (uint64_t)m, ldy));
+    p->used = true; /* descriptors exist from here on: plan_destroy frees them */
+    cublasLtMatmulPreference_t pref;
+    LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    size_t ws = CU_LT_WS_BYTES;
+    uint32_t ua = (uint32_t)al_a, ub = (uint32_t)al_b, uc = (uint32_t)al_c;
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &ua, sizeof ua);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ub, sizeof ub);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_C_BYTES, &uc, sizeof uc);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &uc, sizeof uc);
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &nres);
+    cublasLtMatmulPreferenceDestroy(pref);
+    if (s != CUBLAS_STATUS_SUCCESS || nres < 1) {
+        plan_destroy(p);
+        return el_err(EDGELLM_STATUS_DEVICE, "cuda matmul: cuBLASLt has no algorithm for m=%lld n=%lld k=%lld %s "
+                      "(status %d)", (long long)m, (long long)n, (long long)k, el_dtype_name(wt), (int)s);
+    }
+    p->algo = res.algo;
+    p->m = m;
+    p->n = n;
+    p->k = k;
+    p->wt = (int)wt;
+    p->ldy = ldy;
+    p->align_a = al_a;
+    p->align_b = al_b;
+    p->align_c = al_c;
+    *out = p;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_matmul(el_backend *be, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
+                                int64_t n, const float *bias, float *y, int64_t ldy) {
+    cu_ctx *c = ctx_of(be);
+    if (!float_type(wt) || m < 0 || k < 0 || n < 0 || ldy < n)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda matmul: bad weight dtype %s or shape (m=%lld k=%lld n=%lld "
+                      "ldy=%lld)", el_dtype_name(wt), (long long)m, (long long)k, (long long)n, (long long)ldy);
+    if (m == 0 || n == 0) return EDGELLM_STATUS_OK;
+    if (m <= 8) {
+        CU_TRY(elk_gemv(c->st, x, m, k, w, elk_type(wt), n, bias, y, ldy, c->n_sm));
+        return EDGELLM_STATUS_OK;
+    }
+    const void *b = x;
+    if (wt != EL_DTYPE_F32) {
+        size_t bytes;
+        if (!el_mul_ok((size_t)m * 2, (size_t)k, &bytes))
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda matmul: size overflow");
+        void *s = NULL;
+        EL_TRY(scratch(c, bytes, &s));
+        CU_TRY(elk_convert_f32(c->st, x, s, elk_type(wt), m * k));
+        b = s;
+    }
+    int esz = wt == EL_DTYPE_F32 ? 4 : 2;
+    cu_gemm_plan *p = NULL;
+    EL_TRY(gemm_plan(c, m, n, k, wt, ldy, ptr_align(w, k * esz), ptr_align(b, k * esz), ptr_align(y, ldy * 4), &p));
+    float alpha = 1.f, beta = 0.f;
+    LT_TRY(cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, b, p->b, &beta, y, p->c, y, p->c, &p->algo, c->lt_ws,
+                          CU_LT_WS_BYTES, c->st));
+    if (bias) CU_TRY(elk_add_bias(c->st, y, bias, m, n, ldy));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_rope(el_backend *be, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
+                              int64_t n_rot, const int32_t *pos, const float *inv_freq, float attn_scale) {
+    cu_ctx *c = ctx_of(be);
+    if (n_tok < 0 || n_heads < 0 || n_rot < 0 || n_rot > head_dim || (n_rot & 1))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda rope: bad shape (head_dim %lld, n_rot %lld)",
+                      (long long)head_dim, (long long)n_rot);
+    CU_TRY(elk_rope(c->st, x, n_tok, n_heads, head_dim, n_rot, pos, inv_freq, attn_scale));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_kv_store(el_backend *be, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
+                                  int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache,
+                                  void *v_cache, el_dtype kv_t, int64_t cap) {
+    cu_ctx *c = ctx_of(be);
+    if (!float_type(kv_t) || n_tok < 0 || n_head_kv <= 0 || head_dim <= 0 || cap <= 0)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda kv_store: bad cache dtype %s or shape", el_dtype_name(kv_t));
+    CU_TRY(elk_kv_store(c->st, k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, elk_type(kv_t), cap));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                                   int64_t head_dim, const int32_t *slot, const int32_t *pos, int32_t max_pos,
+                                   const void *k_cache, const void *v_cache, el_dtype kv_t, int64_t cap, float scale,
+                                   float *out) {
+    cu_ctx *c = ctx_of(be);
+    (void)max_pos; /* grids depend on static shapes only (graph replays see new positions) */
+    if (!float_type(kv_t) || n_tok < 0 || n_head_kv <= 0 || n_head % n_head_kv || head_dim < 1 || head_dim > 256 ||
+        cap <= 0)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda attention: bad dtype %s or shape (heads %lld/%lld, head_dim "
+                      "%lld)", el_dtype_name(kv_t), (long long)n_head, (long long)n_head_kv, (long long)head_dim);
+    if (n_tok == 0) return EDGELLM_STATUS_OK;
+    size_t smem = elk_attention_smem(n_head, n_head_kv, head_dim);
+    if (smem > c->smem_optin)
+        return el_err(EDGELLM_STATUS_UNSUPPORTED, "cuda attention: %lld query heads per kv head x head_dim %lld needs "
+                      "%zu bytes of shared memory (device: %zu)", (long long)(n_head / n_head_kv),
+                      (long long)head_dim, smem, c->smem_optin);
+    int n_split;
+    int64_t chunk;
+    size_t part_floats;
+    elk_attention_plan(n_tok, n_head, n_head_kv, head_dim, cap, c->n_sm, &n_split, &chunk, &part_floats);
+    void *part = NULL;
+    if (part_floats) EL_TRY(scratch(c, part_floats * sizeof(float), &part));
+    CU_TRY(elk_attention(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, elk_type(kv_t), cap,
+                         scale, out, n_split, chunk, (float *)part));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_swiglu(el_backend *be, const float *gate, const float *up, float *out, int64_t n) {
+    cu_ctx *c = ctx_of(be);
+    CU_TRY(elk_swiglu(c->st, gate, up, out, n));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_add(el_backend *be, float *y, const float *x, int64_t n) {
+    cu_ctx *c = ctx_of(be);
+    CU_TRY(elk_add(c->st, y, x, n));
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- graphs ------------------------------------------------------------------------------------ */
+
+static cu_graph *graph_find(cu_ctx *c, int key) {
+    for (int i = 0; i < c->n_graphs; i++)
+        if (c->graphs[i].key == key) return &c->graphs[i];
+    return NULL;
+}
+
+static edgellm_status be_graph_begin(el_backend *be, int key) {
+    cu_ctx *c = ctx_of(be);
+    if (c->capturing) return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: graph %d: a capture is already running", key);
+    if (!graph_find(c, key) && c->n_graphs == CU_MAX_GRAPHS)
+        return el_err(EDGELLM_STATUS_LIMIT, "cuda: more than %d graphs", CU_MAX_GRAPHS);
+    CU_TRY(cudaStreamBeginCapture(c->st, cudaStreamCaptureModeRelaxed));
+    c->capturing = true;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_graph_end(el_backend *be, int key) {
+    cu_ctx *c = ctx_of(be);
+    if (!c->capturing) return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: graph %d: no capture running", key);
+    c->capturing = false;
+    cudaGraph_t g = NULL;
+    cudaError_t e = cudaStreamEndCapture(c->st, &g);
+    if (e != cudaSuccess) {
+        if (g) cudaGraphDestroy(g);
+        cudaGetLastError();
+        return cu_fail(e, __FILE__, __LINE__);
+    }
+    cudaGraphExec_t exec = NULL;
+    e = cudaGraphInstantiate(&exec, g, 0);
+    cudaGraphDestroy(g);
+    if (e != cudaSuccess) return cu_fail(e, __FILE__, __LINE__);
+    cu_graph *slot = graph_find(c, key);
+    if (slot) {
+        cudaGraphExecDestroy(slot->exec);
+    } else {
+        slot = &c->graphs[c->n_graphs++];
+        slot->key = key;
+    }
+    slot->exec = exec;
+    return EDGELLM_STATUS_OK;
+}
+
+static bool be_graph_has(el_backend *be, int key) { return graph_find((cu_ctx *)be->ctx, key) != NULL; }
+
+static edgellm_status be_graph_launch(el_backend *be, int key) {
+    cu_ctx *c = ctx_of(be);
+    cu_graph *g = graph_find(c, key);
+    if (!g) return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: no graph under key %d", key);
+    CU_TRY(cudaGraphLaunch(g->exec, c->st));
+    return EDGELLM_STATUS_OK;
+}
+
+static uint64_t be_peak_memory(el_backend *be) { return ((cu_ctx *)be->ctx)->peak_bytes; }
+
+static const char *be_name(el_backend *be) {
+    (void)be;
+    return "cuda";
+}
+
+static void be_free(el_backend *be) {
+    if (!be) return;
+    cu_ctx *c = (cu_ctx *)be->ctx;
+    if (c) {
+        cudaSetDevice(c->dev);
+        if (c->st) {
+            if (c->capturing) {
+                cudaGraph_t g = NULL;
+                if (cudaStreamEndCapture(c->st, &g) == cudaSuccess && g) cudaGraphDestroy(g);
+            }
+            cudaStreamSynchronize(c->st);
+        }
+        for (int i = 0; i < c->n_graphs; i++) cudaGraphExecDestroy(c->graphs[i].exec);
+        for (int i = 0; i < CU_GEMM_CACHE; i++) plan_destroy(&c->plans[i]);
+        for (size_t i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i].p);
+        for (size_t i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
+        if (c->scratch) cudaFree(c->scratch);
+        if (c->lt_ws) cudaFree(c->lt_ws);
+        if (c->lt) cublasLtDestroy(c->lt);
+        if (c->up_stage) cudaFreeHost(c->up_stage);
+        if (c->down_stage) cudaFreeHost(c->down_stage);
+        if (c->st) cudaStreamDestroy(c->st);
+        el_free(c->allocs);
+        el_free(c->retired);
+        el_free(c);
+    }
+    el_free(be);
+}
+
+static const el_backend_i cuda_iface = {
+    be_name,      be_free,      be_alloc,     be_dealloc,       be_weight_map,   be_upload,     be_download,
+    be_memset0,   be_sync,      be_embed,     be_rmsnorm,       be_matmul,       be_rope,       be_kv_store,
+    be_attention, be_swiglu,    be_add,       be_graph_begin,   be_graph_end,    be_graph_has,  be_graph_launch,
+    be_peak_memory,
+};
+
+static edgellm_status create_fail(el_backend *be, cudaError_t e, const char *file, int line) {
+    edgellm_status s = cu_fail(e, file, line);
+    char msg[600];
+    snprintf(msg, sizeof msg, "%s", edgellm_last_error());
+    be_free(be);
+    return el_err(s, "%s", msg);
+}
+
+extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_backend **out) {
+    *out = NULL;
+    int dev = p ? p->device : 0;
+    int n_dev = 0;
+    cudaError_t e = cudaGetDeviceCount(&n_dev);
+    if (e != cudaSuccess || n_dev == 0) {
+        cudaGetLastError();
+        return el_err(EDGELLM_STATUS_UNSUPPORTED, "cuda: no CUDA device (%s)",
+                      e != cudaSuccess ? cudaGetErrorString(e) : "0 devices");
+    }
+    if (dev < 0 || dev >= n_dev)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: device %d out of range (%d devices)", dev, n_dev);
+    el_backend *be = (el_backend *)el_calloc(1, sizeof *be);
+    cu_ctx *c = (cu_ctx *)el_calloc(1, sizeof *c);
+    if (!be || !c) {
+        el_free(be);
+        el_free(c);
+        return el_err(EDGELLM_STATUS_NO_MEMORY, "cuda: backend");
+    }
+    be->iface = cuda_iface;
+    be->ctx = c;
+    c->dev = dev;
+    if ((e = cudaSetDevice(dev)) != cudaSuccess) return create_fail(be, e, __FILE__, __LINE__);
+    cudaDeviceProp prop;
+    if ((e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess) return create_fail(be, e, __FILE__, __LINE__);
+    c->n_sm = prop.multiProcessorCount;
+    c->smem_optin = prop.sharedMemPerBlockOptin;
+    if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)
+        return create_fail(be, e, __FILE__, __LINE__);
+    if ((e = cudaMallocHost((void **)&c->up_stage, CU_STAGE_BYTES)) != cudaSuccess)
+        return create_fail(be, e, __FILE__, __LINE__);
+    if ((e = cudaMalloc(&c->lt_ws, CU_LT_WS_BYTES)) != cudaSuccess) return create_fail(be, e, __FILE__, __LINE__);
+    cublasStatus_t ls = cublasLtCreate(&c->lt);
+    if (ls != CUBLAS_STATUS_SUCCESS) {
+        c->lt = NULL;
+        be_free(be);
+        return el_err(EDGELLM_STATUS_DEVICE, "cuda: cublasLtCreate failed (status %d)", (int)ls);
+    }
+    c->cur_bytes = c->peak_bytes = CU_LT_WS_BYTES;
+    EL_LOG_INFO("cuda: %s, %d SMs, %.1f GiB, compute %d.%d", prop.name, c->n_sm,
+                (double)prop.totalGlobalMem / (1 << 30), prop.major, prop.minor);
+    *out = be;
+    return EDGELLM_STATUS_OK;
+}
