@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Installs the build dependencies (Debian 12), builds edgellm, and generates a story with the bundled
+# stories260K model. Usage: scripts/install.sh [extra cmake args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+SUDO=""
+if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
+PKGS="build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libxxhash-dev xz-utils"
+missing=""
+for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
+if [ -n "$missing" ]; then
+  $SUDO apt-get update -q
+  DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -q $missing
+fi
+cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@"
+cmake --build build -j"$(nproc)"
+./build/edgellm generate --temperature 0 -n 64 "Once upon a time"

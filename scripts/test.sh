@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The whole test suite: a Release build and an ASan+UBSan build, each running every ctest test.
+# Prints ctest's summary for each and a final line "N passed, N failed".
+set -uo pipefail
+cd "$(dirname "$0")/.."
+JOBS="$(nproc)"
+total_pass=0; total_fail=0
+run_suite() {  # name builddir cmake-args...
+  local name="$1" dir="$2"; shift 2
+  echo "=== $name build ($dir)"
+  if ! cmake -S . -B "$dir" "$@" >"$dir/configure.log" 2>&1; then
+    cat "$dir/configure.log"; total_fail=$((total_fail + 1)); return
+  fi
+  if ! cmake --build "$dir" -j"$JOBS" >"$dir/build.log" 2>&1; then
+    tail -50 "$dir/build.log"; total_fail=$((total_fail + 1)); return
+  fi
+  local log="$dir/ctest.log"
+  ctest --test-dir "$dir" --output-on-failure -j"$JOBS" --timeout 900 2>&1 | tee "$log"
+  local line; line="$(grep -E 'tests passed, [0-9]+ tests failed out of [0-9]+' "$log" | tail -1)"
+  local failed total
+  failed="$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\1/')"
+  total="$(echo "$line" | sed -E 's/.* ([0-9]+) tests failed out of ([0-9]+).*/\2/')"
+  if [ -z "$line" ]; then failed=1; total=1; fi
+  total_pass=$((total_pass + total - failed)); total_fail=$((total_fail + failed))
+}
+mkdir -p build build-asan
+run_suite "Release" build -DCMAKE_BUILD_TYPE=Release
+ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1 \
+  run_suite "ASan+UBSan" build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_SANITIZE=ON
+echo "${total_pass} passed, ${total_fail} failed"
+[ "$total_fail" = 0 ]
