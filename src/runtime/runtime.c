@@ -19,6 +19,7 @@
 
 #include <math.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #define LOGIT_ROWS_MAX 32 /* rows of logits computed per lm_head call */
@@ -66,6 +67,7 @@ struct edgellm_runtime {
     edgellm_tokenizer *tok;
     edgellm_chat_template *tmpl;
     edgellm_metrics metrics;
+    bool use_graphs; /* capture decode steps (backends with graph support; EDGELLM_NO_GRAPHS=1 disables) */
 };
 
 edgellm_runtime_params edgellm_runtime_params_default(void) {
@@ -210,6 +212,7 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
     el_backend_params bp = {rt->params.n_threads, rt->params.device, rt->params.use_reference};
     EL_CHECK(el_backend_create(rt->prof.backend, &bp, &rt->be));
     EL_CHECK(map_weights(rt));
+    rt->use_graphs = rt->be->iface.graph_begin != NULL && !getenv("EDGELLM_NO_GRAPHS");
 
     /* rope table */
     rt->n_rot = el_rope_n_rot(hp);
@@ -430,6 +433,26 @@ static edgellm_status validate_batch(edgellm_runtime *rt, const edgellm_batch *b
     return EDGELLM_STATUS_OK;
 }
 
+/* A decode step (every entry wants logits, one chunk) on a backend with graphs is captured once per
+ * batch size and replayed: the dynamic inputs live in device buffers uploaded before the launch. The
+ * attention bound is the KV capacity so the captured launch configuration fits every later step. */
+static edgellm_status eval_graph(edgellm_runtime *rt, int64_t n, float *logits_out) {
+    el_backend *be = rt->be;
+    const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
+    int key = (int)n;
+    if (!be->iface.graph_has(be, key)) {
+        EL_TRY(be->iface.graph_begin(be, key));
+        edgellm_status s = forward_layers(rt, n, (int32_t)(rt->kv_cap - 1));
+        if (s >= 0) s = be->iface.rmsnorm(be, rt->x, rt->out_norm, rt->out_norm_t, n, E, rt->hp.norm_eps, rt->hsel);
+        if (s >= 0) s = be->iface.matmul(be, rt->hsel, n, E, rt->lm_head, rt->head_t, V, NULL, rt->logits_dev, V);
+        edgellm_status e = be->iface.graph_end(be, key);
+        EL_TRY(s);
+        EL_TRY(e);
+    }
+    EL_TRY(be->iface.graph_launch(be, key));
+    return be->iface.download(be, logits_out, rt->logits_dev, (size_t)(n * V) * sizeof(float));
+}
+
 edgellm_status edgellm_runtime_eval(edgellm_runtime *rt, const edgellm_batch *b, float *logits_out) {
     if (!rt) return el_err(EDGELLM_STATUS_INVALID_ARG, "runtime is NULL");
     EL_TRY(validate_batch(rt, b));
@@ -449,8 +472,13 @@ edgellm_status edgellm_runtime_eval(edgellm_runtime *rt, const edgellm_batch *b,
         EL_TRY(be->iface.upload(be, rt->ids_dev, b->tokens + c0, (size_t)n * 4));
         EL_TRY(be->iface.upload(be, rt->pos_dev, b->pos + c0, (size_t)n * 4));
         EL_TRY(be->iface.upload(be, rt->slot_dev, b->slot + c0, (size_t)n * 4));
-        EL_TRY(forward_layers(rt, n, max_pos));
         for (int64_t i = 0; i < n; i++) rt->seq_len[b->slot[c0 + i]] = b->pos[c0 + i] + 1;
+        if (be->iface.graph_begin && logits_out && n_sel == n && n == b->n_tokens &&
+            n <= rt->prof.max_batch_size && n <= LOGIT_ROWS_MAX && rt->use_graphs) {
+            EL_TRY(eval_graph(rt, n, logits_out));
+            continue;
+        }
+        EL_TRY(forward_layers(rt, n, max_pos));
         if (n_sel == 0 || !logits_out) continue;
         const float *hidden = rt->x;
         if (n_sel != n) { /* gather the selected rows */
