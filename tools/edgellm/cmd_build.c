@@ -41,12 +41,10 @@ int cmd_build(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--overwrite")) {
             p.overwrite = true;
         } else {
-            usage(stderr);
-            return cli_usage_error("build: unknown option '%s'", argv[i]);
+            return cli_usage_error("build: unknown option '%s' (see edgellm build --help)", argv[i]);
         }
     }
     if (!input || !engine) {
-        usage(stderr);
         return cli_usage_error("build: --input and --engine are required");
     }
     int64_t v;

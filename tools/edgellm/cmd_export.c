@@ -39,12 +39,10 @@ int cmd_export(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--progress")) {
             p.progress = true;
         } else {
-            usage(stderr);
-            return cli_usage_error("export: unknown option '%s'", argv[i]);
+            return cli_usage_error("export: unknown option '%s' (see edgellm export --help)", argv[i]);
         }
     }
     if (!model || !output) {
-        usage(stderr);
         return cli_usage_error("export: --model and --output are required");
     }
     if (dtype && strcmp(dtype, "fp32") && strcmp(dtype, "fp16") && strcmp(dtype, "bf16"))

@@ -31,12 +31,10 @@ int cmd_info(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--verify")) {
             verify = true;
         } else {
-            usage(stderr);
-            return cli_usage_error("info: unknown option '%s'", argv[i]);
+            return cli_usage_error("info: unknown option '%s' (see edgellm info --help)", argv[i]);
         }
     }
     if (!engine) {
-        usage(stderr);
         return cli_usage_error("info: --engine is required");
     }
     el_engine *e = NULL;

@@ -155,12 +155,10 @@ int cmd_synth(int argc, char **argv) {
         } else if (!strcmp(argv[i], "--overwrite")) {
             overwrite = true;
         } else {
-            usage(stderr);
-            return cli_usage_error("synth: unknown option '%s'", argv[i]);
+            return cli_usage_error("synth: unknown option '%s' (see edgellm synth --help)", argv[i]);
         }
     }
     if (!output) {
-        usage(stderr);
         return cli_usage_error("synth: --output is required");
     }
     if (strcmp(shape, "qwen3-0.6b") && strcmp(shape, "llama3.2-1b") && strcmp(shape, "llama3.1-8b"))
