@@ -1,0 +1,322 @@
+/*
+ * bench_cuda.c - CUDA backend micro-benchmarks (built in every configuration; without CUDA it only says
+ * so). Prints, per line, what was measured:
+ *   copy   device-to-device cudaMemcpy of 1 GiB, GB/s counting bytes read + written (the ceiling)
+ *   gemv   backend matmul with m = 1 and m = 8 on the bf16 layer shapes of Qwen3-0.6B, Llama-3.2-1B and
+ *          Llama-3.1-8B: weight GB/s and % of the copy bandwidth. Weights are rotated over copies that
+ *          together exceed the L2 cache; calls are captured in a CUDA graph (no launch gaps)
+ *   gemm   8192^3 bf16: the backend matmul (f32 x -> bf16 convert + cuBLASLt, f32 out) and cuBLASLt alone
+ *          on bf16 inputs (the library baseline), TFLOP/s
+ *   attn   decode attention over an 8192-position f16 cache: GB/s of K/V read
+ * Times: median of several timed repetitions after a warm-up.
+ * usage: bench_cuda [--quick]
+ */
+#include "backend/backend.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#ifndef EDGELLM_HAVE_CUDA
+int main(void) {
+    printf("bench_cuda: built without CUDA (configure with -DEDGELLM_CUDA=ON)\n");
+    return 0;
+}
+#else
+#include <cublasLt.h>
+#include <cuda_runtime_api.h>
+
+static el_backend *be;
+static double g_copy_gbs;
+
+#define CK(x)                                                                                          \
+    do {                                                                                               \
+        cudaError_t e_ = (x);                                                                          \
+        if (e_ != cudaSuccess) {                                                                       \
+            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, cudaGetErrorString(e_));                \
+            exit(1);                                                                                   \
+        }                                                                                              \
+    } while (0)
+#define OK(x)                                                                                          \
+    do {                                                                                               \
+        if ((x) != EDGELLM_STATUS_OK) {                                                                \
+            fprintf(stderr, "%s:%d: %s\n", __FILE__, __LINE__, edgellm_last_error());                  \
+            exit(1);                                                                                   \
+        }                                                                                              \
+    } while (0)
+
+static int cmp_d(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+static double median(double *v, int n) {
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+/* Fills device memory with random bf16 values in [-1, 1) (never zeros). */
+static void fill_bf16(void *d, size_t n) {
+    size_t chunk = (size_t)1 << 22;
+    uint16_t *h = malloc(chunk * 2);
+    uint64_t s = 0x12345678abcdefull ^ n;
+    for (size_t i = 0; i < chunk; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        h[i] = el_f32_to_bf16((float)((s >> 40) * (1.0 / 8388608.0)) - 1.f);
+    }
+    for (size_t o = 0; o < n; o += chunk) OK(be->iface.upload(be, (uint16_t *)d + o, h, (n - o < chunk ? n - o : chunk) * 2));
+    OK(be->iface.sync(be));
+    free(h);
+}
+static void fill_f32(void *d, size_t n) {
+    float *h = malloc(n * 4);
+    uint64_t s = 0x9876543ull ^ n;
+    for (size_t i = 0; i < n; i++) {
+        s ^= s << 13, s ^= s >> 7, s ^= s << 17;
+        h[i] = (float)((s >> 40) * (1.0 / 8388608.0)) - 1.f;
+    }
+    OK(be->iface.upload(be, d, h, n * 4));
+    OK(be->iface.sync(be));
+    free(h);
+}
+
+static void bench_copy(void) {
+    size_t n = (size_t)1 << 30;
+    void *a, *b;
+    CK(cudaMalloc(&a, n));
+    CK(cudaMalloc(&b, n));
+    CK(cudaMemset(a, 1, n));
+    cudaEvent_t e0, e1;
+    CK(cudaEventCreate(&e0));
+    CK(cudaEventCreate(&e1));
+    CK(cudaMemcpy(b, a, n, cudaMemcpyDeviceToDevice));
+    double t[10];
+    for (int r = 0; r < 10; r++) {
+        CK(cudaEventRecord(e0, 0));
+        CK(cudaMemcpyAsync(b, a, n, cudaMemcpyDeviceToDevice, 0));
+        CK(cudaEventRecord(e1, 0));
+        CK(cudaEventSynchronize(e1));
+        float ms;
+        CK(cudaEventElapsedTime(&ms, e0, e1));
+        t[r] = ms;
+    }
+    double ms = median(t, 10);
+    g_copy_gbs = 2.0 * (double)n / (ms * 1e-3) / 1e9;
+    printf("copy  d2d 1 GiB: %.3f ms, %.0f GB/s (read + write)\n", ms, g_copy_gbs);
+    CK(cudaFree(a));
+    CK(cudaFree(b));
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
+}
+
+typedef struct shape {
+    const char *model, *name;
+    int64_t n, k;
+} shape;
+
+/* Times `calls` back-to-back matmuls captured as one graph; returns ms per call (median of reps). */
+static double time_matmuls(const float *x, int64_t m, int64_t k, void **w, int n_copies, int64_t n, float *y,
+                           int calls, int reps) {
+    static int key = 1000;
+    key++;
+    OK(be->iface.graph_begin(be, key));
+    for (int c = 0; c < calls; c++) OK(be->iface.matmul(be, x, m, k, w[c % n_copies], EL_DTYPE_BF16, n, NULL, y, n));
+    OK(be->iface.graph_end(be, key));
+    OK(be->iface.graph_launch(be, key)); /* warm-up */
+    OK(be->iface.sync(be));
+    double t[16];
+    for (int r = 0; r < reps; r++) {
+        double t0 = el_time_ms();
+        OK(be->iface.graph_launch(be, key));
+        OK(be->iface.sync(be));
+        t[r] = (el_time_ms() - t0) / calls;
+    }
+    return median(t, reps);
+}
+
+static void bench_gemv(bool quick) {
+    const shape shapes[] = {
+        {"qwen3-0.6b", "q", 2048, 1024},     {"qwen3-0.6b", "k/v", 1024, 1024},   {"qwen3-0.6b", "o", 1024, 2048},
+        {"qwen3-0.6b", "gate/up", 3072, 1024}, {"qwen3-0.6b", "down", 1024, 3072}, {"qwen3-0.6b", "lm_head", 151936, 1024},
+        {"llama3.2-1b", "q/o", 2048, 2048},  {"llama3.2-1b", "k/v", 512, 2048},   {"llama3.2-1b", "gate/up", 8192, 2048},
+        {"llama3.2-1b", "down", 2048, 8192}, {"llama3.2-1b", "lm_head", 128256, 2048},
+        {"llama3.1-8b", "q/o", 4096, 4096},  {"llama3.1-8b", "k/v", 1024, 4096},  {"llama3.1-8b", "gate/up", 14336, 4096},
+        {"llama3.1-8b", "down", 4096, 14336}, {"llama3.1-8b", "lm_head", 128256, 4096},
+    };
+    const int ns = sizeof shapes / sizeof shapes[0];
+    const int64_t ms[2] = {1, 8};
+    float *x, *y;
+    OK(be->iface.alloc(be, 8 * 14336 * 4, (void **)&x));
+    OK(be->iface.alloc(be, 8 * 151936 * 4, (void **)&y));
+    fill_f32(x, 8 * 14336);
+    printf("gemv  bf16 weights, f32 x/y; GB/s of weight bytes; %% of the d2d copy bandwidth\n");
+    for (int s = 0; s < ns; s++) {
+        const shape *sh = &shapes[s];
+        size_t bytes = (size_t)(sh->n * sh->k * 2);
+        int copies = (int)(((size_t)384 << 20) / bytes) + 1; /* > 384 MB in rotation: well above L2 */
+        if (copies > 64) copies = 64;
+        void *w[64];
+        for (int c = 0; c < copies; c++) {
+            OK(be->iface.alloc(be, bytes, &w[c]));
+            fill_bf16(w[c], bytes / 2);
+        }
+        int calls = copies < 8 ? 8 * copies : copies;
+        if (quick && calls > 16) calls = 16;
+        for (int mi = 0; mi < 2; mi++) {
+            double t = time_matmuls(x, ms[mi], sh->k, w, copies, sh->n, y, calls, quick ? 3 : 7);
+            double gbs = (double)bytes / (t * 1e-3) / 1e9;
+            printf("gemv  %-11s %-8s n %6lld k %6lld m %lld: %8.2f us %7.0f GB/s %5.1f%% of copy\n", sh->model,
+                   sh->name, (long long)sh->n, (long long)sh->k, (long long)ms[mi], t * 1e3, gbs,
+                   100.0 * gbs / g_copy_gbs);
+        }
+        for (int c = 0; c < copies; c++) be->iface.dealloc(be, w[c]);
+    }
+    be->iface.dealloc(be, x);
+    be->iface.dealloc(be, y);
+}
+
+static void bench_gemm(void) {
+    const int64_t N = 8192;
+    float *x, *y;
+    void *w, *xb;
+    OK(be->iface.alloc(be, (size_t)(N * N * 4), (void **)&x));
+    OK(be->iface.alloc(be, (size_t)(N * N * 4), (void **)&y));
+    OK(be->iface.alloc(be, (size_t)(N * N * 2), &w));
+    OK(be->iface.alloc(be, (size_t)(N * N * 2), &xb));
+    fill_bf16(w, (size_t)(N * N));
+    fill_bf16(xb, (size_t)(N * N));
+    for (int64_t r = 0; r < N; r += 1024) fill_f32(x + r * N, (size_t)(1024 * N));
+    double flops = 2.0 * N * N * N;
+    /* ours */
+    OK(be->iface.matmul(be, x, N, N, w, EL_DTYPE_BF16, N, NULL, y, N));
+    OK(be->iface.sync(be));
+    double t[8];
+    for (int r = 0; r < 5; r++) {
+        double t0 = el_time_ms();
+        OK(be->iface.matmul(be, x, N, N, w, EL_DTYPE_BF16, N, NULL, y, N));
+        OK(be->iface.sync(be));
+        t[r] = el_time_ms() - t0;
+    }
+    double ours = median(t, 5);
+    /* cuBLASLt alone, bf16 x bf16 -> f32, same layout */
+    cublasLtHandle_t lt;
+    cublasLtCreate(&lt);
+    cublasLtMatmulDesc_t op;
+    cublasLtMatrixLayout_t a, b, c;
+    cublasLtMatmulDescCreate(&op, CUBLAS_COMPUTE_32F, CUDA_R_32F);
+    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta);
+    cublasLtMatmulDescSetAttribute(op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb);
+    cublasLtMatrixLayoutCreate(&a, CUDA_R_16BF, N, N, N);
+    cublasLtMatrixLayoutCreate(&b, CUDA_R_16BF, N, N, N);
+    cublasLtMatrixLayoutCreate(&c, CUDA_R_32F, N, N, N);
+    size_t wss = (size_t)32 << 20;
+    void *ws;
+    CK(cudaMalloc(&ws, wss));
+    cublasLtMatmulPreference_t pref;
+    cublasLtMatmulPreferenceCreate(&pref);
+    cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &wss, sizeof wss);
+    cublasLtMatmulHeuristicResult_t res;
+    int nres = 0;
+    cublasLtMatmulAlgoGetHeuristic(lt, op, a, b, c, c, pref, 1, &res, &nres);
+    float al = 1, be0 = 0;
+    double base = 0;
+    if (nres > 0) {
+        cudaEvent_t e0, e1;
+        cudaEventCreate(&e0);
+        cudaEventCreate(&e1);
+        cublasLtMatmul(lt, op, &al, w, a, xb, b, &be0, y, c, y, c, &res.algo, ws, wss, 0);
+        CK(cudaDeviceSynchronize());
+        for (int r = 0; r < 5; r++) {
+            cudaEventRecord(e0, 0);
+            cublasLtMatmul(lt, op, &al, w, a, xb, b, &be0, y, c, y, c, &res.algo, ws, wss, 0);
+            cudaEventRecord(e1, 0);
+            cudaEventSynchronize(e1);
+            float msf;
+            cudaEventElapsedTime(&msf, e0, e1);
+            t[r] = msf;
+        }
+        base = median(t, 5);
+        cudaEventDestroy(e0);
+        cudaEventDestroy(e1);
+    }
+    printf("gemm  8192^3 bf16 backend matmul (f32 x -> bf16 + cuBLASLt, f32 out): %.3f ms, %.0f TFLOP/s\n", ours,
+           flops / (ours * 1e-3) / 1e12);
+    if (base > 0)
+        printf("gemm  8192^3 bf16 cuBLASLt alone (bf16 in, f32 out):               %.3f ms, %.0f TFLOP/s\n", base,
+               flops / (base * 1e-3) / 1e12);
+    cublasLtMatmulPreferenceDestroy(pref);
+    cublasLtMatrixLayoutDestroy(a);
+    cublasLtMatrixLayoutDestroy(b);
+    cublasLtMatrixLayoutDestroy(c);
+    cublasLtMatmulDescDestroy(op);
+    cublasLtDestroy(lt);
+    cudaFree(ws);
+    be->iface.dealloc(be, x);
+    be->iface.dealloc(be, y);
+    be->iface.dealloc(be, w);
+    be->iface.dealloc(be, xb);
+}
+
+static void bench_attention(void) {
+    const int64_t nh = 32, nkv = 8, hd = 128, cap = 8192;
+    for (int64_t batch = 1; batch <= 8; batch *= 8) {
+        size_t cbytes = (size_t)(batch * nkv * cap * hd * 2);
+        void *kc, *vc;
+        float *q, *out;
+        int32_t *slot, *pos;
+        OK(be->iface.alloc(be, cbytes, &kc));
+        OK(be->iface.alloc(be, cbytes, &vc));
+        fill_bf16(kc, cbytes / 2);
+        fill_bf16(vc, cbytes / 2);
+        OK(be->iface.alloc(be, (size_t)(batch * nh * hd * 4), (void **)&q));
+        OK(be->iface.alloc(be, (size_t)(batch * nh * hd * 4), (void **)&out));
+        fill_f32(q, (size_t)(batch * nh * hd));
+        int32_t hs[8], hp[8];
+        for (int i = 0; i < 8; i++) hs[i] = i, hp[i] = (int32_t)cap - 1;
+        OK(be->iface.alloc(be, 32, (void **)&slot));
+        OK(be->iface.alloc(be, 32, (void **)&pos));
+        OK(be->iface.upload(be, slot, hs, 32));
+        OK(be->iface.upload(be, pos, hp, 32));
+        int key = 5000 + (int)batch;
+        OK(be->iface.graph_begin(be, key));
+        for (int c = 0; c < 20; c++)
+            OK(be->iface.attention(be, q, batch, nh, nkv, hd, slot, pos, (int32_t)cap - 1, kc, vc, EL_DTYPE_BF16, cap,
+                                   0.088f, out));
+        OK(be->iface.graph_end(be, key));
+        OK(be->iface.graph_launch(be, key));
+        OK(be->iface.sync(be));
+        double t[7];
+        for (int r = 0; r < 7; r++) {
+            double t0 = el_time_ms();
+            OK(be->iface.graph_launch(be, key));
+            OK(be->iface.sync(be));
+            t[r] = (el_time_ms() - t0) / 20;
+        }
+        double ms = median(t, 7);
+        double gbs = 2.0 * (double)cbytes / (ms * 1e-3) / 1e9;
+        printf("attn  decode batch %lld, 32/8 heads, hd 128, bf16 cache, %lld positions: %.2f us, %.0f GB/s of K+V "
+               "(%.1f%% of copy)\n",
+               (long long)batch, (long long)cap, ms * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
+        be->iface.dealloc(be, kc), be->iface.dealloc(be, vc), be->iface.dealloc(be, q), be->iface.dealloc(be, out);
+        be->iface.dealloc(be, slot), be->iface.dealloc(be, pos);
+    }
+}
+
+int main(int argc, char **argv) {
+    bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    el_backend_params p = {0};
+    if (el_backend_cuda_create(&p, &be) != EDGELLM_STATUS_OK) {
+        printf("bench_cuda: no CUDA device (%s)\n", edgellm_last_error());
+        return 0;
+    }
+    struct cudaDeviceProp prop;
+    CK(cudaGetDeviceProperties(&prop, 0));
+    printf("device: %s, %d SMs, %.0f MiB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1048576.0);
+    bench_copy();
+    bench_gemv(quick);
+    bench_attention();
+    bench_gemm();
+    be->iface.free(be);
+    return 0;
+}
+#endif

@@ -1,0 +1,364 @@
+/*
+ * test_cuda_ops.c - every op of the CUDA backend, through the el_backend_i vtable, against the scalar
+ * references edgellm_ref_* on seeded random inputs (NMSE thresholds: f32 paths 1e-6, GEMV with
+ * f16/bf16 weights 1e-5, tensor-core GEMM 1e-3). Also: CUDA-graph capture and replay with new
+ * positions, argument errors, peak memory. Prints one "op ... nmse" line per case.
+ * Skips (exit 77) when no CUDA device is present.
+ */
+#include "backend/backend.h"
+#include "kernels/kernels.h"
+#include "test.h"
+
+static el_backend *be;
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+
+static float frand(void) { /* uniform [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 8388608.0)) - 1.f;
+}
+static float *rand_f32(size_t n, float scale) {
+    float *p = el_malloc(n * sizeof *p);
+    for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
+    return p;
+}
+/* n random values stored as dtype t (host). */
+static void *rand_typed(el_dtype t, size_t n, float scale) {
+    float *f = rand_f32(n, scale);
+    if (t == EL_DTYPE_F32) return f;
+    void *o = el_malloc(n * 2);
+    el_convert(t, o, EL_DTYPE_F32, f, n);
+    el_free(f);
+    return o;
+}
+static void *dput(const void *h, size_t n) {
+    void *d = NULL;
+    if (be->iface.alloc(be, n, &d) != EDGELLM_STATUS_OK) return NULL;
+    if (h && be->iface.upload(be, d, h, n) != EDGELLM_STATUS_OK) return NULL;
+    return d;
+}
+static void dget(void *h, const void *d, size_t n) { CHECK_OK(be->iface.download(be, h, d, n)); }
+/* Poisons a device f32 buffer (NaN) so that unwritten outputs fail the comparison. */
+static void dpoison(void *d, size_t n_floats) {
+    float *h = el_malloc(n_floats * sizeof *h);
+    for (size_t i = 0; i < n_floats; i++) h[i] = NAN;
+    CHECK_OK(be->iface.upload(be, d, h, n_floats * sizeof *h));
+    el_free(h);
+}
+static void report(const char *what, double nmse, double tol) {
+    printf("op %-58s nmse %.3e (tol %.0e) %s\n", what, nmse, tol, nmse <= tol ? "ok" : "FAIL");
+    CHECKF(nmse <= tol, "%s: nmse %.3e > %.0e", what, nmse, tol);
+}
+
+static const el_dtype FT[3] = {EL_DTYPE_F32, EL_DTYPE_F16, EL_DTYPE_BF16};
+
+static void test_embed(void) {
+    for (int ti = 0; ti < 3; ti++) {
+        const int64_t vocab = 50, dim = 96, n = 7;
+        void *tab = rand_typed(FT[ti], vocab * dim, 1.f);
+        int32_t ids[7] = {0, 49, 3, 3, 17, 25, 1};
+        float *ref = el_malloc(n * dim * 4), *got = el_malloc(n * dim * 4);
+        edgellm_ref_embed(ids, n, tab, FT[ti], dim, ref);
+        void *dt = dput(tab, vocab * dim * el_dtype_size(FT[ti])), *di = dput(ids, sizeof ids), *dy = dput(NULL, n * dim * 4);
+        dpoison(dy, n * dim);
+        CHECK_OK(be->iface.embed(be, di, n, dt, FT[ti], dim, dy));
+        dget(got, dy, n * dim * 4);
+        char nm[96];
+        snprintf(nm, sizeof nm, "embed %s", el_dtype_name(FT[ti]));
+        report(nm, t_nmse(ref, got, n * dim), 1e-6);
+        be->iface.dealloc(be, dt), be->iface.dealloc(be, di), be->iface.dealloc(be, dy);
+        el_free(tab), el_free(ref), el_free(got);
+    }
+}
+
+static void test_rmsnorm(void) {
+    const int64_t dims[3] = {1024, 1023, 4096};
+    for (int di = 0; di < 3; di++)
+        for (int ti = 0; ti < 3; ti += 2) {
+            const int64_t rows = 5, dim = dims[di];
+            float *x = rand_f32(rows * dim, 3.f);
+            void *w = rand_typed(FT[ti], dim, 1.f);
+            float *ref = el_malloc(rows * dim * 4), *got = el_malloc(rows * dim * 4);
+            edgellm_ref_rmsnorm(x, w, FT[ti], rows, dim, 1e-6f, ref);
+            float *dx = dput(x, rows * dim * 4);
+            void *dw = dput(w, dim * el_dtype_size(FT[ti]));
+            CHECK_OK(be->iface.rmsnorm(be, dx, dw, FT[ti], rows, dim, 1e-6f, dx)); /* in place */
+            dget(got, dx, rows * dim * 4);
+            char nm[96];
+            snprintf(nm, sizeof nm, "rmsnorm dim %lld w %s (in place)", (long long)dim, el_dtype_name(FT[ti]));
+            report(nm, t_nmse(ref, got, rows * dim), 1e-6);
+            be->iface.dealloc(be, dx), be->iface.dealloc(be, dw);
+            el_free(x), el_free(w), el_free(ref), el_free(got);
+        }
+}
+
+static void test_rope(void) {
+    const int64_t n_tok = 4, heads = 3, hd = 128;
+    const int64_t rots[2] = {128, 64};
+    const float scales[2] = {1.f, 1.1f};
+    for (int c = 0; c < 2; c++) {
+        int64_t n_rot = rots[c];
+        float *x = rand_f32(n_tok * heads * hd, 2.f), *got = el_malloc(n_tok * heads * hd * 4);
+        float inv[64];
+        for (int i = 0; i < n_rot / 2; i++) inv[i] = (float)pow(1000000.0, -2.0 * i / (double)n_rot);
+        int32_t pos[4] = {0, 1, 4097, 31999};
+        float *dx = dput(x, n_tok * heads * hd * 4);
+        int32_t *dp = dput(pos, sizeof pos);
+        float *dinv = dput(inv, sizeof inv);
+        edgellm_ref_rope(x, n_tok, heads, hd, n_rot, pos, inv, scales[c]);
+        CHECK_OK(be->iface.rope(be, dx, n_tok, heads, hd, n_rot, dp, dinv, scales[c]));
+        dget(got, dx, n_tok * heads * hd * 4);
+        char nm[96];
+        snprintf(nm, sizeof nm, "rope n_rot %lld/%lld scale %.1f pos up to 31999", (long long)n_rot, (long long)hd,
+                 scales[c]);
+        report(nm, t_nmse(x, got, n_tok * heads * hd), 1e-6);
+        be->iface.dealloc(be, dx), be->iface.dealloc(be, dp), be->iface.dealloc(be, dinv);
+        el_free(x), el_free(got);
+    }
+}
+
+/* Fills a random cache (host + device), n_slot slots. */
+typedef struct kvc {
+    void *hk, *hv, *dk, *dv;
+    size_t bytes;
+} kvc;
+static kvc make_cache(el_dtype t, int64_t n_slot, int64_t nkv, int64_t cap, int64_t hd) {
+    kvc c;
+    size_t n = (size_t)(n_slot * nkv * cap * hd);
+    c.bytes = n * el_dtype_size(t);
+    c.hk = rand_typed(t, n, 1.f);
+    c.hv = rand_typed(t, n, 1.f);
+    c.dk = dput(c.hk, c.bytes);
+    c.dv = dput(c.hv, c.bytes);
+    return c;
+}
+static void free_cache(kvc *c) {
+    be->iface.dealloc(be, c->dk), be->iface.dealloc(be, c->dv);
+    el_free(c->hk), el_free(c->hv);
+}
+
+static void test_kv_store(void) {
+    for (int ti = 0; ti < 3; ti++) {
+        const int64_t n_tok = 3, nkv = 2, hd = 64, cap = 16, n_slot = 3;
+        kvc c = make_cache(FT[ti], n_slot, nkv, cap, hd);
+        float *k = rand_f32(n_tok * nkv * hd, 1.f), *v = rand_f32(n_tok * nkv * hd, 1.f);
+        int32_t slot[3] = {2, 0, 2}, pos[3] = {0, 15, 7};
+        edgellm_ref_kv_store(k, v, n_tok, nkv, hd, slot, pos, c.hk, c.hv, FT[ti], cap);
+        float *dk = dput(k, n_tok * nkv * hd * 4), *dv = dput(v, n_tok * nkv * hd * 4);
+        int32_t *ds = dput(slot, sizeof slot), *dp = dput(pos, sizeof pos);
+        CHECK_OK(be->iface.kv_store(be, dk, dv, n_tok, nkv, hd, ds, dp, c.dk, c.dv, FT[ti], cap));
+        size_t n = (size_t)(n_slot * nkv * cap * hd);
+        void *gk = el_malloc(c.bytes), *gv = el_malloc(c.bytes);
+        dget(gk, c.dk, c.bytes);
+        dget(gv, c.dv, c.bytes);
+        float *a = el_malloc(n * 4), *b = el_malloc(n * 4);
+        el_convert(EL_DTYPE_F32, a, FT[ti], c.hk, n);
+        el_convert(EL_DTYPE_F32, b, FT[ti], gk, n);
+        double e1 = t_nmse(a, b, n);
+        el_convert(EL_DTYPE_F32, a, FT[ti], c.hv, n);
+        el_convert(EL_DTYPE_F32, b, FT[ti], gv, n);
+        double e2 = t_nmse(a, b, n);
+        char nm[96];
+        snprintf(nm, sizeof nm, "kv_store %s", el_dtype_name(FT[ti]));
+        report(nm, e1 > e2 ? e1 : e2, 0);
+        be->iface.dealloc(be, dk), be->iface.dealloc(be, dv), be->iface.dealloc(be, ds), be->iface.dealloc(be, dp);
+        free_cache(&c);
+        el_free(k), el_free(v), el_free(gk), el_free(gv), el_free(a), el_free(b);
+    }
+}
+
+typedef struct att_case {
+    const char *name;
+    int64_t n_tok, n_head, nkv, hd, cap, n_slot;
+    el_dtype t;
+    int prefill; /* 1: tokens of slot 0 at positions 0..n_tok-1 */
+} att_case;
+
+static void run_attention(const att_case *ac) {
+    kvc c = make_cache(ac->t, ac->n_slot, ac->nkv, ac->cap, ac->hd);
+    int64_t nq = ac->n_tok * ac->n_head * ac->hd;
+    float *q = rand_f32(nq, 1.f), *ref = el_malloc(nq * 4), *got = el_malloc(nq * 4);
+    int32_t *slot = el_malloc(ac->n_tok * 4), *pos = el_malloc(ac->n_tok * 4);
+    int32_t max_pos = 0;
+    for (int64_t t = 0; t < ac->n_tok; t++) {
+        if (ac->prefill) {
+            slot[t] = 0;
+            pos[t] = (int32_t)t;
+        } else {
+            slot[t] = (int32_t)(t % ac->n_slot);
+            pos[t] = (int32_t)((t * 7919 + ac->cap - 1) % ac->cap); /* spread, includes cap - 1 */
+            if (t == 1) pos[t] = 0;
+        }
+        if (pos[t] > max_pos) max_pos = pos[t];
+    }
+    float scale = 1.f / sqrtf((float)ac->hd);
+    edgellm_ref_attention(q, ac->n_tok, ac->n_head, ac->nkv, ac->hd, slot, pos, c.hk, c.hv, ac->t, ac->cap, scale, ref);
+    float *dq = dput(q, nq * 4), *dout = dput(NULL, nq * 4);
+    int32_t *ds = dput(slot, ac->n_tok * 4), *dp = dput(pos, ac->n_tok * 4);
+    dpoison(dout, nq);
+    CHECK_OK(be->iface.attention(be, dq, ac->n_tok, ac->n_head, ac->nkv, ac->hd, ds, dp, max_pos, c.dk, c.dv, ac->t,
+                                 ac->cap, scale, dout));
+    dget(got, dout, nq * 4);
+    char nm[128];
+    snprintf(nm, sizeof nm, "attention %s kv %s", ac->name, el_dtype_name(ac->t));
+    report(nm, t_nmse(ref, got, nq), 1e-6);
+    be->iface.dealloc(be, dq), be->iface.dealloc(be, dout), be->iface.dealloc(be, ds), be->iface.dealloc(be, dp);
+    free_cache(&c);
+    el_free(q), el_free(ref), el_free(got), el_free(slot), el_free(pos);
+}
+
+static void test_attention(void) {
+    const att_case cases[] = {
+        {"decode 3 tok, 16/4 heads, hd 128, cap 2048 (split)", 3, 16, 4, 128, 2048, 2, EL_DTYPE_F16, 0},
+        {"decode 2 tok, 32/8 heads, hd 64, cap 4096 (split)", 2, 32, 8, 64, 4096, 2, EL_DTYPE_BF16, 0},
+        {"decode 4 tok, 8/8 heads, hd 128, cap 1000", 4, 8, 8, 128, 1000, 3, EL_DTYPE_F32, 0},
+        {"decode 2 tok, 4/2 heads, hd 80 (generic), cap 700", 2, 4, 2, 80, 700, 2, EL_DTYPE_BF16, 0},
+        {"decode 1 tok, 16/2 heads, hd 256, cap 600", 1, 16, 2, 256, 600, 1, EL_DTYPE_F32, 0},
+        {"decode 5 tok, 2/1 heads, hd 8 (generic), cap 300", 5, 2, 1, 8, 300, 3, EL_DTYPE_F16, 0},
+        {"decode 3 tok, 8/8 heads, hd 32, cap 100", 3, 8, 8, 32, 100, 2, EL_DTYPE_F32, 0},
+        {"prefill 70 tok, 8/2 heads, hd 64, cap 128", 70, 8, 2, 64, 128, 1, EL_DTYPE_F32, 1},
+        {"prefill 300 tok, 16/8 heads, hd 128, cap 512", 300, 16, 8, 128, 512, 1, EL_DTYPE_F16, 1},
+        {"prefill 33 tok, 6/3 heads, hd 96 (generic), cap 64", 33, 6, 3, 96, 64, 1, EL_DTYPE_BF16, 1},
+    };
+    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attention(&cases[i]);
+}
+
+static void test_swiglu_add(void) {
+    const int64_t n = 10007;
+    float *g = rand_f32(n, 6.f), *u = rand_f32(n, 2.f), *ref = el_malloc(n * 4), *got = el_malloc(n * 4);
+    edgellm_ref_swiglu(g, u, ref, n);
+    float *dg = dput(g, n * 4), *du = dput(u, n * 4);
+    CHECK_OK(be->iface.swiglu(be, dg, du, dg, n)); /* out aliases gate */
+    dget(got, dg, n * 4);
+    report("swiglu (out = gate)", t_nmse(ref, got, n), 1e-6);
+    memcpy(ref, g, n * 4);
+    edgellm_ref_add(ref, u, n);
+    CHECK_OK(be->iface.upload(be, dg, g, n * 4));
+    CHECK_OK(be->iface.add(be, dg, du, n));
+    dget(got, dg, n * 4);
+    report("add", t_nmse(ref, got, n), 1e-6);
+    be->iface.dealloc(be, dg), be->iface.dealloc(be, du);
+    el_free(g), el_free(u), el_free(ref), el_free(got);
+}
+
+static void run_matmul(int64_t m, int64_t k, int64_t n, el_dtype wt, int with_bias, int64_t ldy, double tol) {
+    float *x = rand_f32(m * k, 1.f);
+    void *w = rand_typed(wt, n * k, 0.5f);
+    float *bias = with_bias ? rand_f32(n, 1.f) : NULL;
+    float *ref = el_malloc(m * n * 4), *got = el_malloc(m * ldy * 4), *gc = el_malloc(m * n * 4);
+    edgellm_ref_matmul(x, m, k, w, wt, n, bias, ref);
+    float *dx = dput(x, m * k * 4), *dy = dput(NULL, m * ldy * 4), *db = bias ? dput(bias, n * 4) : NULL;
+    void *dw = NULL;
+    CHECK_OK(be->iface.weight_map(be, w, n * k * el_dtype_size(wt), &dw));
+    dpoison(dy, m * ldy);
+    CHECK_OK(be->iface.matmul(be, dx, m, k, dw, wt, n, db, dy, ldy));
+    dget(got, dy, m * ldy * 4);
+    for (int64_t i = 0; i < m; i++) memcpy(gc + i * n, got + i * ldy, n * 4);
+    char nm[128];
+    snprintf(nm, sizeof nm, "matmul %s m %lld k %lld n %lld%s%s", el_dtype_name(wt), (long long)m, (long long)k,
+             (long long)n, bias ? " +bias" : "", ldy > n ? " ldy>n" : "");
+    report(nm, t_nmse(ref, gc, m * n), tol);
+    be->iface.dealloc(be, dx), be->iface.dealloc(be, dy), be->iface.dealloc(be, dw);
+    if (db) be->iface.dealloc(be, db);
+    el_free(x), el_free(w), el_free(bias), el_free(ref), el_free(got), el_free(gc);
+}
+
+static void test_matmul(void) {
+    /* GEMV (m <= 8): vector path and the scalar fallback (k % 8 != 0) */
+    const int64_t ms[5] = {1, 2, 3, 5, 8};
+    for (int ti = 0; ti < 3; ti++) {
+        double tol = FT[ti] == EL_DTYPE_F32 ? 1e-6 : 1e-5;
+        for (int mi = 0; mi < 5; mi++) run_matmul(ms[mi], 1024, 1000, FT[ti], mi & 1, 1000, tol);
+        run_matmul(4, 100, 37, FT[ti], 1, 40, tol);
+        run_matmul(1, 4096, 3000, FT[ti], 0, 3000, tol);
+        run_matmul(8, 2048, 4096, FT[ti], 0, 4096, tol);
+    }
+    /* GEMM (m > 8): cuBLASLt; bf16/f16 tensor cores, f32 exact fp32 */
+    run_matmul(9, 512, 384, EL_DTYPE_BF16, 1, 384, 1e-3);
+    run_matmul(64, 1024, 512, EL_DTYPE_BF16, 0, 520, 1e-3);
+    run_matmul(100, 768, 256, EL_DTYPE_F16, 1, 256, 1e-3);
+    run_matmul(33, 512, 200, EL_DTYPE_F32, 1, 200, 1e-6);
+    run_matmul(128, 100, 90, EL_DTYPE_BF16, 0, 90, 1e-3);
+}
+
+/* Captures rope + kv_store + attention for 2 tokens, replays with new positions. */
+static void test_graph(void) {
+    if (!be->iface.graph_begin) return;
+    const int64_t n_tok = 2, nh = 8, nkv = 2, hd = 64, cap = 1024, n_slot = 2;
+    const el_dtype t = EL_DTYPE_F16;
+    kvc c = make_cache(t, n_slot, nkv, cap, hd);
+    float inv[32];
+    for (int i = 0; i < 32; i++) inv[i] = (float)pow(10000.0, -2.0 * i / 64.0);
+    float *dq = dput(NULL, n_tok * nh * hd * 4), *dk = dput(NULL, n_tok * nkv * hd * 4), *dv = dput(NULL, n_tok * nkv * hd * 4);
+    float *dout = dput(NULL, n_tok * nh * hd * 4), *dinv = dput(inv, sizeof inv);
+    int32_t *dpos = dput(NULL, 8), *dslot = dput(NULL, 8);
+    int32_t slot[2] = {1, 0};
+    CHECK_OK(be->iface.upload(be, dslot, slot, sizeof slot));
+    float scale = 0.125f;
+    CHECK(!be->iface.graph_has(be, 7));
+    CHECK_OK(be->iface.graph_begin(be, 7));
+    CHECK_OK(be->iface.rope(be, dq, n_tok, nh, hd, hd, dpos, dinv, 1.f));
+    CHECK_OK(be->iface.rope(be, dk, n_tok, nkv, hd, hd, dpos, dinv, 1.f));
+    CHECK_OK(be->iface.kv_store(be, dk, dv, n_tok, nkv, hd, dslot, dpos, c.dk, c.dv, t, cap));
+    CHECK_OK(be->iface.attention(be, dq, n_tok, nh, nkv, hd, dslot, dpos, 0, c.dk, c.dv, t, cap, scale, dout));
+    CHECK_OK(be->iface.graph_end(be, 7));
+    CHECK(be->iface.graph_has(be, 7));
+    const int32_t steps[3][2] = {{3, 0}, {500, 9}, {1023, 700}};
+    for (int s = 0; s < 3; s++) {
+        float *q = rand_f32(n_tok * nh * hd, 1.f), *k = rand_f32(n_tok * nkv * hd, 1.f), *v = rand_f32(n_tok * nkv * hd, 1.f);
+        CHECK_OK(be->iface.upload(be, dq, q, n_tok * nh * hd * 4));
+        CHECK_OK(be->iface.upload(be, dk, k, n_tok * nkv * hd * 4));
+        CHECK_OK(be->iface.upload(be, dv, v, n_tok * nkv * hd * 4));
+        CHECK_OK(be->iface.upload(be, dpos, steps[s], 8));
+        CHECK_OK(be->iface.graph_launch(be, 7));
+        float *ref = el_malloc(n_tok * nh * hd * 4), *got = el_malloc(n_tok * nh * hd * 4);
+        edgellm_ref_rope(q, n_tok, nh, hd, hd, steps[s], inv, 1.f);
+        edgellm_ref_rope(k, n_tok, nkv, hd, hd, steps[s], inv, 1.f);
+        edgellm_ref_kv_store(k, v, n_tok, nkv, hd, slot, steps[s], c.hk, c.hv, t, cap);
+        edgellm_ref_attention(q, n_tok, nh, nkv, hd, slot, steps[s], c.hk, c.hv, t, cap, scale, ref);
+        dget(got, dout, n_tok * nh * hd * 4);
+        char nm[96];
+        snprintf(nm, sizeof nm, "graph replay %d (pos %d, %d)", s, steps[s][0], steps[s][1]);
+        report(nm, t_nmse(ref, got, n_tok * nh * hd), 1e-6);
+        el_free(q), el_free(k), el_free(v), el_free(ref), el_free(got);
+    }
+    CHECK_OK(be->iface.sync(be));
+    be->iface.dealloc(be, dq), be->iface.dealloc(be, dk), be->iface.dealloc(be, dv), be->iface.dealloc(be, dout);
+    be->iface.dealloc(be, dinv), be->iface.dealloc(be, dpos), be->iface.dealloc(be, dslot);
+    free_cache(&c);
+}
+
+static void test_errors(void) {
+    CHECK(be->iface.rope(be, NULL, 1, 1, 64, 63, NULL, NULL, 1.f) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.attention(be, NULL, 1, 4, 3, 64, NULL, NULL, 0, NULL, NULL, EL_DTYPE_F16, 16, 1.f, NULL) ==
+          EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.matmul(be, NULL, 1, 8, NULL, EL_DTYPE_I8, 8, NULL, NULL, 8) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.graph_launch(be, 12345) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.graph_end(be, 3) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(strstr(edgellm_last_error(), "cuda") != NULL);
+    CHECK(be->iface.peak_memory(be) > 0);
+    CHECK(!strcmp(be->iface.name(be), "cuda"));
+}
+
+int main(void) {
+    el_backend_params p = {0};
+    edgellm_status s = el_backend_cuda_create(&p, &be);
+    if (s != EDGELLM_STATUS_OK) {
+        printf("test_cuda_ops: skipped (%s)\n", edgellm_last_error());
+        return 77;
+    }
+    test_embed();
+    test_rmsnorm();
+    test_rope();
+    test_kv_store();
+    test_attention();
+    test_swiglu_add();
+    test_matmul();
+    test_graph();
+    test_errors();
+    CHECK_OK(be->iface.sync(be));
+    printf("peak device memory: %.1f MiB\n", (double)be->iface.peak_memory(be) / (1 << 20));
+    be->iface.free(be);
+    return t_finish("test_cuda_ops");
+}
