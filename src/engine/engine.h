@@ -21,7 +21,7 @@
  *               "config": {HF-style config.json object written by el_hparams_to_config},
  *               "profile": {"backend":"cpu","max_batch_size":4,"max_input_len":1024,
  *                           "max_kv_cache_capacity":4096},
- *               "weight_dtype":"bf16", "export": {... export metadata ...},
+ *               "weight_dtype":"bf16", "export": {... export metadata ...}, "weight_bytes":N,
  *               "tensors":[{"name":..., "dtype":"bf16", "layout":"rowmajor", "shape":[r,c],
  *                           "offset": <bytes from data_offset, multiple of 64>, "nbytes":N,
  *                           "xxh3":"<16 hex digits>"}, ...]}
