@@ -1,0 +1,153 @@
+/*
+ * jinja.h - a small Jinja2 engine for chat templates (internal to src/runtime/chat).
+ *
+ * Behaves as jinja2 ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+ * extensions=[loopcontrols]) with the globals HF transformers adds (raise_exception, strftime_now) and its
+ * tojson filter. Everything a template evaluates lives in one arena per render.
+ */
+#ifndef EL_JINJA_H
+#define EL_JINJA_H
+
+#include "core/core.h"
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct cJSON;
+
+/* ---- arena ------------------------------------------------------------------------------------- */
+typedef struct jj_arena_blk jj_arena_blk;
+typedef struct jj_arena {
+    jj_arena_blk *head;
+    size_t total, limit; /* limit 0 = none */
+    bool oom;
+} jj_arena;
+void *jj_alloc(jj_arena *a, size_t n); /* zeroed; NULL on OOM / limit (a->oom set) */
+void jj_arena_free(jj_arena *a);
+
+/* ---- values ------------------------------------------------------------------------------------ */
+typedef enum jj_type {
+    JV_UNDEF = 0,
+    JV_NONE,
+    JV_BOOL,
+    JV_INT,
+    JV_FLOAT,
+    JV_STR,
+    JV_LIST,
+    JV_DICT,
+    JV_NS,    /* namespace(): a dict whose attributes can be assigned */
+    JV_MACRO,
+    JV_FUNC,  /* builtin global or bound method */
+    JV_LOOP,
+} jj_type;
+
+struct jj_list;
+struct jj_dict;
+struct jj_node;
+struct jj_func;
+struct jj_loop;
+struct jj_macro;
+
+typedef struct jj_val {
+    uint8_t t;
+    uint8_t tuple; /* JV_LIST printed as a tuple */
+    union {
+        bool b;
+        int64_t i;
+        double f;
+        struct {
+            const char *p;
+            size_t n;
+        } s;
+        struct jj_list *l;
+        struct jj_dict *d;
+        struct jj_macro *m;
+        struct jj_func *fn;
+        struct jj_loop *loop;
+    } u;
+} jj_val;
+
+typedef struct jj_list {
+    jj_val *v;
+    size_t n, cap;
+} jj_list;
+
+typedef struct jj_dict {
+    jj_val *k, *v;
+    size_t n, cap;
+} jj_dict;
+
+/* ---- AST --------------------------------------------------------------------------------------- */
+typedef enum jj_kind {
+    /* expressions */
+    JN_LIT,
+    JN_NAME,
+    JN_LIST,
+    JN_TUPLE,
+    JN_DICT, /* items: k0, v0, k1, v1, ... */
+    JN_GETATTR,
+    JN_GETITEM,
+    JN_SLICE, /* a, b, c: start, stop, step (NULL = absent) */
+    JN_CALL,
+    JN_FILTER,
+    JN_TEST,
+    JN_BINOP,
+    JN_NEG,
+    JN_POS,
+    JN_NOT,
+    JN_AND,
+    JN_OR,
+    JN_COMPARE, /* a op b (chains are split into AND of compares) */
+    JN_COND,    /* a if b else c */
+    JN_CONCAT,
+    /* statements */
+    JN_TEXT,
+    JN_OUTPUT,
+    JN_BODY,
+    JN_IF,
+    JN_FOR,
+    JN_SET,
+    JN_SETBLOCK,
+    JN_MACRO,
+    JN_CALLBLOCK,
+    JN_BREAK,
+    JN_CONTINUE,
+} jj_kind;
+
+enum { OP_ADD = 1, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_EQ, OP_NE, OP_LT, OP_LE, OP_GT, OP_GE, OP_IN };
+
+typedef struct jj_node {
+    int kind;
+    int line;
+    int op;    /* operator token / flags */
+    bool neg;  /* `is not` / `not in` */
+    struct jj_node *a, *b, *c, *d;
+    struct jj_node **items; /* args, list items, body statements */
+    const char **names;     /* kwarg names (NULL for positional), macro params */
+    int nitems;
+    const char *str; /* name, text, filter/test/attribute name */
+    size_t len;
+    jj_val lit;
+} jj_node;
+
+typedef struct el_jinja {
+    jj_arena arena;
+    jj_node *root;
+} el_jinja;
+
+/* Parses src. UNSUPPORTED for a construct the engine lacks, FORMAT for a syntax error; the message
+ * names the line. */
+edgellm_status el_jinja_parse(const char *src, el_jinja **out);
+void el_jinja_free(el_jinja *t);
+
+/* Renders with the variables of `vars` (a JSON object; JSON null -> None). Names in `undef` are left
+ * undefined. Runtime errors (raise_exception, type errors) -> INVALID_ARG. *out freed with el_free. */
+edgellm_status el_jinja_render(const el_jinja *t, const struct cJSON *vars, char **out);
+
+/* shared helpers (jinja_value.c) */
+jj_val jj_str(jj_arena *a, const char *p, size_t n);
+bool jj_known_filter(const char *name);
+bool jj_known_test(const char *name);
+
+#endif
