@@ -132,12 +132,13 @@ static edgellm_status parse_rope(const cJSON *c, el_hparams *hp) {
                           (double)hp->rope_low_freq_factor, (double)hp->rope_high_freq_factor);
     } else if (!strcmp(type, "yarn")) {
         hp->rope_type = EL_ROPE_YARN;
-        EL_TRY(rope_num(rp, "factor", 1.0, true, type, &v));
-        hp->rope_factor = (float)v;
         EL_TRY(rope_num(rp, "original_max_position_embeddings", (double)hp->max_pos, false, type, &v));
         if (!(v >= 1) || v != floor(v))
             return el_err(EDGELLM_STATUS_FORMAT, "config.json: original_max_position_embeddings must be a positive integer");
         hp->rope_orig_max_pos = (int64_t)v;
+        /* transformers 5: a missing factor is max_position_embeddings / original_max_position_embeddings */
+        EL_TRY(rope_num(rp, "factor", (double)hp->max_pos / (double)hp->rope_orig_max_pos, false, type, &v));
+        hp->rope_factor = (float)v;
         EL_TRY(rope_num(rp, "beta_fast", 32.0, false, type, &v));
         hp->yarn_beta_fast = (float)v;
         EL_TRY(rope_num(rp, "beta_slow", 1.0, false, type, &v));

@@ -100,6 +100,11 @@ static void test_rope_golden(void) {
     el_rope_inv_freq(&hp, f, &attn);
     CHECK(attn == 0.5f);
     CHECK(hp.rope_orig_max_pos == 4096); /* defaults to max_position_embeddings */
+    /* yarn without factor: max_position_embeddings / original_max_position_embeddings */
+    CHECK_OK(parse(BASE("LlamaForCausalLM", ",\"rope_parameters\":{\"rope_type\":\"yarn\",\"rope_theta\":10000,"
+                                            "\"original_max_position_embeddings\":1024}"),
+                   NULL, &hp));
+    CHECK(hp.rope_factor == 4.0f && hp.rope_orig_max_pos == 1024);
     /* linear, tf-4 */
     CHECK_OK(parse(BASE("LlamaForCausalLM", ",\"head_dim\":16,\"rope_theta\":10000,"
                                             "\"rope_scaling\":{\"type\":\"linear\",\"factor\":2.0}"),
