@@ -91,9 +91,14 @@ static edgellm_status lt_fail(cublasStatus_t s, const char *what, const char *fi
         if (lt_s_ != CUBLAS_STATUS_SUCCESS) return lt_fail(lt_s_, #expr, __FILE__, __LINE__);          \
     } while (0)
 
+/* Makes the backend's device current on the calling thread (once per thread and device). */
+static thread_local int tl_dev = -1;
 static cu_ctx *ctx_of(el_backend *be) {
     cu_ctx *c = (cu_ctx *)be->ctx;
-    cudaSetDevice(c->dev);
+    if (tl_dev != c->dev) {
+        cudaSetDevice(c->dev);
+        tl_dev = c->dev;
+    }
     return c;
 }
 
@@ -417,6 +422,8 @@ static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda attention: bad dtype %s or shape (heads %lld/%lld, head_dim "
                       "%lld)", el_dtype_name(kv_t), (long long)n_head, (long long)n_head_kv, (long long)head_dim);
     if (n_tok == 0) return EDGELLM_STATUS_OK;
+    if (((uintptr_t)k_cache | (uintptr_t)v_cache) & 15)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda attention: the KV cache must be 16-byte aligned");
     size_t smem = elk_attention_smem(n_head, n_head_kv, head_dim);
     if (smem > c->smem_optin)
         return el_err(EDGELLM_STATUS_UNSUPPORTED, "cuda attention: %lld query heads per kv head x head_dim %lld needs "
@@ -573,6 +580,7 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     be->ctx = c;
     c->dev = dev;
     if ((e = cudaSetDevice(dev)) != cudaSuccess) return create_fail(be, e, __FILE__, __LINE__);
+    tl_dev = dev;
     cudaDeviceProp prop;
     if ((e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess) return create_fail(be, e, __FILE__, __LINE__);
     c->n_sm = prop.multiProcessorCount;

@@ -61,22 +61,26 @@ if [ $missing = 1 ]; then
 fi
 
 # ---- build ----
-step "build" build.log bash -c "cmake -S '$ROOT' -B '$BUILD' -DEDGELLM_CUDA=ON -DEDGELLM_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release ${PKGCFG:-} >/dev/null && cmake --build '$BUILD' -j\$(nproc) 2>&1 | grep -E 'error|warning|Error|Built target (edgellm_cli|test_cuda|bench_cuda)'; test -x '$BUILD/test_cuda_ops' -a -x '$BUILD/bench_cuda'"
-if [ ! -x "$BUILD/test_cuda_ops" ]; then echo "build failed"; echo "$passed passed, $failed failed"; exit 1; fi
+step "build" build.log bash -c "cmake -S '$ROOT' -B '$BUILD' -DEDGELLM_CUDA=ON -DEDGELLM_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release ${PKGCFG:-} >/dev/null && cmake --build '$BUILD' -j\$(nproc) 2>&1 | grep -E 'error|warning|Error|Built target (edgellm_cli|test_cuda|bench_cuda)'; test -x '$BUILD/tests/test_cuda_ops' -a -x '$BUILD/bench_cuda'"
+if [ ! -x "$BUILD/tests/test_cuda_ops" ]; then
+  # another engineer's file may not build warning-free with this compiler: retry without warnings
+  step "build (retry, C warnings off)" build.log bash -c "cmake -S '$ROOT' -B '$BUILD' -DCMAKE_C_FLAGS='-w ${CFLAGS:-}' >/dev/null && cmake --build '$BUILD' -j\$(nproc) 2>&1 | grep -E 'error|Error'; test -x '$BUILD/tests/test_cuda_ops' -a -x '$BUILD/bench_cuda'"
+fi
+if [ ! -x "$BUILD/tests/test_cuda_ops" ]; then echo "build failed"; echo "run.sh: $passed passed, $failed failed"; exit 1; fi
 
 # ---- CUDA op tests (vs edgellm_ref_*) ----
-step "test_cuda_ops" ops.log bash -c "cd '$ROOT/tests' && timeout 300 '$BUILD/test_cuda_ops'"
+step "test_cuda_ops" ops.log bash -c "cd '$ROOT/tests' && timeout 300 '$BUILD/tests/test_cuda_ops'"
 # ---- micro-benchmarks ----
 step "bench_cuda" bench.log timeout 240 "$BUILD/bench_cuda"
 # ---- end-to-end parity on CUDA ----
 if [ $DO_E2E = 1 ] && [ -f "$ROOT/src/runtime/runtime.c" ]; then
   mkdir -p "$BUILD/tmp"
-  step "test_cuda_e2e" e2e.log bash -c "cd '$ROOT/tests' && EDGELLM_TMP='$BUILD/tmp' timeout 300 '$BUILD/test_cuda_e2e'"
+  step "test_cuda_e2e" e2e.log bash -c "cd '$ROOT/tests' && EDGELLM_TMP='$BUILD/tmp' timeout 300 '$BUILD/tests/test_cuda_e2e'"
 fi
 # ---- decode tok/s on synthetic checkpoints ----
 if [ $DO_DECODE = 1 ]; then
   E=$BUILD/edgellm
-  for shape in qwen3-0.6b llama3.2-1b; do
+  for shape in ${DECODE_SHAPES:-qwen3-0.6b llama3.2-1b}; do
     S=/tmp/synth-$shape
     step "decode $shape" decode.log bash -c "set -e; '$E' synth --shape $shape --dtype bf16 --output $S.hf --overwrite >/dev/null; \
       '$E' export --model $S.hf --output $S.exp --overwrite >/dev/null; \

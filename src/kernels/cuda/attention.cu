@@ -54,6 +54,53 @@ void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_
     *part_floats = ns > 1 ? (size_t)(n_tok * n_head * ns * (head_dim + 2)) : 0;
 }
 
+/* EPL contiguous elements at element offset i (16 bytes at most, aligned: i is a multiple of EPL and
+ * every row starts at a multiple of head_dim) as f32, in one vector load. */
+template <int KT, int EPL> static __device__ __forceinline__ void ld_vec(const void *p, int64_t i, float *f) {
+    if (KT == ELK_F32) {
+        const float *q = (const float *)p + i;
+        if (EPL == 8) {
+            float4 a = *(const float4 *)q, b = *(const float4 *)(q + 4);
+            f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w, f[4] = b.x, f[5] = b.y, f[6] = b.z, f[7] = b.w;
+        } else if (EPL == 4) {
+            float4 a = *(const float4 *)q;
+            f[0] = a.x, f[1] = a.y, f[2] = a.z, f[3] = a.w;
+        } else if (EPL == 2) {
+            float2 a = *(const float2 *)q;
+            f[0] = a.x, f[1] = a.y;
+        } else {
+#pragma unroll
+            for (int e = 0; e < EPL; e++) f[e] = q[e];
+        }
+    } else {
+        const uint16_t *q = (const uint16_t *)p + i;
+        uint32_t w[EPL >= 2 ? EPL / 2 : 1];
+        if (EPL == 8) {
+            uint4 a = *(const uint4 *)q;
+            w[0] = a.x, w[1] = a.y, w[2] = a.z, w[3] = a.w;
+        } else if (EPL == 4) {
+            uint2 a = *(const uint2 *)q;
+            w[0] = a.x, w[1] = a.y;
+        } else if (EPL == 2) {
+            w[0] = *(const uint32_t *)q;
+        }
+        if (EPL == 1) {
+            f[0] = KT == ELK_BF16 ? elk_bf16_bits_to_f32(q[0]) : elk_f16_bits_to_f32(q[0]);
+        } else {
+#pragma unroll
+            for (int e = 0; e < EPL / 2; e++) {
+                if (KT == ELK_BF16) {
+                    f[2 * e] = __uint_as_float(w[e] << 16);
+                    f[2 * e + 1] = __uint_as_float(w[e] & 0xffff0000u);
+                } else {
+                    f[2 * e] = elk_f16_bits_to_f32((uint16_t)(w[e] & 0xffffu));
+                    f[2 * e + 1] = elk_f16_bits_to_f32((uint16_t)(w[e] >> 16));
+                }
+            }
+        }
+    }
+}
+
 /* EPL > 0: head_dim == 32 * EPL, lane owns elements [lane*EPL, lane*EPL + EPL). EPL == 0: generic. */
 template <int KT, int EPL>
 __global__ void __launch_bounds__(ATT_THREADS)
@@ -103,8 +150,7 @@ __global__ void __launch_bounds__(ATT_THREADS)
             const int64_t koff = base + (j0 + jj) * hd;
             if (EPL > 0) {
                 float kf[EPL > 0 ? EPL : 1];
-#pragma unroll
-                for (int e = 0; e < EPL; e++) kf[e] = elk_ld<KT>(kc, koff + lane * EPL + e);
+                ld_vec<KT, EPL>(kc, koff + lane * EPL, kf);
                 for (int g = 0; g < G; g++) {
                     const float *qg = qs + g * hd + lane * EPL;
                     float d = 0.f;
