@@ -14,7 +14,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#define BUILD_BUF_BYTES (8u << 20)
 
 edgellm_build_params edgellm_build_params_default(void) {
     edgellm_build_params p = {"cpu", 4, 1024, 4096, false};
@@ -126,12 +125,12 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     const el_dtype wdt = plan.items[0].src->dtype;
     offs = el_calloc((size_t)plan.n_items + 1, sizeof *offs);
     hashes = el_calloc((size_t)plan.n_items + 1, sizeof *hashes);
-    buf = el_aligned_alloc(BUILD_BUF_BYTES);
-    if (!offs || !hashes || !buf) {
+    if (!offs || !hashes) {
         s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         goto fail;
     }
     uint64_t data_size = 0, weight_bytes = 0;
+    size_t max_conv = 0;
     for (int64_t i = 0; i < plan.n_items; i++) {
         el_export_item *it = &plan.items[i];
         if (it->n_dims == 2) {
@@ -145,9 +144,18 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
             it->dst = EL_DTYPE_F32;
         }
         size_t nb = (it->src->nbytes / el_dtype_size(it->src->dtype)) * el_dtype_size(it->dst);
+        size_t ne = it->src->nbytes / el_dtype_size(it->src->dtype);
+        if (it->dst != it->src->dtype && ne > max_conv) max_conv = ne;
         offs[i] = data_size;
         data_size = (data_size + nb + EL_ENGINE_TENSOR_ALIGN - 1) & ~(uint64_t)(EL_ENGINE_TENSOR_ALIGN - 1);
         weight_bytes += nb;
+    }
+
+    const size_t buf_bytes = el_stream_buf_size(max_conv);
+    buf = el_aligned_alloc(buf_bytes);
+    if (!buf) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
     }
 
     /* metadata; hashes are fixed-width hex so the size is known before the data is written */
@@ -217,7 +225,7 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
             goto fail;
         }
         wctx w = {fd, data_off + offs[i], h, path};
-        if ((s = el_stream_tensor(it->src, it->dst, buf, BUILD_BUF_BYTES, sink_pwrite, &w)) < 0) goto fail;
+        if ((s = el_stream_tensor(it->src, it->dst, buf, buf_bytes, sink_pwrite, &w)) < 0) goto fail;
         hashes[i] = el_hasher_digest(h);
         char hx[17];
         hex16(hx, hashes[i]);

@@ -8,7 +8,6 @@
 #include <stdio.h>
 #include <string.h>
 
-#define EXPORT_BUF_BYTES (8u << 20)
 
 const char *const el_export_aux_files[] = {"tokenizer.json",         "tokenizer_config.json",
                                            "generation_config.json", "special_tokens_map.json",
@@ -214,9 +213,9 @@ edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edg
     if ((s = el_export_plan_make(&hp, &st, "checkpoint", true, &plan)) < 0) goto fail;
     /* 2-D weights share one dtype: the requested one, else the embedding's */
     el_dtype wdt = want != EL_DTYPE_COUNT ? want : plan.items[0].src->dtype;
+    size_t max_conv = 0;
     decls = el_calloc((size_t)plan.n_items + 1, sizeof *decls);
-    buf = el_aligned_alloc(EXPORT_BUF_BYTES);
-    if (!decls || !buf) {
+    if (!decls) {
         s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         goto fail;
     }
@@ -227,6 +226,14 @@ edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edg
         decls[i].dtype = it->dst;
         decls[i].n_dims = it->src->n_dims;
         memcpy(decls[i].shape, it->src->shape, sizeof decls[i].shape);
+        size_t ne = it->src->nbytes / el_dtype_size(it->src->dtype);
+        if (it->dst != it->src->dtype && ne > max_conv) max_conv = ne;
+    }
+    const size_t buf_bytes = el_stream_buf_size(max_conv);
+    buf = el_aligned_alloc(buf_bytes);
+    if (!buf) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
     }
 
     if ((s = el_outdir_begin(out_dir, p.overwrite, tmp, sizeof tmp)) < 0) goto fail;
@@ -264,7 +271,7 @@ edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edg
     double t0 = el_time_ms();
     for (int64_t i = 0; i < plan.n_items; i++) {
         el_export_item *it = &plan.items[i];
-        if ((s = el_stream_tensor(it->src, it->dst, buf, EXPORT_BUF_BYTES, sink_writer, w)) < 0) goto fail;
+        if ((s = el_stream_tensor(it->src, it->dst, buf, buf_bytes, sink_writer, w)) < 0) goto fail;
         if (p.progress && (i + 1) % 16 == 0)
             EL_LOG_INFO("export: %lld/%lld tensors", (long long)(i + 1), (long long)plan.n_items);
     }

@@ -16,15 +16,25 @@ void el_drop_pages(const void *p, size_t n) {
     if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
 }
 
+size_t el_stream_buf_size(size_t max_elems) {
+    const size_t lo = 64u << 10, hi = 8u << 20;
+    size_t want = max_elems > hi / 8 ? hi : max_elems * 8 + 128; /* f32 copy + f32 output */
+    if (want < lo) want = lo;
+    if (want > hi) want = hi;
+    return (want + 127) & ~(size_t)127;
+}
+
 static bool is_float(el_dtype t) { return t == EL_DTYPE_F32 || t == EL_DTYPE_F16 || t == EL_DTYPE_BF16; }
 
 edgellm_status el_stream_tensor(const el_st_tensor *t, el_dtype dst, void *buf, size_t buf_bytes, el_sink_fn sink,
                                 void *user) {
     const char *src = t->data;
     if (dst == t->dtype) {
+        /* straight from the mapping; 1 MiB at a time so few source pages are resident at once */
+        const size_t step = 1u << 20;
         size_t off = 0;
         while (off < t->nbytes) {
-            size_t k = t->nbytes - off < buf_bytes ? t->nbytes - off : buf_bytes;
+            size_t k = t->nbytes - off < step ? t->nbytes - off : step;
             EL_TRY(sink(src + off, k, user));
             el_drop_pages(src + off, k);
             off += k;
