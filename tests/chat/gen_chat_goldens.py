@@ -160,6 +160,19 @@ CONVS = {
         },
         {"role": "tool", "content": "12:00"},
     ],
+    "tool_calls_multi": [
+        U("two calls"),
+        {
+            "role": "assistant",
+            "content": "Calling.",
+            "tool_calls": [
+                {"id": "c1", "type": "function", "function": {"name": "now", "arguments": {}}},
+                {"id": "c2", "type": "function", "function": {"name": "get_weather", "arguments": {"city": "Zürich", "days": 3}}},
+            ],
+        },
+        {"role": "tool", "content": "12:00", "tool_call_id": "c1"},
+        {"role": "tool", "content": {"temp": -2.5, "ok": True, "list": [1, None]}, "tool_call_id": "c2"},
+    ],
     "think_in_content": [U("2+2?"), A("<think>\nadd them\n</think>\n\n4"), U("3+3?")],
     "think_last": [U("2+2?"), A("<think>\nadd them\n</think>\n\n4")],
     "reasoning_field": [U("q1"), {"role": "assistant", "content": "a1", "reasoning_content": "r1"}, U("q2"),
@@ -167,7 +180,7 @@ CONVS = {
     "tool_response_user": [U("<tool_response>x</tool_response>"), A("ok"), U("real question")],
     "empty": [],
     "system_only": [S("Only a system prompt.")],
-    "long": [U("u%d %s" % (i, "word " * i)) if i % 2 == 0 else A("a%d" % i) for i in range(12)],
+    "long": [U("u%d %s" % (i, "word " * i)) if i % 2 == 0 else A("a%d" % i) for i in range(9)],
 }
 
 EXTRAS = [
@@ -175,19 +188,22 @@ EXTRAS = [
     ("think_off", {"enable_thinking": False}),
     ("think_on", {"enable_thinking": True}),
     ("tools", {"tools": TOOLS}),
+    ("vision_id", {"add_vision_id": True}),
+    ("tools_system", {"tools": TOOLS, "tools_in_user_message": False, "date_string": "26 Jul 2024"}),
 ]
 
 
 def template_cases():
     cases = []
-    for cname, msgs in CONVS.items():
+    for cname in CONVS:
         for agp in (True, False):
             for ename, extra in EXTRAS:
                 if ename and cname not in ("user", "system_user", "multi_turn", "think_in_content", "think_last",
-                                            "tool_calls", "reasoning_field", "unicode", "tool_calls_string_args"):
+                                            "tool_calls", "reasoning_field", "unicode", "tool_calls_string_args",
+                                            "typed_image", "tool_calls_multi"):
                     continue
                 cases.append({"id": f"{cname}/{'gen' if agp else 'nogen'}{'/' + ename if ename else ''}",
-                              "messages": msgs, "add_generation_prompt": agp, "extra": extra})
+                              "conversation": cname, "add_generation_prompt": agp, "extra": ename})
     return cases
 
 
@@ -308,8 +324,10 @@ def main():
             continue
         t = json.load(open(os.path.join(FIX, fn)))
         cases = []
+        extras = dict(EXTRAS)
         for c in template_cases():
-            r, err = render(t["chat_template"], c["messages"], c["add_generation_prompt"], c["extra"], t.get("bos_token"), t.get("eos_token"))
+            r, err = render(t["chat_template"], CONVS[c["conversation"]], c["add_generation_prompt"], extras[c["extra"]],
+                            t.get("bos_token"), t.get("eos_token"))
             c = dict(c)
             if err:
                 c["error"] = err
@@ -317,11 +335,13 @@ def main():
                 c["rendered"] = r
             cases.append(c)
         nerr = sum(1 for c in cases if "error" in c)
-        json.dump({"template": t["name"], "cases": cases}, open(os.path.join(OUT, t["name"] + ".json"), "w"),
-                  ensure_ascii=False, indent=1)
+        doc = {"template": t["name"], "conversations": CONVS, "extras": extras, "cases": cases}
+        with open(os.path.join(OUT, t["name"] + ".json"), "w") as f:
+            json.dump(doc, f, ensure_ascii=False, separators=(",", ":"))
         print(f"{t['name']}: {len(cases)} cases ({nerr} expected errors)")
     cases = engine_cases()
-    json.dump({"cases": cases}, open(os.path.join(OUT, "engine.json"), "w"), ensure_ascii=False, indent=1)
+    with open(os.path.join(OUT, "engine.json"), "w") as f:
+        json.dump({"cases": cases}, f, ensure_ascii=False, indent=0)
     print(f"engine: {len(cases)} cases ({sum(1 for c in cases if 'error' in c)} expected errors)")
 
 

@@ -9,7 +9,8 @@
 #include <string.h>
 
 static const char *k_templates[] = {"qwen3", "llama3", "llama3_1", "gemma3", "deepseek_v3", "sotu_qwen3",
-                                    "tiny_qwen2_5_vl", NULL};
+                                    "tiny_qwen2_5_vl", "feature_tools", "feature_vl",
+                                    "feature_alternation", "feature_macros", NULL};
 
 static cJSON *load_json(const char *path) {
     cJSON *j = NULL;
@@ -33,10 +34,19 @@ static void show_diff(const char *want, const char *got) {
 }
 
 /* Renders one golden case; returns true when it matches (text or expected error). */
-static bool run_case(const edgellm_chat_template *t, const cJSON *c, const char *tname) {
+static bool run_case(const edgellm_chat_template *t, const cJSON *c, const cJSON *doc, const char *tname) {
     const char *id = sval(c, "id");
-    char *msgs = cJSON_PrintUnformatted(cJSON_GetObjectItemCaseSensitive(c, "messages"));
+    const cJSON *m = cJSON_GetObjectItemCaseSensitive(c, "messages");
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(c, "extra");
+    if (!m) { /* template goldens share conversations and extras by name */
+        m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "conversations"), sval(c, "conversation"));
+        ex = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "extras"), sval(c, "extra"));
+    }
+    if (!m) {
+        fprintf(stderr, "  %s %s: golden case has no messages\n", tname, id);
+        return false;
+    }
+    char *msgs = cJSON_PrintUnformatted(m);
     char *extra = ex ? cJSON_PrintUnformatted(ex) : NULL;
     bool agp = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"));
     char *out = NULL;
@@ -86,7 +96,7 @@ static void test_templates(void) {
         cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(g, "cases")) {
             total++;
             if (!t) continue;
-            bool ok = run_case(t, c, k_templates[i]);
+            bool ok = run_case(t, c, g, k_templates[i]);
             same += ok;
             errs += ok && !sval(c, "rendered");
             CHECK(ok);
@@ -114,7 +124,7 @@ static void test_engine(void) {
             CHECK(st == EDGELLM_STATUS_OK);
             continue;
         }
-        bool ok = run_case(t, c, "engine");
+        bool ok = run_case(t, c, g, "engine");
         same += ok;
         CHECK(ok);
         edgellm_chat_template_free(t);
