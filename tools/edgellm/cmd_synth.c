@@ -115,13 +115,24 @@ static edgellm_status write_synth(const char *dir, const el_hparams *hp, el_dtyp
             size_t k = n - off < chunk ? n - off : chunk;
             if (d->n_dims == 1) {
                 for (size_t j = 0; j < k; j++) fb[j] = 1.0f;
-            } else {
+                el_convert(dt, buf, EL_DTYPE_F32, fb, k);
+            } else if (dt == EL_DTYPE_BF16) {
+                /* straight to bf16: a float in [1, 2) from 23 random bits, centred and scaled,
+                 * truncated to its top 16 bits */
+                uint16_t *o = buf;
                 for (size_t j = 0; j < k; j++) {
                     x ^= x << 13, x ^= x >> 7, x ^= x << 17; /* xorshift64 */
+                    union { uint32_t u; float f; } v = {.u = 0x3f800000u | (uint32_t)(x >> 41)};
+                    v.f = (v.f - 1.5f) * (2.0f * a);
+                    o[j] = (uint16_t)(v.u >> 16);
+                }
+            } else {
+                for (size_t j = 0; j < k; j++) {
+                    x ^= x << 13, x ^= x >> 7, x ^= x << 17;
                     fb[j] = ((float)(uint32_t)(x >> 40) * (1.0f / 8388608.0f) - 1.0f) * a;
                 }
+                el_convert(dt, buf, EL_DTYPE_F32, fb, k);
             }
-            el_convert(dt, buf, EL_DTYPE_F32, fb, k);
             s = el_st_writer_write(w, buf, k * el_dtype_size(dt));
             if (s < 0) goto done;
         }
