@@ -293,6 +293,31 @@ ENGINE = [
     ("g_dict", "{{ dict(a=1, b='x') }}", None),
     ("g_vars", "{{ bos_token }}|{{ eos_token }}|{{ add_generation_prompt }}|{{ tools }}|{{ documents }}|{{ custom }}", None),
     ("generation_tag", "{% for m in messages %}{% if m.role == 'assistant' %}{% generation %}{{ m.content }}{% endgeneration %}{% else %}{{ m.content }}{% endif %}{% endfor %}", None),
+    # edge cases
+    ("x_floats", "{{ 1/3 }} {{ 2.0 ** 0.5 }} {{ 1e16 }} {{ 1e15 }} {{ 123456789012345678.0 }} {{ 0.0001 }} {{ 0.00001 }} {{ 1.5e-5 }} {{ -1.0 }} {{ 100.0 }} {{ 3.14 | string }} {{ [0.1, 1e100, -2.5e-300] }} {{ [1e100, 0.5] | tojson }} {{ 10 / 4 }} {{ 2 ** -1 }} {{ 1 // 0.5 }} {{ 7.5 % 2 }} {{ -7.5 % 2 }}", None),
+    ("x_ints", "{{ 7 % -3 }} {{ -7 // -2 }} {{ -3 // 2 }} {{ true + true }} {{ 2 ** 3 ** 2 }} {{ 3 * 'ab' }} {{ (1, 2) + (3,) }} {{ [1] * 3 }} {{ -(3) }} {{ +true }}", None),
+    ("x_unicode", "{{ 'h\u00e9llo w\u00f6rld'[1:4] }} {{ '\u00df' | upper }} {{ '\u00c9T\u00c9' | lower }} {{ '\u00e9t\u00e9' | title }} {{ '\u4f60\u597d\u4e16\u754c' | length }} {{ '\u4f60\u597d\u4e16\u754c'[::-1] }} {{ 'a\u3000b\u00a0c'.split() }} {{ '\u00e9' | capitalize }}", None),
+    ("x_repr", "{{ ['\\x01', '\\t', 'a\\\\b', '\\u2028', '\\x7f', '\u00e9\U0001F600'] }} {{ {'it\\'s': \"q\\\"\"} }} {{ ['both \\' and \"'] }}", None),
+    ("x_ws_start", "   {% if true %}x{% endif %}\n\t{% if true %}\ty{% endif %}\n  z {% if true %}w{% endif %}", None),
+    ("x_ws_nested_same_line", "<{% for i in [1,2] %}{% if i > 1 %}\n  {{ i }}\n{% endif %}{% endfor %}>\n  {{- 'tight' }}\n  {#- c #}\n  end", None),
+    ("x_ws_raw_minus", "a\n  {% raw -%}\n   {{ x }}  \n  {%- endraw %}\nb", None),
+    ("x_ws_multi", "{%- for m in messages -%}\n  [{{ m.role }}]\n  {%- if not loop.last %},\n{% endif -%}\n{%- endfor %}\n\n  tail  \n", None),
+    ("x_macro_late_var", "{% set x = 'a' %}{% macro m() %}{{ x }}{% endmacro %}{% set x = 'b' %}{{ m() }}", None),
+    ("x_outer_loop", "{% for a in [1, 2] %}{% set outer = loop %}{% for b in [3, 4] %}{{ outer.index }}{{ loop.index }} {% endfor %}{% endfor %}", None),
+    ("x_select_in", "{{ messages | selectattr('role', 'in', ['user', 'system']) | list | length }} {{ [1, 2, 3] | select('gt', 1) | list }} {{ [1, 2, 3] | select('==', 2) | list }}", None),
+    ("x_misc_exprs", "{{ x | default(none) is none }} {% if not x is defined %}nd{% endif %} {{ 'a' 'b' }} {{ [1, 2, 3][5] }}|{{ {'a': 1}['b'] }}| {{ 1 if 0 else 2 if 0 else 3 }} {{ not 1 == 2 }} {{ (messages | last).content }}", None),
+    ("x_set_in_if", "{% if true %}{% set y = 5 %}{% endif %}{{ y }}{% for i in [1] %}{% if true %}{% set z = 1 %}{% endif %}{{ z }}{% endfor %}[{{ z }}]", None),
+    ("x_percent", "{{ '%5s|%-5s|%05d|%x' % ('a', 'b', 42, 255) }} {{ '%s' % none }} {{ '%s' % [1] }} {{ '%r' % 'q' }} {{ '100%%' % () }}", None),
+    ("x_dict_print", "{{ messages[0] }} {{ {'n': {'x': [1, {'y': none}]}} }} {{ {1: 'a', none: true} }}", None),
+    ("x_loop_first_last", "{% for i in range(4) %}{% if loop.first %}F{% elif loop.last %}L{% else %}M{{ loop.revindex }}{% endif %}{% endfor %}", None),
+    ("x_tojson_misc", "{{ '{\"a\": 1}' | tojson }} {{ {'a': none, 'b': {'c': []}} | tojson(indent=2) }} {{ [1, [2, []], {}] | tojson(indent=0) }} {{ 'x</script>\\u0001' | tojson }} {{ {'a': 1} | tojson(separators=(',', ':')) }} {{ '\u00e9' | tojson(ensure_ascii=true) }}", None),
+    ("x_map_length", "{{ messages | map(attribute='content') | map('length') | list }} {{ messages | map(attribute='nope', default='D') | list }} {{ messages | map(attribute='nope') | list }}", None),
+    ("x_strip_methods", "{{ 'x'.center(5, '*') }} {{ '7'.zfill(3) }} {{ 'a.b.c'.rpartition('.') }} {{ 'ab'.removeprefix('a') }} {{ 'abc'.isalpha() }}{{ '12'.isdigit() }}{{ 'ab'.islower() }}{{ 'AB'.isupper() }} {{ 'a\\nb\\r\\nc'.splitlines() }} {{ '  x  '.lstrip() }}| {{ 'Hello World'.swapcase() }}", None),
+    ("x_namespace_macro", "{% set ns = namespace(items=[]) %}{% macro add(n, v) %}{% set n.items = n.items + [v] %}{% endmacro %}{{ add(ns, 1) }}{{ add(ns, 2) }}{{ ns.items }}", None),
+    ("x_filter_chain_prec", "{{ 'a' ~ 'b' | upper }} {{ -2 | abs }} {{ 1 + 2 | string }} {{ ['x'] | first | upper }} {{ messages | length > 1 }}", None),
+    ("x_is_tests2", "{{ 1 is sameas 1 }}{{ none is sameas none }}{{ 3 is gt 2 }}{{ 2 is le 2 }}{{ 'abc' is lower }}{{ 'ABC' is upper }}{{ 1.0 is float }}{{ true is integer }}{{ true is number }}{{ x is callable }}{{ range is callable }}{{ 'f' is iterable }}", None),
+    ("x_nested_data", "{% for t in tools %}{{ t.function.name }}:{% for p, d in t.function.parameters.properties.items() %}{{ p }}({{ d.type }}{{ ', enum=' ~ d.enum | join('/') if d.enum }}){{ '*' if p in t.function.parameters.required }} {% endfor %}{% endfor %}", None),
+    ("x_dict_get_method_key", "{% set d = {'items': 'I', 'x': 1} %}{{ d['items'] }} {{ d.x }} {{ d.items() | list }}", None),
     # errors
     ("err_str_plus_int", "{{ 'a' + 1 }}", None),
     ("err_undefined_attr", "{{ nothing.attr }}", None),
@@ -305,7 +330,7 @@ def engine_cases():
     out = []
     for name, src, msgs in ENGINE:
         msgs = msgs if msgs is not None else M2
-        extra = {"custom": "C", "tools": TOOLS[:1]} if name in ("g_vars", "f_tojson_indent") else {}
+        extra = {"custom": "C", "tools": TOOLS[:1]} if name in ("g_vars", "f_tojson_indent", "x_nested_data") else {}
         r, err = render(src, msgs, True, extra, "<s>", "</s>")
         case = {"id": name, "template": src, "messages": msgs, "add_generation_prompt": True, "extra": extra,
                 "bos_token": "<s>", "eos_token": "</s>"}

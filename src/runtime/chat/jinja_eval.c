@@ -2124,7 +2124,7 @@ static edgellm_status apply_test(ctx *c, const char *t, jj_val v, args *a, bool 
     else if (!strcmp(t, "boolean")) *out = v.t == JV_BOOL;
     else if (!strcmp(t, "true")) *out = v.t == JV_BOOL && v.u.b;
     else if (!strcmp(t, "false")) *out = v.t == JV_BOOL && !v.u.b;
-    else if (!strcmp(t, "callable")) *out = v.t == JV_MACRO || v.t == JV_FUNC;
+    else if (!strcmp(t, "callable")) *out = v.t == JV_MACRO || v.t == JV_FUNC || v.t == JV_UNDEF;
     else if (!strcmp(t, "equalto") || !strcmp(t, "eq") || !strcmp(t, "==")) *out = val_eq(v, a0);
     else if (!strcmp(t, "ne") || !strcmp(t, "!=")) *out = !val_eq(v, a0);
     else if (!strcmp(t, "sameas")) {
