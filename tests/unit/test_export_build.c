@@ -259,6 +259,14 @@ static void test_errors(void) {
     el_rm_rf(exp);
 }
 
+static int g_warn_extra, g_warn_rotary;
+static void count_warnings(edgellm_log_level lvl, const char *msg, void *user) {
+    (void)user;
+    if (lvl != EDGELLM_LOG_LEVEL_WARN) return;
+    if (strstr(msg, "skipping unexpected tensor 'model.visual.extra.weight'")) g_warn_extra++;
+    if (strstr(msg, "inv_freq")) g_warn_rotary++;
+}
+
 /* Extra tensors are skipped (rotary buffers silently); a sharded copy exports to the same bytes. */
 static void test_extra_and_sharded(void) {
     const char *fx = "fixtures/models/tiny-qwen2";
@@ -289,7 +297,12 @@ static void test_extra_and_sharded(void) {
     snprintf(e1, sizeof e1, "%s/ref-exp", g_dir);
     snprintf(e2, sizeof e2, "%s/extra-exp", g_dir);
     CHECK_OK(edgellm_export(fx, e1, NULL));
+    edgellm_log_set(count_warnings, NULL);
+    edgellm_log_set_level(EDGELLM_LOG_LEVEL_WARN);
     CHECK_OK(edgellm_export(d, e2, NULL));
+    edgellm_log_set(NULL, NULL);
+    edgellm_log_set_level(EDGELLM_LOG_LEVEL_ERROR);
+    CHECK(g_warn_extra == 1 && g_warn_rotary == 0);
     char a[1300], b[1300];
     snprintf(a, sizeof a, "%s/model.safetensors", e1);
     snprintf(b, sizeof b, "%s/model.safetensors", e2);

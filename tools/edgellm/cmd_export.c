@@ -47,6 +47,7 @@ int cmd_export(int argc, char **argv) {
     }
     if (dtype && strcmp(dtype, "fp32") && strcmp(dtype, "fp16") && strcmp(dtype, "bf16"))
         return cli_usage_error("export: --dtype must be fp32, fp16 or bf16 (got '%s')", dtype);
+    if (p.progress) edgellm_log_set_level(EDGELLM_LOG_LEVEL_INFO);
     p.dtype = dtype;
     p.quantization = quant;
     if (edgellm_export(model, output, &p) != EDGELLM_STATUS_OK) return cli_fail("export failed");
