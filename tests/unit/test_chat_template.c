@@ -185,9 +185,126 @@ static void test_errors(void) {
     edgellm_chat_template_free(t);
 }
 
+
+static void write_text(const char *dir, const char *name, const char *text) {
+    char path[1024];
+    snprintf(path, sizeof path, "%s/%s", dir, name);
+    CHECK_OK(el_write_file(path, text, strlen(text)));
+}
+
+static char *render_dir(const char *dir, const char *msgs, bool agp, const char *extra, edgellm_status *st) {
+    edgellm_chat_template *t = NULL;
+    char *out = NULL;
+    *st = edgellm_chat_template_load(dir, &t);
+    if (*st == EDGELLM_STATUS_OK) *st = edgellm_chat_template_render(t, msgs, agp, extra, &out);
+    edgellm_chat_template_free(t);
+    return out;
+}
+
+static void test_load_dirs(void) {
+    const char *tmp = getenv("EDGELLM_TMP");
+    char base[512];
+    snprintf(base, sizeof base, "%s/chat_template_test", tmp && tmp[0] ? tmp : "/tmp");
+    el_rm_rf(base);
+    char d[8][600];
+    for (int i = 0; i < 8; i++) {
+        snprintf(d[i], sizeof d[i], "%s/d%d", base, i);
+        CHECK_OK(el_mkdir_p(d[i]));
+    }
+    const char *msgs = "[{\"role\":\"user\",\"content\":\"hi\"}]";
+    edgellm_status st;
+    char *out;
+    /* tokenizer_config.json: template string, bos as an AddedToken object */
+    write_text(d[0], "tokenizer_config.json",
+               "{\"bos_token\":{\"__type\":\"AddedToken\",\"content\":\"<B>\"},\"eos_token\":\"<E>\","
+               "\"chat_template\":\"{{ bos_token }}{% for m in messages %}{{ m.content }}{% endfor %}{{ eos_token }}\"}");
+    out = render_dir(d[0], msgs, false, NULL, &st);
+    CHECKF(st == EDGELLM_STATUS_OK && out && !strcmp(out, "<B>hi<E>"), "%d %s", (int)st, out ? out : edgellm_last_error());
+    edgellm_free(out);
+    /* chat_template.jinja wins over tokenizer_config.json's template; tokens still from the config */
+    write_text(d[1], "tokenizer_config.json", "{\"eos_token\":\"<E>\",\"chat_template\":\"WRONG\"}");
+    write_text(d[1], "chat_template.jinja", "J{{ messages[0].content }}{{ eos_token }}{{ bos_token }}\n");
+    out = render_dir(d[1], msgs, false, NULL, &st);
+    CHECKF(st == EDGELLM_STATUS_OK && out && !strcmp(out, "Jhi<E>"), "%d %s", (int)st, out ? out : edgellm_last_error());
+    edgellm_free(out);
+    /* chat_template.json */
+    write_text(d[2], "chat_template.json", "{\"chat_template\":\"C{{ add_generation_prompt }}\"}");
+    out = render_dir(d[2], msgs, true, NULL, &st);
+    CHECKF(st == EDGELLM_STATUS_OK && out && !strcmp(out, "CTrue"), "%d %s", (int)st, out ? out : edgellm_last_error());
+    edgellm_free(out);
+    /* list of named templates: "default" */
+    write_text(d[3], "tokenizer_config.json",
+               "{\"chat_template\":[{\"name\":\"tool_use\",\"template\":\"T\"},{\"name\":\"default\",\"template\":\"D{{ x }}\"}]}");
+    out = render_dir(d[3], msgs, true, "{\"x\":7}", &st);
+    CHECKF(st == EDGELLM_STATUS_OK && out && !strcmp(out, "D7"), "%d %s", (int)st, out ? out : edgellm_last_error());
+    edgellm_free(out);
+    /* processed_chat_template.json takes precedence and concatenates */
+    write_text(d[4], "chat_template.jinja", "WRONG");
+    write_text(d[4], "processed_chat_template.json",
+               "{\"roles\":{\"system\":{\"prefix\":\"<|im_start|>system\\n\",\"suffix\":\"<|im_end|>\\n\"},"
+               "\"user\":{\"prefix\":\"<|im_start|>user\\n\",\"suffix\":\"<|im_end|>\\n\"},"
+               "\"assistant\":{\"prefix\":\"<|im_start|>assistant\\n\",\"suffix\":\"<|im_end|>\\n\"}},"
+               "\"content_types\":{\"image\":{\"format\":\"<|vision_start|><|image_pad|><|vision_end|>\"}},"
+               "\"generation_prompt\":\"<|im_start|>assistant\\n<think>\\n\\n</think>\\n\\n\","
+               "\"generation_prompt_thinking\":\"<|im_start|>assistant\\n\",\"default_system_prompt\":\"Be nice.\"}");
+    out = render_dir(d[4], msgs, true, NULL, &st);
+    CHECKF(st == EDGELLM_STATUS_OK && out &&
+               !strcmp(out, "<|im_start|>system\nBe nice.<|im_end|>\n<|im_start|>user\nhi<|im_end|>\n"
+                            "<|im_start|>assistant\n<think>\n\n</think>\n\n"),
+           "%d %s", (int)st, out ? out : edgellm_last_error());
+    edgellm_free(out);
+    out = render_dir(d[4],
+                     "[{\"role\":\"system\",\"content\":\"S\"},{\"role\":\"user\",\"content\":[{\"type\":\"image\"},"
+                     "{\"type\":\"text\",\"text\":\"what?\"}]},{\"role\":\"assistant\",\"content\":\"a\"}]",
+                     true, "{\"enable_thinking\":true}", &st);
+    CHECKF(st == EDGELLM_STATUS_OK && out &&
+               !strcmp(out, "<|im_start|>system\nS<|im_end|>\n<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>"
+                            "what?<|im_end|>\n<|im_start|>assistant\na<|im_end|>\n<|im_start|>assistant\n"),
+           "%d %s", (int)st, out ? out : edgellm_last_error());
+    edgellm_free(out);
+    out = render_dir(d[4], "[{\"role\":\"robot\",\"content\":\"x\"}]", false, NULL, &st);
+    CHECK(st == EDGELLM_STATUS_INVALID_ARG && !out);
+    /* nothing there -> IO; unsupported construct -> UNSUPPORTED at load */
+    out = render_dir(d[5], msgs, false, NULL, &st);
+    CHECKF(st == EDGELLM_STATUS_IO && !out, "%d", (int)st);
+    write_text(d[6], "chat_template.jinja", "ok\n{% filter upper %}x{% endfilter %}");
+    edgellm_chat_template *t = NULL;
+    st = edgellm_chat_template_load(d[6], &t);
+    CHECKF(st == EDGELLM_STATUS_UNSUPPORTED && strstr(edgellm_last_error(), "unsupported tag 'filter' at line 2"), "%d %s",
+           (int)st, edgellm_last_error());
+    CHECK(t == NULL);
+    /* CLI: one JSON object, then JSON lines */
+    const char *cli = getenv("EDGELLM_CLI");
+    if (cli && cli[0]) {
+        write_text(d[7], "one.json", "{\n \"messages\": [{\"role\": \"user\", \"content\": \"h\\u00e9\\n\"}],\n"
+                                     " \"add_generation_prompt\": true, \"extra\": {\"x\": 1}\n}\n");
+        write_text(d[7], "lines.jsonl", "{\"messages\":[{\"role\":\"user\",\"content\":\"a\"}]}\n\n"
+                                        "{\"messages\":[{\"role\":\"user\",\"content\":\"b\"}],\"extra\":{\"x\":2}}\n");
+        write_text(d[0], "chat_template.jinja", "{% for m in messages %}{{ m.content }}{% endfor %}|{{ add_generation_prompt }}|{{ x }}");
+        const char *inputs[] = {"one.json", "lines.jsonl"};
+        const char *want[] = {"{\"rendered\":\"h\xc3\xa9\\n|True|1\"}\n", "{\"rendered\":\"a|False|\"}\n{\"rendered\":\"b|False|2\"}\n"};
+        for (int i = 0; i < 2; i++) {
+            char cmd[2048];
+            snprintf(cmd, sizeof cmd, "'%s' chat-template --tokenizer '%s' < '%s/%s'", cli, d[0], d[7], inputs[i]);
+            FILE *p = popen(cmd, "r");
+            CHECK(p != NULL);
+            if (!p) continue;
+            char buf[4096];
+            size_t n = fread(buf, 1, sizeof buf - 1, p);
+            buf[n] = 0;
+            int rc = pclose(p);
+            CHECKF(rc == 0 && !strcmp(buf, want[i]), "cli %s: rc %d output '%s'", inputs[i], rc, buf);
+        }
+    } else {
+        printf("EDGELLM_CLI not set: CLI checks skipped\n");
+    }
+    el_rm_rf(base);
+}
+
 int main(void) {
     test_templates();
     test_engine();
     test_errors();
+    test_load_dirs();
     return t_finish("test_chat_template");
 }
