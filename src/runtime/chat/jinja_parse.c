@@ -581,7 +581,7 @@ static edgellm_status parse_tuple(parser *P, jj_node **out, bool names_only, boo
         tok *k = cur(P);
         if (l.n && (k->t == T_BEND || k->t == T_VEND || is_op(k, ")") || is_op(k, "=") || is_name(k, "in")))
             break;
-        jj_node *e;
+        jj_node *e = NULL;
         if (names_only) {
             if (k->t != T_NAME) return perr(P, "expected a name", NULL);
             PNEW(nn, JN_NAME);
@@ -625,7 +625,7 @@ static edgellm_status parse_call_args(parser *P, jj_node *call) {
             kw = tokstr(P, cur(P));
             P->i += 2;
         }
-        jj_node *e;
+        jj_node *e = NULL;
         EL_TRY(parse_expr(P, &e, true));
         EL_TRY(nl_push(P, &l, e, kw));
     }
@@ -699,7 +699,7 @@ static edgellm_status parse_primary(parser *P, jj_node **out) {
             *out = t;
             return EDGELLM_STATUS_OK;
         }
-        jj_node *e;
+        jj_node *e = NULL;
         EL_TRY(parse_tuple(P, &e, false, true, false));
         EL_TRY(expect_op(P, ")"));
         *out = e;
@@ -711,7 +711,7 @@ static edgellm_status parse_primary(parser *P, jj_node **out) {
         while (!is_op(cur(P), "]")) {
             if (l.n) EL_TRY(expect_op(P, ","));
             if (is_op(cur(P), "]")) break;
-            jj_node *e;
+            jj_node *e = NULL;
             EL_TRY(parse_expr(P, &e, true));
             EL_TRY(nl_push(P, &l, e, NULL));
         }
@@ -727,7 +727,7 @@ static edgellm_status parse_primary(parser *P, jj_node **out) {
         while (!is_op(cur(P), "}")) {
             if (l.n) EL_TRY(expect_op(P, ","));
             if (is_op(cur(P), "}")) break;
-            jj_node *kk, *vv;
+            jj_node *kk = NULL, *vv = NULL;
             EL_TRY(parse_expr(P, &kk, true));
             EL_TRY(expect_op(P, ":"));
             EL_TRY(parse_expr(P, &vv, true));
@@ -848,7 +848,7 @@ static edgellm_status parse_filter_expr(parser *P, jj_node **node) {
                         is_op(nk, "{")) &&
                        !is_name(nk, "else") && !is_name(nk, "or") && !is_name(nk, "and") && !is_name(nk, "if") &&
                        !is_name(nk, "in") && !is_name(nk, "is") && !is_name(nk, "not")) {
-                jj_node *arg;
+                jj_node *arg = NULL;
                 EL_TRY(parse_primary(P, &arg));
                 EL_TRY(parse_postfix(P, &arg));
                 nlist l = {0};
@@ -869,7 +869,7 @@ static edgellm_status parse_filter_expr(parser *P, jj_node **node) {
 
 static edgellm_status parse_unary(parser *P, jj_node **out, bool with_filter) {
     tok *k = cur(P);
-    jj_node *n;
+    jj_node *n = NULL;
     if (is_op(k, "-") || is_op(k, "+")) {
         PNEW(u, k->p[0] == '-' ? JN_NEG : JN_POS);
         P->i++;
@@ -895,11 +895,11 @@ static edgellm_status mkbin(parser *P, int kind, int op, jj_node *a, jj_node *b,
 
 
 static edgellm_status parse_pow(parser *P, jj_node **out) {
-    jj_node *l;
+    jj_node *l = NULL;
     EL_TRY(parse_unary(P, &l, true));
     while (is_op(cur(P), "**")) {
         P->i++;
-        jj_node *r;
+        jj_node *r = NULL;
         EL_TRY(parse_unary(P, &r, true));
         EL_TRY(mkbin(P, JN_BINOP, OP_POW, l, r, &l));
     }
@@ -907,14 +907,14 @@ static edgellm_status parse_pow(parser *P, jj_node **out) {
     return EDGELLM_STATUS_OK;
 }
 static edgellm_status parse_math2(parser *P, jj_node **out) {
-    jj_node *l;
+    jj_node *l = NULL;
     EL_TRY(parse_pow(P, &l));
     for (;;) {
         tok *k = cur(P);
         int op = is_op(k, "*") ? OP_MUL : is_op(k, "/") ? OP_DIV : is_op(k, "//") ? OP_FLOORDIV : is_op(k, "%") ? OP_MOD : 0;
         if (!op) break;
         P->i++;
-        jj_node *r;
+        jj_node *r = NULL;
         EL_TRY(parse_pow(P, &r));
         EL_TRY(mkbin(P, JN_BINOP, op, l, r, &l));
     }
@@ -922,7 +922,7 @@ static edgellm_status parse_math2(parser *P, jj_node **out) {
     return EDGELLM_STATUS_OK;
 }
 static edgellm_status parse_concat(parser *P, jj_node **out) {
-    jj_node *l;
+    jj_node *l = NULL;
     EL_TRY(parse_math2(P, &l));
     if (!is_op(cur(P), "~")) {
         *out = l;
@@ -932,7 +932,7 @@ static edgellm_status parse_concat(parser *P, jj_node **out) {
     EL_TRY(nl_push(P, &lst, l, NULL));
     while (is_op(cur(P), "~")) {
         P->i++;
-        jj_node *r;
+        jj_node *r = NULL;
         EL_TRY(parse_math2(P, &r));
         EL_TRY(nl_push(P, &lst, r, NULL));
     }
@@ -942,14 +942,14 @@ static edgellm_status parse_concat(parser *P, jj_node **out) {
     return EDGELLM_STATUS_OK;
 }
 static edgellm_status parse_math1(parser *P, jj_node **out) {
-    jj_node *l;
+    jj_node *l = NULL;
     EL_TRY(parse_concat(P, &l));
     for (;;) {
         tok *k = cur(P);
         int op = is_op(k, "+") ? OP_ADD : is_op(k, "-") ? OP_SUB : 0;
         if (!op) break;
         P->i++;
-        jj_node *r;
+        jj_node *r = NULL;
         EL_TRY(parse_concat(P, &r));
         EL_TRY(mkbin(P, JN_BINOP, op, l, r, &l));
     }
@@ -957,7 +957,7 @@ static edgellm_status parse_math1(parser *P, jj_node **out) {
     return EDGELLM_STATUS_OK;
 }
 static edgellm_status parse_compare(parser *P, jj_node **out) {
-    jj_node *l;
+    jj_node *l = NULL;
     EL_TRY(parse_math1(P, &l));
     jj_node *result = NULL;
     for (;;) {
@@ -978,9 +978,9 @@ static edgellm_status parse_compare(parser *P, jj_node **out) {
         }
         if (!op) break;
         P->i++;
-        jj_node *r;
+        jj_node *r = NULL;
         EL_TRY(parse_math1(P, &r));
-        jj_node *c;
+        jj_node *c = NULL;
         EL_TRY(mkbin(P, JN_COMPARE, op, l, r, &c));
         c->neg = neg;
         if (result)
@@ -1003,11 +1003,11 @@ static edgellm_status parse_not(parser *P, jj_node **out) {
     return parse_compare(P, out);
 }
 static edgellm_status parse_and(parser *P, jj_node **out) {
-    jj_node *l;
+    jj_node *l = NULL;
     EL_TRY(parse_not(P, &l));
     while (is_name(cur(P), "and")) {
         P->i++;
-        jj_node *r;
+        jj_node *r = NULL;
         EL_TRY(parse_not(P, &r));
         EL_TRY(mkbin(P, JN_AND, 0, l, r, &l));
     }
@@ -1015,11 +1015,11 @@ static edgellm_status parse_and(parser *P, jj_node **out) {
     return EDGELLM_STATUS_OK;
 }
 static edgellm_status parse_or(parser *P, jj_node **out) {
-    jj_node *l;
+    jj_node *l = NULL;
     EL_TRY(parse_and(P, &l));
     while (is_name(cur(P), "or")) {
         P->i++;
-        jj_node *r;
+        jj_node *r = NULL;
         EL_TRY(parse_and(P, &r));
         EL_TRY(mkbin(P, JN_OR, 0, l, r, &l));
     }
@@ -1027,7 +1027,7 @@ static edgellm_status parse_or(parser *P, jj_node **out) {
     return EDGELLM_STATUS_OK;
 }
 static edgellm_status parse_expr(parser *P, jj_node **out, bool with_cond) {
-    jj_node *e;
+    jj_node *e = NULL;
     EL_TRY(parse_or(P, &e));
     while (with_cond && is_name(cur(P), "if")) {
         P->i++;
@@ -1121,7 +1121,7 @@ static edgellm_status parse_for(parser *P, jj_node **out) {
 }
 
 static edgellm_status parse_set(parser *P, jj_node **out) {
-    jj_node *target;
+    jj_node *target = NULL;
     EL_TRY(parse_tuple(P, &target, true, false, false));
     if (is_op(cur(P), "=")) {
         P->i++;
@@ -1192,7 +1192,7 @@ static edgellm_status parse_callblock(parser *P, jj_node **out) {
     PNEW(caller, JN_MACRO);
     caller->str = "caller";
     if (is_op(cur(P), "(")) EL_TRY(parse_macro_sig(P, caller));
-    jj_node *e;
+    jj_node *e = NULL;
     EL_TRY(parse_expr(P, &e, true));
     if (e->kind != JN_CALL) return perr(P, "expected a call in call block", NULL);
     n->a = e;
@@ -1275,7 +1275,7 @@ static edgellm_status parse_body(parser *P, const char *const *ends, jj_node **o
                 P->i++;
                 return perr(P, "unexpected '%s'", nm);
             }
-            jj_node *s;
+            jj_node *s = NULL;
             EL_TRY(parse_stmt(P, &s));
             EL_TRY(nl_push(P, &l, s, NULL));
             continue;
