@@ -183,6 +183,33 @@ static void test_errors(void) {
     CHECK(out && !strcmp(out, "4"));
     edgellm_free(out);
     edgellm_chat_template_free(t);
+    /* resource limits: deep nesting refused at load, runaway recursion and self-referencing values at render */
+    {
+        char deep[1024] = "{{ ";
+        for (int i = 0; i < 300; i++) strcat(deep, "(");
+        strcat(deep, "1");
+        for (int i = 0; i < 300; i++) strcat(deep, ")");
+        strcat(deep, " }}");
+        st = edgellm_chat_template_from_string(deep, NULL, NULL, &t);
+        CHECKF(st == EDGELLM_STATUS_FORMAT && strstr(edgellm_last_error(), "nested too deeply"), "%d %s", (int)st, edgellm_last_error());
+        static const struct {
+            const char *src;
+            edgellm_status st;
+        } rt[] = {
+            {"{% macro f(n) %}{{ f(n + 1) }}{% endmacro %}{{ f(0) }}", EDGELLM_STATUS_LIMIT},
+            {"{% set ns = namespace(a=1) %}{% set ns.me = ns %}{{ ns }}", EDGELLM_STATUS_LIMIT},
+            {"{{ 9223372036854775807 + 1 }}", EDGELLM_STATUS_UNSUPPORTED},
+            {"{{ 3037000500 * 3037000500 }}", EDGELLM_STATUS_UNSUPPORTED},
+        };
+        for (size_t i = 0; i < sizeof rt / sizeof rt[0]; i++) {
+            t = NULL;
+            CHECK_OK(edgellm_chat_template_from_string(rt[i].src, NULL, NULL, &t));
+            out = NULL;
+            st = t ? edgellm_chat_template_render(t, "[]", false, NULL, &out) : EDGELLM_STATUS_OK;
+            CHECKF(st == rt[i].st && !out, "%s -> %d %s", rt[i].src, (int)st, edgellm_last_error());
+            edgellm_chat_template_free(t);
+        }
+    }
 }
 
 

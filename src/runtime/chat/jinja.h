@@ -71,6 +71,8 @@ typedef struct jj_val {
 typedef struct jj_list {
     jj_val *v;
     size_t n, cap;
+    bool is_range; /* made by range(): prints as range(start, stop[, step]) */
+    int64_t r_start, r_stop, r_step;
 } jj_list;
 
 typedef struct jj_dict {
@@ -111,6 +113,7 @@ typedef enum jj_kind {
     JN_SETBLOCK,
     JN_MACRO,
     JN_CALLBLOCK,
+    JN_WITH, /* items: assignment targets, names unused; d: JN_BODY of values (items) ; b: body */
     JN_BREAK,
     JN_CONTINUE,
 } jj_kind;

@@ -44,6 +44,7 @@ typedef struct ctx {
     scope *globals;
     int ctl; /* 1 break, 2 continue */
     int depth;
+    int rdepth; /* repr / tojson nesting */
 } ctx;
 
 typedef struct args {
@@ -345,11 +346,26 @@ static edgellm_status repr_str(el_buf *b, const char *p, size_t n) {
     return el_buf_append(b, &q, 1);
 }
 
+static edgellm_status repr_(ctx *c, jj_val v, el_buf *b);
 static edgellm_status repr(ctx *c, jj_val v, el_buf *b) {
+    if (++c->rdepth > 500) {
+        c->rdepth--;
+        return el_err(EDGELLM_STATUS_LIMIT, "chat template: value nested too deeply (or recursive) to print");
+    }
+    edgellm_status st = repr_(c, v, b);
+    c->rdepth--;
+    return st;
+}
+static edgellm_status repr_(ctx *c, jj_val v, el_buf *b) {
     switch (v.t) {
     case JV_STR: return repr_str(b, v.u.s.p, v.u.s.n);
     case JV_UNDEF: return el_buf_append_str(b, "Undefined");
     case JV_LIST: {
+        if (v.u.l->is_range) {
+            if (v.u.l->r_step == 1) return el_buf_appendf(b, "range(%lld, %lld)", (long long)v.u.l->r_start, (long long)v.u.l->r_stop);
+            return el_buf_appendf(b, "range(%lld, %lld, %lld)", (long long)v.u.l->r_start, (long long)v.u.l->r_stop,
+                                  (long long)v.u.l->r_step);
+        }
         EL_TRY(el_buf_append_str(b, v.tuple ? "(" : "["));
         for (size_t i = 0; i < v.u.l->n; i++) {
             if (i) EL_TRY(el_buf_append_str(b, ", "));
@@ -478,6 +494,7 @@ static int cmp_vals(jj_val a, jj_val b, bool *ok);
 
 static edgellm_status json_dump(ctx *c, jj_val v, el_buf *b, const jopts *o, int level) {
     char nb[64];
+    if (level > 500) return el_err(EDGELLM_STATUS_LIMIT, "chat template: value nested too deeply for tojson");
     switch (v.t) {
     case JV_NONE: return el_buf_append_str(b, "null");
     case JV_BOOL: return el_buf_append_str(b, v.u.b ? "true" : "false");
@@ -489,6 +506,7 @@ static edgellm_status json_dump(ctx *c, jj_val v, el_buf *b, const jopts *o, int
         return el_buf_append_str(b, nb);
     case JV_STR: return json_str(b, v.u.s.p, v.u.s.n, o->ensure_ascii);
     case JV_LIST: {
+        if (v.u.l->is_range) return rerr("Object of type range is not JSON serializable");
         if (!v.u.l->n) return el_buf_append_str(b, "[]");
         EL_TRY(el_buf_append_str(b, "["));
         for (size_t i = 0; i < v.u.l->n; i++) {
@@ -499,8 +517,7 @@ static edgellm_status json_dump(ctx *c, jj_val v, el_buf *b, const jopts *o, int
         if (o->indent >= 0) EL_TRY(json_nl(b, o, level));
         return el_buf_append_str(b, "]");
     }
-    case JV_DICT:
-    case JV_NS: {
+    case JV_DICT: {
         jj_dict *d = v.u.d;
         if (!d->n) return el_buf_append_str(b, "{}");
         size_t *ord = jj_alloc(c->a, d->n * sizeof *ord);
@@ -2241,9 +2258,15 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
         }
         int64_t a = num_i(x), b = num_i(y), r;
         switch (op) {
-        case OP_ADD: r = a + b; break;
-        case OP_SUB: r = a - b; break;
-        case OP_MUL: r = a * b; break;
+        case OP_ADD:
+            if (__builtin_add_overflow(a, b, &r)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: integer overflow (no big integers)");
+            break;
+        case OP_SUB:
+            if (__builtin_sub_overflow(a, b, &r)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: integer overflow (no big integers)");
+            break;
+        case OP_MUL:
+            if (__builtin_mul_overflow(a, b, &r)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: integer overflow (no big integers)");
+            break;
         case OP_FLOORDIV:
             if (b == 0) return rerr("integer division or modulo by zero");
             r = a / b;
@@ -2260,7 +2283,9 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
                 return OK;
             }
             r = 1;
-            for (int64_t i = 0; i < b; i++) r *= a;
+            for (int64_t i = 0; i < b; i++)
+                if (__builtin_mul_overflow(r, a, &r))
+                    return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: integer overflow (no big integers)");
             break;
         default: return rerr("bad operator");
         }
@@ -2316,7 +2341,7 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
 /* ---- calls -------------------------------------------------------------------------------------- */
 static edgellm_status call_macro(ctx *c, jj_macro *m, args *a, jj_val *out) {
     const jj_node *n = m->n;
-    if (c->depth > 64) return rerr("maximum macro recursion depth exceeded");
+    if (c->depth > 32) return el_err(EDGELLM_STATUS_LIMIT, "chat template: maximum macro recursion depth exceeded");
     scope *s = new_scope(c, m->closure);
     if (!s) return oom();
     int np = n->nitems;
@@ -2482,6 +2507,10 @@ static edgellm_status call_value(ctx *c, jj_val f, args *a, jj_val *out) {
             if (l->n > 100000) return el_err(EDGELLM_STATUS_LIMIT, "chat template: range too large");
             EL_TRY(list_push(c, l, vint(i)));
         }
+        l->is_range = true;
+        l->r_start = st;
+        l->r_stop = en;
+        l->r_step = step;
         *out = vlist(l);
         return OK;
     }
@@ -2592,7 +2621,9 @@ static edgellm_status eval(ctx *c, scope *s, const jj_node *n, jj_val *out) {
         EL_TRY(eval(c, s, n->a, &x));
         if (!is_num(x)) return rerr("bad operand type for unary %s: '%s'", n->kind == JN_NEG ? "-" : "+", type_name(x));
         if (n->kind == JN_POS) *out = x.t == JV_BOOL ? vint(x.u.b) : x;
-        else *out = x.t == JV_FLOAT ? vfloat(-x.u.f) : vint(-num_i(x));
+        else if (x.t == JV_FLOAT) *out = vfloat(-x.u.f);
+        else if (num_i(x) == INT64_MIN) return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: integer overflow (no big integers)");
+        else *out = vint(-num_i(x));
         return OK;
     }
     case JN_NOT: {
@@ -2798,6 +2829,16 @@ static edgellm_status exec(ctx *c, scope *s, const jj_node *n) {
         jj_val r;
         EL_TRY(call_macro(c, m2, &a, &r));
         return to_str(c, r, c->out);
+    }
+    case JN_WITH: {
+        scope *ws = new_scope(c, s);
+        if (!ws) return oom();
+        for (int i = 0; i < n->nitems; i++) {
+            jj_val v;
+            EL_TRY(eval(c, s, n->d->items[i], &v));
+            EL_TRY(assign(c, ws, n->items[i], v));
+        }
+        return exec_body(c, ws, n->b);
     }
     case JN_BREAK: c->ctl = 1; return OK;
     case JN_CONTINUE: c->ctl = 2; return OK;

@@ -486,7 +486,14 @@ typedef struct parser {
     jj_arena *a;
     tok *t;
     size_t i, n;
+    int depth;
 } parser;
+
+#define MAX_NESTING 128
+#define ENTER(P)                                                                                       \
+    do {                                                                                               \
+        if (++(P)->depth > MAX_NESTING) return perr(P, "nested too deeply%s", "");                    \
+    } while (0)
 
 static tok *cur(parser *P) { return &P->t[P->i]; }
 static tok *peekn(parser *P, size_t k) { return &P->t[P->i + k < P->n ? P->i + k : P->n - 1]; }
@@ -867,7 +874,15 @@ static edgellm_status parse_filter_expr(parser *P, jj_node **node) {
     }
 }
 
+static edgellm_status parse_unary_(parser *P, jj_node **out, bool with_filter);
 static edgellm_status parse_unary(parser *P, jj_node **out, bool with_filter) {
+    ENTER(P);
+    edgellm_status st = parse_unary_(P, out, with_filter);
+    P->depth--;
+    return st;
+}
+
+static edgellm_status parse_unary_(parser *P, jj_node **out, bool with_filter) {
     tok *k = cur(P);
     jj_node *n = NULL;
     if (is_op(k, "-") || is_op(k, "+")) {
@@ -992,7 +1007,15 @@ static edgellm_status parse_compare(parser *P, jj_node **out) {
     *out = result ? result : l;
     return EDGELLM_STATUS_OK;
 }
+static edgellm_status parse_not_(parser *P, jj_node **out);
 static edgellm_status parse_not(parser *P, jj_node **out) {
+    ENTER(P);
+    edgellm_status st = parse_not_(P, out);
+    P->depth--;
+    return st;
+}
+
+static edgellm_status parse_not_(parser *P, jj_node **out) {
     if (is_name(cur(P), "not")) {
         P->i++;
         PNEW(n, JN_NOT);
@@ -1026,7 +1049,15 @@ static edgellm_status parse_or(parser *P, jj_node **out) {
     *out = l;
     return EDGELLM_STATUS_OK;
 }
+static edgellm_status parse_expr_(parser *P, jj_node **out, bool with_cond);
 static edgellm_status parse_expr(parser *P, jj_node **out, bool with_cond) {
+    ENTER(P);
+    edgellm_status st = parse_expr_(P, out, with_cond);
+    P->depth--;
+    return st;
+}
+
+static edgellm_status parse_expr_(parser *P, jj_node **out, bool with_cond) {
     jj_node *e = NULL;
     EL_TRY(parse_or(P, &e));
     while (with_cond && is_name(cur(P), "if")) {
@@ -1205,6 +1236,30 @@ static edgellm_status parse_callblock(parser *P, jj_node **out) {
     return EDGELLM_STATUS_OK;
 }
 
+static edgellm_status parse_with(parser *P, jj_node **out) {
+    PNEW(n, JN_WITH);
+    PNEW(vals, JN_BODY);
+    nlist targets = {0}, values = {0};
+    while (cur(P)->t != T_BEND) {
+        if (targets.n) EL_TRY(expect_op(P, ","));
+        jj_node *t = NULL, *v = NULL;
+        EL_TRY(parse_tuple(P, &t, true, false, true));
+        EL_TRY(expect_op(P, "="));
+        EL_TRY(parse_expr(P, &v, true));
+        EL_TRY(nl_push(P, &targets, t, NULL));
+        EL_TRY(nl_push(P, &values, v, NULL));
+    }
+    P->i++;
+    nl_attach(n, &targets);
+    nl_attach(vals, &values);
+    n->d = vals;
+    static const char *const ends[] = {"endwith", NULL};
+    EL_TRY(parse_body(P, ends, &n->b));
+    EL_TRY(consume_end(P, "endwith"));
+    *out = n;
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status parse_stmt(parser *P, jj_node **out) {
     /* at BBEGIN */
     P->i++;
@@ -1218,6 +1273,7 @@ static edgellm_status parse_stmt(parser *P, jj_node **out) {
     if (!strcmp(name, "set")) return parse_set(P, out);
     if (!strcmp(name, "macro")) return parse_macro(P, out);
     if (!strcmp(name, "call")) return parse_callblock(P, out);
+    if (!strcmp(name, "with")) return parse_with(P, out);
     if (!strcmp(name, "break") || !strcmp(name, "continue")) {
         PNEW(n, name[0] == 'b' ? JN_BREAK : JN_CONTINUE);
         EL_TRY(expect_bend(P));
@@ -1234,7 +1290,15 @@ static edgellm_status parse_stmt(parser *P, jj_node **out) {
     return punsup(P, "unsupported tag '%s'", name);
 }
 
+static edgellm_status parse_body_(parser *P, const char *const *ends, jj_node **out);
 static edgellm_status parse_body(parser *P, const char *const *ends, jj_node **out) {
+    ENTER(P);
+    edgellm_status st = parse_body_(P, ends, out);
+    P->depth--;
+    return st;
+}
+
+static edgellm_status parse_body_(parser *P, const char *const *ends, jj_node **out) {
     nlist l = {0};
     for (;;) {
         tok *k = cur(P);
