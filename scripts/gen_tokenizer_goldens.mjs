@@ -5,8 +5,8 @@
 //   (cd scripts/tokenizer-ref && npm ci)            # pinned @anush008/tokenizers
 //   node scripts/gen_tokenizer_goldens.mjs          # from the repo root
 //
-// Reads the tokenizers the test uses (tests/fixtures/tokenizers/<name>/tokenizer.json.xz and the model
-// fixtures), builds the shared text set (Moby Dick and SOTU slices from /work/shared/data or
+// Reads the tokenizers the test uses (tests/fixtures/tokenizers/<name>/tokenizer.json.xz or
+// tokenizer.overlay.json, and the model fixtures), builds the shared text set (Moby Dick and SOTU slices from /work/shared/data or
 // $EDGELLM_DATA, plus a seeded unicode torture set) and writes
 //   tests/fixtures/tokenizers/texts.jsonl.xz          one JSON string per line
 //   tests/fixtures/tokenizers/<name>/goldens.jsonl.xz one object per text line:
@@ -35,7 +35,7 @@ export const TOKENIZERS = {
   'sotu-qwen3': join(root, 'tests/fixtures/models/sotu-qwen3/tokenizer.json'),
   'qwen3': join(fixDir, 'qwen3/tokenizer.json.xz'),
   'llama3': join(fixDir, 'llama3/tokenizer.json.xz'),
-  'llama3_1': join(fixDir, 'llama3_1/tokenizer.json.xz'),
+  'llama3_1': join(fixDir, 'llama3_1/tokenizer.overlay.json'), // llama3's file with these keys replaced
   'gemma3': join(fixDir, 'gemma3/tokenizer.json.xz'),
   'deepseek_v3': join(fixDir, 'deepseek_v3/tokenizer.json.xz'),
   'llama2': join(fixDir, 'llama2/tokenizer.json.xz'),
@@ -58,13 +58,13 @@ const rint = (lo, hi) => lo + Math.floor(rnd() * (hi - lo + 1));
 function mobyLines() {
   const lines = readFileSync(join(dataDir, 'moby_dick.txt'), 'utf8').split('\n');
   const out = [];
-  // single lines (leading/trailing spaces kept), 12,000 non-empty ones spread over the book
+  // single lines (leading/trailing spaces kept), 11,000 non-empty ones spread over the book
   const nonEmpty = lines.filter((l) => l.trim().length > 0);
-  const step = nonEmpty.length / 12000;
-  for (let i = 0; i < 12000; i++) out.push(nonEmpty[Math.floor(i * step)]);
-  // 1,000 paragraph chunks of 2-6 raw lines joined by "\n" (blank lines included)
-  for (let i = 0; i < 1000; i++) {
-    const s = Math.floor((i * (lines.length - 8)) / 1000);
+  const step = nonEmpty.length / 11000;
+  for (let i = 0; i < 11000; i++) out.push(nonEmpty[Math.floor(i * step)]);
+  // 800 paragraph chunks of 2-6 raw lines joined by "\n" (blank lines included)
+  for (let i = 0; i < 800; i++) {
+    const s = Math.floor((i * (lines.length - 8)) / 800);
     out.push(lines.slice(s, s + rint(2, 6)).join('\n'));
   }
   return out;
@@ -74,10 +74,10 @@ function sotuLines() {
   const text = readFileSync(join(dataDir, 'sotu_1790_2005.txt'), 'utf8');
   const sents = text.split(/(?<=[.!?])\s+/).filter((s) => s.length > 0);
   const out = [];
-  const step = sents.length / 6000;
-  for (let i = 0; i < 6000; i++) out.push(sents[Math.floor(i * step)]);
-  for (let i = 0; i < 500; i++) {
-    const s = Math.floor((i * (sents.length - 10)) / 500);
+  const step = sents.length / 5300;
+  for (let i = 0; i < 5300; i++) out.push(sents[Math.floor(i * step)]);
+  for (let i = 0; i < 400; i++) {
+    const s = Math.floor((i * (sents.length - 10)) / 400);
     out.push(sents.slice(s, s + rint(2, 5)).join(pick([' ', '\n', '\n\n', '  ', '\r\n'])));
   }
   return out;
@@ -146,6 +146,13 @@ function tortureLines(n) {
 }
 
 function xzRead(path) {
+  if (path.endsWith('.overlay.json')) {
+    // {"base": "<fixture name>", "<top-level key>": value, ...}: the base tokenizer.json with keys replaced
+    const ov = JSON.parse(readFileSync(path, 'utf8'));
+    const base = JSON.parse(xzRead(join(fixDir, ov.base, 'tokenizer.json.xz')).toString('utf8'));
+    for (const [k, v] of Object.entries(ov)) if (k !== 'base') base[k] = v;
+    return Buffer.from(JSON.stringify(base));
+  }
   if (!path.endsWith('.xz')) return readFileSync(path);
   return execFileSync('xz', ['-dc', path], { maxBuffer: 1 << 30 });
 }

@@ -302,6 +302,9 @@ struct edgellm_detok_stream {
     int32_t *ids;
     size_t n, cap;
     size_t emitted; /* bytes of the full decode already emitted (generic path) */
+    bool has_anchor;
+    size_t anchor;     /* index of the context token of the window */
+    size_t anchor_off; /* length of the full text up to and including the anchor token */
     el_buf bytes;   /* pending raw bytes (ByteLevel path) */
     el_buf piece;
 };
@@ -363,6 +366,18 @@ static edgellm_status stream_bytelevel(edgellm_detok_stream *s, bool flush, cons
     return EDGELLM_STATUS_OK;
 }
 
+/* A token usable as decode context: known, not skipped, not a <0xXX> byte, not empty. */
+static bool stream_ctx_token(const edgellm_detok_stream *s, int32_t id) {
+    uint32_t l;
+    const char *str = tk_token_str(s->t, id, &l);
+    uint8_t v;
+    if (!str || l == 0 || (s->skip && edgellm_tokenizer_is_special(s->t, id))) return false;
+    return !(s->t->dec_has_bytefallback && byte_token(str, l, &v));
+}
+
+/* Generic path. The decoded text of ids[0..safe) is
+ *   full = prefix(ids[0..anchor]) + (decode(ids[anchor..safe)) - decode(ids[anchor]))
+ * where ids[anchor] is a context token whose text is already final; this keeps each push O(window). */
 static edgellm_status stream_generic(edgellm_detok_stream *s, bool flush, const char **piece) {
     const edgellm_tokenizer *t = s->t;
     size_t safe = s->n;
@@ -378,24 +393,59 @@ static edgellm_status stream_generic(edgellm_detok_stream *s, bool flush, const 
             else break;
         }
     }
-    el_buf full = {0};
-    edgellm_status st = tk_decode_tokens(t, s->ids, safe, s->skip, &full);
+    el_buf w = {0}, p = {0};
+    const char *text;
+    size_t tlen, base = 0;
+    edgellm_status st = EDGELLM_STATUS_OK;
+    bool windowed = s->has_anchor && safe > s->anchor;
+    if (windowed) {
+        st = tk_decode_tokens(t, s->ids + s->anchor, safe - s->anchor, s->skip, &w);
+        if (st >= 0) st = tk_decode_tokens(t, s->ids + s->anchor, 1, s->skip, &p);
+        if (st >= 0 && (w.len < p.len || memcmp(w.data, p.data, p.len) || s->emitted < s->anchor_off)) {
+            windowed = false; /* not prefix-stable here: decode everything */
+            s->has_anchor = false;
+        }
+    }
+    if (st >= 0 && !windowed) {
+        w.len = 0;
+        p.len = 0;
+        st = tk_decode_tokens(t, s->ids, safe, s->skip, &w);
+    }
     if (st < 0) {
-        el_buf_free(&full);
+        el_buf_free(&w);
+        el_buf_free(&p);
         return st;
     }
-    size_t end = full.len;
+    text = (w.data ? w.data : "") + p.len;
+    tlen = w.len - p.len;
+    base = windowed ? s->anchor_off : 0;
+    size_t end = tlen;
     if (!flush) {
         /* hold back trailing U+FFFD (may become a character) */
-        while (end >= 3 && !memcmp(full.data + end - 3, "\xEF\xBF\xBD", 3)) end -= 3;
-        end -= incomplete_tail(full.data, end);
+        while (end >= 3 && !memcmp(text + end - 3, "\xEF\xBF\xBD", 3)) end -= 3;
+        end -= incomplete_tail(text, end);
     }
     s->piece.len = 0;
-    if (end > s->emitted) {
-        st = el_buf_append(&s->piece, full.data + s->emitted, end - s->emitted);
-        s->emitted = end;
+    if (base + end > s->emitted) {
+        st = el_buf_append(&s->piece, text + (s->emitted - base), base + end - s->emitted);
+        s->emitted = base + end;
     }
-    el_buf_free(&full);
+    /* move the anchor to the last token once everything decoded so far is emitted */
+    if (st >= 0 && !flush && end == tlen && safe > 0 && safe == s->n && stream_ctx_token(s, s->ids[safe - 1]) &&
+        (!s->has_anchor || safe - 1 > s->anchor + 8)) {
+        s->has_anchor = true;
+        s->anchor = safe - 1;
+        el_buf q = {0};
+        st = tk_decode_tokens(t, s->ids + s->anchor, 1, s->skip, &q);
+        /* anchor_off = length of the text before the anchor's own (context) text */
+        if (st >= 0) {
+            if (q.len <= s->emitted) s->anchor_off = s->emitted;
+            else s->has_anchor = false;
+        }
+        el_buf_free(&q);
+    }
+    el_buf_free(&w);
+    el_buf_free(&p);
     EL_TRY(st);
     EL_TRY(el_buf_append(&s->piece, "", 1));
     s->piece.len--;

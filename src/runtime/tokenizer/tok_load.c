@@ -488,6 +488,9 @@ static edgellm_status build(edgellm_tokenizer *t, const cJSON *root) {
     size_t na = added ? (size_t)cJSON_GetArraySize(added) : 0;
     t->added = el_calloc(na ? na : 1, sizeof *t->added);
     if (!t->added) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
+    /* ids as AddedVocabulary::add_tokens assigns them (JSON order): the vocab id when the content is in
+     * the model vocab, else the next id after max(vocab entries, largest added id) */
+    const int32_t vocab_len = (int32_t)t->model.vocab.n;
     const cJSON *a;
     cJSON_ArrayForEach(a, added) {
         tk_added *x = &t->added[t->n_added];
@@ -497,10 +500,13 @@ static edgellm_status build(edgellm_tokenizer *t, const cJSON *root) {
         EL_TRY(el_json_int(a, "id", -1, &id, &present));
         if (!c || !present || id < 0 || id > 100000000)
             return el_err(EDGELLM_STATUS_FORMAT, "tokenizer.json: added_tokens[%zu] needs 'id' and 'content'", t->n_added);
+        if (!*c || tk_map_get(&t->added_map, c, strlen(c)) >= 0) continue; /* empty or duplicate: ignored */
+        int32_t aid = tk_map_get(&t->model.vocab, c, strlen(c));
+        if (aid < 0) aid = max_added < 0 ? vocab_len : (max_added >= vocab_len || vocab_len == 0) ? max_added + 1 : vocab_len;
         x->content = el_strdup(c);
         if (!x->content) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
         x->len = (uint32_t)strlen(c);
-        x->id = (int32_t)id;
+        x->id = aid;
         x->special = jbool(a, "special", false);
         x->lstrip = jbool(a, "lstrip", false);
         x->rstrip = jbool(a, "rstrip", false);
