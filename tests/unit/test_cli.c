@@ -11,7 +11,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-static char g_tmp[1024], g_cli[1024];
+static char g_tmp[512], g_cli[512];
 
 /* Runs a shell command; returns its exit code, stdout in out (if non-NULL), stderr in err. */
 static int sh(const char *cmd, char *out, size_t out_cap, char *err, size_t err_cap) {

@@ -16,7 +16,7 @@
 
 static const char *k_models[] = {"stories260K-hf", "sotu-qwen3", "tiny-llama", "tiny-qwen2", "tiny-qwen3"};
 
-static char g_tmp[1024];
+static char g_tmp[512];
 
 static int build_engine(const char *model, const char *dtype, char *engine, size_t cap) {
     char hf[1024], exp[1024];
