@@ -305,6 +305,7 @@ struct edgellm_detok_stream {
     bool has_anchor;
     size_t anchor;     /* index of the context token of the window */
     size_t anchor_off; /* length of the full text up to and including the anchor token */
+    el_buf anchor_txt; /* decode of the anchor token alone */
     el_buf bytes;   /* pending raw bytes (ByteLevel path) */
     el_buf piece;
 };
@@ -324,6 +325,7 @@ void edgellm_detok_stream_free(edgellm_detok_stream *s) {
     el_free(s->ids);
     el_buf_free(&s->bytes);
     el_buf_free(&s->piece);
+    el_buf_free(&s->anchor_txt);
     el_free(s);
 }
 
@@ -358,7 +360,7 @@ static edgellm_status stream_bytelevel(edgellm_detok_stream *s, bool flush, cons
     size_t take = s->bytes.len - keep;
     s->piece.len = 0;
     EL_TRY(tk_utf8_lossy(&s->piece, s->bytes.data ? s->bytes.data : "", take));
-    memmove(s->bytes.data, s->bytes.data + take, keep);
+    if (keep) memmove(s->bytes.data, s->bytes.data + take, keep);
     s->bytes.len = keep;
     EL_TRY(el_buf_append(&s->piece, "", 1));
     s->piece.len--;
@@ -400,7 +402,7 @@ static edgellm_status stream_generic(edgellm_detok_stream *s, bool flush, const 
     bool windowed = s->has_anchor && safe > s->anchor;
     if (windowed) {
         st = tk_decode_tokens(t, s->ids + s->anchor, safe - s->anchor, s->skip, &w);
-        if (st >= 0) st = tk_decode_tokens(t, s->ids + s->anchor, 1, s->skip, &p);
+        if (st >= 0) st = el_buf_append(&p, s->anchor_txt.data ? s->anchor_txt.data : "", s->anchor_txt.len);
         if (st >= 0 && (w.len < p.len || memcmp(w.data, p.data, p.len) || s->emitted < s->anchor_off)) {
             windowed = false; /* not prefix-stable here: decode everything */
             s->has_anchor = false;
@@ -432,17 +434,13 @@ static edgellm_status stream_generic(edgellm_detok_stream *s, bool flush, const 
     }
     /* move the anchor to the last token once everything decoded so far is emitted */
     if (st >= 0 && !flush && end == tlen && safe > 0 && safe == s->n && stream_ctx_token(s, s->ids[safe - 1]) &&
-        (!s->has_anchor || safe - 1 > s->anchor + 8)) {
+        (!s->has_anchor || safe - 1 > s->anchor)) {
         s->has_anchor = true;
         s->anchor = safe - 1;
-        el_buf q = {0};
-        st = tk_decode_tokens(t, s->ids + s->anchor, 1, s->skip, &q);
-        /* anchor_off = length of the text before the anchor's own (context) text */
-        if (st >= 0) {
-            if (q.len <= s->emitted) s->anchor_off = s->emitted;
-            else s->has_anchor = false;
-        }
-        el_buf_free(&q);
+        s->anchor_txt.len = 0;
+        st = tk_decode_tokens(t, s->ids + s->anchor, 1, s->skip, &s->anchor_txt);
+        s->anchor_off = s->emitted;
+        if (st < 0 || s->anchor_txt.len > s->emitted) s->has_anchor = false;
     }
     el_buf_free(&w);
     el_buf_free(&p);
