@@ -108,7 +108,7 @@ int cmd_chat_template(int argc, char **argv) {
         if (!src) return cli_usage_error("cannot read %s", path);
         edgellm_status st = edgellm_chat_template_from_string(src, NULL, NULL, &t);
         free(src);
-        if (st != EDGELLM_STATUS_OK) return cli_fail("chat template");
+        if (st != EDGELLM_STATUS_OK) return cli_fail("load");
     } else {
         char dir[4096];
         snprintf(dir, sizeof dir, "%s", path);
@@ -117,7 +117,7 @@ int cmd_chat_template(int argc, char **argv) {
             if (slash) *slash = 0;
             else snprintf(dir, sizeof dir, ".");
         }
-        if (edgellm_chat_template_load(dir, &t) != EDGELLM_STATUS_OK) return cli_fail("chat template");
+        if (edgellm_chat_template_load(dir, &t) != EDGELLM_STATUS_OK) return cli_fail("load");
     }
     size_t n;
     char *in = read_all(stdin, &n);

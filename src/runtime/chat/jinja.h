@@ -68,10 +68,15 @@ typedef struct jj_val {
     } u;
 } jj_val;
 
+/* Python objects that behave as lists here but print / measure differently */
+enum { JL_LIST = 0, JL_GEN, JL_ITEMS, JL_KEYS, JL_VALUES };
+
 typedef struct jj_list {
     jj_val *v;
     size_t n, cap;
     bool is_range; /* made by range(): prints as range(start, stop[, step]) */
+    uint8_t kind;  /* JL_* : what Python object this list stands for */
+    const char *deferred_err; /* JL_GEN whose computation failed: raised when it is consumed (lazy) */
     int64_t r_start, r_stop, r_step;
 } jj_list;
 

@@ -361,6 +361,18 @@ static edgellm_status repr_(ctx *c, jj_val v, el_buf *b) {
     case JV_STR: return repr_str(b, v.u.s.p, v.u.s.n);
     case JV_UNDEF: return el_buf_append_str(b, "Undefined");
     case JV_LIST: {
+        if (v.u.l->kind == JL_GEN)
+            return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: cannot print a generator (Python prints its address); add '| list'");
+        if (v.u.l->kind != JL_LIST) {
+            static const char *const pre[] = {"", "", "dict_items(", "dict_keys(", "dict_values("};
+            jj_val plain = v;
+            jj_list tmp = *v.u.l;
+            tmp.kind = JL_LIST;
+            plain.u.l = &tmp;
+            EL_TRY(el_buf_append_str(b, pre[v.u.l->kind]));
+            EL_TRY(repr(c, plain, b));
+            return el_buf_append_str(b, ")");
+        }
         if (v.u.l->is_range) {
             if (v.u.l->r_step == 1) return el_buf_appendf(b, "range(%lld, %lld)", (long long)v.u.l->r_start, (long long)v.u.l->r_stop);
             return el_buf_appendf(b, "range(%lld, %lld, %lld)", (long long)v.u.l->r_start, (long long)v.u.l->r_stop,
@@ -438,7 +450,12 @@ static const char *type_name(jj_val v) {
     case JV_INT: return "int";
     case JV_FLOAT: return "float";
     case JV_STR: return "str";
-    case JV_LIST: return v.tuple ? "tuple" : "list";
+    case JV_LIST:
+        if (v.u.l->kind == JL_GEN) return "generator";
+        if (v.u.l->kind == JL_ITEMS) return "dict_items";
+        if (v.u.l->kind == JL_KEYS) return "dict_keys";
+        if (v.u.l->kind == JL_VALUES) return "dict_values";
+        return v.tuple ? "tuple" : "list";
     case JV_DICT: return "dict";
     case JV_NS: return "Namespace";
     case JV_MACRO: return "Macro";
@@ -507,6 +524,7 @@ static edgellm_status json_dump(ctx *c, jj_val v, el_buf *b, const jopts *o, int
     case JV_STR: return json_str(b, v.u.s.p, v.u.s.n, o->ensure_ascii);
     case JV_LIST: {
         if (v.u.l->is_range) return rerr("Object of type range is not JSON serializable");
+        if (v.u.l->kind != JL_LIST) return rerr("Object of type %s is not JSON serializable", v.u.l->kind == JL_GEN ? "generator" : "dict view");
         if (!v.u.l->n) return el_buf_append_str(b, "[]");
         EL_TRY(el_buf_append_str(b, "["));
         for (size_t i = 0; i < v.u.l->n; i++) {
@@ -570,7 +588,7 @@ static bool truthy(jj_val v) {
     case JV_INT: return v.u.i != 0;
     case JV_FLOAT: return v.u.f != 0;
     case JV_STR: return v.u.s.n != 0;
-    case JV_LIST: return v.u.l->n != 0;
+    case JV_LIST: return v.u.l->kind == JL_GEN || v.u.l->n != 0;
     case JV_DICT: return v.u.d->n != 0;
     default: return true;
     }
@@ -590,7 +608,8 @@ static bool val_eq(jj_val a, jj_val b) {
     case JV_NONE: return true;
     case JV_STR: return a.u.s.n == b.u.s.n && !memcmp(a.u.s.p, b.u.s.p, a.u.s.n);
     case JV_LIST:
-        if (a.tuple != b.tuple || a.u.l->n != b.u.l->n) return false;
+        if (a.u.l->kind == JL_GEN || b.u.l->kind == JL_GEN) return a.u.l == b.u.l;
+        if (a.tuple != b.tuple || a.u.l->kind != b.u.l->kind || a.u.l->n != b.u.l->n) return false;
         for (size_t i = 0; i < a.u.l->n; i++)
             if (!val_eq(a.u.l->v[i], b.u.l->v[i])) return false;
         return true;
@@ -625,7 +644,7 @@ static int cmp_vals(jj_val a, jj_val b, bool *ok) {
         if (r) return r < 0 ? -1 : 1;
         return a.u.s.n < b.u.s.n ? -1 : a.u.s.n > b.u.s.n ? 1 : 0;
     }
-    if (a.t == JV_LIST && b.t == JV_LIST) {
+    if (a.t == JV_LIST && b.t == JV_LIST && a.tuple == b.tuple && a.u.l->kind == JL_LIST && b.u.l->kind == JL_LIST) {
         size_t n = a.u.l->n < b.u.l->n ? a.u.l->n : b.u.l->n;
         for (size_t i = 0; i < n; i++) {
             if (val_eq(a.u.l->v[i], b.u.l->v[i])) continue;
@@ -647,7 +666,10 @@ static edgellm_status iter_list(ctx *c, jj_val v, jj_list **out) {
         if (!l) return oom();
         *out = l;
         return OK;
-    case JV_LIST: *out = v.u.l; return OK;
+    case JV_LIST:
+        if (v.u.l->deferred_err) return el_err(EDGELLM_STATUS_INVALID_ARG, "%s", v.u.l->deferred_err);
+        *out = v.u.l;
+        return OK;
     case JV_DICT:
     case JV_NS:
         l = new_list(c, v.u.d->n);
@@ -808,6 +830,7 @@ static edgellm_status get_item(ctx *c, jj_val obj, jj_val key, jj_val *out) {
             return OK;
         }
         int64_t i = num_i(key);
+        if (obj.t == JV_LIST && obj.u.l->kind != JL_LIST) return rerr("'%s' object is not subscriptable", type_name(obj));
         if (obj.t == JV_LIST) {
             int64_t n = (int64_t)obj.u.l->n;
             if (i < 0) i += n;
@@ -838,6 +861,7 @@ static edgellm_status get_item(ctx *c, jj_val obj, jj_val key, jj_val *out) {
 
 static edgellm_status slice_val(ctx *c, jj_val obj, jj_val s0, jj_val s1, jj_val s2, jj_val *out) {
     int64_t n;
+    if (obj.t == JV_LIST && obj.u.l->kind != JL_LIST) return rerr("'%s' object is not subscriptable", type_name(obj));
     if (obj.t == JV_LIST) n = (int64_t)obj.u.l->n;
     else if (obj.t == JV_STR) n = (int64_t)u8_len(obj.u.s.p, obj.u.s.n);
     else if (obj.t == JV_UNDEF) return rerr("'Undefined' is not subscriptable");
@@ -1275,7 +1299,7 @@ static edgellm_status percent_format(ctx *c, jj_val fmt, jj_val argsv, jj_val *o
             st = el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: unsupported format character '%c'", conv);
         }
     }
-    if (st >= 0 && ai < an && argsv.t == JV_LIST && argsv.tuple)
+    if (st >= 0 && ai < an && argsv.t != JV_DICT && argsv.t != JV_UNDEF && !(argsv.t == JV_LIST && !argsv.tuple))
         st = rerr("not all arguments converted during string formatting");
     if (st >= 0) *out = buf_to_val(c, &b);
     el_buf_free(&b);
@@ -1361,6 +1385,7 @@ static bool str_ends(jj_val s, jj_val suf) {
     return suf.t == JV_STR && suf.u.s.n <= s.u.s.n && !memcmp(s.u.s.p + s.u.s.n - suf.u.s.n, suf.u.s.p, suf.u.s.n);
 }
 
+static edgellm_status py_splitlines(ctx *c, jj_val s, jj_list **out);
 static edgellm_status str_method(ctx *c, const char *m, jj_val s, args *a, jj_val *out) {
     jj_val a0, a1, a2;
     bool h0 = arg(a, 0, NULL, &a0), h1 = arg(a, 1, NULL, &a1);
@@ -1439,18 +1464,8 @@ static edgellm_status str_method(ctx *c, const char *m, jj_val s, args *a, jj_va
         return join_vals(c, l, s, out);
     }
     if (!strcmp(m, "splitlines")) {
-        jj_list *l = new_list(c, 0);
-        if (!l) return oom();
-        size_t st = 0;
-        for (size_t i = 0; i < s.u.s.n; i++) {
-            char ch = s.u.s.p[i];
-            if (ch == '\n' || ch == '\r') {
-                EL_TRY(list_push(c, l, jj_str(c->a, s.u.s.p + st, i - st)));
-                if (ch == '\r' && i + 1 < s.u.s.n && s.u.s.p[i + 1] == '\n') i++;
-                st = i + 1;
-            }
-        }
-        if (st < s.u.s.n) EL_TRY(list_push(c, l, jj_str(c->a, s.u.s.p + st, s.u.s.n - st)));
+        jj_list *l;
+        EL_TRY(py_splitlines(c, s, &l));
         *out = vlist(l);
         return OK;
     }
@@ -1650,6 +1665,11 @@ static edgellm_status to_int(jj_val v, int64_t def, int64_t *out) {
 static edgellm_status do_select(ctx *c, jj_val seq, args *a, bool attr_mode, bool want, jj_val *out) {
     jj_list *l, *r = new_list(c, 0);
     if (!r) return oom();
+    r->kind = JL_GEN;
+    if (!truthy(seq)) { /* jinja: `if seq:` before iterating */
+        *out = vlist(r);
+        return OK;
+    }
     EL_TRY(iter_list(c, seq, &l));
     int base = 0;
     jj_val attr = k_undef, testname = k_undef;
@@ -1687,6 +1707,22 @@ static edgellm_status do_select(ctx *c, jj_val seq, args *a, bool attr_mode, boo
 static edgellm_status do_round(jj_val v, int64_t prec, const char *method, jj_val *out) {
     if (!is_num(v)) return rerr("round() needs a number, not %s", type_name(v));
     double x = num_f(v);
+    if (!strcmp(method, "common") && v.t != JV_FLOAT) { /* round(int, n) stays int */
+        int64_t i = num_i(v);
+        if (prec < 0) {
+            int64_t p = 1;
+            for (int64_t k = 0; k < -prec && p < INT64_MAX / 10; k++) p *= 10;
+            int64_t q = i / p, r = i % p;
+            if (r < 0) {
+                r += p;
+                q--;
+            }
+            if (2 * r > p || (2 * r == p && (q & 1))) q++;
+            i = q * p;
+        }
+        *out = vint(i);
+        return OK;
+    }
     if (!strcmp(method, "common")) {
         if (prec < 0 || prec > 300) {
             double p = pow(10, (double)prec);
@@ -1705,37 +1741,58 @@ static edgellm_status do_round(jj_val v, int64_t prec, const char *method, jj_va
     return OK;
 }
 
+/* Python str.splitlines() (no keepends) */
+static edgellm_status py_splitlines(ctx *c, jj_val s, jj_list **out) {
+    jj_list *l = new_list(c, 0);
+    if (!l) return oom();
+    const char *p = s.u.s.p;
+    size_t n = s.u.s.n, st = 0, i = 0;
+    while (i < n) {
+        size_t len;
+        int32_t cp = u8_dec(p + i, n - i, &len);
+        bool br = cp == '\n' || cp == '\r' || cp == 0x0b || cp == 0x0c || cp == 0x1c || cp == 0x1d || cp == 0x1e ||
+                  cp == 0x85 || cp == 0x2028 || cp == 0x2029;
+        if (br) {
+            EL_TRY(list_push(c, l, jj_str(c->a, p + st, i - st)));
+            if (cp == '\r' && i + 1 < n && p[i + 1] == '\n') len++;
+            st = i + len;
+        }
+        i += len;
+    }
+    if (st < n) EL_TRY(list_push(c, l, jj_str(c->a, p + st, n - st)));
+    *out = l;
+    return OK;
+}
+
+/* jinja's do_indent */
 static edgellm_status do_indent(ctx *c, jj_val s, args *a, jj_val *out) {
     jj_val w, first, blank;
     if (!arg(a, 0, "width", &w)) w = vint(4);
     arg(a, 1, "first", &first);
     arg(a, 2, "blank", &blank);
+    if (s.t != JV_STR) return rerr("unsupported operand type(s) for +=: '%s' and 'str'", type_name(s));
     el_buf ind = {0}, b = {0};
     edgellm_status st = OK;
     if (w.t == JV_STR) st = el_buf_append(&ind, w.u.s.p, w.u.s.n);
-    else
+    else if (is_num(w) && w.t != JV_FLOAT)
         for (int64_t i = 0; i < num_i(w) && st >= 0; i++) st = el_buf_append(&ind, " ", 1);
-    jj_val sv;
-    if (st >= 0) st = str_of(c, s, &sv);
+    else st = rerr("indent width must be an int or a string");
+    jj_list *lines = NULL;
     if (st >= 0) {
-        const char *p = sv.u.s.p;
-        size_t n = sv.u.s.n, i = 0;
-        bool firstline = true;
-        /* jinja: s += "\n"; lines split by splitlines; rejoined; last newline removed */
-        while (i <= n && st >= 0) {
-            size_t j = i;
-            while (j < n && p[j] != '\n') j++;
-            bool has_nl = j < n;
-            size_t ln = j - i;
-            if (!firstline) st = el_buf_append(&b, "\n", 1);
-            bool do_ind = firstline ? truthy(first) : (truthy(blank) || ln > 0);
-            if (firstline && truthy(first) && !truthy(blank) && ln == 0) do_ind = true;
-            if (st >= 0 && do_ind && !(firstline && !truthy(first))) st = el_buf_append(&b, ind.data ? ind.data : "", ind.len);
-            if (st >= 0) st = el_buf_append(&b, p + i, ln);
-            firstline = false;
-            if (!has_nl) break;
-            i = j + 1;
+        el_buf t = {0};
+        st = el_buf_append(&t, s.u.s.p, s.u.s.n);
+        if (st >= 0) st = el_buf_append(&t, "\n", 1);
+        if (st >= 0) st = py_splitlines(c, buf_to_val(c, &t), &lines);
+        el_buf_free(&t);
+    }
+    if (st >= 0 && truthy(first)) st = el_buf_append(&b, ind.data ? ind.data : "", ind.len);
+    for (size_t i = 0; st >= 0 && lines && i < lines->n; i++) {
+        jj_val ln = lines->v[i];
+        if (i) {
+            st = el_buf_append(&b, "\n", 1);
+            if (st >= 0 && (truthy(blank) || ln.u.s.n)) st = el_buf_append(&b, ind.data ? ind.data : "", ind.len);
         }
+        if (st >= 0) st = el_buf_append(&b, ln.u.s.p, ln.u.s.n);
     }
     if (st >= 0) *out = buf_to_val(c, &b);
     el_buf_free(&ind);
@@ -1762,7 +1819,27 @@ static edgellm_status html_escape(ctx *c, jj_val v, jj_val *out) {
     return st;
 }
 
+static edgellm_status apply_filter_(ctx *c, const char *f, jj_val v, args *a, jj_val *out);
+static const char *const k_lazy_filters[] = {"select", "reject", "selectattr", "rejectattr", "map", "unique", "items", NULL};
+static const char *const k_undef_strict[] = {"int", "float", "abs", "round", "dictsort", "tojson", NULL};
+
 static edgellm_status apply_filter(ctx *c, const char *f, jj_val v, args *a, jj_val *out) {
+    if (v.t == JV_UNDEF && in_names(k_undef_strict, f)) return rerr("value is undefined (filter '%s')", f);
+    edgellm_status st = apply_filter_(c, f, v, a, out);
+    if (st == EDGELLM_STATUS_INVALID_ARG && in_names(k_lazy_filters, f)) {
+        /* jinja's filter is a generator: the error only happens when it is consumed */
+        jj_list *g = new_list(c, 0);
+        if (!g) return oom();
+        g->kind = JL_GEN;
+        g->deferred_err = jj_str(c->a, edgellm_last_error(), strlen(edgellm_last_error())).u.s.p;
+        if (!g->deferred_err) return oom();
+        *out = vlist(g);
+        return OK;
+    }
+    return st;
+}
+
+static edgellm_status apply_filter_(ctx *c, const char *f, jj_val v, args *a, jj_val *out) {
     jj_val a0, a1, a2;
     arg(a, 0, NULL, &a0);
     if (!strcmp(f, "safe")) {
@@ -1780,9 +1857,11 @@ static edgellm_status apply_filter(ctx *c, const char *f, jj_val v, args *a, jj_
         switch (v.t) {
         case JV_UNDEF: *out = vint(0); return OK;
         case JV_STR: *out = vint((int64_t)u8_len(v.u.s.p, v.u.s.n)); return OK;
-        case JV_LIST: *out = vint((int64_t)v.u.l->n); return OK;
-        case JV_DICT:
-        case JV_NS: *out = vint((int64_t)v.u.d->n); return OK;
+        case JV_LIST:
+            if (v.u.l->kind == JL_GEN) return rerr("object of type 'generator' has no len()");
+            *out = vint((int64_t)v.u.l->n);
+            return OK;
+        case JV_DICT: *out = vint((int64_t)v.u.d->n); return OK;
         case JV_LOOP: *out = vint((int64_t)v.u.loop->n); return OK;
         default: return rerr("object of type '%s' has no len()", type_name(v));
         }
@@ -1877,7 +1956,11 @@ static edgellm_status apply_filter(ctx *c, const char *f, jj_val v, args *a, jj_
         EL_TRY(str_of(c, a1, &o2));
         return py_replace(c, s, o1, o2, num_i(cnt), out);
     }
-    if (!strcmp(f, "items")) return make_items(c, v, out);
+    if (!strcmp(f, "items")) {
+        EL_TRY(make_items(c, v, out));
+        out->u.l->kind = JL_GEN;
+        return OK;
+    }
     if (!strcmp(f, "list")) {
         jj_list *l;
         EL_TRY(iter_list(c, v, &l));
@@ -1889,6 +1972,7 @@ static edgellm_status apply_filter(ctx *c, const char *f, jj_val v, args *a, jj_
         return OK;
     }
     if (!strcmp(f, "first") || !strcmp(f, "last")) {
+        if (f[0] == 'l' && v.t == JV_LIST && v.u.l->kind == JL_GEN) return rerr("'generator' object is not reversible");
         jj_list *l;
         EL_TRY(iter_list(c, v, &l));
         *out = l->n ? l->v[f[0] == 'f' ? 0 : l->n - 1] : k_undef;
@@ -1912,9 +1996,17 @@ static edgellm_status apply_filter(ctx *c, const char *f, jj_val v, args *a, jj_
     if (!strcmp(f, "select") || !strcmp(f, "reject")) return do_select(c, v, a, false, f[0] == 's', out);
     if (!strcmp(f, "map")) {
         jj_list *l, *r;
+        if (!truthy(v)) {
+            r = new_list(c, 0);
+            if (!r) return oom();
+            r->kind = JL_GEN;
+            *out = vlist(r);
+            return OK;
+        }
         EL_TRY(iter_list(c, v, &l));
         r = new_list(c, l->n);
         if (!r) return oom();
+        r->kind = JL_GEN;
         jj_val attr, dflt;
         if (arg(a, -1, "attribute", &attr)) {
             bool hd = arg(a, -1, "default", &dflt);
@@ -1988,6 +2080,7 @@ static edgellm_status apply_filter(ctx *c, const char *f, jj_val v, args *a, jj_
         if (!r) return oom();
         for (size_t i = 0; i < l->n; i++) r->v[i] = l->v[l->n - 1 - i];
         r->n = l->n;
+        r->kind = JL_GEN; /* reversed() iterator */
         *out = vlist(r);
         return OK;
     }
@@ -2027,7 +2120,10 @@ static edgellm_status apply_filter(ctx *c, const char *f, jj_val v, args *a, jj_
         if (!strcmp(f, "unique")) {
             jj_list *r = new_list(c, 0);
             if (!r) return oom();
+            r->kind = JL_GEN;
             for (size_t i = 0; i < l->n; i++) {
+                if ((k[i].key.t == JV_LIST && !k[i].key.tuple) || k[i].key.t == JV_DICT || k[i].key.t == JV_NS)
+                    return rerr("unhashable type: '%s'", type_name(k[i].key));
                 bool seen = false;
                 for (size_t j = 0; j < i && !seen; j++) seen = val_eq(k[j].key, k[i].key);
                 if (!seen) EL_TRY(list_push(c, r, l->v[i]));
@@ -2124,10 +2220,15 @@ static edgellm_status apply_filter(ctx *c, const char *f, jj_val v, args *a, jj_
 }
 
 /* ---- tests ------------------------------------------------------------------------------------- */
+static const char *const k_unary_tests[] = {"defined", "undefined", "none", "string", "number", "integer", "float",
+                                            "mapping", "iterable", "sequence", "boolean", "true", "false", "callable",
+                                            "odd", "even", "lower", "upper", "escaped", NULL};
+
 static edgellm_status apply_test(ctx *c, const char *t, jj_val v, args *a, bool *out) {
     jj_val a0;
     arg(a, 0, NULL, &a0);
-    (void)c;
+    if ((a->npos || a->nkw) && in_names(k_unary_tests, t))
+        return rerr("test_%s() takes 1 positional argument but %d were given", t, 1 + a->npos + a->nkw);
     if (!strcmp(t, "defined")) *out = v.t != JV_UNDEF;
     else if (!strcmp(t, "undefined")) *out = v.t == JV_UNDEF;
     else if (!strcmp(t, "none")) *out = v.t == JV_NONE;
@@ -2137,7 +2238,7 @@ static edgellm_status apply_test(ctx *c, const char *t, jj_val v, args *a, bool 
     else if (!strcmp(t, "float")) *out = v.t == JV_FLOAT;
     else if (!strcmp(t, "mapping")) *out = v.t == JV_DICT;
     else if (!strcmp(t, "iterable")) *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT || v.t == JV_UNDEF;
-    else if (!strcmp(t, "sequence")) *out = v.t == JV_STR || v.t == JV_LIST || v.t == JV_DICT || v.t == JV_UNDEF;
+    else if (!strcmp(t, "sequence")) *out = v.t == JV_STR || (v.t == JV_LIST && v.u.l->kind == JL_LIST) || v.t == JV_DICT || v.t == JV_UNDEF;
     else if (!strcmp(t, "boolean")) *out = v.t == JV_BOOL;
     else if (!strcmp(t, "true")) *out = v.t == JV_BOOL && v.u.b;
     else if (!strcmp(t, "false")) *out = v.t == JV_BOOL && !v.u.b;
@@ -2162,8 +2263,12 @@ static edgellm_status apply_test(ctx *c, const char *t, jj_val v, args *a, bool 
         if (a0.t == JV_STR) {
             if (v.t != JV_STR) return rerr("'in <string>' requires string as left operand");
             *out = memfind(a0.u.s.p, a0.u.s.n, v.u.s.p, v.u.s.n) != NULL;
-        } else if (a0.t == JV_DICT || a0.t == JV_NS) *out = dict_find(a0.u.d, v) != NULL;
+        } else if (a0.t == JV_DICT || a0.t == JV_NS) {
+            if ((v.t == JV_LIST && !v.tuple) || v.t == JV_DICT) return rerr("unhashable type: '%s'", type_name(v));
+            *out = dict_find(a0.u.d, v) != NULL;
+        }
         else if (a0.t == JV_LIST) {
+            if (a0.u.l->deferred_err) return el_err(EDGELLM_STATUS_INVALID_ARG, "%s", a0.u.l->deferred_err);
             *out = false;
             for (size_t i = 0; i < a0.u.l->n && !*out; i++) *out = val_eq(a0.u.l->v[i], v);
         } else if (a0.t == JV_UNDEF) *out = false;
@@ -2194,10 +2299,10 @@ static edgellm_status apply_test(ctx *c, const char *t, jj_val v, args *a, bool 
             }
         }
     } else if (!strcmp(t, "lower") || !strcmp(t, "upper")) {
-        if (v.t != JV_STR) return rerr("'%s' object has no attribute '%s'", type_name(v), t);
-        jj_val r;
+        jj_val r, sv;
         args none = {0};
-        EL_TRY(str_method(c, t[0] == 'l' ? "islower" : "isupper", v, &none, &r));
+        EL_TRY(str_of(c, v, &sv));
+        EL_TRY(str_method(c, t[0] == 'l' ? "islower" : "isupper", sv, &none, &r));
         *out = r.u.b;
     } else if (!strcmp(t, "escaped")) *out = false;
     else if (!strcmp(t, "filter")) {
@@ -2227,6 +2332,7 @@ static const char *op_sym(int op) {
 }
 
 static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
+    if (op == OP_MOD && x.t == JV_STR) return percent_format(c, x, y, out);
     if (x.t == JV_UNDEF || y.t == JV_UNDEF) return rerr("unsupported operand: value is undefined");
     if (is_num(x) && is_num(y)) {
         bool fl = x.t == JV_FLOAT || y.t == JV_FLOAT;
@@ -2304,7 +2410,7 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
         *out = r;
         return OK;
     }
-    if (op == OP_ADD && x.t == JV_LIST && y.t == JV_LIST && x.tuple == y.tuple) {
+    if (op == OP_ADD && x.t == JV_LIST && y.t == JV_LIST && x.tuple == y.tuple && x.u.l->kind == JL_LIST && y.u.l->kind == JL_LIST) {
         jj_list *l = new_list(c, x.u.l->n + y.u.l->n + 1);
         if (!l) return oom();
         for (size_t i = 0; i < x.u.l->n; i++) l->v[l->n++] = x.u.l->v[i];
@@ -2313,7 +2419,7 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
         out->tuple = x.tuple;
         return OK;
     }
-    if (op == OP_MUL && ((x.t == JV_STR || x.t == JV_LIST) && (y.t == JV_INT || y.t == JV_BOOL))) {
+    if (op == OP_MUL && ((x.t == JV_STR || (x.t == JV_LIST && x.u.l->kind == JL_LIST)) && (y.t == JV_INT || y.t == JV_BOOL))) {
         int64_t k = num_i(y);
         if (x.t == JV_STR) {
             el_buf b = {0};
@@ -2331,7 +2437,7 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
         out->tuple = x.tuple;
         return OK;
     }
-    if (op == OP_MUL && (y.t == JV_STR || y.t == JV_LIST) && (x.t == JV_INT || x.t == JV_BOOL)) return binop(c, op, y, x, out);
+    if (op == OP_MUL && (y.t == JV_STR || (y.t == JV_LIST && y.u.l->kind == JL_LIST)) && (x.t == JV_INT || x.t == JV_BOOL)) return binop(c, op, y, x, out);
     if (op == OP_MOD && x.t == JV_STR) return percent_format(c, x, y, out);
     if (op == OP_ADD && x.t == JV_STR)
         return rerr("can only concatenate str (not \"%s\") to str", type_name(y));
@@ -2405,10 +2511,15 @@ static edgellm_status call_value(ctx *c, jj_val f, args *a, jj_val *out) {
     arg(a, 1, NULL, &a1);
     if (self.t == JV_STR) return str_method(c, nm, self, a, out);
     if (self.t == JV_DICT) {
-        if (!strcmp(nm, "items")) return make_items(c, self, out);
+        if (!strcmp(nm, "items")) {
+            EL_TRY(make_items(c, self, out));
+            out->u.l->kind = JL_ITEMS;
+            return OK;
+        }
         if (!strcmp(nm, "keys") || !strcmp(nm, "values")) {
             jj_list *l = new_list(c, self.u.d->n + 1);
             if (!l) return oom();
+            l->kind = nm[0] == 'k' ? JL_KEYS : JL_VALUES;
             for (size_t i = 0; i < self.u.d->n; i++) l->v[l->n++] = nm[0] == 'k' ? self.u.d->k[i] : self.u.d->v[i];
             *out = vlist(l);
             return OK;

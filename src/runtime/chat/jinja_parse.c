@@ -766,6 +766,21 @@ static edgellm_status parse_subscript_arg(parser *P, jj_node **out) {
         }
         if (parts[idx]) return perr(P, "bad subscript", NULL);
         EL_TRY(parse_expr(P, &parts[idx], true));
+        if (!is_slice && is_op(cur(P), ",")) { /* x[a, b]: tuple key */
+            nlist l = {0};
+            EL_TRY(nl_push(P, &l, parts[0], NULL));
+            while (is_op(cur(P), ",")) {
+                P->i++;
+                if (is_op(cur(P), "]")) break;
+                jj_node *e = NULL;
+                EL_TRY(parse_expr(P, &e, true));
+                EL_TRY(nl_push(P, &l, e, NULL));
+            }
+            PNEW(t, JN_TUPLE);
+            nl_attach(t, &l);
+            *out = t;
+            return EDGELLM_STATUS_OK;
+        }
     }
     if (!is_slice) {
         if (!parts[0]) return perr(P, "empty subscript", NULL);
@@ -853,8 +868,9 @@ static edgellm_status parse_filter_expr(parser *P, jj_node **node) {
                 EL_TRY(parse_call_args(P, t));
             } else if ((nk->t == T_NAME || nk->t == T_STR || nk->t == T_INT || nk->t == T_FLOAT || is_op(nk, "[") ||
                         is_op(nk, "{")) &&
-                       !is_name(nk, "else") && !is_name(nk, "or") && !is_name(nk, "and") && !is_name(nk, "if") &&
-                       !is_name(nk, "in") && !is_name(nk, "is") && !is_name(nk, "not")) {
+                       !is_name(nk, "else") && !is_name(nk, "or") && !is_name(nk, "and")) {
+                /* as jinja: any other name here is the test's argument */
+                if (is_name(nk, "is")) return perr(P, "You cannot chain multiple tests with is", NULL);
                 jj_node *arg = NULL;
                 EL_TRY(parse_primary(P, &arg));
                 EL_TRY(parse_postfix(P, &arg));
