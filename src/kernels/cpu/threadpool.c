@@ -23,8 +23,24 @@
 #define TP_PAUSE() ((void)0)
 #endif
 
-/* Spin iterations (each a pause, ~10-60 ns on current x86) before sleeping. */
-#define TP_SPIN 20000
+/* Waiting: TP_SPIN pause iterations (~10-60 ns each on current x86), then TP_YIELD sched_yield()s
+ * (so that an oversubscribed pool still makes progress), then sleep on the futex. */
+#define TP_SPIN 4000
+#define TP_YIELD 200
+
+/* Returns false once the caller should go to sleep. */
+static inline bool tp_backoff(int *spins) {
+    int s = ++*spins;
+    if (s < TP_SPIN) {
+        TP_PAUSE();
+        return true;
+    }
+    if (s < TP_SPIN + TP_YIELD) {
+        sched_yield();
+        return true;
+    }
+    return false;
+}
 
 struct el_threadpool {
     int n;                              /* threads including the caller */
@@ -62,15 +78,12 @@ static void tp_wake(_Atomic uint32_t *addr) {
 static void *tp_worker(void *p) {
     struct tp_arg *a = p;
     el_threadpool *tp = a->tp;
-    uint32_t seen = atomic_load(&tp->gen);
+    uint32_t seen = 0; /* gen at creation: a worker that starts late still sees run 1 */
     for (;;) {
         uint32_t g;
         int spins = 0;
         while ((g = atomic_load_explicit(&tp->gen, memory_order_acquire)) == seen) {
-            if (++spins < TP_SPIN) {
-                TP_PAUSE();
-                continue;
-            }
+            if (tp_backoff(&spins)) continue;
             atomic_fetch_add(&tp->n_sleep, 1);
             tp_wait(&tp->gen, seen); /* returns at once if gen moved on */
             atomic_fetch_sub(&tp->n_sleep, 1);
@@ -148,10 +161,7 @@ void el_threadpool_run(el_threadpool *tp, el_task_fn fn, void *ctx) {
     uint32_t want = (uint32_t)(tp->n - 1), d;
     int spins = 0;
     while ((d = atomic_load_explicit(&tp->done, memory_order_acquire)) != want) {
-        if (++spins < TP_SPIN * 4) {
-            TP_PAUSE();
-            continue;
-        }
+        if (tp_backoff(&spins)) continue;
         atomic_store(&tp->main_sleep, 1);
         d = atomic_load(&tp->done);
         if (d != want) tp_wait(&tp->done, d);

@@ -14,10 +14,24 @@
  * warps through shared memory; thread (mi, r) writes y[mi, row0 + r] (+ bias).
  * A scalar fallback (one row per block, element loads) handles k not a multiple of the vector width
  * or unaligned pointers.
+ *
+ * BF16 weights with 2 <= m <= 8 use tensor cores instead (k_gemv_tc): with m = 8 the fp32 FMA version
+ * needs 8 FMAs per weight and becomes issue-bound at about half the bandwidth. mma.sync m16n8k16
+ * (bf16 x bf16 -> fp32) takes a 16-row weight tile as A straight from 16-byte loads (no conversion:
+ * the k order inside a 32-wide k block is permuted identically for A and B, which leaves the dot
+ * products unchanged) and x^T as B (n = 8 = the m rows of x). x is f32: it is split into
+ * hi = bf16(x) and lo = bf16(x - hi), and A*hi + A*lo is accumulated in fp32, so the result keeps
+ * ~16 mantissa bits of x (relative error ~2^-17, far below the 1e-5 NMSE budget) while the weights are
+ * exact. Launch: 256 threads (8 warps) per block; a block owns 16*T rows (T = 1, 2 or 4 by n), the
+ * warps take interleaved 32-wide k blocks (two in flight per warp) and are summed through shared
+ * memory at the end.
  */
 #include "kernels/cuda/common.cuh"
 
 #define GEMV_THREADS 128
+
+/* Tests and benchmarks may turn the tensor-core path off to compare with the FMA kernel. */
+bool elk_gemv_tc_disabled = false;
 
 static __device__ __forceinline__ uint4 ldg_stream(const void *p) {
     uint4 r;
@@ -156,12 +170,149 @@ __global__ void __launch_bounds__(GEMV_THREADS) k_gemv_scalar(const float *__res
     gemv_finish<M, 1>(acc, row, n, bias, y, ldy);
 }
 
+/* ---- tensor-core path (BF16 weights, 2 <= m <= 8) ---- */
+#define TC_WARPS 8
+
+static __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                                uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+static __device__ __forceinline__ uint4 ldg_stream_nv(const void *p) { /* reorderable: weights are read-only */
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+/* (x0, x1) -> bf16x2 hi and lo with x ~= hi + lo; lower half = x0. */
+static __device__ __forceinline__ void split2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+    __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
+    hi = *reinterpret_cast<uint32_t *>(&h);
+    lo = *reinterpret_cast<uint32_t *>(&l);
+}
+
+template <int T> struct tc_chunk {
+    uint4 w[T][2];
+    float4 xa, xb;
+};
+
+template <int T> struct tc_rows {
+    const char *p[T][2];
+};
+
+template <int T>
+static __device__ __forceinline__ void tc_load(tc_chunk<T> &c, const tc_rows<T> &wr, const float *xr, bool xon,
+                                               int64_t off, bool kin) {
+#pragma unroll
+    for (int i = 0; i < T; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) c.w[i][h] = kin ? ldg_stream_nv(wr.p[i][h] + off * 2) : make_uint4(0, 0, 0, 0);
+    if (kin && xon) {
+        c.xa = __ldg((const float4 *)(xr + off));
+        c.xb = __ldg((const float4 *)(xr + off + 4));
+    } else {
+        c.xa = c.xb = make_float4(0.f, 0.f, 0.f, 0.f);
+    }
+}
+
+template <int T> static __device__ __forceinline__ void tc_compute(float (&acc)[T][4], const tc_chunk<T> &c) {
+    uint32_t hi[4], lo[4];
+    split2(c.xa.x, c.xa.y, hi[0], lo[0]);
+    split2(c.xa.z, c.xa.w, hi[1], lo[1]);
+    split2(c.xb.x, c.xb.y, hi[2], lo[2]);
+    split2(c.xb.z, c.xb.w, hi[3], lo[3]);
+#pragma unroll
+    for (int i = 0; i < T; i++) {
+        const uint4 &r0 = c.w[i][0], &r1 = c.w[i][1]; /* rows g and g + 8 of tile i */
+        mma_bf16(acc[i], r0.x, r1.x, r0.y, r1.y, hi[0], hi[1]);
+        mma_bf16(acc[i], r0.x, r1.x, r0.y, r1.y, lo[0], lo[1]);
+        mma_bf16(acc[i], r0.z, r1.z, r0.w, r1.w, hi[2], hi[3]);
+        mma_bf16(acc[i], r0.z, r1.z, r0.w, r1.w, lo[2], lo[3]);
+    }
+}
+
+template <int T>
+__global__ void __launch_bounds__(TC_WARPS * 32) k_gemv_tc(const float *__restrict__ x, int m, int64_t k,
+                                                           const void *__restrict__ w, int64_t n,
+                                                           const float *__restrict__ bias, float *__restrict__ y,
+                                                           int64_t ldy) {
+    __shared__ float red[TC_WARPS][T][4][32];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int g = lane >> 2, tg = lane & 3;
+    const int64_t row0 = (int64_t)blockIdx.x * (16 * T);
+    const int64_t nkb = (k + 31) / 32;
+    /* A: rows row0 + 16 i + g (+ 8), 8 consecutive k at 32 kb + 8 tg; B: x row g, same k */
+    tc_rows<T> wr;
+#pragma unroll
+    for (int i = 0; i < T; i++)
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            int64_t r = row0 + 16 * i + g + 8 * h;
+            if (r >= n) r = n - 1;
+            wr.p[i][h] = (const char *)w + (r * k + 8 * tg) * 2;
+        }
+    const bool xon = g < m;
+    const float *xr = x + (xon ? g : 0) * k + 8 * tg;
+    float acc[T][4];
+#pragma unroll
+    for (int i = 0; i < T; i++) acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+
+    int64_t kb = warp;
+    for (; kb + TC_WARPS < nkb; kb += 2 * TC_WARPS) { /* two k blocks in flight */
+        tc_chunk<T> c0, c1;
+        int64_t o0 = kb * 32, o1 = (kb + TC_WARPS) * 32;
+        tc_load<T>(c0, wr, xr, xon, o0, o0 + 8 * tg < k);
+        tc_load<T>(c1, wr, xr, xon, o1, o1 + 8 * tg < k);
+        tc_compute<T>(acc, c0);
+        tc_compute<T>(acc, c1);
+    }
+    if (kb < nkb) {
+        tc_chunk<T> c0;
+        int64_t o0 = kb * 32;
+        tc_load<T>(c0, wr, xr, xon, o0, o0 + 8 * tg < k);
+        tc_compute<T>(acc, c0);
+    }
+#pragma unroll
+    for (int i = 0; i < T; i++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) red[warp][i][r][lane] = acc[i][r];
+    __syncthreads();
+    for (int e = threadIdx.x; e < T * 4 * 32; e += TC_WARPS * 32) {
+        const int i = e >> 7, r = (e >> 5) & 3, ln = e & 31;
+        float s = 0.f;
+#pragma unroll
+        for (int v = 0; v < TC_WARPS; v++) s += red[v][i][r][ln];
+        const int64_t row = row0 + 16 * i + (ln >> 2) + (r >= 2 ? 8 : 0);
+        const int mc = (ln & 3) * 2 + (r & 1);
+        if (row < n && mc < m) y[(int64_t)mc * ldy + row] = bias ? s + bias[row] : s;
+    }
+}
+
+static cudaError_t gemv_tc(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int64_t n,
+                           const float *bias, float *y, int64_t ldy, int n_sm) {
+    if (n >= (int64_t)64 * 2 * n_sm)
+        k_gemv_tc<4><<<(unsigned)((n + 63) / 64), TC_WARPS * 32, 0, st>>>(x, (int)m, k, w, n, bias, y, ldy);
+    else if (n >= (int64_t)32 * 2 * n_sm)
+        k_gemv_tc<2><<<(unsigned)((n + 31) / 32), TC_WARPS * 32, 0, st>>>(x, (int)m, k, w, n, bias, y, ldy);
+    else
+        k_gemv_tc<1><<<(unsigned)((n + 15) / 16), TC_WARPS * 32, 0, st>>>(x, (int)m, k, w, n, bias, y, ldy);
+    return cudaGetLastError();
+}
+
 template <int WT, int M>
 static cudaError_t gemv_launch(cudaStream_t st, const float *x, int64_t k, const void *w, int64_t n,
                                const float *bias, float *y, int64_t ldy, int n_sm) {
     constexpr int V = wvec<WT>::N;
     const bool aligned = k % V == 0 && ((uintptr_t)w & 15) == 0 && ((uintptr_t)x & 15) == 0;
-    if (!aligned) {
+    if (WT == ELK_BF16 && M >= 2 && aligned && !elk_gemv_tc_disabled) {
+        return gemv_tc(st, x, M, k, w, n, bias, y, ldy, n_sm);
+    } else if (!aligned) {
         k_gemv_scalar<WT, M><<<(unsigned)n, GEMV_THREADS, 0, st>>>(x, k, w, n, bias, y, ldy);
     } else if (n >= (int64_t)n_sm * 16) {
         k_gemv_vec<WT, M, 4><<<(unsigned)((n + 3) / 4), GEMV_THREADS, 0, st>>>(x, k, w, n, bias, y, ldy);
