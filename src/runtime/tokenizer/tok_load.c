@@ -331,6 +331,7 @@ static edgellm_status parse_model(const cJSON *j, tk_model *m) {
         }
     }
     m->n_ids = max_id + 1;
+    EL_TRY(tk_map_reserve(&m->vocab, (size_t)cJSON_GetArraySize(vocab), (size_t)cJSON_GetArraySize(vocab) * 8));
     if (m->type == TK_MODEL_UNIGRAM) {
         m->scores = el_calloc((size_t)(m->n_ids ? m->n_ids : 1), sizeof *m->scores);
         if (!m->scores) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
@@ -374,10 +375,10 @@ static edgellm_status parse_model(const cJSON *j, tk_model *m) {
     m->id_to_tok = el_calloc((size_t)(m->n_ids ? m->n_ids : 1), sizeof *m->id_to_tok);
     m->id_len = el_calloc((size_t)(m->n_ids ? m->n_ids : 1), sizeof *m->id_len);
     if (!m->id_to_tok || !m->id_len) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
-    for (size_t i = 0; i < m->vocab.n; i++) {
-        int32_t id = m->vocab.vals[i];
-        m->id_to_tok[id] = m->vocab.keys[i];
-        m->id_len[id] = m->vocab.klen[i];
+    for (size_t i = 0; i < m->vocab.n; i++) { /* the vocab arena does not move after this */
+        int32_t id = m->vocab.e[i].val;
+        m->id_to_tok[id] = (char *)tk_map_key(&m->vocab, i);
+        m->id_len[id] = m->vocab.e[i].klen;
     }
     if (m->type == TK_MODEL_BPE) {
         if (!cJSON_IsArray(merges) && merges) return el_err(EDGELLM_STATUS_FORMAT, "tokenizer: model.merges must be an array");

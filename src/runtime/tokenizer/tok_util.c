@@ -6,12 +6,9 @@
 
 /* ---- hash map ------------------------------------------------------------------------------------- */
 void tk_map_free(tk_map *m) {
-    for (size_t i = 0; i < m->n; i++) el_free(m->keys[i]);
-    el_free(m->keys);
-    el_free(m->klen);
-    el_free(m->vals);
-    el_free(m->hashes);
+    el_free(m->e);
     el_free(m->slots);
+    el_buf_free(&m->arena);
     memset(m, 0, sizeof *m);
 }
 
@@ -21,7 +18,7 @@ static edgellm_status map_rehash(tk_map *m, size_t nslots) {
     memset(s, 0xff, nslots * sizeof *s);
     size_t mask = nslots - 1;
     for (size_t i = 0; i < m->n; i++) {
-        size_t j = (size_t)m->hashes[i] & mask;
+        size_t j = (size_t)m->e[i].hash & mask;
         while (s[j] >= 0) j = (j + 1) & mask;
         s[j] = (int32_t)i;
     }
@@ -31,14 +28,29 @@ static edgellm_status map_rehash(tk_map *m, size_t nslots) {
     return EDGELLM_STATUS_OK;
 }
 
+edgellm_status tk_map_reserve(tk_map *m, size_t n, size_t key_bytes) {
+    if (n > m->cap) {
+        tk_map_entry *ne = el_realloc(m->e, n * sizeof *ne);
+        if (!ne) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
+        m->e = ne;
+        m->cap = n;
+    }
+    EL_TRY(el_buf_reserve(&m->arena, key_bytes));
+    size_t slots = 1024;
+    while (slots < (n + 1) * 2) slots *= 2;
+    if (!m->slots || slots > m->mask + 1) return map_rehash(m, slots);
+    return EDGELLM_STATUS_OK;
+}
+
 int32_t tk_map_get(const tk_map *m, const char *k, size_t klen) {
     if (!m->slots) return -1;
     uint64_t h = el_hash64(k, klen);
     size_t j = (size_t)h & m->mask;
     for (;;) {
-        int32_t e = m->slots[j];
-        if (e < 0) return -1;
-        if (m->hashes[e] == h && m->klen[e] == klen && !memcmp(m->keys[e], k, klen)) return m->vals[e];
+        int32_t i = m->slots[j];
+        if (i < 0) return -1;
+        const tk_map_entry *e = &m->e[i];
+        if (e->hash == h && e->klen == klen && !memcmp(m->arena.data + e->off, k, klen)) return e->val;
         j = (j + 1) & m->mask;
     }
 }
@@ -49,39 +61,27 @@ edgellm_status tk_map_put(tk_map *m, const char *k, size_t klen, int32_t val) {
     uint64_t h = el_hash64(k, klen);
     size_t j = (size_t)h & m->mask;
     for (;;) {
-        int32_t e = m->slots[j];
-        if (e < 0) break;
-        if (m->hashes[e] == h && m->klen[e] == klen && !memcmp(m->keys[e], k, klen)) {
-            m->vals[e] = val;
+        int32_t i = m->slots[j];
+        if (i < 0) break;
+        tk_map_entry *e = &m->e[i];
+        if (e->hash == h && e->klen == klen && !memcmp(m->arena.data + e->off, k, klen)) {
+            e->val = val;
             return EDGELLM_STATUS_OK;
         }
         j = (j + 1) & m->mask;
     }
     if (m->n == m->cap) {
         size_t nc = m->cap ? m->cap * 2 : 256;
-        char **nk = el_realloc(m->keys, nc * sizeof *nk);
-        if (!nk) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
-        m->keys = nk;
-        uint32_t *nl = el_realloc(m->klen, nc * sizeof *nl);
-        if (!nl) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
-        m->klen = nl;
-        int32_t *nv = el_realloc(m->vals, nc * sizeof *nv);
-        if (!nv) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
-        m->vals = nv;
-        uint64_t *nh = el_realloc(m->hashes, nc * sizeof *nh);
-        if (!nh) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
-        m->hashes = nh;
+        tk_map_entry *ne = el_realloc(m->e, nc * sizeof *ne);
+        if (!ne) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
+        m->e = ne;
         m->cap = nc;
     }
-    char *kc = el_malloc(klen + 1);
-    if (!kc) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
-    memcpy(kc, k, klen);
-    kc[klen] = 0;
+    size_t off = m->arena.len;
+    EL_TRY(el_buf_append(&m->arena, k, klen));
+    EL_TRY(el_buf_append(&m->arena, "", 1)); /* keep keys NUL-terminated */
     size_t i = m->n++;
-    m->keys[i] = kc;
-    m->klen[i] = (uint32_t)klen;
-    m->vals[i] = val;
-    m->hashes[i] = h;
+    m->e[i] = (tk_map_entry){h, off, (uint32_t)klen, val};
     if ((m->n + 1) * 2 > m->mask + 1) return map_rehash(m, (m->mask + 1) * 2);
     m->slots[j] = (int32_t)i;
     return EDGELLM_STATUS_OK;

@@ -16,17 +16,23 @@
 #include <pcre2.h>
 #include <pthread.h>
 
-/* ---- string -> int32 hash map (keys copied) ----------------------------------------------------- */
+/* ---- string -> int32 hash map (keys copied into one arena) ------------------------------------ */
+typedef struct tk_map_entry {
+    uint64_t hash;
+    size_t off; /* key offset in the arena */
+    uint32_t klen;
+    int32_t val;
+} tk_map_entry;
 typedef struct tk_map {
     int32_t *slots; /* entry index or -1 */
     size_t mask;
-    char **keys;
-    uint32_t *klen;
-    int32_t *vals;
-    uint64_t *hashes;
+    tk_map_entry *e;
     size_t n, cap;
+    el_buf arena; /* NUL-terminated keys back to back */
 } tk_map;
+static inline const char *tk_map_key(const tk_map *m, size_t i) { return m->arena.data + m->e[i].off; }
 void tk_map_free(tk_map *m);
+edgellm_status tk_map_reserve(tk_map *m, size_t n, size_t key_bytes);
 edgellm_status tk_map_put(tk_map *m, const char *k, size_t klen, int32_t val); /* overwrites */
 int32_t tk_map_get(const tk_map *m, const char *k, size_t klen);               /* -1 if absent */
 
