@@ -1578,7 +1578,7 @@ static edgellm_status stable_sort(sort_key *k, size_t n, bool reverse) {
         size_t j = i;
         while (j > 0) {
             bool ok = true;
-            int r = cmp_vals(k[j - 1].key, x.key, &ok);
+            int r = val_eq(k[j - 1].key, x.key) ? 0 : cmp_vals(k[j - 1].key, x.key, &ok);
             if (!ok) return rerr("'<' not supported between instances of '%s' and '%s'", type_name(k[j - 1].key), type_name(x.key));
             if (reverse ? r >= 0 : r <= 0) break;
             k[j] = k[j - 1];
@@ -1590,8 +1590,12 @@ static edgellm_status stable_sort(sort_key *k, size_t n, bool reverse) {
 }
 
 /* resolves a dotted attribute path like jinja's make_attrgetter */
-static edgellm_status attr_path(ctx *c, jj_val v, jj_val attr, jj_val *out) {
-    if (attr.t == JV_INT) return get_item(c, v, attr, out);
+static edgellm_status attr_path_d(ctx *c, jj_val v, jj_val attr, const jj_val *dflt, jj_val *out) {
+    if (attr.t == JV_INT) {
+        EL_TRY(get_item(c, v, attr, out));
+        if (dflt && out->t == JV_UNDEF) *out = *dflt;
+        return OK;
+    }
     if (attr.t != JV_STR) return rerr("attribute name must be a string");
     const char *p = attr.u.s.p;
     size_t n = attr.u.s.n, i = 0;
@@ -1605,16 +1609,15 @@ static edgellm_status attr_path(ctx *c, jj_val v, jj_val attr, jj_val *out) {
             if (p[q] < '0' || p[q] > '9') digits = false;
         if (digits) key = vint(strtoll(jj_str(c->a, p + i, j - i).u.s.p, NULL, 10));
         else key = jj_str(c->a, p + i, j - i);
-        if (cur.t == JV_UNDEF) {
-            *out = k_undef;
-            return OK;
-        }
-        EL_TRY(get_item(c, cur, key, &cur));
+        EL_TRY(get_item(c, cur, key, &cur)); /* an undefined item raises, as in jinja's getitem */
+        if (dflt && cur.t == JV_UNDEF) cur = *dflt;
         i = j + 1;
     }
     *out = cur;
     return OK;
 }
+
+static edgellm_status attr_path(ctx *c, jj_val v, jj_val attr, jj_val *out) { return attr_path_d(c, v, attr, NULL, out); }
 
 /* ---- filters ------------------------------------------------------------------------------------ */
 static const char *const k_filters[] = {
@@ -2012,8 +2015,7 @@ static edgellm_status apply_filter_(ctx *c, const char *f, jj_val v, args *a, jj
             bool hd = arg(a, -1, "default", &dflt);
             for (size_t i = 0; i < l->n; i++) {
                 jj_val x;
-                EL_TRY(attr_path(c, l->v[i], attr, &x));
-                if (x.t == JV_UNDEF && hd) x = dflt;
+                EL_TRY(attr_path_d(c, l->v[i], attr, hd && dflt.t != JV_NONE ? &dflt : NULL, &x));
                 r->v[r->n++] = x;
             }
         } else {
@@ -2113,6 +2115,25 @@ static edgellm_status apply_filter_(ctx *c, const char *f, jj_val v, args *a, jj
         if (!k) return oom();
         for (size_t i = 0; i < l->n; i++) {
             jj_val key = l->v[i];
+            if (is_sort && attr.t == JV_STR && memchr(attr.u.s.p, ',', attr.u.s.n)) {
+                /* sort(attribute='a,b'): key is the list of the attributes */
+                jj_list *kl = new_list(c, 0);
+                if (!kl) return oom();
+                const char *p = attr.u.s.p, *e = p + attr.u.s.n;
+                while (p <= e) {
+                    const char *q = memchr(p, ',', (size_t)(e - p));
+                    if (!q) q = e;
+                    jj_val part, kv;
+                    part = jj_str(c->a, p, (size_t)(q - p));
+                    EL_TRY(attr_path(c, l->v[i], part, &kv));
+                    EL_TRY(lower_if_str(c, kv, truthy(cs), &kv));
+                    EL_TRY(list_push(c, kl, kv));
+                    p = q + 1;
+                }
+                k[i].key = vlist(kl);
+                k[i].item = l->v[i];
+                continue;
+            }
             if (attr.t != JV_UNDEF && attr.t != JV_NONE) EL_TRY(attr_path(c, key, attr, &key));
             EL_TRY(lower_if_str(c, key, truthy(cs), &k[i].key));
             k[i].item = l->v[i];
@@ -2849,10 +2870,7 @@ static edgellm_status exec_for(ctx *c, scope *s, const jj_node *n) {
         }
         items->v[items->n++] = src->v[i];
     }
-    if (!items->n) {
-        if (n->d) return exec_body(c, s, n->d);
-        return OK;
-    }
+    bool completed = false; /* jinja: else runs unless some iteration ran its body to the end */
     jj_loop *L = jj_alloc(c->a, sizeof *L);
     if (!L) return oom();
     L->items = items->v;
@@ -2871,8 +2889,10 @@ static edgellm_status exec_for(ctx *c, scope *s, const jj_node *n) {
             c->ctl = 0;
             break;
         }
+        if (!c->ctl) completed = true;
         c->ctl = 0;
     }
+    if (!completed && n->d) return exec_body(c, s, n->d);
     return OK;
 }
 

@@ -783,7 +783,11 @@ static edgellm_status parse_subscript_arg(parser *P, jj_node **out) {
         }
     }
     if (!is_slice) {
-        if (!parts[0]) return perr(P, "empty subscript", NULL);
+        if (!parts[0]) { /* x[] is x[()] in jinja */
+            PNEW(t, JN_TUPLE);
+            *out = t;
+            return EDGELLM_STATUS_OK;
+        }
         *out = parts[0];
         return EDGELLM_STATUS_OK;
     }
