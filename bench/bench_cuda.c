@@ -2,7 +2,7 @@
  * bench_cuda.c - CUDA backend micro-benchmarks (built in every configuration; without CUDA it only says
  * so). Prints, per line, what was measured:
  *   copy   device-to-device cudaMemcpy of 1 GiB, GB/s counting bytes read + written (the ceiling)
- *   gemv   backend matmul with m = 1 and m = 8 on the bf16 layer shapes of Qwen3-0.6B, Llama-3.2-1B and
+ *   gemv   backend matmul with m = 1 and m = 8 (tensor-core "mma" and fp32-FMA "fma" kernels) on the bf16 layer shapes of Qwen3-0.6B, Llama-3.2-1B and
  *          Llama-3.1-8B: weight GB/s and % of the copy bandwidth. Weights are rotated over copies that
  *          together exceed the L2 cache; calls are captured in a CUDA graph (no launch gaps)
  *   gemm   8192^3 bf16: the backend matmul (f32 x -> bf16 convert + cuBLASLt, f32 out) and cuBLASLt alone
@@ -28,6 +28,7 @@ int main(void) {
 
 static el_backend *be;
 static double g_copy_gbs;
+extern bool elk_gemv_tc_disabled; /* src/kernels/cuda/gemv.cu */
 
 #define CK(x)                                                                                          \
     do {                                                                                               \
@@ -143,7 +144,6 @@ static void bench_gemv(bool quick) {
         {"llama3.1-8b", "down", 4096, 14336}, {"llama3.1-8b", "lm_head", 128256, 4096},
     };
     const int ns = sizeof shapes / sizeof shapes[0];
-    const int64_t ms[2] = {1, 8};
     float *x, *y;
     OK(be->iface.alloc(be, 8 * 14336 * 4, (void **)&x));
     OK(be->iface.alloc(be, 8 * 151936 * 4, (void **)&y));
@@ -161,13 +161,16 @@ static void bench_gemv(bool quick) {
         }
         int calls = copies < 8 ? 8 * copies : copies;
         if (quick && calls > 16) calls = 16;
-        for (int mi = 0; mi < 2; mi++) {
-            double t = time_matmuls(x, ms[mi], sh->k, w, copies, sh->n, y, calls, quick ? 3 : 7);
+        for (int mi = 0; mi < 3; mi++) {
+            int64_t m = mi == 0 ? 1 : 8;
+            elk_gemv_tc_disabled = mi == 2; /* m = 8 once more with the fp32-FMA kernel */
+            double t = time_matmuls(x, m, sh->k, w, copies, sh->n, y, calls, quick ? 3 : 7);
             double gbs = (double)bytes / (t * 1e-3) / 1e9;
-            printf("gemv  %-11s %-8s n %6lld k %6lld m %lld: %8.2f us %7.0f GB/s %5.1f%% of copy\n", sh->model,
-                   sh->name, (long long)sh->n, (long long)sh->k, (long long)ms[mi], t * 1e3, gbs,
-                   100.0 * gbs / g_copy_gbs);
+            printf("gemv  %-11s %-8s n %6lld k %6lld m %lld%s: %8.2f us %7.0f GB/s %5.1f%% of copy\n", sh->model,
+                   sh->name, (long long)sh->n, (long long)sh->k, (long long)m,
+                   mi == 0 ? "    " : mi == 1 ? " mma" : " fma", t * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
         }
+        elk_gemv_tc_disabled = false;
         for (int c = 0; c < copies; c++) be->iface.dealloc(be, w[c]);
     }
     be->iface.dealloc(be, x);

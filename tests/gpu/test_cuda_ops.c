@@ -273,6 +273,11 @@ static void test_matmul(void) {
         run_matmul(4, 100, 37, FT[ti], 1, 40, tol);
         run_matmul(1, 4096, 3000, FT[ti], 0, 3000, tol);
         run_matmul(8, 2048, 4096, FT[ti], 0, 4096, tol);
+        /* tensor-core GEMV (bf16, m >= 2): k tail (k % 32 != 0), n < 16, the 32- and 64-row tiles */
+        run_matmul(6, 520, 77, FT[ti], 1, 80, tol);
+        run_matmul(2, 64, 5, FT[ti], 0, 5, tol);
+        run_matmul(3, 1024, 9000, FT[ti], 1, 9000, tol);
+        run_matmul(7, 256, 20000, FT[ti], 0, 20000, tol);
     }
     /* GEMM (m > 8): cuBLASLt; bf16/f16 tensor cores, f32 exact fp32 */
     run_matmul(9, 512, 384, EL_DTYPE_BF16, 1, 384, 1e-3);

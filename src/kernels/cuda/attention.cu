@@ -41,7 +41,7 @@ void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_
     if (ctas < 2 * (int64_t)n_sm && cap > 256) {
         int64_t target = (4 * (int64_t)n_sm + ctas - 1) / ctas;
         ch = (cap + target - 1) / target;
-        if (ch < 256) ch = 256;
+        if (ch < 128) ch = 128;
         ch = (ch + ATT_BLK - 1) / ATT_BLK * ATT_BLK;
         ns = (int)((cap + ch - 1) / ch);
         if (ns <= 1) {
@@ -146,18 +146,38 @@ __global__ void __launch_bounds__(ATT_THREADS)
     for (int64_t j0 = j_begin; j0 < j_end; j0 += ATT_BLK) {
         const int nb = (int)(j_end - j0 < ATT_BLK ? j_end - j0 : ATT_BLK);
         /* scores */
-        for (int jj = warp; jj < nb; jj += ATT_THREADS / 32) {
+        for (int jj = EPL > 0 ? warp * 4 : warp; jj < nb; jj += EPL > 0 ? ATT_THREADS / 32 * 4 : ATT_THREADS / 32) {
             const int64_t koff = base + (j0 + jj) * hd;
             if (EPL > 0) {
-                float kf[EPL > 0 ? EPL : 1];
-                ld_vec<KT, EPL>(kc, koff + lane * EPL, kf);
-                for (int g = 0; g < G; g++) {
-                    const float *qg = qs + g * hd + lane * EPL;
-                    float d = 0.f;
+                /* 4 positions per step: 4 independent row loads and reduction chains in flight */
+                constexpr int U = 4;
+                float kf[U][EPL > 0 ? EPL : 1];
 #pragma unroll
-                    for (int e = 0; e < EPL; e++) d = fmaf(qg[e], kf[e], d);
-                    d = elk_warp_sum(d);
-                    if (lane == 0) S[g * ATT_BLK + jj] = d;
+                for (int u = 0; u < U; u++) {
+                    if (jj + u < nb) ld_vec<KT, EPL>(kc, koff + (int64_t)u * hd + lane * EPL, kf[u]);
+                    else
+#pragma unroll
+                        for (int e = 0; e < EPL; e++) kf[u][e] = 0.f;
+                }
+                for (int g = 0; g < G; g++) {
+                    float qv[EPL > 0 ? EPL : 1];
+#pragma unroll
+                    for (int e = 0; e < EPL; e++) qv[e] = qs[g * hd + lane * EPL + e];
+                    float d[U];
+#pragma unroll
+                    for (int u = 0; u < U; u++) {
+                        d[u] = 0.f;
+#pragma unroll
+                        for (int e = 0; e < EPL; e++) d[u] = fmaf(qv[e], kf[u][e], d[u]);
+                    }
+#pragma unroll
+                    for (int o = 16; o > 0; o >>= 1)
+#pragma unroll
+                        for (int u = 0; u < U; u++) d[u] += __shfl_xor_sync(0xffffffffu, d[u], o);
+                    if (lane == 0)
+#pragma unroll
+                        for (int u = 0; u < U; u++)
+                            if (jj + u < nb) S[g * ATT_BLK + jj + u] = d[u];
                 }
             } else {
                 for (int g = 0; g < G; g++) {

@@ -36,7 +36,7 @@ cudaError_t elk_add_bias(cudaStream_t st, float *y, const float *bias, int64_t m
 
 /* gemv.cu: y (m, n) row stride ldy = x (m, k) W^T + bias, for 1 <= m <= 8. BF16 weights with m >= 2 use
  * tensor cores unless elk_gemv_tc_disabled is set. */
-extern bool elk_gemv_tc_disabled;
+extern "C" bool elk_gemv_tc_disabled;
 cudaError_t elk_gemv(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, int64_t n,
                      const float *bias, float *y, int64_t ldy, int n_sm);
 

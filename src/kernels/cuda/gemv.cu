@@ -31,7 +31,7 @@
 #define GEMV_THREADS 128
 
 /* Tests and benchmarks may turn the tensor-core path off to compare with the FMA kernel. */
-bool elk_gemv_tc_disabled = false;
+extern "C" bool elk_gemv_tc_disabled = false;
 
 static __device__ __forceinline__ uint4 ldg_stream(const void *p) {
     uint4 r;
@@ -238,7 +238,7 @@ template <int T> static __device__ __forceinline__ void tc_compute(float (&acc)[
 }
 
 template <int T>
-__global__ void __launch_bounds__(TC_WARPS * 32) k_gemv_tc(const float *__restrict__ x, int m, int64_t k,
+__global__ void __launch_bounds__(TC_WARPS * 32, 2) k_gemv_tc(const float *__restrict__ x, int m, int64_t k,
                                                            const void *__restrict__ w, int64_t n,
                                                            const float *__restrict__ bias, float *__restrict__ y,
                                                            int64_t ldy) {
