@@ -2,6 +2,7 @@
 """Differential fuzzing of the C Jinja engine against jinja2 (configured as HF transformers).
 
   /usr/bin/python3 tests/chat/fuzz_engine.py SEED COUNT > /tmp/fuzz.json
+  (tests/chat/goldens/fuzz.json, checked by test_chat_template, is: fuzz_engine.py 4242 300)
   EDGELLM_CHAT_EXTRA_GOLDENS=/tmp/fuzz.json build/tests/test_chat_template   (run from tests/)
 
 Writes random templates (expressions, filters, tests, methods, loops, macros, namespaces, whitespace
@@ -117,8 +118,7 @@ def main():
         if r is not None and ("<generator object" in r or "iterator object" in r or "Markup(" in r):
             skipped += 1
             continue
-        c = {"id": f"fuzz{seed}_{i}", "template": t, "messages": msgs, "add_generation_prompt": True,
-             "extra": extra, "bos_token": "<s>", "eos_token": "</s>"}
+        c = {"id": f"fuzz{seed}_{i}", "template": t, "add_generation_prompt": True}
         if e:
             if e["type"].startswith("compile:"):
                 c["compile_error"] = True
@@ -126,7 +126,8 @@ def main():
         else:
             c["rendered"] = r
         cases.append(c)
-    json.dump({"cases": cases}, sys.stdout, ensure_ascii=False)
+    json.dump({"seed": seed, "messages": msgs, "extra": extra, "bos_token": "<s>", "eos_token": "</s>", "cases": cases},
+              sys.stdout, ensure_ascii=False, indent=0)
     print(f"{len(cases)} cases ({sum('error' in c for c in cases)} errors, {skipped} skipped)", file=sys.stderr)
 
 

@@ -38,9 +38,12 @@ static bool run_case(const edgellm_chat_template *t, const cJSON *c, const cJSON
     const char *id = sval(c, "id");
     const cJSON *m = cJSON_GetObjectItemCaseSensitive(c, "messages");
     const cJSON *ex = cJSON_GetObjectItemCaseSensitive(c, "extra");
-    if (!m) { /* template goldens share conversations and extras by name */
+    if (!m && sval(c, "conversation")) { /* template goldens share conversations and extras by name */
         m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "conversations"), sval(c, "conversation"));
         ex = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(doc, "extras"), sval(c, "extra"));
+    } else if (!m) { /* or one set for the whole file */
+        m = cJSON_GetObjectItemCaseSensitive(doc, "messages");
+        ex = cJSON_GetObjectItemCaseSensitive(doc, "extra");
     }
     if (!m) {
         fprintf(stderr, "  %s %s: golden case has no messages\n", tname, id);
@@ -120,7 +123,9 @@ static void test_engine_file(const char *path, const char *label) {
     cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(g, "cases")) {
         total++;
         edgellm_chat_template *t = NULL;
-        edgellm_status st = edgellm_chat_template_from_string(sval(c, "template"), sval(c, "bos_token"), sval(c, "eos_token"), &t);
+        const char *bos = sval(c, "bos_token") ? sval(c, "bos_token") : sval(g, "bos_token");
+        const char *eos = sval(c, "eos_token") ? sval(c, "eos_token") : sval(g, "eos_token");
+        edgellm_status st = edgellm_chat_template_from_string(sval(c, "template"), bos, eos, &t);
         if (st != EDGELLM_STATUS_OK && cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "compile_error"))) {
             same++;
             continue;
@@ -141,6 +146,7 @@ static void test_engine_file(const char *path, const char *label) {
 
 static void test_engine(void) {
     test_engine_file("chat/goldens/engine.json", "engine features");
+    test_engine_file("chat/goldens/fuzz.json", "random templates");
     const char *extra = getenv("EDGELLM_CHAT_EXTRA_GOLDENS");
     if (extra && extra[0]) test_engine_file(extra, "extra goldens");
 }
