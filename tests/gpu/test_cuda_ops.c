@@ -215,6 +215,8 @@ static void test_attention(void) {
         {"decode 4 tok, 8/8 heads, hd 128, cap 1000", 4, 8, 8, 128, 1000, 3, EL_DTYPE_F32, 0},
         {"decode 2 tok, 4/2 heads, hd 80 (generic), cap 700", 2, 4, 2, 80, 700, 2, EL_DTYPE_BF16, 0},
         {"decode 1 tok, 16/2 heads, hd 256, cap 600", 1, 16, 2, 256, 600, 1, EL_DTYPE_F32, 0},
+        {"decode 2 tok, 32/1 heads, hd 256 (>48 KB smem), cap 300", 2, 32, 1, 256, 300, 2, EL_DTYPE_F16, 0},
+        {"decode 2 tok, 64/2 heads, hd 128 (G 32, generic P V), cap 900", 2, 64, 2, 128, 900, 2, EL_DTYPE_BF16, 0},
         {"decode 5 tok, 2/1 heads, hd 8 (generic), cap 300", 5, 2, 1, 8, 300, 3, EL_DTYPE_F16, 0},
         {"decode 3 tok, 8/8 heads, hd 32, cap 100", 3, 8, 8, 32, 100, 2, EL_DTYPE_F32, 0},
         {"prefill 70 tok, 8/2 heads, hd 64, cap 128", 70, 8, 2, 64, 128, 1, EL_DTYPE_F32, 1},

@@ -103,7 +103,7 @@ template <int KT, int EPL> static __device__ __forceinline__ void ld_vec(const v
 
 /* EPL > 0: head_dim == 32 * EPL, lane owns elements [lane*EPL, lane*EPL + EPL). EPL == 0: generic. */
 template <int KT, int EPL>
-__global__ void __launch_bounds__(ATT_THREADS)
+__global__ void __launch_bounds__(ATT_THREADS, 4)
     k_attn(const float *__restrict__ q, int n_head, int n_head_kv, int hd, const int32_t *__restrict__ slot,
            const int32_t *__restrict__ pos, const void *__restrict__ kc, const void *__restrict__ vc, int64_t cap,
            float scale, float *__restrict__ out, int n_split, int64_t chunk, float *__restrict__ part) {
@@ -214,6 +214,41 @@ __global__ void __launch_bounds__(ATT_THREADS)
         }
         __syncthreads();
         /* acc = acc * alpha + P V */
+        if (ATT_THREADS % hd == 0 && G <= 8 * (ATT_THREADS / hd)) {
+            /* fast path: a thread owns one dim d for up to 8 heads, so each V element is loaded once */
+            const int d = threadIdx.x % hd, g0 = threadIdx.x / hd, gs = ATT_THREADS / hd;
+            float a[8];
+#pragma unroll
+            for (int u = 0; u < 8; u++) a[u] = 0.f;
+            const int64_t voff = base + j0 * hd + d;
+            int jj = 0;
+            for (; jj + 4 <= nb; jj += 4) {
+                float v[4];
+#pragma unroll
+                for (int q4 = 0; q4 < 4; q4++) v[q4] = elk_ld<KT>(vc, voff + (int64_t)(jj + q4) * hd);
+#pragma unroll
+                for (int u = 0; u < 8; u++) {
+                    const int g = g0 + u * gs;
+                    if (g < G) {
+                        const float *Pg = S + g * ATT_BLK + jj;
+                        a[u] = fmaf(Pg[0], v[0], fmaf(Pg[1], v[1], fmaf(Pg[2], v[2], fmaf(Pg[3], v[3], a[u]))));
+                    }
+                }
+            }
+            for (; jj < nb; jj++) {
+                float v = elk_ld<KT>(vc, voff + (int64_t)jj * hd);
+#pragma unroll
+                for (int u = 0; u < 8; u++) {
+                    const int g = g0 + u * gs;
+                    if (g < G) a[u] = fmaf(S[g * ATT_BLK + jj], v, a[u]);
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < 8; u++) {
+                const int g = g0 + u * gs;
+                if (g < G) acc[g * hd + d] = acc[g * hd + d] * alpha[g] + a[u];
+            }
+        } else
         for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) {
             const int g = i / hd, d = i - g * hd;
             const float *Pg = S + g * ATT_BLK;
