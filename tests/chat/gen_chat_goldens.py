@@ -336,14 +336,31 @@ ENGINE = [
 ]
 
 
+# cases whose JSON input text matters (int vs float literals): passed to the C side verbatim
+JSON_TEXT = {
+    "x_json_numbers": (
+        '[{"role": "user", "content": "x", "n": 1.0, "m": 2, "f": 1e2, "big": 12345678901234567, "neg": -0.0, "s": 2.50}]',
+        '{"temperature": 1.0, "top_k": 40, "args": {"a": 0.5, "b": 3.0, "c": -0, "d": [1, 1.0, 1E-3]}}',
+    ),
+}
+ENGINE.append(("x_json_numbers", "{% set m = messages[0] %}{{ m.n }} {{ m.m }} {{ m.f }} {{ m.big }} {{ m.neg }} {{ m.s }} "
+               "{{ temperature }} {{ top_k }} {{ args }} {{ args | tojson }} {{ messages | tojson }} {{ m.n is float }}"
+               "{{ m.m is integer }} {{ m.big + 1 }}", None))
+
+
 def engine_cases():
     out = []
     for name, src, msgs in ENGINE:
         msgs = msgs if msgs is not None else M2
         extra = {"custom": "C", "tools": TOOLS[:1]} if name in ("g_vars", "f_tojson_indent", "x_nested_data") else {}
+        texts = JSON_TEXT.get(name)
+        if texts:
+            msgs, extra = json.loads(texts[0]), json.loads(texts[1])
         r, err = render(src, msgs, True, extra, "<s>", "</s>")
         case = {"id": name, "template": src, "messages": msgs, "add_generation_prompt": True, "extra": extra,
                 "bos_token": "<s>", "eos_token": "</s>"}
+        if texts:
+            case["messages_json"], case["extra_json"] = texts
         if err:
             case["error"] = err
         else:

@@ -49,8 +49,9 @@ static bool run_case(const edgellm_chat_template *t, const cJSON *c, const cJSON
         fprintf(stderr, "  %s %s: golden case has no messages\n", tname, id);
         return false;
     }
-    char *msgs = cJSON_PrintUnformatted(m);
-    char *extra = ex ? cJSON_PrintUnformatted(ex) : NULL;
+    /* messages_json / extra_json: the exact JSON text (int vs float literals matter) */
+    char *msgs = sval(c, "messages_json") ? el_strdup(sval(c, "messages_json")) : cJSON_PrintUnformatted(m);
+    char *extra = sval(c, "extra_json") ? el_strdup(sval(c, "extra_json")) : ex ? cJSON_PrintUnformatted(ex) : NULL;
     bool agp = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"));
     char *out = NULL;
     edgellm_status st = edgellm_chat_template_render(t, msgs, agp, extra, &out);
@@ -74,8 +75,10 @@ static bool run_case(const edgellm_chat_template *t, const cJSON *c, const cJSON
                     etype ? etype : "?", emsg ? emsg : "", (int)st, edgellm_last_error(), out ? out : "");
     }
     edgellm_free(out);
-    cJSON_free(msgs);
-    cJSON_free(extra);
+    if (sval(c, "messages_json")) el_free(msgs);
+    else cJSON_free(msgs);
+    if (sval(c, "extra_json")) el_free(extra);
+    else cJSON_free(extra);
     return ok;
 }
 

@@ -3,6 +3,7 @@
 #include "edgellm/tokenizer.h"
 
 #include <cjson/cJSON.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -50,8 +51,62 @@ static void print_obj(const char *key, const char *val) {
     cJSON_Delete(o);
 }
 
-/* Renders one request object; returns 0 on success. */
-static int render_one(const edgellm_chat_template *t, const cJSON *req) {
+/* Skips one JSON value starting at p (already validated by cJSON); returns the end. */
+static const char *skip_value(const char *p) {
+    int depth = 0;
+    do {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1]) p++;
+            if (*p) p++;
+        } else if (*p == '[' || *p == '{') {
+            depth++;
+            p++;
+        } else if (*p == ']' || *p == '}') {
+            depth--;
+            p++;
+        } else if (*p == ',' || *p == ':') {
+            p++;
+        } else if (*p) {
+            while (*p && !strchr(" \t\r\n,:]}", *p)) p++;
+        }
+    } while (depth > 0 && *p);
+    return p;
+}
+
+/* Copies the exact text of the top-level member `key` of the object text obj (NULL if absent), so that
+ * number literals keep their form (1.0 stays a float, as Python's json reads it). */
+static char *member_text(const char *obj, const char *key) {
+    const char *p = obj;
+    while (*p && *p != '{') p++;
+    if (!*p) return NULL;
+    p++;
+    for (;;) {
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r' || *p == ',') p++;
+        if (*p != '"') return NULL;
+        const char *ks = p;
+        p = skip_value(p);
+        const char *ke = p;
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        if (*p != ':') return NULL;
+        p++;
+        while (*p == ' ' || *p == '\t' || *p == '\n' || *p == '\r') p++;
+        const char *vs = p;
+        p = skip_value(p);
+        /* compare the decoded key through cJSON (keys may hold escapes) */
+        char *kjson = strndup(ks, (size_t)(ke - ks));
+        cJSON *k = kjson ? cJSON_Parse(kjson) : NULL;
+        bool match = cJSON_IsString(k) && !strcmp(k->valuestring, key);
+        cJSON_Delete(k);
+        free(kjson);
+        if (match) return strndup(vs, (size_t)(p - vs));
+        if (!*p) return NULL;
+    }
+}
+
+/* Renders one request object (text: its JSON source); returns 0 on success. */
+static int render_one(const edgellm_chat_template *t, const cJSON *req, const char *text) {
     if (!cJSON_IsObject(req)) {
         print_obj("error", "request must be a JSON object");
         return 1;
@@ -67,12 +122,18 @@ static int render_one(const edgellm_chat_template *t, const cJSON *req) {
         print_obj("error", "\"add_generation_prompt\" must be a boolean");
         return 1;
     }
-    char *ms = cJSON_PrintUnformatted(m);
-    char *es = (ex && !cJSON_IsNull(ex)) ? cJSON_PrintUnformatted(ex) : NULL;
+    char *ms = member_text(text, "messages");
+    char *es = (ex && !cJSON_IsNull(ex)) ? member_text(text, "extra") : NULL;
+    if (!ms || (ex && !cJSON_IsNull(ex) && !es)) { /* duplicate keys or the like: re-print */
+        free(ms);
+        free(es);
+        ms = cJSON_PrintUnformatted(m);
+        es = (ex && !cJSON_IsNull(ex)) ? cJSON_PrintUnformatted(ex) : NULL;
+    }
     char *out = NULL;
     edgellm_status st = edgellm_chat_template_render(t, ms, cJSON_IsTrue(agp), es, &out);
-    cJSON_free(ms);
-    cJSON_free(es);
+    free(ms);
+    free(es);
     if (st != EDGELLM_STATUS_OK) {
         print_obj("error", edgellm_last_error());
         fprintf(stderr, "error: render: %s\n", edgellm_last_error());
@@ -130,7 +191,7 @@ int cmd_chat_template(int argc, char **argv) {
     const char *end = NULL;
     cJSON *one = cJSON_ParseWithOpts(in, &end, true);
     if (one) {
-        rc |= render_one(t, one);
+        rc |= render_one(t, one, in);
         cJSON_Delete(one);
     } else {
         char *save = NULL;
@@ -150,7 +211,7 @@ int cmd_chat_template(int argc, char **argv) {
                 rc = 1;
                 continue;
             }
-            rc |= render_one(t, req);
+            rc |= render_one(t, req, p);
             cJSON_Delete(req);
         }
         if (!nreq) {

@@ -225,6 +225,8 @@ edgellm_status edgellm_chat_template_render(const edgellm_chat_template *t, cons
     if (!t || !messages_json) return el_err(EDGELLM_STATUS_INVALID_ARG, "chat template: NULL argument");
     edgellm_status st = EDGELLM_STATUS_OK;
     cJSON *msgs = cJSON_Parse(messages_json), *extra = NULL, *vars = NULL;
+    el_jinja_num *nums = NULL;
+    size_t nn = 0, ncap = 0;
     if (!msgs || !cJSON_IsArray(msgs)) {
         st = el_err(EDGELLM_STATUS_INVALID_ARG, "chat template: messages must be a JSON array");
         goto done;
@@ -236,6 +238,11 @@ edgellm_status edgellm_chat_template_render(const edgellm_chat_template *t, cons
             goto done;
         }
     }
+    /* number literals as written (Python's json: "1.0" is a float, "1" an int) */
+    st = el_jinja_scan_numbers(messages_json, msgs, &nums, &nn, &ncap);
+    if (st >= 0 && extra) st = el_jinja_scan_numbers(extra_json, extra, &nums, &nn, &ncap);
+    if (st < 0) goto done;
+    el_jinja_sort_numbers(nums, nn);
     if (t->processed) {
         const cJSON *th = extra ? cJSON_GetObjectItemCaseSensitive(extra, "enable_thinking") : NULL;
         el_buf b = {0};
@@ -279,8 +286,9 @@ edgellm_status edgellm_chat_template_render(const edgellm_chat_template *t, cons
             e = next;
         }
     }
-    st = el_jinja_render(t->jinja, vars, out);
+    if (st >= 0) st = el_jinja_render(t->jinja, vars, nums, nn, out);
 done:
+    el_free(nums);
     cJSON_Delete(msgs);
     cJSON_Delete(extra);
     cJSON_Delete(vars);

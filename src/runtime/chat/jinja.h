@@ -149,9 +149,26 @@ typedef struct el_jinja {
 edgellm_status el_jinja_parse(const char *src, el_jinja **out);
 void el_jinja_free(el_jinja *t);
 
-/* Renders with the variables of `vars` (a JSON object; JSON null -> None). Names in `undef` are left
- * undefined. Runtime errors (raise_exception, type errors) -> INVALID_ARG. *out freed with el_free. */
-edgellm_status el_jinja_render(const el_jinja *t, const struct cJSON *vars, char **out);
+/* How each number literal of the JSON source was written (cJSON keeps only a double): Python's json
+ * makes "1.0" a float and "1" an int, exactly. */
+typedef struct el_jinja_num {
+    const void *node; /* the cJSON number item it belongs to */
+    bool is_float;
+    bool exact; /* integer literal that fits int64 (ival) */
+    int64_t ival;
+} el_jinja_num;
+/* Scans JSON text (already parsed into root) for its number literals and ties each to its cJSON item;
+ * appends to *nums (el_realloc'd). On any disagreement the entries of this text are dropped. */
+edgellm_status el_jinja_scan_numbers(const char *json, const struct cJSON *root, el_jinja_num **nums, size_t *n,
+                                     size_t *cap);
+/* Sorts the table for lookup by item (call once before rendering). */
+void el_jinja_sort_numbers(el_jinja_num *nums, size_t n);
+
+/* Renders with the variables of `vars` (a JSON object; JSON null -> None). nums: sorted table of number
+ * items (numbers not in it: integral doubles become ints). Runtime errors (raise_exception, type
+ * errors) -> INVALID_ARG. *out freed with el_free. */
+edgellm_status el_jinja_render(const el_jinja *t, const struct cJSON *vars, const el_jinja_num *nums, size_t nnums,
+                               char **out);
 
 /* shared helpers (jinja_value.c) */
 jj_val jj_str(jj_arena *a, const char *p, size_t n);

@@ -5,6 +5,7 @@
 #include "jinja.h"
 
 #include <cjson/cJSON.h>
+#include <errno.h>
 #include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -45,6 +46,8 @@ typedef struct ctx {
     int ctl; /* 1 break, 2 continue */
     int depth;
     int rdepth; /* repr / tojson nesting */
+    const el_jinja_num *nums; /* number literals of the variables' JSON, sorted by item */
+    size_t nnums;
 } ctx;
 
 typedef struct args {
@@ -2991,8 +2994,23 @@ static edgellm_status from_json(ctx *c, const cJSON *j, jj_val *out) {
     else if (cJSON_IsBool(j)) *out = vbool(cJSON_IsTrue(j));
     else if (cJSON_IsNumber(j)) {
         double d = j->valuedouble;
-        if (d == floor(d) && fabs(d) < 9007199254740992.0) *out = vint((int64_t)d);
-        else *out = vfloat(d);
+        const el_jinja_num *nm = NULL;
+        size_t lo = 0, hi = c->nnums;
+        while (lo < hi) {
+            size_t mid = (lo + hi) / 2;
+            if ((uintptr_t)c->nums[mid].node < (uintptr_t)j) lo = mid + 1;
+            else hi = mid;
+        }
+        if (lo < c->nnums && c->nums[lo].node == (const void *)j) nm = &c->nums[lo];
+        if (nm) {
+            if (nm->is_float) *out = vfloat(d);
+            else if (nm->exact) *out = vint(nm->ival);
+            else return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: integer in the JSON input does not fit 64 bits");
+        } else if (d == floor(d) && fabs(d) < 9007199254740992.0) {
+            *out = vint((int64_t)d);
+        } else {
+            *out = vfloat(d);
+        }
     } else if (cJSON_IsString(j)) {
         *out = jj_str(c->a, j->valuestring, strlen(j->valuestring));
         if (out->t != JV_STR) return oom();
@@ -3018,11 +3036,87 @@ static edgellm_status from_json(ctx *c, const cJSON *j, jj_val *out) {
     return OK;
 }
 
-edgellm_status el_jinja_render(const el_jinja *t, const cJSON *vars, char **out) {
+static void collect_number_items(const cJSON *j, const cJSON **items, size_t *k, size_t cap) {
+    if (cJSON_IsNumber(j)) {
+        if (*k < cap) items[*k] = j;
+        (*k)++;
+        return;
+    }
+    for (const cJSON *e = j->child; e; e = e->next) collect_number_items(e, items, k, cap);
+}
+
+edgellm_status el_jinja_scan_numbers(const char *json, const cJSON *root, el_jinja_num **nums, size_t *n, size_t *cap) {
+    size_t first = *n;
+    for (const char *p = json; *p;) {
+        if (*p == '"') {
+            for (p++; *p && *p != '"'; p++)
+                if (*p == '\\' && p[1]) p++;
+            if (*p) p++;
+            continue;
+        }
+        if (*p == '-' || (*p >= '0' && *p <= '9')) {
+            const char *st = p;
+            bool fl = false;
+            while (*p == '-' || *p == '+' || *p == '.' || *p == 'e' || *p == 'E' || (*p >= '0' && *p <= '9')) {
+                if (*p == '.' || *p == 'e' || *p == 'E') fl = true;
+                p++;
+            }
+            if (*n == *cap) {
+                size_t nc = *cap ? *cap * 2 : 64;
+                el_jinja_num *nn = el_realloc(*nums, nc * sizeof *nn);
+                if (!nn) return oom();
+                *nums = nn;
+                *cap = nc;
+            }
+            el_jinja_num *e = &(*nums)[(*n)++];
+            memset(e, 0, sizeof *e);
+            e->is_float = fl;
+            if (!fl) {
+                char buf[32];
+                size_t len = (size_t)(p - st);
+                if (len < sizeof buf) {
+                    memcpy(buf, st, len);
+                    buf[len] = 0;
+                    errno = 0;
+                    char *end;
+                    long long v = strtoll(buf, &end, 10);
+                    if (!errno && !*end) {
+                        e->exact = true;
+                        e->ival = v;
+                    }
+                }
+            }
+            continue;
+        }
+        p++;
+    }
+    /* tie the literals to the parsed items (both in document order) */
+    size_t want = *n - first, k = 0;
+    const cJSON **items = want ? el_malloc(want * sizeof *items) : NULL;
+    if (want && !items) return oom();
+    if (root) collect_number_items(root, items, &k, want);
+    if (k != want) {
+        *n = first; /* disagreement: fall back to the heuristic for this text */
+    } else {
+        for (size_t i = 0; i < want; i++) (*nums)[first + i].node = items[i];
+    }
+    el_free(items);
+    return OK;
+}
+
+static int num_cmp(const void *a, const void *b) {
+    uintptr_t x = (uintptr_t)((const el_jinja_num *)a)->node, y = (uintptr_t)((const el_jinja_num *)b)->node;
+    return x < y ? -1 : x > y;
+}
+void el_jinja_sort_numbers(el_jinja_num *nums, size_t n) {
+    if (n > 1) qsort(nums, n, sizeof *nums, num_cmp);
+}
+
+edgellm_status el_jinja_render(const el_jinja *t, const cJSON *vars, const el_jinja_num *nums, size_t nnums, char **out) {
     *out = NULL;
     jj_arena a = {.limit = (size_t)1 << 30};
     el_buf b = {0};
-    ctx c = {.a = &a, .out = &b};
+    ctx c = {.a = &a, .out = &b, .nums = nums, .nnums = nnums};
     edgellm_status st = OK;
     c.globals = new_scope(&c, NULL);
     if (!c.globals) {
