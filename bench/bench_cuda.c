@@ -28,7 +28,7 @@ int main(void) {
 
 static el_backend *be;
 static double g_copy_gbs;
-extern bool elk_gemv_tc_disabled; /* src/kernels/cuda/gemv.cu */
+extern int elk_gemv_tc_mode; /* src/kernels/cuda/gemv.cu */
 
 #define CK(x)                                                                                          \
     do {                                                                                               \
@@ -161,16 +161,17 @@ static void bench_gemv(bool quick) {
         }
         int calls = copies < 8 ? 8 * copies : copies;
         if (quick && calls > 16) calls = 16;
-        for (int mi = 0; mi < 3; mi++) {
-            int64_t m = mi == 0 ? 1 : 8;
-            elk_gemv_tc_disabled = mi == 2; /* m = 8 once more with the fp32-FMA kernel */
+        /* m = 1 and m = 8, each with the tensor-core ("mma") and the fp32-FMA ("fma") kernel */
+        for (int mi = 0; mi < 4; mi++) {
+            int64_t m = mi < 2 ? 1 : 8;
+            elk_gemv_tc_mode = (mi & 1) ? 2 : 1;
             double t = time_matmuls(x, m, sh->k, w, copies, sh->n, y, calls, quick ? 3 : 7);
             double gbs = (double)bytes / (t * 1e-3) / 1e9;
-            printf("gemv  %-11s %-8s n %6lld k %6lld m %lld%s: %8.2f us %7.0f GB/s %5.1f%% of copy\n", sh->model,
-                   sh->name, (long long)sh->n, (long long)sh->k, (long long)m,
-                   mi == 0 ? "    " : mi == 1 ? " mma" : " fma", t * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
+            printf("gemv  %-11s %-8s n %6lld k %6lld m %lld %s: %8.2f us %7.0f GB/s %5.1f%% of copy\n", sh->model,
+                   sh->name, (long long)sh->n, (long long)sh->k, (long long)m, (mi & 1) ? "mma" : "fma", t * 1e3, gbs,
+                   100.0 * gbs / g_copy_gbs);
         }
-        elk_gemv_tc_disabled = false;
+        elk_gemv_tc_mode = 0;
         for (int c = 0; c < copies; c++) be->iface.dealloc(be, w[c]);
     }
     be->iface.dealloc(be, x);

@@ -25,7 +25,7 @@ extern "C" {
 
 #define CU_STAGE_BYTES ((size_t)8 << 20)
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
-#define CU_MAX_GRAPHS 64
+#define CU_MAX_GRAPHS 256
 #define CU_GEMM_CACHE 64
 
 typedef struct cu_alloc {

@@ -10,6 +10,7 @@
 #include "test.h"
 
 static el_backend *be;
+extern int elk_gemv_tc_mode; /* src/kernels/cuda/gemv.cu: 0 auto, 1 never tensor cores, 2 always (bf16) */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static float frand(void) { /* uniform [-1, 1) */
@@ -281,6 +282,14 @@ static void test_matmul(void) {
         run_matmul(3, 1024, 9000, FT[ti], 1, 9000, tol);
         run_matmul(7, 256, 20000, FT[ti], 0, 20000, tol);
     }
+    /* bf16 with the kernel choice forced: tensor cores at m = 1, fp32 FMA at m >= 2 */
+    elk_gemv_tc_mode = 2;
+    run_matmul(1, 1024, 1000, EL_DTYPE_BF16, 1, 1000, 1e-5);
+    run_matmul(1, 4096, 20000, EL_DTYPE_BF16, 0, 20000, 1e-5);
+    elk_gemv_tc_mode = 1;
+    run_matmul(8, 1024, 1000, EL_DTYPE_BF16, 1, 1000, 1e-5);
+    run_matmul(3, 2048, 3000, EL_DTYPE_BF16, 0, 3000, 1e-5);
+    elk_gemv_tc_mode = 0;
     /* GEMM (m > 8): cuBLASLt; bf16/f16 tensor cores, f32 exact fp32 */
     run_matmul(9, 512, 384, EL_DTYPE_BF16, 1, 384, 1e-3);
     run_matmul(64, 1024, 512, EL_DTYPE_BF16, 0, 520, 1e-3);

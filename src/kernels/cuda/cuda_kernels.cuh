@@ -35,8 +35,8 @@ cudaError_t elk_convert_f32(cudaStream_t st, const float *src, void *dst, int dt
 cudaError_t elk_add_bias(cudaStream_t st, float *y, const float *bias, int64_t m, int64_t n, int64_t ldy);
 
 /* gemv.cu: y (m, n) row stride ldy = x (m, k) W^T + bias, for 1 <= m <= 8. BF16 weights with m >= 2 use
- * tensor cores unless elk_gemv_tc_disabled is set. */
-extern "C" bool elk_gemv_tc_disabled;
+ * tensor cores (elk_gemv_tc_mode: 0 = that default, 1 = never, 2 = for every m). */
+extern "C" int elk_gemv_tc_mode;
 cudaError_t elk_gemv(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, int64_t n,
                      const float *bias, float *y, int64_t ldy, int n_sm);
 

@@ -30,8 +30,9 @@
 
 #define GEMV_THREADS 128
 
-/* Tests and benchmarks may turn the tensor-core path off to compare with the FMA kernel. */
-extern "C" bool elk_gemv_tc_disabled = false;
+/* Kernel choice for BF16 weights (benchmarks compare the two): 0 = tensor cores for m >= 2,
+ * 1 = never tensor cores, 2 = tensor cores for every m. */
+extern "C" int elk_gemv_tc_mode = 0;
 
 static __device__ __forceinline__ uint4 ldg_stream(const void *p) {
     uint4 r;
@@ -310,7 +311,7 @@ static cudaError_t gemv_launch(cudaStream_t st, const float *x, int64_t k, const
                                const float *bias, float *y, int64_t ldy, int n_sm) {
     constexpr int V = wvec<WT>::N;
     const bool aligned = k % V == 0 && ((uintptr_t)w & 15) == 0 && ((uintptr_t)x & 15) == 0;
-    if (WT == ELK_BF16 && M >= 2 && aligned && !elk_gemv_tc_disabled) {
+    if (WT == ELK_BF16 && aligned && ((M >= 2 && elk_gemv_tc_mode == 0) || elk_gemv_tc_mode == 2)) {
         return gemv_tc(st, x, M, k, w, n, bias, y, ldy, n_sm);
     } else if (!aligned) {
         k_gemv_scalar<WT, M><<<(unsigned)n, GEMV_THREADS, 0, st>>>(x, k, w, n, bias, y, ldy);
