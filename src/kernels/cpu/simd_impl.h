@@ -30,15 +30,26 @@ EL_AI float FN(lds)(const void *w, el_dtype wt, int64_t i) {
 
 /* ---- matmul ---------------------------------------------------------------------------------- */
 
+#ifndef EL_MM_PREFETCH
+#define EL_MM_PREFETCH 1
+#endif
+
+/* PF: the weights stream from memory (few rows of x): prefetch each W row of the next tile (NR rows
+ * further on, i.e. the next stretch of the contiguous W block) while this tile runs, so that short rows
+ * (k * 2 bytes) do not leave the hardware prefetcher starting over on every row. */
 EL_AI void FN(tile)(const float *x, int64_t ldx, const void *w, const el_dtype wt, int64_t k, int64_t j,
-                    const int MR, const int NR, const float *bias, float *y, int64_t ldy) {
+                    const int MR, const int NR, const float *bias, float *y, int64_t ldy, const int PF) {
     V acc[MR_MAX][NR_MAX];
+    const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
+    const char *pf = (const char *)w + (j + NR) * k * wsz;
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++) acc[r][c] = vzero();
     const int64_t kv = k - k % VW, wo = j * k;
     for (int64_t kk = 0; kk < kv; kk += VW) {
         V xv[MR_MAX];
         for (int r = 0; r < MR; r++) xv[r] = vld(x + r * ldx + kk);
+        if (EL_MM_PREFETCH && PF && VW > 1)
+            for (int c = 0; c < NR; c++) __builtin_prefetch(pf + (c * k + kk) * wsz, 0, 0);
         for (int c = 0; c < NR; c++) {
             V wv = FN(ldw)(w, wt, wo + c * k + kk);
             for (int r = 0; r < MR; r++) acc[r][c] = vfma(xv[r], wv, acc[r][c]);
@@ -55,18 +66,18 @@ EL_AI void FN(tile)(const float *x, int64_t ldx, const void *w, const el_dtype w
 }
 
 EL_AI void FN(tile_rows)(const float *x, int64_t ldx, const void *w, const el_dtype wt, int64_t k, int64_t j,
-                         int mr, const int NR, const float *bias, float *y, int64_t ldy) {
+                         int mr, const int NR, const float *bias, float *y, int64_t ldy, const int PF) {
     switch (mr) {
 #if MR_MAX >= 4
-    case 4: FN(tile)(x, ldx, w, wt, k, j, 4, NR, bias, y, ldy); break;
+    case 4: FN(tile)(x, ldx, w, wt, k, j, 4, NR, bias, y, ldy, PF); break;
 #endif
 #if MR_MAX >= 3
-    case 3: FN(tile)(x, ldx, w, wt, k, j, 3, NR, bias, y, ldy); break;
+    case 3: FN(tile)(x, ldx, w, wt, k, j, 3, NR, bias, y, ldy, PF); break;
 #endif
 #if MR_MAX >= 2
-    case 2: FN(tile)(x, ldx, w, wt, k, j, 2, NR, bias, y, ldy); break;
+    case 2: FN(tile)(x, ldx, w, wt, k, j, 2, NR, bias, y, ldy, PF); break;
 #endif
-    default: FN(tile)(x, ldx, w, wt, k, j, 1, NR, bias, y, ldy); break;
+    default: FN(tile)(x, ldx, w, wt, k, j, 1, NR, bias, y, ldy, PF); break;
     }
 }
 
@@ -88,8 +99,11 @@ EL_AI void FN(matmul_t)(const float *x, int64_t m, int64_t k, const void *w, con
                 const float *xi = x + i * k;
                 float *yi = y + i * ldy;
                 int64_t j = jb;
-                for (; j + NR_MAX <= je; j += NR_MAX) FN(tile_rows)(xi, k, w, wt, k, j, mr, NR_MAX, bias, yi, ldy);
-                for (; j < je; j++) FN(tile_rows)(xi, k, w, wt, k, j, mr, 1, bias, yi, ldy);
+                if (i == i0) /* first pass over this W block: it streams from memory, prefetch it */
+                    for (; j + NR_MAX <= je; j += NR_MAX) FN(tile_rows)(xi, k, w, wt, k, j, mr, NR_MAX, bias, yi, ldy, 1);
+                else
+                    for (; j + NR_MAX <= je; j += NR_MAX) FN(tile_rows)(xi, k, w, wt, k, j, mr, NR_MAX, bias, yi, ldy, 0);
+                for (; j < je; j++) FN(tile_rows)(xi, k, w, wt, k, j, mr, 1, bias, yi, ldy, 0);
             }
         }
     }
