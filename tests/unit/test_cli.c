@@ -165,8 +165,16 @@ int main(void) {
              g_cli, g_tmp, g_cli, g_tmp, g_tmp);
     rc = sh(cmd, NULL, 0, err, sizeof err);
     CHECKF(rc == 0, "sotu export/build: %s", err);
-    snprintf(cmd, sizeof cmd, "'%s' perplexity --engine '%s/sq.engine' --file fixtures/data/sotu_2006_2021.txt --window 512",
-             g_cli, g_tmp);
+    /* EDGELLM_TEST_QUICK (sanitizer builds): a 20 kB slice, checked for sanity only */
+    bool quick = getenv("EDGELLM_TEST_QUICK") != NULL;
+    if (quick)
+        snprintf(cmd, sizeof cmd, "head -c 20000 fixtures/data/sotu_2006_2021.txt > '%s/slice.txt' && "
+                                  "'%s' perplexity --engine '%s/sq.engine' --file '%s/slice.txt' --window 512",
+                 g_tmp, g_cli, g_tmp, g_tmp);
+    else
+        snprintf(cmd, sizeof cmd,
+                 "'%s' perplexity --engine '%s/sq.engine' --file fixtures/data/sotu_2006_2021.txt --window 512", g_cli,
+                 g_tmp);
     rc = sh(cmd, out, sizeof out, err, sizeof err);
     CHECKF(rc == 0, "perplexity: %s", err);
     double ppl = 0;
@@ -174,9 +182,14 @@ int main(void) {
     const char *last = strstr(out, "{\"ppl\":");
     CHECKF(last && sscanf(last, "{\"ppl\": %lf, \"tokens_scored\": %lld}", &ppl, &scored) == 2, "bad output: %s", out);
     const double ref_ppl = 59.330941674677305;
-    CHECKF(fabs(ppl - ref_ppl) / ref_ppl <= 1e-3, "perplexity %.4f not within 0.1%% of %.4f", ppl, ref_ppl);
-    CHECKF(scored == 155393, "tokens scored %lld != 155393", scored);
-    printf("  sotu-qwen3 fp32 perplexity %.4f (reference %.4f), %lld tokens scored\n", ppl, ref_ppl, scored);
+    if (quick) {
+        CHECKF(scored > 1000 && ppl > 10 && ppl < 500, "slice perplexity %.3f over %lld tokens", ppl, scored);
+    } else {
+        CHECKF(fabs(ppl - ref_ppl) / ref_ppl <= 1e-3, "perplexity %.4f not within 0.1%% of %.4f", ppl, ref_ppl);
+        CHECKF(scored == 155393, "tokens scored %lld != 155393", scored);
+    }
+    printf("  sotu-qwen3 fp32 perplexity %.6f (reference %.6f), %lld tokens scored%s\n", ppl, ref_ppl, scored,
+           quick ? " (quick slice)" : "");
 
     int64_t n0 = 0;
     int32_t *ids = ref_ids("sotu-qwen3", "prompt1.input_ids", &n0);

@@ -11,7 +11,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-#define EVAL_CHUNK 64 /* positions whose logits are computed per eval call */
+/* positions evaluated (with logits) per eval call: as many as keep the logits buffer near 64 MB */
+static int64_t eval_chunk(int64_t vocab) {
+    int64_t c = ((int64_t)64 << 20) / (vocab * (int64_t)sizeof(float));
+    return c < 16 ? 16 : c > 512 ? 512 : c;
+}
 
 static int open_rt(const char *engine, int64_t threads, edgellm_runtime **rt) {
     edgellm_runtime_params rp = edgellm_runtime_params_default();
@@ -24,12 +28,13 @@ static int open_rt(const char *engine, int64_t threads, edgellm_runtime **rt) {
  * rows. */
 typedef int (*rows_fn)(const float *logits, int64_t row0, int64_t n_rows, int64_t vocab, void *user);
 static int eval_all(edgellm_runtime *rt, const int32_t *ids, int64_t n, float *buf, rows_fn fn, void *user) {
-    int32_t pos[EVAL_CHUNK], slot[EVAL_CHUNK];
-    int8_t want[EVAL_CHUNK];
+    int32_t pos[512], slot[512];
+    int8_t want[512];
     int64_t V = edgellm_runtime_vocab_size(rt);
+    const int64_t chunk = eval_chunk(V);
     if (edgellm_runtime_kv_clear(rt, 0, 0) != EDGELLM_STATUS_OK) return cli_fail("kv");
-    for (int64_t c0 = 0; c0 < n; c0 += EVAL_CHUNK) {
-        int64_t m = n - c0 < EVAL_CHUNK ? n - c0 : EVAL_CHUNK;
+    for (int64_t c0 = 0; c0 < n; c0 += chunk) {
+        int64_t m = n - c0 < chunk ? n - c0 : chunk;
         for (int64_t i = 0; i < m; i++) {
             pos[i] = (int32_t)(c0 + i);
             slot[i] = 0;
@@ -125,7 +130,7 @@ int cmd_perplexity(int argc, char **argv) {
         edgellm_runtime_free(rt);
         return cli_fail("tokenizing");
     }
-    float *buf = malloc((size_t)EVAL_CHUNK * (size_t)info.n_vocab * sizeof(float));
+    float *buf = malloc((size_t)eval_chunk(info.n_vocab) * (size_t)info.n_vocab * sizeof(float));
     ppl_ctx c = {0};
     double t0 = el_time_ms();
     for (int64_t s0 = 0; buf && s0 + 1 < (int64_t)n && rc == 0; s0 += W) {
@@ -224,7 +229,7 @@ int cmd_logits(int argc, char **argv) {
     snprintf(tmp, sizeof tmp, "%s.tmp", outp);
     el_st_decl d = {"logits", EL_DTYPE_F32, 2, {(int64_t)n, info.n_vocab, 0, 0}};
     logits_ctx c = {0};
-    float *buf = malloc((size_t)EVAL_CHUNK * (size_t)info.n_vocab * sizeof(float));
+    float *buf = malloc((size_t)eval_chunk(info.n_vocab) * (size_t)info.n_vocab * sizeof(float));
     if (!buf || el_st_writer_open(tmp, &d, 1, NULL, &c.w) < 0) {
         rc = cli_fail("creating the output");
     } else {
