@@ -229,6 +229,18 @@ edgellm_status el_hparams_from_config(const cJSON *c, const cJSON *gen, el_hpara
 
     EL_TRY(parse_rope(c, hp));
 
+    /* sliding-window attention: Qwen2/3 switch it on with use_sliding_window; Mistral sets only
+     * sliding_window. The decoder implements full attention. */
+    bool use_sw = false, sw_flag_present = false;
+    CFG_TRY(el_json_bool(c, "use_sliding_window", false, &use_sw, &sw_flag_present), "use_sliding_window");
+    if (use_sw)
+        return el_err(EDGELLM_STATUS_UNSUPPORTED, "config.json: sliding-window attention (use_sliding_window) is not supported");
+    int64_t sw = 0;
+    CFG_TRY(el_json_int(c, "sliding_window", 0, &sw, NULL), "sliding_window");
+    if (!sw_flag_present && sw > 0 && sw < hp->max_pos)
+        EL_LOG_WARN("config.json: sliding_window %lld is ignored; attention is full (exact up to %lld tokens)",
+                    (long long)sw, (long long)sw);
+
     hp->bos_id = -1;
     hp->pad_id = -1;
     hp->n_eos = 0;

@@ -240,6 +240,11 @@ static void test_errors(void) {
                "factor");
     expect_err(BASE("LlamaForCausalLM", ",\"rope_theta\":-1"), EDGELLM_STATUS_FORMAT, "rope_theta");
     expect_err(BASE("LlamaForCausalLM", ",\"hidden_act\":\"relu\""), EDGELLM_STATUS_UNSUPPORTED, "relu");
+    expect_err(BASE("Qwen2ForCausalLM", ",\"use_sliding_window\":true,\"sliding_window\":4096"),
+               EDGELLM_STATUS_UNSUPPORTED, "sliding-window");
+    el_hparams hp;
+    CHECK_OK(parse(BASE("Qwen2ForCausalLM", ",\"use_sliding_window\":false,\"sliding_window\":4096"), NULL, &hp));
+    CHECK_OK(parse(BASE("MistralForCausalLM", ",\"sliding_window\":null"), NULL, &hp));
     expect_err(BASE("LlamaForCausalLM", ",\"eos_token_id\":\"x\""), EDGELLM_STATUS_FORMAT, "eos_token_id");
     expect_err(BASE("LlamaForCausalLM", ",\"eos_token_id\":100000"), EDGELLM_STATUS_FORMAT, "eos_token_id");
 }
