@@ -84,6 +84,7 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     snprintf(prof.backend, sizeof prof.backend, "%s", backend);
     EL_TRY(el_profile_validate(&prof));
     if (!el_dir_exists(export_dir)) return el_err(EDGELLM_STATUS_IO, "export directory %s does not exist", export_dir);
+    EL_TRY(el_check_distinct_dirs(export_dir, engine_dir));
 
     edgellm_status s;
     cJSON *cfg = NULL, *meta = NULL;

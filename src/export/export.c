@@ -5,7 +5,9 @@
 #include "models/stream.h"
 
 #include <cjson/cJSON.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 
@@ -30,6 +32,13 @@ edgellm_status el_copy_aux_files(const char *src_dir, const char *dst_dir) {
         EL_TRY(el_path_join(d, sizeof d, dst_dir, el_export_aux_files[i]));
         if (el_file_exists(s)) EL_TRY(el_copy_file(s, d));
     }
+    return EDGELLM_STATUS_OK;
+}
+
+edgellm_status el_check_distinct_dirs(const char *in, const char *out) {
+    char a[PATH_MAX], b[PATH_MAX];
+    if (realpath(in, a) && realpath(out, b) && !strcmp(a, b))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "output directory %s is the input directory", out);
     return EDGELLM_STATUS_OK;
 }
 
@@ -196,6 +205,7 @@ edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edg
     if (p.dtype && !el_dtype_from_user_name(p.dtype, &want))
         return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown dtype '%s' (expected fp32, fp16 or bf16)", p.dtype);
     if (!el_dir_exists(hf_dir)) return el_err(EDGELLM_STATUS_IO, "model directory %s does not exist", hf_dir);
+    EL_TRY(el_check_distinct_dirs(hf_dir, out_dir));
 
     edgellm_status s;
     cJSON *cfg = NULL, *out_cfg = NULL;

@@ -10,6 +10,9 @@
 extern const char *const el_export_aux_files[];
 edgellm_status el_copy_aux_files(const char *src_dir, const char *dst_dir);
 
+/* INVALID_ARG when out names the same directory as in (an --overwrite would delete the input). */
+edgellm_status el_check_distinct_dirs(const char *in, const char *out);
+
 /* "fp32", "fp16", "bf16" (others: el_dtype_name). */
 const char *el_weight_dtype_user_name(el_dtype t);
 

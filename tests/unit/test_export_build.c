@@ -252,6 +252,13 @@ static void test_errors(void) {
     CHECK(e && !strcmp(e->profile.backend, "cuda") && e->profile.max_kv_cache_capacity == 1 << 20);
     el_engine_close(e);
     el_rm_rf(out);
+    /* output == input is refused even with overwrite */
+    bp.overwrite = true;
+    CHECK(edgellm_build(exp, exp, &bp) == EDGELLM_STATUS_INVALID_ARG);
+    edgellm_export_params ep2 = edgellm_export_params_default();
+    ep2.overwrite = true;
+    CHECK(edgellm_export(exp, exp, &ep2) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(el_dir_exists(exp));
     s = edgellm_build("fixtures/models/tiny-qwen3", out, NULL);
     CHECK(s == EDGELLM_STATUS_FORMAT && tu_contains(edgellm_last_error(), "not an edgellm export"));
     CHECK(edgellm_build("fixtures/models/nope", out, NULL) == EDGELLM_STATUS_IO);
