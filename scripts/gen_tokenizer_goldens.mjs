@@ -15,6 +15,7 @@
 //     "dec": "..."                   decode(ids, false), only when it differs from the text
 //     "dsk": "..."                   decode(ids, true), only when it differs from decode(ids, false)
 //     "cut": "..."                   decode(ids without the last id, false), torture lines only
+//   followed by RANDOM_DECODES lines {"rid": [...], "rdec": decode(rid, false), "rdsk": decode(rid, true)}
 import { execFileSync } from 'node:child_process';
 import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, existsSync } from 'node:fs';
 import { createRequire } from 'node:module';
@@ -29,6 +30,7 @@ const { Tokenizer } = require('@anush008/tokenizers');
 
 const dataDir = process.env.EDGELLM_DATA || '/work/shared/data';
 const fixDir = join(root, 'tests', 'fixtures', 'tokenizers');
+const RANDOM_DECODES = 400;
 
 export const TOKENIZERS = {
   'stories260K': join(root, 'tests/fixtures/models/stories260K-hf/tokenizer.json'),
@@ -194,6 +196,15 @@ async function main() {
       lines.push(JSON.stringify(o));
     }
     mkdirSync(join(fixDir, name), { recursive: true });
+    // then random id sequences (half biased to ids < 300: bytes, specials): decode with and without skip
+    const vocab = tok.getVocabSize(true);
+    const r2 = mulberry32(777 + name.length);
+    for (let k = 0; k < RANDOM_DECODES; k++) {
+      const n = 1 + (k % 24);
+      const rid = [];
+      for (let j = 0; j < n; j++) rid.push(r2() < 0.5 ? Math.floor(r2() * 300) : Math.floor(r2() * vocab));
+      lines.push(JSON.stringify({ rid, rdec: await tok.decode(rid, false), rdsk: await tok.decode(rid, true) }));
+    }
     xzWrite(join(fixDir, name, 'goldens.jsonl.xz'), lines.join('\n') + '\n');
     console.log(`${name}: ${lines.length} lines`);
   }

@@ -178,6 +178,13 @@ static edgellm_status parse_pre(const cJSON *j, tk_pre *p) {
     }
     if (!strcmp(t, "WhitespaceSplit")) return p->type = TK_PRE_WHITESPACE_SPLIT, EDGELLM_STATUS_OK;
     if (!strcmp(t, "BertPreTokenizer")) return p->type = TK_PRE_BERT, EDGELLM_STATUS_OK;
+    if (!strcmp(t, "CharDelimiterSplit")) {
+        p->type = TK_PRE_CHAR_DELIMITER;
+        const char *d = jstr(j, "delimiter");
+        if (!d || !*d) return el_err(EDGELLM_STATUS_FORMAT, "tokenizer: CharDelimiterSplit needs 'delimiter'");
+        tk_utf8_decode(d, strlen(d), &p->delimiter);
+        return EDGELLM_STATUS_OK;
+    }
     return el_err(EDGELLM_STATUS_UNSUPPORTED, "tokenizer: pre-tokenizer type '%s' is not supported", t);
 }
 
@@ -311,6 +318,7 @@ static edgellm_status parse_model(const cJSON *j, tk_model *m) {
     if (!strcmp(t, "BPE")) m->type = TK_MODEL_BPE;
     else if (!strcmp(t, "WordPiece")) m->type = TK_MODEL_WORDPIECE;
     else if (!strcmp(t, "Unigram")) m->type = TK_MODEL_UNIGRAM;
+    else if (!strcmp(t, "WordLevel")) m->type = TK_MODEL_WORDLEVEL;
     else return el_err(EDGELLM_STATUS_UNSUPPORTED, "tokenizer: model type '%s' is not supported", t);
     const cJSON *dropout = cJSON_GetObjectItemCaseSensitive(j, "dropout");
     if (cJSON_IsNumber(dropout) && dropout->valuedouble > 0.0)

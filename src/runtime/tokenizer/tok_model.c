@@ -447,6 +447,12 @@ edgellm_status tk_model_tokenize(const tk_model *m, const char *s, size_t len, i
     case TK_MODEL_BPE: return bpe_tokenize(m, s, len, ids, n, cap);
     case TK_MODEL_WORDPIECE: return wordpiece_tokenize(m, s, len, ids, n, cap);
     case TK_MODEL_UNIGRAM: return unigram_tokenize(m, s, len, ids, n, cap);
+    case TK_MODEL_WORDLEVEL: {
+        int32_t id = tk_map_get(&m->vocab, s, len);
+        if (id < 0) id = m->unk_id;
+        if (id < 0) return el_err(EDGELLM_STATUS_FORMAT, "tokenizer: WordLevel: no unk_token for an unknown word");
+        return tk_ids_push(ids, n, cap, id);
+    }
     }
     return el_err(EDGELLM_STATUS_UNSUPPORTED, "tokenizer: unknown model");
 }

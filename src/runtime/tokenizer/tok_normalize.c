@@ -388,6 +388,24 @@ static edgellm_status pre_one(const tk_pre *p, const tk_pieces *in, tk_pieces *o
             EL_TRY(regex_matches(&p->re, md, s, n, true, l));
             EL_TRY(split_apply(s, first, l, TK_SPLIT_REMOVED, out));
             break;
+        case TK_PRE_CHAR_DELIMITER: {
+            l->n = 0;
+            size_t last = 0;
+            if (n == 0) EL_TRY(seg_push(l, 0, 0, false));
+            for (size_t k = 0; k < n;) {
+                int32_t cp;
+                int kl = tk_utf8_decode(s + k, n - k, &cp);
+                if (cp == p->delimiter) {
+                    if (last < k) EL_TRY(seg_push(l, last, k, false));
+                    EL_TRY(seg_push(l, k, k + (size_t)kl, true));
+                    last = k + (size_t)kl;
+                }
+                k += (size_t)kl;
+            }
+            if (n > last) EL_TRY(seg_push(l, last, n, false));
+            EL_TRY(split_apply(s, first, l, TK_SPLIT_REMOVED, out));
+            break;
+        }
         case TK_PRE_WHITESPACE_SPLIT:
             EL_TRY(pred_matches(pred_space, s, n, l));
             EL_TRY(split_apply(s, first, l, TK_SPLIT_REMOVED, out));

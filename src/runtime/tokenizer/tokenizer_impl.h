@@ -114,6 +114,7 @@ typedef enum {
     TK_PRE_WHITESPACE,
     TK_PRE_WHITESPACE_SPLIT,
     TK_PRE_BERT,
+    TK_PRE_CHAR_DELIMITER,
 } tk_pre_type;
 
 typedef enum {
@@ -139,6 +140,7 @@ typedef struct tk_pre {
     tk_prepend_scheme prepend_scheme;
     bool split;                  /* Metaspace */
     bool individual_digits;      /* Digits */
+    int32_t delimiter;           /* CharDelimiterSplit */
 } tk_pre;
 
 /* ---- decoders ------------------------------------------------------------------------------------- */
@@ -180,7 +182,7 @@ typedef struct tk_post {
 } tk_post;
 
 /* ---- models ----------------------------------------------------------------------------------------- */
-typedef enum { TK_MODEL_BPE, TK_MODEL_WORDPIECE, TK_MODEL_UNIGRAM } tk_model_type;
+typedef enum { TK_MODEL_BPE, TK_MODEL_WORDPIECE, TK_MODEL_UNIGRAM, TK_MODEL_WORDLEVEL } tk_model_type;
 
 typedef struct tk_merge_map {
     uint64_t *keys; /* (a << 32 | b) + 1; 0 = empty */
