@@ -48,6 +48,13 @@ typedef struct ctx {
     int rdepth; /* repr / tojson nesting */
     const el_jinja_num *nums; /* number literals of the variables' JSON, sorted by item */
     size_t nnums;
+    /* growable string blocks: `acc = acc + x` appends in place when acc ends where its block's used part
+     * ends, so accumulating a long string costs O(n) memory instead of O(n^2) (the arena frees nothing) */
+    struct strblk {
+        char *base;
+        size_t used, cap;
+    } sb[16];
+    int sb_next;
 } ctx;
 
 typedef struct args {
@@ -2355,6 +2362,47 @@ static const char *op_sym(int op) {
     }
 }
 
+/* x + y for strings (see ctx.sb) */
+static edgellm_status str_append(ctx *c, jj_val x, const char *yp, size_t yn, jj_val *out) {
+    size_t n = x.u.s.n + yn;
+    jj_val r = {0};
+    r.t = JV_STR;
+    r.u.s.n = n;
+    for (int i = 0; i < 16; i++) {
+        struct strblk *b = &c->sb[i];
+        if (b->base && x.u.s.p + x.u.s.n == b->base + b->used && b->used + yn + 1 <= b->cap) {
+            memcpy(b->base + b->used, yp, yn);
+            b->used += yn;
+            b->base[b->used] = 0;
+            r.u.s.p = x.u.s.p;
+            *out = r;
+            return OK;
+        }
+    }
+    if (n < 1024) {
+        char *p = jj_alloc(c->a, n + 1);
+        if (!p) return oom();
+        memcpy(p, x.u.s.p, x.u.s.n);
+        memcpy(p + x.u.s.n, yp, yn);
+        r.u.s.p = p;
+        *out = r;
+        return OK;
+    }
+    size_t cap = 2 * n + 1;
+    char *p = jj_alloc(c->a, cap);
+    if (!p) return oom();
+    memcpy(p, x.u.s.p, x.u.s.n);
+    memcpy(p + x.u.s.n, yp, yn);
+    struct strblk *b = &c->sb[c->sb_next];
+    c->sb_next = (c->sb_next + 1) % 16;
+    b->base = p;
+    b->used = n;
+    b->cap = cap;
+    r.u.s.p = p;
+    *out = r;
+    return OK;
+}
+
 static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
     if (op == OP_MOD && x.t == JV_STR) return percent_format(c, x, y, out);
     if (x.t == JV_UNDEF || y.t == JV_UNDEF) return rerr("unsupported operand: value is undefined");
@@ -2422,18 +2470,7 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
         *out = vint(r);
         return OK;
     }
-    if (op == OP_ADD && x.t == JV_STR && y.t == JV_STR) {
-        char *s = jj_alloc(c->a, x.u.s.n + y.u.s.n + 1);
-        if (!s) return oom();
-        memcpy(s, x.u.s.p, x.u.s.n);
-        memcpy(s + x.u.s.n, y.u.s.p, y.u.s.n);
-        jj_val r = {0};
-        r.t = JV_STR;
-        r.u.s.p = s;
-        r.u.s.n = x.u.s.n + y.u.s.n;
-        *out = r;
-        return OK;
-    }
+    if (op == OP_ADD && x.t == JV_STR && y.t == JV_STR) return str_append(c, x, y.u.s.p, y.u.s.n, out);
     if (op == OP_ADD && x.t == JV_LIST && y.t == JV_LIST && x.tuple == y.tuple && x.u.l->kind == JL_LIST && y.u.l->kind == JL_LIST) {
         jj_list *l = new_list(c, x.u.l->n + y.u.l->n + 1);
         if (!l) return oom();
@@ -2816,16 +2853,16 @@ static edgellm_status eval(ctx *c, scope *s, const jj_node *n, jj_val *out) {
         return OK;
     }
     case JN_CONCAT: {
-        el_buf b = {0};
-        edgellm_status st = OK;
-        for (int i = 0; i < n->nitems && st >= 0; i++) {
-            jj_val x;
-            st = eval(c, s, n->items[i], &x);
-            if (st >= 0) st = to_str(c, x, &b);
+        jj_val acc = vstr_lit("");
+        for (int i = 0; i < n->nitems; i++) {
+            jj_val x, xs;
+            EL_TRY(eval(c, s, n->items[i], &x));
+            EL_TRY(str_of(c, x, &xs));
+            if (i == 0) acc = xs;
+            else EL_TRY(str_append(c, acc, xs.u.s.p, xs.u.s.n, &acc));
         }
-        if (st >= 0) *out = buf_to_val(c, &b);
-        el_buf_free(&b);
-        return st;
+        *out = acc;
+        return OK;
     }
     default: return rerr("bad expression node");
     }
