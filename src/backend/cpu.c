@@ -178,6 +178,8 @@ typedef struct mm_task {
     float *y;
     int64_t ldy;
     bool split_m;
+    int64_t chunk;        /* columns per grab (split over n) */
+    _Atomic int64_t next; /* next column to hand out */
 } mm_task;
 
 static void mm_run(void *c, int ith, int nth) {
@@ -186,9 +188,18 @@ static void mm_run(void *c, int ith, int nth) {
     if (t->split_m) {
         split(t->m, ith, nth, 4, &a, &b);
         if (b > a) edgellm_cpu_matmul(t->x + a * t->k, b - a, t->k, t->w, t->wt, 0, t->n, t->bias, t->y + a * t->ldy, t->ldy, NULL);
+    } else if (nth == 1) {
+        edgellm_cpu_matmul(t->x, t->m, t->k, t->w, t->wt, 0, t->n, t->bias, t->y, t->ldy, NULL);
     } else {
-        split(t->n, ith, nth, 16, &a, &b);
-        if (b > a) edgellm_cpu_matmul(t->x, t->m, t->k, t->w, t->wt, a, b, t->bias, t->y, t->ldy, NULL);
+        /* contiguous chunks of W handed out dynamically: a thread that loses its core to another process
+         * does not hold up the whole op by a static share */
+        mm_task *mt = (mm_task *)t;
+        for (;;) {
+            a = atomic_fetch_add_explicit(&mt->next, t->chunk, memory_order_relaxed);
+            if (a >= t->n) break;
+            b = a + t->chunk < t->n ? a + t->chunk : t->n;
+            edgellm_cpu_matmul(t->x, t->m, t->k, t->w, t->wt, a, b, t->bias, t->y, t->ldy, NULL);
+        }
     }
 }
 
@@ -207,7 +218,7 @@ static edgellm_status cpu_matmul(el_backend *be, const float *x, int64_t m, int6
             for (int64_t i = 0; i < m; i++) edgellm_ref_matmul(x + i * k, 1, k, w, wt, n, bias, y + i * ldy);
         return EDGELLM_STATUS_OK;
     }
-    mm_task t = {x, m, k, w, wt, n, bias, y, ldy, false};
+    mm_task t = {x, m, k, w, wt, n, bias, y, ldy, false, 0, 0};
     const double work = (double)m * (double)n * (double)k;
     if (cb->nth <= 1 || work < 65536.0) {
         mm_run(&t, 0, 1);
@@ -216,6 +227,12 @@ static edgellm_status cpu_matmul(el_backend *be, const float *x, int64_t m, int6
     /* over output columns when there are enough of them (each thread streams its part of W once),
      * else over rows of x */
     t.split_m = n < 64 * (int64_t)cb->nth && m >= 4 * (int64_t)cb->nth;
+    /* ~128 KiB of W per chunk (>= 16 columns, a multiple of 16), and at least 4 chunks per thread */
+    const int64_t row_bytes = k * (int64_t)el_dtype_size(wt);
+    int64_t chunk = ((int64_t)128 * 1024 / row_bytes) & ~(int64_t)15;
+    const int64_t fair = (n / (4 * (int64_t)cb->nth)) & ~(int64_t)15;
+    if (chunk > fair) chunk = fair;
+    t.chunk = chunk < 16 ? 16 : chunk;
     el_threadpool_run(cb->tp, mm_run, &t);
     return EDGELLM_STATUS_OK;
 }

@@ -1,9 +1,11 @@
 /* threadpool.c - persistent worker threads for the CPU backend.
  *
- * el_threadpool_run publishes (fn, ctx) by bumping a generation counter; workers spin on it for a
- * short while (a decode step issues ~200 back-to-back runs, so they are usually still spinning) and
- * then sleep on a futex. Completion is a counter the caller spins on (then sleeps on). No allocation
- * happens per run. */
+ * A run publishes (fn, ctx) under a new generation; workers spin on the generation for a while (a decode
+ * step issues ~200 back-to-back runs, so they are normally still spinning), then yield, then sleep on a
+ * futex. A worker *joins* the run with a CAS on the run state and takes the next thread index. When the
+ * caller has finished its own share (ith = 0) it closes the run: indices that no worker joined for are
+ * run by the caller itself, and it waits only for the workers that did join. So a worker that lost its
+ * core to another process never stalls an op, and nothing is allocated per run. */
 #include "kernels/kernels.h"
 
 #include <limits.h>
@@ -28,34 +30,21 @@
 #define TP_SPIN 4000
 #define TP_YIELD 200
 
-/* Returns false once the caller should go to sleep. */
-static inline bool tp_backoff(int *spins) {
-    int s = ++*spins;
-    if (s < TP_SPIN) {
-        TP_PAUSE();
-        return true;
-    }
-    if (s < TP_SPIN + TP_YIELD) {
-        sched_yield();
-        return true;
-    }
-    return false;
-}
+#define ST_CLOSED 0x80000000ull /* run state: gen << 32 | CLOSED | joined workers */
+#define ST_JOINED 0x7fffffffull
 
 struct el_threadpool {
-    int n;                              /* threads including the caller */
+    int n; /* threads including the caller */
     pthread_t *threads;
     el_task_fn fn;
     void *ctx;
-    _Alignas(64) _Atomic uint32_t gen;  /* bumped once per run (and at shutdown) */
+    uint32_t gen_main;                  /* caller's generation counter */
+    _Alignas(64) _Atomic uint32_t gen;  /* futex word: bumped once per run (and at shutdown) */
     _Atomic int n_sleep;                /* workers sleeping on gen */
-    _Alignas(64) _Atomic uint32_t done; /* workers finished with the current run */
-    _Atomic int main_sleep;
     _Atomic int stop;
-    struct tp_arg {
-        el_threadpool *tp;
-        int ith;
-    } *args;
+    _Alignas(64) _Atomic uint64_t st;   /* run state */
+    _Alignas(64) _Atomic uint32_t done; /* joined workers finished with the current run */
+    _Atomic int main_sleep;
 };
 
 static void tp_wait(_Atomic uint32_t *addr, uint32_t val) {
@@ -75,9 +64,22 @@ static void tp_wake(_Atomic uint32_t *addr) {
 #endif
 }
 
+/* Returns false once the caller should go to sleep. */
+static inline bool tp_backoff(int *spins) {
+    int s = ++*spins;
+    if (s < TP_SPIN) {
+        TP_PAUSE();
+        return true;
+    }
+    if (s < TP_SPIN + TP_YIELD) {
+        sched_yield();
+        return true;
+    }
+    return false;
+}
+
 static void *tp_worker(void *p) {
-    struct tp_arg *a = p;
-    el_threadpool *tp = a->tp;
+    el_threadpool *tp = p;
     uint32_t seen = 0; /* gen at creation: a worker that starts late still sees run 1 */
     for (;;) {
         uint32_t g;
@@ -91,10 +93,17 @@ static void *tp_worker(void *p) {
         }
         seen = g;
         if (atomic_load(&tp->stop)) break;
-        tp->fn(tp->ctx, a->ith, tp->n);
-        if ((int)atomic_fetch_add(&tp->done, 1) + 1 == tp->n - 1 &&
-            atomic_load(&tp->main_sleep))
-            tp_wake(&tp->done);
+        uint64_t s = atomic_load(&tp->st);
+        while ((uint32_t)(s >> 32) == g && !(s & ST_CLOSED)) {
+            if (atomic_compare_exchange_weak(&tp->st, &s, s + 1)) {
+                /* joined: the caller cannot start another run before we count as done */
+                int ith = (int)(s & ST_JOINED) + 1;
+                tp->fn(tp->ctx, ith, tp->n);
+                atomic_fetch_add(&tp->done, 1);
+                if (atomic_load(&tp->main_sleep)) tp_wake(&tp->done);
+                break;
+            }
+        }
     }
     return NULL;
 }
@@ -107,17 +116,18 @@ el_threadpool *el_threadpool_create(int n_threads) {
     tp->n = n_threads;
     atomic_init(&tp->gen, 0);
     atomic_init(&tp->n_sleep, 0);
+    atomic_init(&tp->stop, 0);
+    atomic_init(&tp->st, ST_CLOSED);
     atomic_init(&tp->done, 0);
     atomic_init(&tp->main_sleep, 0);
-    atomic_init(&tp->stop, 0);
     if (n_threads > 1) {
         tp->threads = el_calloc((size_t)n_threads, sizeof *tp->threads);
-        tp->args = el_calloc((size_t)n_threads, sizeof *tp->args);
-        if (!tp->threads || !tp->args) goto fail;
+        if (!tp->threads) {
+            el_free_aligned(tp);
+            return NULL;
+        }
         for (int i = 1; i < n_threads; i++) {
-            tp->args[i].tp = tp;
-            tp->args[i].ith = i;
-            if (pthread_create(&tp->threads[i], NULL, tp_worker, &tp->args[i]) != 0) {
+            if (pthread_create(&tp->threads[i], NULL, tp_worker, tp) != 0) {
                 tp->n = i; /* shut down the ones started */
                 el_threadpool_free(tp);
                 return NULL;
@@ -125,11 +135,6 @@ el_threadpool *el_threadpool_create(int n_threads) {
         }
     }
     return tp;
-fail:
-    el_free(tp->threads);
-    el_free(tp->args);
-    el_free_aligned(tp);
-    return NULL;
 }
 
 void el_threadpool_free(el_threadpool *tp) {
@@ -141,7 +146,6 @@ void el_threadpool_free(el_threadpool *tp) {
         for (int i = 1; i < tp->n; i++) pthread_join(tp->threads[i], NULL);
     }
     el_free(tp->threads);
-    el_free(tp->args);
     el_free_aligned(tp);
 }
 
@@ -155,16 +159,21 @@ void el_threadpool_run(el_threadpool *tp, el_task_fn fn, void *ctx) {
     tp->fn = fn;
     tp->ctx = ctx;
     atomic_store_explicit(&tp->done, 0, memory_order_relaxed);
-    atomic_fetch_add(&tp->gen, 1); /* seq_cst: publishes fn/ctx/done, ordered before the n_sleep load */
+    const uint32_t g = ++tp->gen_main;
+    atomic_store(&tp->st, (uint64_t)g << 32); /* open, nobody joined */
+    atomic_store(&tp->gen, g);                /* seq_cst: ordered before the n_sleep load */
     if (atomic_load(&tp->n_sleep) > 0) tp_wake(&tp->gen);
     fn(ctx, 0, tp->n);
-    uint32_t want = (uint32_t)(tp->n - 1), d;
+    /* close the run; do the shares nobody joined for */
+    const uint32_t joined = (uint32_t)(atomic_fetch_or(&tp->st, ST_CLOSED) & ST_JOINED);
+    for (int ith = (int)joined + 1; ith < tp->n; ith++) fn(ctx, ith, tp->n);
+    uint32_t d;
     int spins = 0;
-    while ((d = atomic_load_explicit(&tp->done, memory_order_acquire)) != want) {
+    while ((d = atomic_load_explicit(&tp->done, memory_order_acquire)) != joined) {
         if (tp_backoff(&spins)) continue;
         atomic_store(&tp->main_sleep, 1);
         d = atomic_load(&tp->done);
-        if (d != want) tp_wait(&tp->done, d);
+        if (d != joined) tp_wait(&tp->done, d);
         atomic_store(&tp->main_sleep, 0);
         spins = 0;
     }

@@ -32,6 +32,9 @@ size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
     return sizeof(float) * (size_t)(2 * G * head_dim + G * ATT_BLK + 3 * G);
 }
 
+/* 0: staged (cp.async) kernel where it applies, 1: never staged (tests compare both). */
+int elk_attn_stage_mode = 0;
+
 void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t cap,
                         int n_sm, int *n_split, int64_t *chunk, size_t *part_floats) {
     (void)n_head;
@@ -102,8 +105,24 @@ template <int KT, int EPL> static __device__ __forceinline__ void ld_vec(const v
 }
 
 /* EPL > 0: head_dim == 32 * EPL, lane owns elements [lane*EPL, lane*EPL + EPL). EPL == 0: generic. */
-template <int KT, int EPL>
-__global__ void __launch_bounds__(ATT_THREADS, 4)
+static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem) {
+    unsigned sa = (unsigned)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16;" ::"r"(sa), "l"(gmem) : "memory");
+}
+static __device__ __forceinline__ void cp_async_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> static __device__ __forceinline__ void cp_async_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* Bytes of the float part of the shared memory (q, acc, scores, m, l, alpha), rounded to 16. */
+static __host__ __device__ inline size_t att_float_bytes(int G, int hd) {
+    return ((size_t)(2 * G * hd + G * ATT_BLK + 3 * G) * sizeof(float) + 15) & ~(size_t)15;
+}
+
+/* STG: K/V blocks are copied into shared memory with cp.async, two stages (the next block loads while
+ * the current one is computed); needs hd * esz <= 256 and the one-V-load-per-thread P V path. */
+template <int KT, int EPL, bool STG>
+__global__ void __launch_bounds__(ATT_THREADS, 2)
     k_attn(const float *__restrict__ q, int n_head, int n_head_kv, int hd, const int32_t *__restrict__ slot,
            const int32_t *__restrict__ pos, const void *__restrict__ kc, const void *__restrict__ vc, int64_t cap,
            float scale, float *__restrict__ out, int n_split, int64_t chunk, float *__restrict__ part) {
@@ -132,6 +151,23 @@ __global__ void __launch_bounds__(ATT_THREADS, 4)
     }
     const int64_t base = (((int64_t)sl * n_head_kv + hk) * cap) * hd;
 
+    constexpr int ESZ = KT == ELK_F32 ? 4 : 2;
+    char *kst = (char *)sm + att_float_bytes(G, hd); /* [2][BLK][hd] raw cache elements (STG) */
+    char *vst = kst + 2 * (size_t)ATT_BLK * hd * ESZ;
+    const size_t stage_bytes = (size_t)ATT_BLK * hd * ESZ;
+    /* issues the cp.async copies of block [jb, jb + nb) into stage st */
+    auto issue = [&](int64_t jb, int nbk, int stg) {
+        const char *ks = (const char *)kc + (base + jb * hd) * ESZ;
+        const char *vs = (const char *)vc + (base + jb * hd) * ESZ;
+        const int n16 = (int)((size_t)nbk * hd * ESZ / 16);
+        for (int i = threadIdx.x; i < n16; i += ATT_THREADS) {
+            cp_async16(kst + stg * stage_bytes + (size_t)i * 16, ks + (size_t)i * 16);
+            cp_async16(vst + stg * stage_bytes + (size_t)i * 16, vs + (size_t)i * 16);
+        }
+        cp_async_commit();
+    };
+    if (STG) issue(j_begin, (int)(j_end - j_begin < ATT_BLK ? j_end - j_begin : ATT_BLK), 0);
+
     const float *qt = q + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
     for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) {
         qs[i] = qt[i] * scale;
@@ -143,18 +179,35 @@ __global__ void __launch_bounds__(ATT_THREADS, 4)
     }
     __syncthreads();
 
-    for (int64_t j0 = j_begin; j0 < j_end; j0 += ATT_BLK) {
+    int blk = 0;
+    for (int64_t j0 = j_begin; j0 < j_end; j0 += ATT_BLK, blk++) {
         const int nb = (int)(j_end - j0 < ATT_BLK ? j_end - j0 : ATT_BLK);
+        /* where this block's K and V rows are read from: element offsets of row j0 */
+        const void *kp = kc, *vp = vc;
+        int64_t row0 = base + j0 * hd;
+        if (STG) {
+            const int64_t jn = j0 + ATT_BLK;
+            if (jn < j_end) {
+                issue(jn, (int)(j_end - jn < ATT_BLK ? j_end - jn : ATT_BLK), (blk + 1) & 1);
+                cp_async_wait<1>();
+            } else {
+                cp_async_wait<0>();
+            }
+            __syncthreads();
+            kp = kst + (blk & 1) * stage_bytes;
+            vp = vst + (blk & 1) * stage_bytes;
+            row0 = 0;
+        }
         /* scores */
         for (int jj = EPL > 0 ? warp * 4 : warp; jj < nb; jj += EPL > 0 ? ATT_THREADS / 32 * 4 : ATT_THREADS / 32) {
-            const int64_t koff = base + (j0 + jj) * hd;
+            const int64_t koff = row0 + (int64_t)jj * hd;
             if (EPL > 0) {
                 /* 4 positions per step: 4 independent row loads and reduction chains in flight */
                 constexpr int U = 4;
                 float kf[U][EPL > 0 ? EPL : 1];
 #pragma unroll
                 for (int u = 0; u < U; u++) {
-                    if (jj + u < nb) ld_vec<KT, EPL>(kc, koff + (int64_t)u * hd + lane * EPL, kf[u]);
+                    if (jj + u < nb) ld_vec<KT, EPL>(kp, koff + (int64_t)u * hd + lane * EPL, kf[u]);
                     else
 #pragma unroll
                         for (int e = 0; e < EPL; e++) kf[u][e] = 0.f;
@@ -183,7 +236,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 4)
                 for (int g = 0; g < G; g++) {
                     const float *qg = qs + g * hd;
                     float d = 0.f;
-                    for (int e = lane; e < hd; e += 32) d = fmaf(qg[e], elk_ld<KT>(kc, koff + e), d);
+                    for (int e = lane; e < hd; e += 32) d = fmaf(qg[e], elk_ld<KT>(kp, koff + e), d);
                     d = elk_warp_sum(d);
                     if (lane == 0) S[g * ATT_BLK + jj] = d;
                 }
@@ -220,12 +273,12 @@ __global__ void __launch_bounds__(ATT_THREADS, 4)
             float a[8];
 #pragma unroll
             for (int u = 0; u < 8; u++) a[u] = 0.f;
-            const int64_t voff = base + j0 * hd + d;
+            const int64_t voff = row0 + d;
             int jj = 0;
             for (; jj + 4 <= nb; jj += 4) {
                 float v[4];
 #pragma unroll
-                for (int q4 = 0; q4 < 4; q4++) v[q4] = elk_ld<KT>(vc, voff + (int64_t)(jj + q4) * hd);
+                for (int q4 = 0; q4 < 4; q4++) v[q4] = elk_ld<KT>(vp, voff + (int64_t)(jj + q4) * hd);
 #pragma unroll
                 for (int u = 0; u < 8; u++) {
                     const int g = g0 + u * gs;
@@ -236,7 +289,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 4)
                 }
             }
             for (; jj < nb; jj++) {
-                float v = elk_ld<KT>(vc, voff + (int64_t)jj * hd);
+                float v = elk_ld<KT>(vp, voff + (int64_t)jj * hd);
 #pragma unroll
                 for (int u = 0; u < 8; u++) {
                     const int g = g0 + u * gs;
@@ -253,19 +306,19 @@ __global__ void __launch_bounds__(ATT_THREADS, 4)
             const int g = i / hd, d = i - g * hd;
             const float *Pg = S + g * ATT_BLK;
             float a = acc[i] * alpha[g];
-            const int64_t voff = base + j0 * hd + d;
+            const int64_t voff = row0 + d;
             int jj = 0;
             for (; jj + 4 <= nb; jj += 4) {
-                float v0 = elk_ld<KT>(vc, voff + (int64_t)(jj + 0) * hd);
-                float v1 = elk_ld<KT>(vc, voff + (int64_t)(jj + 1) * hd);
-                float v2 = elk_ld<KT>(vc, voff + (int64_t)(jj + 2) * hd);
-                float v3 = elk_ld<KT>(vc, voff + (int64_t)(jj + 3) * hd);
+                float v0 = elk_ld<KT>(vp, voff + (int64_t)(jj + 0) * hd);
+                float v1 = elk_ld<KT>(vp, voff + (int64_t)(jj + 1) * hd);
+                float v2 = elk_ld<KT>(vp, voff + (int64_t)(jj + 2) * hd);
+                float v3 = elk_ld<KT>(vp, voff + (int64_t)(jj + 3) * hd);
                 a = fmaf(Pg[jj], v0, a);
                 a = fmaf(Pg[jj + 1], v1, a);
                 a = fmaf(Pg[jj + 2], v2, a);
                 a = fmaf(Pg[jj + 3], v3, a);
             }
-            for (; jj < nb; jj++) a = fmaf(Pg[jj], elk_ld<KT>(vc, voff + (int64_t)jj * hd), a);
+            for (; jj < nb; jj++) a = fmaf(Pg[jj], elk_ld<KT>(vp, voff + (int64_t)jj * hd), a);
             acc[i] = a;
         }
         __syncthreads();
@@ -318,29 +371,49 @@ __global__ void k_attn_combine(int n_head, int hd, const int32_t *__restrict__ p
     }
 }
 
-template <int KT, int EPL>
+template <int KT, int EPL, bool STG>
 static cudaError_t attn_launch(cudaStream_t st, dim3 grid, size_t smem, const float *q, int n_head, int n_head_kv,
                                int hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
                                int64_t cap, float scale, float *out, int n_split, int64_t chunk, float *part) {
     if (smem > 48 * 1024) {
-        cudaError_t e = cudaFuncSetAttribute(k_attn<KT, EPL>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t e =
+            cudaFuncSetAttribute(k_attn<KT, EPL, STG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    k_attn<KT, EPL><<<grid, ATT_THREADS, smem, st>>>(q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out,
-                                                     n_split, chunk, part);
+    k_attn<KT, EPL, STG><<<grid, ATT_THREADS, smem, st>>>(q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale,
+                                                          out, n_split, chunk, part);
     return cudaGetLastError();
 }
 
 template <int KT>
-static cudaError_t attn_kt(cudaStream_t st, dim3 grid, size_t smem, const float *q, int n_head, int n_head_kv,
-                           int hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
-                           int64_t cap, float scale, float *out, int n_split, int64_t chunk, float *part) {
+static cudaError_t attn_kt(cudaStream_t st, dim3 grid, const float *q, int n_head, int n_head_kv, int hd,
+                           const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, int64_t cap,
+                           float scale, float *out, int n_split, int64_t chunk, float *part) {
+    const int G = n_head / n_head_kv;
+    const size_t esz = KT == ELK_F32 ? 4 : 2;
+    size_t smem = elk_attention_smem(n_head, n_head_kv, hd);
+    /* staged path: hd 32/64/128 with rows of at most 256 bytes and the one-V-load P V path */
+    const bool stg_shape = elk_attn_stage_mode == 0 && (hd == 32 || hd == 64 || hd == 128) && hd * esz <= 256 &&
+                           G <= 8 * (ATT_THREADS / hd);
+    if (stg_shape) {
+        size_t smem_stg = att_float_bytes(G, hd) + 4 * (size_t)ATT_BLK * hd * esz;
+        int dev = 0, optin = 0;
+        cudaGetDevice(&dev);
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+        if (smem_stg <= (size_t)optin) {
+            switch (hd) {
+            case 32: return attn_launch<KT, 1, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+            case 64: return attn_launch<KT, 2, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+            default: return attn_launch<KT, 4, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+            }
+        }
+    }
     switch (hd) {
-    case 32: return attn_launch<KT, 1>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-    case 64: return attn_launch<KT, 2>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-    case 128: return attn_launch<KT, 4>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-    case 256: return attn_launch<KT, 8>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-    default: return attn_launch<KT, 0>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    case 32: return attn_launch<KT, 1, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    case 64: return attn_launch<KT, 2, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    case 128: return attn_launch<KT, 4, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    case 256: return attn_launch<KT, 8, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    default: return attn_launch<KT, 0, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
     }
 }
 
@@ -351,14 +424,13 @@ cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_
     if (n_tok <= 0) return cudaSuccess;
     if (n_tok > 0x7fffffff || n_head_kv > 65535 || n_split > 65535 || n_split < 1) return cudaErrorInvalidValue;
     dim3 grid((unsigned)n_tok, (unsigned)n_head_kv, (unsigned)n_split);
-    size_t smem = elk_attention_smem(n_head, n_head_kv, head_dim);
     cudaError_t e;
     if (kv_t == ELK_F32)
-        e = attn_kt<ELK_F32>(st, grid, smem, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+        e = attn_kt<ELK_F32>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
     else if (kv_t == ELK_F16)
-        e = attn_kt<ELK_F16>(st, grid, smem, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+        e = attn_kt<ELK_F16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
     else
-        e = attn_kt<ELK_BF16>(st, grid, smem, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+        e = attn_kt<ELK_BF16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
     if (e != cudaSuccess || n_split == 1) return e;
     k_attn_combine<<<(unsigned)(n_tok * n_head), 128, 0, st>>>((int)n_head, (int)head_dim, pos, cap, n_split, chunk,
                                                               part, out);

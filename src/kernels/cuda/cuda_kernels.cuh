@@ -50,7 +50,10 @@ cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_
                           int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
                           const void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
                           int64_t chunk, float *part);
-/* Shared memory the attention kernel needs (bytes); the backend checks it against the device limit. */
+/* Shared memory the attention kernel needs (bytes); the backend checks it against the device limit.
+ * (hd 32/64/128 may use a larger staged variant, chosen only when it fits.) */
+/* elk_attn_stage_mode: 0 = cp.async-staged K/V blocks where they apply, 1 = never (tests compare). */
+extern "C" int elk_attn_stage_mode;
 size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim);
 
 #endif

@@ -32,7 +32,7 @@
 
 /* Kernel choice for BF16 weights (benchmarks compare the two): 0 = tensor cores for m >= 2,
  * 1 = never tensor cores, 2 = tensor cores for every m. */
-extern "C" int elk_gemv_tc_mode = 0;
+int elk_gemv_tc_mode = 0;
 
 static __device__ __forceinline__ uint4 ldg_stream(const void *p) {
     uint4 r;
