@@ -13,7 +13,7 @@
 #ifndef EDGELLM_MODEL_H
 #define EDGELLM_MODEL_H
 
-#include "edgellm/edgellm.h"
+#include "edgellm/common.h"
 
 #ifdef __cplusplus
 extern "C" {

@@ -19,7 +19,9 @@
 #ifndef EDGELLM_RUNTIME_H
 #define EDGELLM_RUNTIME_H
 
-#include "edgellm/edgellm.h"
+#include "edgellm/common.h"
+#include "edgellm/model.h"
+#include "edgellm/tokenizer.h"
 
 #ifdef __cplusplus
 extern "C" {

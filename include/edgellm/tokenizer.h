@@ -14,7 +14,7 @@
 #ifndef EDGELLM_TOKENIZER_H
 #define EDGELLM_TOKENIZER_H
 
-#include "edgellm/edgellm.h"
+#include "edgellm/common.h"
 
 #ifdef __cplusplus
 extern "C" {
