@@ -328,7 +328,7 @@ ENGINE = [
     ("err_none_length", "{{ none | length }}", None),
     ("err_cmp", "{{ 'a' < 1 }}", None),
     ("err_join_int", "{{ ' '.join(['a', 1]) }}", None),
-    ("x_long_concat", "{% set a = 'x' * 2000 %}{% set b = a + 'B' %}{% set c = a + 'C' %}{% set d = b + 'D' %}{% set e = a ~ 'E' %}{{ a | length }} {{ b[-3:] }} {{ c[-3:] }} {{ d[-3:] }} {{ e[-2:] }} {{ b | length }} {{ (b + 'Q')[-2:] }} {{ b[-2:] }}{% set ns = namespace(s='') %}{% for i in range(300) %}{% set ns.s = ns.s + 'abcdefghij' ~ i %}{% set t = ns.s ~ '!' %}{% endfor %} {{ ns.s | length }} {{ ns.s[-20:] }} {{ t[-3:] }}", None),
+    ("x_long_concat", "{% set a = 'x' * 2000 %}{% set b = a + 'B' %}{% set c = a + 'C' %}{% set d = b + 'D' %}{% set e = a ~ 'E' %}{{ a | length }} {{ b[-3:] }} {{ c[-3:] }} {{ d[-3:] }} {{ e[-2:] }} {{ b | length }} {{ (b + 'Q')[-2:] }} {{ b[-2:] }}{% set ns = namespace(s='') %}{% for i in range(300) %}{% set ns.s = ns.s + 'abcdefghij' ~ i %}{% set t = ns.s ~ '!' %}{% if loop.last %}{{ t[-3:] }}{% endif %}{% endfor %} {{ ns.s | length }} {{ ns.s[-20:] }}", None),
     # errors
     ("err_str_plus_int", "{{ 'a' + 1 }}", None),
     ("err_undefined_attr", "{{ nothing.attr }}", None),
