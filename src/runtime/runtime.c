@@ -11,6 +11,7 @@
  */
 #include "backend/backend.h"
 #include "engine/engine.h"
+#include "runtime/runtime_internal.h"
 #include "runtime/sampler.h"
 
 #include "edgellm/model.h"
@@ -67,6 +68,9 @@ struct edgellm_runtime {
     edgellm_tokenizer *tok;
     edgellm_chat_template *tmpl;
     edgellm_metrics metrics;
+    el_tap_fn tap;
+    void *tap_user;
+    float *tap_buf; /* host copy for device backends, (ubatch, max(n_ff, n_head*head_dim, n_embd)) */
     bool use_graphs; /* capture decode steps (backends with graph support; EDGELLM_NO_GRAPHS=1 disables) */
 };
 
@@ -188,6 +192,7 @@ void edgellm_runtime_free(edgellm_runtime *rt) {
     el_free(rt->sel_host);
     el_free(rt->logits_host);
     el_free(rt->rngs);
+    el_free(rt->tap_buf);
     el_sampler_scratch_free(&rt->samp);
     edgellm_tokenizer_free(rt->tok);
     edgellm_chat_template_free(rt->tmpl);
@@ -356,6 +361,29 @@ edgellm_status edgellm_runtime_kv_clear(edgellm_runtime *rt, int32_t slot, int32
 
 /* ---- forward -------------------------------------------------------------------------------------- */
 
+void el_runtime_set_tap(edgellm_runtime *rt, el_tap_fn fn, void *user) {
+    rt->tap = fn;
+    rt->tap_user = user;
+}
+
+static edgellm_status tap(edgellm_runtime *rt, int64_t layer, el_tap_point pt, const float *x, int64_t n, int64_t cols) {
+    if (!rt->tap) return EDGELLM_STATUS_OK;
+    if (!strcmp(rt->prof.backend, "cpu")) {
+        rt->tap(rt->tap_user, layer, pt, x, n, cols);
+        return EDGELLM_STATUS_OK;
+    }
+    if (!rt->tap_buf) {
+        int64_t w = rt->hp.n_ff;
+        if (rt->hp.n_head * rt->hp.head_dim > w) w = rt->hp.n_head * rt->hp.head_dim;
+        if (rt->hp.n_embd > w) w = rt->hp.n_embd;
+        rt->tap_buf = el_malloc((size_t)(rt->ubatch * w) * sizeof(float));
+        if (!rt->tap_buf) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory for the activation tap");
+    }
+    EL_TRY(rt->be->iface.download(rt->be, rt->tap_buf, x, (size_t)(n * cols) * sizeof(float)));
+    rt->tap(rt->tap_user, layer, pt, rt->tap_buf, n, cols);
+    return EDGELLM_STATUS_OK;
+}
+
 /* Runs the decoder over n entries already uploaded to ids/pos/slot_dev; leaves the final hidden
  * states (before the output norm) in rt->x. */
 static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max_pos) {
@@ -369,6 +397,7 @@ static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const layer_w *L = &rt->layers[l];
         EL_TRY(B->rmsnorm(be, rt->x, L->attn_norm, L->nt, n, E, eps, rt->h));
+        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_ATTN_IN, rt->h, n, E));
         EL_TRY(B->matmul(be, rt->h, n, E, L->q, L->wt, Hq * D, L->q_b, rt->q, Hq * D));
         EL_TRY(B->matmul(be, rt->h, n, E, L->k, L->wt, Hk * D, L->k_b, rt->k, Hk * D));
         EL_TRY(B->matmul(be, rt->h, n, E, L->v, L->wt, Hk * D, L->v_b, rt->v, Hk * D));
@@ -378,16 +407,23 @@ static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max
         }
         EL_TRY(B->rope(be, rt->q, n, Hq, D, rt->n_rot, rt->pos_dev, rt->inv_freq_dev, rt->attn_scale));
         EL_TRY(B->rope(be, rt->k, n, Hk, D, rt->n_rot, rt->pos_dev, rt->inv_freq_dev, rt->attn_scale));
+        if (rt->tap) {
+            EL_TRY(tap(rt, l, EL_TAP_K, rt->k, n, Hk * D));
+            EL_TRY(tap(rt, l, EL_TAP_V, rt->v, n, Hk * D));
+        }
         EL_TRY(B->kv_store(be, rt->k, rt->v, n, Hk, D, rt->slot_dev, rt->pos_dev, L->k_cache, L->v_cache, rt->kv_t,
                            rt->kv_cap));
         EL_TRY(B->attention(be, rt->q, n, Hq, Hk, D, rt->slot_dev, rt->pos_dev, max_pos, L->k_cache, L->v_cache,
                             rt->kv_t, rt->kv_cap, scale, rt->att));
+        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_O_IN, rt->att, n, Hq * D));
         EL_TRY(B->matmul(be, rt->att, n, Hq * D, L->o, L->wt, E, L->o_b, rt->h, E));
         EL_TRY(B->add(be, rt->x, rt->h, n * E));
         EL_TRY(B->rmsnorm(be, rt->x, L->ffn_norm, L->nt, n, E, eps, rt->h));
+        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_MLP_IN, rt->h, n, E));
         EL_TRY(B->matmul(be, rt->h, n, E, L->gate, L->wt, F, L->gate_b, rt->g, F));
         EL_TRY(B->matmul(be, rt->h, n, E, L->up, L->wt, F, L->up_b, rt->u, F));
         EL_TRY(B->swiglu(be, rt->g, rt->u, rt->g, n * F));
+        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_DOWN_IN, rt->g, n, F));
         EL_TRY(B->matmul(be, rt->g, n, F, L->down, L->wt, E, L->down_b, rt->h, E));
         EL_TRY(B->add(be, rt->x, rt->h, n * E));
     }
@@ -474,7 +510,7 @@ edgellm_status edgellm_runtime_eval(edgellm_runtime *rt, const edgellm_batch *b,
         EL_TRY(be->iface.upload(be, rt->slot_dev, b->slot + c0, (size_t)n * 4));
         for (int64_t i = 0; i < n; i++) rt->seq_len[b->slot[c0 + i]] = b->pos[c0 + i] + 1;
         if (be->iface.graph_begin && logits_out && n_sel == n && n == b->n_tokens &&
-            n <= rt->prof.max_batch_size && n <= LOGIT_ROWS_MAX && rt->use_graphs) {
+            n <= rt->prof.max_batch_size && n <= LOGIT_ROWS_MAX && rt->use_graphs && !rt->tap) {
             EL_TRY(eval_graph(rt, n, logits_out));
             continue;
         }
