@@ -75,6 +75,18 @@ edgellm_status tk_model_prepare(tk_model *m) {
         snprintf(name, sizeof name, "<0x%02X>", i);
         m->byte_ids[i] = tk_map_get(&m->vocab, name, 6);
     }
+    if (m->type == TK_MODEL_BPE && !m->ignore_merges && !m->prefix && !m->suffix) {
+        m->split_meta = tk_map_get(&m->vocab, "\xE2\x96\x81", 3) >= 0; /* else unknown runs could fuse across */
+        for (size_t i = 0; i < m->vocab.n && m->split_meta; i++) {
+            const char *k = tk_map_key(&m->vocab, i);
+            uint32_t kl = m->vocab.e[i].klen;
+            for (uint32_t j = 1; j + 3 <= kl; j++)
+                if (!memcmp(k + j, "\xE2\x96\x81", 3) && !(j >= 3 && !memcmp(k + j - 3, "\xE2\x96\x81", 3))) {
+                    m->split_meta = false;
+                    break;
+                }
+        }
+    }
     if (m->type == TK_MODEL_BPE) {
         m->cache = el_calloc(TK_CACHE_SLOTS, sizeof *m->cache);
         if (!m->cache) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
@@ -252,8 +264,8 @@ static edgellm_status bpe_word(const tk_model *m, bpe_scratch *sc, const char *w
 
 static _Thread_local bpe_scratch t_scratch;
 
-static edgellm_status bpe_tokenize(const tk_model *m, const char *s, size_t len, int32_t **ids, size_t *n,
-                                   size_t *cap) {
+static edgellm_status bpe_tokenize_word(const tk_model *m, const char *s, size_t len, int32_t **ids, size_t *n,
+                                        size_t *cap) {
     if (m->ignore_merges) {
         int32_t id = tk_map_get(&m->vocab, s, len);
         if (id >= 0) return tk_ids_push(ids, n, cap, id);
@@ -296,6 +308,20 @@ static edgellm_status bpe_tokenize(const tk_model *m, const char *s, size_t len,
         pthread_mutex_unlock(&mm->cache_lock);
     }
     return EDGELLM_STATUS_OK;
+}
+
+/* Cuts before every U+2581 that follows a character other than U+2581 when no merge can span it. */
+static edgellm_status bpe_tokenize(const tk_model *m, const char *s, size_t len, int32_t **ids, size_t *n,
+                                   size_t *cap) {
+    if (!m->split_meta) return bpe_tokenize_word(m, s, len, ids, n, cap);
+    size_t start = 0;
+    for (size_t i = 1; i + 3 <= len; i++) {
+        if (memcmp(s + i, "\xE2\x96\x81", 3)) continue;
+        if (i >= 3 && !memcmp(s + i - 3, "\xE2\x96\x81", 3)) continue;
+        EL_TRY(bpe_tokenize_word(m, s + start, i - start, ids, n, cap));
+        start = i;
+    }
+    return bpe_tokenize_word(m, s + start, len - start, ids, n, cap);
 }
 
 /* ---- WordPiece ---------------------------------------------------------------------------------- */

@@ -208,6 +208,8 @@ typedef struct tk_model {
     bool fuse_unk, byte_fallback, ignore_merges;
     char *prefix, *suffix; /* continuing_subword_prefix / end_of_word_suffix (NULL = none) */
     int32_t byte_ids[256];  /* <0xXX> ids, -1 if absent */
+    bool split_meta;        /* no vocab token has U+2581 right after another char: words may be cut
+                             * before each U+2581 that follows another char without changing the result */
     /* WordPiece */
     int64_t max_input_chars_per_word;
     /* Unigram */
