@@ -28,7 +28,8 @@ int main(void) {
 
 static el_backend *be;
 static double g_copy_gbs;
-extern int elk_gemv_tc_mode; /* src/kernels/cuda/gemv.cu */
+extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu */
+extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu */
 
 #define CK(x)                                                                                          \
     do {                                                                                               \
@@ -263,7 +264,10 @@ static void bench_gemm(void) {
 
 static void bench_attention(void) {
     const int64_t nh = 32, nkv = 8, hd = 128, cap = 8192;
-    for (int64_t batch = 1; batch <= 8; batch *= 8) {
+    for (int it = 0; it < 4; it++) {
+        const int64_t batch = it & 1 ? 8 : 1;
+        const int mode = it >> 1; /* 0: cp.async-staged kernel, 1: direct loads */
+        elk_attn_stage_mode = mode;
         size_t cbytes = (size_t)(batch * nkv * cap * hd * 2);
         void *kc, *vc;
         float *q, *out;
@@ -281,7 +285,7 @@ static void bench_attention(void) {
         OK(be->iface.alloc(be, 32, (void **)&pos));
         OK(be->iface.upload(be, slot, hs, 32));
         OK(be->iface.upload(be, pos, hp, 32));
-        int key = 5000 + (int)batch;
+        int key = 5000 + (int)batch + 100 * mode;
         OK(be->iface.graph_begin(be, key));
         for (int c = 0; c < 20; c++)
             OK(be->iface.attention(be, q, batch, nh, nkv, hd, slot, pos, (int32_t)cap - 1, kc, vc, EL_DTYPE_BF16, cap,
@@ -298,12 +302,13 @@ static void bench_attention(void) {
         }
         double ms = median(t, 7);
         double gbs = 2.0 * (double)cbytes / (ms * 1e-3) / 1e9;
-        printf("attn  decode batch %lld, 32/8 heads, hd 128, bf16 cache, %lld positions: %.2f us, %.0f GB/s of K+V "
+        printf("attn  decode batch %lld, 32/8 heads, hd 128, bf16 cache, %lld positions, %s: %.2f us, %.0f GB/s of K+V "
                "(%.1f%% of copy)\n",
-               (long long)batch, (long long)cap, ms * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
+               (long long)batch, (long long)cap, mode ? "direct" : "staged", ms * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
         be->iface.dealloc(be, kc), be->iface.dealloc(be, vc), be->iface.dealloc(be, q), be->iface.dealloc(be, out);
         be->iface.dealloc(be, slot), be->iface.dealloc(be, pos);
     }
+    elk_attn_stage_mode = 0;
 }
 
 int main(int argc, char **argv) {

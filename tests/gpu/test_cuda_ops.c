@@ -10,7 +10,8 @@
 #include "test.h"
 
 static el_backend *be;
-extern int elk_gemv_tc_mode; /* src/kernels/cuda/gemv.cu: 0 auto, 1 never tensor cores, 2 always (bf16) */
+extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu: 0 auto, 1 never tensor cores, 2 always (bf16) */
+extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where it applies, 1 never */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static float frand(void) { /* uniform [-1, 1) */
@@ -224,7 +225,11 @@ static void test_attention(void) {
         {"prefill 300 tok, 16/8 heads, hd 128, cap 512", 300, 16, 8, 128, 512, 1, EL_DTYPE_F16, 1},
         {"prefill 33 tok, 6/3 heads, hd 96 (generic), cap 64", 33, 6, 3, 96, 64, 1, EL_DTYPE_BF16, 1},
     };
-    for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attention(&cases[i]);
+    for (int mode = 1; mode >= 0; mode--) { /* 1: direct loads only, 0: cp.async-staged where it applies */
+        elk_attn_stage_mode = mode;
+        printf("attention kernels: %s\n", mode ? "unstaged" : "staged where applicable");
+        for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) run_attention(&cases[i]);
+    }
 }
 
 static void test_swiglu_add(void) {
