@@ -1055,30 +1055,96 @@ static const char *memrfind(const char *h, size_t hn, const char *nd, size_t nn)
     return NULL;
 }
 
-/* case mapping; mode 0 lower, 1 upper, 2 python title, 3 capitalize, 4 swapcase */
+/* ---- Python's full case mapping (SpecialCasing) on top of utf8proc's simple mapping ---------------- */
+static bool cp_cased(int32_t cp) {
+    utf8proc_category_t cat = utf8proc_category(cp);
+    return cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT;
+}
+static bool cp_case_ignorable(int32_t cp) {
+    utf8proc_category_t cat = utf8proc_category(cp);
+    return cat == UTF8PROC_CATEGORY_MN || cat == UTF8PROC_CATEGORY_ME || cat == UTF8PROC_CATEGORY_CF ||
+           cat == UTF8PROC_CATEGORY_LM || cat == UTF8PROC_CATEGORY_SK || cp == '\'' || cp == '.' || cp == ':' ||
+           cp == 0xb7 || cp == 0x2019;
+}
+/* Python's final-sigma rule for U+03A3 at byte offset i of p[0..n) */
+static bool final_sigma(const char *p, size_t n, size_t i, size_t len) {
+    bool before = false, after = false;
+    for (size_t k = i; k > 0;) {
+        size_t st = k - 1;
+        while (st > 0 && ((unsigned char)p[st] & 0xc0) == 0x80) st--;
+        size_t l;
+        int32_t cp = u8_dec(p + st, k - st, &l);
+        k = st;
+        if (cp_case_ignorable(cp)) continue;
+        before = cp_cased(cp);
+        break;
+    }
+    for (size_t k = i + len; k < n;) {
+        size_t l;
+        int32_t cp = u8_dec(p + k, n - k, &l);
+        k += l;
+        if (cp_case_ignorable(cp)) continue;
+        after = cp_cased(cp);
+        break;
+    }
+    return before && !after;
+}
+/* Characters whose full upper/title mapping is several code points and that are not handled below. */
+static bool special_upper_unhandled(int32_t cp) {
+    return cp == 0x01f0 || cp == 0x0390 || cp == 0x03b0 || cp == 0x0587 || (cp >= 0x1e96 && cp <= 0x1e9a) ||
+           cp == 0x1f50 || cp == 0x1f52 || cp == 0x1f54 || cp == 0x1f56 || (cp >= 0x1f80 && cp <= 0x1faf) ||
+           (cp >= 0x1fb2 && cp <= 0x1fb4) || cp == 0x1fb6 || cp == 0x1fb7 || cp == 0x1fbc ||
+           (cp >= 0x1fc2 && cp <= 0x1fc4) || cp == 0x1fc6 || cp == 0x1fc7 || cp == 0x1fcc || cp == 0x1fd2 ||
+           cp == 0x1fd3 || cp == 0x1fd6 || cp == 0x1fd7 || (cp >= 0x1fe2 && cp <= 0x1fe4) || cp == 0x1fe6 ||
+           cp == 0x1fe7 || (cp >= 0x1ff2 && cp <= 0x1ff4) || cp == 0x1ff6 || cp == 0x1ff7 || cp == 0x1ffc ||
+           (cp >= 0xfb13 && cp <= 0xfb17);
+}
+/* appends the upper (title=false) or title case of cp */
+static edgellm_status put_upper(el_buf *b, int32_t cp, bool title) {
+    static const struct {
+        int32_t cp;
+        const char *up, *ti;
+    } sp[] = {{0xdf, "SS", "Ss"},         {0xfb00, "FF", "Ff"},   {0xfb01, "FI", "Fi"}, {0xfb02, "FL", "Fl"},
+              {0xfb03, "FFI", "Ffi"},     {0xfb04, "FFL", "Ffl"}, {0xfb05, "ST", "St"}, {0xfb06, "ST", "St"},
+              {0x149, "\xca\xbcN", "\xca\xbcN"}};
+    for (size_t k = 0; k < sizeof sp / sizeof sp[0]; k++)
+        if (sp[k].cp == cp) return el_buf_append_str(b, title ? sp[k].ti : sp[k].up);
+    if (special_upper_unhandled(cp))
+        return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: full case mapping of U+%04X is not supported", (unsigned)cp);
+    return buf_cp(b, title ? utf8proc_totitle(cp) : utf8proc_toupper(cp));
+}
+/* appends the lower case of the char cp at byte i (length len) of p[0..n) */
+static edgellm_status put_lower(el_buf *b, const char *p, size_t n, size_t i, size_t len, int32_t cp) {
+    if (cp == 0x130) return el_buf_append_str(b, "i\xcc\x87");
+    if (cp == 0x3a3) return buf_cp(b, final_sigma(p, n, i, len) ? 0x3c2 : 0x3c3);
+    return buf_cp(b, utf8proc_tolower(cp));
+}
+
+/* case mapping as Python's str methods; mode 0 lower, 1 upper, 2 title, 3 capitalize, 4 swapcase */
 static edgellm_status case_map(ctx *c, jj_val s, int mode, jj_val *out) {
     el_buf b = {0};
     edgellm_status st = OK;
     bool prev_cased = false;
-    size_t idx = 0;
-    for (size_t i = 0; i < s.u.s.n && st >= 0; idx++) {
+    const char *p = s.u.s.p;
+    size_t n = s.u.s.n;
+    for (size_t i = 0; i < n && st >= 0;) {
         size_t l;
-        int32_t cp = u8_dec(s.u.s.p + i, s.u.s.n - i, &l);
-        int32_t r = cp;
-        if (mode == 0) r = utf8proc_tolower(cp);
-        else if (mode == 1) r = utf8proc_toupper(cp);
-        else if (mode == 2) {
-            r = prev_cased ? utf8proc_tolower(cp) : utf8proc_totitle(cp);
+        int32_t cp = u8_dec(p + i, n - i, &l);
+        switch (mode) {
+        case 0: st = put_lower(&b, p, n, i, l, cp); break;
+        case 1: st = put_upper(&b, cp, false); break;
+        case 2:
+            st = prev_cased ? put_lower(&b, p, n, i, l, cp) : put_upper(&b, cp, true);
+            prev_cased = cp_cased(cp);
+            break;
+        case 3: st = i == 0 ? put_upper(&b, cp, true) : put_lower(&b, p, n, i, l, cp); break;
+        default: {
             utf8proc_category_t cat = utf8proc_category(cp);
-            prev_cased = cat == UTF8PROC_CATEGORY_LU || cat == UTF8PROC_CATEGORY_LL || cat == UTF8PROC_CATEGORY_LT;
-        } else if (mode == 3) r = idx == 0 ? utf8proc_totitle(cp) : utf8proc_tolower(cp);
-        else if (mode == 4) {
-            int32_t u = utf8proc_toupper(cp);
-            r = u != cp ? u : utf8proc_tolower(cp);
+            if (cat == UTF8PROC_CATEGORY_LU) st = put_lower(&b, p, n, i, l, cp);
+            else if (cat == UTF8PROC_CATEGORY_LL) st = put_upper(&b, cp, false);
+            else st = buf_cp(&b, cp);
         }
-        if (r == 0x1e9e && mode == 1) r = cp;
-        if (cp == 0xdf && (mode == 1 || (mode == 2 && idx == 0))) st = el_buf_append_str(&b, mode == 1 ? "SS" : "Ss");
-        else st = buf_cp(&b, r);
+        }
         i += l;
     }
     if (st >= 0) *out = buf_to_val(c, &b);
@@ -1634,7 +1700,7 @@ static const char *const k_filters[] = {
     "trim", "tojson", "length", "count", "items", "selectattr", "rejectattr", "select", "reject", "map", "join",
     "list", "first", "last", "lower", "upper", "title", "capitalize", "replace", "default", "d", "string", "int",
     "float", "abs", "round", "reverse", "sort", "unique", "safe", "indent", "wordcount", "e", "escape", "min",
-    "max", "sum", "dictsort", "attr", "format", "center", "batch", "forceescape", "striptags", "truncate", NULL};
+    "max", "sum", "dictsort", "attr", "format", "center", "forceescape", NULL};
 static const char *const k_tests[] = {
     "defined", "undefined", "none", "string", "number", "integer", "float", "mapping", "iterable", "sequence",
     "boolean", "true", "false", "callable", "equalto", "eq", "==", "ne", "!=", "lt", "<", "le", "<=", "gt", ">",
@@ -2212,9 +2278,9 @@ static edgellm_status apply_filter_(ctx *c, const char *f, jj_val v, args *a, jj
             size_t l;
             int32_t cp = u8_dec(s.u.s.p + i, s.u.s.n - i, &l);
             utf8proc_category_t cat = utf8proc_category(cp);
+            /* Python's \w: alphanumeric (L*, N*) or '_' */
             bool w = cp == '_' || (cat >= UTF8PROC_CATEGORY_LU && cat <= UTF8PROC_CATEGORY_LO) ||
-                     (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO) || cat == UTF8PROC_CATEGORY_MN ||
-                     cat == UTF8PROC_CATEGORY_MC;
+                     (cat >= UTF8PROC_CATEGORY_ND && cat <= UTF8PROC_CATEGORY_NO);
             if (w && !in) cnt++;
             in = w;
             i += l;
@@ -2697,6 +2763,8 @@ static edgellm_status lookup_name(ctx *c, scope *s, const char *name, jj_val *ou
         return OK;
     }
     static const char *const globals[] = {"raise_exception", "strftime_now", "namespace", "range", "dict", NULL};
+    static const char *const unsupported[] = {"cycler", "joiner", "lipsum", NULL};
+    if (in_names(unsupported, name)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: global '%s' is not supported", name);
     if (in_names(globals, name)) {
         *out = vfunc(c, name, k_undef);
         return OK;
