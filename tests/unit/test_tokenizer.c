@@ -674,6 +674,14 @@ static void test_cli(void) {
     CHECK_OK(el_read_file(out, 0, &o, &ol));
     CHECK(o && !strcmp(o, "{\"text\": \"Hello w\xef\xbf\xbd\xef\xbf\xbd\"}\n{\"text\": \"\"}\n"));
     el_free(o);
+    /* "\u0000" survives the JSON layer (HF: [64, 188, 65]) */
+    const char *nul = "{\"text\": \"a\\u0000b\"}\n";
+    el_write_file(in, nul, strlen(nul));
+    snprintf(cmd, sizeof cmd, "'%s' tokenize --tokenizer fixtures/models/sotu-qwen3 < '%s' > '%s'", cli, in, out);
+    CHECK(sh(cmd));
+    CHECK_OK(el_read_file(out, 0, &o, &ol));
+    CHECK(o && !strcmp(o, "{\"ids\": [64, 188, 65]}\n"));
+    el_free(o);
     /* malformed line -> error naming the line, exit 1 */
     const char *bad = "{\"text\": \"ok\"}\n{\"text\": \"broken\n";
     el_write_file(in, bad, strlen(bad));

@@ -6,6 +6,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 static void json_escape(FILE *f, const char *s, size_t n) {
     fputc('"', f);
@@ -28,6 +29,55 @@ static void json_escape(FILE *f, const char *s, size_t n) {
     }
     fwrite(s + run, 1, n - run, f);
     fputc('"', f);
+}
+
+/* cJSON strings are NUL-terminated, so "\u0000" would cut the text. When the line holds no U+10FFFF,
+ * each "\u0000" escape is rewritten to the escape of U+10FFFF before parsing and mapped back to a NUL
+ * byte afterwards. Returns the rewritten line (malloc) or NULL when nothing needs rewriting. */
+static const char k_sentinel[] = "\xF4\x8F\xBF\xBF";
+
+static bool has_sentinel_escape(const char *s, size_t n) {
+    for (size_t i = 0; i + 6 <= n; i++)
+        if (s[i] == '\\' && (s[i + 1] == 'u' || s[i + 1] == 'U') && !strncasecmp(s + i + 2, "dbff", 4)) return true;
+    return memmem(s, n, k_sentinel, 4) != NULL;
+}
+
+static char *protect_nuls(const char *line, size_t len, size_t *out_len) {
+    if (!memmem(line, len, "\\u0000", 6) || has_sentinel_escape(line, len)) return NULL;
+    char *out = malloc(len * 2 + 1);
+    if (!out) return NULL;
+    size_t k = 0;
+    for (size_t i = 0; i < len; i++) {
+        if (line[i] == '\\' && i + 1 < len) {
+            if (line[i + 1] == 'u' && i + 6 <= len && !memcmp(line + i + 2, "0000", 4)) {
+                memcpy(out + k, "\\udbff\\udfff", 12);
+                k += 12;
+                i += 5;
+            } else {
+                out[k++] = line[i++];
+                out[k++] = line[i];
+            }
+            continue;
+        }
+        out[k++] = line[i];
+    }
+    out[k] = 0;
+    *out_len = k;
+    return out;
+}
+
+/* Maps the sentinels back to NUL bytes in place; returns the new length. */
+static size_t restore_nuls(char *s, size_t n) {
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (i + 4 <= n && !memcmp(s + i, k_sentinel, 4)) {
+            s[k++] = 0;
+            i += 3;
+        } else {
+            s[k++] = s[i];
+        }
+    }
+    return k;
 }
 
 static int tok_usage(const char *cmd, FILE *f, int rc) {
@@ -80,7 +130,11 @@ static int run(int argc, char **argv, bool encode) {
         size_t k = 0;
         while (k < len && (line[k] == ' ' || line[k] == '\t')) k++;
         if (k == len) continue; /* blank line */
-        cJSON *j = cJSON_ParseWithLength(line, len);
+        size_t plen = 0;
+        char *prot = encode ? protect_nuls(line, len, &plen) : NULL;
+        bool nul_protected = prot != NULL;
+        cJSON *j = prot ? cJSON_ParseWithLength(prot, plen) : cJSON_ParseWithLength(line, len);
+        free(prot);
         if (!j || !cJSON_IsObject(j)) {
             fprintf(stderr, "error: line %ld: malformed JSON (expected an object)\n", lineno);
             cJSON_Delete(j);
@@ -96,8 +150,9 @@ static int run(int argc, char **argv, bool encode) {
                 break;
             }
             int32_t *out;
-            size_t n;
-            if (edgellm_tokenizer_encode(tok, t->valuestring, strlen(t->valuestring), flag, &out, &n) != EDGELLM_STATUS_OK) {
+            size_t n, tl = strlen(t->valuestring);
+            if (nul_protected) tl = restore_nuls(t->valuestring, tl);
+            if (edgellm_tokenizer_encode(tok, t->valuestring, tl, flag, &out, &n) != EDGELLM_STATUS_OK) {
                 fprintf(stderr, "error: line %ld: encode: %s\n", lineno, edgellm_last_error());
                 cJSON_Delete(j);
                 rc = 1;
