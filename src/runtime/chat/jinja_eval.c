@@ -55,7 +55,11 @@ typedef struct ctx {
         size_t used, cap;
     } sb[16];
     int sb_next;
+    uint64_t steps; /* loop iterations + macro calls, bounded against runaway templates */
 } ctx;
+
+#define MAX_STEPS 20000000ull
+#define MAX_OUTPUT ((size_t)256 << 20)
 
 typedef struct args {
     jj_val *pos;
@@ -2574,7 +2578,7 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
 /* ---- calls -------------------------------------------------------------------------------------- */
 static edgellm_status call_macro(ctx *c, jj_macro *m, args *a, jj_val *out) {
     const jj_node *n = m->n;
-    if (c->depth > 32) return el_err(EDGELLM_STATUS_LIMIT, "chat template: maximum macro recursion depth exceeded");
+    if (c->depth > 64) return el_err(EDGELLM_STATUS_LIMIT, "chat template: maximum macro recursion depth exceeded");
     scope *s = new_scope(c, m->closure);
     if (!s) return oom();
     int np = n->nitems;
@@ -2987,6 +2991,7 @@ static edgellm_status exec_for(ctx *c, scope *s, const jj_node *n) {
     lv.t = JV_LOOP;
     lv.u.loop = L;
     for (size_t i = 0; i < items->n; i++) {
+        if (++c->steps > MAX_STEPS) return el_err(EDGELLM_STATUS_LIMIT, "chat template: too many loop iterations");
         ls = new_scope(c, s);
         if (!ls) return oom();
         L->i = i;
@@ -3007,10 +3012,13 @@ static edgellm_status exec_for(ctx *c, scope *s, const jj_node *n) {
 static edgellm_status exec(ctx *c, scope *s, const jj_node *n) {
     if (c->a->oom) return oom();
     switch (n->kind) {
-    case JN_TEXT: return el_buf_append(c->out, n->str, n->len);
+    case JN_TEXT:
+        if (c->out->len > MAX_OUTPUT) return el_err(EDGELLM_STATUS_LIMIT, "chat template: output larger than %zu bytes", MAX_OUTPUT);
+        return el_buf_append(c->out, n->str, n->len);
     case JN_OUTPUT: {
         jj_val v;
         EL_TRY(eval(c, s, n->a, &v));
+        if (c->out->len > MAX_OUTPUT) return el_err(EDGELLM_STATUS_LIMIT, "chat template: output larger than %zu bytes", MAX_OUTPUT);
         return to_str(c, v, c->out);
     }
     case JN_BODY: return exec_body(c, s, n);
@@ -3219,7 +3227,7 @@ void el_jinja_sort_numbers(el_jinja_num *nums, size_t n) {
 
 edgellm_status el_jinja_render(const el_jinja *t, const cJSON *vars, const el_jinja_num *nums, size_t nnums, char **out) {
     *out = NULL;
-    jj_arena a = {.limit = (size_t)1 << 30};
+    jj_arena a = {.limit = (size_t)512 << 20};
     el_buf b = {0};
     ctx c = {.a = &a, .out = &b, .nums = nums, .nnums = nnums};
     edgellm_status st = OK;
