@@ -11,6 +11,7 @@
 
 #include <cjson/cJSON.h>
 #include <stdint.h>
+#include <pthread.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -192,6 +193,35 @@ static bool materialize(const golden_tok *g, char *out, size_t cap) {
 static char **g_texts;
 static size_t g_ntexts;
 
+/* concurrent encodes on one shared tokenizer (word cache, scratch buffers) */
+typedef struct thr_arg {
+    const edgellm_tokenizer *t;
+    char **gl;
+    size_t start, step, n, ok, total;
+} thr_arg;
+
+static int32_t *json_ids(const cJSON *a, size_t *n);
+static bool ids_eq(const int32_t *a, size_t na, const int32_t *b, size_t nb);
+
+static void *thr_encode(void *p) {
+    thr_arg *a = p;
+    for (size_t i = a->start; i < a->n; i += a->step) {
+        cJSON *gj = cJSON_Parse(a->gl[i]), *tj = cJSON_Parse(g_texts[i]);
+        if (gj && cJSON_IsString(tj)) {
+            size_t nw, ng;
+            int32_t *want = json_ids(cJSON_GetObjectItem(gj, "ids"), &nw), *got = NULL;
+            a->ok += edgellm_tokenizer_encode(a->t, tj->valuestring, strlen(tj->valuestring), false, &got, &ng) ==
+                         EDGELLM_STATUS_OK && ids_eq(got, ng, want, nw);
+            edgellm_free(got);
+            free(want);
+        }
+        a->total++;
+        cJSON_Delete(gj);
+        cJSON_Delete(tj);
+    }
+    return NULL;
+}
+
 static void test_golden(const golden_tok *g) {
     char dir[1024], gpath[2048], gsrc[512];
     CHECKF(materialize(g, dir, sizeof dir), "%s: cannot materialize fixtures", g->name);
@@ -372,6 +402,20 @@ static void test_golden(const golden_tok *g) {
     }
     CHECKF(fz_enc == (size_t)n_fuzz, "%s: fuzz encode %zu/%d", g->name, fz_enc, n_fuzz);
     CHECKF(fz_stream == 2 * (size_t)n_fuzz, "%s: fuzz stream %zu/%d", g->name, fz_stream, 2 * n_fuzz);
+    /* 4 threads on the same tokenizer, every 7th line */
+    thr_arg ta[4];
+    pthread_t th[4];
+    size_t thr_ok = 0, thr_total = 0;
+    for (int k = 0; k < 4; k++) {
+        ta[k] = (thr_arg){t, gl, (size_t)k * 7, 28, ng, 0, 0};
+        pthread_create(&th[k], NULL, thr_encode, &ta[k]);
+    }
+    for (int k = 0; k < 4; k++) {
+        pthread_join(th[k], NULL);
+        thr_ok += ta[k].ok;
+        thr_total += ta[k].total;
+    }
+    CHECKF(thr_ok == thr_total && thr_total > 0, "%s: threaded encode %zu/%zu", g->name, thr_ok, thr_total);
     double t_run = el_time_ms() - t0;
     printf("golden %-12s ids %zu/%zu  special %zu/%zu  decode %zu/%zu  skip_special %zu/%zu  cut %zu/%zu  "
            "stream %zu/%zu  random-decode %zu/%zu  fuzz %zu+%zu/%d  (load %.0f ms, check %.0f ms)\n",
