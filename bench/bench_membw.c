@@ -19,7 +19,7 @@ int main(int argc, char **argv) {
         fprintf(stderr, "bench_membw: cannot allocate %zu MiB\n", mib);
         return 1;
     }
-    for (size_t i = 0; i < t.size; i += 64) buf[i] = (char)i; /* fault every page in */
+    membw_fill_random(buf, t.size); /* incompressible, every page faulted in */
     t.buf = buf;
     el_threadpool *tp1 = el_threadpool_create(1), *tpn = el_threadpool_create(nth);
     if (!tp1 || !tpn) return 1;
