@@ -56,7 +56,17 @@ typedef struct ctx {
     } sb[16];
     int sb_next;
     uint64_t steps; /* loop iterations + macro calls, bounded against runaway templates */
+    uintptr_t stack_base; /* address of a local of el_jinja_render: bounds the recursion's stack use */
 } ctx;
+
+/* Deeply nested macros/expressions recurse; stop at this much stack (threads need a bit more). */
+#define STACK_BUDGET ((uintptr_t)192 << 10)
+static bool stack_exhausted(const ctx *c) {
+    char probe;
+    uintptr_t here = (uintptr_t)&probe;
+    uintptr_t used = here < c->stack_base ? c->stack_base - here : here - c->stack_base;
+    return used > STACK_BUDGET;
+}
 
 #define MAX_STEPS 20000000ull
 #define MAX_OUTPUT ((size_t)256 << 20)
@@ -2779,6 +2789,7 @@ static edgellm_status lookup_name(ctx *c, scope *s, const char *name, jj_val *ou
 
 static edgellm_status eval(ctx *c, scope *s, const jj_node *n, jj_val *out) {
     if (c->a->oom) return oom();
+    if (stack_exhausted(c)) return el_err(EDGELLM_STATUS_LIMIT, "chat template: nesting too deep (stack budget)");
     switch (n->kind) {
     case JN_LIT: *out = n->lit; return OK;
     case JN_NAME: return lookup_name(c, s, n->str, out);
@@ -3230,6 +3241,8 @@ edgellm_status el_jinja_render(const el_jinja *t, const cJSON *vars, const el_ji
     jj_arena a = {.limit = (size_t)512 << 20};
     el_buf b = {0};
     ctx c = {.a = &a, .out = &b, .nums = nums, .nnums = nnums};
+    char base_probe;
+    c.stack_base = (uintptr_t)&base_probe;
     edgellm_status st = OK;
     c.globals = new_scope(&c, NULL);
     if (!c.globals) {
