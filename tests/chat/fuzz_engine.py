@@ -15,6 +15,7 @@ import os
 import random
 import sys
 
+sys.dont_write_bytecode = True
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from gen_chat_goldens import render  # noqa: E402
 

@@ -1,9 +1,21 @@
 /*
  * jinja.h - a small Jinja2 engine for chat templates (internal to src/runtime/chat).
  *
- * Behaves as jinja2 ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
- * extensions=[loopcontrols]) with the globals HF transformers adds (raise_exception, strftime_now) and its
- * tojson filter. Everything a template evaluates lives in one arena per render.
+ * Behaves as jinja2 3.x ImmutableSandboxedEnvironment(trim_blocks=True, lstrip_blocks=True,
+ * extensions=[loopcontrols, transformers' {% generation %}]) with the globals HF transformers adds
+ * (raise_exception, strftime_now) and its tojson filter (json.dumps, ensure_ascii=False). Checked against
+ * jinja2 by tests/chat (goldens + tests/chat/fuzz_engine.py).
+ *
+ * Supported: {{ }}, {% %}, {# #}, whitespace control (- + trim_blocks lstrip_blocks), raw, if/elif/else,
+ * for (else, `if` filter, unpacking, loop.*, break/continue), set (incl. namespace attributes, tuples,
+ * block set), macro (defaults, varargs/kwargs, caller), call blocks, with, generation; Python values and
+ * operators, str/repr as Python prints them; the filters and tests listed in jinja_eval.c (k_filters,
+ * k_tests); str and dict methods; range, dict, namespace.
+ * Refused at parse (UNSUPPORTED): include/import/extends/block/filter/autoescape/do and other tags, unknown
+ * filters/tests, recursive loops, *args in calls. Refused at render (UNSUPPORTED) rather than printing
+ * something else: printing a generator (Python prints an address), integers beyond int64, str.format
+ * specs, rare full-case mappings, cycler/joiner/lipsum.
+ * Everything a render evaluates lives in one arena; loops, output, macro depth and stack are bounded (LIMIT).
  */
 #ifndef EL_JINJA_H
 #define EL_JINJA_H
