@@ -167,7 +167,17 @@ function xzWrite(path, text) {
 }
 
 async function main() {
-  const only = process.argv.slice(2);
+  // arguments: names of TOKENIZERS to (re)generate (default: all), or NAME=DIR for an extra tokenizer
+  // DIR/tokenizer.json whose goldens go to DIR/goldens.jsonl.xz (see EDGELLM_TOKENIZER_EXTRA in the test)
+  const only = [], extraOut = {};
+  for (const a of process.argv.slice(2)) {
+    if (a.includes('=')) {
+      const [n, d] = a.split('=');
+      TOKENIZERS[n] = join(d, 'tokenizer.json');
+      extraOut[n] = join(d, 'goldens.jsonl.xz');
+      only.push(n);
+    } else only.push(a);
+  }
   const moby = mobyLines(), sotu = sotuLines(), tort = tortureLines(3000);
   const texts = [...moby, ...sotu, ...tort];
   const tortStart = moby.length + sotu.length;
@@ -195,7 +205,6 @@ async function main() {
       if (i >= tortStart && ids.length > 1) o.cut = await tok.decode(ids.slice(0, ids.length - 1), false);
       lines.push(JSON.stringify(o));
     }
-    mkdirSync(join(fixDir, name), { recursive: true });
     // then random id sequences (half biased to ids < 300: bytes, specials): decode with and without skip
     const vocab = tok.getVocabSize(true);
     const r2 = mulberry32(777 + name.length);
@@ -205,7 +214,9 @@ async function main() {
       for (let j = 0; j < n; j++) rid.push(r2() < 0.5 ? Math.floor(r2() * 300) : Math.floor(r2() * vocab));
       lines.push(JSON.stringify({ rid, rdec: await tok.decode(rid, false), rdsk: await tok.decode(rid, true) }));
     }
-    xzWrite(join(fixDir, name, 'goldens.jsonl.xz'), lines.join('\n') + '\n');
+    const outPath = extraOut[name] || join(fixDir, name, 'goldens.jsonl.xz');
+    mkdirSync(dirname(outPath), { recursive: true });
+    xzWrite(outPath, lines.join('\n') + '\n');
     console.log(`${name}: ${lines.length} lines`);
   }
 }

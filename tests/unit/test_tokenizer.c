@@ -132,17 +132,18 @@ typedef struct golden_tok {
     const char *name;
     const char *json; /* plain or .xz */
     const char *config_dir;
+    const char *goldens; /* NULL: fixtures/tokenizers/<name>/goldens.jsonl.xz */
 } golden_tok;
 
 static const golden_tok k_tokenizers[] = {
-    {"stories260K", "fixtures/models/stories260K-hf/tokenizer.json", "fixtures/models/stories260K-hf"},
-    {"sotu-qwen3", "fixtures/models/sotu-qwen3/tokenizer.json", "fixtures/models/sotu-qwen3"},
-    {"qwen3", "fixtures/tokenizers/qwen3/tokenizer.json.xz", "fixtures/tokenizers/qwen3"},
-    {"llama3", "fixtures/tokenizers/llama3/tokenizer.json.xz", "fixtures/tokenizers/llama3"},
-    {"llama3_1", "fixtures/tokenizers/llama3_1/tokenizer.overlay.json", "fixtures/tokenizers/llama3_1"},
-    {"gemma3", "fixtures/tokenizers/gemma3/tokenizer.json.xz", "fixtures/tokenizers/gemma3"},
-    {"deepseek_v3", "fixtures/tokenizers/deepseek_v3/tokenizer.json.xz", "fixtures/tokenizers/deepseek_v3"},
-    {"llama2", "fixtures/tokenizers/llama2/tokenizer.json.xz", "fixtures/tokenizers/llama2"},
+    {"stories260K", "fixtures/models/stories260K-hf/tokenizer.json", "fixtures/models/stories260K-hf", NULL},
+    {"sotu-qwen3", "fixtures/models/sotu-qwen3/tokenizer.json", "fixtures/models/sotu-qwen3", NULL},
+    {"qwen3", "fixtures/tokenizers/qwen3/tokenizer.json.xz", "fixtures/tokenizers/qwen3", NULL},
+    {"llama3", "fixtures/tokenizers/llama3/tokenizer.json.xz", "fixtures/tokenizers/llama3", NULL},
+    {"llama3_1", "fixtures/tokenizers/llama3_1/tokenizer.overlay.json", "fixtures/tokenizers/llama3_1", NULL},
+    {"gemma3", "fixtures/tokenizers/gemma3/tokenizer.json.xz", "fixtures/tokenizers/gemma3", NULL},
+    {"deepseek_v3", "fixtures/tokenizers/deepseek_v3/tokenizer.json.xz", "fixtures/tokenizers/deepseek_v3", NULL},
+    {"llama2", "fixtures/tokenizers/llama2/tokenizer.json.xz", "fixtures/tokenizers/llama2", NULL},
 };
 
 /* Materializes a tokenizer dir in tmp; returns its path in out. */
@@ -225,7 +226,8 @@ static void *thr_encode(void *p) {
 static void test_golden(const golden_tok *g) {
     char dir[1024], gpath[2048], gsrc[512];
     CHECKF(materialize(g, dir, sizeof dir), "%s: cannot materialize fixtures", g->name);
-    snprintf(gsrc, sizeof gsrc, "fixtures/tokenizers/%s/goldens.jsonl.xz", g->name);
+    if (g->goldens) snprintf(gsrc, sizeof gsrc, "%s", g->goldens);
+    else snprintf(gsrc, sizeof gsrc, "fixtures/tokenizers/%s/goldens.jsonl.xz", g->name);
     snprintf(gpath, sizeof gpath, "%s/goldens-%s.jsonl", g_tmp, g->name);
     CHECKF(unxz(gsrc, gpath), "%s: cannot decompress goldens", g->name);
     size_t ng;
@@ -758,6 +760,24 @@ int main(void) {
     const char *only = getenv("EDGELLM_TOKENIZER_ONLY");
     for (size_t i = 0; g_texts && i < sizeof k_tokenizers / sizeof k_tokenizers[0]; i++)
         if (!only || strstr(only, k_tokenizers[i].name)) test_golden(&k_tokenizers[i]);
+    /* EDGELLM_TOKENIZER_EXTRA="name=DIR,...": more tokenizers (DIR/tokenizer.json, DIR/goldens.jsonl.xz from
+     * scripts/gen_tokenizer_goldens.mjs name=DIR), for checking tokenizers that are not fixtures */
+    const char *extra = getenv("EDGELLM_TOKENIZER_EXTRA");
+    char *ex = extra ? strdup(extra) : NULL, *save = NULL;
+    for (char *tok = ex ? strtok_r(ex, ",", &save) : NULL; tok && g_texts; tok = strtok_r(NULL, ",", &save)) {
+        char *eq = strchr(tok, '=');
+        if (!eq) continue;
+        *eq = 0;
+        static char js[16][600], gd[16][600];
+        static int ne = 0;
+        if (ne >= 16) break;
+        snprintf(js[ne], sizeof js[ne], "%s/tokenizer.json", eq + 1);
+        snprintf(gd[ne], sizeof gd[ne], "%s/goldens.jsonl.xz", eq + 1);
+        golden_tok g = {tok, js[ne], eq + 1, gd[ne]};
+        ne++;
+        test_golden(&g);
+    }
+    free(ex);
     if (g_texts) free_lines(g_texts, g_ntexts);
     return t_finish("test_tokenizer");
 }
