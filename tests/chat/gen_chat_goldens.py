@@ -330,6 +330,8 @@ ENGINE = [
     ("err_join_int", "{{ ' '.join(['a', 1]) }}", None),
     ("x_long_concat", "{% set a = 'x' * 2000 %}{% set b = a + 'B' %}{% set c = a + 'C' %}{% set d = b + 'D' %}{% set e = a ~ 'E' %}{{ a | length }} {{ b[-3:] }} {{ c[-3:] }} {{ d[-3:] }} {{ e[-2:] }} {{ b | length }} {{ (b + 'Q')[-2:] }} {{ b[-2:] }}{% set ns = namespace(s='') %}{% for i in range(300) %}{% set ns.s = ns.s + 'abcdefghij' ~ i %}{% set t = ns.s ~ '!' %}{% if loop.last %}{{ t[-3:] }}{% endif %}{% endfor %} {{ ns.s | length }} {{ ns.s[-20:] }}", None),
     ("x_unicode_case", "{{ 'stra\u00dfe' | upper }} {{ '\ufb01ne' | upper }} {{ '\u039f\u0394\u039f\u03a3 \u03a3\u0391\u03a3' | lower }} {{ '\u0130stanbul' | lower }} {{ '\u01c6emal' | title }} {{ '\u01c6emal' | capitalize }} {{ '\u01c6emal'.title() }} {{ '\u00dfa'.capitalize() }} {{ '\u03a3\u0391\u03a3.'.lower() }} {{ 'a\u03a3b'.lower() }} {{ '\u03a3'.lower() }} {{ 'hELLo \u00df'.swapcase() }} {{ '\u00c9COLE \u0152UVRE' | lower }} {{ 'x\u00dfy'.title() }}", None),
+    ("x_filter_block", "{% filter upper %}a{{ 'b' }}c{% endfilter %}|{% filter replace('x', 'y') | trim %}  xx {% for i in [1] %}x{% endfor %} {% endfilter %}|{% set t | trim | title %}  hello world {% endset %}{{ t }}", None),
+    ("x_loop_changed", "{% for m in ['a', 'a', 'b', 'b', 'a'] %}{% if loop.changed(m) %}[{{ m }}]{% endif %}{% endfor %}", None),
     # errors
     ("err_str_plus_int", "{{ 'a' + 1 }}", None),
     ("err_undefined_attr", "{{ nothing.attr }}", None),

@@ -315,10 +315,10 @@ static void test_load_dirs(void) {
     /* nothing there -> IO; unsupported construct -> UNSUPPORTED at load */
     out = render_dir(d[5], msgs, false, NULL, &st);
     CHECKF(st == EDGELLM_STATUS_IO && !out, "%d", (int)st);
-    write_text(d[6], "chat_template.jinja", "ok\n{% filter upper %}x{% endfilter %}");
+    write_text(d[6], "chat_template.jinja", "ok\n{% autoescape true %}x{% endautoescape %}");
     edgellm_chat_template *t = NULL;
     st = edgellm_chat_template_load(d[6], &t);
-    CHECKF(st == EDGELLM_STATUS_UNSUPPORTED && strstr(edgellm_last_error(), "unsupported tag 'filter' at line 2"), "%d %s",
+    CHECKF(st == EDGELLM_STATUS_UNSUPPORTED && strstr(edgellm_last_error(), "unsupported tag 'autoescape' at line 2"), "%d %s",
            (int)st, edgellm_last_error());
     CHECK(t == NULL);
     /* CLI: one JSON object, then JSON lines */

@@ -8,10 +8,10 @@
  *
  * Supported: {{ }}, {% %}, {# #}, whitespace control (- + trim_blocks lstrip_blocks), raw, if/elif/else,
  * for (else, `if` filter, unpacking, loop.*, break/continue), set (incl. namespace attributes, tuples,
- * block set), macro (defaults, varargs/kwargs, caller), call blocks, with, generation; Python values and
+ * block set), macro (defaults, varargs/kwargs, caller), call blocks, filter blocks, with, generation; Python values and
  * operators, str/repr as Python prints them; the filters and tests listed in jinja_eval.c (k_filters,
  * k_tests); str and dict methods; range, dict, namespace.
- * Refused at parse (UNSUPPORTED): include/import/extends/block/filter/autoescape/do and other tags, unknown
+ * Refused at parse (UNSUPPORTED): include/import/extends/block/autoescape/do and other tags, unknown
  * filters/tests, recursive loops, *args in calls. Refused at render (UNSUPPORTED) rather than printing
  * something else: printing a generator (Python prints an address), integers beyond int64, str.format
  * specs, rare full-case mappings, cycler/joiner/lipsum.
@@ -131,6 +131,7 @@ typedef enum jj_kind {
     JN_MACRO,
     JN_CALLBLOCK,
     JN_WITH, /* items: assignment targets, names unused; d: JN_BODY of values (items) ; b: body */
+    JN_FILTERBLOCK, /* b: body; c: filter chain applied to the placeholder d */
     JN_BREAK,
     JN_CONTINUE,
 } jj_kind;
@@ -140,7 +141,7 @@ enum { OP_ADD = 1, OP_SUB, OP_MUL, OP_DIV, OP_FLOORDIV, OP_MOD, OP_POW, OP_EQ, O
 typedef struct jj_node {
     int kind;
     int line;
-    int op;    /* operator token / flags */
+    int op;    /* operator token / flags (JN_LIT: 1 = placeholder for a block's rendered text) */
     bool neg;  /* `is not` / `not in` */
     struct jj_node *a, *b, *c, *d;
     struct jj_node **items; /* args, list items, body statements */

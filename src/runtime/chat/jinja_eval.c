@@ -36,6 +36,8 @@ typedef struct jj_func {
 typedef struct jj_loop {
     jj_val *items;
     size_t n, i;
+    jj_val last_changed; /* loop.changed(): the arguments of the previous call */
+    bool has_changed;
 } jj_loop;
 
 typedef struct ctx {
@@ -57,6 +59,7 @@ typedef struct ctx {
     int sb_next;
     uint64_t steps; /* loop iterations + macro calls, bounded against runaway templates */
     uintptr_t stack_base; /* address of a local of el_jinja_render: bounds the recursion's stack use */
+    jj_val placeholder;   /* the rendered block text a set/filter block's filter chain applies to */
 } ctx;
 
 /* Deeply nested macros/expressions recurse; stop at this much stack (threads need a bit more). */
@@ -774,11 +777,11 @@ static edgellm_status loop_attr(ctx *c, jj_loop *L, const char *name, jj_val *ou
     else if (!strcmp(name, "depth0")) *out = vint(0);
     else if (!strcmp(name, "previtem")) *out = i > 0 ? L->items[i - 1] : k_undef;
     else if (!strcmp(name, "nextitem")) *out = i + 1 < n ? L->items[i + 1] : k_undef;
-    else if (!strcmp(name, "cycle")) {
+    else if (!strcmp(name, "cycle") || !strcmp(name, "changed")) {
         jj_val self = {0};
         self.t = JV_LOOP;
         self.u.loop = L;
-        *out = vfunc(c, "loop.cycle", self);
+        *out = vfunc(c, name[0] == 'c' && name[1] == 'y' ? "loop.cycle" : "loop.changed", self);
     } else *out = k_undef;
     return OK;
 }
@@ -2700,6 +2703,18 @@ static edgellm_status call_value(ctx *c, jj_val f, args *a, jj_val *out) {
         if (!strcmp(nm, "copy")) return apply_filter(c, "list", self, a, out);
         return rerr("access to attribute '%s' of '%s' object is unsafe.", nm, type_name(self));
     }
+    if (self.t == JV_LOOP && !strcmp(nm, "loop.changed")) {
+        jj_list *l = new_list(c, (size_t)a->npos + 1);
+        if (!l) return oom();
+        for (int i = 0; i < a->npos; i++) l->v[l->n++] = a->pos[i];
+        jj_val now = vlist(l);
+        jj_loop *L = self.u.loop;
+        bool changed = !L->has_changed || !val_eq(L->last_changed, now);
+        L->last_changed = now;
+        L->has_changed = true;
+        *out = vbool(changed);
+        return OK;
+    }
     if (self.t == JV_LOOP) { /* loop.cycle */
         if (!a->npos) return rerr("no items for cycling given");
         *out = a->pos[self.u.loop->i % (size_t)a->npos];
@@ -2791,7 +2806,7 @@ static edgellm_status eval(ctx *c, scope *s, const jj_node *n, jj_val *out) {
     if (c->a->oom) return oom();
     if (stack_exhausted(c)) return el_err(EDGELLM_STATUS_LIMIT, "chat template: nesting too deep (stack budget)");
     switch (n->kind) {
-    case JN_LIT: *out = n->lit; return OK;
+    case JN_LIT: *out = n->op == 1 ? c->placeholder : n->lit; return OK;
     case JN_NAME: return lookup_name(c, s, n->str, out);
     case JN_LIST:
     case JN_TUPLE: {
@@ -3055,12 +3070,30 @@ static edgellm_status exec(ctx *c, scope *s, const jj_node *n) {
         if (st >= 0) v = buf_to_val(c, &b);
         el_buf_free(&b);
         EL_TRY(st);
-        if (n->c) {
-            /* evaluate the filter chain with the placeholder literal replaced by the block value */
-            ((jj_node *)n->d)->lit = v;
-            EL_TRY(eval(c, s, n->c, &v));
+        if (n->c) { /* the filter chain, applied to the block's text */
+            jj_val saved_ph = c->placeholder;
+            c->placeholder = v;
+            st = eval(c, s, n->c, &v);
+            c->placeholder = saved_ph;
+            EL_TRY(st);
         }
         return assign(c, s, n->a, v);
+    }
+    case JN_FILTERBLOCK: {
+        el_buf b = {0}, *saved = c->out;
+        c->out = &b;
+        edgellm_status st = exec_body(c, s, n->b);
+        c->out = saved;
+        jj_val v = {0};
+        if (st >= 0) v = buf_to_val(c, &b);
+        el_buf_free(&b);
+        EL_TRY(st);
+        jj_val saved_ph = c->placeholder;
+        c->placeholder = v;
+        st = eval(c, s, n->c, &v);
+        c->placeholder = saved_ph;
+        EL_TRY(st);
+        return to_str(c, v, c->out);
     }
     case JN_MACRO: {
         jj_macro *m = jj_alloc(c->a, sizeof *m);

@@ -1190,6 +1190,7 @@ static edgellm_status parse_set(parser *P, jj_node **out) {
         /* {% set x | filter %} */
         PNEW(ph, JN_LIT);
         ph->lit.t = JV_STR;
+        ph->op = 1;
         jj_node *f = ph;
         EL_TRY(parse_filter_expr(P, &f));
         n->c = f; /* filter chain applied to the placeholder literal */
@@ -1280,6 +1281,31 @@ static edgellm_status parse_with(parser *P, jj_node **out) {
     return EDGELLM_STATUS_OK;
 }
 
+static edgellm_status parse_filterblock(parser *P, jj_node **out) {
+    /* {% filter name(args) | more %}body{% endfilter %} */
+    PNEW(n, JN_FILTERBLOCK);
+    PNEW(ph, JN_LIT);
+    ph->lit.t = JV_STR;
+    ph->op = 1;
+    if (cur(P)->t != T_NAME) return perr(P, "expected filter name", NULL);
+    PNEW(f, JN_FILTER);
+    f->str = tokstr(P, cur(P));
+    P->i++;
+    if (!jj_known_filter(f->str)) return punsup(P, "unsupported filter '%s'", f->str);
+    f->a = ph;
+    if (is_op(cur(P), "(")) EL_TRY(parse_call_args(P, f));
+    jj_node *chain = f;
+    EL_TRY(parse_filter_expr(P, &chain));
+    n->c = chain;
+    n->d = ph;
+    EL_TRY(expect_bend(P));
+    static const char *const ends[] = {"endfilter", NULL};
+    EL_TRY(parse_body(P, ends, &n->b));
+    EL_TRY(consume_end(P, "endfilter"));
+    *out = n;
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status parse_stmt(parser *P, jj_node **out) {
     /* at BBEGIN */
     P->i++;
@@ -1294,6 +1320,7 @@ static edgellm_status parse_stmt(parser *P, jj_node **out) {
     if (!strcmp(name, "macro")) return parse_macro(P, out);
     if (!strcmp(name, "call")) return parse_callblock(P, out);
     if (!strcmp(name, "with")) return parse_with(P, out);
+    if (!strcmp(name, "filter")) return parse_filterblock(P, out);
     if (!strcmp(name, "break") || !strcmp(name, "continue")) {
         PNEW(n, name[0] == 'b' ? JN_BREAK : JN_CONTINUE);
         EL_TRY(expect_bend(P));
