@@ -5,6 +5,7 @@
 #include "test.h"
 
 #include <cjson/cJSON.h>
+#include <pthread.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -349,10 +350,61 @@ static void test_load_dirs(void) {
     el_rm_rf(base);
 }
 
+/* One template rendered from several threads at once gives the same text (templates are read-only while
+ * rendering; all render state is per call). */
+typedef struct thr_arg {
+    const edgellm_chat_template *t;
+    const char *msgs, *want;
+    int bad;
+} thr_arg;
+
+static void *thr_main(void *p) {
+    thr_arg *a = p;
+    for (int i = 0; i < 40; i++) {
+        char *out = NULL;
+        if (edgellm_chat_template_render(a->t, a->msgs, true, "{\"enable_thinking\":false,\"tools\":[{\"type\":\"function\","
+                                         "\"function\":{\"name\":\"f\",\"parameters\":{\"x\":1.5}}}]}", &out) != EDGELLM_STATUS_OK ||
+            !out || strcmp(out, a->want))
+            a->bad++;
+        edgellm_free(out);
+    }
+    return NULL;
+}
+
+static void test_threads(void) {
+    cJSON *fx = load_json("fixtures/chat_templates/qwen3.json");
+    CHECK(fx != NULL);
+    if (!fx) return;
+    edgellm_chat_template *t = NULL;
+    CHECK_OK(edgellm_chat_template_from_string(sval(fx, "chat_template"), NULL, sval(fx, "eos_token"), &t));
+    const char *msgs = "[{\"role\":\"system\",\"content\":\"s\"},{\"role\":\"user\",\"content\":\"q\"},"
+                       "{\"role\":\"assistant\",\"content\":\"<think>\\nr\\n</think>\\n\\na\"},{\"role\":\"user\",\"content\":\"q2\"}]";
+    char *want = NULL;
+    CHECK_OK(edgellm_chat_template_render(t, msgs, true, "{\"enable_thinking\":false,\"tools\":[{\"type\":\"function\","
+                                          "\"function\":{\"name\":\"f\",\"parameters\":{\"x\":1.5}}}]}", &want));
+    CHECK(want && strstr(want, "\"x\": 1.5") && strstr(want, "<think>\n\n</think>"));
+    if (t && want) {
+        pthread_t th[4];
+        thr_arg args[4];
+        for (int i = 0; i < 4; i++) {
+            args[i] = (thr_arg){t, msgs, want, 0};
+            CHECK(pthread_create(&th[i], NULL, thr_main, &args[i]) == 0);
+        }
+        for (int i = 0; i < 4; i++) {
+            pthread_join(th[i], NULL);
+            CHECKF(args[i].bad == 0, "thread %d: %d bad renders", i, args[i].bad);
+        }
+    }
+    edgellm_free(want);
+    edgellm_chat_template_free(t);
+    cJSON_Delete(fx);
+}
+
 int main(void) {
     test_templates();
     test_engine();
     test_errors();
     test_load_dirs();
+    test_threads();
     return t_finish("test_chat_template");
 }
