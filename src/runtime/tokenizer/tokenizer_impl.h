@@ -1,10 +1,26 @@
 /*
  * tokenizer_impl.h - internals of the HF tokenizer.json implementation (tokenizers 0.22 semantics).
  *
- * Pipeline (encode): added tokens (non-normalized) split -> normalizer per piece -> added tokens
- * (normalized) split -> pre-tokenizer -> model (BPE / WordPiece / Unigram) -> post-processor.
- * Decode: ids -> token strings (skip special) -> decoder chain -> join.
- * Offsets are not tracked: only ids and text are produced.
+ * Pipeline (encode): added tokens (non-normalized, leftmost-longest, lstrip/rstrip/single_word) split ->
+ * normalizer per remaining piece -> added tokens (normalized) split -> pre-tokenizer -> model ->
+ * post-processor (only when add_special). Decode: ids -> token strings (unknown ids dropped, specials
+ * skipped on request) -> decoder chain -> join. Offsets are not tracked: only ids and text.
+ *
+ * Supported (anything else is refused with UNSUPPORTED naming the type):
+ *   models          BPE (merges "a b" or ["a","b"], ignore_merges, byte_fallback, unk/fuse_unk,
+ *                   continuing_subword_prefix, end_of_word_suffix; dropout must be null/0), WordPiece,
+ *                   Unigram (Viterbi, byte_fallback), WordLevel
+ *   normalizers     Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents, Replace (String/Regex),
+ *                   Prepend, BertNormalizer, ByteLevel            (not: Precompiled, Nmt)
+ *   pre-tokenizers  Sequence, Split (all behaviors, invert), ByteLevel, Metaspace, Digits, Punctuation,
+ *                   Whitespace, WhitespaceSplit, BertPreTokenizer, CharDelimiterSplit (not: UnicodeScripts)
+ *   post-processors Sequence, TemplateProcessing (single), ByteLevel, RobertaProcessing, BertProcessing
+ *   decoders        Sequence, ByteLevel, Metaspace, Replace, ByteFallback, Fuse, Strip, WordPiece, BPEDecoder
+ *                   (not: CTC)
+ * Added-token ids are assigned as AddedVocabulary::add_tokens does (vocab id, else after the vocab).
+ * Regexes are Oniguruma patterns run with PCRE2 (UTF, UCP, JIT); \s and \S are widened to U+0085 as
+ * Oniguruma's. Invalid UTF-8 input is read with U+FFFD per maximal subpart (as a JS/Rust lossy decode).
+ * truncation/padding in tokenizer.json are ignored.
  */
 #ifndef EL_TOKENIZER_IMPL_H
 #define EL_TOKENIZER_IMPL_H
