@@ -198,6 +198,17 @@ static void test_errors(void) {
     CHECK_OK(edgellm_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"hi\"}]", false, "{}", &out));
     CHECK(out && !strcmp(out, "hi"));
     edgellm_free(out);
+    out = NULL;
+    CHECK_OK(edgellm_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"hi\"}]", false, "null", &out));
+    CHECK(out && !strcmp(out, "hi"));
+    edgellm_free(out);
+    out = NULL;
+    st = edgellm_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"a\\u0000b\"}]", false, NULL, &out);
+    CHECKF(st == EDGELLM_STATUS_UNSUPPORTED && !out, "%d", (int)st);
+    CHECK_OK(edgellm_chat_template_render(t, "[{\"role\":\"user\",\"content\":\"C:\\\\u0000\"}]", false, NULL, &out));
+    CHECKF(out && !strcmp(out, "C:\\u0000"), "%s", out ? out : "");
+    edgellm_free(out);
+    out = NULL;
     edgellm_chat_template_free(t);
     /* strftime_now gives today's date in the requested format */
     CHECK_OK(edgellm_chat_template_from_string("{{ strftime_now('%Y') | length }}", NULL, NULL, &t));

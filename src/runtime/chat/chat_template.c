@@ -218,6 +218,16 @@ static edgellm_status render_processed(const cJSON *p, const cJSON *msgs, bool a
     return EDGELLM_STATUS_OK;
 }
 
+/* true if a JSON string in text holds the escape \u0000 */
+static bool has_nul_escape(const char *text) {
+    for (const char *p = text; *p; p++)
+        if (*p == '\\' && p[1]) {
+            if (p[1] == 'u' && !strncmp(p + 2, "0000", 4)) return true;
+            p++; /* skip the escaped char (so \\u0000 is a backslash and "u0000") */
+        }
+    return false;
+}
+
 edgellm_status edgellm_chat_template_render(const edgellm_chat_template *t, const char *messages_json,
                                             bool add_generation_prompt, const char *extra_json, char **out) {
     if (!out) return el_err(EDGELLM_STATUS_INVALID_ARG, "chat template: out is NULL");
@@ -231,9 +241,18 @@ edgellm_status edgellm_chat_template_render(const edgellm_chat_template *t, cons
         st = el_err(EDGELLM_STATUS_INVALID_ARG, "chat template: messages must be a JSON array");
         goto done;
     }
+    /* cJSON strings end at NUL: refuse "\u0000" rather than render a truncated text */
+    if (has_nul_escape(messages_json) || (extra_json && has_nul_escape(extra_json))) {
+        st = el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: NUL characters (\\u0000) in messages are not supported");
+        goto done;
+    }
     if (extra_json && extra_json[0]) {
         extra = cJSON_Parse(extra_json);
-        if (!extra || !cJSON_IsObject(extra)) {
+        if (extra && cJSON_IsNull(extra)) { /* "null": no extra variables */
+            cJSON_Delete(extra);
+            extra = NULL;
+            extra_json = NULL;
+        } else if (!extra || !cJSON_IsObject(extra)) {
             st = el_err(EDGELLM_STATUS_INVALID_ARG, "chat template: extra must be a JSON object");
             goto done;
         }
