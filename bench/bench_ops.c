@@ -5,7 +5,7 @@
  * here with all threads, as bench_membw). Small weight matrices are replicated so that the set of
  * copies (>= 256 MiB) cannot sit in the last-level cache: every call streams from memory.
  *
- * usage: bench_ops [threads (default all cores)] [quick | gemv] */
+ * usage: bench_ops [threads (default all cores)] [quick | gemv | gemm] */
 #include "backend/backend.h"
 #include "membw_common.h"
 
@@ -143,6 +143,7 @@ int main(int argc, char **argv) {
     int nth = argc > 1 ? atoi(argv[1]) : el_num_cpus();
     bool quick = argc > 2 && !strcmp(argv[2], "quick");
     bool gemv_only = argc > 2 && !strcmp(argv[2], "gemv");
+    bool gemm_only = argc > 2 && !strcmp(argv[2], "gemm");
     if (nth < 1) nth = 1;
     el_threadpool *tp = el_threadpool_create(nth);
     g_membw = membw_measure(tp, 1024, quick ? 3 : 8);
@@ -157,10 +158,10 @@ int main(int argc, char **argv) {
     }
     const el_dtype dts[3] = {EL_DTYPE_BF16, EL_DTYPE_F16, EL_DTYPE_F32};
     el_cpu_isa best = el_cpu_isa_detect();
-    for (int isa = (int)best; isa >= (quick || gemv_only ? (int)best : 0); isa--) {
+    for (int isa = (int)best; isa >= (quick || gemv_only ? (int)best : gemm_only ? 1 : 0); isa--) {
         el_cpu_isa_set((el_cpu_isa)isa);
         printf("[%s]\n", el_cpu_isa_name((el_cpu_isa)isa));
-        for (int d = 0; d < 3; d++) {
+        for (int d = 0; d < 3 && !gemm_only; d++) {
             bench_gemv(ben, (el_cpu_isa)isa, dts[d], quick, nth);
             if (isa == (int)best && nth > 1) bench_gemv(be1, (el_cpu_isa)isa, dts[d], true, 1);
         }
