@@ -2,6 +2,7 @@
  * (or, with use_reference, the scalar reference kernels). Nothing is allocated per op. */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 #include <stdatomic.h>
 #include <string.h>
@@ -203,12 +204,44 @@ static void mm_run(void *c, int ith, int nth) {
     }
 }
 
+/* Quantized weights (kernels/quant.h): the scalar reference for now, output columns split over the
+ * pool (the SIMD kernels replace el_ref_qmatmul here). */
+typedef struct qmm_task {
+    const float *x;
+    int64_t m, k;
+    const void *w;
+    el_dtype wt;
+    int64_t n;
+    const float *bias;
+    float *y;
+    int64_t ldy;
+} qmm_task;
+
+static void qmm_run(void *c, int ith, int nth) {
+    const qmm_task *t = c;
+    int64_t a, b;
+    split(t->n, ith, nth, 16, &a, &b);
+    if (b > a) el_ref_qmatmul(t->x, t->m, t->k, t->w, t->wt, t->n, a, b, t->bias, t->y, t->ldy);
+}
+
+static edgellm_status cpu_qmatmul(cpu_be *cb, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
+                                  int64_t n, const float *bias, float *y, int64_t ldy) {
+    if (m == 0) return EDGELLM_STATUS_OK;
+    qmm_task t = {x, m, k, w, wt, n, bias, y, ldy};
+    if (cb->nth <= 1 || !cb->tp || (double)m * (double)n * (double)k < 65536.0)
+        qmm_run(&t, 0, 1);
+    else
+        el_threadpool_run(cb->tp, qmm_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status cpu_matmul(el_backend *be, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
                                  int64_t n, const float *bias, float *y, int64_t ldy) {
     cpu_be *cb = CB(be);
     if (!x || !w || !y || m < 0 || k <= 0 || n <= 0 || ldy < n)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "matmul: bad arguments (m=%lld k=%lld n=%lld ldy=%lld)",
                       (long long)m, (long long)k, (long long)n, (long long)ldy);
+    if (el_dtype_is_quant(wt)) return cpu_qmatmul(cb, x, m, k, w, wt, n, bias, y, ldy);
     if (!float_dtype(wt)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "matmul: weight dtype %s", el_dtype_name(wt));
     if (m == 0) return EDGELLM_STATUS_OK;
     if (cb->ref) {

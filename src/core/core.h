@@ -109,9 +109,22 @@ typedef enum el_dtype {
     EL_DTYPE_I8 = 5,
     EL_DTYPE_U8 = 6,
     EL_DTYPE_F8_E4M3 = 7,
+    /* Quantized weight formats (2-D weights only; byte layouts in src/kernels/quant.h and
+     * docs/quantization.md). el_dtype_size() is 0 for them: use el_weight_nbytes(). */
+    EL_DTYPE_Q_W8A8 = 8,   /* "w8a8":  int8 per-channel weights, int8 activations (SmoothQuant)    */
+    EL_DTYPE_Q_W4A16 = 9,  /* "w4a16": int4 group-wise weights (AWQ/GPTQ/RTN), f32 activations     */
+    EL_DTYPE_Q_FP8 = 10,   /* "fp8":   e4m3 weights + f32 scales, static e4m3 activations         */
+    EL_DTYPE_Q_NVFP4 = 11, /* "nvfp4": e2m1 weights, e4m3 per-16 scales, f32 global scale         */
+    EL_DTYPE_Q8_0 = 12,    /* "q8_0":  ggml block_q8_0 rows                                        */
+    EL_DTYPE_Q4_0 = 13,    /* "q4_0":  ggml block_q4_0 rows                                        */
     EL_DTYPE_COUNT
 } el_dtype;
-size_t el_dtype_size(el_dtype t);
+size_t el_dtype_size(el_dtype t); /* bytes per element of plain types; 0 for quantized formats */
+bool el_dtype_is_quant(el_dtype t);
+/* Bytes of an (n, k) weight stored as t: n*k*size for plain types, the whole self-contained layout
+ * for quantized ones. group: int4 group size (W4A16; ignored otherwise), zeros: W4A16 with a zero
+ * point section. 0 when (n, k, group) is not valid for t (e.g. q8_0 with k % 32 != 0). */
+size_t el_weight_nbytes(el_dtype t, int64_t n, int64_t k, int64_t group, bool zeros);
 const char *el_dtype_name(el_dtype t);       /* "f32","f16","bf16",...                        */
 const char *el_dtype_st_name(el_dtype t);    /* safetensors: "F32","F16","BF16","I32",...      */
 bool el_dtype_from_st_name(const char *s, el_dtype *out);

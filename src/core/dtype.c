@@ -11,15 +11,49 @@ static const struct {
     [EL_DTYPE_BF16] = {"bf16", "BF16", 2}, [EL_DTYPE_I32] = {"i32", "I32", 4},
     [EL_DTYPE_I64] = {"i64", "I64", 8},  [EL_DTYPE_I8] = {"i8", "I8", 1},
     [EL_DTYPE_U8] = {"u8", "U8", 1},     [EL_DTYPE_F8_E4M3] = {"f8_e4m3", "F8_E4M3", 1},
+    /* quantized weight formats: no safetensors name, no element size */
+    [EL_DTYPE_Q_W8A8] = {"w8a8", NULL, 0}, [EL_DTYPE_Q_W4A16] = {"w4a16", NULL, 0},
+    [EL_DTYPE_Q_FP8] = {"fp8", NULL, 0},   [EL_DTYPE_Q_NVFP4] = {"nvfp4", NULL, 0},
+    [EL_DTYPE_Q8_0] = {"q8_0", NULL, 0},   [EL_DTYPE_Q4_0] = {"q4_0", NULL, 0},
 };
 
 size_t el_dtype_size(el_dtype t) { return (unsigned)t < EL_DTYPE_COUNT ? k_types[t].size : 0; }
 const char *el_dtype_name(el_dtype t) { return (unsigned)t < EL_DTYPE_COUNT ? k_types[t].name : "?"; }
-const char *el_dtype_st_name(el_dtype t) { return (unsigned)t < EL_DTYPE_COUNT ? k_types[t].st : "?"; }
+const char *el_dtype_st_name(el_dtype t) {
+    return (unsigned)t < EL_DTYPE_COUNT && k_types[t].st ? k_types[t].st : "?";
+}
+bool el_dtype_is_quant(el_dtype t) { return t >= EL_DTYPE_Q_W8A8 && t < EL_DTYPE_COUNT; }
+
+/* Must agree with el_qhdr_init (src/kernels/ref/quant_ref.c); docs/quantization.md. */
+static uint64_t pad64(uint64_t v) { return (v + 63) & ~(uint64_t)63; }
+size_t el_weight_nbytes(el_dtype t, int64_t n, int64_t k, int64_t group, bool zeros) {
+    if (n <= 0 || k <= 0 || n > ((int64_t)1 << 31) || k > ((int64_t)1 << 31)) return 0;
+    const uint64_t N = (uint64_t)n, K = (uint64_t)k;
+    switch (t) {
+    case EL_DTYPE_Q_W8A8:
+    case EL_DTYPE_Q_FP8: return (size_t)(64 + pad64(4 * N) + N * K);
+    case EL_DTYPE_Q_W4A16: {
+        if (group < 8 || group % 8 != 0 || group > (1 << 20)) return 0;
+        uint64_t G = (K + (uint64_t)group - 1) / (uint64_t)group, kp = G * (uint64_t)group;
+        return (size_t)(64 + pad64(2 * N * G) + (zeros ? pad64(N * G) : 0) + N * kp / 2);
+    }
+    case EL_DTYPE_Q_NVFP4: {
+        uint64_t B = (K + 15) / 16;
+        return (size_t)(64 + pad64(N * B) + N * B * 8);
+    }
+    case EL_DTYPE_Q8_0: return K % 32 ? 0 : (size_t)(N * (K / 32) * 34);
+    case EL_DTYPE_Q4_0: return K % 32 ? 0 : (size_t)(N * (K / 32) * 18);
+    default: {
+        size_t es = el_dtype_size(t), a, b;
+        if (!es || !el_mul_ok((size_t)n, (size_t)k, &a) || !el_mul_ok(a, es, &b)) return 0;
+        return b;
+    }
+    }
+}
 
 bool el_dtype_from_st_name(const char *s, el_dtype *out) {
     for (int i = 0; i < EL_DTYPE_COUNT; i++)
-        if (!strcmp(s, k_types[i].st)) {
+        if (k_types[i].st && !strcmp(s, k_types[i].st)) {
             *out = (el_dtype)i;
             return true;
         }

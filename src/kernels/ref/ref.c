@@ -1,6 +1,7 @@
 /* ref.c - reference kernels: plain scalar C with double accumulation, no SIMD. They are the oracle
  * every optimised kernel is tested against, so they favour obviousness over speed. */
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 
 #include <math.h>
 
@@ -24,6 +25,10 @@ static inline void ref_st(void *p, el_dtype t, int64_t i, float v) {
 
 void edgellm_ref_matmul(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
                         const float *bias, float *y) {
+    if (el_dtype_is_quant(wt)) { /* quantized formats: kernels/ref/quant_ref.c */
+        el_ref_qmatmul(x, m, k, w, wt, n, 0, n, bias, y, n);
+        return;
+    }
     for (int64_t i = 0; i < m; i++) {
         for (int64_t j = 0; j < n; j++) {
             double s = 0;
