@@ -2511,7 +2511,13 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
                 r = fmod(a, b);
                 if (r != 0 && ((r < 0) != (b < 0))) r += b;
                 break;
-            case OP_POW: r = pow(a, b); break;
+            case OP_POW:
+                if (a == 0 && b < 0) return rerr("0.0 cannot be raised to a negative power");
+                if (a < 0 && b != floor(b) && isfinite(b))
+                    return el_err(EDGELLM_STATUS_UNSUPPORTED, "chat template: complex numbers are not supported");
+                r = pow(a, b);
+                if (isinf(r) && isfinite(a) && isfinite(b)) return rerr("(34, 'Numerical result out of range')");
+                break;
             default: return rerr("bad operator");
             }
             *out = vfloat(r);
@@ -2540,6 +2546,7 @@ static edgellm_status binop(ctx *c, int op, jj_val x, jj_val y, jj_val *out) {
             break;
         case OP_POW:
             if (b < 0) {
+                if (a == 0) return rerr("0.0 cannot be raised to a negative power");
                 *out = vfloat(pow((double)a, (double)b));
                 return OK;
             }
