@@ -65,6 +65,7 @@ static edgellm_status parse_norm(const cJSON *j, tk_norm *n) {
     if (!strcmp(t, "Lowercase")) return n->type = TK_NORM_LOWERCASE, EDGELLM_STATUS_OK;
     if (!strcmp(t, "StripAccents")) return n->type = TK_NORM_STRIP_ACCENTS, EDGELLM_STATUS_OK;
     if (!strcmp(t, "ByteLevel")) return n->type = TK_NORM_BYTELEVEL, EDGELLM_STATUS_OK;
+    if (!strcmp(t, "Nmt")) return n->type = TK_NORM_NMT, EDGELLM_STATUS_OK;
     if (!strcmp(t, "Strip")) {
         n->type = TK_NORM_STRIP;
         n->left = jbool(j, "strip_left", true);

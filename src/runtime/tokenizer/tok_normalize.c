@@ -142,6 +142,17 @@ static edgellm_status strip_mn_cp(const tk_norm *n, int32_t cp, el_buf *out) {
     return put_cp(out, cp);
 }
 
+/* Nmt: drop some control characters, map other "spaces" to ' ' */
+static edgellm_status nmt_cp(const tk_norm *n, int32_t c, el_buf *out) {
+    (void)n;
+    if ((c >= 0x1 && c <= 0x8) || c == 0xB || (c >= 0xE && c <= 0x1F) || c == 0x7F || c == 0x8F || c == 0x9F)
+        return EDGELLM_STATUS_OK;
+    if (c == 0x9 || c == 0xA || c == 0xC || c == 0xD || c == 0x1680 || (c >= 0x200B && c <= 0x200F) || c == 0x2028 ||
+        c == 0x2029 || c == 0x2581 || c == 0xFEFF || c == 0xFFFD)
+        c = ' ';
+    return put_cp(out, c);
+}
+
 static edgellm_status replace_all(const tk_regex *re, const char *content, el_buf *s, el_buf *tmp) {
     pcre2_match_data *md = re->code ? pcre2_match_data_create_from_pattern(re->code, NULL) : NULL;
     if (re->code && !md) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
@@ -182,6 +193,7 @@ edgellm_status tk_norm_apply(const tk_norm *n, el_buf *s, el_buf *tmp) {
     case TK_NORM_NFKD: return unicode_normalize(s, tmp, UTF8PROC_DECOMPOSE | UTF8PROC_COMPAT);
     case TK_NORM_LOWERCASE: return map_cps(n, s, tmp, lower_cp);
     case TK_NORM_STRIP_ACCENTS: return map_cps(n, s, tmp, strip_accents_cp);
+    case TK_NORM_NMT: return map_cps(n, s, tmp, nmt_cp);
     case TK_NORM_STRIP: {
         size_t a = 0, b = s->len;
         int32_t cp;

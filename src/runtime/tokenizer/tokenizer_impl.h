@@ -11,7 +11,7 @@
  *                   continuing_subword_prefix, end_of_word_suffix; dropout must be null/0), WordPiece,
  *                   Unigram (Viterbi, byte_fallback), WordLevel
  *   normalizers     Sequence, NFC, NFD, NFKC, NFKD, Lowercase, Strip, StripAccents, Replace (String/Regex),
- *                   Prepend, BertNormalizer, ByteLevel            (not: Precompiled, Nmt)
+ *                   Prepend, BertNormalizer, ByteLevel, Nmt       (not: Precompiled)
  *   pre-tokenizers  Sequence, Split (all behaviors, invert), ByteLevel, Metaspace, Digits, Punctuation,
  *                   Whitespace, WhitespaceSplit, BertPreTokenizer, CharDelimiterSplit (not: UnicodeScripts)
  *   post-processors Sequence, TemplateProcessing (single), ByteLevel, RobertaProcessing, BertProcessing
@@ -107,6 +107,7 @@ typedef enum {
     TK_NORM_PREPEND,
     TK_NORM_BERT,
     TK_NORM_BYTELEVEL,
+    TK_NORM_NMT,
 } tk_norm_type;
 
 typedef struct tk_norm {
