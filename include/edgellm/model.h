@@ -24,6 +24,8 @@ typedef struct edgellm_export_params {
     const char *quantization; /* NULL or "none" (others: quantization issue)                     */
     bool overwrite;           /* replace an existing output dir (default false)                  */
     bool progress;            /* progress bar on stderr (default false)                          */
+    const char *format;       /* NULL or "hf" (export dir, default); "gguf": out_dir is a .gguf FILE
+                                 for llama.cpp, quantization f16 (default), bf16, f32, q8_0, q4_0   */
 } edgellm_export_params;
 edgellm_export_params edgellm_export_params_default(void);
 

@@ -2,6 +2,7 @@
  * model.safetensors with canonical names, tokenizer and template files). docs/export-format.md. */
 #include "edgellm/edgellm.h"
 #include "export_internal.h"
+#include "gguf.h"
 #include "models/stream.h"
 
 #include <cjson/cJSON.h>
@@ -188,7 +189,7 @@ done:
 
 /* ---- export ---------------------------------------------------------------------------------------- */
 edgellm_export_params edgellm_export_params_default(void) {
-    edgellm_export_params p = {NULL, NULL, false, false};
+    edgellm_export_params p = {NULL, NULL, false, false, NULL};
     return p;
 }
 
@@ -199,6 +200,9 @@ static edgellm_status sink_writer(const void *data, size_t n, void *user) {
 edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edgellm_export_params *params) {
     edgellm_export_params p = params ? *params : edgellm_export_params_default();
     if (!hf_dir || !out_dir) return el_err(EDGELLM_STATUS_INVALID_ARG, "export: model and output paths are required");
+    if (p.format && !strcmp(p.format, "gguf")) return el_export_gguf(hf_dir, out_dir, p.quantization, p.overwrite, p.progress);
+    if (p.format && strcmp(p.format, "hf"))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown export format '%s' (expected hf or gguf)", p.format);
     if (p.quantization && strcmp(p.quantization, "none") != 0)
         return el_err(EDGELLM_STATUS_UNSUPPORTED, "quantization %s is not implemented yet", p.quantization);
     el_dtype want = EL_DTYPE_COUNT;

@@ -15,6 +15,8 @@ static void usage(FILE *f) {
             "  --output DIR           export directory to create (required)\n"
             "  --dtype fp32|fp16|bf16 weight dtype (default: keep the checkpoint's)\n"
             "  --quantization none    quantization scheme (only 'none' for now)\n"
+            "  --format hf|gguf       hf: export directory (default); gguf: one llama.cpp GGUF file at\n"
+            "                         --output, --quantization f16 (default), bf16, f32, q8_0 or q4_0\n"
             "  --overwrite            replace an existing output directory\n"
             "  --progress             log progress to stderr\n"
             "  -h, --help             this help\n");
@@ -32,7 +34,8 @@ int cmd_export(int argc, char **argv) {
         if (cli_flag_val(argc, argv, &i, "--model", &model, &err) ||
             cli_flag_val(argc, argv, &i, "--output", &output, &err) ||
             cli_flag_val(argc, argv, &i, "--dtype", &dtype, &err) ||
-            cli_flag_val(argc, argv, &i, "--quantization", &quant, &err)) {
+            cli_flag_val(argc, argv, &i, "--quantization", &quant, &err) ||
+            cli_flag_val(argc, argv, &i, "--format", &p.format, &err)) {
             if (err) return 2;
         } else if (!strcmp(argv[i], "--overwrite")) {
             p.overwrite = true;
