@@ -128,6 +128,17 @@ static void split(int64_t n, int ith, int nth, int64_t align, int64_t *a, int64_
     *b = e;
 }
 
+/* Positions must lie in [0, limit) and slots be >= 0 (a bad value would write or read outside the
+ * cache); n_tok values, cheap next to the op. */
+static edgellm_status check_slot_pos(const char *op, const int32_t *slot, const int32_t *pos, int64_t n_tok,
+                                     int64_t limit) {
+    for (int64_t t = 0; t < n_tok; t++)
+        if (slot[t] < 0 || pos[t] < 0 || pos[t] >= limit)
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "%s: token %lld has slot %d, position %d (limit %lld)", op,
+                          (long long)t, (int)slot[t], (int)pos[t], (long long)limit);
+    return EDGELLM_STATUS_OK;
+}
+
 /* ---- embed / kv_store (memory bound and small: caller thread) -------------------------------------- */
 
 static edgellm_status cpu_embed(el_backend *be, const int32_t *ids, int64_t n, const void *table, el_dtype tt,
@@ -151,6 +162,7 @@ static edgellm_status cpu_kv_store(el_backend *be, const float *k, const float *
     if (!k || !v || !slot || !pos || !k_cache || !v_cache || n_tok < 0 || n_head_kv <= 0 || head_dim <= 0 || cap <= 0)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "kv_store: bad arguments");
     if (!float_dtype(kv_t)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "kv_store: kv dtype %s", el_dtype_name(kv_t));
+    EL_TRY(check_slot_pos("kv_store", slot, pos, n_tok, cap));
     if (CB(be)->ref) {
         edgellm_ref_kv_store(k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap);
         return EDGELLM_STATUS_OK;
@@ -168,6 +180,10 @@ static edgellm_status cpu_kv_store(el_backend *be, const float *k, const float *
 }
 
 /* ---- matmul ---------------------------------------------------------------------------------------- */
+
+#ifndef EL_MM_CHUNKS_PER_THREAD
+#define EL_MM_CHUNKS_PER_THREAD 4
+#endif
 
 typedef struct mm_task {
     const float *x;
@@ -260,11 +276,13 @@ static edgellm_status cpu_matmul(el_backend *be, const float *x, int64_t m, int6
     /* over output columns when there are enough of them (each thread streams its part of W once),
      * else over rows of x */
     t.split_m = n < 64 * (int64_t)cb->nth && m >= 4 * (int64_t)cb->nth;
-    /* ~128 KiB of W per chunk (>= 16 columns, a multiple of 16), and at least 4 chunks per thread */
+    /* about 4 chunks per thread (contiguous runs of W keep the prefetchers streaming; a thread that
+     * loses its core leaves at most a quarter of its share to wait for), at least ~128 KiB each,
+     * a multiple of 16 columns */
     const int64_t row_bytes = k * (int64_t)el_dtype_size(wt);
-    int64_t chunk = ((int64_t)128 * 1024 / row_bytes) & ~(int64_t)15;
-    const int64_t fair = (n / (4 * (int64_t)cb->nth)) & ~(int64_t)15;
-    if (chunk > fair) chunk = fair;
+    int64_t chunk = (n / (EL_MM_CHUNKS_PER_THREAD * (int64_t)cb->nth)) & ~(int64_t)15;
+    const int64_t min_chunk = ((int64_t)128 * 1024 / row_bytes) & ~(int64_t)15;
+    if (chunk < min_chunk) chunk = min_chunk;
     t.chunk = chunk < 16 ? 16 : chunk;
     el_threadpool_run(cb->tp, mm_run, &t);
     return EDGELLM_STATUS_OK;
@@ -428,6 +446,7 @@ static edgellm_status cpu_attention(el_backend *be, const float *q, int64_t n_to
                       (long long)n_head, (long long)n_head_kv, (long long)head_dim, (long long)cap, (int)max_pos);
     if (head_dim > 4096) return el_err(EDGELLM_STATUS_UNSUPPORTED, "attention: head_dim %lld > 4096", (long long)head_dim);
     if (!float_dtype(kv_t)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "attention: kv dtype %s", el_dtype_name(kv_t));
+    EL_TRY(check_slot_pos("attention", slot, pos, n_tok, max_pos + 1));
     if (cb->ref) {
         edgellm_ref_attention(q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap, scale, out);
         return EDGELLM_STATUS_OK;

@@ -409,6 +409,11 @@ static void test_backend(int nth) {
     int32_t z = 0;
     CHECK(B->attention(be, dummy, 1, 3, 2, 2, &z, &z, 0, dummy, dummy, EL_DTYPE_F32, 1, 1.0f, dummy) ==
           EDGELLM_STATUS_INVALID_ARG);
+    int32_t far = 5, neg = -1; /* positions beyond max_pos / the cache, negative slots */
+    CHECK(B->attention(be, dummy, 1, 1, 1, 2, &z, &far, 3, dummy, dummy, EL_DTYPE_F32, 8, 1.0f, dummy) ==
+          EDGELLM_STATUS_INVALID_ARG);
+    CHECK(B->kv_store(be, dummy, dummy, 1, 1, 2, &z, &far, dummy, dummy, EL_DTYPE_F32, 4) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(B->kv_store(be, dummy, dummy, 1, 1, 2, &neg, &z, dummy, dummy, EL_DTYPE_F32, 4) == EDGELLM_STATUS_INVALID_ARG);
     el_backend_free(be);
 }
 
