@@ -262,7 +262,35 @@ static edgellm_status bpe_word(const tk_model *m, bpe_scratch *sc, const char *w
     return EDGELLM_STATUS_OK;
 }
 
-static _Thread_local bpe_scratch t_scratch;
+/* Per-thread scratch buffers, freed when the thread exits. */
+static pthread_key_t g_scratch_key;
+static pthread_once_t g_scratch_once = PTHREAD_ONCE_INIT;
+static bool g_scratch_key_ok;
+
+static void scratch_free(void *p) {
+    bpe_scratch *sc = p;
+    if (!sc) return;
+    el_free(sc->syms);
+    el_free(sc->heap);
+    el_buf_free(&sc->tmp);
+    el_free(sc);
+}
+
+static void scratch_key_init(void) { g_scratch_key_ok = pthread_key_create(&g_scratch_key, scratch_free) == 0; }
+
+static bpe_scratch *get_scratch(void) {
+    pthread_once(&g_scratch_once, scratch_key_init);
+    if (!g_scratch_key_ok) return NULL;
+    bpe_scratch *sc = pthread_getspecific(g_scratch_key);
+    if (!sc) {
+        sc = el_calloc(1, sizeof *sc);
+        if (sc && pthread_setspecific(g_scratch_key, sc) != 0) {
+            el_free(sc);
+            sc = NULL;
+        }
+    }
+    return sc;
+}
 
 static edgellm_status bpe_tokenize_word(const tk_model *m, const char *s, size_t len, int32_t **ids, size_t *n,
                                         size_t *cap) {
@@ -285,7 +313,9 @@ static edgellm_status bpe_tokenize_word(const tk_model *m, const char *s, size_t
         pthread_mutex_unlock(&mm->cache_lock);
     }
     size_t n0 = *n;
-    EL_TRY(bpe_word(m, &t_scratch, s, len, ids, n, cap));
+    bpe_scratch *sc = get_scratch();
+    if (!sc) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: cannot allocate scratch buffers");
+    EL_TRY(bpe_word(m, sc, s, len, ids, n, cap));
     if (len < TK_CACHE_MAX_KEY && mm->cache) {
         size_t cnt = *n - n0;
         char *k = el_malloc(len + 1);
@@ -335,7 +365,9 @@ static edgellm_status wordpiece_tokenize(const tk_model *m, const char *s, size_
         return tk_ids_push(ids, n, cap, m->unk_id);
     }
     size_t n0 = *n, start = 0, plen = m->prefix ? strlen(m->prefix) : 0;
-    el_buf *tmp = &t_scratch.tmp;
+    bpe_scratch *sc = get_scratch();
+    if (!sc) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: cannot allocate scratch buffers");
+    el_buf *tmp = &sc->tmp;
     while (start < len) {
         size_t end = len;
         int32_t found = -1;
