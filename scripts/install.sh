@@ -14,4 +14,10 @@ if [ -n "$missing" ]; then
 fi
 cmake -S . -B build -DCMAKE_BUILD_TYPE=Release "$@"
 cmake --build build -j"$(nproc)"
+# Optional: llama.cpp through npm node-llama-cpp (pinned, prebuilt CPU binaries) for the GGUF interop test
+# and bench/run_cpu_bench.sh; without it that test is skipped. EDGELLM_SKIP_NPM=1 skips this step.
+if [ "${EDGELLM_SKIP_NPM:-0}" != 1 ] && command -v npm >/dev/null 2>&1; then
+  (cd bench/llamacpp && npm ci --omit=optional --ignore-scripts --no-audit --no-fund --loglevel=error) ||
+    echo "note: npm ci in bench/llamacpp failed; the llama.cpp interop test will be skipped" >&2
+fi
 ./build/edgellm generate --temperature 0 -n 64 "Once upon a time"
