@@ -437,7 +437,9 @@ int cmd_run(int argc, char **argv) {
                (long long)acc.decode_tokens, acc.runs ? (double)acc.decode_tokens / acc.runs : 0, dc_tps,
                acc.decode_tokens ? acc.decode_ms / acc.decode_tokens : 0);
         printf("=== Memory Usage ===\n  Peak CPU Memory: %.1f MB\n", mm.peak_rss_bytes / 1048576.0);
-        if (mm.peak_device_bytes) printf("  Peak GPU Memory: %.1f MB\n", mm.peak_device_bytes / 1048576.0);
+        if (mm.peak_device_bytes)
+            printf("  Peak %s Memory: %.1f MB\n", strcmp(info.backend, "cuda") ? "Runtime Buffer" : "GPU",
+                   mm.peak_device_bytes / 1048576.0);
     }
     if (prof_out) {
         cJSON *p = cJSON_CreateObject(), *pf = cJSON_AddObjectToObject(p, "prefill"),
