@@ -6,6 +6,19 @@
  * usage: bench_membw [MiB (default 1024)] [passes (default 10)] [threads (default all cores)] */
 #include "membw_common.h"
 
+static void spin_run(void *c, int ith, int nth) {
+    (void)c;
+    (void)ith;
+    (void)nth;
+    double t0 = el_time_ms();
+    while (el_time_ms() - t0 < 0.005) {
+    }
+}
+static int cmp_double(const void *a, const void *b) {
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
 int main(int argc, char **argv) {
     size_t mib = argc > 1 ? (size_t)atol(argv[1]) : 1024;
     int passes = argc > 2 ? atoi(argv[2]) : 10;
@@ -28,12 +41,18 @@ int main(int argc, char **argv) {
     printf("membw 1 thread : %6.1f GB/s\n", g1);
     double gn = measure(tpn, &t, passes);
     printf("membw %d threads: %6.1f GB/s\n", nth, gn);
-    /* thread-pool dispatch latency (empty task) */
-    rd_task e = t;
-    e.size = 0;
-    double t0 = el_time_ms();
-    for (int i = 0; i < 100000; i++) el_threadpool_run(tpn, rd_run, &e);
-    printf("threadpool dispatch (%d threads, empty task): %.2f us\n", nth, (el_time_ms() - t0) * 10.0 / 1000.0);
+    /* thread-pool dispatch overhead: a task where every thread busy-waits 5 us; overhead = run time - 5 us
+     * (a worker that has not joined by the time the caller is done makes the caller run its share too) */
+    enum { N_RUNS = 20000 };
+    static double lat[N_RUNS];
+    for (int i = 0; i < N_RUNS; i++) {
+        double t0 = el_time_ms();
+        el_threadpool_run(tpn, spin_run, NULL);
+        lat[i] = (el_time_ms() - t0) * 1000.0 - 5.0;
+    }
+    qsort(lat, N_RUNS, sizeof lat[0], cmp_double);
+    printf("threadpool dispatch overhead (%d threads, 5 us task): min %.2f us, median %.2f us, p90 %.2f us\n", nth,
+           lat[0], lat[N_RUNS / 2], lat[N_RUNS * 9 / 10]);
     el_threadpool_free(tp1);
     el_threadpool_free(tpn);
     el_free_aligned(buf);

@@ -40,15 +40,18 @@ static const shape k_gemv[] = {{"qkv/o k1024 n2048", 1024, 2048}, {"k/v   k1024 
 
 static double g_membw;
 
-/* seconds per matmul call, best of rounds; copies of W are cycled */
+/* seconds per matmul call: every call is timed (copies of W are cycled, so each call streams a cold
+ * matrix) and the best one counts, which keeps the figure meaningful on a shared, busy machine */
 static double time_matmul(el_backend *be, const float *x, int64_t m, int64_t k, void **ws, int copies, el_dtype wt,
                           int64_t n, float *y, int rounds) {
     double best = 1e30;
     for (int r = 0; r < rounds; r++) {
-        double t0 = el_time_ms();
-        for (int c = 0; c < copies; c++) be->iface.matmul(be, x, m, k, ws[c], wt, n, NULL, y, n);
-        double dt = (el_time_ms() - t0) / 1e3 / copies;
-        if (dt < best) best = dt;
+        for (int c = 0; c < copies; c++) {
+            double t0 = el_time_ms();
+            be->iface.matmul(be, x, m, k, ws[c], wt, n, NULL, y, n);
+            double dt = (el_time_ms() - t0) / 1e3;
+            if (dt < best) best = dt;
+        }
     }
     return best;
 }
