@@ -306,6 +306,8 @@ struct edgellm_detok_stream {
     size_t anchor;     /* index of the context token of the window */
     size_t anchor_off; /* length of the full text up to and including the anchor token */
     el_buf anchor_txt; /* decode of the anchor token alone */
+    size_t run_start;  /* start of the trailing run of byte/skipped tokens (ByteFallback decoders) */
+    size_t last_safe;  /* ids decodable at the previous step */
     el_buf bytes;   /* pending raw bytes (ByteLevel path) */
     el_buf piece;
 };
@@ -316,6 +318,7 @@ edgellm_status edgellm_detok_stream_create(const edgellm_tokenizer *t, bool skip
     if (!s) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
     s->t = t;
     s->skip = skip_special;
+    s->last_safe = (size_t)-1;
     *out = s;
     return EDGELLM_STATUS_OK;
 }
@@ -383,18 +386,16 @@ static bool stream_ctx_token(const edgellm_detok_stream *s, int32_t id) {
 static edgellm_status stream_generic(edgellm_detok_stream *s, bool flush, const char **piece) {
     const edgellm_tokenizer *t = s->t;
     size_t safe = s->n;
-    if (!flush && t->dec_has_bytefallback) {
-        /* a trailing run of <0xXX> tokens decodes as a whole: hold it back */
-        while (safe > 0) {
-            int32_t id = s->ids[safe - 1];
-            uint32_t l;
-            const char *str = tk_token_str(t, id, &l);
-            uint8_t v;
-            bool skipped = !str || (s->skip && edgellm_tokenizer_is_special(t, id));
-            if (skipped || byte_token(str, l, &v)) safe--;
-            else break;
-        }
+    /* a trailing run of <0xXX> tokens (and skipped ones) decodes as a whole: hold it back */
+    if (!flush && t->dec_has_bytefallback) safe = s->run_start;
+    s->piece.len = 0;
+    if (!flush && safe == s->last_safe) { /* nothing new is decodable yet */
+        EL_TRY(el_buf_append(&s->piece, "", 1));
+        s->piece.len--;
+        *piece = s->piece.data;
+        return EDGELLM_STATUS_OK;
     }
+    s->last_safe = flush ? (size_t)-1 : safe;
     el_buf w = {0}, p = {0};
     const char *text;
     size_t tlen, base = 0;
@@ -461,6 +462,13 @@ edgellm_status edgellm_detok_stream_push(edgellm_detok_stream *s, int32_t id, co
         return stream_bytelevel(s, false, piece);
     }
     EL_TRY(tk_ids_push(&s->ids, &s->n, &s->cap, id));
+    if (s->t->dec_has_bytefallback) {
+        uint32_t l;
+        const char *str = tk_token_str(s->t, id, &l);
+        uint8_t v;
+        bool skipped = !str || (s->skip && edgellm_tokenizer_is_special(s->t, id));
+        if (!skipped && !byte_token(str, l, &v)) s->run_start = s->n;
+    }
     return stream_generic(s, false, piece);
 }
 
