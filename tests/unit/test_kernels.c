@@ -489,6 +489,22 @@ static void tp_fn(void *c, int ith, int nth) {
     atomic_fetch_add(&t->hits[ith], 1);
     atomic_fetch_add(&t->total, 1);
 }
+typedef struct nest_ctx {
+    el_threadpool *tp;
+    _Atomic int inner, inner_nth1;
+} nest_ctx;
+static void nest_inner(void *c, int ith, int nth) {
+    nest_ctx *n = c;
+    (void)ith;
+    atomic_fetch_add(&n->inner, 1);
+    if (nth == 1) atomic_fetch_add(&n->inner_nth1, 1);
+}
+static void nest_fn(void *c, int ith, int nth) {
+    (void)ith;
+    (void)nth;
+    nest_ctx *n = c;
+    el_threadpool_run(n->tp, nest_inner, n);
+}
 static void test_threadpool(void) {
     for (int n = 1; n <= 4; n++) {
         el_threadpool *tp = el_threadpool_create(n);
@@ -510,6 +526,16 @@ static void test_threadpool(void) {
         for (int i = 0; i < n; i++) all &= atomic_load(&c.hits[i]) == runs;
         CHECKF(all, "pool of %d: each thread must run every task", n);
         el_threadpool_free(tp);
+    }
+    /* a task that runs the pool again (nested) executes serially instead of deadlocking */
+    {
+        el_threadpool *tp2 = el_threadpool_create(2);
+        if (tp2) {
+            nest_ctx nc = {.tp = tp2};
+            el_threadpool_run(tp2, nest_fn, &nc);
+            CHECK(atomic_load(&nc.inner) == 2 && atomic_load(&nc.inner_nth1) == 2);
+            el_threadpool_free(tp2);
+        }
     }
     /* runs after the workers went to sleep (futex path) */
     el_threadpool *tp = el_threadpool_create(2);

@@ -1,5 +1,8 @@
 /* threadpool.c - persistent worker threads for the CPU backend.
  *
+ * el_threadpool_run may be called from any thread; while one run is in progress, another caller (or a
+ * task that runs the pool again) executes its task alone on its own thread, fn(ctx, 0, 1).
+ *
  * A run publishes (fn, ctx) under a new generation; workers spin on the generation for a while (a decode
  * step issues ~200 back-to-back runs, so they are normally still spinning), then yield, then sleep on a
  * futex. A worker *joins* the run with a CAS on the run state and takes the next thread index. When the
@@ -45,6 +48,7 @@ struct el_threadpool {
     _Alignas(64) _Atomic uint64_t st;   /* run state */
     _Alignas(64) _Atomic uint32_t done; /* joined workers finished with the current run */
     _Atomic int main_sleep;
+    _Atomic int busy; /* a run is in progress (a second caller, or a nested run, goes serial) */
 };
 
 static void tp_wait(_Atomic uint32_t *addr, uint32_t val) {
@@ -120,6 +124,7 @@ el_threadpool *el_threadpool_create(int n_threads) {
     atomic_init(&tp->st, ST_CLOSED);
     atomic_init(&tp->done, 0);
     atomic_init(&tp->main_sleep, 0);
+    atomic_init(&tp->busy, 0);
     if (n_threads > 1) {
         tp->threads = el_calloc((size_t)n_threads, sizeof *tp->threads);
         if (!tp->threads) {
@@ -152,8 +157,8 @@ void el_threadpool_free(el_threadpool *tp) {
 int el_threadpool_size(const el_threadpool *tp) { return tp ? tp->n : 1; }
 
 void el_threadpool_run(el_threadpool *tp, el_task_fn fn, void *ctx) {
-    if (!tp || tp->n <= 1) {
-        fn(ctx, 0, 1);
+    if (!tp || tp->n <= 1 || atomic_exchange_explicit(&tp->busy, 1, memory_order_acquire)) {
+        fn(ctx, 0, 1); /* no pool, or the pool is in use by another caller (or this is a nested run) */
         return;
     }
     tp->fn = fn;
@@ -177,4 +182,5 @@ void el_threadpool_run(el_threadpool *tp, el_task_fn fn, void *ctx) {
         atomic_store(&tp->main_sleep, 0);
         spins = 0;
     }
+    atomic_store_explicit(&tp->busy, 0, memory_order_release);
 }
