@@ -23,7 +23,12 @@ STRS = ["''", "'a'", "'Hello World'", "' pad '", "'x,y,,z'", "'\\n\\nq\\n'", "'h
         "'it\\'s'", "'a\"b'", "'<think>t</think>r'", "'12'", "'ABC def'", "'\\t'", "'a\\nb'"]
 ATOMS = ["1", "0", "-3", "2.5", "0.1", "1e3", "true", "false", "none", "x", "s", "l", "d", "messages",
          "messages[0]", "messages[0].content", "messages[-1].role", "undefined_thing", "[1, 'a', none]",
-         "{'k': 'v', 'n': 2}", "(1, 2)", "[]", "{}", "ns.v", "it", "loop.index", "tools"] + STRS
+         "{'k': 'v', 'n': 2}", "(1, 2)", "[]", "{}", "ns.v", "it", "loop.index", "tools", "messages[1].content",
+         "messages[2].content", "messages[2].content[0].text", "messages[3].tool_calls[0].function.arguments",
+         "d.items() | list", "d.keys() | list", "d.get('b')", "d.get('zz', 'dflt')", "messages | length",
+         "tools[0].function", "f", "-0.5", "1e-7", "123456789", "(messages | last).role", "range(4) | list",
+         "'%s-%d' % ('a', 3)", "'{}:{}'.format('k', 1)", "messages[2].content | map(attribute='type') | join(',')",
+         "messages[3].tool_calls | length", "'\u00e9\u00df\u03a3'"] + STRS
 FILTERS = ["trim", "length", "upper", "lower", "title", "capitalize", "string", "int", "float", "abs", "first",
            "last", "list", "sort", "unique | list", "tojson", "join(',')", "join", "default('D')",
            "default('E', true)", "replace('a', 'b')", "round", "round(1)", "indent(2)", "wordcount",
@@ -83,7 +88,8 @@ def block(d=0):
         return (w + tag(f"if {expr()}") + block(d + 1) + random.choice(["", tag(f"elif {expr()}") + block(d + 1)])
                 + random.choice(["", tag("else") + block(d + 1)]) + tag("endif") + random.choice(WS))
     if r < 0.62:
-        it = random.choice(["messages", "l", "d", "d.items()", "s", "range(3)", "[]", "messages | selectattr('role', 'equalto', 'user')", "l if l"])
+        it = random.choice(["messages", "l", "d", "d.items()", "s", "range(3)", "[]", "messages | selectattr('role', 'equalto', 'user')",
+                            "l if l", "messages[2].content", "messages[::-1]", "tools", "messages[3].tool_calls"])
         tgt = "k, v" if it == "d.items()" else "it"
         cond = random.choice(["", "", f" if {expr()}"])
         body = block(d + 1) + random.choice(["{{ loop.index }}{{ loop.last }}", out("loop.revindex ~ loop.first"), "", "{{ loop.previtem }}"])
@@ -108,9 +114,13 @@ def main():
     seed = int(sys.argv[1]) if len(sys.argv) > 1 else 1
     n = int(sys.argv[2]) if len(sys.argv) > 2 else 500
     random.seed(seed)
-    msgs = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": " w\u00f6rld\n"}]
-    extra = {"x": 5, "s": " Hi \u00e9 ", "l": [3, 1, 2], "d": {"b": 1, "a": [True, None]},
-             "tools": [{"function": {"name": "f"}}]}
+    msgs = [{"role": "user", "content": "hello"}, {"role": "assistant", "content": " w\u00f6rld\n"},
+            {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "What's <this>?"}]},
+            {"role": "assistant", "content": "", "tool_calls": [
+                {"type": "function", "function": {"name": "get", "arguments": {"q": "x", "n": 2.5, "deep": {"a": [1, None]}}}}]},
+            {"role": "tool", "content": "{\"ok\": true}"}]
+    extra = {"x": 5, "s": " Hi \u00e9 ", "l": [3, 1, 2], "d": {"b": 1, "a": [True, None]}, "f": 0.25,
+             "tools": [{"function": {"name": "f", "parameters": {"type": "object", "properties": {"q": {"type": "string"}}}}}]}
     cases = []
     skipped = 0
     for i in range(n):

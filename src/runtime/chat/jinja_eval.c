@@ -683,6 +683,17 @@ static int cmp_vals(jj_val a, jj_val b, bool *ok) {
     return 0;
 }
 
+/* Python hash(): lists, dicts and tuples holding them are unhashable */
+static bool hashable(jj_val v) {
+    if (v.t == JV_DICT) return false;
+    if (v.t != JV_LIST) return true;
+    if (v.u.l->kind == JL_GEN) return true;
+    if (!v.tuple) return false;
+    for (size_t i = 0; i < v.u.l->n; i++)
+        if (!hashable(v.u.l->v[i])) return false;
+    return true;
+}
+
 /* ---- iteration --------------------------------------------------------------------------------- */
 /* Materializes v as a list of items (dict -> keys, string -> chars, undefined -> empty). */
 static edgellm_status iter_list(ctx *c, jj_val v, jj_list **out) {
@@ -2236,8 +2247,7 @@ static edgellm_status apply_filter_(ctx *c, const char *f, jj_val v, args *a, jj
             if (!r) return oom();
             r->kind = JL_GEN;
             for (size_t i = 0; i < l->n; i++) {
-                if ((k[i].key.t == JV_LIST && !k[i].key.tuple) || k[i].key.t == JV_DICT || k[i].key.t == JV_NS)
-                    return rerr("unhashable type: '%s'", type_name(k[i].key));
+                if (!hashable(k[i].key)) return rerr("unhashable type: '%s'", type_name(k[i].key));
                 bool seen = false;
                 for (size_t j = 0; j < i && !seen; j++) seen = val_eq(k[j].key, k[i].key);
                 if (!seen) EL_TRY(list_push(c, r, l->v[i]));
@@ -2378,7 +2388,7 @@ static edgellm_status apply_test(ctx *c, const char *t, jj_val v, args *a, bool 
             if (v.t != JV_STR) return rerr("'in <string>' requires string as left operand");
             *out = memfind(a0.u.s.p, a0.u.s.n, v.u.s.p, v.u.s.n) != NULL;
         } else if (a0.t == JV_DICT || a0.t == JV_NS) {
-            if ((v.t == JV_LIST && !v.tuple) || v.t == JV_DICT) return rerr("unhashable type: '%s'", type_name(v));
+            if (!hashable(v)) return rerr("unhashable type: '%s'", type_name(v));
             *out = dict_find(a0.u.d, v) != NULL;
         }
         else if (a0.t == JV_LIST) {
@@ -2831,8 +2841,7 @@ static edgellm_status eval(ctx *c, scope *s, const jj_node *n, jj_val *out) {
             jj_val k, v;
             EL_TRY(eval(c, s, n->items[i], &k));
             EL_TRY(eval(c, s, n->items[i + 1], &v));
-            if (k.t == JV_LIST && !k.tuple) return rerr("unhashable type: 'list'");
-            if (k.t == JV_DICT) return rerr("unhashable type: 'dict'");
+            if (!hashable(k)) return rerr("unhashable type: '%s'", type_name(k));
             EL_TRY(dict_set(c, d, k, v));
         }
         jj_val r = {0};
