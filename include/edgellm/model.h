@@ -26,6 +26,18 @@ typedef struct edgellm_export_params {
     bool progress;            /* progress bar on stderr (default false)                          */
     const char *format;       /* NULL or "hf" (export dir, default); "gguf": out_dir is a .gguf FILE
                                  for llama.cpp, quantization f16 (default), bf16, f32, q8_0, q4_0   */
+    /* quantized HF exports (docs/quantization.md); quantization: "fp16", "bf16", "fp8", "int8_sq",
+     * "int4_awq", "int4_rtn", "int4_gptq", "nvfp4" */
+    int32_t group_size;                 /* int4 group size: 32, 64, 128 (default 128)                  */
+    float sq_alpha;                     /* SmoothQuant / migration strength (default 0.5)               */
+    const char *lm_head_quantization;   /* NULL/"none", "fp8", "int8", "int4_awq", "nvfp4"             */
+    const char *const *exclude;         /* glob patterns on canonical tensor names (not quantized)      */
+    int32_t n_exclude;
+    const char *kv_cache_quantization;  /* NULL/"none" or "fp8": per-layer K/V scales from calibration */
+    const char *calib_file;             /* text or JSONL ({"text": ...} per line); NULL = shipped slice */
+    int32_t calib_samples;              /* default 512                                                 */
+    int32_t calib_seq_len;              /* default 512                                                 */
+    const char *calib_algorithm;        /* "max" (default) or "percentile"                             */
 } edgellm_export_params;
 edgellm_export_params edgellm_export_params_default(void);
 

@@ -5,6 +5,7 @@
 #include "engine.h"
 #include "engine_internal.h"
 #include "export/export_internal.h"
+#include "export/qformat.h"
 #include "models/stream.h"
 
 #include <cjson/cJSON.h>
@@ -33,6 +34,142 @@ edgellm_status el_profile_validate(const el_profile *p) {
                       "max input length must be in 1..max KV cache capacity (%d) (got %d)",
                       (int)p->max_kv_cache_capacity, (int)p->max_input_len);
     return EDGELLM_STATUS_OK;
+}
+
+/* ---- one engine tensor: streamed from a float source, or a quantized layout (qformat.h) ------------ */
+typedef struct bitem {
+    const char *name;
+    const el_st_tensor *src; /* plain: the source tensor; quantized: NULL */
+    int n_dims;
+    int64_t shape[2];
+    el_dtype dst;
+    size_t nbytes;
+    bool quant;
+} bitem;
+
+typedef struct bq_plan_t {
+    bitem *items;
+    char **names;
+    int64_t n, cap;
+    const el_st_file *st;
+    const el_qconfig *qc;
+} bq_plan_t;
+
+static void bq_free(bq_plan_t *b) {
+    for (int64_t i = 0; i < b->n; i++) el_free(b->names[i]);
+    el_free(b->names);
+    el_free(b->items);
+    memset(b, 0, sizeof *b);
+}
+
+static bool ends_with(const char *s, const char *sfx) {
+    size_t a = strlen(s), b = strlen(sfx);
+    return a >= b && !strcmp(s + a - b, sfx);
+}
+
+static edgellm_status bq_visit(const char *name, int64_t rows, int64_t cols, bool required, void *user) {
+    bq_plan_t *b = user;
+    if (b->n == b->cap) return el_err(EDGELLM_STATUS_FORMAT, "too many tensors");
+    bitem *it = &b->items[b->n];
+    memset(it, 0, sizeof *it);
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s", name);
+    if (cols && ends_with(prefix, ".weight") && strcmp(name, "model.embed_tokens.weight") != 0) {
+        prefix[strlen(prefix) - 7] = 0;
+        if (el_qweight_present(b->st, prefix)) {
+            bool found = false;
+            void *buf = NULL;
+            EL_TRY(el_qweight_import(b->st, prefix, rows, cols, b->qc, &found, &it->dst, &buf, &it->nbytes));
+            el_free_aligned(buf);
+            it->quant = true;
+        }
+    }
+    if (!it->quant) {
+        const el_st_tensor *t = el_st_find(b->st, name);
+        if (!t) {
+            if (!required) return EDGELLM_STATUS_OK;
+            return el_err(EDGELLM_STATUS_FORMAT, "export is missing tensor '%s'", name);
+        }
+        int dims = cols ? 2 : 1;
+        if (t->n_dims != dims || t->shape[0] != rows || (dims == 2 && t->shape[1] != cols))
+            return el_err(EDGELLM_STATUS_FORMAT, "tensor '%s' has the wrong shape in the export", name);
+        if (t->dtype != EL_DTYPE_F32 && t->dtype != EL_DTYPE_F16 && t->dtype != EL_DTYPE_BF16)
+            return el_err(EDGELLM_STATUS_UNSUPPORTED, "tensor '%s' has dtype %s", name, el_dtype_st_name(t->dtype));
+        it->src = t;
+    }
+    b->names[b->n] = el_strdup(name);
+    if (!b->names[b->n]) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    it->name = b->names[b->n];
+    it->n_dims = cols ? 2 : 1;
+    it->shape[0] = rows;
+    it->shape[1] = cols;
+    b->n++;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status bq_plan(const el_hparams *hp, const el_st_file *st, const el_qconfig *qc, bq_plan_t *b) {
+    memset(b, 0, sizeof *b);
+    b->cap = 32 + 24 * hp->n_layer;
+    b->items = el_calloc((size_t)b->cap, sizeof *b->items);
+    b->names = el_calloc((size_t)b->cap, sizeof *b->names);
+    b->st = st;
+    b->qc = qc;
+    if (!b->items || !b->names) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    edgellm_status s = el_model_visit_tensors(hp, bq_visit, b);
+    if (s >= 0 && (b->n == 0 || b->items[0].quant || strcmp(b->items[0].name, "model.embed_tokens.weight")))
+        s = el_err(EDGELLM_STATUS_FORMAT, "export: the embedding table must be a float tensor");
+    return s;
+}
+
+/* The runtime runs every linear of a layer with one weight format: refuse mixed layers. */
+static edgellm_status bq_check_layers(const el_hparams *hp, const bitem *items, int64_t n) {
+    static const char *lin[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
+                                "self_attn.o_proj.weight", "mlp.gate_proj.weight",    "mlp.up_proj.weight",
+                                "mlp.down_proj.weight"};
+    for (int64_t l = 0; l < hp->n_layer; l++) {
+        el_dtype first = EL_DTYPE_COUNT;
+        for (int w = 0; w < 7; w++) {
+            char name[256];
+            snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, lin[w]);
+            for (int64_t i = 0; i < n; i++)
+                if (!strcmp(items[i].name, name)) {
+                    el_dtype d = items[i].quant ? items[i].dst : items[i].src->dtype;
+                    if (first == EL_DTYPE_COUNT) first = d;
+                    else if (d != first)
+                        return el_err(EDGELLM_STATUS_UNSUPPORTED,
+                                      "layer %lld mixes weight formats (%s is %s, q_proj is %s): the runtime needs one "
+                                      "format for all linears of a layer (exclude whole layers, not single linears)",
+                                      (long long)l, name, el_dtype_name(d), el_dtype_name(first));
+                }
+        }
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status bq_write(const el_st_file *st, const el_qconfig *qc, const bitem *it, el_sink_fn sink,
+                               void *user) {
+    char prefix[512];
+    snprintf(prefix, sizeof prefix, "%s", it->name);
+    prefix[strlen(prefix) - 7] = 0;
+    bool found = false;
+    el_dtype dt;
+    void *buf = NULL;
+    size_t nb = 0;
+    EL_TRY(el_qweight_import(st, prefix, it->shape[0], it->shape[1], qc, &found, &dt, &buf, &nb));
+    edgellm_status s = EDGELLM_STATUS_OK;
+    if (!found || dt != it->dst || nb != it->nbytes)
+        s = el_err(EDGELLM_STATUS_FORMAT, "%s: quantized tensor changed while building", it->name);
+    else
+        s = sink(buf, nb, user);
+    el_free_aligned(buf);
+    return s;
+}
+
+/* Progress line with ETA on stderr. */
+static void el_progress(const char *what, int64_t done, int64_t total, double t0) {
+    double el = (el_time_ms() - t0) / 1000.0, eta = done > 0 ? el * (double)(total - done) / (double)done : 0;
+    fprintf(stderr, "\r%s: %lld/%lld  %.1fs elapsed, ETA %.1fs   %s", what, (long long)done, (long long)total, el, eta,
+            done == total ? "\n" : "");
 }
 
 typedef struct wctx {
@@ -91,6 +228,11 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     el_hparams hp;
     el_st_file st = {0};
     el_export_plan plan = {0};
+    bq_plan_t bq = {0};
+    bitem *items = NULL;
+    int64_t n_items = 0;
+    const bool p_progress = false;
+    const double t_build0 = el_time_ms();
     uint64_t *offs = NULL, *hashes = NULL;
     el_hasher *h = NULL;
     void *buf = NULL;
@@ -114,27 +256,52 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
                    export_dir, (long long)fv, EL_EXPORT_FORMAT_VERSION);
         goto fail;
     }
-    const cJSON *q = cJSON_GetObjectItemCaseSensitive(ex, "quantization");
-    if (q && !(cJSON_IsString(q) && !strcmp(q->valuestring, "none"))) {
-        s = el_err(EDGELLM_STATUS_UNSUPPORTED, "%s: quantized exports are not supported by this builder yet", export_dir);
+    el_qconfig qc;
+    if ((s = el_qconfig_read(cfg, &qc)) < 0) goto fail;
+    if (qc.quantized && strcmp(prof.backend, "cpu") != 0) {
+        s = el_err(EDGELLM_STATUS_UNSUPPORTED, "%s: quantized engines run on the cpu backend only for now", export_dir);
         goto fail;
     }
     if ((s = el_path_join(path, sizeof path, export_dir, "model.safetensors")) < 0) goto fail;
     if ((s = el_st_open(path, &st)) < 0) goto fail;
-    if ((s = el_export_plan_make(&hp, &st, "export", true, &plan)) < 0) goto fail;
+    if (!qc.quantized) {
+        if ((s = el_export_plan_make(&hp, &st, "export", true, &plan)) < 0) goto fail;
+        n_items = plan.n_items;
+    } else {
+        if ((s = bq_plan(&hp, &st, &qc, &bq)) < 0) goto fail;
+        n_items = bq.n;
+    }
+    items = el_calloc((size_t)n_items + 1, sizeof *items);
+    if (!items) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+    for (int64_t i = 0; i < n_items; i++) {
+        if (!qc.quantized) {
+            items[i].name = plan.items[i].name;
+            items[i].src = plan.items[i].src;
+            items[i].n_dims = plan.items[i].n_dims;
+            items[i].shape[0] = plan.items[i].src->shape[0];
+            items[i].shape[1] = plan.items[i].n_dims == 2 ? plan.items[i].src->shape[1] : 0;
+        } else {
+            items[i] = bq.items[i];
+        }
+    }
 
-    const el_dtype wdt = plan.items[0].src->dtype;
-    offs = el_calloc((size_t)plan.n_items + 1, sizeof *offs);
-    hashes = el_calloc((size_t)plan.n_items + 1, sizeof *hashes);
+    const el_dtype wdt = items[0].src->dtype;
+    offs = el_calloc((size_t)n_items + 1, sizeof *offs);
+    hashes = el_calloc((size_t)n_items + 1, sizeof *hashes);
     if (!offs || !hashes) {
         s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         goto fail;
     }
     uint64_t data_size = 0, weight_bytes = 0;
     size_t max_conv = 0;
-    for (int64_t i = 0; i < plan.n_items; i++) {
-        el_export_item *it = &plan.items[i];
-        if (it->n_dims == 2) {
+    for (int64_t i = 0; i < n_items; i++) {
+        bitem *it = &items[i];
+        if (it->quant) {
+            /* dst and nbytes set by bq_plan */
+        } else if (it->n_dims == 2) {
             if (it->src->dtype != wdt) {
                 s = el_err(EDGELLM_STATUS_FORMAT, "%s: tensor '%s' is %s but the other weights are %s", path, it->name,
                            el_dtype_name(it->src->dtype), el_dtype_name(wdt));
@@ -144,13 +311,16 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
         } else {
             it->dst = EL_DTYPE_F32;
         }
-        size_t nb = (it->src->nbytes / el_dtype_size(it->src->dtype)) * el_dtype_size(it->dst);
-        size_t ne = it->src->nbytes / el_dtype_size(it->src->dtype);
-        if (it->dst != it->src->dtype && ne > max_conv) max_conv = ne;
+        if (!it->quant) {
+            size_t ne = it->src->nbytes / el_dtype_size(it->src->dtype);
+            it->nbytes = ne * el_dtype_size(it->dst);
+            if (it->dst != it->src->dtype && ne > max_conv) max_conv = ne;
+        }
         offs[i] = data_size;
-        data_size = (data_size + nb + EL_ENGINE_TENSOR_ALIGN - 1) & ~(uint64_t)(EL_ENGINE_TENSOR_ALIGN - 1);
-        weight_bytes += nb;
+        data_size = (data_size + it->nbytes + EL_ENGINE_TENSOR_ALIGN - 1) & ~(uint64_t)(EL_ENGINE_TENSOR_ALIGN - 1);
+        weight_bytes += it->nbytes;
     }
+    if (qc.quantized && (s = bq_check_layers(&hp, items, n_items)) < 0) goto fail;
 
     const size_t buf_bytes = el_stream_buf_size(max_conv);
     buf = el_aligned_alloc(buf_bytes);
@@ -178,19 +348,17 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     cJSON_AddItemToObject(meta, "export", cJSON_Duplicate(ex, true));
     cJSON_AddNumberToObject(meta, "weight_bytes", (double)weight_bytes);
     cJSON *jt = cJSON_AddArrayToObject(meta, "tensors");
-    for (int64_t i = 0; i < plan.n_items; i++) {
-        el_export_item *it = &plan.items[i];
+    for (int64_t i = 0; i < n_items; i++) {
+        bitem *it = &items[i];
         cJSON *o = cJSON_CreateObject();
         cJSON_AddItemToArray(jt, o);
         cJSON_AddStringToObject(o, "name", it->name);
         cJSON_AddStringToObject(o, "dtype", el_dtype_name(it->dst));
         cJSON_AddStringToObject(o, "layout", "rowmajor");
         cJSON *sh = cJSON_AddArrayToObject(o, "shape");
-        for (int k = 0; k < it->src->n_dims; k++)
-            cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)it->src->shape[k]));
+        for (int k = 0; k < it->n_dims; k++) cJSON_AddItemToArray(sh, cJSON_CreateNumber((double)it->shape[k]));
         cJSON_AddNumberToObject(o, "offset", (double)offs[i]);
-        size_t nb = (it->src->nbytes / el_dtype_size(it->src->dtype)) * el_dtype_size(it->dst);
-        cJSON_AddNumberToObject(o, "nbytes", (double)nb);
+        cJSON_AddNumberToObject(o, "nbytes", (double)it->nbytes);
         cJSON_AddStringToObject(o, "xxh3", "0000000000000000");
     }
     text = cJSON_PrintUnformatted(meta);
@@ -217,8 +385,8 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
         s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         goto fail;
     }
-    for (int64_t i = 0; i < plan.n_items; i++) {
-        el_export_item *it = &plan.items[i];
+    for (int64_t i = 0; i < n_items; i++) {
+        bitem *it = &items[i];
         el_hasher_free(h);
         h = el_hasher_new();
         if (!h) {
@@ -226,7 +394,12 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
             goto fail;
         }
         wctx w = {fd, data_off + offs[i], h, path};
-        if ((s = el_stream_tensor(it->src, it->dst, buf, buf_bytes, sink_pwrite, &w)) < 0) goto fail;
+        if (it->quant) {
+            if ((s = bq_write(&st, &qc, it, sink_pwrite, &w)) < 0) goto fail;
+        } else if ((s = el_stream_tensor(it->src, it->dst, buf, buf_bytes, sink_pwrite, &w)) < 0) {
+            goto fail;
+        }
+        if (p_progress) el_progress("build", i + 1, n_items, t_build0);
         hashes[i] = el_hasher_digest(h);
         char hx[17];
         hex16(hx, hashes[i]);
@@ -265,7 +438,7 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
         began = false;
         goto fail;
     }
-    EL_LOG_INFO("built %s: %lld tensors, %.1f MB weights", engine_dir, (long long)plan.n_items, weight_bytes / 1e6);
+    EL_LOG_INFO("built %s: %lld tensors, %.1f MB weights", engine_dir, (long long)n_items, weight_bytes / 1e6);
     s = EDGELLM_STATUS_OK;
     goto done;
 fail:
@@ -278,6 +451,8 @@ done:
     el_free(offs);
     el_free(hashes);
     el_export_plan_free(&plan);
+    bq_free(&bq);
+    el_free(items);
     el_st_close(&st);
     cJSON_Delete(cfg);
     cJSON_Delete(meta);

@@ -1,6 +1,7 @@
 /* reader.c - maps model.engine and validates it (docs/engine-format.md); edgellm_engine_info_read. */
 #include "edgellm/edgellm.h"
 #include "engine_internal.h"
+#include "kernels/quant.h"
 
 #include <cjson/cJSON.h>
 #include <stdio.h>
@@ -58,6 +59,12 @@ static edgellm_status check_visit(const char *name, int64_t rows, int64_t cols, 
     if (t->n_dims != dims || t->shape[0] != rows || (dims == 2 && t->shape[1] != cols))
         return el_err(EDGELLM_STATUS_FORMAT, "%s: tensor '%s' has the wrong shape for the model config", c->path, name);
     el_dtype want = dims == 2 ? c->e->weight_dtype : EL_DTYPE_F32;
+    if (dims == 2 && el_dtype_is_quant(t->dtype) && strcmp(name, "model.embed_tokens.weight") != 0) {
+        /* quantized linear (kernels/quant.h): the layout must match the shape */
+        edgellm_status s = el_qweight_check(t->data, t->nbytes, t->dtype, rows, cols);
+        if (s < 0) return el_err_prefix(s, "%s: tensor '%s'", c->path, name);
+        return EDGELLM_STATUS_OK;
+    }
     if (t->dtype != want)
         return el_err(EDGELLM_STATUS_FORMAT, "%s: tensor '%s' is %s, expected %s", c->path, name,
                       el_dtype_name(t->dtype), el_dtype_name(want));
@@ -219,7 +226,9 @@ edgellm_status el_engine_open(const char *dir, bool verify, el_engine **out) {
             t->shape[t->n_dims++] = (int64_t)v;
         }
         size_t want;
-        if (!el_mul_ok(numel, el_dtype_size(t->dtype), &want) || want != nb) {
+        if (el_dtype_is_quant(t->dtype)) {
+            want = nb; /* a quantized layout: validated against the model shape by check_visit */
+        } else if (!el_mul_ok(numel, el_dtype_size(t->dtype), &want) || want != nb) {
             s = el_err(EDGELLM_STATUS_FORMAT, "%s: tensor '%s': nbytes %llu does not match its shape and dtype", path,
                        tn, (unsigned long long)nb);
             goto fail;

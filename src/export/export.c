@@ -189,7 +189,12 @@ done:
 
 /* ---- export ---------------------------------------------------------------------------------------- */
 edgellm_export_params edgellm_export_params_default(void) {
-    edgellm_export_params p = {NULL, NULL, false, false, NULL};
+    edgellm_export_params p;
+    memset(&p, 0, sizeof p);
+    p.group_size = 128;
+    p.sq_alpha = 0.5f;
+    p.calib_samples = 512;
+    p.calib_seq_len = 512;
     return p;
 }
 
@@ -203,8 +208,17 @@ edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edg
     if (p.format && !strcmp(p.format, "gguf")) return el_export_gguf(hf_dir, out_dir, p.quantization, p.overwrite, p.progress);
     if (p.format && strcmp(p.format, "hf"))
         return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown export format '%s' (expected hf or gguf)", p.format);
+    /* quantized exports and pre-quantized (GPTQ / AWQ / ModelOpt) checkpoints: quant_export.c */
+    if (el_export_is_quant(hf_dir, &p)) return el_export_quant(hf_dir, out_dir, &p);
+    if (p.quantization && (!strcmp(p.quantization, "fp16") || !strcmp(p.quantization, "bf16"))) {
+        p.dtype = p.quantization;
+        p.quantization = NULL;
+    }
     if (p.quantization && strcmp(p.quantization, "none") != 0)
-        return el_err(EDGELLM_STATUS_UNSUPPORTED, "quantization %s is not implemented yet", p.quantization);
+        return el_err(EDGELLM_STATUS_INVALID_ARG,
+                      "unknown quantization '%s' (expected none, fp16, bf16, fp8, int8_sq, int4_awq, int4_rtn, "
+                      "int4_gptq or nvfp4)",
+                      p.quantization);
     el_dtype want = EL_DTYPE_COUNT;
     if (p.dtype && !el_dtype_from_user_name(p.dtype, &want))
         return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown dtype '%s' (expected fp32, fp16 or bf16)", p.dtype);

@@ -2,6 +2,7 @@
 #ifndef EL_EXPORT_INTERNAL_H
 #define EL_EXPORT_INTERNAL_H
 
+#include "edgellm/model.h"
 #include "models/models.h"
 
 #define EL_EXPORT_FORMAT_VERSION 1
@@ -39,5 +40,10 @@ typedef struct el_export_plan {
 edgellm_status el_export_plan_make(const el_hparams *hp, const el_st_file *st, const char *what, bool warn_extra,
                                    el_export_plan *plan);
 void el_export_plan_free(el_export_plan *p);
+
+/* Quantized export (quant_export.c): true when p asks for a quantization scheme or hf_dir is a
+ * pre-quantized checkpoint (config.json has quantization_config). */
+bool el_export_is_quant(const char *hf_dir, const edgellm_export_params *p);
+edgellm_status el_export_quant(const char *hf_dir, const char *out_dir, const edgellm_export_params *p);
 
 #endif

@@ -204,11 +204,11 @@ static void test_errors(void) {
     s = edgellm_export(src, out, NULL);
     CHECK(s == EDGELLM_STATUS_FORMAT && tu_contains(edgellm_last_error(), "'lm_head.weight'"));
     set_cfg(src, "tie_word_embeddings", cJSON_CreateTrue());
-    /* quantization is not implemented */
+    /* unknown quantization scheme (the schemes themselves: test_quant_export.c) */
     edgellm_export_params ep = edgellm_export_params_default();
-    ep.quantization = "int4_awq";
+    ep.quantization = "int5_awq";
     s = edgellm_export(src, out, &ep);
-    CHECK(s == EDGELLM_STATUS_UNSUPPORTED && tu_contains(edgellm_last_error(), "quantization int4_awq is not implemented yet"));
+    CHECK(s == EDGELLM_STATUS_INVALID_ARG && tu_contains(edgellm_last_error(), "unknown quantization 'int5_awq'"));
     ep.quantization = "none";
     ep.dtype = "int3";
     CHECK(edgellm_export(src, out, &ep) == EDGELLM_STATUS_INVALID_ARG);

@@ -1,0 +1,1368 @@
+/* quant_export.c - quantized exports: calibration through our own runtime (activation tap), SmoothQuant
+ * and AWQ scale search folded into the preceding norm / linear, GPTQ, round-to-nearest fp8 / int8 /
+ * int4 / nvfp4, written as an HF-style quantized checkpoint (GPTQ / AutoAWQ / ModelOpt tensors, see
+ * docs/export-format.md and docs/quantization.md); and import of pre-quantized GPTQ / AWQ / ModelOpt
+ * checkpoints (tensors copied as they are). */
+#include "edgellm/edgellm.h"
+#include "export_internal.h"
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "models/stream.h"
+#include "qformat.h"
+#include "runtime/runtime_internal.h"
+
+#include <cjson/cJSON.h>
+#include <fnmatch.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+typedef enum qscheme { QS_FP8, QS_INT8_SQ, QS_INT4_AWQ, QS_INT4_RTN, QS_INT4_GPTQ, QS_NVFP4, QS_COUNT } qscheme;
+static const char *const k_scheme_names[QS_COUNT] = {"fp8", "int8_sq", "int4_awq", "int4_rtn", "int4_gptq", "nvfp4"};
+
+static bool parse_scheme(const char *s, qscheme *out) {
+    for (int i = 0; s && i < QS_COUNT; i++)
+        if (!strcmp(s, k_scheme_names[i])) {
+            *out = (qscheme)i;
+            return true;
+        }
+    return false;
+}
+
+static bool config_is_prequantized(const char *hf_dir) {
+    char p[4096];
+    if (el_path_join(p, sizeof p, hf_dir, "config.json") < 0) return false;
+    cJSON *c = NULL;
+    if (el_json_load(p, 16u << 20, &c) < 0) {
+        edgellm_clear_error();
+        return false;
+    }
+    bool q = cJSON_IsObject(cJSON_GetObjectItemCaseSensitive(c, "quantization_config"));
+    cJSON_Delete(c);
+    return q;
+}
+
+bool el_export_is_quant(const char *hf_dir, const edgellm_export_params *p) {
+    qscheme q;
+    if (parse_scheme(p->quantization, &q)) return true;
+    return config_is_prequantized(hf_dir);
+}
+
+/* ---- output tensor list --------------------------------------------------------------------------- */
+
+typedef struct otensor {
+    char *name;
+    el_dtype dt;
+    int nd;
+    int64_t shape[2];
+    void *data;              /* owned bytes, or NULL: stream src converted to dt */
+    size_t nbytes;
+    const el_st_tensor *src;
+} otensor;
+
+typedef struct olist {
+    otensor *t;
+    int64_t n, cap;
+} olist;
+
+static void olist_free(olist *l) {
+    for (int64_t i = 0; i < l->n; i++) {
+        el_free(l->t[i].name);
+        el_free(l->t[i].data);
+    }
+    el_free(l->t);
+    memset(l, 0, sizeof *l);
+}
+
+/* Adds a tensor; data (may be NULL when src is given) is owned by the list from here on. */
+static edgellm_status olist_add(olist *l, const char *name, el_dtype dt, int nd, int64_t d0, int64_t d1, void *data,
+                                const el_st_tensor *src) {
+    if (l->n == l->cap) {
+        int64_t nc = l->cap ? l->cap * 2 : 256;
+        otensor *t = el_realloc(l->t, (size_t)nc * sizeof *t);
+        if (!t) {
+            el_free(data);
+            return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        }
+        l->t = t;
+        l->cap = nc;
+    }
+    otensor *o = &l->t[l->n];
+    memset(o, 0, sizeof *o);
+    o->name = el_strdup(name);
+    if (!o->name) {
+        el_free(data);
+        return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    }
+    o->dt = dt;
+    o->nd = nd;
+    o->shape[0] = d0;
+    o->shape[1] = d1;
+    o->data = data;
+    o->src = src;
+    size_t ne = nd == 0 ? 1 : nd == 1 ? (size_t)d0 : (size_t)d0 * (size_t)d1;
+    o->nbytes = ne * el_dtype_size(dt);
+    l->n++;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status add_f32(olist *l, const char *name, int nd, int64_t d0, int64_t d1, const float *v) {
+    size_t ne = nd == 0 ? 1 : nd == 1 ? (size_t)d0 : (size_t)d0 * (size_t)d1;
+    float *c = el_malloc(ne * sizeof(float));
+    if (!c) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    memcpy(c, v, ne * sizeof(float));
+    return olist_add(l, name, EL_DTYPE_F32, nd, d0, d1, c, NULL);
+}
+
+static edgellm_status add_scalar(olist *l, const char *prefix, const char *sfx, float v) {
+    char name[512];
+    snprintf(name, sizeof name, "%s.%s", prefix, sfx);
+    return add_f32(l, name, 0, 0, 0, &v);
+}
+
+static edgellm_status sink_writer(const void *data, size_t n, void *user) { return el_st_writer_write(user, data, n); }
+
+static edgellm_status olist_write(const olist *l, const char *path) {
+    el_st_decl *d = el_calloc((size_t)l->n + 1, sizeof *d);
+    if (!d) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    size_t max_conv = 0;
+    for (int64_t i = 0; i < l->n; i++) {
+        d[i].name = l->t[i].name;
+        d[i].dtype = l->t[i].dt;
+        d[i].n_dims = l->t[i].nd;
+        d[i].shape[0] = l->t[i].shape[0];
+        d[i].shape[1] = l->t[i].shape[1];
+        if (!l->t[i].data) {
+            size_t ne = l->t[i].src->nbytes / el_dtype_size(l->t[i].src->dtype);
+            if (ne > max_conv) max_conv = ne;
+        }
+    }
+    char md[128];
+    snprintf(md, sizeof md, "{\"format\":\"pt\",\"edgellm_export\":\"%d\"}", EL_EXPORT_FORMAT_VERSION);
+    el_st_writer *w = NULL;
+    size_t bb = el_stream_buf_size(max_conv);
+    void *buf = el_aligned_alloc(bb);
+    edgellm_status s = buf ? el_st_writer_open(path, d, l->n, md, &w)
+                           : el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    for (int64_t i = 0; s >= 0 && i < l->n; i++) {
+        const otensor *o = &l->t[i];
+        if (o->data) s = el_st_writer_write(w, o->data, o->nbytes);
+        else s = el_stream_tensor(o->src, o->dt, buf, bb, sink_writer, w);
+    }
+    if (w) {
+        if (s >= 0) s = el_st_writer_close(w);
+        else el_st_writer_abort(w);
+    }
+    el_free_aligned(buf);
+    el_free(d);
+    return s;
+}
+
+/* ---- helpers ---------------------------------------------------------------------------------------- */
+
+static float *load_f32(const el_st_tensor *t) {
+    size_t ne = t->nbytes / el_dtype_size(t->dtype);
+    float *f = el_malloc(ne * sizeof(float) + 64);
+    if (f) el_convert(EL_DTYPE_F32, f, t->dtype, t->data, ne);
+    return f;
+}
+
+static void progress(bool on, const char *what, int64_t done, int64_t total, double t0) {
+    if (!on) return;
+    double el = (el_time_ms() - t0) / 1000.0, eta = done > 0 ? el * (double)(total - done) / (double)done : 0;
+    int w = 30, f = total > 0 ? (int)(w * done / total) : w;
+    char bar[64];
+    for (int i = 0; i < w; i++) bar[i] = i < f ? '#' : '.';
+    bar[w] = 0;
+    fprintf(stderr, "\r%-12s [%s] %lld/%lld  %.1fs, ETA %.1fs ", what, bar, (long long)done, (long long)total, el, eta);
+    if (done >= total) fprintf(stderr, "\n");
+    fflush(stderr);
+}
+
+/* ---- calibration ------------------------------------------------------------------------------------- */
+
+enum { TP_ATTN = 0, TP_O = 1, TP_MLP = 2, TP_DOWN = 3, TP_N = 4 };
+
+typedef struct tapstat {
+    int64_t cols;
+    float *amax;    /* per channel max |x| */
+    double *asum;   /* per channel sum |x| */
+    int64_t rows;   /* rows seen */
+    float *samp;    /* (cap_samp, cols) sampled rows for AWQ */
+    int64_t n_samp;
+    double *H;      /* (cols, cols) X^T X for GPTQ, or NULL */
+    float *tok_amax; /* per-row max |x| (for the percentile algorithm) */
+    int64_t n_tok, cap_tok;
+} tapstat;
+
+typedef struct calib {
+    int64_t n_layer;
+    tapstat *ts; /* [layer * TP_N + point] */
+    float *kamax, *vamax;
+    int64_t stride, cap_samp;
+    bool failed;
+} calib;
+
+static void calib_free(calib *c) {
+    if (c->ts)
+        for (int64_t i = 0; i < c->n_layer * TP_N; i++) {
+            el_free(c->ts[i].amax);
+            el_free(c->ts[i].asum);
+            el_free(c->ts[i].samp);
+            el_free(c->ts[i].H);
+            el_free(c->ts[i].tok_amax);
+        }
+    el_free(c->ts);
+    el_free(c->kamax);
+    el_free(c->vamax);
+    memset(c, 0, sizeof *c);
+}
+
+static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x, int64_t n, int64_t cols) {
+    calib *c = user;
+    if (c->failed || layer < 0 || layer >= c->n_layer) return;
+    if (pt == EL_TAP_K || pt == EL_TAP_V) {
+        float *a = pt == EL_TAP_K ? &c->kamax[layer] : &c->vamax[layer];
+        for (int64_t i = 0; i < n * cols; i++) *a = fmaxf(*a, fabsf(x[i]));
+        return;
+    }
+    if ((int)pt >= TP_N) return;
+    tapstat *t = &c->ts[layer * TP_N + (int)pt];
+    if (!t->amax) {
+        t->cols = cols;
+        t->amax = el_calloc((size_t)cols, sizeof(float));
+        t->asum = el_calloc((size_t)cols, sizeof(double));
+        t->samp = el_calloc((size_t)(c->cap_samp * cols), sizeof(float));
+        t->cap_tok = 1024;
+        t->tok_amax = el_malloc((size_t)t->cap_tok * sizeof(float));
+        if (!t->amax || !t->asum || !t->samp || !t->tok_amax) {
+            c->failed = true;
+            return;
+        }
+    }
+    for (int64_t r = 0; r < n; r++) {
+        const float *xr = x + r * cols;
+        float m = 0;
+        for (int64_t j = 0; j < cols; j++) {
+            float a = fabsf(xr[j]);
+            if (a > t->amax[j]) t->amax[j] = a;
+            t->asum[j] += a;
+            if (a > m) m = a;
+        }
+        if (t->n_tok == t->cap_tok) {
+            float *nt = el_realloc(t->tok_amax, (size_t)t->cap_tok * 2 * sizeof(float));
+            if (!nt) {
+                c->failed = true;
+                return;
+            }
+            t->tok_amax = nt;
+            t->cap_tok *= 2;
+        }
+        t->tok_amax[t->n_tok++] = m;
+        if (t->rows % c->stride == 0 && t->n_samp < c->cap_samp)
+            memcpy(t->samp + t->n_samp++ * cols, xr, (size_t)cols * sizeof(float));
+        t->rows++;
+        if (t->H) { /* rank-1 update of the upper triangle */
+            for (int64_t i = 0; i < cols; i++) {
+                double xi = xr[i];
+                if (xi == 0) continue;
+                double *hr = t->H + i * cols;
+                for (int64_t j = i; j < cols; j++) hr[j] += xi * (double)xr[j];
+            }
+        }
+    }
+}
+
+static int cmp_f32(const void *a, const void *b) {
+    float x = *(const float *)a, y = *(const float *)b;
+    return x < y ? -1 : x > y;
+}
+
+/* Per-tensor activation amax: max, or the 99.99th percentile of the per-token maxima. */
+static float act_amax(const tapstat *t, bool percentile) {
+    float m = 0;
+    if (!percentile || t->n_tok == 0) {
+        for (int64_t j = 0; j < t->cols; j++) m = fmaxf(m, t->amax[j]);
+        return m;
+    }
+    float *v = el_malloc((size_t)t->n_tok * sizeof(float));
+    if (!v) return act_amax(t, false);
+    memcpy(v, t->tok_amax, (size_t)t->n_tok * sizeof(float));
+    qsort(v, (size_t)t->n_tok, sizeof(float), cmp_f32);
+    int64_t idx = (int64_t)ceil(0.9999 * (double)t->n_tok) - 1;
+    if (idx < 0) idx = 0;
+    m = v[idx];
+    el_free(v);
+    return m;
+}
+
+static edgellm_status read_calib_text(const char *path, char **out, size_t *len) {
+    char *raw = NULL;
+    size_t n = 0;
+    EL_TRY(el_read_file(path, 512u << 20, &raw, &n));
+    /* JSONL: every line that is a JSON object contributes its "text" field */
+    if (n > 0 && raw[0] == '{') {
+        el_buf b = {0};
+        char *line = raw;
+        while (line && *line) {
+            char *nl = strchr(line, '\n');
+            if (nl) *nl = 0;
+            cJSON *o = cJSON_Parse(line);
+            const cJSON *t = o ? cJSON_GetObjectItemCaseSensitive(o, "text") : NULL;
+            if (cJSON_IsString(t)) {
+                if (b.len) el_buf_append_str(&b, "\n\n");
+                el_buf_append_str(&b, t->valuestring);
+            }
+            cJSON_Delete(o);
+            line = nl ? nl + 1 : NULL;
+        }
+        el_free(raw);
+        if (!b.data) return el_err(EDGELLM_STATUS_FORMAT, "%s: no {\"text\": ...} lines", path);
+        *out = b.data;
+        *len = b.len;
+        return EDGELLM_STATUS_OK;
+    }
+    *out = raw;
+    *len = n;
+    return EDGELLM_STATUS_OK;
+}
+
+/* The calibration text shipped with the sources (data/calib/, see its NOTICE). */
+static void default_calib_path(char *out, size_t cap) {
+    const char *env = getenv("EDGELLM_CALIB_FILE");
+    if (env && *env) {
+        snprintf(out, cap, "%s", env);
+        return;
+    }
+    char src[3072];
+    snprintf(src, sizeof src, "%s", __FILE__); /* .../src/export/quant_export.c */
+    for (int i = 0; i < 3; i++) {
+        char *sl = strrchr(src, '/');
+        if (sl) *sl = 0;
+    }
+    el_buf b = {0};
+    el_buf_appendf(&b, "%s/data/calib/sotu_1790_1825.txt", src);
+    snprintf(out, cap, "%s", b.data ? b.data : "");
+    el_buf_free(&b);
+}
+
+/* Exports the float model to a temporary dir, builds an engine, runs the calibration text through it
+ * with the tap installed. */
+static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, const el_hparams *hp,
+                                      const edgellm_export_params *p, bool want_h, calib *c) {
+    edgellm_status s;
+    char xdir[4096], edir[4096], cpath[4096];
+    snprintf(xdir, sizeof xdir, "%s/calib-export", tmp_root);
+    snprintf(edir, sizeof edir, "%s/calib-engine", tmp_root);
+    const int64_t seq = p->calib_seq_len > 0 ? p->calib_seq_len : 512;
+    const int64_t nsamp = p->calib_samples > 0 ? p->calib_samples : 512;
+    edgellm_runtime *rt = NULL;
+    edgellm_tokenizer *tok = NULL;
+    int32_t *ids = NULL;
+    size_t n_ids = 0;
+    char *text = NULL;
+    size_t tlen = 0;
+    int32_t *pos = NULL, *slot = NULL;
+    int8_t *want = NULL;
+
+    edgellm_export_params ep = edgellm_export_params_default();
+    ep.overwrite = true;
+    if ((s = edgellm_export(hf_dir, xdir, &ep)) < 0) return el_err_prefix(s, "calibration export");
+    edgellm_build_params bp = edgellm_build_params_default();
+    bp.max_batch_size = 1;
+    bp.max_input_len = (int32_t)seq;
+    bp.max_kv_cache_capacity = (int32_t)seq;
+    bp.overwrite = true;
+    if ((s = edgellm_build(xdir, edir, &bp)) < 0) return el_err_prefix(s, "calibration build");
+    el_rm_rf(xdir);
+
+    if (p->calib_file) snprintf(cpath, sizeof cpath, "%s", p->calib_file);
+    else default_calib_path(cpath, sizeof cpath);
+    if ((s = read_calib_text(cpath, &text, &tlen)) < 0) {
+        s = el_err_prefix(s, "calibration data (use --calib-file)");
+        goto done;
+    }
+    if ((s = edgellm_tokenizer_load(hf_dir, &tok)) < 0) {
+        s = el_err_prefix(s, "calibration needs the checkpoint's tokenizer.json");
+        goto done;
+    }
+    if ((s = edgellm_tokenizer_encode(tok, text, tlen, false, &ids, &n_ids)) < 0) goto done;
+    int64_t n_chunks = (int64_t)n_ids / seq;
+    if (n_chunks > nsamp) n_chunks = nsamp;
+    if (n_chunks < 1) {
+        s = el_err(EDGELLM_STATUS_INVALID_ARG, "calibration text %s has %zu tokens, fewer than --calib-seq-len %lld",
+                   cpath, n_ids, (long long)seq);
+        goto done;
+    }
+    if (n_chunks < nsamp)
+        EL_LOG_INFO("calibration: %s has %zu tokens: %lld samples of %lld (asked %lld)", cpath, n_ids,
+                    (long long)n_chunks, (long long)seq, (long long)nsamp);
+    c->n_layer = hp->n_layer;
+    c->ts = el_calloc((size_t)(hp->n_layer * TP_N), sizeof(tapstat));
+    c->kamax = el_calloc((size_t)hp->n_layer, sizeof(float));
+    c->vamax = el_calloc((size_t)hp->n_layer, sizeof(float));
+    c->cap_samp = 256;
+    c->stride = n_chunks * seq / c->cap_samp > 1 ? n_chunks * seq / c->cap_samp : 1;
+    if (!c->ts || !c->kamax || !c->vamax) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto done;
+    }
+    if (want_h) {
+        const int64_t cols[TP_N] = {hp->n_embd, hp->n_head * hp->head_dim, hp->n_embd, hp->n_ff};
+        for (int64_t l = 0; l < hp->n_layer; l++)
+            for (int t = 0; t < TP_N; t++) {
+                c->ts[l * TP_N + t].H = el_calloc((size_t)(cols[t] * cols[t]), sizeof(double));
+                if (!c->ts[l * TP_N + t].H) {
+                    s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory for GPTQ Hessians");
+                    goto done;
+                }
+            }
+    }
+    edgellm_runtime_params rp = edgellm_runtime_params_default();
+    if ((s = edgellm_runtime_create(edir, &rp, &rt)) < 0) goto done;
+    el_runtime_set_tap(rt, calib_tap, c);
+    pos = el_malloc((size_t)seq * 4);
+    slot = el_calloc((size_t)seq, 4);
+    want = el_calloc((size_t)seq, 1);
+    if (!pos || !slot || !want) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto done;
+    }
+    for (int64_t i = 0; i < seq; i++) pos[i] = (int32_t)i;
+    double t0 = el_time_ms();
+    for (int64_t ch = 0; ch < n_chunks; ch++) {
+        if ((s = edgellm_runtime_kv_clear(rt, 0, 0)) < 0) goto done;
+        edgellm_batch b = {(int32_t)seq, ids + ch * seq, pos, slot, want};
+        if ((s = edgellm_runtime_eval(rt, &b, NULL)) < 0) goto done;
+        if (c->failed) {
+            s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory collecting calibration statistics");
+            goto done;
+        }
+        progress(p->progress, "calibrate", ch + 1, n_chunks, t0);
+    }
+    EL_LOG_INFO("calibration: %lld tokens in %.1f s", (long long)(n_chunks * seq), (el_time_ms() - t0) / 1000.0);
+    s = EDGELLM_STATUS_OK;
+done:
+    edgellm_runtime_free(rt);
+    edgellm_tokenizer_free(tok);
+    edgellm_free(ids);
+    el_free(text);
+    el_free(pos);
+    el_free(slot);
+    el_free(want);
+    el_rm_rf(edir);
+    return s;
+}
+
+/* ---- int4 algorithms ------------------------------------------------------------------------------------ */
+
+/* Group size for a row length k: the requested one when it divides k, else the largest of 128/64/32
+ * (not above the request) that does, else 32 with the row padded to whole groups. */
+static int64_t pick_group(int64_t req, int64_t k) {
+    if (k % req == 0) return req;
+    for (int64_t g = req / 2; g >= 32; g /= 2)
+        if (k % g == 0) return g;
+    return 32;
+}
+
+/* Symmetric RTN of W (n, k) into m (scales f16(amax / 7), z = 8). */
+static void int4_rtn(const float *w, int64_t n, int64_t k, el_int4_mat *m) {
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t g = 0; g < m->G; g++) {
+            int64_t c0 = g * m->g, c1 = c0 + m->g < k ? c0 + m->g : k;
+            float amax = 0;
+            for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(w[j * k + c]));
+            uint16_t sh = el_f32_to_f16(amax / 7.0f);
+            float s = el_f16_to_f32(sh);
+            m->s[j * m->G + g] = sh;
+            m->z[j * m->G + g] = 8;
+            for (int64_t c = c0; c < c0 + m->g; c++) {
+                float q = 8;
+                if (c < c1 && s > 0) {
+                    q = nearbyintf(w[j * k + c] / s) + 8;
+                    q = q < 0 ? 0 : q > 15 ? 15 : q;
+                }
+                m->q[j * m->kp + c] = (uint8_t)q;
+            }
+        }
+}
+
+/* Dequantized (fake-quantized) copy of W through int4 RTN. */
+static void int4_fake(const float *w, int64_t n, int64_t k, int64_t g, float *out) {
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t c0 = 0; c0 < k; c0 += g) {
+            int64_t c1 = c0 + g < k ? c0 + g : k;
+            float amax = 0;
+            for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(w[j * k + c]));
+            float s = el_f16_to_f32(el_f32_to_f16(amax / 7.0f));
+            for (int64_t c = c0; c < c1; c++) {
+                float q = s > 0 ? nearbyintf(w[j * k + c] / s) : 0;
+                q = q < -8 ? -8 : q > 7 ? 7 : q;
+                out[j * k + c] = q * s;
+            }
+        }
+}
+
+/* y (m, n) = x (m, k) W^T, f32 (SIMD kernel, single thread). */
+static void mm(const float *x, int64_t m, int64_t k, const float *w, int64_t n, float *y) {
+    edgellm_cpu_matmul(x, m, k, w, EL_DTYPE_F32, 0, n, NULL, y, n, NULL);
+}
+
+typedef struct lin {
+    const char *name; /* canonical weight name */
+    float *w;         /* (n, k) f32, owned by the caller */
+    int64_t n, k;
+    float *bias;      /* (n) or NULL */
+    bool quantize;    /* false: excluded (kept as float) */
+} lin;
+
+/* AWQ: s = mean|x|^alpha (normalized), alpha on a 20-point grid in [0, 1), minimizing the output MSE of
+ * the int4 fake-quantized linears on the sampled activations. Returns the scales in s (k). */
+static edgellm_status awq_search(const tapstat *t, lin *ls, int nl, int64_t g, float *s, float *best_alpha) {
+    const int64_t k = t->cols, S = t->n_samp;
+    for (int64_t c = 0; c < k; c++) s[c] = 1;
+    *best_alpha = 0;
+    if (S == 0) return EDGELLM_STATUS_OK;
+    int64_t maxn = 0;
+    for (int i = 0; i < nl; i++) maxn = ls[i].n > maxn ? ls[i].n : maxn;
+    float *ref = el_malloc((size_t)(S * maxn) * sizeof(float) * (size_t)nl);
+    float *out = el_malloc((size_t)(S * maxn) * sizeof(float));
+    float *ws = el_malloc((size_t)(maxn * k) * sizeof(float));
+    float *cand = el_malloc((size_t)k * sizeof(float));
+    float *xs = el_malloc((size_t)(S * k) * sizeof(float));
+    edgellm_status st = EDGELLM_STATUS_OK;
+    if (!ref || !out || !ws || !cand || !xs) {
+        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ search");
+        goto done;
+    }
+    for (int i = 0; i < nl; i++) mm(t->samp, S, k, ls[i].w, ls[i].n, ref + (size_t)i * (size_t)(S * maxn));
+    double best = INFINITY;
+    for (int gi = 0; gi < 20; gi++) {
+        float alpha = (float)gi / 20.0f;
+        float mx = 0, mn = INFINITY;
+        for (int64_t c = 0; c < k; c++) {
+            float mean = (float)(t->asum[c] / (double)(t->rows > 0 ? t->rows : 1));
+            float v = powf(fmaxf(mean, 1e-8f), alpha);
+            if (v < 1e-4f) v = 1e-4f;
+            cand[c] = v;
+            mx = fmaxf(mx, v);
+            mn = fminf(mn, v);
+        }
+        float norm = sqrtf(mx * mn);
+        for (int64_t c = 0; c < k; c++) cand[c] /= norm;
+        /* x / s feeds W * s: the float product is unchanged; only the quantization differs */
+        for (int64_t r = 0; r < S; r++)
+            for (int64_t c = 0; c < k; c++) xs[r * k + c] = t->samp[r * k + c] / cand[c];
+        double loss = 0;
+        for (int i = 0; i < nl; i++) {
+            const int64_t n = ls[i].n;
+            for (int64_t j = 0; j < n; j++)
+                for (int64_t c = 0; c < k; c++) ws[j * k + c] = ls[i].w[j * k + c] * cand[c];
+            int4_fake(ws, n, k, g, ws);
+            mm(xs, S, k, ws, n, out);
+            const float *rf = ref + (size_t)i * (size_t)(S * maxn);
+            for (int64_t e = 0; e < S * n; e++) {
+                double d = (double)out[e] - rf[e];
+                loss += d * d;
+            }
+        }
+        if (loss < best) {
+            best = loss;
+            *best_alpha = alpha;
+            memcpy(s, cand, (size_t)k * sizeof(float));
+        }
+    }
+done:
+    el_free(ref);
+    el_free(out);
+    el_free(ws);
+    el_free(cand);
+    el_free(xs);
+    return st;
+}
+
+/* Cholesky of the symmetric positive definite A (n, n) in place: lower L with A = L L^T. */
+static bool cholesky(double *a, int64_t n) {
+    for (int64_t j = 0; j < n; j++) {
+        double d = a[j * n + j];
+        for (int64_t p = 0; p < j; p++) d -= a[j * n + p] * a[j * n + p];
+        if (!(d > 0)) return false;
+        d = sqrt(d);
+        a[j * n + j] = d;
+        for (int64_t i = j + 1; i < n; i++) {
+            double v = a[i * n + j];
+            for (int64_t p = 0; p < j; p++) v -= a[i * n + p] * a[j * n + p];
+            a[i * n + j] = v / d;
+        }
+        for (int64_t i = 0; i < j; i++) a[i * n + j] = 0;
+    }
+    return true;
+}
+
+/* GPTQ (Frantar et al.): H = X^T X (+ 1% mean-diagonal dampening), U = upper Cholesky factor of H^-1,
+ * columns quantized in order with the OBS error update, lazy batches of 128 columns, group scales
+ * (symmetric, f16(amax / 7)) taken from the updated weights when a group starts. W is modified. */
+static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double *Hsym, el_int4_mat *m) {
+    double *H = el_malloc((size_t)(k * k) * sizeof(double)), *Hi = el_calloc((size_t)(k * k), sizeof(double));
+    float *err = el_malloc((size_t)(n * 128) * sizeof(float));
+    edgellm_status st = EDGELLM_STATUS_OK;
+    if (!H || !Hi || !err) {
+        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in GPTQ");
+        goto done;
+    }
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j < k; j++) H[i * k + j] = i <= j ? Hsym[i * k + j] : Hsym[j * k + i];
+    double mean = 0;
+    for (int64_t i = 0; i < k; i++) {
+        if (H[i * k + i] == 0) { /* dead input: never active */
+            H[i * k + i] = 1;
+            for (int64_t j = 0; j < n; j++) w[j * k + i] = 0;
+        }
+        mean += H[i * k + i];
+    }
+    double damp = 0.01 * mean / (double)k;
+    for (int64_t i = 0; i < k; i++) H[i * k + i] += damp;
+    /* H^-1 via Cholesky: H = L L^T, H^-1 = L^-T L^-1 */
+    if (!cholesky(H, k)) {
+        st = el_err(EDGELLM_STATUS_FORMAT, "GPTQ: Hessian is not positive definite");
+        goto done;
+    }
+    /* Hi = L^-1 (lower) */
+    for (int64_t i = 0; i < k; i++) {
+        Hi[i * k + i] = 1.0 / H[i * k + i];
+        for (int64_t j = 0; j < i; j++) {
+            double v = 0;
+            for (int64_t p = j; p < i; p++) v -= H[i * k + p] * Hi[p * k + j];
+            Hi[i * k + j] = v / H[i * k + i];
+        }
+    }
+    /* H = L^-T L^-1 (full inverse) */
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t j = 0; j <= i; j++) {
+            double v = 0;
+            for (int64_t p = i; p < k; p++) v += Hi[p * k + i] * Hi[p * k + j];
+            H[i * k + j] = H[j * k + i] = v;
+        }
+    /* upper Cholesky factor of H^-1: U = L'^T with H^-1 = L' L'^T */
+    if (!cholesky(H, k)) {
+        st = el_err(EDGELLM_STATUS_FORMAT, "GPTQ: inverse Hessian is not positive definite");
+        goto done;
+    }
+    /* U[i][j] = H[j][i] (lower L') */
+    const int64_t g = m->g;
+    float *scale = el_malloc((size_t)n * sizeof(float));
+    if (!scale) {
+        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in GPTQ");
+        goto done;
+    }
+    for (int64_t b0 = 0; b0 < k; b0 += 128) {
+        int64_t b1 = b0 + 128 < k ? b0 + 128 : k;
+        for (int64_t i = b0; i < b1; i++) {
+            if (i % g == 0) {
+                int64_t c1 = i + g < k ? i + g : k;
+                for (int64_t j = 0; j < n; j++) {
+                    float amax = 0;
+                    for (int64_t c = i; c < c1; c++) amax = fmaxf(amax, fabsf(w[j * k + c]));
+                    uint16_t sh = el_f32_to_f16(amax / 7.0f);
+                    m->s[j * m->G + i / g] = sh;
+                    m->z[j * m->G + i / g] = 8;
+                    scale[j] = el_f16_to_f32(sh);
+                }
+            }
+            const double d = H[i * k + i]; /* U[i][i] */
+            for (int64_t j = 0; j < n; j++) {
+                float x = w[j * k + i], s = scale[j];
+                float q = s > 0 ? nearbyintf(x / s) : 0;
+                q = q < -8 ? -8 : q > 7 ? 7 : q;
+                m->q[j * m->kp + i] = (uint8_t)(q + 8);
+                float e = (float)((x - q * s) / d);
+                err[j * 128 + (i - b0)] = e;
+                for (int64_t c = i + 1; c < b1; c++) w[j * k + c] -= e * (float)H[c * k + i];
+            }
+        }
+        /* lazy batch: propagate the block's errors to the remaining columns */
+        for (int64_t j = 0; j < n; j++)
+            for (int64_t c = b1; c < k; c++) {
+                double v = 0;
+                for (int64_t i = b0; i < b1; i++) v += (double)err[j * 128 + (i - b0)] * H[c * k + i];
+                w[j * k + c] -= (float)v;
+            }
+    }
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t c = k; c < m->kp; c++) m->q[j * m->kp + c] = 8;
+    el_free(scale);
+done:
+    el_free(H);
+    el_free(Hi);
+    el_free(err);
+    return st;
+}
+
+/* ---- per-linear writers ----------------------------------------------------------------------------------- */
+
+typedef struct qctx {
+    qscheme scheme;
+    const edgellm_export_params *p;
+    const calib *cal;
+    olist *out;
+    cJSON *group_overrides; /* {"prefix": g} */
+    cJSON *excluded;        /* ["prefix", ...] */
+    bool percentile;
+} qctx;
+
+static void prefix_of(const char *wname, char *out, size_t cap) {
+    snprintf(out, cap, "%s", wname);
+    size_t l = strlen(out);
+    if (l > 7 && !strcmp(out + l - 7, ".weight")) out[l - 7] = 0;
+}
+
+static edgellm_status write_int4(qctx *q, const char *prefix, const el_int4_mat *m, bool awq_fmt) {
+    const int64_t np = el_int4_np(m->n), kp = m->kp, G = m->G;
+    char name[512];
+    int32_t *qw = el_malloc((size_t)(kp * np / 8) * 4), *qz = el_malloc((size_t)(G * np / 8) * 4),
+            *gi = awq_fmt ? NULL : el_malloc((size_t)kp * 4);
+    uint16_t *sc = el_malloc((size_t)(G * np) * 2);
+    if (!qw || !qz || !sc || (!awq_fmt && !gi)) {
+        el_free(qw);
+        el_free(qz);
+        el_free(gi);
+        el_free(sc);
+        return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    }
+    if (awq_fmt) el_int4_pack_awq(m, qw, qz, sc);
+    else el_int4_pack_gptq(m, qw, qz, sc, gi);
+    snprintf(name, sizeof name, "%s.qweight", prefix);
+    EL_TRY(olist_add(q->out, name, EL_DTYPE_I32, 2, awq_fmt ? kp : kp / 8, awq_fmt ? np / 8 : np, qw, NULL));
+    snprintf(name, sizeof name, "%s.qzeros", prefix);
+    EL_TRY(olist_add(q->out, name, EL_DTYPE_I32, 2, G, np / 8, qz, NULL));
+    snprintf(name, sizeof name, "%s.scales", prefix);
+    EL_TRY(olist_add(q->out, name, EL_DTYPE_F16, 2, G, np, sc, NULL));
+    if (!awq_fmt) {
+        snprintf(name, sizeof name, "%s.g_idx", prefix);
+        EL_TRY(olist_add(q->out, name, EL_DTYPE_I32, 1, kp, 0, gi, NULL));
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+/* Quantizes one linear per the scheme. t: its input statistics (NULL for the lm_head). H for GPTQ. */
+static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *t, const double *H) {
+    char prefix[512], name[512];
+    prefix_of(L->name, prefix, sizeof prefix);
+    const int64_t n = L->n, k = L->k;
+    if (!L->quantize) {
+        cJSON_AddItemToArray(q->excluded, cJSON_CreateString(prefix));
+        EL_TRY(add_f32(q->out, L->name, 2, n, k, L->w));
+    } else if (sch == QS_FP8 || sch == QS_INT8_SQ || sch == QS_NVFP4) {
+        el_dtype dt = sch == QS_FP8 ? EL_DTYPE_Q_FP8 : sch == QS_INT8_SQ ? EL_DTYPE_Q_W8A8 : EL_DTYPE_Q_NVFP4;
+        el_qopts o = el_qopts_default();
+        o.per_tensor = true; /* ModelOpt FP8: per-tensor weight scale */
+        size_t nb = el_weight_nbytes(dt, n, k, 0, false);
+        uint8_t *b = el_aligned_alloc(nb);
+        if (!b) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        edgellm_status s = el_quantize_ref(dt, L->w, n, k, &o, b);
+        if (s < 0) {
+            el_free_aligned(b);
+            return s;
+        }
+        el_qhdr h;
+        memcpy(&h, b, sizeof h);
+        const float *sc = (const float *)(b + h.scales_off);
+        float amax = t ? act_amax(t, q->percentile) : 0;
+        if (sch == QS_NVFP4) {
+            const int64_t B = (k + 15) / 16;
+            uint8_t *wq = el_malloc((size_t)(n * B * 8)), *ws = el_malloc((size_t)(n * B));
+            if (!wq || !ws) s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+            else {
+                memcpy(wq, b + h.quants_off, (size_t)(n * B * 8));
+                memcpy(ws, b + h.scales_off, (size_t)(n * B));
+                s = olist_add(q->out, L->name, EL_DTYPE_U8, 2, n, B * 8, wq, NULL);
+                wq = NULL;
+                snprintf(name, sizeof name, "%s.weight_scale", prefix);
+                if (s >= 0) s = olist_add(q->out, name, EL_DTYPE_F8_E4M3, 2, n, B, ws, NULL);
+                ws = NULL;
+                if (s >= 0) s = add_scalar(q->out, prefix, "weight_scale_2", h.global_scale);
+                if (s >= 0 && amax > 0) s = add_scalar(q->out, prefix, "input_scale", amax / (6.0f * 448.0f));
+            }
+            el_free(wq);
+            el_free(ws);
+        } else {
+            uint8_t *wq = el_malloc((size_t)(n * k));
+            if (!wq) s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+            else {
+                memcpy(wq, b + h.quants_off, (size_t)(n * k));
+                s = olist_add(q->out, L->name, sch == QS_FP8 ? EL_DTYPE_F8_E4M3 : EL_DTYPE_I8, 2, n, k, wq, NULL);
+                snprintf(name, sizeof name, "%s.weight_scale", prefix);
+                if (s >= 0 && sch == QS_FP8) s = add_scalar(q->out, prefix, "weight_scale", sc[0]);
+                else if (s >= 0) s = add_f32(q->out, name, 1, n, 0, sc);
+                if (s >= 0 && amax > 0)
+                    s = add_scalar(q->out, prefix, "input_scale", amax / (sch == QS_FP8 ? 448.0f : 127.0f));
+            }
+        }
+        el_free_aligned(b);
+        EL_TRY(s);
+    } else { /* int4 */
+        int64_t g = pick_group(q->p->group_size > 0 ? q->p->group_size : 128, k);
+        if (g != q->p->group_size) {
+            EL_LOG_INFO("%s: in_features %lld is not a multiple of group size %d: using group size %lld%s", prefix,
+                        (long long)k, (int)q->p->group_size, (long long)g, k % g ? " (row padded)" : "");
+            cJSON_AddNumberToObject(q->group_overrides, prefix, (double)g);
+        }
+        el_int4_mat m;
+        EL_TRY(el_int4_alloc(&m, n, k, g));
+        edgellm_status s = EDGELLM_STATUS_OK;
+        if (sch == QS_INT4_GPTQ && H) s = gptq_quantize(L->w, n, k, H, &m);
+        else int4_rtn(L->w, n, k, &m);
+        if (s >= 0) s = write_int4(q, prefix, &m, sch == QS_INT4_AWQ);
+        el_int4_free(&m);
+        EL_TRY(s);
+    }
+    if (L->bias) {
+        char bn[512];
+        snprintf(bn, sizeof bn, "%s.bias", prefix);
+        EL_TRY(add_f32(q->out, bn, 1, n, 0, L->bias));
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+/* ---- smoothing (SmoothQuant / AWQ) ---------------------------------------------------------------------- */
+
+static void scale_cols(lin *L, const float *s) {
+    for (int64_t j = 0; j < L->n; j++)
+        for (int64_t c = 0; c < L->k; c++) L->w[j * L->k + c] *= s[c];
+}
+
+/* SmoothQuant: s_j = max|x_j|^a / max|W_j|^(1-a) over the linears sharing the input. */
+static void sq_scales(const tapstat *t, lin *ls, int nl, float alpha, float *s) {
+    for (int64_t c = 0; c < t->cols; c++) {
+        float wm = 0;
+        for (int i = 0; i < nl; i++)
+            for (int64_t j = 0; j < ls[i].n; j++) wm = fmaxf(wm, fabsf(ls[i].w[j * ls[i].k + c]));
+        float xm = t->amax[c];
+        float v = (xm > 0 && wm > 0) ? powf(xm, alpha) / powf(wm, 1.0f - alpha) : 1.0f;
+        s[c] = v < 1e-5f ? 1e-5f : v;
+    }
+}
+
+/* Applies input-channel scales s to a group: W *= s (columns), the producer of the input /= s
+ * (norm weight, or the rows of the previous linear and its bias). Smoothed stats follow. */
+static void apply_smooth(lin *ls, int nl, float *norm, lin *prev, const float *s, tapstat *t) {
+    for (int i = 0; i < nl; i++) scale_cols(&ls[i], s);
+    const int64_t k = ls[0].k;
+    if (norm)
+        for (int64_t c = 0; c < k; c++) norm[c] /= s[c];
+    if (prev) {
+        for (int64_t j = 0; j < prev->n; j++) {
+            for (int64_t c = 0; c < prev->k; c++) prev->w[j * prev->k + c] /= s[j];
+            if (prev->bias) prev->bias[j] /= s[j];
+        }
+    }
+    if (t && t->amax) {
+        for (int64_t c = 0; c < k; c++) {
+            t->amax[c] /= s[c];
+            t->asum[c] /= s[c];
+        }
+        for (int64_t r = 0; r < t->n_samp; r++)
+            for (int64_t c = 0; c < k; c++) t->samp[r * k + c] /= s[c];
+        if (t->H)
+            for (int64_t i = 0; i < k; i++)
+                for (int64_t j = i; j < k; j++) t->H[i * k + j] /= (double)s[i] * (double)s[j];
+        /* per-token maxima are no longer exact after smoothing: recompute from the bound */
+        t->n_tok = 0;
+    }
+}
+
+/* ---- the quantized export ---------------------------------------------------------------------------------- */
+
+static const el_st_tensor *plan_find(const el_export_plan *pl, const char *nm) {
+    for (int64_t i = 0; i < pl->n_items; i++)
+        if (!strcmp(pl->items[i].name, nm)) return pl->items[i].src;
+    return NULL;
+}
+
+static bool excluded(const edgellm_export_params *p, const char *name) {
+    for (int i = 0; i < p->n_exclude; i++)
+        if (p->exclude && p->exclude[i] && fnmatch(p->exclude[i], name, 0) == 0) return true;
+    return false;
+}
+
+static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, const edgellm_export_params *p,
+                                    qscheme sch) {
+    edgellm_status s;
+    cJSON *cfg = NULL, *out_cfg = NULL;
+    el_hparams hp;
+    el_st_file st = {0};
+    el_export_plan plan = {0};
+    olist out = {0};
+    calib cal = {0};
+    char tmp[4096] = "", path[4096];
+    bool began = false;
+    float *fw[7] = {0}, *fb[7] = {0}, *n1 = NULL, *n2 = NULL;
+    qctx q = {sch, p, &cal, &out, cJSON_CreateObject(), cJSON_CreateArray(), false};
+    const char *lmq = p->lm_head_quantization && strcmp(p->lm_head_quantization, "none") ? p->lm_head_quantization : NULL;
+    qscheme lm_sch = QS_COUNT;
+    if (lmq) {
+        if (!strcmp(lmq, "fp8")) lm_sch = QS_FP8;
+        else if (!strcmp(lmq, "int8")) lm_sch = QS_INT8_SQ;
+        else if (!strcmp(lmq, "int4_awq")) lm_sch = QS_INT4_AWQ;
+        else if (!strcmp(lmq, "nvfp4")) lm_sch = QS_NVFP4;
+        else
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --lm-head-quantization '%s' (none, fp8, int8, int4_awq, nvfp4)",
+                          lmq);
+    }
+    if (p->calib_algorithm && strcmp(p->calib_algorithm, "max") && strcmp(p->calib_algorithm, "percentile"))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --calib-algorithm '%s' (max or percentile)", p->calib_algorithm);
+    q.percentile = p->calib_algorithm && !strcmp(p->calib_algorithm, "percentile");
+    const bool kv_fp8 = p->kv_cache_quantization && !strcmp(p->kv_cache_quantization, "fp8");
+    if (p->kv_cache_quantization && !kv_fp8 && strcmp(p->kv_cache_quantization, "none"))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --kv-cache-quantization '%s' (none or fp8)",
+                      p->kv_cache_quantization);
+    if (p->group_size != 32 && p->group_size != 64 && p->group_size != 128)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "--group-size must be 32, 64 or 128 (got %d)", (int)p->group_size);
+    if (!(p->sq_alpha >= 0 && p->sq_alpha <= 1))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "--sq-alpha must be in [0, 1]");
+    if (!el_dir_exists(hf_dir)) return el_err(EDGELLM_STATUS_IO, "model directory %s does not exist", hf_dir);
+    EL_TRY(el_check_distinct_dirs(hf_dir, out_dir));
+
+    if ((s = el_load_model_config(hf_dir, &cfg, NULL, &hp)) < 0) goto fail;
+    if ((s = el_st_open(hf_dir, &st)) < 0) goto fail;
+    if ((s = el_export_plan_make(&hp, &st, "checkpoint", true, &plan)) < 0) goto fail;
+    if ((s = el_outdir_begin(out_dir, p->overwrite, tmp, sizeof tmp)) < 0) goto fail;
+    began = true;
+
+    const bool need_cal = sch == QS_FP8 || sch == QS_INT8_SQ || sch == QS_INT4_AWQ || sch == QS_INT4_GPTQ || kv_fp8;
+    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, sch == QS_INT4_GPTQ, &cal)) < 0) goto fail;
+
+    /* index the plan by canonical name */
+    const el_dtype wdt = plan.items[0].src->dtype; /* the embedding dtype: unquantized 2-D weights keep it */
+#define FIND(nm) plan_find(&plan, nm)
+    double t0 = el_time_ms();
+    if ((s = olist_add(&out, "model.embed_tokens.weight", wdt, 2, hp.n_vocab, hp.n_embd, NULL, FIND("model.embed_tokens.weight"))) < 0)
+        goto fail;
+    static const char *lnames[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
+                                    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+    const int64_t E = hp.n_embd, QD = hp.n_head * hp.head_dim, KD = hp.n_head_kv * hp.head_dim, F = hp.n_ff;
+    const int64_t ln_n[7] = {QD, KD, KD, E, F, F, E}, ln_k[7] = {E, E, E, QD, E, E, F};
+    const int ln_tap[7] = {TP_ATTN, TP_ATTN, TP_ATTN, TP_O, TP_MLP, TP_MLP, TP_DOWN};
+    for (int64_t l = 0; l < hp.n_layer; l++) {
+        char nm[256];
+        lin L[7];
+        for (int i = 0; i < 7; i++) {
+            snprintf(nm, sizeof nm, "model.layers.%lld.%s.weight", (long long)l, lnames[i]);
+            const el_st_tensor *t = FIND(nm);
+            fw[i] = t ? load_f32(t) : NULL;
+            snprintf(nm, sizeof nm, "model.layers.%lld.%s.bias", (long long)l, lnames[i]);
+            const el_st_tensor *tb = FIND(nm);
+            fb[i] = tb ? load_f32(tb) : NULL;
+            if (!fw[i] || (tb && !fb[i])) {
+                s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory loading layer %lld", (long long)l);
+                goto fail;
+            }
+            snprintf(nm, sizeof nm, "model.layers.%lld.%s.weight", (long long)l, lnames[i]);
+            L[i] = (lin){NULL, fw[i], ln_n[i], ln_k[i], fb[i], !excluded(p, nm)};
+        }
+        snprintf(nm, sizeof nm, "model.layers.%lld.input_layernorm.weight", (long long)l);
+        const el_st_tensor *tn1 = FIND(nm);
+        snprintf(nm, sizeof nm, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
+        const el_st_tensor *tn2 = FIND(nm);
+        n1 = load_f32(tn1);
+        n2 = load_f32(tn2);
+        if (!n1 || !n2) {
+            s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+            goto fail;
+        }
+        tapstat *ts = cal.ts ? &cal.ts[l * TP_N] : NULL;
+        bool all_q = true;
+        for (int i = 0; i < 7; i++) all_q = all_q && L[i].quantize;
+        /* activation-aware smoothing (all linears of a group quantized, else the fold would be wasted) */
+        if (ts && all_q && (sch == QS_INT8_SQ || sch == QS_INT4_AWQ)) {
+            float *sv = el_malloc((size_t)(F > E ? (F > QD ? F : QD) : (E > QD ? E : QD)) * sizeof(float));
+            if (!sv) {
+                s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+                goto fail;
+            }
+            const int64_t g = pick_group(p->group_size, E);
+            float a1 = 0, a2 = 0, a3 = 0, a4 = -1;
+            /* q/k/v <- input_layernorm */
+            if (sch == QS_INT8_SQ) sq_scales(&ts[TP_ATTN], &L[0], 3, p->sq_alpha, sv);
+            else s = awq_search(&ts[TP_ATTN], &L[0], 3, g, sv, &a1);
+            if (s >= 0) apply_smooth(&L[0], 3, n1, NULL, sv, &ts[TP_ATTN]);
+            /* gate/up <- post_attention_layernorm */
+            if (s >= 0) {
+                if (sch == QS_INT8_SQ) sq_scales(&ts[TP_MLP], &L[4], 2, p->sq_alpha, sv);
+                else s = awq_search(&ts[TP_MLP], &L[4], 2, g, sv, &a2);
+                if (s >= 0) apply_smooth(&L[4], 2, n2, NULL, sv, &ts[TP_MLP]);
+            }
+            /* down <- up (rows) */
+            if (s >= 0) {
+                if (sch == QS_INT8_SQ) sq_scales(&ts[TP_DOWN], &L[6], 1, p->sq_alpha, sv);
+                else s = awq_search(&ts[TP_DOWN], &L[6], 1, pick_group(p->group_size, F), sv, &a3);
+                if (s >= 0) apply_smooth(&L[6], 1, NULL, &L[5], sv, &ts[TP_DOWN]);
+            }
+            /* o <- v only without GQA (each o input channel is one v output channel) */
+            if (s >= 0 && QD == KD) {
+                if (sch == QS_INT8_SQ) sq_scales(&ts[TP_O], &L[3], 1, p->sq_alpha, sv);
+                else s = awq_search(&ts[TP_O], &L[3], 1, pick_group(p->group_size, QD), sv, &a4);
+                if (s >= 0) apply_smooth(&L[3], 1, NULL, &L[2], sv, &ts[TP_O]);
+            }
+            el_free(sv);
+            if (s < 0) goto fail;
+            if (sch == QS_INT4_AWQ)
+                EL_LOG_INFO("awq layer %lld: alpha qkv %.2f, gate/up %.2f, down %.2f, o %.2f", (long long)l, a1, a2, a3, a4);
+        }
+        /* norms (possibly smoothed: f32) */
+        snprintf(nm, sizeof nm, "model.layers.%lld.input_layernorm.weight", (long long)l);
+        if ((s = add_f32(&out, nm, 1, E, 0, n1)) < 0) goto fail;
+        for (int i = 0; i < 7; i++) {
+            snprintf(nm, sizeof nm, "model.layers.%lld.%s.weight", (long long)l, lnames[i]);
+            L[i].name = nm;
+            if (i == 4) { /* post_attention_layernorm (and q/k norms) come before the mlp in visit order */
+                char n2n[256];
+                if (hp.qk_norm) {
+                    for (int qn = 0; qn < 2; qn++) {
+                        snprintf(n2n, sizeof n2n, "model.layers.%lld.self_attn.%s_norm.weight", (long long)l,
+                                 qn ? "k" : "q");
+                        const el_st_tensor *tq = FIND(n2n);
+                        if ((s = olist_add(&out, n2n, tq->dtype, 1, tq->shape[0], 0, NULL, tq)) < 0) goto fail;
+                    }
+                }
+                snprintf(n2n, sizeof n2n, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
+                if ((s = add_f32(&out, n2n, 1, E, 0, n2)) < 0) goto fail;
+            }
+            const tapstat *t = ts ? &ts[ln_tap[i]] : NULL;
+            const double *H = t ? t->H : NULL;
+            if (!L[i].quantize) {
+                /* excluded: keep the float weight in the checkpoint dtype (f32 when smoothing changed it) */
+            }
+            if ((s = quant_linear(&q, sch, &L[i], t && t->amax ? t : NULL, H)) < 0) goto fail;
+        }
+        for (int i = 0; i < 7; i++) {
+            el_free(fw[i]);
+            el_free(fb[i]);
+            fw[i] = fb[i] = NULL;
+        }
+        el_free(n1);
+        el_free(n2);
+        n1 = n2 = NULL;
+        if (kv_fp8 && cal.kamax) {
+            snprintf(nm, sizeof nm, "model.layers.%lld.self_attn", (long long)l);
+            if ((s = add_scalar(&out, nm, "k_scale", cal.kamax[l] / 448.0f)) < 0) goto fail;
+            if ((s = add_scalar(&out, nm, "v_scale", cal.vamax[l] / 448.0f)) < 0) goto fail;
+        }
+        progress(p->progress, "quantize", l + 1, hp.n_layer, t0);
+    }
+    {
+        const el_st_tensor *tn = FIND("model.norm.weight");
+        if ((s = olist_add(&out, "model.norm.weight", tn->dtype, 1, tn->shape[0], 0, NULL, tn)) < 0) goto fail;
+    }
+    if (!hp.tied_embd) {
+        const el_st_tensor *th = FIND("lm_head.weight");
+        if (lm_sch == QS_COUNT || excluded(p, "lm_head.weight")) {
+            if ((s = olist_add(&out, "lm_head.weight", wdt, 2, hp.n_vocab, E, NULL, th)) < 0) goto fail;
+        } else {
+            float *w = load_f32(th);
+            if (!w) {
+                s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+                goto fail;
+            }
+            lin L = {"lm_head.weight", w, hp.n_vocab, E, NULL, true};
+            /* int4_awq for the head: no calibration tap at the final norm, so plain RTN in AWQ format */
+            s = quant_linear(&q, lm_sch, &L, NULL, NULL);
+            el_free(w);
+            if (s < 0) goto fail;
+        }
+    } else if (lmq) {
+        EL_LOG_WARN("tied embeddings: the output head is the embedding table and stays unquantized");
+    }
+    /* excluded linears keep float weights: store them in the embedding dtype */
+    for (int64_t i = 0; i < out.n; i++) {
+        otensor *o = &out.t[i];
+        if (o->data && o->dt == EL_DTYPE_F32 && o->nd == 2 && wdt != EL_DTYPE_F32) {
+            size_t ne = (size_t)(o->shape[0] * o->shape[1]);
+            void *c = el_malloc(ne * el_dtype_size(wdt));
+            if (!c) {
+                s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+                goto fail;
+            }
+            el_convert(wdt, c, EL_DTYPE_F32, o->data, ne);
+            el_free(o->data);
+            o->data = c;
+            o->dt = wdt;
+            o->nbytes = ne * el_dtype_size(wdt);
+        }
+    }
+#undef FIND
+
+    /* config.json */
+    out_cfg = el_hparams_to_config(&hp);
+    if (!out_cfg) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+    static const char *torch_names[] = {[EL_DTYPE_F32] = "float32", [EL_DTYPE_F16] = "float16",
+                                        [EL_DTYPE_BF16] = "bfloat16"};
+    cJSON_AddStringToObject(out_cfg, "torch_dtype", torch_names[wdt]);
+    cJSON *qj = cJSON_AddObjectToObject(out_cfg, "quantization_config");
+    const bool int4 = sch == QS_INT4_AWQ || sch == QS_INT4_RTN || sch == QS_INT4_GPTQ;
+    if (sch == QS_INT4_AWQ) {
+        cJSON_AddStringToObject(qj, "quant_method", "awq");
+        cJSON_AddStringToObject(qj, "version", "gemm");
+        cJSON_AddNumberToObject(qj, "bits", 4);
+        cJSON_AddNumberToObject(qj, "group_size", p->group_size);
+        cJSON_AddBoolToObject(qj, "zero_point", true);
+        cJSON_AddItemToObject(qj, "modules_to_not_convert", cJSON_Duplicate(q.excluded, true));
+    } else if (int4) {
+        cJSON_AddStringToObject(qj, "quant_method", "gptq");
+        cJSON_AddNumberToObject(qj, "bits", 4);
+        cJSON_AddNumberToObject(qj, "group_size", p->group_size);
+        cJSON_AddBoolToObject(qj, "desc_act", false);
+        cJSON_AddBoolToObject(qj, "sym", true);
+        cJSON_AddStringToObject(qj, "checkpoint_format", "gptq");
+        cJSON_AddItemToObject(qj, "modules_to_not_convert", cJSON_Duplicate(q.excluded, true));
+    } else {
+        cJSON_AddStringToObject(qj, "quant_method", "modelopt");
+        cJSON_AddStringToObject(qj, "quant_algo", sch == QS_FP8 ? "FP8" : sch == QS_NVFP4 ? "NVFP4" : "W8A8_SQ_PER_CHANNEL");
+        if (sch == QS_NVFP4) cJSON_AddNumberToObject(qj, "group_size", 16);
+        cJSON_AddStringToObject(qj, "activation_scheme", sch == QS_FP8 ? "static" : "dynamic");
+        if (sch == QS_INT8_SQ) cJSON_AddNumberToObject(qj, "smoothquant_alpha", p->sq_alpha);
+        cJSON_AddItemToObject(qj, "exclude_modules", cJSON_Duplicate(q.excluded, true));
+    }
+    if (kv_fp8) cJSON_AddStringToObject(qj, "kv_cache_quant_algo", "FP8");
+    if (lmq) cJSON_AddStringToObject(qj, "edgellm_lm_head", lmq);
+    if (cJSON_GetArraySize(q.group_overrides) > 0)
+        cJSON_AddItemToObject(qj, "edgellm_group_size_overrides", cJSON_Duplicate(q.group_overrides, true));
+    cJSON *ex = cJSON_AddObjectToObject(out_cfg, "edgellm_export");
+    cJSON_AddNumberToObject(ex, "format_version", EL_EXPORT_FORMAT_VERSION);
+    cJSON_AddStringToObject(ex, "dtype", el_weight_dtype_user_name(wdt));
+    cJSON_AddStringToObject(ex, "quantization", k_scheme_names[sch]);
+    if (need_cal) {
+        cJSON *cj = cJSON_AddObjectToObject(ex, "calibration");
+        cJSON_AddStringToObject(cj, "file", p->calib_file ? p->calib_file : "data/calib (shipped)");
+        cJSON_AddNumberToObject(cj, "samples", p->calib_samples);
+        cJSON_AddNumberToObject(cj, "seq_len", p->calib_seq_len);
+        cJSON_AddStringToObject(cj, "algorithm", q.percentile ? "percentile" : "max");
+    }
+    cJSON_AddStringToObject(ex, "source_dir", hf_dir);
+    cJSON_AddStringToObject(ex, "edgellm_version", edgellm_version());
+    {
+        char *text = cJSON_Print(out_cfg);
+        if (!text) {
+            s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+            goto fail;
+        }
+        if ((s = el_path_join(path, sizeof path, tmp, "config.json")) >= 0) s = el_write_file(path, text, strlen(text));
+        cJSON_free(text);
+        if (s < 0) goto fail;
+    }
+    if ((s = el_path_join(path, sizeof path, tmp, "model.safetensors")) < 0) goto fail;
+    if ((s = olist_write(&out, path)) < 0) goto fail;
+    if ((s = el_copy_aux_files(hf_dir, tmp)) < 0) goto fail;
+    if ((s = el_outdir_commit(tmp, out_dir, p->overwrite)) < 0) {
+        began = false;
+        goto fail;
+    }
+    EL_LOG_INFO("export: %s, %lld tensors in %.1f s", k_scheme_names[sch], (long long)out.n, (el_time_ms() - t0) / 1000.0);
+    s = EDGELLM_STATUS_OK;
+    goto done;
+fail:
+    if (began) el_outdir_abort(tmp);
+done:
+    for (int i = 0; i < 7; i++) {
+        el_free(fw[i]);
+        el_free(fb[i]);
+    }
+    el_free(n1);
+    el_free(n2);
+    calib_free(&cal);
+    olist_free(&out);
+    el_export_plan_free(&plan);
+    el_st_close(&st);
+    cJSON_Delete(cfg);
+    cJSON_Delete(out_cfg);
+    cJSON_Delete(q.group_overrides);
+    cJSON_Delete(q.excluded);
+    return s;
+}
+
+
+/* ---- import of pre-quantized checkpoints -------------------------------------------------------------------- */
+
+typedef struct exp_t {
+    char name[256];
+    int64_t rows, cols;
+    bool required;
+} exp_t;
+typedef struct collect_ctx {
+    exp_t *ex;
+    int64_t n, cap;
+} collect_ctx;
+static edgellm_status collect_expected(const char *name, int64_t rows, int64_t cols, bool required, void *user) {
+    collect_ctx *c = user;
+    if (c->n == c->cap) return el_err(EDGELLM_STATUS_FORMAT, "too many tensors");
+    exp_t *e = &c->ex[c->n++];
+    snprintf(e->name, sizeof e->name, "%s", name);
+    e->rows = rows;
+    e->cols = cols;
+    e->required = required;
+    return EDGELLM_STATUS_OK;
+}
+
+static const char *const k_aux_sfx[] = {"qweight", "qzeros", "scales", "g_idx", "weight", "weight_scale",
+                                        "input_scale", "weight_scale_2", "bias", NULL};
+
+static edgellm_status export_import(const char *hf_dir, const char *out_dir, const edgellm_export_params *p) {
+    edgellm_status s;
+    cJSON *cfg = NULL, *out_cfg = NULL;
+    el_hparams hp;
+    el_st_file st = {0};
+    olist out = {0};
+    el_qconfig qc;
+    char tmp[4096] = "", path[4096];
+    bool began = false;
+    char **canon = NULL;
+    if (p->quantization && strcmp(p->quantization, "none"))
+        return el_err(EDGELLM_STATUS_INVALID_ARG,
+                      "%s is already quantized (quantization_config in config.json): export it without --quantization",
+                      hf_dir);
+    EL_TRY(el_check_distinct_dirs(hf_dir, out_dir));
+    if ((s = el_load_model_config(hf_dir, &cfg, NULL, &hp)) < 0) goto fail;
+    if ((s = el_qconfig_read(cfg, &qc)) < 0) goto fail;
+    if ((s = el_st_open(hf_dir, &st)) < 0) goto fail;
+    const el_arch *arch = el_arch_by_name(hp.arch);
+    canon = el_calloc((size_t)st.n_tensors + 1, sizeof(char *));
+    if (!arch || !canon) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
+    /* canonical names of every source tensor (aux suffixes map like the weight of the same module) */
+    for (int64_t i = 0; i < st.n_tensors; i++) {
+        char nm[512], base[512], mapped[512];
+        snprintf(nm, sizeof nm, "%s", st.tensors[i].name);
+        const char *dot = strrchr(nm, '.');
+        if (!dot) continue;
+        snprintf(base, sizeof base, "%.*s.weight", (int)(dot - nm), nm);
+        bool skip = false;
+        if ((s = arch->map_tensor(base, mapped, sizeof mapped, &skip)) < 0) goto fail;
+        if (skip) continue;
+        mapped[strlen(mapped) - 7] = 0;
+        char full[600];
+        snprintf(full, sizeof full, "%s%s", mapped, dot);
+        canon[i] = el_strdup(full);
+    }
+    /* walk the expected tensors: float ones as usual, quantized linears as their aux tensors */
+    {
+        exp_t *ex = el_calloc((size_t)(32 + 24 * hp.n_layer), sizeof(exp_t));
+        collect_ctx cc = {ex, 0, 32 + 24 * hp.n_layer};
+        if (!ex) {
+            s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+            goto fail;
+        }
+        s = el_model_visit_tensors(&hp, collect_expected, &cc);
+        const int64_t nex = cc.n;
+        if (s < 0) {
+            el_free(ex);
+            goto fail;
+        }
+        for (int64_t e = 0; e < nex && s >= 0; e++) {
+            char prefix[256];
+            prefix_of(ex[e].name, prefix, sizeof prefix);
+            bool quant = false;
+            for (int64_t i = 0; i < st.n_tensors && ex[e].cols; i++) {
+                if (!canon[i]) continue;
+                char want[300];
+                snprintf(want, sizeof want, "%s.qweight", prefix);
+                if (!strcmp(canon[i], want)) quant = true;
+                snprintf(want, sizeof want, "%s.weight", prefix);
+                if (!strcmp(canon[i], want) && st.tensors[i].dtype != EL_DTYPE_F32 &&
+                    st.tensors[i].dtype != EL_DTYPE_F16 && st.tensors[i].dtype != EL_DTYPE_BF16)
+                    quant = true;
+            }
+            bool found_any = false;
+            for (int64_t i = 0; i < st.n_tensors && s >= 0; i++) {
+                if (!canon[i]) continue;
+                const char *cn = canon[i];
+                size_t pl = strlen(prefix);
+                if (strncmp(cn, prefix, pl) != 0 || cn[pl] != '.') continue;
+                const char *sfx = cn + pl + 1;
+                bool ok = false;
+                if (!quant) ok = !strcmp(cn, ex[e].name);
+                else
+                    for (int a = 0; k_aux_sfx[a]; a++) ok = ok || !strcmp(sfx, k_aux_sfx[a]);
+                if (!quant && ex[e].cols == 0) ok = !strcmp(cn, ex[e].name);
+                if (!ok) continue;
+                if (!strcmp(sfx, "bias") && strstr(ex[e].name, ".bias") == NULL && !quant) continue;
+                if (strstr(ex[e].name, ".bias") && strcmp(cn, ex[e].name)) continue;
+                const el_st_tensor *t = &st.tensors[i];
+                found_any = true;
+                s = olist_add(&out, cn, t->dtype, t->n_dims, t->shape[0], t->n_dims > 1 ? t->shape[1] : 0, NULL, t);
+            }
+            if (s >= 0 && !found_any && ex[e].required)
+                s = el_err(EDGELLM_STATUS_FORMAT, "checkpoint is missing tensor '%s'", ex[e].name);
+            if (s >= 0 && quant) { /* convertible by the builder? (act-order, shapes) */
+                bool f = false;
+                el_dtype dt;
+                void *b = NULL;
+                size_t nb;
+                s = el_qweight_import(&st, prefix, ex[e].rows, ex[e].cols, &qc, &f, &dt, &b, &nb);
+                el_free_aligned(b);
+            }
+        }
+        el_free(ex);
+        if (s < 0) goto fail;
+    }
+    if ((s = el_outdir_begin(out_dir, p->overwrite, tmp, sizeof tmp)) < 0) goto fail;
+    began = true;
+    out_cfg = el_hparams_to_config(&hp);
+    cJSON_AddItemToObject(out_cfg, "quantization_config",
+                          cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config"), true));
+    cJSON *exj = cJSON_AddObjectToObject(out_cfg, "edgellm_export");
+    cJSON_AddNumberToObject(exj, "format_version", EL_EXPORT_FORMAT_VERSION);
+    cJSON_AddStringToObject(exj, "dtype", el_weight_dtype_user_name(out.t[0].dt));
+    char qn[64];
+    snprintf(qn, sizeof qn, "imported_%s", qc.int4_method);
+    {
+        const cJSON *qj = cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config");
+        const char *m = NULL;
+        el_json_str(qj, "quant_method", &m);
+        if (m) snprintf(qn, sizeof qn, "imported_%s", m);
+    }
+    cJSON_AddStringToObject(exj, "quantization", qn);
+    cJSON_AddStringToObject(exj, "source_dir", hf_dir);
+    cJSON_AddStringToObject(exj, "edgellm_version", edgellm_version());
+    {
+        char *text = cJSON_Print(out_cfg);
+        if ((s = el_path_join(path, sizeof path, tmp, "config.json")) >= 0) s = el_write_file(path, text, strlen(text));
+        cJSON_free(text);
+        if (s < 0) goto fail;
+    }
+    if ((s = el_path_join(path, sizeof path, tmp, "model.safetensors")) < 0) goto fail;
+    if ((s = olist_write(&out, path)) < 0) goto fail;
+    if ((s = el_copy_aux_files(hf_dir, tmp)) < 0) goto fail;
+    if ((s = el_outdir_commit(tmp, out_dir, p->overwrite)) < 0) {
+        began = false;
+        goto fail;
+    }
+    EL_LOG_INFO("imported pre-quantized %s checkpoint: %lld tensors", qn, (long long)out.n);
+    s = EDGELLM_STATUS_OK;
+    goto done;
+fail:
+    if (began) el_outdir_abort(tmp);
+done:
+    if (canon)
+        for (int64_t i = 0; i < st.n_tensors; i++) el_free(canon[i]);
+    el_free(canon);
+    olist_free(&out);
+    el_st_close(&st);
+    cJSON_Delete(cfg);
+    cJSON_Delete(out_cfg);
+    return s;
+}
+
+edgellm_status el_export_quant(const char *hf_dir, const char *out_dir, const edgellm_export_params *p) {
+    qscheme q;
+    if (config_is_prequantized(hf_dir)) return export_import(hf_dir, out_dir, p);
+    if (!parse_scheme(p->quantization, &q))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown quantization '%s'", p->quantization ? p->quantization : "");
+    return export_scheme(hf_dir, out_dir, p, q);
+}
