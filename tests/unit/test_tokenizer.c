@@ -243,6 +243,20 @@ static void test_golden(const golden_tok *g) {
         free_lines(gl, ng);
         return;
     }
+    /* vocab size (HF get_vocab_size(true)) and special ids from tokenizer_config.json */
+    static const struct {
+        const char *name;
+        int32_t vocab, bos, eos, pad;
+    } k_ids[] = {{"stories260K", 512, 1, 2, -1},          {"sotu-qwen3", 4096, -1, 4093, 4093},
+                 {"qwen3", 151669, -1, 151645, 151643},    {"llama3", 128256, 128000, 128001, -1},
+                 {"llama3_1", 128256, 128000, 128009, -1}, {"gemma3", 262145, 2, 106, 0},
+                 {"deepseek_v3", 128815, 0, 1, 1},         {"llama2", 32000, 1, 2, -1}};
+    for (size_t k = 0; k < sizeof k_ids / sizeof k_ids[0]; k++)
+        if (!strcmp(k_ids[k].name, g->name))
+            CHECKF(edgellm_tokenizer_vocab_size(t) == k_ids[k].vocab && edgellm_tokenizer_bos_id(t) == k_ids[k].bos &&
+                       edgellm_tokenizer_eos_id(t) == k_ids[k].eos && edgellm_tokenizer_pad_id(t) == k_ids[k].pad,
+                   "%s: vocab/bos/eos/pad %d/%d/%d/%d", g->name, edgellm_tokenizer_vocab_size(t),
+                   edgellm_tokenizer_bos_id(t), edgellm_tokenizer_eos_id(t), edgellm_tokenizer_pad_id(t));
     size_t ok_ids = 0, ok_sp = 0, n_sp = 0, ok_dec = 0, ok_dsk = 0, ok_cut = 0, n_cut = 0, ok_stream = 0;
     int shown = 0;
     t0 = el_time_ms();
