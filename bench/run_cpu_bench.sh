@@ -138,7 +138,7 @@ tag, efmt, gtype, gguf, info_path, ej, lj, enote, lnote, pp, tg = sys.argv[1:12]
 pp, tg = int(pp), int(tg)
 def gguf_info(path):  # tensor bytes by name + hparams from a GGUF file
     if not os.path.exists(path): return None
-    with open(path, "rb") as f: b = f.read(1 << 24)
+    with open(path, "rb") as f: b = f.read(1 << 26)
     o = 8; nt, nkv = struct.unpack_from("<QQ", b, o); o += 16
     def s():
         nonlocal o
