@@ -209,9 +209,52 @@ EL_AI void FN(scale_vec)(float *a, float s, int64_t n) {
     for (; i < n; i++) a[i] *= s;
 }
 
+/* HDC: head_dim known at compile time (a multiple of VW, at most 16 vectors), so one q head or one
+ * output accumulator lives in registers across a block of positions; 0: any head_dim. */
+#define ATT_HDC_OK(h) ((h) % VW == 0 && (h) / VW <= 16)
+#define ATT_NV(HDC) ((HDC) > 0 && ATT_HDC_OK(HDC) ? (HDC) / VW : 1)
+
+/* sc[b] = scale * <q, K[p0 + b]> for b < nb */
+EL_AI void FN(scores)(const float *q, const void *kc, const el_dtype kt, int64_t off0, int64_t hd, const int HDC,
+                      int64_t nb, float scale, float *sc) {
+    if (HDC > 0 && ATT_HDC_OK(HDC)) {
+        V qv[ATT_NV(HDC)];
+        for (int c = 0; c < HDC / VW; c++) qv[c] = vld(q + c * VW);
+        for (int64_t b = 0; b < nb; b++) {
+            const int64_t off = off0 + b * HDC;
+            V a0 = vzero(), a1 = vzero();
+            for (int c = 0; c + 1 < HDC / VW; c += 2) {
+                a0 = vfma(qv[c], FN(ldw)(kc, kt, off + c * VW), a0);
+                a1 = vfma(qv[c + 1], FN(ldw)(kc, kt, off + (c + 1) * VW), a1);
+            }
+            if ((HDC / VW) % 2) a0 = vfma(qv[HDC / VW - 1], FN(ldw)(kc, kt, off + (HDC / VW - 1) * VW), a0);
+            sc[b] = vhsum(vadd(a0, a1)) * scale;
+        }
+    } else {
+        for (int64_t b = 0; b < nb; b++) sc[b] = FN(dot)(q, kc, kt, off0 + b * hd, hd) * scale;
+    }
+}
+
+/* acc += sum_b p[b] * V[p0 + b] */
+EL_AI void FN(pv)(float *acc, const float *p, const void *vc, const el_dtype kt, int64_t off0, int64_t hd,
+                  const int HDC, int64_t nb) {
+    if (HDC > 0 && ATT_HDC_OK(HDC)) {
+        V a[ATT_NV(HDC)];
+        for (int c = 0; c < HDC / VW; c++) a[c] = vld(acc + c * VW);
+        for (int64_t b = 0; b < nb; b++) {
+            const V pb = vset1(p[b]);
+            const int64_t off = off0 + b * HDC;
+            for (int c = 0; c < HDC / VW; c++) a[c] = vfma(pb, FN(ldw)(vc, kt, off + c * VW), a[c]);
+        }
+        for (int c = 0; c < HDC / VW; c++) vst(acc + c * VW, a[c]);
+    } else {
+        for (int64_t b = 0; b < nb; b++) FN(axpy)(acc, p[b], vc, kt, off0 + b * hd, hd);
+    }
+}
+
 EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
                       const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, const el_dtype kt,
-                      int64_t cap, float scale, float *out) {
+                      int64_t cap, float scale, float *out, const int HDC) {
     float acc[EL_ATTN_ACC_FLOATS];
     float sc[ATT_GMAX][ATT_BLOCK];
     float mrun[ATT_GMAX], lrun[ATT_GMAX];
@@ -234,10 +277,8 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
             }
             for (int64_t p0 = 0; p0 < np; p0 += ATT_BLOCK) {
                 const int64_t nb = np - p0 < ATT_BLOCK ? np - p0 : ATT_BLOCK;
-                for (int64_t b = 0; b < nb; b++) {
-                    const int64_t off = base + (p0 + b) * hd;
-                    for (int64_t g = 0; g < ng; g++) sc[g][b] = FN(dot)(qg + g * hd, kc, kt, off, hd) * scale;
-                }
+                for (int64_t g = 0; g < ng; g++)
+                    FN(scores)(qg + g * hd, kc, kt, base + p0 * hd, hd, HDC, nb, scale, sc[g]);
                 for (int64_t g = 0; g < ng; g++) {
                     float bm = sc[g][0];
                     for (int64_t b = 1; b < nb; b++) bm = sc[g][b] > bm ? sc[g][b] : bm;
@@ -263,10 +304,7 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
                     }
                     lrun[g] += l;
                 }
-                for (int64_t b = 0; b < nb; b++) {
-                    const int64_t off = base + (p0 + b) * hd;
-                    for (int64_t g = 0; g < ng; g++) FN(axpy)(acc + g * hd, sc[g][b], vc, kt, off, hd);
-                }
+                for (int64_t g = 0; g < ng; g++) FN(pv)(acc + g * hd, sc[g], vc, kt, base + p0 * hd, hd, HDC, nb);
             }
             for (int64_t g = 0; g < ng; g++) {
                 float *o = out + (t * n_head + h0 + g) * hd;
@@ -280,14 +318,25 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
     }
 }
 
+EL_AI void FN(attn_hd)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                       const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, const el_dtype kt,
+                       int64_t cap, float scale, float *out) {
+    if (hd == 128 && ATT_HDC_OK(128))
+        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, out, 128);
+    else if (hd == 64 && ATT_HDC_OK(64))
+        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, out, 64);
+    else
+        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, out, 0);
+}
+
 static void FN(attention)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
                           const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, el_dtype kt,
                           int64_t cap, float scale, float *out) {
     if (hd <= 0 || hd > EL_ATTN_MAX_HEAD_DIM || n_head_kv <= 0 || n_head % n_head_kv) return;
     switch (kt) {
-    case EL_DTYPE_F32: FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F32, cap, scale, out); break;
-    case EL_DTYPE_F16: FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F16, cap, scale, out); break;
-    case EL_DTYPE_BF16: FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_BF16, cap, scale, out); break;
+    case EL_DTYPE_F32: FN(attn_hd)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F32, cap, scale, out); break;
+    case EL_DTYPE_F16: FN(attn_hd)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F16, cap, scale, out); break;
+    case EL_DTYPE_BF16: FN(attn_hd)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_BF16, cap, scale, out); break;
     default: break;
     }
 }
