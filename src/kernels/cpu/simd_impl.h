@@ -220,7 +220,19 @@ EL_AI void FN(scores)(const float *q, const void *kc, const el_dtype kt, int64_t
     if (HDC > 0 && ATT_HDC_OK(HDC)) {
         V qv[ATT_NV(HDC)];
         for (int c = 0; c < HDC / VW; c++) qv[c] = vld(q + c * VW);
-        for (int64_t b = 0; b < nb; b++) {
+        int64_t b = 0;
+#ifdef HAVE_VHSUM_N
+        /* VW positions at once, their VW horizontal sums done by one reduction tree */
+        const V vs = vset1(scale);
+        for (; b + VW <= nb; b += VW) {
+            V a[VW];
+            for (int i = 0; i < VW; i++) a[i] = vzero();
+            for (int c = 0; c < HDC / VW; c++)
+                for (int i = 0; i < VW; i++) a[i] = vfma(qv[c], FN(ldw)(kc, kt, off0 + (b + i) * HDC + c * VW), a[i]);
+            vst(sc + b, vmul(vhsum_n(a), vs));
+        }
+#endif
+        for (; b < nb; b++) {
             const int64_t off = off0 + b * HDC;
             V a0 = vzero(), a1 = vzero();
             for (int c = 0; c + 1 < HDC / VW; c += 2) {
