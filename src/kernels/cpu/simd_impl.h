@@ -81,8 +81,47 @@ EL_AI void FN(tile_rows)(const float *x, int64_t ldx, const void *w, const el_dt
     }
 }
 
+#ifndef EL_MM_ROWSTREAM
+#define EL_MM_ROWSTREAM 1
+#endif
+/* m = 1: W rows one after the other, i.e. the matrix read as one sequential stream (what hardware
+ * prefetchers handle best), 4 independent accumulators along k. */
+EL_AI void FN(gemv_t)(const float *x, int64_t k, const void *w, const el_dtype wt, int64_t n0, int64_t n1,
+                      const float *bias, float *y) {
+    const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
+    const int64_t k4 = k - k % (4 * VW), kv = k - k % VW;
+    for (int64_t j = n0; j < n1; j++) {
+        const int64_t wo = j * k;
+        const char *pf = (const char *)w + (wo + 4 * k) * wsz;
+        V a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+        int64_t kk = 0;
+        for (; kk < k4; kk += 4 * VW) {
+            if (VW > 1) {
+                __builtin_prefetch(pf + kk * wsz, 0, 0);
+                if (4 * VW * wsz > 64) __builtin_prefetch(pf + kk * wsz + 64, 0, 0);
+                if (4 * VW * wsz > 128) {
+                    __builtin_prefetch(pf + kk * wsz + 128, 0, 0);
+                    __builtin_prefetch(pf + kk * wsz + 192, 0, 0);
+                }
+            }
+            a0 = vfma(vld(x + kk), FN(ldw)(w, wt, wo + kk), a0);
+            a1 = vfma(vld(x + kk + VW), FN(ldw)(w, wt, wo + kk + VW), a1);
+            a2 = vfma(vld(x + kk + 2 * VW), FN(ldw)(w, wt, wo + kk + 2 * VW), a2);
+            a3 = vfma(vld(x + kk + 3 * VW), FN(ldw)(w, wt, wo + kk + 3 * VW), a3);
+        }
+        for (; kk < kv; kk += VW) a0 = vfma(vld(x + kk), FN(ldw)(w, wt, wo + kk), a0);
+        float s = vhsum(vadd(vadd(a0, a1), vadd(a2, a3)));
+        for (; kk < k; kk++) s += x[kk] * FN(lds)(w, wt, wo + kk);
+        y[j] = bias ? s + bias[j] : s;
+    }
+}
+
 EL_AI void FN(matmul_t)(const float *x, int64_t m, int64_t k, const void *w, const el_dtype wt, int64_t n0,
                         int64_t n1, const float *bias, float *y, int64_t ldy) {
+    if (EL_MM_ROWSTREAM && m == 1) {
+        FN(gemv_t)(x, k, w, wt, n0, n1, bias, y);
+        return;
+    }
     const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
     int64_t nb = (int64_t)(128 * 1024) / (k * wsz);
     nb = nb / NR_MAX * NR_MAX;
