@@ -617,6 +617,23 @@ static void test_synthetic(void) {
     CHECK(dec_is(t, IDS(1, 6, 2, 3), false, "hello , world !"));
     edgellm_tokenizer_free(t);
 
+    /* \w: the Whitespace pre-tokenizer uses Rust regex (Join_Control is a word char), Split uses Oniguruma
+     * (no Join_Control; Latin-1 superscripts/fractions are word chars; circled digits are not) */
+    t = load_json("word-ws",
+                  "{\"pre_tokenizer\":{\"type\":\"Whitespace\"},\"added_tokens\":[],\"model\":{\"type\":\"WordLevel\","
+                  "\"unk_token\":\"[U]\",\"vocab\":{\"[U]\":0,\"a\\u200db\":1,\"\\ud83d\\udc69\":2,\"\\u200d\":3,"
+                  "\"\\ud83d\\udcbb\":4}}}");
+    CHECK(t != NULL);
+    CHECK(enc_is(t, "a\u200db \U0001F469\u200d\U0001F4BB", false, IDS(1, 2, 3, 4)));
+    edgellm_tokenizer_free(t);
+    t = load_json("word-split",
+                  "{\"pre_tokenizer\":{\"type\":\"Split\",\"pattern\":{\"Regex\":\"\\\\w+\"},\"behavior\":\"Removed\","
+                  "\"invert\":true},\"added_tokens\":[],\"model\":{\"type\":\"WordLevel\",\"unk_token\":\"[U]\","
+                  "\"vocab\":{\"[U]\":0,\"a\":1,\"b\":2,\"\\u00b2\":3,\"\\u216b\":4,\"e\\u0301\":5}}}");
+    CHECK(t != NULL);
+    CHECK(enc_is(t, "a\u200db \u2460 \u00b2 \u216b e\u0301", false, IDS(1, 2, 3, 4, 5)));
+    edgellm_tokenizer_free(t);
+
     /* GPT-2 style: ByteLevel pre-tokenizer with prefix space and regex, RobertaProcessing, ByteLevel decoder */
     t = load_json("gpt2",
                   "{\"pre_tokenizer\":{\"type\":\"ByteLevel\",\"add_prefix_space\":true,\"trim_offsets\":true,"

@@ -175,7 +175,11 @@ static edgellm_status parse_pre(const cJSON *j, tk_pre *p) {
     }
     if (!strcmp(t, "Whitespace")) {
         p->type = TK_PRE_WHITESPACE;
-        return tk_regex_init(&p->re, "\\w+|[^\\w\\s]+", false);
+        /* HF uses the Rust regex crate here (not Oniguruma): \w is Alphabetic|M|Nd|Pc|Join_Control */
+        return tk_regex_init(&p->re,
+                             "[\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}]+"
+                             "|[^\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\p{Join_Control}\\s]+",
+                             false);
     }
     if (!strcmp(t, "WhitespaceSplit")) return p->type = TK_PRE_WHITESPACE_SPLIT, EDGELLM_STATUS_OK;
     if (!strcmp(t, "BertPreTokenizer")) return p->type = TK_PRE_BERT, EDGELLM_STATUS_OK;

@@ -154,7 +154,11 @@ void tk_regex_free(tk_regex *r) {
     memset(r, 0, sizeof *r);
 }
 
-/* Oniguruma's \s (Unicode White_Space) also matches U+0085, PCRE2's does not: rewrite \s and \S. */
+/* Oniguruma classes that differ from PCRE2's (UCP): \s also matches U+0085; \w is Alphabetic | Mark |
+ * Nd | Pc plus the Latin-1 table's word digits and fractions (U+00B2 U+00B3 U+00B9 U+00BC-U+00BE), checked
+ * against HF; \h is a hex digit. Rewritten outside and inside character classes (\S, \W, \H only
+ * outside). */
+#define ONIG_WORD "\\p{Alphabetic}\\p{M}\\p{Nd}\\p{Pc}\\x{B2}\\x{B3}\\x{B9}\\x{BC}-\\x{BE}"
 static edgellm_status translate_onig(const char *pat, el_buf *out) {
     bool in_class = false;
     size_t n = strlen(pat);
@@ -166,6 +170,14 @@ static edgellm_status translate_onig(const char *pat, el_buf *out) {
                 EL_TRY(el_buf_append_str(out, in_class ? "\\s\\x{85}" : "[\\s\\x{85}]"));
             } else if (d == 'S' && !in_class) {
                 EL_TRY(el_buf_append_str(out, "[^\\s\\x{85}]"));
+            } else if (d == 'w') {
+                EL_TRY(el_buf_append_str(out, in_class ? ONIG_WORD : "[" ONIG_WORD "]"));
+            } else if (d == 'W' && !in_class) {
+                EL_TRY(el_buf_append_str(out, "[^" ONIG_WORD "]"));
+            } else if (d == 'h') { /* Oniguruma: hexadecimal digit */
+                EL_TRY(el_buf_append_str(out, in_class ? "0-9a-fA-F" : "[0-9a-fA-F]"));
+            } else if (d == 'H' && !in_class) {
+                EL_TRY(el_buf_append_str(out, "[^0-9a-fA-F]"));
             } else {
                 EL_TRY(el_buf_append(out, pat + i, 2));
             }
