@@ -84,42 +84,51 @@ EL_AI void FN(tile_rows)(const float *x, int64_t ldx, const void *w, const el_dt
 #ifndef EL_MM_ROWSTREAM
 #define EL_MM_ROWSTREAM 1
 #endif
-/* m = 1: W rows one after the other, i.e. the matrix read as one sequential stream (what hardware
- * prefetchers handle best), 4 independent accumulators along k. */
+/* m = 1, 2 (decode): W rows one after the other, i.e. the matrix read once as a single
+ * sequential stream (what hardware prefetchers handle best, plus a software prefetch 4 rows ahead),
+ * each W vector used for all MR rows of x; U independent accumulators per row along k. */
 EL_AI void FN(gemv_t)(const float *x, int64_t k, const void *w, const el_dtype wt, int64_t n0, int64_t n1,
-                      const float *bias, float *y) {
+                      const float *bias, float *y, int64_t ldy, const int MR, const int U) {
     const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
-    const int64_t k4 = k - k % (4 * VW), kv = k - k % VW;
+    const int64_t ku = k - k % (U * VW), kv = k - k % VW;
     for (int64_t j = n0; j < n1; j++) {
         const int64_t wo = j * k;
         const char *pf = (const char *)w + (wo + 4 * k) * wsz;
-        V a0 = vzero(), a1 = vzero(), a2 = vzero(), a3 = vzero();
+        V a[4][4];
+        for (int r = 0; r < MR; r++)
+            for (int u = 0; u < U; u++) a[r][u] = vzero();
         int64_t kk = 0;
-        for (; kk < k4; kk += 4 * VW) {
-            if (VW > 1) {
-                __builtin_prefetch(pf + kk * wsz, 0, 0);
-                if (4 * VW * wsz > 64) __builtin_prefetch(pf + kk * wsz + 64, 0, 0);
-                if (4 * VW * wsz > 128) {
-                    __builtin_prefetch(pf + kk * wsz + 128, 0, 0);
-                    __builtin_prefetch(pf + kk * wsz + 192, 0, 0);
-                }
+        for (; kk < ku; kk += U * VW) {
+            if (VW > 1)
+                for (int64_t o = 0; o < U * VW * wsz; o += 64) __builtin_prefetch(pf + kk * wsz + o, 0, 0);
+            for (int u = 0; u < U; u++) {
+                const V wv = FN(ldw)(w, wt, wo + kk + u * VW);
+                for (int r = 0; r < MR; r++) a[r][u] = vfma(vld(x + r * k + kk + u * VW), wv, a[r][u]);
             }
-            a0 = vfma(vld(x + kk), FN(ldw)(w, wt, wo + kk), a0);
-            a1 = vfma(vld(x + kk + VW), FN(ldw)(w, wt, wo + kk + VW), a1);
-            a2 = vfma(vld(x + kk + 2 * VW), FN(ldw)(w, wt, wo + kk + 2 * VW), a2);
-            a3 = vfma(vld(x + kk + 3 * VW), FN(ldw)(w, wt, wo + kk + 3 * VW), a3);
         }
-        for (; kk < kv; kk += VW) a0 = vfma(vld(x + kk), FN(ldw)(w, wt, wo + kk), a0);
-        float s = vhsum(vadd(vadd(a0, a1), vadd(a2, a3)));
-        for (; kk < k; kk++) s += x[kk] * FN(lds)(w, wt, wo + kk);
-        y[j] = bias ? s + bias[j] : s;
+        for (; kk < kv; kk += VW) {
+            const V wv = FN(ldw)(w, wt, wo + kk);
+            for (int r = 0; r < MR; r++) a[r][0] = vfma(vld(x + r * k + kk), wv, a[r][0]);
+        }
+        for (int r = 0; r < MR; r++) {
+            V t = a[r][0];
+            for (int u = 1; u < U; u++) t = vadd(t, a[r][u]);
+            float s = vhsum(t);
+            for (int64_t kt = kv; kt < k; kt++) s += x[r * k + kt] * FN(lds)(w, wt, wo + kt);
+            y[r * ldy + j] = bias ? s + bias[j] : s;
+        }
     }
 }
 
 EL_AI void FN(matmul_t)(const float *x, int64_t m, int64_t k, const void *w, const el_dtype wt, int64_t n0,
                         int64_t n1, const float *bias, float *y, int64_t ldy) {
+    /* m = 1, 2: one sequential stream; m = 3..4 and more: register tiles (x reuse matters more) */
     if (EL_MM_ROWSTREAM && m == 1) {
-        FN(gemv_t)(x, k, w, wt, n0, n1, bias, y);
+        FN(gemv_t)(x, k, w, wt, n0, n1, bias, y, ldy, 1, 4);
+        return;
+    }
+    if (EL_MM_ROWSTREAM && m == 2) {
+        FN(gemv_t)(x, k, w, wt, n0, n1, bias, y, ldy, 2, 2);
         return;
     }
     const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
