@@ -227,6 +227,9 @@ static void FN(add)(float *y, const float *x, int64_t i0, int64_t i1) {
 
 /* ---- attention --------------------------------------------------------------------------------- */
 
+#ifndef EL_ATT_PAIRS
+#define EL_ATT_PAIRS 1
+#endif
 #define ATT_BLOCK 64 /* positions per online-softmax block */
 #define ATT_GMAX 8   /* q heads of one kv head processed together (K/V rows read once for all) */
 
@@ -312,6 +315,56 @@ EL_AI void FN(pv)(float *acc, const float *p, const void *vc, const el_dtype kt,
     }
 }
 
+/* Two q heads of one kv head at once (GQA): every K / V vector is loaded and converted once for both. */
+#define ATT_PAIR_OK(HDC) ((HDC) > 0 && ATT_HDC_OK(HDC) && 2 * (HDC) / VW <= 16)
+EL_AI void FN(scores2)(const float *q0, const float *q1, const void *kc, const el_dtype kt, int64_t off0,
+                       const int HDC, int64_t nb, float scale, float *sc0, float *sc1) {
+    V qa[ATT_NV(HDC)], qb[ATT_NV(HDC)];
+    for (int c = 0; c < HDC / VW; c++) {
+        qa[c] = vld(q0 + c * VW);
+        qb[c] = vld(q1 + c * VW);
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const int64_t off = off0 + b * HDC;
+        V a0 = vzero(), a1 = vzero(), b0 = vzero(), b1 = vzero();
+        for (int c = 0; c + 1 < HDC / VW; c += 2) {
+            const V k0 = FN(ldw)(kc, kt, off + c * VW), k1 = FN(ldw)(kc, kt, off + (c + 1) * VW);
+            a0 = vfma(qa[c], k0, a0);
+            b0 = vfma(qb[c], k0, b0);
+            a1 = vfma(qa[c + 1], k1, a1);
+            b1 = vfma(qb[c + 1], k1, b1);
+        }
+        if ((HDC / VW) % 2) {
+            const V k0 = FN(ldw)(kc, kt, off + (HDC / VW - 1) * VW);
+            a0 = vfma(qa[HDC / VW - 1], k0, a0);
+            b0 = vfma(qb[HDC / VW - 1], k0, b0);
+        }
+        sc0[b] = vhsum(vadd(a0, a1)) * scale;
+        sc1[b] = vhsum(vadd(b0, b1)) * scale;
+    }
+}
+EL_AI void FN(pv2)(float *acc0, float *acc1, const float *p0, const float *p1, const void *vc, const el_dtype kt,
+                   int64_t off0, const int HDC, int64_t nb) {
+    V a[ATT_NV(HDC)], c2[ATT_NV(HDC)];
+    for (int c = 0; c < HDC / VW; c++) {
+        a[c] = vld(acc0 + c * VW);
+        c2[c] = vld(acc1 + c * VW);
+    }
+    for (int64_t b = 0; b < nb; b++) {
+        const V pa = vset1(p0[b]), pb = vset1(p1[b]);
+        const int64_t off = off0 + b * HDC;
+        for (int c = 0; c < HDC / VW; c++) {
+            const V v = FN(ldw)(vc, kt, off + c * VW);
+            a[c] = vfma(pa, v, a[c]);
+            c2[c] = vfma(pb, v, c2[c]);
+        }
+    }
+    for (int c = 0; c < HDC / VW; c++) {
+        vst(acc0 + c * VW, a[c]);
+        vst(acc1 + c * VW, c2[c]);
+    }
+}
+
 EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
                       const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, const el_dtype kt,
                       int64_t cap, float scale, float *out, const int HDC) {
@@ -337,8 +390,12 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
             }
             for (int64_t p0 = 0; p0 < np; p0 += ATT_BLOCK) {
                 const int64_t nb = np - p0 < ATT_BLOCK ? np - p0 : ATT_BLOCK;
-                for (int64_t g = 0; g < ng; g++)
-                    FN(scores)(qg + g * hd, kc, kt, base + p0 * hd, hd, HDC, nb, scale, sc[g]);
+                int64_t g = 0;
+                if (ATT_PAIR_OK(HDC) && EL_ATT_PAIRS)
+                    for (; g + 2 <= ng; g += 2)
+                        FN(scores2)(qg + g * hd, qg + (g + 1) * hd, kc, kt, base + p0 * hd, HDC, nb, scale, sc[g],
+                                    sc[g + 1]);
+                for (; g < ng; g++) FN(scores)(qg + g * hd, kc, kt, base + p0 * hd, hd, HDC, nb, scale, sc[g]);
                 for (int64_t g = 0; g < ng; g++) {
                     float bm = sc[g][0];
                     for (int64_t b = 1; b < nb; b++) bm = sc[g][b] > bm ? sc[g][b] : bm;
@@ -364,7 +421,11 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
                     }
                     lrun[g] += l;
                 }
-                for (int64_t g = 0; g < ng; g++) FN(pv)(acc + g * hd, sc[g], vc, kt, base + p0 * hd, hd, HDC, nb);
+                g = 0;
+                if (ATT_PAIR_OK(HDC) && EL_ATT_PAIRS)
+                    for (; g + 2 <= ng; g += 2)
+                        FN(pv2)(acc + g * hd, acc + (g + 1) * hd, sc[g], sc[g + 1], vc, kt, base + p0 * hd, HDC, nb);
+                for (; g < ng; g++) FN(pv)(acc + g * hd, sc[g], vc, kt, base + p0 * hd, hd, HDC, nb);
             }
             for (int64_t g = 0; g < ng; g++) {
                 float *o = out + (t * n_head + h0 + g) * hd;
