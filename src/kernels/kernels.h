@@ -53,7 +53,8 @@ void edgellm_ref_add(float *y, const float *x, int64_t n);
 typedef enum el_cpu_isa { EL_ISA_SCALAR = 0, EL_ISA_AVX2 = 1, EL_ISA_AVX512 = 2 } el_cpu_isa;
 el_cpu_isa el_cpu_isa_detect(void); /* best ISA this CPU supports (cpuid + xgetbv)            */
 const char *el_cpu_isa_name(el_cpu_isa isa);
-/* Forces a lower ISA (tests); returns the one in effect. */
+/* Forces a lower ISA (tests); returns the one in effect. Until called, the kernels use the best ISA,
+ * lowered by the environment variable EDGELLM_CPU_ISA=scalar|avx2|avx512 when set. */
 el_cpu_isa el_cpu_isa_set(el_cpu_isa isa);
 
 /* Bytes of scratch per thread the matmul kernel wants for (m, k): 0 for dense f32/f16/bf16. */

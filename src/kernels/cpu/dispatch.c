@@ -4,6 +4,8 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
+#include <string.h>
 
 #if defined(__x86_64__)
 #include <cpuid.h>
@@ -63,9 +65,25 @@ el_cpu_isa el_cpu_isa_set(el_cpu_isa isa) {
     return isa;
 }
 
+/* First use: the best ISA detected, lowered by EDGELLM_CPU_ISA=scalar|avx2|avx512 if set (debugging and
+ * benchmarking; a value above what the CPU supports is ignored). */
+static int isa_default(void) {
+    el_cpu_isa isa = el_cpu_isa_detect();
+    const char *e = getenv("EDGELLM_CPU_ISA");
+    if (e) {
+        for (int i = EL_ISA_SCALAR; i <= EL_ISA_AVX512; i++)
+            if (!strcmp(e, el_cpu_isa_name((el_cpu_isa)i)) && i < (int)isa) isa = (el_cpu_isa)i;
+    }
+    return (int)isa;
+}
+
 static const el_cpu_kern *kern(void) {
     int v = atomic_load_explicit(&g_isa, memory_order_relaxed);
-    if (v < 0) v = (int)el_cpu_isa_detect();
+    if (v < 0) {
+        int expect = -1;
+        v = isa_default();
+        if (!atomic_compare_exchange_strong(&g_isa, &expect, v)) v = expect;
+    }
 #if defined(__x86_64__)
     if (v == EL_ISA_AVX512) return &el_cpu_kern_avx512;
     if (v == EL_ISA_AVX2) return &el_cpu_kern_avx2;
