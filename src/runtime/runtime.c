@@ -307,10 +307,11 @@ const edgellm_tokenizer *edgellm_runtime_tokenizer(const edgellm_runtime *rt) { 
 const edgellm_chat_template *edgellm_runtime_chat_template(const edgellm_runtime *rt) {
     return rt ? rt->tmpl : NULL;
 }
-int32_t edgellm_runtime_vocab_size(const edgellm_runtime *rt) { return (int32_t)rt->hp.n_vocab; }
-int32_t edgellm_runtime_bos_id(const edgellm_runtime *rt) { return rt->hp.bos_id; }
+int32_t edgellm_runtime_vocab_size(const edgellm_runtime *rt) { return rt ? (int32_t)rt->hp.n_vocab : 0; }
+int32_t edgellm_runtime_bos_id(const edgellm_runtime *rt) { return rt ? rt->hp.bos_id : -1; }
 int32_t edgellm_runtime_eos_ids(const edgellm_runtime *rt, int32_t *ids, int32_t cap) {
     int32_t n = 0;
+    if (!rt || !ids) return 0;
     for (int32_t i = 0; i < rt->hp.n_eos && n < cap; i++) ids[n++] = rt->hp.eos_ids[i];
     return n;
 }
@@ -344,11 +345,18 @@ edgellm_status edgellm_runtime_get_info(const edgellm_runtime *rt, edgellm_engin
 }
 
 void edgellm_runtime_get_metrics(const edgellm_runtime *rt, edgellm_metrics *m) {
+    if (!m) return;
+    if (!rt) {
+        memset(m, 0, sizeof *m);
+        return;
+    }
     *m = rt->metrics;
     m->peak_rss_bytes = el_peak_rss_bytes();
     if (rt->be->iface.peak_memory) m->peak_device_bytes = rt->be->iface.peak_memory(rt->be);
 }
-void edgellm_runtime_reset_metrics(edgellm_runtime *rt) { memset(&rt->metrics, 0, sizeof rt->metrics); }
+void edgellm_runtime_reset_metrics(edgellm_runtime *rt) {
+    if (rt) memset(&rt->metrics, 0, sizeof rt->metrics);
+}
 
 edgellm_status edgellm_runtime_kv_clear(edgellm_runtime *rt, int32_t slot, int32_t from) {
     if (!rt || slot < 0 || slot >= rt->prof.max_batch_size)
