@@ -118,6 +118,8 @@ edgellm_status el_qconfig_read(const cJSON *cfg, el_qconfig *qc) {
     if (!present) EL_TRY(el_json_int(q, "q_group_size", 128, &qc->group_size, NULL));
     EL_TRY(el_json_bool(q, "desc_act", false, &qc->desc_act, NULL));
     qc->static_act = as && !strcmp(as, "static");
+    const cJSON *go = cJSON_GetObjectItemCaseSensitive(q, "edgellm_group_size_overrides");
+    qc->group_overrides = cJSON_IsObject(go) ? go : NULL;
     return EDGELLM_STATUS_OK;
 }
 
@@ -204,6 +206,8 @@ static edgellm_status import_int4(const el_st_file *st, const char *prefix, int6
         return el_err(EDGELLM_STATUS_FORMAT, "%s: qweight/qzeros/scales shapes do not fit (%lld, %lld)", prefix,
                       (long long)n, (long long)k);
     int64_t g = qc->group_size > 0 ? qc->group_size : kp_ck;
+    const cJSON *go = qc->group_overrides ? cJSON_GetObjectItemCaseSensitive(qc->group_overrides, prefix) : NULL;
+    if (cJSON_IsNumber(go)) g = (int64_t)go->valuedouble;
     if (g % 8 || (G - 1) * g >= k || G * g < k)
         return el_err(EDGELLM_STATUS_FORMAT, "%s: %lld groups of %lld do not cover %lld inputs", prefix, (long long)G,
                       (long long)g, (long long)k);

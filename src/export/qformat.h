@@ -38,6 +38,7 @@ typedef struct el_qconfig {
     int64_t group_size;     /* int4 group size (-1: per channel)                                  */
     bool desc_act;
     bool static_act;        /* w8a8: use the calibrated per-tensor input_scale                    */
+    const struct cJSON *group_overrides; /* edgellm_group_size_overrides {"prefix": g} (borrowed)  */
 } el_qconfig;
 /* Reads config.json's quantization_config (HF GPTQ / AWQ / ModelOpt style). */
 edgellm_status el_qconfig_read(const struct cJSON *cfg, el_qconfig *qc);

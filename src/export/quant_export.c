@@ -532,19 +532,42 @@ static edgellm_status awq_search(const tapstat *t, lin *ls, int nl, int64_t g, f
     float *ws = el_malloc((size_t)(maxn * k) * sizeof(float));
     float *cand = el_malloc((size_t)k * sizeof(float));
     float *xs = el_malloc((size_t)(S * k) * sizeof(float));
+    float *wmean = NULL;
     edgellm_status st = EDGELLM_STATUS_OK;
     if (!ref || !out || !ws || !cand || !xs) {
         st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ search");
         goto done;
     }
     for (int i = 0; i < nl; i++) mm(t->samp, S, k, ls[i].w, ls[i].n, ref + (size_t)i * (size_t)(S * maxn));
+    /* w_mean (AutoAWQ duo scaling): mean over rows of |w| / max|w| of its group */
+    wmean = el_calloc((size_t)k, sizeof(float));
+    if (!wmean) {
+        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ search");
+        goto done;
+    }
+    {
+        int64_t rows = 0;
+        for (int i = 0; i < nl; i++) {
+            for (int64_t j = 0; j < ls[i].n; j++)
+                for (int64_t c0 = 0; c0 < k; c0 += g) {
+                    int64_t c1 = c0 + g < k ? c0 + g : k;
+                    float am = 0;
+                    for (int64_t c = c0; c < c1; c++) am = fmaxf(am, fabsf(ls[i].w[j * k + c]));
+                    for (int64_t c = c0; c < c1; c++) wmean[c] += am > 0 ? fabsf(ls[i].w[j * k + c]) / am : 0;
+                }
+            rows += ls[i].n;
+        }
+        for (int64_t c = 0; c < k; c++) wmean[c] /= (float)rows;
+    }
     double best = INFINITY;
-    for (int gi = 0; gi < 20; gi++) {
-        float alpha = (float)gi / 20.0f;
+    for (int gi = 0; gi < 40; gi++) {
+        const bool duo = gi >= 20;
+        float alpha = (float)(gi % 20) / 20.0f;
         float mx = 0, mn = INFINITY;
         for (int64_t c = 0; c < k; c++) {
             float mean = (float)(t->asum[c] / (double)(t->rows > 0 ? t->rows : 1));
             float v = powf(fmaxf(mean, 1e-8f), alpha);
+            if (duo) v /= powf(wmean[c], 1.0f - alpha) + 1e-4f;
             if (v < 1e-4f) v = 1e-4f;
             cand[c] = v;
             mx = fmaxf(mx, v);
@@ -570,7 +593,7 @@ static edgellm_status awq_search(const tapstat *t, lin *ls, int nl, int64_t g, f
         }
         if (loss < best) {
             best = loss;
-            *best_alpha = alpha;
+            *best_alpha = duo ? -alpha : alpha; /* negative: duo scaling */
             memcpy(s, cand, (size_t)k * sizeof(float));
         }
     }
@@ -580,7 +603,58 @@ done:
     el_free(ws);
     el_free(cand);
     el_free(xs);
+    el_free(wmean);
     return st;
+}
+
+/* AWQ weight clipping (AutoAWQ auto_clip): per output row and group, the max |w| shrunk by
+ * 0..45% (10 steps) that minimizes the group's output error on the sampled inputs; W is clamped. */
+static edgellm_status awq_clip(lin *L, const tapstat *t, int64_t g) {
+    const int64_t k = L->k, S = t->n_samp < 64 ? t->n_samp : 64;
+    if (S == 0) return EDGELLM_STATUS_OK;
+    float *wq = el_malloc((size_t)g * sizeof(float)), *dw = el_malloc((size_t)g * sizeof(float));
+    if (!wq || !dw) {
+        el_free(wq);
+        el_free(dw);
+        return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ clip search");
+    }
+    for (int64_t j = 0; j < L->n; j++) {
+        float *wr = L->w + j * k;
+        for (int64_t c0 = 0; c0 < k; c0 += g) {
+            const int64_t c1 = c0 + g < k ? c0 + g : k, gl = c1 - c0;
+            float amax = 0;
+            for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(wr[c]));
+            if (amax == 0) continue;
+            double best = INFINITY;
+            float best_mv = amax;
+            for (int i = 0; i < 10; i++) {
+                float mv = amax * (1.0f - (float)i / 20.0f);
+                float sc = el_f16_to_f32(el_f32_to_f16(mv / 7.0f));
+                if (!(sc > 0)) continue;
+                for (int64_t c = 0; c < gl; c++) {
+                    float q = nearbyintf(wr[c0 + c] / sc);
+                    q = q < -8 ? -8 : q > 7 ? 7 : q;
+                    dw[c] = wr[c0 + c] - q * sc;
+                }
+                double err = 0;
+                for (int64_t r = 0; r < S; r++) {
+                    const float *xr = t->samp + r * k + c0;
+                    float e = 0;
+                    for (int64_t c = 0; c < gl; c++) e += xr[c] * dw[c];
+                    err += (double)e * e;
+                }
+                if (err < best) {
+                    best = err;
+                    best_mv = mv;
+                }
+            }
+            for (int64_t c = c0; c < c1; c++) wr[c] = wr[c] > best_mv ? best_mv : wr[c] < -best_mv ? -best_mv : wr[c];
+        }
+    }
+    (void)wq;
+    el_free(wq);
+    el_free(dw);
+    return EDGELLM_STATUS_OK;
 }
 
 /* Cholesky of the symmetric positive definite A (n, n) in place: lower L with A = L L^T. */
@@ -1007,6 +1081,10 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
                 if (s >= 0) apply_smooth(&L[3], 1, NULL, &L[2], sv, &ts[TP_O]);
             }
             el_free(sv);
+            if (s < 0) goto fail;
+            if (sch == QS_INT4_AWQ) /* clipping, except q/k (as AutoAWQ: attention logits are sensitive) */
+                for (int i = 2; i < 7 && s >= 0; i++)
+                    s = awq_clip(&L[i], &ts[ln_tap[i]], pick_group(p->group_size, L[i].k));
             if (s < 0) goto fail;
             if (sch == QS_INT4_AWQ)
                 EL_LOG_INFO("awq layer %lld: alpha qkv %.2f, gate/up %.2f, down %.2f, o %.2f", (long long)l, a1, a2, a3, a4);

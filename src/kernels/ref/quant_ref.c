@@ -416,123 +416,163 @@ void el_ref_qact_roundtrip(const void *w, el_dtype wt, float *x, int64_t k) {
 
 /* ---- matmul ------------------------------------------------------------------------------------------ */
 
+/* float dot with 16 independent partial sums (vectorizable, deterministic order) */
+static float dot_f32(const float *a, const float *b, int64_t k) {
+    float acc[16] = {0};
+    int64_t c = 0;
+    for (; c + 16 <= k; c += 16)
+        for (int u = 0; u < 16; u++) acc[u] += a[c + u] * b[c + u];
+    for (; c < k; c++) acc[c & 15] += a[c] * b[c];
+    float s = 0;
+    for (int u = 0; u < 16; u++) s += acc[u];
+    return s;
+}
+
+static int32_t dot_i8(const int8_t *a, const int8_t *b, int64_t k) {
+    int32_t acc = 0;
+    for (int64_t c = 0; c < k; c++) acc += (int32_t)a[c] * (int32_t)b[c];
+    return acc;
+}
+
+/* Dequantizes row j of a weight-only layout (w4a16, nvfp4, fp8 without its scale) into out (k). */
+static void deq_row(const uint8_t *base, const el_qhdr *h, el_dtype wt, int64_t k, int64_t j, float *out,
+                    const float *lut8) {
+    const uint8_t *qs = base + h->quants_off;
+    if (wt == EL_DTYPE_Q_W4A16) {
+        const int64_t g = h->group, G = (k + g - 1) / g, rb = G * g / 2;
+        const uint16_t *s16 = (const uint16_t *)(base + h->scales_off);
+        const uint8_t *zs = h->zeros_off ? base + h->zeros_off : NULL;
+        const uint8_t *wr = qs + j * rb;
+        for (int64_t gi = 0; gi < G; gi++) {
+            const float sc = el_f16_to_f32(s16[j * G + gi]);
+            const int z = zs ? zs[j * G + gi] : 8;
+            int64_t c0 = gi * g, c1 = c0 + g < k ? c0 + g : k;
+            for (int64_t c = c0; c < c1; c++) out[c] = (float)((int)((wr[c >> 1] >> ((c & 1) * 4)) & 15) - z) * sc;
+        }
+    } else if (wt == EL_DTYPE_Q_NVFP4) {
+        const int64_t B = (k + 15) / 16;
+        const uint8_t *bs = base + h->scales_off, *wr = qs + j * B * 8;
+        for (int64_t b = 0; b < B; b++) {
+            const float sc = el_e4m3_to_f32(bs[j * B + b]) * h->global_scale;
+            int64_t c0 = b * 16, c1 = c0 + 16 < k ? c0 + 16 : k;
+            for (int64_t c = c0; c < c1; c++) out[c] = el_e2m1_to_f32((uint8_t)((wr[c >> 1] >> ((c & 1) * 4)) & 15)) * sc;
+        }
+    } else { /* fp8 */
+        const uint8_t *wr = qs + j * k;
+        for (int64_t c = 0; c < k; c++) out[c] = lut8[wr[c]];
+    }
+}
+
+/* Row-at-a-time over W (each weight row dequantized / read once for all m rows of x): activations are
+ * quantized first exactly as documented in quant.h, then every output is an exact integer dot (w8a8,
+ * ggml) or an f32 dot of exactly representable products (fp8) or of the dequantized weights (w4a16,
+ * nvfp4, weight-only fp8), accumulated in 16 f32 partial sums. */
 void el_ref_qmatmul(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n, int64_t n0,
                     int64_t n1, const float *bias, float *y, int64_t ldy) {
     (void)n;
+    if (m <= 0 || n1 <= n0) return;
     const uint8_t *base = w;
-    void *scratch = el_malloc((size_t)k * 5 + (size_t)(k / 32 + 1) * sizeof(float) + 64);
+    const bool ggml = wt == EL_DTYPE_Q8_0 || wt == EL_DTYPE_Q4_0;
+    el_qhdr h;
+    memset(&h, 0, sizeof h);
+    if (!ggml) memcpy(&h, w, sizeof h);
+    const int64_t nb = k / 32;
+    /* scratch: x quantized (m, k) as int8 or f32, per-row / per-block scales, one weight row */
+    size_t xq_bytes = (size_t)(m * k) * 4, sc_bytes = (size_t)(m * (nb + 1)) * 4, row_bytes = (size_t)k * 4 + 64;
+    uint8_t *scratch = el_malloc(xq_bytes + sc_bytes + row_bytes + 256);
     if (!scratch) {
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = n0; j < n1; j++) y[i * ldy + j] = NAN;
         return;
     }
-    el_qhdr h;
-    memset(&h, 0, sizeof h);
-    if (wt != EL_DTYPE_Q8_0 && wt != EL_DTYPE_Q4_0) memcpy(&h, w, sizeof h);
-    const float *sc = (const float *)(base + h.scales_off);
-    const uint8_t *qs = base + h.quants_off;
-    for (int64_t i = 0; i < m; i++) {
-        const float *xr = x + i * k;
-        float *yr = y + i * ldy;
-        switch (wt) {
-        case EL_DTYPE_Q_W8A8: {
-            int8_t *xq = scratch;
-            float sx = w8a8_act(&h, xr, k, xq);
-            for (int64_t j = n0; j < n1; j++) {
-                const int8_t *wr = (const int8_t *)qs + j * k;
-                int32_t acc = 0;
-                for (int64_t c = 0; c < k; c++) acc += (int32_t)xq[c] * (int32_t)wr[c];
-                float v = ((float)acc * sc[j]) * sx;
-                yr[j] = bias ? v + bias[j] : v;
+    float *xsc = (float *)(scratch + xq_bytes);
+    float *row = (float *)(scratch + xq_bytes + sc_bytes);
+    float lut8[256];
+    for (int v = 0; v < 256; v++) lut8[v] = el_e4m3_to_f32((uint8_t)v);
+    switch (wt) {
+    case EL_DTYPE_Q_W8A8: {
+        int8_t *xq = (int8_t *)scratch;
+        for (int64_t i = 0; i < m; i++) xsc[i] = w8a8_act(&h, x + i * k, k, xq + i * k);
+        const float *sw = (const float *)(base + h.scales_off);
+        const int8_t *qs = (const int8_t *)(base + h.quants_off);
+        for (int64_t j = n0; j < n1; j++)
+            for (int64_t i = 0; i < m; i++) {
+                float v = ((float)dot_i8(xq + i * k, qs + j * k, k) * sw[j]) * xsc[i];
+                y[i * ldy + j] = bias ? v + bias[j] : v;
             }
-            break;
-        }
-        case EL_DTYPE_Q_FP8: {
-            float *xf = scratch;
-            if (h.act_scale > 0) {
-                uint8_t *xq = (uint8_t *)scratch + (size_t)k * 4;
-                fp8_act(&h, xr, k, xq);
-                for (int64_t c = 0; c < k; c++) xf[c] = el_e4m3_to_f32(xq[c]);
-            } else {
-                memcpy(xf, xr, (size_t)k * 4);
+        break;
+    }
+    case EL_DTYPE_Q8_0:
+    case EL_DTYPE_Q4_0: {
+        int8_t *xq = (int8_t *)scratch;
+        for (int64_t i = 0; i < m; i++) ggml_act(x + i * k, k, xq + i * k, xsc + i * nb);
+        const size_t bb = wt == EL_DTYPE_Q8_0 ? 34 : 18;
+        int8_t *wq = (int8_t *)row;
+        float *wd = (float *)((uint8_t *)row + ((k + 63) & ~(int64_t)63));
+        (void)wd;
+        float dws[4096];
+        for (int64_t j = n0; j < n1; j++) {
+            /* unpack the row's quants to int8 and its block scales */
+            for (int64_t b = 0; b < nb; b++) {
+                const uint8_t *blk = base + ((size_t)j * (size_t)nb + (size_t)b) * bb;
+                uint16_t dh;
+                memcpy(&dh, blk, 2);
+                float d = el_f16_to_f32(dh);
+                if (b < 4096) dws[b] = d;
+                if (wt == EL_DTYPE_Q8_0)
+                    memcpy(wq + b * 32, blk + 2, 32);
+                else
+                    for (int t = 0; t < 16; t++) {
+                        wq[b * 32 + t] = (int8_t)((blk[2 + t] & 15) - 8);
+                        wq[b * 32 + t + 16] = (int8_t)((blk[2 + t] >> 4) - 8);
+                    }
             }
-            float lut[256];
-            for (int v = 0; v < 256; v++) lut[v] = el_e4m3_to_f32((uint8_t)v);
-            for (int64_t j = n0; j < n1; j++) {
-                const uint8_t *wr = qs + j * k;
-                double acc = 0;
-                for (int64_t c = 0; c < k; c++) acc += (double)(xf[c] * lut[wr[c]]);
-                double v = acc * sc[j] * (h.act_scale > 0 ? h.act_scale : 1.0f);
-                yr[j] = (float)(bias ? v + bias[j] : v);
-            }
-            break;
-        }
-        case EL_DTYPE_Q_W4A16: {
-            const int64_t g = h.group, G = (k + g - 1) / g, rb = G * g / 2;
-            const uint16_t *s16 = (const uint16_t *)sc;
-            const uint8_t *zs = h.zeros_off ? base + h.zeros_off : NULL;
-            for (int64_t j = n0; j < n1; j++) {
-                const uint8_t *wr = qs + j * rb;
-                double acc = 0;
-                for (int64_t gi = 0; gi < G; gi++) {
-                    int64_t c0 = gi * g, c1 = c0 + g < k ? c0 + g : k;
-                    int z = zs ? zs[j * G + gi] : 8;
-                    float gsum = 0;
-                    for (int64_t c = c0; c < c1; c++) gsum += (float)((int)el_w4_get(wr, c) - z) * xr[c];
-                    acc += (double)gsum * el_f16_to_f32(s16[j * G + gi]);
-                }
-                yr[j] = (float)(bias ? acc + bias[j] : acc);
-            }
-            break;
-        }
-        case EL_DTYPE_Q_NVFP4: {
-            const int64_t B = (k + 15) / 16;
-            const uint8_t *bs = (const uint8_t *)sc;
-            for (int64_t j = n0; j < n1; j++) {
-                const uint8_t *wr = qs + j * B * 8;
-                double acc = 0;
-                for (int64_t b = 0; b < B; b++) {
-                    int64_t c0 = b * 16, c1 = c0 + 16 < k ? c0 + 16 : k;
-                    float bsum = 0;
-                    for (int64_t c = c0; c < c1; c++) bsum += el_e2m1_to_f32((uint8_t)el_w4_get(wr, c)) * xr[c];
-                    acc += (double)bsum * el_e4m3_to_f32(bs[j * B + b]);
-                }
-                acc *= h.global_scale;
-                yr[j] = (float)(bias ? acc + bias[j] : acc);
-            }
-            break;
-        }
-        case EL_DTYPE_Q8_0:
-        case EL_DTYPE_Q4_0: {
-            int8_t *xq = scratch;
-            float *xd = (float *)((char *)scratch + (((size_t)k + 63) & ~(size_t)63));
-            ggml_act(xr, k, xq, xd);
-            const int64_t nb = k / 32;
-            const size_t bb = wt == EL_DTYPE_Q8_0 ? 34 : 18;
-            for (int64_t j = n0; j < n1; j++) {
+            for (int64_t i = 0; i < m; i++) {
                 float acc = 0;
                 for (int64_t b = 0; b < nb; b++) {
-                    const uint8_t *blk = base + ((size_t)j * (size_t)nb + (size_t)b) * bb;
-                    uint16_t dh;
-                    memcpy(&dh, blk, 2);
-                    int32_t sumi = 0;
-                    const int8_t *xb = xq + b * 32;
-                    if (wt == EL_DTYPE_Q8_0) {
-                        for (int t = 0; t < 32; t++) sumi += (int32_t)(int8_t)blk[2 + t] * xb[t];
-                    } else {
-                        for (int t = 0; t < 16; t++)
-                            sumi += ((blk[2 + t] & 15) - 8) * xb[t] + ((blk[2 + t] >> 4) - 8) * xb[t + 16];
+                    float d = b < 4096 ? dws[b] : 0;
+                    if (b >= 4096) {
+                        uint16_t dh;
+                        memcpy(&dh, base + ((size_t)j * (size_t)nb + (size_t)b) * bb, 2);
+                        d = el_f16_to_f32(dh);
                     }
-                    acc += (float)sumi * (el_f16_to_f32(dh) * xd[b]);
+                    acc += (float)dot_i8(xq + i * k + b * 32, wq + b * 32, 32) * (d * xsc[i * nb + b]);
                 }
-                yr[j] = bias ? acc + bias[j] : acc;
+                y[i * ldy + j] = bias ? acc + bias[j] : acc;
             }
-            break;
         }
-        default:
-            for (int64_t j = n0; j < n1; j++) yr[j] = NAN;
-            break;
+        break;
+    }
+    case EL_DTYPE_Q_FP8:
+    case EL_DTYPE_Q_W4A16:
+    case EL_DTYPE_Q_NVFP4: {
+        const bool fp8 = wt == EL_DTYPE_Q_FP8, act = fp8 && h.act_scale > 0;
+        const float *xs = x;
+        if (act) { /* static e4m3 activations, as their exact f32 values */
+            float *xf = (float *)scratch;
+            uint8_t *tmp = (uint8_t *)row;
+            for (int64_t i = 0; i < m; i++) {
+                fp8_act(&h, x + i * k, k, tmp);
+                for (int64_t c = 0; c < k; c++) xf[i * k + c] = lut8[tmp[c]];
+            }
+            xs = xf;
         }
+        const float *sw = (const float *)(base + h.scales_off);
+        const float post = act ? h.act_scale : 1.0f;
+        for (int64_t j = n0; j < n1; j++) {
+            deq_row(base, &h, wt, k, j, row, lut8);
+            const float rs = fp8 ? sw[j] * post : 1.0f;
+            for (int64_t i = 0; i < m; i++) {
+                float v = dot_f32(xs + i * k, row, k) * rs;
+                y[i * ldy + j] = bias ? v + bias[j] : v;
+            }
+        }
+        break;
+    }
+    default:
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = n0; j < n1; j++) y[i * ldy + j] = NAN;
+        break;
     }
     el_free(scratch);
 }
