@@ -384,11 +384,28 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
         s = el_err_prefix(s, "calibration data (use --calib-file)");
         goto done;
     }
-    if ((s = edgellm_tokenizer_load(hf_dir, &tok)) < 0) {
-        s = el_err_prefix(s, "calibration needs the checkpoint's tokenizer.json");
-        goto done;
+    {
+        char tp[4096];
+        if ((s = el_path_join(tp, sizeof tp, hf_dir, "tokenizer.json")) < 0) goto done;
+        if (el_file_exists(tp)) {
+            if ((s = edgellm_tokenizer_load(hf_dir, &tok)) < 0) goto done;
+            if ((s = edgellm_tokenizer_encode(tok, text, tlen, false, &ids, &n_ids)) < 0) goto done;
+        } else {
+            /* no tokenizer (random-weight benchmark checkpoints): deterministic pseudo-random token ids */
+            EL_LOG_WARN("calibration: %s has no tokenizer.json; calibrating on pseudo-random token ids", hf_dir);
+            n_ids = (size_t)(seq * nsamp);
+            ids = el_malloc(n_ids * sizeof(int32_t));
+            if (!ids) {
+                s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+                goto done;
+            }
+            uint64_t r = 0x9e3779b97f4a7c15ull;
+            for (size_t i = 0; i < n_ids; i++) {
+                r = r * 6364136223846793005ull + 1442695040888963407ull;
+                ids[i] = (int32_t)((r >> 33) % (uint64_t)hp->n_vocab);
+            }
+        }
     }
-    if ((s = edgellm_tokenizer_encode(tok, text, tlen, false, &ids, &n_ids)) < 0) goto done;
     int64_t n_chunks = (int64_t)n_ids / seq;
     if (n_chunks > nsamp) n_chunks = nsamp;
     if (n_chunks < 1) {
