@@ -61,7 +61,12 @@ static edgellm_status replace_in(const tk_regex *re, const char *content, const 
     size_t pos = 0, prev = 0, ms, me, clen = strlen(content);
     size_t last_end = (size_t)-1;
     edgellm_status st = EDGELLM_STATUS_OK;
-    while (pos <= n && tk_regex_next(re, md, s, n, pos, &ms, &me)) {
+    int f;
+    while (pos <= n && (f = tk_regex_next(re, md, s, n, pos, &ms, &me)) != 0) {
+        if (f < 0) {
+            st = EDGELLM_STATUS_LIMIT;
+            break;
+        }
         if (ms == me && last_end == me) {
             if (pos >= n) break;
             int32_t cp;

@@ -161,7 +161,12 @@ static edgellm_status replace_all(const tk_regex *re, const char *content, el_bu
     size_t last_match_end = (size_t)-1;
     edgellm_status st = EDGELLM_STATUS_OK;
     size_t ms, me;
-    while (pos <= s->len && tk_regex_next(re, md, s->data, s->len, pos, &ms, &me)) {
+    int f;
+    while (pos <= s->len && (f = tk_regex_next(re, md, s->data, s->len, pos, &ms, &me)) != 0) {
+        if (f < 0) {
+            st = EDGELLM_STATUS_LIMIT;
+            goto done;
+        }
         if (ms == me && last_match_end == me) {
             if (pos >= s->len) break;
             int32_t cp;
@@ -280,7 +285,9 @@ static edgellm_status regex_matches(const tk_regex *re, pcre2_match_data *md, co
     if (n == 0) return seg_push(l, 0, 0, invert);
     size_t prev = 0, pos = 0, ms, me;
     size_t last_match_end = (size_t)-1;
-    while (pos <= n && tk_regex_next(re, md, s, n, pos, &ms, &me)) {
+    int f;
+    while (pos <= n && (f = tk_regex_next(re, md, s, n, pos, &ms, &me)) != 0) {
+        if (f < 0) return EDGELLM_STATUS_LIMIT;
         if (ms == me && last_match_end == me) {
             if (pos >= n) break;
             int32_t cp;

@@ -228,22 +228,28 @@ edgellm_status tk_regex_init(tk_regex *r, const char *pattern, bool is_literal) 
     return EDGELLM_STATUS_OK;
 }
 
-bool tk_regex_next(const tk_regex *r, pcre2_match_data *md, const char *s, size_t len, size_t from, size_t *ms,
-                   size_t *me) {
+int tk_regex_next(const tk_regex *r, pcre2_match_data *md, const char *s, size_t len, size_t from, size_t *ms,
+                  size_t *me) {
     if (r->literal) {
-        if (r->literal_len == 0 || from > len) return false;
+        if (r->literal_len == 0 || from > len) return 0;
         const char *p = memmem(s + from, len - from, r->literal, r->literal_len);
-        if (!p) return false;
+        if (!p) return 0;
         *ms = (size_t)(p - s);
         *me = *ms + r->literal_len;
-        return true;
+        return 1;
     }
     int rc = pcre2_match(r->code, (PCRE2_SPTR)s, len, from, PCRE2_NO_UTF_CHECK, md, NULL);
-    if (rc < 0) return false;
+    if (rc == PCRE2_ERROR_NOMATCH) return 0;
+    if (rc < 0) {
+        PCRE2_UCHAR msg[256];
+        pcre2_get_error_message(rc, msg, sizeof msg);
+        el_err(EDGELLM_STATUS_LIMIT, "tokenizer: regex match failed on a %zu-byte piece: %s", len, (const char *)msg);
+        return -1;
+    }
     PCRE2_SIZE *ov = pcre2_get_ovector_pointer(md);
     *ms = ov[0];
     *me = ov[1];
-    return true;
+    return 1;
 }
 
 /* ---- utf8 ----------------------------------------------------------------------------------------- */

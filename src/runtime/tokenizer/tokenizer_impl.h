@@ -77,9 +77,10 @@ typedef struct tk_regex {
 /* is_literal: pattern given as {"String": ...}. Translates Oniguruma-only syntax where needed. */
 edgellm_status tk_regex_init(tk_regex *r, const char *pattern, bool is_literal);
 void tk_regex_free(tk_regex *r);
-/* Finds the next match at or after `from`; returns false if none. Empty matches are reported. */
-bool tk_regex_next(const tk_regex *r, pcre2_match_data *md, const char *s, size_t len, size_t from,
-                   size_t *ms, size_t *me);
+/* Finds the next match at or after `from`: 1 found, 0 none, <0 error (status set: e.g. a PCRE2 match
+ * limit). Empty matches are reported. */
+int tk_regex_next(const tk_regex *r, pcre2_match_data *md, const char *s, size_t len, size_t from, size_t *ms,
+                  size_t *me);
 
 /* ---- utf8 helpers --------------------------------------------------------------------------------- */
 /* Decodes one code point of valid UTF-8 at s (n bytes available); returns its length (>=1). */
