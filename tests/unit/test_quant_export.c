@@ -356,8 +356,39 @@ static void test_options(void) {
     CHECK_OK(edgellm_build(x, e, &bp));
 }
 
+/* The CLI flags, the progress bar and the group-size fallback log line. */
+static void test_cli(void) {
+    const char *cli = getenv("EDGELLM_CLI");
+    if (!cli || !*cli) return;
+    char cmd[4096], log[1200], x[1200];
+    snprintf(log, sizeof log, "%s/cli.log", g_dir);
+    snprintf(x, sizeof x, "%s/x-cli", g_dir);
+    snprintf(cmd, sizeof cmd,
+             "%s export --model fixtures/models/stories260K-hf --output %s --quantization int4_gptq --group-size 64 "
+             "--calib-file fixtures/data/stories_calib.txt --calib-samples 4 --calib-seq-len 128 "
+             "--calib-algorithm max --exclude 'model.layers.4.*' --kv-cache-quantization fp8 --progress 2> %s",
+             cli, x, log);
+    CHECK(system(cmd) == 0);
+    size_t n;
+    char *t = tu_read(log, &n);
+    CHECK(t && tu_contains(t, "ETA") && tu_contains(t, "calibrate") && tu_contains(t, "quantize"));
+    CHECK(t && tu_contains(t, "model.layers.0.mlp.down_proj: in_features 172 is not a multiple of group size 64: "
+                              "using group size 32 (row padded)"));
+    el_free(t);
+    snprintf(cmd, sizeof cmd, "%s export --model fixtures/models/stories260K-hf --output %s --quantization int4_awq "
+                              "--group-size 48 --overwrite 2> %s", cli, x, log);
+    CHECK(system(cmd) != 0);
+    snprintf(cmd, sizeof cmd, "%s export --model fixtures/models/stories260K-hf --output %s --quantization int9 "
+                              "--overwrite 2> %s", cli, x, log);
+    CHECK(system(cmd) != 0);
+    t = tu_read(log, &n);
+    CHECK(t && tu_contains(t, "unknown quantization 'int9'"));
+    el_free(t);
+}
+
 int main(void) {
     tu_scratch(g_dir, sizeof g_dir, "quant");
+    test_cli();
     g_table = getenv("EDGELLM_QUANT_TABLE") != NULL;
     const char *nt = getenv("EDGELLM_QUANT_TOKENS");
     size_t max_tok = nt ? (size_t)atol(nt) : 2048;

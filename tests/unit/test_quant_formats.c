@@ -3,6 +3,7 @@
  * matmul on the dequantized weights with the same activation emulation, header validation and the CPU
  * backend routing. */
 #include "backend/backend.h"
+#include "export/gguf.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 #include "test.h"
@@ -211,7 +212,27 @@ static void test_w8a8_exact(void) {
     el_free_aligned(q);
 }
 
+/* q8_0 / q4_0 blocks are bit-identical to the GGUF writer's ggml quantizers (one layout for both). */
+static void test_ggml_same_as_gguf(void) {
+    const int64_t k = 256;
+    float x[256];
+    for (int i = 0; i < k; i++) x[i] = frand() * (i % 17 == 0 ? 5.0f : 1.0f);
+    x[5] = 0; /* a zero block would give d = 0 */
+    uint8_t a[256 / 32 * 34], b[256 / 32 * 34];
+    CHECK_OK(el_quantize_ref(EL_DTYPE_Q8_0, x, 1, k, NULL, a));
+    el_ggml_quantize_q8_0(x, b, k);
+    CHECK(memcmp(a, b, (size_t)(k / 32 * 34)) == 0);
+    CHECK_OK(el_quantize_ref(EL_DTYPE_Q4_0, x, 1, k, NULL, a));
+    el_ggml_quantize_q4_0(x, b, k);
+    CHECK(memcmp(a, b, (size_t)(k / 32 * 18)) == 0);
+    float d1[256], d2[256];
+    el_dequantize_ref(EL_DTYPE_Q4_0, a, 1, k, d1);
+    el_ggml_dequantize_q4_0(a, d2, k);
+    CHECK(memcmp(d1, d2, sizeof d1) == 0);
+}
+
 int main(void) {
+    test_ggml_same_as_gguf();
     test_fp8_fp4();
     test_packing();
     test_roundtrip_and_matmul();
