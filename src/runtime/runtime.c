@@ -289,6 +289,9 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
         if (ts == EDGELLM_STATUS_UNSUPPORTED) {
             EL_LOG_WARN("chat template not usable: %s", edgellm_last_error());
             rt->tmpl = NULL;
+        } else if (ts == EDGELLM_STATUS_NO_MEMORY) {
+            st = ts; /* not "no template": the engine has one that could not be loaded */
+            goto fail;
         } else if (ts < 0) {
             rt->tmpl = NULL; /* no template in this engine */
         }

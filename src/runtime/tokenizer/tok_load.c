@@ -40,9 +40,10 @@ static edgellm_status parse_pattern(const cJSON *p, tk_regex *re, const char *ct
 
 static edgellm_status alloc_children(void **arr, size_t *n, size_t elem, const cJSON *list, const char *ctx) {
     if (!cJSON_IsArray(list)) return el_err(EDGELLM_STATUS_FORMAT, "tokenizer: %s must be an array", ctx);
-    *n = (size_t)cJSON_GetArraySize(list);
-    *arr = el_calloc(*n ? *n : 1, elem);
+    size_t count = (size_t)cJSON_GetArraySize(list);
+    *arr = el_calloc(count ? count : 1, elem);
     if (!*arr) return el_err(EDGELLM_STATUS_NO_MEMORY, "tokenizer: out of memory");
+    *n = count; /* only once allocated: the free functions walk n children */
     return EDGELLM_STATUS_OK;
 }
 
@@ -527,8 +528,8 @@ static edgellm_status build(edgellm_tokenizer *t, const cJSON *root) {
         x->single_word = jbool(a, "single_word", false);
         x->normalized = jbool(a, "normalized", !x->special);
         if (x->id > max_added) max_added = x->id;
-        EL_TRY(tk_map_put(&t->added_map, c, x->len, (int32_t)t->n_added));
-        t->n_added++;
+        t->n_added++; /* before anything can fail: edgellm_tokenizer_free frees the n_added contents */
+        EL_TRY(tk_map_put(&t->added_map, c, x->len, (int32_t)t->n_added - 1));
     }
     t->n_total = t->model.n_ids > max_added + 1 ? t->model.n_ids : max_added + 1;
     t->added_by_id = el_malloc((size_t)(t->n_total ? t->n_total : 1) * sizeof *t->added_by_id);

@@ -213,7 +213,11 @@ edgellm_status tk_regex_init(tk_regex *r, const char *pattern, bool is_literal) 
         return EDGELLM_STATUS_OK;
     }
     el_buf b = {0};
-    EL_TRY(translate_onig(pattern, &b));
+    edgellm_status st = translate_onig(pattern, &b);
+    if (st < 0) {
+        el_buf_free(&b); /* a partial translation (e.g. out of memory) */
+        return st;
+    }
     int err;
     PCRE2_SIZE eoff;
     r->code = pcre2_compile((PCRE2_SPTR)b.data, PCRE2_ZERO_TERMINATED, PCRE2_UTF | PCRE2_UCP, &err, &eoff, NULL);
