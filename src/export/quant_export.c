@@ -264,14 +264,22 @@ static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x
         if (t->rows % c->stride == 0 && t->n_samp < c->cap_samp)
             memcpy(t->samp + t->n_samp++ * cols, xr, (size_t)cols * sizeof(float));
         t->rows++;
-        if (t->H) { /* rank-1 update of the upper triangle */
-            for (int64_t i = 0; i < cols; i++) {
-                double xi = xr[i];
-                if (xi == 0) continue;
-                double *hr = t->H + i * cols;
-                for (int64_t j = i; j < cols; j++) hr[j] += xi * (double)xr[j];
-            }
+    }
+    if (t->H) { /* H += X^T X: the SIMD f32 matmul on X^T for this chunk, accumulated in f64 */
+        float *xt = el_malloc((size_t)(n * cols) * sizeof(float)), *y = el_malloc((size_t)(cols * cols) * sizeof(float));
+        if (!xt || !y) {
+            el_free(xt);
+            el_free(y);
+            c->failed = true;
+            return;
         }
+        for (int64_t r = 0; r < n; r++)
+            for (int64_t j = 0; j < cols; j++) xt[j * n + r] = x[r * cols + j];
+        edgellm_cpu_matmul(xt, cols, n, xt, EL_DTYPE_F32, 0, cols, NULL, y, cols, NULL);
+        for (int64_t i = 0; i < cols; i++)
+            for (int64_t j = i; j < cols; j++) t->H[i * cols + j] += (double)y[i * cols + j];
+        el_free(xt);
+        el_free(y);
     }
 }
 
