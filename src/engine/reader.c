@@ -323,6 +323,10 @@ edgellm_status edgellm_engine_info_read(const char *engine_dir, edgellm_engine_i
     snprintf(out->arch, sizeof out->arch, "%s", e->hp.arch);
     snprintf(out->backend, sizeof out->backend, "%s", e->profile.backend);
     snprintf(out->weight_dtype, sizeof out->weight_dtype, "%s", user_dtype(e->weight_dtype));
+    /* a quantized engine reports its linears' format ("w4a16", "fp8", ...), the embedding stays float */
+    const el_engine_tensor *q0 = el_engine_find(e, "model.layers.0.self_attn.q_proj.weight");
+    if (q0 && el_dtype_is_quant(q0->dtype))
+        snprintf(out->weight_dtype, sizeof out->weight_dtype, "%s", el_dtype_name(q0->dtype));
     out->n_vocab = e->hp.n_vocab;
     out->n_embd = e->hp.n_embd;
     out->n_layer = e->hp.n_layer;
