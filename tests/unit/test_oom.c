@@ -24,6 +24,7 @@
 
 #include <dirent.h>
 #include <execinfo.h>
+#include <malloc.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdlib.h>
@@ -59,11 +60,11 @@ static void trace_add(void *p, long idx, size_t size) {
     g_recs[g_n_recs++] = r;
     pthread_mutex_unlock(&g_trace_mu);
 }
-static void trace_del(void *p) {
+static void trace_del(uintptr_t p) { /* an address, possibly of a block already reallocated */
     if (!g_trace || !p) return;
     pthread_mutex_lock(&g_trace_mu);
     for (size_t i = g_n_recs; i-- > 0;)
-        if (g_recs[i].p == p) {
+        if ((uintptr_t)g_recs[i].p == p) {
             g_recs[i] = g_recs[--g_n_recs];
             break;
         }
@@ -103,17 +104,20 @@ static void *t_realloc(void *p, size_t n, void *u) {
         atomic_store(&g_injected, 1);
         return NULL;
     }
-    void *q = realloc(p, n);
-    if (q) {
-        trace_del(p);
-        trace_add(q, i, n);
-    }
+    /* malloc + copy + free instead of realloc (moves every block, so stale pointers show up) */
+    void *q = malloc(n);
+    if (!q) return NULL;
+    size_t old = malloc_usable_size(p);
+    memcpy(q, p, old < n ? old : n);
+    trace_del((uintptr_t)p);
+    free(p);
+    trace_add(q, i, n);
     return q;
 }
 static void t_free(void *p, void *u) {
     (void)u;
     if (p) atomic_fetch_sub(&g_live, 1);
-    trace_del(p);
+    trace_del((uintptr_t)p);
     free(p);
 }
 
