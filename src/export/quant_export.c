@@ -545,7 +545,79 @@ typedef struct lin {
 
 /* AWQ: s = mean|x|^alpha (normalized), alpha on a 20-point grid in [0, 1), minimizing the output MSE of
  * the int4 fake-quantized linears on the sampled activations. Returns the scales in s (k). */
-static edgellm_status awq_search(const tapstat *t, lin *ls, int nl, int64_t g, float *s, float *best_alpha) {
+typedef struct awq_task {
+    const tapstat *t;
+    const lin *ls;
+    int nl;
+    int64_t g, k, S, maxn;
+    const float *ref, *wmean;
+    double loss[40];
+    bool failed;
+} awq_task;
+
+/* candidate gi: alpha = (gi % 20) / 20, duo scaling for gi >= 20; normalized by sqrt(max min) */
+static void awq_candidate(const awq_task *a, int gi, float *cand) {
+    const bool duo = gi >= 20;
+    const float alpha = (float)(gi % 20) / 20.0f;
+    float mx = 0, mn = INFINITY;
+    for (int64_t c = 0; c < a->k; c++) {
+        float mean = (float)(a->t->asum[c] / (double)(a->t->rows > 0 ? a->t->rows : 1));
+        float v = powf(fmaxf(mean, 1e-8f), alpha);
+        if (duo) v /= powf(a->wmean[c], 1.0f - alpha) + 1e-4f;
+        if (v < 1e-4f) v = 1e-4f;
+        cand[c] = v;
+        mx = fmaxf(mx, v);
+        mn = fminf(mn, v);
+    }
+    float norm = sqrtf(mx * mn);
+    for (int64_t c = 0; c < a->k; c++) cand[c] /= norm;
+}
+
+static void awq_run(void *ctx, int ith, int nth) {
+    awq_task *a = ctx;
+    const int64_t k = a->k, S = a->S, maxn = a->maxn;
+    float *out = el_malloc((size_t)(S * maxn) * sizeof(float)), *ws = el_malloc((size_t)(maxn * k) * sizeof(float));
+    float *cand = el_malloc((size_t)k * sizeof(float)), *xs = el_malloc((size_t)(S * k) * sizeof(float));
+    if (!out || !ws || !cand || !xs) {
+        a->failed = true;
+    } else {
+        for (int gi = ith; gi < 40; gi += nth) {
+            awq_candidate(a, gi, cand);
+            /* x / s feeds W * s: the float product is unchanged; only the quantization differs */
+            for (int64_t r = 0; r < S; r++)
+                for (int64_t c = 0; c < k; c++) xs[r * k + c] = a->t->samp[r * k + c] / cand[c];
+            double loss = 0;
+            for (int i = 0; i < a->nl; i++) {
+                const int64_t n = a->ls[i].n;
+                for (int64_t j = 0; j < n; j++)
+                    for (int64_t c = 0; c < k; c++) ws[j * k + c] = a->ls[i].w[j * k + c] * cand[c];
+                int4_fake(ws, n, k, a->g, ws);
+                mm(xs, S, k, ws, n, out);
+                const float *rf = a->ref + (size_t)i * (size_t)(S * maxn);
+                for (int64_t e = 0; e < S * n; e++) {
+                    double d = (double)out[e] - rf[e];
+                    loss += d * d;
+                }
+            }
+            a->loss[gi] = loss;
+        }
+    }
+    el_free(out);
+    el_free(ws);
+    el_free(cand);
+    el_free(xs);
+}
+
+static void pool_run(el_threadpool *tp, el_task_fn fn, void *ctx) {
+    if (tp) el_threadpool_run(tp, fn, ctx);
+    else fn(ctx, 0, 1);
+}
+
+/* AWQ: 40 candidate scales (mean|x|^alpha and AutoAWQ's duo scaling mean|x|^alpha / w_mean^(1-alpha),
+ * alpha on a 20-point grid in [0, 1)) scored by the output MSE of the int4 fake-quantized linears on the
+ * sampled activations; candidates are spread over the thread pool, the choice does not depend on it. */
+static edgellm_status awq_search(el_threadpool *tp, const tapstat *t, lin *ls, int nl, int64_t g, float *s,
+                                 float *best_alpha) {
     const int64_t k = t->cols, S = t->n_samp;
     for (int64_t c = 0; c < k; c++) s[c] = 1;
     *best_alpha = 0;
@@ -553,23 +625,14 @@ static edgellm_status awq_search(const tapstat *t, lin *ls, int nl, int64_t g, f
     int64_t maxn = 0;
     for (int i = 0; i < nl; i++) maxn = ls[i].n > maxn ? ls[i].n : maxn;
     float *ref = el_malloc((size_t)(S * maxn) * sizeof(float) * (size_t)nl);
-    float *out = el_malloc((size_t)(S * maxn) * sizeof(float));
-    float *ws = el_malloc((size_t)(maxn * k) * sizeof(float));
-    float *cand = el_malloc((size_t)k * sizeof(float));
-    float *xs = el_malloc((size_t)(S * k) * sizeof(float));
-    float *wmean = NULL;
+    float *wmean = el_calloc((size_t)k, sizeof(float));
     edgellm_status st = EDGELLM_STATUS_OK;
-    if (!ref || !out || !ws || !cand || !xs) {
+    if (!ref || !wmean) {
         st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ search");
         goto done;
     }
     for (int i = 0; i < nl; i++) mm(t->samp, S, k, ls[i].w, ls[i].n, ref + (size_t)i * (size_t)(S * maxn));
     /* w_mean (AutoAWQ duo scaling): mean over rows of |w| / max|w| of its group */
-    wmean = el_calloc((size_t)k, sizeof(float));
-    if (!wmean) {
-        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ search");
-        goto done;
-    }
     {
         int64_t rows = 0;
         for (int i = 0; i < nl; i++) {
@@ -584,67 +647,43 @@ static edgellm_status awq_search(const tapstat *t, lin *ls, int nl, int64_t g, f
         }
         for (int64_t c = 0; c < k; c++) wmean[c] /= (float)rows;
     }
-    double best = INFINITY;
-    for (int gi = 0; gi < 40; gi++) {
-        const bool duo = gi >= 20;
-        float alpha = (float)(gi % 20) / 20.0f;
-        float mx = 0, mn = INFINITY;
-        for (int64_t c = 0; c < k; c++) {
-            float mean = (float)(t->asum[c] / (double)(t->rows > 0 ? t->rows : 1));
-            float v = powf(fmaxf(mean, 1e-8f), alpha);
-            if (duo) v /= powf(wmean[c], 1.0f - alpha) + 1e-4f;
-            if (v < 1e-4f) v = 1e-4f;
-            cand[c] = v;
-            mx = fmaxf(mx, v);
-            mn = fminf(mn, v);
-        }
-        float norm = sqrtf(mx * mn);
-        for (int64_t c = 0; c < k; c++) cand[c] /= norm;
-        /* x / s feeds W * s: the float product is unchanged; only the quantization differs */
-        for (int64_t r = 0; r < S; r++)
-            for (int64_t c = 0; c < k; c++) xs[r * k + c] = t->samp[r * k + c] / cand[c];
-        double loss = 0;
-        for (int i = 0; i < nl; i++) {
-            const int64_t n = ls[i].n;
-            for (int64_t j = 0; j < n; j++)
-                for (int64_t c = 0; c < k; c++) ws[j * k + c] = ls[i].w[j * k + c] * cand[c];
-            int4_fake(ws, n, k, g, ws);
-            mm(xs, S, k, ws, n, out);
-            const float *rf = ref + (size_t)i * (size_t)(S * maxn);
-            for (int64_t e = 0; e < S * n; e++) {
-                double d = (double)out[e] - rf[e];
-                loss += d * d;
-            }
-        }
-        if (loss < best) {
-            best = loss;
-            *best_alpha = duo ? -alpha : alpha; /* negative: duo scaling */
-            memcpy(s, cand, (size_t)k * sizeof(float));
-        }
+    awq_task a = {t, ls, nl, g, k, S, maxn, ref, wmean, {0}, false};
+    pool_run(tp, awq_run, &a);
+    if (a.failed) {
+        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ search");
+        goto done;
     }
+    int best = 0;
+    for (int gi = 1; gi < 40; gi++)
+        if (a.loss[gi] < a.loss[best]) best = gi;
+    awq_candidate(&a, best, s);
+    *best_alpha = best >= 20 ? -(float)(best % 20) / 20.0f : (float)best / 20.0f; /* negative: duo scaling */
 done:
     el_free(ref);
-    el_free(out);
-    el_free(ws);
-    el_free(cand);
-    el_free(xs);
     el_free(wmean);
     return st;
 }
 
 /* AWQ weight clipping (AutoAWQ auto_clip): per output row and group, the max |w| shrunk by
- * 0..45% (10 steps) that minimizes the group's output error on the sampled inputs; W is clamped. */
-static edgellm_status awq_clip(lin *L, const tapstat *t, int64_t g) {
-    const int64_t k = L->k, S = t->n_samp < 64 ? t->n_samp : 64;
-    if (S == 0) return EDGELLM_STATUS_OK;
-    float *wq = el_malloc((size_t)g * sizeof(float)), *dw = el_malloc((size_t)g * sizeof(float));
-    if (!wq || !dw) {
-        el_free(wq);
-        el_free(dw);
-        return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ clip search");
+ * 0..45% (10 steps) that minimizes the group's output error on 64 sampled inputs; W is clamped.
+ * Rows are split over the thread pool. */
+typedef struct clip_task {
+    lin *L;
+    const tapstat *t;
+    int64_t g, S;
+    bool failed;
+} clip_task;
+
+static void clip_run(void *ctx, int ith, int nth) {
+    clip_task *a = ctx;
+    const int64_t k = a->L->k, g = a->g, S = a->S;
+    float *dw = el_malloc((size_t)g * sizeof(float));
+    if (!dw) {
+        a->failed = true;
+        return;
     }
-    for (int64_t j = 0; j < L->n; j++) {
-        float *wr = L->w + j * k;
+    for (int64_t j = ith; j < a->L->n; j += nth) {
+        float *wr = a->L->w + j * k;
         for (int64_t c0 = 0; c0 < k; c0 += g) {
             const int64_t c1 = c0 + g < k ? c0 + g : k, gl = c1 - c0;
             float amax = 0;
@@ -663,7 +702,7 @@ static edgellm_status awq_clip(lin *L, const tapstat *t, int64_t g) {
                 }
                 double err = 0;
                 for (int64_t r = 0; r < S; r++) {
-                    const float *xr = t->samp + r * k + c0;
+                    const float *xr = a->t->samp + r * k + c0;
                     float e = 0;
                     for (int64_t c = 0; c < gl; c++) e += xr[c] * dw[c];
                     err += (double)e * e;
@@ -676,10 +715,14 @@ static edgellm_status awq_clip(lin *L, const tapstat *t, int64_t g) {
             for (int64_t c = c0; c < c1; c++) wr[c] = wr[c] > best_mv ? best_mv : wr[c] < -best_mv ? -best_mv : wr[c];
         }
     }
-    (void)wq;
-    el_free(wq);
     el_free(dw);
-    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status awq_clip(el_threadpool *tp, lin *L, const tapstat *t, int64_t g) {
+    clip_task a = {L, t, g, t->n_samp < 64 ? t->n_samp : 64, false};
+    if (a.S == 0) return EDGELLM_STATUS_OK;
+    pool_run(tp, clip_run, &a);
+    return a.failed ? el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ clip search") : EDGELLM_STATUS_OK;
 }
 
 /* Cholesky of the symmetric positive definite A (n, n) in place: lower L with A = L L^T. */
@@ -809,6 +852,7 @@ typedef struct qctx {
     cJSON *group_overrides; /* {"prefix": g} */
     cJSON *excluded;        /* ["prefix", ...] */
     bool percentile;
+    el_threadpool *tp;      /* AWQ search / clip (NULL: one thread) */
 } qctx;
 
 static void prefix_of(const char *wname, char *out, size_t cap) {
@@ -998,7 +1042,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     char tmp[4096] = "", path[4096];
     bool began = false;
     float *fw[7] = {0}, *fb[7] = {0}, *n1 = NULL, *n2 = NULL;
-    qctx q = {sch, p, &cal, &out, cJSON_CreateObject(), cJSON_CreateArray(), false};
+    qctx q = {sch, p, &cal, &out, cJSON_CreateObject(), cJSON_CreateArray(), false, NULL};
     const char *lmq = p->lm_head_quantization && strcmp(p->lm_head_quantization, "none") ? p->lm_head_quantization : NULL;
     qscheme lm_sch = QS_COUNT;
     if (lmq) {
@@ -1032,6 +1076,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
 
     const bool need_cal = sch == QS_FP8 || sch == QS_INT8_SQ || sch == QS_INT4_AWQ || sch == QS_INT4_GPTQ || kv_fp8;
     if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, sch == QS_INT4_GPTQ, &cal)) < 0) goto fail;
+    if (sch == QS_INT4_AWQ && el_num_cpus() > 1) q.tp = el_threadpool_create(el_num_cpus());
 
     /* index the plan by canonical name */
     const el_dtype wdt = plan.items[0].src->dtype; /* the embedding dtype: unquantized 2-D weights keep it */
@@ -1085,31 +1130,31 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
             float a1 = 0, a2 = 0, a3 = 0, a4 = -1;
             /* q/k/v <- input_layernorm */
             if (sch == QS_INT8_SQ) sq_scales(&ts[TP_ATTN], &L[0], 3, p->sq_alpha, sv);
-            else s = awq_search(&ts[TP_ATTN], &L[0], 3, g, sv, &a1);
+            else s = awq_search(q.tp, &ts[TP_ATTN], &L[0], 3, g, sv, &a1);
             if (s >= 0) apply_smooth(&L[0], 3, n1, NULL, sv, &ts[TP_ATTN]);
             /* gate/up <- post_attention_layernorm */
             if (s >= 0) {
                 if (sch == QS_INT8_SQ) sq_scales(&ts[TP_MLP], &L[4], 2, p->sq_alpha, sv);
-                else s = awq_search(&ts[TP_MLP], &L[4], 2, g, sv, &a2);
+                else s = awq_search(q.tp, &ts[TP_MLP], &L[4], 2, g, sv, &a2);
                 if (s >= 0) apply_smooth(&L[4], 2, n2, NULL, sv, &ts[TP_MLP]);
             }
             /* down <- up (rows) */
             if (s >= 0) {
                 if (sch == QS_INT8_SQ) sq_scales(&ts[TP_DOWN], &L[6], 1, p->sq_alpha, sv);
-                else s = awq_search(&ts[TP_DOWN], &L[6], 1, pick_group(p->group_size, F), sv, &a3);
+                else s = awq_search(q.tp, &ts[TP_DOWN], &L[6], 1, pick_group(p->group_size, F), sv, &a3);
                 if (s >= 0) apply_smooth(&L[6], 1, NULL, &L[5], sv, &ts[TP_DOWN]);
             }
             /* o <- v only without GQA (each o input channel is one v output channel) */
             if (s >= 0 && QD == KD) {
                 if (sch == QS_INT8_SQ) sq_scales(&ts[TP_O], &L[3], 1, p->sq_alpha, sv);
-                else s = awq_search(&ts[TP_O], &L[3], 1, pick_group(p->group_size, QD), sv, &a4);
+                else s = awq_search(q.tp, &ts[TP_O], &L[3], 1, pick_group(p->group_size, QD), sv, &a4);
                 if (s >= 0) apply_smooth(&L[3], 1, NULL, &L[2], sv, &ts[TP_O]);
             }
             el_free(sv);
             if (s < 0) goto fail;
             if (sch == QS_INT4_AWQ) /* clipping, except q/k (as AutoAWQ: attention logits are sensitive) */
                 for (int i = 2; i < 7 && s >= 0; i++)
-                    s = awq_clip(&L[i], &ts[ln_tap[i]], pick_group(p->group_size, L[i].k));
+                    s = awq_clip(q.tp, &L[i], &ts[ln_tap[i]], pick_group(p->group_size, L[i].k));
             if (s < 0) goto fail;
             if (sch == QS_INT4_AWQ)
                 EL_LOG_INFO("awq layer %lld: alpha qkv %.2f, gate/up %.2f, down %.2f, o %.2f", (long long)l, a1, a2, a3, a4);
@@ -1285,6 +1330,7 @@ done:
     cJSON_Delete(out_cfg);
     cJSON_Delete(q.group_overrides);
     cJSON_Delete(q.excluded);
+    el_threadpool_free(q.tp);
     return s;
 }
 
