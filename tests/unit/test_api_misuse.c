@@ -482,6 +482,156 @@ static void check_generate(edgellm_runtime *rt) {
     edgellm_result_clear(&g);
 }
 
+/* ---- export / build / runtime parameters -------------------------------------------------------- */
+static bool dir_empty(const char *dir) {
+    char cmd[1200];
+    snprintf(cmd, sizeof cmd, "test -z \"$(ls -A '%s' 2>/dev/null)\"", dir);
+    return system(cmd) == 0;
+}
+
+static void check_params(const char *engine) {
+    char out[1024], exp[1100], eng[1100];
+    snprintf(out, sizeof out, "%s/params", g_tmp);
+    el_rm_rf(out);
+    el_mkdir_p(out);
+    snprintf(exp, sizeof exp, "%s/x.export", out);
+    snprintf(eng, sizeof eng, "%s/x.engine", out);
+    edgellm_export_params ep = edgellm_export_params_default();
+    ep.dtype = "fp7";
+    CHECK_ERR(edgellm_export("fixtures/models/tiny-qwen3", exp, &ep), EDGELLM_STATUS_INVALID_ARG);
+    CHECK(strstr(edgellm_last_error(), "fp7") != NULL);
+    ep = edgellm_export_params_default();
+    ep.format = "onnx";
+    CHECK_ERR(edgellm_export("fixtures/models/tiny-qwen3", exp, &ep), EDGELLM_STATUS_INVALID_ARG);
+    ep = edgellm_export_params_default();
+    ep.quantization = "int3";
+    CHECK_ERR(edgellm_export("fixtures/models/tiny-qwen3", exp, &ep), EDGELLM_STATUS_INVALID_ARG);
+    CHECK(strstr(edgellm_last_error(), "int3") != NULL);
+    CHECK_ERR(edgellm_export("fixtures/models/no-such-model", exp, NULL), EDGELLM_STATUS_IO);
+    /* export into the model directory itself is refused */
+    edgellm_status s = edgellm_export("fixtures/models/tiny-qwen3", "fixtures/models/tiny-qwen3", NULL);
+    CHECKF(s < 0 && edgellm_last_error()[0], "export onto its own input -> %d", (int)s);
+    CHECK(el_file_exists("fixtures/models/tiny-qwen3/model.safetensors"));
+    CHECKF(dir_empty(out), "failed exports left files in %s", out);
+    /* a good export; then exporting again without overwrite fails and keeps it */
+    CHECK_OK(edgellm_export("fixtures/models/tiny-qwen3", exp, NULL));
+    s = edgellm_export("fixtures/models/tiny-qwen3", exp, NULL);
+    CHECKF(s < 0 && edgellm_last_error()[0] && el_dir_exists(exp), "export over an existing dir -> %d", (int)s);
+
+    struct {
+        const char *what;
+        edgellm_build_params bp;
+    } bad[] = {
+        {"max_batch_size 0", {NULL, 0, 64, 64, false}},
+        {"max_batch_size -1", {NULL, -1, 64, 64, false}},
+        {"max_input_len 0", {NULL, 2, 0, 64, false}},
+        {"max_kv_cache_capacity -5", {NULL, 2, 64, -5, false}},
+        {"max_input_len > max_kv_cache_capacity", {NULL, 2, 128, 64, false}},
+        {"backend tpu", {"tpu", 2, 64, 64, false}},
+        {"backend with a long name", {"cpu-but-with-a-very-long-name-indeed", 2, 64, 64, false}},
+    };
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        edgellm_clear_error();
+        s = edgellm_build(exp, eng, &bad[i].bp);
+        CHECKF(s < 0 && edgellm_last_error()[0] && !el_dir_exists(eng), "build with %s -> %d (%s)", bad[i].what, (int)s,
+               edgellm_last_error());
+    }
+    /* building from something that is not an export (the HF checkpoint) */
+    s = edgellm_build("fixtures/models/tiny-qwen3", eng, NULL);
+    CHECKF(s < 0 && strstr(edgellm_last_error(), "export") && !el_dir_exists(eng), "build from an HF dir -> %d (%s)",
+           (int)s, edgellm_last_error());
+    CHECK_ERR(edgellm_build(out, eng, NULL), EDGELLM_STATUS_IO); /* a directory without config.json */
+    CHECK(strstr(edgellm_last_error(), "config.json") != NULL);
+    edgellm_build_params bp = edgellm_build_params_default();
+    bp.max_batch_size = 1;
+    bp.max_input_len = 8;
+    bp.max_kv_cache_capacity = 16;
+    CHECK_OK(edgellm_build(exp, eng, &bp));
+    s = edgellm_build(exp, eng, &bp);
+    CHECKF(s < 0 && edgellm_last_error()[0] && el_dir_exists(eng), "build over an existing engine -> %d", (int)s);
+
+    /* runtime parameters */
+    edgellm_runtime_params rp = edgellm_runtime_params_default();
+    edgellm_runtime *rt = (edgellm_runtime *)(uintptr_t)1;
+    rp.n_threads = -2;
+    s = edgellm_runtime_create(engine, &rp, &rt);
+    CHECKF(s == EDGELLM_STATUS_INVALID_ARG && rt == NULL && edgellm_last_error()[0], "n_threads -2 -> %d", (int)s);
+    rp = edgellm_runtime_params_default();
+    rp.max_ubatch = -3; /* <= 0 means the default */
+    rp.n_threads = 1;
+    rp.verify_checksums = false;
+    rt = NULL;
+    CHECK_OK(edgellm_runtime_create(engine, &rp, &rt));
+    edgellm_runtime_free(rt);
+    /* an engine without a tokenizer: the text accessors are NULL, ids still work */
+    rt = NULL;
+    CHECK_OK(edgellm_runtime_create(eng, NULL, &rt));
+    if (rt) {
+        edgellm_engine_info info;
+        CHECK(edgellm_runtime_tokenizer(rt) == NULL && edgellm_runtime_chat_template(rt) == NULL);
+        CHECK_OK(edgellm_runtime_get_info(rt, &info));
+        CHECK(!info.has_tokenizer && info.max_batch_size == 1 && info.max_input_len == 8);
+        edgellm_result r = {0};
+        edgellm_request req = {.prompt = (int32_t[]){1, 2, 3}, .n_prompt = 3, .max_new_tokens = 20, .ignore_eos = true};
+        edgellm_sampling_params sp = edgellm_sampling_params_default();
+        sp.temperature = 0;
+        edgellm_log_set_level(EDGELLM_LOG_LEVEL_ERROR); /* the KV clamp warning */
+        CHECK_OK(edgellm_runtime_generate(rt, &req, 1, &sp, NULL, NULL, &r));
+        edgellm_log_set_level(EDGELLM_LOG_LEVEL_WARN);
+        CHECK(r.n_ids == 13); /* clamped to the 16-token cache */
+        edgellm_result_clear(&r);
+        edgellm_request two[2] = {req, req};
+        edgellm_result rr[2] = {{0}};
+        CHECK_ERR(edgellm_runtime_generate(rt, two, 2, &sp, NULL, NULL, rr), EDGELLM_STATUS_LIMIT);
+        CHECK_ERR(edgellm_runtime_kv_clear(rt, 1, 0), EDGELLM_STATUS_INVALID_ARG);
+        edgellm_runtime_free(rt);
+    }
+}
+
+/* A batch longer than the forward chunk (ubatch 512), two slots interleaved: the same logits as each
+ * sequence alone. */
+static void check_chunked(edgellm_runtime *rt) {
+    const int32_t V = 512, L = 300;
+    int32_t *tok = malloc(sizeof(int32_t) * 2 * L), *pos = malloc(sizeof(int32_t) * 2 * L),
+            *slot = malloc(sizeof(int32_t) * 2 * L);
+    int8_t *want = calloc(2 * L, 1);
+    float *both = malloc(sizeof(float) * V * 2), *alone = malloc(sizeof(float) * V);
+    for (int32_t i = 0; i < 2 * L; i++) {
+        int32_t s = i & 1, p = i / 2;
+        tok[i] = p == 0 ? 1 : (int32_t)((p * 7 + s * 13) % 500 + 3);
+        pos[i] = p;
+        slot[i] = s + 1;
+        want[i] = p == L - 1;
+    }
+    CHECK_OK(edgellm_runtime_kv_clear(rt, 1, 0));
+    CHECK_OK(edgellm_runtime_kv_clear(rt, 2, 0));
+    CHECK_OK(edgellm_runtime_eval(rt, &(edgellm_batch){2 * L, tok, pos, slot, want}, both));
+    for (int s = 0; s < 2; s++) {
+        int32_t *t1 = malloc(sizeof(int32_t) * L), *p1 = malloc(sizeof(int32_t) * L), *s1 = malloc(sizeof(int32_t) * L);
+        for (int32_t p = 0; p < L; p++) {
+            t1[p] = tok[2 * p + s];
+            p1[p] = p;
+            s1[p] = 3;
+        }
+        CHECK_OK(edgellm_runtime_kv_clear(rt, 3, 0));
+        CHECK_OK(edgellm_runtime_eval(rt, &(edgellm_batch){L, t1, p1, s1, NULL}, alone));
+        double e = t_nmse(alone, both + (size_t)s * V, (size_t)V);
+        CHECKF(e < 1e-9, "slot %d: chunked interleaved batch logits NMSE %.3e vs alone", s + 1, e);
+        free(t1);
+        free(p1);
+        free(s1);
+    }
+    /* one more token fits each slot (positions 300), the cache capacity is enforced per slot */
+    CHECK_OK(edgellm_runtime_eval(rt, &(edgellm_batch){2, (int32_t[]){5, 6}, (int32_t[]){L, L}, (int32_t[]){1, 2}, NULL},
+                                  NULL));
+    free(tok);
+    free(pos);
+    free(slot);
+    free(want);
+    free(both);
+    free(alone);
+}
+
 /* EOS honoured unless ignore_eos. stories260K separates stories with BOS (id 1) and never emits its EOS
  * (2), so this engine is built from a copy whose generation_config.json declares eos_token_id [2, 1]. */
 static void check_eos(void) {
@@ -538,10 +688,12 @@ int main(void) {
         if (rt) {
             check_nulls(engine, rt);
             check_eval(rt);
+            check_chunked(rt);
             check_generate(rt);
             edgellm_runtime_free(rt);
         }
     }
     check_eos();
+    check_params(engine);
     return t_finish("test_api_misuse");
 }
