@@ -1,6 +1,6 @@
 # examples/ (owner: polish): the example programs run against engines built from the fixture models.
 # examples_engines (FIXTURES_SETUP) exports + builds stories260K (simple) and sotu-qwen3 (chat, has a
-# chat template) with the CLI; tests/examples/examples_check.c drives the programs and checks the output.
+# chat template) and tiny-qwen3 (no tokenizer: error paths) with the CLI; tests/examples/examples_check.c drives the programs and checks the output.
 if(TARGET example_simple AND TARGET example_chat)
   add_executable(examples_check ${CMAKE_CURRENT_SOURCE_DIR}/examples/examples_check.c)
   target_include_directories(examples_check PRIVATE ${CMAKE_SOURCE_DIR}/src ${CMAKE_CURRENT_SOURCE_DIR})
@@ -11,7 +11,9 @@ if(TARGET example_simple AND TARGET example_chat)
 \"$0\" export --model fixtures/models/stories260K-hf --output \"$1/st.export\" --dtype fp32; \
 \"$0\" build --input \"$1/st.export\" --engine \"$1/st.engine\" --max-input-len 256 --max-kv-cache-capacity 512; \
 \"$0\" export --model fixtures/models/sotu-qwen3 --output \"$1/sq.export\" --dtype fp32; \
-\"$0\" build --input \"$1/sq.export\" --engine \"$1/sq.engine\" --max-input-len 512 --max-kv-cache-capacity 1024"
+\"$0\" build --input \"$1/sq.export\" --engine \"$1/sq.engine\" --max-input-len 512 --max-kv-cache-capacity 1024; \
+\"$0\" export --model fixtures/models/tiny-qwen3 --output \"$1/tq.export\" --dtype fp32; \
+\"$0\" build --input \"$1/tq.export\" --engine \"$1/tq.engine\" --max-input-len 64 --max-kv-cache-capacity 64"
             $<TARGET_FILE:edgellm_cli> ${_ex_tmp}
     WORKING_DIRECTORY ${CMAKE_CURRENT_SOURCE_DIR})
   set_tests_properties(examples_engines PROPERTIES FIXTURES_SETUP examples_engines TIMEOUT 300)

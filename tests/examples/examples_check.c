@@ -168,6 +168,17 @@ static int check_simple(const char *bin, const char *engine) {
                "missing engine: rc %d, stderr %s", rc, err);
         el_free(out);
         el_free(err);
+        /* an engine without a tokenizer (tiny-qwen3, built next to this one) */
+        char tq[1200];
+        snprintf(tq, sizeof tq, "%s", engine);
+        char *slash = strrchr(tq, '/');
+        if (slash) snprintf(slash + 1, sizeof tq - (size_t)(slash + 1 - tq), "tq.engine");
+        snprintf(cmd, sizeof cmd, "'%s' '%s' hi", bin, tq);
+        rc = run_cmd(cmd, NULL, &out, &err);
+        CHECKF(rc == 1 && !strncmp(err, "error: ", 7) && strstr(err, "tokenizer") && !out[0],
+               "engine without a tokenizer: rc %d, stderr %s", rc, err);
+        el_free(out);
+        el_free(err);
         edgellm_free(want);
     }
     el_st_close(&ref);
@@ -283,6 +294,20 @@ static int check_chat(const char *bin, const char *engine) {
     CHECKF(rc == 1 && !strncmp(err, "error: ", 7) && strstr(err, "no-such.engine"), "missing engine: rc %d %s", rc, err);
     el_free(out);
     el_free(err);
+    /* engines without a chat template (stories260K) or a tokenizer (tiny-qwen3), built next to this one */
+    const char *others[2] = {"st.engine", "tq.engine"}, *needles[2] = {"chat template", "tokenizer"};
+    for (int i = 0; i < 2; i++) {
+        char other[1200];
+        snprintf(other, sizeof other, "%s", engine);
+        char *slash = strrchr(other, '/');
+        if (slash) snprintf(slash + 1, sizeof other - (size_t)(slash + 1 - other), "%s", others[i]);
+        snprintf(cmd, sizeof cmd, "'%s' '%s'", bin, other);
+        rc = run_cmd(cmd, "hi\n", &out, &err);
+        CHECKF(rc == 1 && !strncmp(err, "error: ", 7) && strstr(err, needles[i]) && !out[0], "%s: rc %d %s", others[i],
+               rc, err);
+        el_free(out);
+        el_free(err);
+    }
     return t_finish("example_chat");
 }
 
