@@ -15,12 +15,14 @@
  * (addr2line -f -e test_oom OFFSET names the functions).
  *
  * Operations: tokenizer load (sotu-qwen3, stories260K), encode + decode + streaming detokenizer, chat
- * template load + render, runtime create (sotu-qwen3 fp32 engine), generate, export and build
+ * template load + render, Jinja templates from source + golden renders (qwen3, deepseek_v3, gemma3), runtime create (sotu-qwen3 fp32 engine), generate, export and build
  * (tiny-qwen3).
  */
 #include "edgellm/edgellm.h"
 #include "core/core.h"
 #include "test.h"
+
+#include <cjson/cJSON.h>
 
 #include <dirent.h>
 #include <execinfo.h>
@@ -313,6 +315,85 @@ static void tmpl_cleanup(void *c) {
     t->out = NULL;
 }
 
+/* Jinja: a fixture template from source + renders of golden cases (tools, multi-turn, unicode...) */
+#define JINJA_CASES 6
+typedef struct jinja_ctx {
+    const char *src, *bos, *eos;
+    char *msgs[JINJA_CASES], *extra[JINJA_CASES];
+    const char *want[JINJA_CASES];
+    bool agp[JINJA_CASES];
+    int n;
+    edgellm_chat_template *t;
+    char *out[JINJA_CASES];
+} jinja_ctx;
+static edgellm_status jinja_run(void *c) {
+    jinja_ctx *j = c;
+    EL_TRY(edgellm_chat_template_from_string(j->src, j->bos, j->eos, &j->t));
+    for (int i = 0; i < j->n; i++) EL_TRY(edgellm_chat_template_render(j->t, j->msgs[i], j->agp[i], j->extra[i], &j->out[i]));
+    return EDGELLM_STATUS_OK;
+}
+static bool jinja_verify(void *c) {
+    jinja_ctx *j = c;
+    for (int i = 0; i < j->n; i++)
+        if (!j->out[i] || strcmp(j->out[i], j->want[i])) return false;
+    return true;
+}
+static void jinja_cleanup(void *c) {
+    jinja_ctx *j = c;
+    edgellm_chat_template_free(j->t);
+    j->t = NULL;
+    for (int i = 0; i < j->n; i++) {
+        edgellm_free(j->out[i]);
+        j->out[i] = NULL;
+    }
+}
+static const char *jstr(const cJSON *o, const char *k) {
+    const cJSON *v = cJSON_GetObjectItemCaseSensitive(o, k);
+    return cJSON_IsString(v) ? v->valuestring : NULL;
+}
+/* the golden cases `ids` of chat/goldens/<name>.json with their fixture template */
+static void jinja_op(const char *name, const char *const *ids) {
+    char path[512];
+    snprintf(path, sizeof path, "fixtures/chat_templates/%s.json", name);
+    cJSON *fx = NULL, *g = NULL;
+    CHECK_OK(el_json_load(path, 0, &fx));
+    snprintf(path, sizeof path, "chat/goldens/%s.json", name);
+    CHECK_OK(el_json_load(path, 0, &g));
+    jinja_ctx j = {0};
+    if (fx && g) {
+        j.src = jstr(fx, "chat_template");
+        j.bos = jstr(fx, "bos_token");
+        j.eos = jstr(fx, "eos_token");
+        for (int k = 0; ids[k] && j.n < JINJA_CASES; k++) {
+            const cJSON *c;
+            cJSON_ArrayForEach(c, cJSON_GetObjectItemCaseSensitive(g, "cases")) {
+                const char *id = jstr(c, "id");
+                if (!id || strcmp(id, ids[k]) || !jstr(c, "rendered")) continue;
+                const cJSON *m = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(g, "conversations"),
+                                                                  jstr(c, "conversation"));
+                const cJSON *ex = cJSON_GetObjectItemCaseSensitive(cJSON_GetObjectItemCaseSensitive(g, "extras"),
+                                                                   jstr(c, "extra"));
+                j.msgs[j.n] = cJSON_PrintUnformatted(m);
+                j.extra[j.n] = ex && cJSON_IsObject(ex) ? cJSON_PrintUnformatted(ex) : NULL;
+                j.agp[j.n] = cJSON_IsTrue(cJSON_GetObjectItemCaseSensitive(c, "add_generation_prompt"));
+                j.want[j.n] = jstr(c, "rendered");
+                j.n++;
+                break;
+            }
+        }
+        CHECKF(j.src && j.n >= 3, "%s: template or golden cases missing (%d found)", name, j.n);
+        char opname[64];
+        snprintf(opname, sizeof opname, "jinja %s (%d renders)", name, j.n);
+        if (j.src && j.n) run_oom(&(op){opname, jinja_run, jinja_verify, jinja_cleanup, &j});
+    }
+    for (int i = 0; i < j.n; i++) {
+        cJSON_free(j.msgs[i]);
+        cJSON_free(j.extra[i]);
+    }
+    cJSON_Delete(fx);
+    cJSON_Delete(g);
+}
+
 typedef struct rt_ctx {
     const char *engine;
     edgellm_runtime *rt;
@@ -489,6 +570,12 @@ static void *body(void *arg) {
     tmpl_cleanup(&tc);
     run_oom(&(op){"chat_template_load+render", tmpl_run, tmpl_verify, tmpl_cleanup, &tc});
     el_free(tc.ref);
+
+    static const char *const k_cases[] = {"tool_calls/gen/tools", "multi_turn/gen/think_on", "unicode/gen",
+                                          "system_multi_turn/gen", "tool_response_user/gen", "long/gen", NULL};
+    jinja_op("qwen3", k_cases);
+    jinja_op("deepseek_v3", k_cases);
+    jinja_op("gemma3", k_cases);
 
     rt_ctx rc = {engine, NULL};
     run_oom(&(op){"runtime_create sotu fp32", rt_run, rt_verify, rt_cleanup, &rc});
