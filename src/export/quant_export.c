@@ -492,25 +492,37 @@ static int64_t pick_group(int64_t req, int64_t k) {
     return 32;
 }
 
-/* Symmetric RTN of W (n, k) into m (scales f16(amax / 7), z = 8). */
+/* Symmetric int4 scale of w[c0, c1) (ggml q4_0 style, all 16 levels used): the value of largest
+ * magnitude m (times shrink) maps to level -8, s = f16(m / -8) (the sign of s follows -m), levels
+ * q = clamp(rne(w / s), -8, 7), w ~ q * s. */
+static float int4_scale(const float *w, int64_t c0, int64_t c1, float shrink, uint16_t *sh) {
+    float amax = 0, m = 0;
+    for (int64_t c = c0; c < c1; c++)
+        if (fabsf(w[c]) > amax) {
+            amax = fabsf(w[c]);
+            m = w[c];
+        }
+    uint16_t h = el_f32_to_f16(m * shrink / -8.0f);
+    if (sh) *sh = h;
+    return el_f16_to_f32(h);
+}
+
+static float int4_level(float w, float s) {
+    float q = s != 0 ? nearbyintf(w / s) : 0;
+    return q < -8 ? -8 : q > 7 ? 7 : q;
+}
+
+/* Symmetric RTN of W (n, k) into m (z = 8). */
 static void int4_rtn(const float *w, int64_t n, int64_t k, el_int4_mat *m) {
     for (int64_t j = 0; j < n; j++)
         for (int64_t g = 0; g < m->G; g++) {
             int64_t c0 = g * m->g, c1 = c0 + m->g < k ? c0 + m->g : k;
-            float amax = 0;
-            for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(w[j * k + c]));
-            uint16_t sh = el_f32_to_f16(amax / 7.0f);
-            float s = el_f16_to_f32(sh);
+            uint16_t sh;
+            float s = int4_scale(w + j * k, c0, c1, 1.0f, &sh);
             m->s[j * m->G + g] = sh;
             m->z[j * m->G + g] = 8;
-            for (int64_t c = c0; c < c0 + m->g; c++) {
-                float q = 8;
-                if (c < c1 && s > 0) {
-                    q = nearbyintf(w[j * k + c] / s) + 8;
-                    q = q < 0 ? 0 : q > 15 ? 15 : q;
-                }
-                m->q[j * m->kp + c] = (uint8_t)q;
-            }
+            for (int64_t c = c0; c < c0 + m->g; c++)
+                m->q[j * m->kp + c] = (uint8_t)(c < c1 ? int4_level(w[j * k + c], s) + 8 : 8);
         }
 }
 
@@ -519,14 +531,8 @@ static void int4_fake(const float *w, int64_t n, int64_t k, int64_t g, float *ou
     for (int64_t j = 0; j < n; j++)
         for (int64_t c0 = 0; c0 < k; c0 += g) {
             int64_t c1 = c0 + g < k ? c0 + g : k;
-            float amax = 0;
-            for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(w[j * k + c]));
-            float s = el_f16_to_f32(el_f32_to_f16(amax / 7.0f));
-            for (int64_t c = c0; c < c1; c++) {
-                float q = s > 0 ? nearbyintf(w[j * k + c] / s) : 0;
-                q = q < -8 ? -8 : q > 7 ? 7 : q;
-                out[j * k + c] = q * s;
-            }
+            float s = int4_scale(w + j * k, c0, c1, 1.0f, NULL);
+            for (int64_t c = c0; c < c1; c++) out[j * k + c] = int4_level(w[j * k + c], s) * s;
         }
 }
 
@@ -686,20 +692,12 @@ static void clip_run(void *ctx, int ith, int nth) {
         float *wr = a->L->w + j * k;
         for (int64_t c0 = 0; c0 < k; c0 += g) {
             const int64_t c1 = c0 + g < k ? c0 + g : k, gl = c1 - c0;
-            float amax = 0;
-            for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(wr[c]));
-            if (amax == 0) continue;
             double best = INFINITY;
-            float best_mv = amax;
+            float best_sc = 0;
             for (int i = 0; i < 10; i++) {
-                float mv = amax * (1.0f - (float)i / 20.0f);
-                float sc = el_f16_to_f32(el_f32_to_f16(mv / 7.0f));
-                if (!(sc > 0)) continue;
-                for (int64_t c = 0; c < gl; c++) {
-                    float q = nearbyintf(wr[c0 + c] / sc);
-                    q = q < -8 ? -8 : q > 7 ? 7 : q;
-                    dw[c] = wr[c0 + c] - q * sc;
-                }
+                float sc = int4_scale(wr, c0, c1, 1.0f - (float)i / 20.0f, NULL);
+                if (sc == 0) break;
+                for (int64_t c = 0; c < gl; c++) dw[c] = wr[c0 + c] - int4_level(wr[c0 + c], sc) * sc;
                 double err = 0;
                 for (int64_t r = 0; r < S; r++) {
                     const float *xr = a->t->samp + r * k + c0;
@@ -709,10 +707,13 @@ static void clip_run(void *ctx, int ith, int nth) {
                 }
                 if (err < best) {
                     best = err;
-                    best_mv = mv;
+                    best_sc = sc;
                 }
             }
-            for (int64_t c = c0; c < c1; c++) wr[c] = wr[c] > best_mv ? best_mv : wr[c] < -best_mv ? -best_mv : wr[c];
+            if (best_sc == 0) continue;
+            /* clamp to the range of the chosen scale: RTN then finds the same scale again */
+            const float lo = fminf(-8 * best_sc, 7 * best_sc), hi = fmaxf(-8 * best_sc, 7 * best_sc);
+            for (int64_t c = c0; c < c1; c++) wr[c] = wr[c] > hi ? hi : wr[c] < lo ? lo : wr[c];
         }
     }
     el_free(dw);
@@ -805,19 +806,16 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
             if (i % g == 0) {
                 int64_t c1 = i + g < k ? i + g : k;
                 for (int64_t j = 0; j < n; j++) {
-                    float amax = 0;
-                    for (int64_t c = i; c < c1; c++) amax = fmaxf(amax, fabsf(w[j * k + c]));
-                    uint16_t sh = el_f32_to_f16(amax / 7.0f);
+                    uint16_t sh;
+                    scale[j] = int4_scale(w + j * k, i, c1, 1.0f, &sh);
                     m->s[j * m->G + i / g] = sh;
                     m->z[j * m->G + i / g] = 8;
-                    scale[j] = el_f16_to_f32(sh);
                 }
             }
             const double d = H[i * k + i]; /* U[i][i] */
             for (int64_t j = 0; j < n; j++) {
                 float x = w[j * k + i], s = scale[j];
-                float q = s > 0 ? nearbyintf(x / s) : 0;
-                q = q < -8 ? -8 : q > 7 ? 7 : q;
+                float q = int4_level(x, s);
                 m->q[j * m->kp + i] = (uint8_t)(q + 8);
                 float e = (float)((x - q * s) / d);
                 err[j * 128 + (i - b0)] = e;

@@ -28,7 +28,8 @@
  *     scales  f16[n][G]    s[j, c / g]
  *     zeros   u8[n][G]     z[j, c / g] in 0..15  (only with EL_QF_ZEROS; without it z = 8: symmetric)
  *     quants  u8[n][kp/2]  nibble c of row j is byte c/2 of the row, LOW nibble for even c
- *     W[j,c] = (q[j,c] - z) * s ;  symmetric RTN: s = f16(max|W_group| / 7), q = clamp(rne(W/s), -8, 7) + 8
+ *     W[j,c] = (q[j,c] - z) * s ;  symmetric RTN (all 16 levels, as ggml q4_0): m = the group's value of
+ *     largest magnitude, s = f16(m / -8) (s may be negative), q = clamp(rne(W/s), -8, 7) + 8
  *     y[j] = sum_groups s * sum_{c in group} (q - z) * x[c]  + bias[j]
  *
  *   fp8   (EL_DTYPE_Q_FP8)   e4m3fn weights, per-channel (or per-tensor: all rows equal) f32 scales,

@@ -64,7 +64,7 @@ static void test_packing(void) {
     memcpy(&d, b8, 2);
     CHECK(fabsf(el_f16_to_f32(d) - 16.0f / 127.0f) < 1e-4f);
     CHECK((int8_t)b8[2] == -127 && (int8_t)b8[2 + 31] == (int8_t)roundf(15 * 127.0f / 16.0f));
-    /* w4a16: symmetric, one group of 8: s = 1, q = v + 8, low nibble first */
+    /* w4a16: symmetric, one group of 8: m = 7 -> s = 7 / -8, q = rne(v / s) + 8, low nibble first */
     const float w4[8] = {1, -1, 0, 0, 0, 0, 0, 7};
     el_qopts o = el_qopts_default();
     o.group = 8;
@@ -76,8 +76,8 @@ static void test_packing(void) {
     CHECK(h.magic == EL_QHDR_MAGIC && h.group == 8 && h.scales_off == 64 && h.quants_off == 128 && h.nbytes == nb);
     uint16_t s16;
     memcpy(&s16, q + 64, 2);
-    CHECK(el_f16_to_f32(s16) == 1.0f);
-    CHECK(q[128] == 0x79 && q[129] == 0x88 && q[130] == 0x88 && q[131] == 0xf8);
+    CHECK(el_f16_to_f32(s16) == -0.875f);
+    CHECK(q[128] == 0x97 && q[129] == 0x88 && q[130] == 0x88 && q[131] == 0x08);
     el_free_aligned(q);
     /* nvfp4: global = 6 / (6 * 448); block scale e4m3(448) = 0x7e; codes 6 -> 7, -6 -> 15, 0.5 -> 1 */
     float w16[16] = {6, -6, 0.5f};

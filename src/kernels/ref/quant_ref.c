@@ -247,16 +247,20 @@ edgellm_status el_quantize_ref(el_dtype t, const float *w, int64_t n, int64_t k,
                     s = el_f16_to_f32(el_f32_to_f16((mx - mn) / 15.0f));
                     z = s > 0 ? clampf(rne(-mn / s), 0, 15) : 8;
                     zs[j * G + gi] = (uint8_t)z;
-                } else {
-                    float amax = 0;
-                    for (int64_t c = c0; c < c1; c++) amax = fmaxf(amax, fabsf(w[j * k + c]));
-                    s = el_f16_to_f32(el_f32_to_f16(amax / 7.0f));
+                } else { /* the value of largest magnitude m maps to level -8: s = f16(m / -8) */
+                    float amax = 0, mx = 0;
+                    for (int64_t c = c0; c < c1; c++)
+                        if (fabsf(w[j * k + c]) > amax) {
+                            amax = fabsf(w[j * k + c]);
+                            mx = w[j * k + c];
+                        }
+                    s = el_f16_to_f32(el_f32_to_f16(mx / -8.0f));
                     z = 8;
                 }
                 s16[j * G + gi] = el_f32_to_f16(s);
                 for (int64_t c = c0; c < c0 + g; c++) {
                     float q = z;
-                    if (c < c1 && s > 0) q = clampf(rne(w[j * k + c] / s) + z, 0, 15);
+                    if (c < c1 && s != 0) q = clampf(rne(w[j * k + c] / s) + z, 0, 15);
                     el_w4_set(row, c, (unsigned)q);
                 }
             }
