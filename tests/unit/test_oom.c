@@ -15,7 +15,7 @@
  * (addr2line -f -e test_oom OFFSET names the functions).
  *
  * Operations: tokenizer load (sotu-qwen3, stories260K), encode + decode + streaming detokenizer, chat
- * template load + render, Jinja templates from source + golden renders (qwen3, deepseek_v3, gemma3), runtime create (sotu-qwen3 fp32 engine), generate, export and build
+ * template load + render, Jinja templates from source + golden renders (qwen3, deepseek_v3, gemma3), GGUF export, runtime create (sotu-qwen3 fp32 engine), generate, export and build
  * (tiny-qwen3).
  */
 #include "edgellm/edgellm.h"
@@ -461,6 +461,17 @@ static bool dir_clean(const char *dir, const char *keep) {
     return clean;
 }
 
+static uint64_t file_hash(const char *path) {
+    FILE *f = fopen(path, "rb");
+    if (!f) return 0;
+    uint64_t h = 1469598103934665603ull;
+    char buf[65536];
+    size_t k;
+    while ((k = fread(buf, 1, sizeof buf, f)) > 0) h = h * 1099511628211ull ^ el_hash64(buf, k);
+    fclose(f);
+    return h;
+}
+
 /* hash of every file under dir (names and contents, in name order); 0 when unreadable */
 static uint64_t dir_hash(const char *dir) {
     struct dirent **ents = NULL;
@@ -490,7 +501,7 @@ static uint64_t dir_hash(const char *dir) {
 
 typedef struct eb_ctx {
     char dir[1024], exp[1100], eng[1100];
-    int mode; /* 0 export, 1 build */
+    int mode; /* 0 export, 1 build, 2 GGUF export (a file) */
     bool dirty;
     uint64_t ref_hash; /* of the output of the reference run (0 = not yet known) */
 } eb_ctx;
@@ -502,6 +513,12 @@ static edgellm_status eb_run(void *c) {
         ep.dtype = "fp32";
         s = edgellm_export("fixtures/models/tiny-qwen3", x->exp, &ep);
         if (s < 0 && !dir_clean(x->dir, NULL)) x->dirty = true;
+    } else if (x->mode == 2) {
+        edgellm_export_params ep = edgellm_export_params_default();
+        ep.format = "gguf";
+        ep.quantization = "q8_0";
+        s = edgellm_export("fixtures/models/stories260K-hf", x->eng, &ep);
+        if (s < 0 && !dir_clean(x->dir, "oom.export")) x->dirty = true;
     } else {
         edgellm_build_params bp = edgellm_build_params_default();
         bp.max_batch_size = 2;
@@ -515,17 +532,18 @@ static edgellm_status eb_run(void *c) {
 static bool eb_verify(void *c) {
     eb_ctx *x = c;
     /* the output must be byte-identical to the reference run's */
-    uint64_t h = dir_hash(x->mode == 0 ? x->exp : x->eng);
+    uint64_t h = x->mode == 2 ? file_hash(x->eng) : dir_hash(x->mode == 0 ? x->exp : x->eng);
     if (!x->ref_hash) x->ref_hash = h;
     if (!h || h != x->ref_hash) return false;
-    if (x->mode == 0) return true;
+    if (x->mode != 1) return true;
     edgellm_engine_info info;
     return edgellm_engine_info_read(x->eng, &info) == EDGELLM_STATUS_OK && !strcmp(info.arch, "qwen3") &&
            info.max_kv_cache_capacity == 64;
 }
 static void eb_cleanup(void *c) {
     eb_ctx *x = c;
-    el_rm_rf(x->mode == 0 ? x->exp : x->eng);
+    if (x->mode == 2) remove(x->eng);
+    else el_rm_rf(x->mode == 0 ? x->exp : x->eng);
 }
 
 static void *body(void *arg) {
@@ -613,6 +631,12 @@ static void *body(void *arg) {
     ex.ref_hash = 0;
     run_oom(&(op){"build tiny-qwen3", eb_run, eb_verify, eb_cleanup, &ex});
     CHECKF(!ex.dirty, "a failed build left files behind");
+    /* GGUF export (q8_0) of stories260K: a single file, written atomically too */
+    ex.mode = 2;
+    ex.ref_hash = 0;
+    snprintf(ex.eng, sizeof ex.eng, "%s/oom.gguf", ex.dir);
+    run_oom(&(op){"export gguf q8_0 stories260K", eb_run, eb_verify, eb_cleanup, &ex});
+    CHECKF(!ex.dirty, "a failed GGUF export left files behind");
 
     edgellm_tokenizer_free(qtok);
     edgellm_tokenizer_free(stok);
