@@ -552,6 +552,32 @@ static void check_params(const char *engine) {
     s = edgellm_build(exp, eng, &bp);
     CHECKF(s < 0 && edgellm_last_error()[0] && el_dir_exists(eng), "build over an existing engine -> %d", (int)s);
 
+    /* an engine for the CUDA backend: where CUDA is not compiled in, loading it is UNSUPPORTED with a
+     * message (with CUDA: OK on a device, UNSUPPORTED/DEVICE without one) */
+    char cuda_eng[1200];
+    snprintf(cuda_eng, sizeof cuda_eng, "%s/cuda.engine", out);
+    edgellm_build_params cbp = edgellm_build_params_default();
+    cbp.backend = "cuda";
+    cbp.max_batch_size = 1;
+    cbp.max_input_len = 8;
+    cbp.max_kv_cache_capacity = 16;
+    s = edgellm_build(exp, cuda_eng, &cbp);
+    CHECKF(s == EDGELLM_STATUS_OK || (s < 0 && edgellm_last_error()[0]), "build for cuda -> %d", (int)s);
+    if (s == EDGELLM_STATUS_OK) {
+        edgellm_runtime *crt = NULL;
+        edgellm_clear_error();
+        s = edgellm_runtime_create(cuda_eng, NULL, &crt);
+#ifdef EDGELLM_HAVE_CUDA
+        CHECKF(s == EDGELLM_STATUS_OK || ((s == EDGELLM_STATUS_UNSUPPORTED || s == EDGELLM_STATUS_DEVICE) && !crt &&
+                                          edgellm_last_error()[0]),
+               "cuda engine -> %d (%s)", (int)s, edgellm_last_error());
+#else
+        CHECKF(s == EDGELLM_STATUS_UNSUPPORTED && !crt && edgellm_last_error()[0], "cuda engine without CUDA -> %d (%s)",
+               (int)s, edgellm_last_error());
+#endif
+        edgellm_runtime_free(crt);
+    }
+
     /* runtime parameters */
     edgellm_runtime_params rp = edgellm_runtime_params_default();
     edgellm_runtime *rt = (edgellm_runtime *)(uintptr_t)1;
