@@ -114,8 +114,12 @@ typedef struct edgellm_metrics {
     uint64_t peak_device_bytes;
 } edgellm_metrics;
 
-/* Runs n_req (<= max_batch_size) requests together; results[i] for request i. Errors: INVALID_ARG,
- * LIMIT (prompt longer than max_input_len, n_req > max batch), plus those of eval. */
+/* Runs n_req (<= max_batch_size) requests together; results[i] for request i (pass cleared results;
+ * they are overwritten). Uses KV slots 0..n_req-1 and overwrites what edgellm_runtime_eval left there.
+ * A callback that returns false ends that request with finish == EDGELLM_FINISH_ABORTED (the call still
+ * returns OK and keeps the ids generated so far). prompt + max_new_tokens beyond the KV capacity is
+ * clamped with a warning. Errors: INVALID_ARG, LIMIT (prompt longer than max_input_len, n_req > max
+ * batch), plus those of eval. */
 edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_request *reqs, int32_t n_req,
                                         const edgellm_sampling_params *sp, edgellm_token_cb cb, void *user,
                                         edgellm_result *results);
