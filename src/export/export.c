@@ -205,7 +205,8 @@ static edgellm_status sink_writer(const void *data, size_t n, void *user) {
 edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edgellm_export_params *params) {
     edgellm_export_params p = params ? *params : edgellm_export_params_default();
     if (!hf_dir || !out_dir) return el_err(EDGELLM_STATUS_INVALID_ARG, "export: model and output paths are required");
-    if (p.format && !strcmp(p.format, "gguf")) return el_export_gguf(hf_dir, out_dir, p.quantization, p.overwrite, p.progress);
+    if (p.format && !strcmp(p.format, "gguf")) /* --quantization, else --dtype, names the GGUF weight type */
+        return el_export_gguf(hf_dir, out_dir, p.quantization ? p.quantization : p.dtype, p.overwrite, p.progress);
     if (p.format && strcmp(p.format, "hf"))
         return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown export format '%s' (expected hf or gguf)", p.format);
     /* quantized exports and pre-quantized (GPTQ / AWQ / ModelOpt) checkpoints: quant_export.c */
