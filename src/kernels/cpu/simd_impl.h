@@ -37,50 +37,59 @@ EL_AI float FN(lds)(const void *w, el_dtype wt, int64_t i) {
 /* PF: the weights stream from memory (few rows of x): prefetch each W row of the next tile (NR rows
  * further on, i.e. the next stretch of the contiguous W block) while this tile runs, so that short rows
  * (k * 2 bytes) do not leave the hardware prefetcher starting over on every row. */
-EL_AI void FN(tile)(const float *x, int64_t ldx, const void *w, const el_dtype wt, int64_t k, int64_t j,
-                    const int MR, const int NR, const float *bias, float *y, int64_t ldy, const int PF) {
+EL_AI void FN(tile)(const float *x, int64_t ldx, const void *w, const el_dtype wt, int64_t ldw, int64_t kl,
+                    int64_t j, const int MR, const int NR, const float *bias, float *y, int64_t ldy, const int PF,
+                    int accum) {
+    /* x: MR rows of stride ldx; W rows j.. of stride ldw (elements); kl: the stretch of k to sum over.
+     * accum: add to y (a later k block) instead of storing sum + bias. */
     V acc[MR_MAX][NR_MAX];
     const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
-    const char *pf = (const char *)w + (j + NR) * k * wsz;
+    const char *pf = (const char *)w + (j + NR) * ldw * wsz;
     for (int r = 0; r < MR; r++)
         for (int c = 0; c < NR; c++) acc[r][c] = vzero();
-    const int64_t kv = k - k % VW, wo = j * k;
+    const int64_t kv = kl - kl % VW, wo = j * ldw;
     for (int64_t kk = 0; kk < kv; kk += VW) {
         V xv[MR_MAX];
         for (int r = 0; r < MR; r++) xv[r] = vld(x + r * ldx + kk);
         if (EL_MM_PREFETCH && PF && VW > 1)
-            for (int c = 0; c < NR; c++) __builtin_prefetch(pf + (c * k + kk) * wsz, 0, 0);
+            for (int c = 0; c < NR; c++) __builtin_prefetch(pf + (c * ldw + kk) * wsz, 0, 0);
         for (int c = 0; c < NR; c++) {
-            V wv = FN(ldw)(w, wt, wo + c * k + kk);
+            V wv = FN(ldw)(w, wt, wo + c * ldw + kk);
             for (int r = 0; r < MR; r++) acc[r][c] = vfma(xv[r], wv, acc[r][c]);
         }
     }
     for (int r = 0; r < MR; r++) {
         for (int c = 0; c < NR; c++) {
             float s = vhsum(acc[r][c]);
-            for (int64_t kk = kv; kk < k; kk++) s += x[r * ldx + kk] * FN(lds)(w, wt, wo + c * k + kk);
-            if (bias) s += bias[j + c];
-            y[r * ldy + j + c] = s;
+            for (int64_t kt = kv; kt < kl; kt++) s += x[r * ldx + kt] * FN(lds)(w, wt, wo + c * ldw + kt);
+            if (accum)
+                y[r * ldy + j + c] += s;
+            else
+                y[r * ldy + j + c] = bias ? s + bias[j + c] : s;
         }
     }
 }
 
-EL_AI void FN(tile_rows)(const float *x, int64_t ldx, const void *w, const el_dtype wt, int64_t k, int64_t j,
-                         int mr, const int NR, const float *bias, float *y, int64_t ldy, const int PF) {
+EL_AI void FN(tile_rows)(const float *x, int64_t ldx, const void *w, const el_dtype wt, int64_t ldw, int64_t kl,
+                         int64_t j, int mr, const int NR, const float *bias, float *y, int64_t ldy, const int PF,
+                         int accum) {
     switch (mr) {
 #if MR_MAX >= 4
-    case 4: FN(tile)(x, ldx, w, wt, k, j, 4, NR, bias, y, ldy, PF); break;
+    case 4: FN(tile)(x, ldx, w, wt, ldw, kl, j, 4, NR, bias, y, ldy, PF, accum); break;
 #endif
 #if MR_MAX >= 3
-    case 3: FN(tile)(x, ldx, w, wt, k, j, 3, NR, bias, y, ldy, PF); break;
+    case 3: FN(tile)(x, ldx, w, wt, ldw, kl, j, 3, NR, bias, y, ldy, PF, accum); break;
 #endif
 #if MR_MAX >= 2
-    case 2: FN(tile)(x, ldx, w, wt, k, j, 2, NR, bias, y, ldy, PF); break;
+    case 2: FN(tile)(x, ldx, w, wt, ldw, kl, j, 2, NR, bias, y, ldy, PF, accum); break;
 #endif
-    default: FN(tile)(x, ldx, w, wt, k, j, 1, NR, bias, y, ldy, PF); break;
+    default: FN(tile)(x, ldx, w, wt, ldw, kl, j, 1, NR, bias, y, ldy, PF, accum); break;
     }
 }
 
+#ifndef EL_MM_KC_BYTES
+#define EL_MM_KC_BYTES 4096 /* longest stretch of a W row a register tile sums over (longer k: blocks) */
+#endif
 #ifndef EL_MM_ROWSTREAM
 #define EL_MM_ROWSTREAM 1
 #endif
@@ -132,26 +141,35 @@ EL_AI void FN(matmul_t)(const float *x, int64_t m, int64_t k, const void *w, con
         return;
     }
     const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
-    int64_t nb = (int64_t)(128 * 1024) / (k * wsz);
+    /* k in blocks of <= EL_MM_KC_BYTES of W row so that a group of x rows and a tile of W stay in L1 */
+    const int64_t kcmax = EL_MM_KC_BYTES / wsz, nkb = (k + kcmax - 1) / kcmax, kc = (k + nkb - 1) / nkb;
+    int64_t nb = (int64_t)(128 * 1024) / (kc * wsz);
     nb = nb / NR_MAX * NR_MAX;
     if (nb < NR_MAX) nb = NR_MAX;
-    int64_t mb = (int64_t)(256 * 1024) / (k * 4);
+    int64_t mb = (int64_t)(256 * 1024) / (kc * 4);
     mb = mb / MR_MAX * MR_MAX;
     if (mb < MR_MAX) mb = MR_MAX;
     for (int64_t i0 = 0; i0 < m; i0 += mb) {
         const int64_t i1 = i0 + mb < m ? i0 + mb : m;
-        for (int64_t jb = n0; jb < n1; jb += nb) {
-            const int64_t je = jb + nb < n1 ? jb + nb : n1;
-            for (int64_t i = i0; i < i1; i += MR_MAX) {
-                const int mr = (int)(i1 - i < MR_MAX ? i1 - i : MR_MAX);
-                const float *xi = x + i * k;
-                float *yi = y + i * ldy;
-                int64_t j = jb;
-                if (i == i0) /* first pass over this W block: it streams from memory, prefetch it */
-                    for (; j + NR_MAX <= je; j += NR_MAX) FN(tile_rows)(xi, k, w, wt, k, j, mr, NR_MAX, bias, yi, ldy, 1);
-                else
-                    for (; j + NR_MAX <= je; j += NR_MAX) FN(tile_rows)(xi, k, w, wt, k, j, mr, NR_MAX, bias, yi, ldy, 0);
-                for (; j < je; j++) FN(tile_rows)(xi, k, w, wt, k, j, mr, 1, bias, yi, ldy, 0);
+        for (int64_t kb = 0; kb < k; kb += kc) {
+            const int64_t kl = kb + kc < k ? kc : k - kb;
+            const void *wk = (const char *)w + kb * wsz;
+            const int accum = kb > 0;
+            for (int64_t jb = n0; jb < n1; jb += nb) {
+                const int64_t je = jb + nb < n1 ? jb + nb : n1;
+                for (int64_t i = i0; i < i1; i += MR_MAX) {
+                    const int mr = (int)(i1 - i < MR_MAX ? i1 - i : MR_MAX);
+                    const float *xi = x + i * k + kb;
+                    float *yi = y + i * ldy;
+                    int64_t j = jb;
+                    if (i == i0) /* first pass over this W block: it streams from memory, prefetch it */
+                        for (; j + NR_MAX <= je; j += NR_MAX)
+                            FN(tile_rows)(xi, k, wk, wt, k, kl, j, mr, NR_MAX, bias, yi, ldy, 1, accum);
+                    else
+                        for (; j + NR_MAX <= je; j += NR_MAX)
+                            FN(tile_rows)(xi, k, wk, wt, k, kl, j, mr, NR_MAX, bias, yi, ldy, 0, accum);
+                    for (; j < je; j++) FN(tile_rows)(xi, k, wk, wt, k, kl, j, mr, 1, bias, yi, ldy, 0, accum);
+                }
             }
         }
     }
