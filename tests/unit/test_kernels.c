@@ -94,7 +94,7 @@ static void test_matmul_isa(const char *isa) {
     static const int64_t shapes[][3] = {{1, 16, 16}, {1, 17, 33}, {2, 64, 40},  {3, 37, 19},   {4, 128, 70},
                                         {5, 33, 9},  {6, 96, 21}, {7, 48, 66},  {8, 1000, 31}, {9, 31, 17},
                                         {64, 96, 70}, {65, 128, 47}, {1, 1024, 130}, {70, 64, 5},
-                                        {5, 3001, 23}, {2, 3072, 9}, {4, 4100, 12}}; /* k split in blocks */
+                                        {5, 3001, 23}, {2, 3072, 9}, {4, 4100, 12}, {9, 3001, 13}, {12, 2100, 9}}; /* k blocks */
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int64_t m = shapes[si][0], k = shapes[si][1], n = shapes[si][2];
         for (int di = 0; di < 3; di++) {

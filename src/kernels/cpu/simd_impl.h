@@ -142,7 +142,9 @@ EL_AI void FN(matmul_t)(const float *x, int64_t m, int64_t k, const void *w, con
     }
     const int64_t wsz = wt == EL_DTYPE_F32 ? 4 : 2;
     /* k in blocks of <= EL_MM_KC_BYTES of W row so that a group of x rows and a tile of W stay in L1 */
-    const int64_t kcmax = EL_MM_KC_BYTES / wsz, nkb = (k + kcmax - 1) / kcmax, kc = (k + nkb - 1) / nkb;
+    /* (small m: x is tiny, and whole W rows keep the weight stream sequential) */
+    const int64_t kcmax = m <= 8 ? k : EL_MM_KC_BYTES / wsz, nkb = (k + kcmax - 1) / kcmax,
+                  kc = (k + nkb - 1) / nkb;
     int64_t nb = (int64_t)(128 * 1024) / (kc * wsz);
     nb = nb / NR_MAX * NR_MAX;
     if (nb < NR_MAX) nb = NR_MAX;
