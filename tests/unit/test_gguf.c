@@ -299,7 +299,8 @@ static void test_stories_q4(const char *tmp) {
     const gkv *tt = gkv_find(&g, "tokenizer.ggml.token_type");
     CHECK(tt && tt->arr_n == 512 && tt->arr_type == 5);
     if (tt) {
-        const int32_t *ty = (const int32_t *)(tt->val + 12);
+        int32_t ty[512]; /* the array is not 4-byte aligned in the file */
+        memcpy(ty, tt->val + 12, sizeof ty);
         CHECK(ty[0] == 2 && ty[1] == 3 && ty[3] == 6 && ty[258] == 6 && ty[300] == 1); /* unk, control, bytes */
     }
     const gti *down = gti_find(&g, "blk.0.ffn_down.weight"), *up = gti_find(&g, "blk.0.ffn_up.weight");
