@@ -210,8 +210,11 @@ static void test_reimport(void) {
 /* Asymmetric GPTQ / AWQ tensors (random zeros) -> safetensors -> import -> the layout dequantizes to
  * (q - z) * s exactly. */
 static void test_pack_import(void) {
-    const int64_t n = 20, k = 80, g = 32; /* k not a multiple of g: padded to 96 */
-    for (int awq = 0; awq < 2; awq++) {
+    const int64_t n = 20, k = 80; /* k not a multiple of g = 32: padded to 96 */
+    for (int variant = 0; variant < 3; variant++) {
+        /* 0: GPTQ g32, 1: AWQ g32, 2: GPTQ group_size -1 with desc_act (per channel: g_idx all 0) */
+        const int awq = variant == 1;
+        const int64_t g = variant == 2 ? 80 : 32;
         el_int4_mat m;
         CHECK_OK(el_int4_alloc(&m, n, k, g));
         uint32_t r = 12345u + (uint32_t)awq;
@@ -245,9 +248,12 @@ static void test_pack_import(void) {
         el_st_file st;
         CHECK_OK(el_st_open(path, &st));
         el_qconfig qc;
-        cJSON *cfg = cJSON_Parse(awq ? "{\"quantization_config\":{\"quant_method\":\"awq\",\"version\":\"gemm\",\"w_bit\":4,"
-                                       "\"q_group_size\":32}}"
-                                     : "{\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":32}}");
+        cJSON *cfg = cJSON_Parse(
+            variant == 1   ? "{\"quantization_config\":{\"quant_method\":\"awq\",\"version\":\"gemm\",\"w_bit\":4,"
+                             "\"q_group_size\":32}}"
+            : variant == 0 ? "{\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":32}}"
+                           : "{\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":-1,"
+                             "\"desc_act\":true}}");
         CHECK_OK(el_qconfig_read(cfg, &qc));
         bool found = false;
         el_dtype dt;
@@ -259,7 +265,7 @@ static void test_pack_import(void) {
             CHECK_OK(el_qweight_check(lay, nb, dt, n, k));
             el_qhdr h;
             memcpy(&h, lay, sizeof h);
-            CHECK(h.zeros_off != 0 && h.group == 32);
+            CHECK(h.zeros_off != 0 && h.group == (uint32_t)g);
             float *wd = malloc(sizeof(float) * (size_t)(n * k));
             el_dequantize_ref(dt, lay, n, k, wd);
             int bad = 0;
@@ -273,7 +279,7 @@ static void test_pack_import(void) {
         }
         el_free_aligned(lay);
         /* act-order g_idx cannot become contiguous groups: refused with a clear message */
-        if (!awq) {
+        if (variant == 0) {
             el_st_close(&st);
             gi[0] = 1;
             gi[40] = 0;
