@@ -2,6 +2,8 @@
 // llama.cpp (npm node-llama-cpp 3.21.1, prebuilt CPU binaries), runs greedy decoding from the reference
 // prompts' input ids (token ids, no text) and compares the generated ids with the reference greedy ids
 // (reference.safetensors promptN.greedy_ids, which edgellm's own engine reproduces exactly: tests/e2e).
+// For models with a tokenizer.json it also checks that llama.cpp tokenizes a few texts (no special tokens)
+// into the same ids as `edgellm tokenize` (added tokens matched, no BOS), i.e. that the tokenizer metadata is right.
 //
 //   node bench/llamacpp/check_gguf.mjs --edgellm build/edgellm --fixtures tests/fixtures/models --tmp DIR
 //        [--models tiny-llama,tiny-qwen2,...] [--quant f16|bf16|f32|q8_0|q4_0] [--report-only] [--threads 2]
@@ -74,8 +76,11 @@ try {
     process.exit(77);
 }
 
+const texts = ["The state of the Union is strong.", "Once upon a time, there was a little girl named Lily.",
+    "  Hello\n\nworld!! 1234 don't it's", "\u00dcn\u00efc\u00f6d\u00e9 na\u00efve caf\u00e9 \u2014 2021\ttabs\r\n",
+    "<|im_start|>user\nhi<|im_end|>"];
 fs.mkdirSync(tmp, { recursive: true });
-let failures = 0, total = 0, matched = 0;
+let failures = 0, total = 0, matched = 0, tokTotal = 0, tokMatched = 0;
 for (const m of models) {
     const dir = path.join(fixtures, m);
     const gguf = path.join(tmp, `${m}.${quant}.gguf`);
@@ -116,6 +121,20 @@ for (const m of models) {
             console.log(JSON.stringify({ model: m, quant, prompt: p, n_input: input.length, n_gen: want.length, match: ok,
                 first_diff: ok ? null : firstDiff, llamacpp: gen, reference: want }));
         }
+        // tokenizer metadata: llama.cpp's tokenization of text = edgellm's (no special tokens)
+        if (fs.existsSync(path.join(dir, "tokenizer.json"))) {
+            const r = spawnSync(edgellm, ["tokenize", "--tokenizer", dir],
+                { input: texts.map(t => JSON.stringify({ text: t })).join("\n") + "\n", encoding: "utf8" });
+            const ours = r.status === 0 ? r.stdout.trim().split("\n").map(l => JSON.parse(l).ids) : [];
+            texts.forEach((t, i) => {
+                const lc = Array.from(model.tokenize(t, true)); // true: special tokens in the text are matched, as HF does
+                const ok = JSON.stringify(lc) === JSON.stringify(ours[i]);
+                tokTotal++;
+                if (ok) tokMatched++; else failures++;
+                if (!ok) console.log(JSON.stringify({ model: m, tokenize: t, match: false, llamacpp: lc, edgellm: ours[i] ?? null }));
+            });
+            console.log(JSON.stringify({ model: m, quant, tokenize_texts: texts.length, note: "tokenization checked" }));
+        }
     } catch (e) {
         console.log(JSON.stringify({ model: m, quant, error: `llama.cpp: ${e.message}` }));
         failures++;
@@ -124,7 +143,8 @@ for (const m of models) {
         await model?.dispose();
     }
 }
-console.log(JSON.stringify({ summary: true, quant, prompts: total, matched, failures, llama_cpp: llama.llamaCppRelease,
+console.log(JSON.stringify({ summary: true, quant, greedy_prompts: total, greedy_matched: matched,
+    tokenize_texts: tokTotal, tokenize_matched: tokMatched, failures, llama_cpp: llama.llamaCppRelease,
     node_llama_cpp: JSON.parse(fs.readFileSync(path.join(path.dirname(nlcEntry), "..", "package.json"), "utf8")).version }));
 await llama.dispose();
 process.exit(failures && !flag("report-only") ? 1 : 0);
