@@ -642,6 +642,9 @@ edgellm_status el_export_gguf(const char *hf_dir, const char *out_file, const ch
         kv_arch_u32(&kv, arch, "rope.scaling.original_context_length", hp.rope_orig_max_pos);
         kv_arch_f32(&kv, arch, "rope.scaling.yarn_beta_fast", hp.yarn_beta_fast);
         kv_arch_f32(&kv, arch, "rope.scaling.yarn_beta_slow", hp.yarn_beta_slow);
+        if (hp.yarn_attn_factor > 0 || hp.yarn_mscale != 0 || hp.yarn_mscale_all_dim != 0)
+            EL_LOG_WARN("gguf: yarn attention_factor/mscale are not mapped; llama.cpp uses its default "
+                        "0.1*ln(factor)+1 scaling");
     }
     if ((s = kv.st) < 0) goto fail;
     if ((s = write_tokenizer(&kv, hf_dir, &hp)) < 0) goto fail;
