@@ -52,6 +52,8 @@ typedef struct edgellm_build_params {
     int32_t max_input_len;         /* default 1024                                               */
     int32_t max_kv_cache_capacity; /* default 4096 (tokens per sequence: prompt + generated)     */
     bool overwrite;                /* default false                                              */
+    const char *kv_cache_dtype;    /* "auto" (default: f32 for fp32 weights, else f16), "f32",   */
+                                   /* "f16", "bf16"                                              */
 } edgellm_build_params;
 edgellm_build_params edgellm_build_params_default(void);
 
@@ -67,7 +69,8 @@ typedef struct edgellm_engine_info {
     uint64_t weight_bytes; /* bytes of all weight tensors in the engine file                 */
     uint64_t file_bytes;
     bool has_tokenizer;
-    bool tied_embeddings;  /* the output head is the embedding table                        */
+    bool tied_embeddings;
+    char kv_cache_dtype[16]; /* "f32", "f16", "bf16"                                             */  /* the output head is the embedding table                        */
 } edgellm_engine_info;
 edgellm_status edgellm_engine_info_read(const char *engine_dir, edgellm_engine_info *out);
 

@@ -17,7 +17,7 @@
 
 
 edgellm_build_params edgellm_build_params_default(void) {
-    edgellm_build_params p = {"cpu", 4, 1024, 4096, false};
+    edgellm_build_params p = {"cpu", 4, 1024, 4096, false, "auto"};
     return p;
 }
 
@@ -214,12 +214,16 @@ static void put_u64(uint8_t *p, uint64_t v) {
 edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, const edgellm_build_params *params) {
     edgellm_build_params bp = params ? *params : edgellm_build_params_default();
     if (!export_dir || !engine_dir) return el_err(EDGELLM_STATUS_INVALID_ARG, "build: input and engine paths are required");
-    el_profile prof = {{0}, bp.max_batch_size, bp.max_input_len, bp.max_kv_cache_capacity};
+    el_profile prof = {{0}, bp.max_batch_size, bp.max_input_len, bp.max_kv_cache_capacity, EL_DTYPE_F32};
     const char *backend = bp.backend ? bp.backend : "cpu";
     if (strlen(backend) >= sizeof prof.backend)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown backend '%s' (expected cpu or cuda)", backend);
     snprintf(prof.backend, sizeof prof.backend, "%s", backend);
     EL_TRY(el_profile_validate(&prof));
+    if (bp.kv_cache_dtype && strcmp(bp.kv_cache_dtype, "auto") && strcmp(bp.kv_cache_dtype, "f32") &&
+        strcmp(bp.kv_cache_dtype, "f16") && strcmp(bp.kv_cache_dtype, "bf16"))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown KV cache dtype '%s' (expected auto, f32, f16 or bf16)",
+                      bp.kv_cache_dtype);
     if (!el_dir_exists(export_dir)) return el_err(EDGELLM_STATUS_IO, "export directory %s does not exist", export_dir);
     EL_TRY(el_check_distinct_dirs(export_dir, engine_dir));
 
@@ -344,6 +348,13 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     cJSON_AddNumberToObject(jp, "max_batch_size", prof.max_batch_size);
     cJSON_AddNumberToObject(jp, "max_input_len", prof.max_input_len);
     cJSON_AddNumberToObject(jp, "max_kv_cache_capacity", prof.max_kv_cache_capacity);
+    {
+        /* KV cache precision: fp32 engines keep fp32 (exact parity); others default to f16 */
+        const char *kvd = bp.kv_cache_dtype && strcmp(bp.kv_cache_dtype, "auto") ? bp.kv_cache_dtype
+                          : wdt == EL_DTYPE_F32                                    ? "f32"
+                                                                                   : "f16";
+        cJSON_AddStringToObject(jp, "kv_cache_dtype", kvd);
+    }
     cJSON_AddStringToObject(meta, "weight_dtype", el_dtype_name(wdt));
     cJSON_AddItemToObject(meta, "export", cJSON_Duplicate(ex, true));
     cJSON_AddNumberToObject(meta, "weight_bytes", (double)weight_bytes);

@@ -20,7 +20,7 @@
  *              {"format":"edgellm-engine","version":1,
  *               "config": {HF-style config.json object written by el_hparams_to_config},
  *               "profile": {"backend":"cpu","max_batch_size":4,"max_input_len":1024,
- *                           "max_kv_cache_capacity":4096},
+ *                           "max_kv_cache_capacity":4096, "kv_cache_dtype":"f16"},
  *               "weight_dtype":"bf16", "export": {... export metadata ...}, "weight_bytes":N,
  *               "tensors":[{"name":..., "dtype":"bf16", "layout":"rowmajor", "shape":[r,c],
  *                           "offset": <bytes from data_offset, multiple of 64>, "nbytes":N,
@@ -56,6 +56,7 @@ typedef struct el_profile {
     int32_t max_batch_size;
     int32_t max_input_len;
     int32_t max_kv_cache_capacity;
+    el_dtype kv_dtype; /* KV cache element type: F32, F16 or BF16 ("kv_cache_dtype", default f32) */
 } el_profile;
 
 typedef struct el_engine {

@@ -84,6 +84,12 @@ static edgellm_status parse_profile(const cJSON *jp, el_profile *p, const char *
     p->max_input_len = (int32_t)v;
     EL_TRY(el_json_int(jp, "max_kv_cache_capacity", 0, &v, NULL));
     p->max_kv_cache_capacity = (int32_t)v;
+    const char *kvd = NULL;
+    EL_TRY(el_json_str(jp, "kv_cache_dtype", &kvd));
+    if (!kvd || !strcmp(kvd, "f32")) p->kv_dtype = EL_DTYPE_F32;
+    else if (!strcmp(kvd, "f16")) p->kv_dtype = EL_DTYPE_F16;
+    else if (!strcmp(kvd, "bf16")) p->kv_dtype = EL_DTYPE_BF16;
+    else return el_err(EDGELLM_STATUS_FORMAT, "%s: unknown kv_cache_dtype '%s' in the build profile", path, kvd);
     edgellm_status s = el_profile_validate(p);
     if (s < 0) return el_err(EDGELLM_STATUS_FORMAT, "%s: bad build profile: %s", path, edgellm_last_error());
     return EDGELLM_STATUS_OK;
@@ -337,6 +343,7 @@ edgellm_status edgellm_engine_info_read(const char *engine_dir, edgellm_engine_i
     out->max_batch_size = e->profile.max_batch_size;
     out->max_input_len = e->profile.max_input_len;
     out->max_kv_cache_capacity = e->profile.max_kv_cache_capacity;
+    snprintf(out->kv_cache_dtype, sizeof out->kv_cache_dtype, "%s", el_dtype_name(e->profile.kv_dtype));
     out->weight_bytes = e->weight_bytes;
     out->file_bytes = e->map.size;
     char p[4096];

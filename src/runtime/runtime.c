@@ -232,8 +232,8 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
         EL_CHECK(rt->be->iface.upload(rt->be, rt->inv_freq_dev, inv, sizeof(float) * (size_t)(rt->n_rot / 2)));
     }
 
-    /* KV cache: f32 for exact parity with fp32 references */
-    rt->kv_t = EL_DTYPE_F32;
+    /* KV cache element type from the build profile (f32 for fp32 engines by default) */
+    rt->kv_t = rt->prof.kv_dtype;
     rt->kv_cap = rt->prof.max_kv_cache_capacity;
     int64_t nb = rt->prof.max_batch_size;
     size_t kv_bytes = (size_t)nb * (size_t)hp->n_head_kv * (size_t)rt->kv_cap * (size_t)hp->head_dim *
@@ -344,6 +344,7 @@ edgellm_status edgellm_runtime_get_info(const edgellm_runtime *rt, edgellm_engin
     o->file_bytes = rt->eng->map.size;
     o->has_tokenizer = rt->tok != NULL;
     o->tied_embeddings = hp->tied_embd;
+    snprintf(o->kv_cache_dtype, sizeof o->kv_cache_dtype, "%s", el_dtype_name(rt->kv_t));
     return EDGELLM_STATUS_OK;
 }
 

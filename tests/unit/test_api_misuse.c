@@ -522,15 +522,16 @@ static void check_params(const char *engine) {
         const char *what;
         edgellm_build_params bp;
     } bad[] = {
-        {"max_batch_size 0", {NULL, 0, 64, 64, false}},
-        {"max_batch_size -1", {NULL, -1, 64, 64, false}},
-        {"max_input_len 0", {NULL, 2, 0, 64, false}},
-        {"max_kv_cache_capacity -5", {NULL, 2, 64, -5, false}},
-        {"max_input_len > max_kv_cache_capacity", {NULL, 2, 128, 64, false}},
-        {"max_batch_size 257", {NULL, 257, 64, 64, false}},
-        {"max_kv_cache_capacity 2^21", {NULL, 2, 64, 1 << 21, false}},
-        {"backend tpu", {"tpu", 2, 64, 64, false}},
-        {"backend with a long name", {"cpu-but-with-a-very-long-name-indeed", 2, 64, 64, false}},
+        {"max_batch_size 0", {NULL, 0, 64, 64, false, NULL}},
+        {"max_batch_size -1", {NULL, -1, 64, 64, false, NULL}},
+        {"max_input_len 0", {NULL, 2, 0, 64, false, NULL}},
+        {"max_kv_cache_capacity -5", {NULL, 2, 64, -5, false, NULL}},
+        {"max_input_len > max_kv_cache_capacity", {NULL, 2, 128, 64, false, NULL}},
+        {"max_batch_size 257", {NULL, 257, 64, 64, false, NULL}},
+        {"max_kv_cache_capacity 2^21", {NULL, 2, 64, 1 << 21, false, NULL}},
+        {"backend tpu", {"tpu", 2, 64, 64, false, NULL}},
+        {"backend with a long name", {"cpu-but-with-a-very-long-name-indeed", 2, 64, 64, false, NULL}},
+        {"kv_cache_dtype int3", {NULL, 2, 64, 64, false, "int3"}},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         edgellm_clear_error();

@@ -241,11 +241,11 @@ static void test_errors(void) {
         {"cpu", 1, 16, (1 << 20) + 1}, {"metal", 1, 16, 64}, {"cpu", 1, 16, 0},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
-        edgellm_build_params bp = {bad[i].backend, bad[i].b, bad[i].i, bad[i].k, false};
+        edgellm_build_params bp = {bad[i].backend, bad[i].b, bad[i].i, bad[i].k, false, NULL};
         CHECKF(edgellm_build(exp, out, &bp) == EDGELLM_STATUS_INVALID_ARG, "bad profile %zu accepted", i);
         CHECK(!el_dir_exists(out));
     }
-    edgellm_build_params bp = {"cuda", 256, 1 << 20, 1 << 20, false};
+    edgellm_build_params bp = {"cuda", 256, 1 << 20, 1 << 20, false, NULL};
     CHECK_OK(edgellm_build(exp, out, &bp));
     el_engine *e;
     CHECK_OK(el_engine_open(out, false, &e));

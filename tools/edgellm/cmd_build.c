@@ -18,6 +18,7 @@ static void usage(FILE *f) {
             "  --max-batch-size N           1..256 (default 4)\n"
             "  --max-input-len N            1..max KV cache capacity (default 1024)\n"
             "  --max-kv-cache-capacity N    tokens per sequence, up to 1048576 (default 4096)\n"
+            "  --kv-cache-dtype auto|f32|f16|bf16  KV cache precision (auto: f32 for fp32 weights, else f16)\n"
             "  --overwrite                  replace an existing engine directory\n"
             "  -h, --help                   this help\n");
 }
@@ -36,7 +37,8 @@ int cmd_build(int argc, char **argv) {
             cli_flag_val(argc, argv, &i, "--backend", &backend, &err) ||
             cli_flag_val(argc, argv, &i, "--max-batch-size", &mb, &err) ||
             cli_flag_val(argc, argv, &i, "--max-input-len", &mi, &err) ||
-            cli_flag_val(argc, argv, &i, "--max-kv-cache-capacity", &mk, &err)) {
+            cli_flag_val(argc, argv, &i, "--max-kv-cache-capacity", &mk, &err) ||
+            cli_flag_val(argc, argv, &i, "--kv-cache-dtype", &p.kv_cache_dtype, &err)) {
             if (err) return 2;
         } else if (!strcmp(argv[i], "--overwrite")) {
             p.overwrite = true;
