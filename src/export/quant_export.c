@@ -964,7 +964,7 @@ static edgellm_status write_int4(qctx *q, const char *prefix, const el_int4_mat 
 
 /* Quantizes one linear per the scheme. t: its input statistics (NULL for the lm_head). H for GPTQ. */
 static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *t, const double *H) {
-    char prefix[512], name[512];
+    char prefix[512], name[640];
     prefix_of(L->name, prefix, sizeof prefix);
     const int64_t n = L->n, k = L->k;
     if (!L->quantize) {
@@ -1036,7 +1036,7 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
         EL_TRY(s);
     }
     if (L->bias) {
-        char bn[512];
+        char bn[640];
         snprintf(bn, sizeof bn, "%s.bias", prefix);
         EL_TRY(add_f32(q->out, bn, 1, n, 0, L->bias));
     }
@@ -1116,7 +1116,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     char tmp[4096] = "", path[4096];
     bool began = false;
     float *fw[7] = {0}, *fb[7] = {0}, *n1 = NULL, *n2 = NULL;
-    qctx q = {sch, p, &cal, &out, cJSON_CreateObject(), cJSON_CreateArray(), false, NULL, false};
+    qctx q = {sch, p, &cal, &out, NULL, NULL, false, NULL, false};
     /* experiment switch: AutoAWQ's zero-point variant (on sotu-qwen3 it is worse than the symmetric
      * signed-max scale: +2.97% vs +2.58%, so symmetric is the default) */
     q.awq_asym = getenv("EDGELLM_AWQ_ZERO_POINT") != NULL;
@@ -1145,6 +1145,12 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     if (!el_dir_exists(hf_dir)) return el_err(EDGELLM_STATUS_IO, "model directory %s does not exist", hf_dir);
     EL_TRY(el_check_distinct_dirs(hf_dir, out_dir));
 
+    q.group_overrides = cJSON_CreateObject();
+    q.excluded = cJSON_CreateArray();
+    if (!q.group_overrides || !q.excluded) {
+        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        goto fail;
+    }
     if ((s = el_load_model_config(hf_dir, &cfg, NULL, &hp)) < 0) goto fail;
     if ((s = el_st_open(hf_dir, &st)) < 0) goto fail;
     if ((s = el_export_plan_make(&hp, &st, "checkpoint", true, &plan)) < 0) goto fail;
