@@ -4,6 +4,7 @@
  */
 #include "cli.h"
 #include "core/core.h"
+#include "../../bench/membw_common.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,14 +24,16 @@ static size_t dtype_bytes(const char *name) {
 int cmd_bench(int argc, char **argv) {
     if (cli_wants_help(argc, argv)) {
         printf("usage: edgellm bench --engine DIR [--prompt-len 512] [--gen-len 128] [--batch 1] [--threads N]\n"
-               "                     [--reps 3] [--json]\n"
+               "                     [--reps 3] [--json] [--membw]\n"
                "  prefill and decode tok/s (min/median/max over reps), weight bytes read per decoded token and\n"
-               "  the achieved GB/s. Random prompts, greedy decoding that ignores EOS.\n");
+               "  the achieved GB/s. Random prompts, greedy decoding that ignores EOS.\n"
+               "  --membw: also measure the streaming-read bandwidth (1 GiB, same thread count) before and\n"
+               "  after the runs and report decode as a fraction of the higher figure (CPU engines).\n");
         return 0;
     }
     const char *engine = NULL;
     int64_t pl = 512, gl = 128, batch = 1, threads = 0, reps = 3;
-    bool json = false;
+    bool json = false, membw = false;
     for (int i = 1; i < argc; i++) {
         const char *v;
         int err = 0;
@@ -47,6 +50,8 @@ int cmd_bench(int argc, char **argv) {
             if (!err && !cli_parse_i64(v, 1, 1000, &reps)) return cli_usage_error("--reps needs an integer >= 1");
         } else if (!strcmp(argv[i], "--json"))
             json = true;
+        else if (!strcmp(argv[i], "--membw"))
+            membw = true;
         else
             return cli_usage_error("unknown option %s (see edgellm bench --help)", argv[i]);
         if (err) return 2;
@@ -103,6 +108,12 @@ int cmd_bench(int argc, char **argv) {
         }
         edgellm_result_clear(&res[0]);
     }
+    double bw_before = 0, bw_after = 0;
+    el_threadpool *bw_tp = NULL;
+    if (membw) {
+        bw_tp = el_threadpool_create(threads > 0 ? (int)threads : el_num_cpus());
+        if (bw_tp) bw_before = membw_measure(bw_tp, 1024, 5);
+    }
     for (int64_t r = 0; r < reps; r++) {
         edgellm_runtime_reset_metrics(rt);
         if (edgellm_runtime_generate(rt, reqs, (int32_t)batch, &sp, NULL, NULL, res) != EDGELLM_STATUS_OK) {
@@ -114,6 +125,11 @@ int cmd_bench(int argc, char **argv) {
         pf[r] = m.prefill_tokens * 1e3 / m.prefill_ms;
         dc[r] = m.decode_ms > 0 ? m.decode_tokens * 1e3 / m.decode_ms : 0;
     }
+    if (bw_tp) {
+        bw_after = membw_measure(bw_tp, 1024, 5);
+        el_threadpool_free(bw_tp);
+    }
+    double bw = bw_before > bw_after ? bw_before : bw_after;
     qsort(pf, (size_t)reps, sizeof(double), cmp_d);
     qsort(dc, (size_t)reps, sizeof(double), cmp_d);
     /* bytes read per decode step: every weight but the embedding table (unless it doubles as the head) */
@@ -131,10 +147,10 @@ int cmd_bench(int argc, char **argv) {
         printf("{\"engine\": \"%s\", \"arch\": \"%s\", \"dtype\": \"%s\", \"batch\": %lld, \"prompt_len\": %lld, "
                "\"gen_len\": %lld, \"threads\": %lld, \"prefill_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, "
                "\"decode_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, \"weight_bytes_per_step\": %llu, "
-               "\"kv_bytes_per_step\": %llu, \"decode_gb_s\": %.2f}\n",
+               "\"kv_bytes_per_step\": %llu, \"decode_gb_s\": %.2f, \"membw_gb_s\": %.2f}\n",
                engine, info.arch, info.weight_dtype, (long long)batch, (long long)pl, (long long)gl, (long long)threads,
                pf[0], pf[reps / 2], pf[reps - 1], dc[0], med_dc, dc[reps - 1], (unsigned long long)step_bytes,
-               (unsigned long long)kv_bytes, gbs);
+               (unsigned long long)kv_bytes, gbs, bw);
     } else {
         printf("engine %s: %s %s, %lld layers, batch %lld, prompt %lld, gen %lld, reps %lld\n", engine, info.arch,
                info.weight_dtype, (long long)info.n_layer, (long long)batch, (long long)pl, (long long)gl,
@@ -143,6 +159,9 @@ int cmd_bench(int argc, char **argv) {
         printf("decode:  %.2f tok/s (min %.2f, max %.2f)\n", med_dc, dc[0], dc[reps - 1]);
         printf("decode reads %.1f MB of weights + %.1f MB of KV per step: %.2f GB/s achieved\n", step_bytes / 1e6,
                kv_bytes / 1e6, gbs);
+        if (bw > 0)
+            printf("streaming-read bandwidth %.1f GB/s (before %.1f, after %.1f): decode at %.0f%% of it\n", bw,
+                   bw_before, bw_after, 100.0 * gbs / bw);
     }
 end:
     free(prompts);
