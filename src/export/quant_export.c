@@ -1441,7 +1441,7 @@ static edgellm_status collect_expected(const char *name, int64_t rows, int64_t c
 }
 
 static const char *const k_aux_sfx[] = {"qweight", "qzeros", "scales", "g_idx", "weight", "weight_scale",
-                                        "input_scale", "weight_scale_2", "bias", NULL};
+                                        "input_scale", "weight_scale_2", NULL};
 
 static edgellm_status export_import(const char *hf_dir, const char *out_dir, const edgellm_export_params *p) {
     edgellm_status s;
@@ -1514,17 +1514,14 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
             for (int64_t i = 0; i < st.n_tensors && s >= 0; i++) {
                 if (!canon[i]) continue;
                 const char *cn = canon[i];
-                size_t pl = strlen(prefix);
-                if (strncmp(cn, prefix, pl) != 0 || cn[pl] != '.') continue;
-                const char *sfx = cn + pl + 1;
-                bool ok = false;
-                if (!quant) ok = !strcmp(cn, ex[e].name);
-                else
-                    for (int a = 0; k_aux_sfx[a]; a++) ok = ok || !strcmp(sfx, k_aux_sfx[a]);
-                if (!quant && ex[e].cols == 0) ok = !strcmp(cn, ex[e].name);
+                bool ok = !strcmp(cn, ex[e].name); /* plain tensors (embedding, norms, biases, float weights) */
+                if (quant) { /* a quantized linear: its aux tensors, not its bias (an entry of its own) */
+                    size_t pl = strlen(prefix);
+                    ok = false;
+                    if (!strncmp(cn, prefix, pl) && cn[pl] == '.')
+                        for (int a = 0; k_aux_sfx[a]; a++) ok = ok || !strcmp(cn + pl + 1, k_aux_sfx[a]);
+                }
                 if (!ok) continue;
-                if (!strcmp(sfx, "bias") && strstr(ex[e].name, ".bias") == NULL && !quant) continue;
-                if (strstr(ex[e].name, ".bias") && strcmp(cn, ex[e].name)) continue;
                 const el_st_tensor *t = &st.tensors[i];
                 found_any = true;
                 s = olist_add(&out, cn, t->dtype, t->n_dims, t->shape[0], t->n_dims > 1 ? t->shape[1] : 0, NULL, t);

@@ -159,9 +159,10 @@ static void accuracy_table(const char *model, const char *tag, const char *text,
 
 /* Our GPTQ / AWQ exports are valid HF checkpoints: importing them again gives identical engines. */
 static void test_reimport(void) {
-    const char *model = "fixtures/models/sotu-qwen3";
-    static const char *qs[] = {"int4_rtn", "int4_awq", "int8_sq", "nvfp4", "fp8"};
-    for (int i = 0; i < 5; i++) {
+    static const char *qs[] = {"int4_rtn", "int4_awq", "int8_sq", "nvfp4", "fp8", "int4_gptq"};
+    for (int i = 0; i < 6; i++) {
+        /* the last one on tiny-qwen2: q/k/v biases next to quantized weights, no tokenizer */
+        const char *model = i < 5 ? "fixtures/models/sotu-qwen3" : "fixtures/models/tiny-qwen2";
         char x[1200], x2[1200], e1[1200], e2[1200];
         snprintf(x, sizeof x, "%s/x-imp-%s", g_dir, qs[i]);
         snprintf(x2, sizeof x2, "%s/x-imp2-%s", g_dir, qs[i]);
@@ -198,7 +199,8 @@ static void test_reimport(void) {
         snprintf(sp, sizeof sp, "%s/model.safetensors", x);
         el_st_file st;
         CHECK_OK(el_st_open(sp, &st));
-        const char *want = !strcmp(qs[i], "int4_rtn")  ? "model.layers.0.mlp.down_proj.g_idx"
+        const char *want = i == 5                      ? "model.layers.0.self_attn.q_proj.bias"
+                           : !strcmp(qs[i], "int4_rtn")  ? "model.layers.0.mlp.down_proj.g_idx"
                            : !strcmp(qs[i], "int4_awq") ? "model.layers.0.mlp.down_proj.qzeros"
                            : !strcmp(qs[i], "nvfp4")    ? "model.layers.0.mlp.down_proj.weight_scale_2"
                                                         : "model.layers.0.mlp.down_proj.input_scale";
