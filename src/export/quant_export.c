@@ -436,6 +436,10 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     }
     if (want_h) {
         const int64_t cols[TP_N] = {hp->n_embd, hp->n_head * hp->head_dim, hp->n_embd, hp->n_ff};
+        double hb = 0;
+        for (int t = 0; t < TP_N; t++) hb += (double)cols[t] * (double)cols[t] * 8.0 * (double)hp->n_layer;
+        if (hb > 2e9) EL_LOG_WARN("GPTQ: the Hessians of all layers take %.1f GB", hb / 1e9);
+        else EL_LOG_INFO("GPTQ: Hessians %.1f MB", hb / 1e6);
         for (int64_t l = 0; l < hp->n_layer; l++)
             for (int t = 0; t < TP_N; t++) {
                 c->ts[l * TP_N + t].H = el_calloc((size_t)(cols[t] * cols[t]), sizeof(double));
