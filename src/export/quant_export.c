@@ -116,9 +116,16 @@ static edgellm_status add_f32(olist *l, const char *name, int nd, int64_t d0, in
     return olist_add(l, name, EL_DTYPE_F32, nd, d0, d1, c, NULL);
 }
 
+/* "prefix.sfx" into out; INVALID_ARG when the name does not fit. */
+static edgellm_status qname(char *out, size_t cap, const char *prefix, const char *sfx) {
+    int n = snprintf(out, cap, "%s.%s", prefix, sfx);
+    if (n < 0 || (size_t)n >= cap) return el_err(EDGELLM_STATUS_INVALID_ARG, "tensor name too long: %s.%s", prefix, sfx);
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status add_scalar(olist *l, const char *prefix, const char *sfx, float v) {
     char name[512];
-    snprintf(name, sizeof name, "%s.%s", prefix, sfx);
+    EL_TRY(qname(name, sizeof name, prefix, sfx));
     return add_f32(l, name, 0, 0, 0, &v);
 }
 
@@ -953,14 +960,14 @@ static edgellm_status write_int4(qctx *q, const char *prefix, const el_int4_mat 
     }
     if (awq_fmt) el_int4_pack_awq(m, qw, qz, sc);
     else el_int4_pack_gptq(m, qw, qz, sc, gi);
-    snprintf(name, sizeof name, "%s.qweight", prefix);
+    EL_TRY(qname(name, sizeof name, prefix, "qweight"));
     EL_TRY(olist_add(q->out, name, EL_DTYPE_I32, 2, awq_fmt ? kp : kp / 8, awq_fmt ? np / 8 : np, qw, NULL));
-    snprintf(name, sizeof name, "%s.qzeros", prefix);
+    EL_TRY(qname(name, sizeof name, prefix, "qzeros"));
     EL_TRY(olist_add(q->out, name, EL_DTYPE_I32, 2, G, np / 8, qz, NULL));
-    snprintf(name, sizeof name, "%s.scales", prefix);
+    EL_TRY(qname(name, sizeof name, prefix, "scales"));
     EL_TRY(olist_add(q->out, name, EL_DTYPE_F16, 2, G, np, sc, NULL));
     if (!awq_fmt) {
-        snprintf(name, sizeof name, "%s.g_idx", prefix);
+        EL_TRY(qname(name, sizeof name, prefix, "g_idx"));
         EL_TRY(olist_add(q->out, name, EL_DTYPE_I32, 1, kp, 0, gi, NULL));
     }
     return EDGELLM_STATUS_OK;
@@ -999,7 +1006,7 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
                 memcpy(ws, b + h.scales_off, (size_t)(n * B));
                 s = olist_add(q->out, L->name, EL_DTYPE_U8, 2, n, B * 8, wq, NULL);
                 wq = NULL;
-                snprintf(name, sizeof name, "%s.weight_scale", prefix);
+                if (s >= 0) s = qname(name, sizeof name, prefix, "weight_scale");
                 if (s >= 0) s = olist_add(q->out, name, EL_DTYPE_F8_E4M3, 2, n, B, ws, NULL);
                 ws = NULL;
                 if (s >= 0) s = add_scalar(q->out, prefix, "weight_scale_2", h.global_scale);
@@ -1013,7 +1020,7 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
             else {
                 memcpy(wq, b + h.quants_off, (size_t)(n * k));
                 s = olist_add(q->out, L->name, sch == QS_FP8 ? EL_DTYPE_F8_E4M3 : EL_DTYPE_I8, 2, n, k, wq, NULL);
-                snprintf(name, sizeof name, "%s.weight_scale", prefix);
+                if (s >= 0) s = qname(name, sizeof name, prefix, "weight_scale");
                 if (s >= 0 && sch == QS_FP8) s = add_scalar(q->out, prefix, "weight_scale", sc[0]);
                 else if (s >= 0) s = add_f32(q->out, name, 1, n, 0, sc);
                 if (s >= 0 && amax > 0)
@@ -1041,7 +1048,7 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
     }
     if (L->bias) {
         char bn[640];
-        snprintf(bn, sizeof bn, "%s.bias", prefix);
+        EL_TRY(qname(bn, sizeof bn, prefix, "bias"));
         EL_TRY(add_f32(q->out, bn, 1, n, 0, L->bias));
     }
     return EDGELLM_STATUS_OK;
@@ -1507,10 +1514,9 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
             for (int64_t i = 0; i < st.n_tensors && ex[e].cols; i++) {
                 if (!canon[i]) continue;
                 char want[300];
-                snprintf(want, sizeof want, "%s.qweight", prefix);
-                if (!strcmp(canon[i], want)) quant = true;
-                snprintf(want, sizeof want, "%s.weight", prefix);
-                if (!strcmp(canon[i], want) && st.tensors[i].dtype != EL_DTYPE_F32 &&
+                if (qname(want, sizeof want, prefix, "qweight") == EDGELLM_STATUS_OK && !strcmp(canon[i], want))
+                    quant = true;
+                if (qname(want, sizeof want, prefix, "weight") == EDGELLM_STATUS_OK && !strcmp(canon[i], want) && st.tensors[i].dtype != EL_DTYPE_F32 &&
                     st.tensors[i].dtype != EL_DTYPE_F16 && st.tensors[i].dtype != EL_DTYPE_BF16)
                     quant = true;
             }
