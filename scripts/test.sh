@@ -28,5 +28,19 @@ run_suite "Release" build -DCMAKE_BUILD_TYPE=Release
 # sanitizer run: the same tests; the 155k-token perplexity check is shortened to a slice (EDGELLM_TEST_QUICK)
 export EDGELLM_TEST_QUICK=1 ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 UBSAN_OPTIONS=print_stacktrace=1
 run_suite "ASan+UBSan" build-asan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DEDGELLM_SANITIZE=ON
+# CUDA backend: compiled and linked (one architecture) wherever nvcc exists; its tests need a GPU
+# (tests/gpu/run.sh on a GPU machine) and skip here.
+NVCC="$(command -v nvcc || true)"
+[ -z "$NVCC" ] && [ -x /usr/local/cuda/bin/nvcc ] && NVCC=/usr/local/cuda/bin/nvcc
+if [ -n "$NVCC" ]; then
+  echo "=== CUDA compile check (build-cuda, sm_87)"
+  if cmake -S . -B build-cuda -DEDGELLM_CUDA=ON -DEDGELLM_CUDA_ARCHS=87 -DCMAKE_CUDA_COMPILER="$NVCC" \
+       -DCMAKE_BUILD_TYPE=Release >build-cuda.log 2>&1 && cmake --build build-cuda -j"$JOBS" >>build-cuda.log 2>&1; then
+    echo "CUDA backend compiled and linked: ok"; total_pass=$((total_pass + 1))
+  else
+    tail -40 build-cuda.log; echo "CUDA backend compile: FAILED"; total_fail=$((total_fail + 1))
+  fi
+  rm -f build-cuda.log
+fi
 echo "${total_pass} passed, ${total_fail} failed"
 [ "$total_fail" = 0 ]
