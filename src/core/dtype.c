@@ -1,7 +1,11 @@
 /* dtype.c - type traits and float conversions (f16 via F16C when compiled in, else exact bit math). */
 #include "core.h"
 
+#include <stdlib.h>
 #include <string.h>
+#if defined(__x86_64__)
+#include <immintrin.h>
+#endif
 
 static const struct {
     const char *name, *st;
@@ -121,11 +125,41 @@ uint16_t el_f32_to_f16(float f) {
     return (uint16_t)(sign | h);
 }
 
+#if defined(__x86_64__)
+/* F16C: the hardware rounds to nearest even exactly as el_f32_to_f16 does (NaN payloads may differ). */
+__attribute__((target("avx,f16c"))) static void f32_to_f16_f16c(uint16_t *d, const float *s, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm_storeu_si128((__m128i *)(d + i), _mm256_cvtps_ph(_mm256_loadu_ps(s + i), _MM_FROUND_TO_NEAREST_INT));
+    for (; i < n; i++) d[i] = el_f32_to_f16(s[i]);
+}
+__attribute__((target("avx,f16c"))) static void f16_to_f32_f16c(float *d, const uint16_t *s, size_t n) {
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) _mm256_storeu_ps(d + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(s + i))));
+    for (; i < n; i++) d[i] = el_f16_to_f32(s[i]);
+}
+static bool have_f16c(void) {
+    static int cached = -1;
+    if (cached < 0) cached = __builtin_cpu_supports("avx") && __builtin_cpu_supports("f16c") && !getenv("EDGELLM_NO_F16C");
+    return cached == 1;
+}
+#endif
+
 void el_convert(el_dtype dt, void *dst, el_dtype st, const void *src, size_t n) {
     if (dt == st) {
         memcpy(dst, src, n * el_dtype_size(dt));
         return;
     }
+#if defined(__x86_64__)
+    if (dt == EL_DTYPE_F16 && st == EL_DTYPE_F32 && have_f16c()) {
+        f32_to_f16_f16c(dst, src, n);
+        return;
+    }
+    if (dt == EL_DTYPE_F32 && st == EL_DTYPE_F16 && have_f16c()) {
+        f16_to_f32_f16c(dst, src, n);
+        return;
+    }
+#endif
     for (size_t i = 0; i < n; i++) {
         float v;
         switch (st) {
