@@ -91,6 +91,10 @@ void el_outdir_abort(const char *tmp);
 struct cJSON;
 /* Parses a JSON file; FORMAT error gives path and byte offset. Free with cJSON_Delete. */
 edgellm_status el_json_load(const char *path, size_t max_bytes, struct cJSON **out);
+/* Writes j pretty-printed to path (NO_MEMORY if printing fails, IO errors name the path). */
+edgellm_status el_json_save(const struct cJSON *j, const char *path);
+/* Same, into dir/name. */
+edgellm_status el_json_save_in(const struct cJSON *j, const char *dir, const char *name);
 /* Typed getters that fail with FORMAT naming `ctx.key` when the key has the wrong type. A missing key
  * returns the default (and *present=false when present != NULL). */
 edgellm_status el_json_int(const struct cJSON *obj, const char *key, int64_t def, int64_t *out, bool *present);

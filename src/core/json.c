@@ -22,6 +22,20 @@ edgellm_status el_json_load(const char *path, size_t max_bytes, cJSON **out) {
     return EDGELLM_STATUS_OK;
 }
 
+edgellm_status el_json_save(const cJSON *j, const char *path) {
+    char *text = cJSON_Print(j);
+    if (!text) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory printing JSON for %s", path);
+    edgellm_status s = el_write_file(path, text, strlen(text));
+    cJSON_free(text);
+    return s;
+}
+
+edgellm_status el_json_save_in(const cJSON *j, const char *dir, const char *name) {
+    char path[4096];
+    EL_TRY(el_path_join(path, sizeof path, dir, name));
+    return el_json_save(j, path);
+}
+
 edgellm_status el_json_num(const cJSON *obj, const char *key, double def, double *out, bool *present) {
     const cJSON *v = cJSON_GetObjectItemCaseSensitive(obj, key);
     if (present) *present = v && !cJSON_IsNull(v);

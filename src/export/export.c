@@ -283,14 +283,7 @@ edgellm_status edgellm_export(const char *hf_dir, const char *out_dir, const edg
     cJSON_AddStringToObject(ex, "quantization", "none");
     cJSON_AddStringToObject(ex, "source_dir", hf_dir);
     cJSON_AddStringToObject(ex, "edgellm_version", edgellm_version());
-    char *text = cJSON_Print(out_cfg);
-    if (!text) {
-        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
-        goto fail;
-    }
-    if ((s = el_path_join(path, sizeof path, tmp, "config.json")) >= 0) s = el_write_file(path, text, strlen(text));
-    cJSON_free(text);
-    if (s < 0) goto fail;
+    if ((s = el_json_save_in(out_cfg, tmp, "config.json")) < 0) goto fail;
 
     /* model.safetensors, streamed tensor by tensor */
     if ((s = el_path_join(path, sizeof path, tmp, "model.safetensors")) < 0) goto fail;

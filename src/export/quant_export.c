@@ -1387,16 +1387,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     }
     cJSON_AddStringToObject(ex, "source_dir", hf_dir);
     cJSON_AddStringToObject(ex, "edgellm_version", edgellm_version());
-    {
-        char *text = cJSON_Print(out_cfg);
-        if (!text) {
-            s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
-            goto fail;
-        }
-        if ((s = el_path_join(path, sizeof path, tmp, "config.json")) >= 0) s = el_write_file(path, text, strlen(text));
-        cJSON_free(text);
-        if (s < 0) goto fail;
-    }
+    if ((s = el_json_save_in(out_cfg, tmp, "config.json")) < 0) goto fail;
     if ((s = el_path_join(path, sizeof path, tmp, "model.safetensors")) < 0) goto fail;
     if ((s = olist_write(&out, path)) < 0) goto fail;
     if ((s = el_copy_aux_files(hf_dir, tmp)) < 0) goto fail;
@@ -1569,12 +1560,7 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
     cJSON_AddStringToObject(exj, "quantization", qn);
     cJSON_AddStringToObject(exj, "source_dir", hf_dir);
     cJSON_AddStringToObject(exj, "edgellm_version", edgellm_version());
-    {
-        char *text = cJSON_Print(out_cfg);
-        if ((s = el_path_join(path, sizeof path, tmp, "config.json")) >= 0) s = el_write_file(path, text, strlen(text));
-        cJSON_free(text);
-        if (s < 0) goto fail;
-    }
+    if ((s = el_json_save_in(out_cfg, tmp, "config.json")) < 0) goto fail;
     if ((s = el_path_join(path, sizeof path, tmp, "model.safetensors")) < 0) goto fail;
     if ((s = olist_write(&out, path)) < 0) goto fail;
     if ((s = el_copy_aux_files(hf_dir, tmp)) < 0) goto fail;

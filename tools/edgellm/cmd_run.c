@@ -43,29 +43,23 @@ typedef struct req_in {
     size_t n_ids;
 } req_in;
 
-static edgellm_status bad(const char *fmt, const char *a, long b) {
-    char msg[512];
-    snprintf(msg, sizeof msg, fmt, a, b);
-    return el_err(EDGELLM_STATUS_FORMAT, "%s", msg);
-}
-
 /* Validates one message and returns a normalised copy with content as a typed array. */
-static edgellm_status norm_message(const cJSON *m, long ri, long mi, cJSON **out) {
+static edgellm_status norm_message(const cJSON *m, long ri, cJSON **out) {
     *out = NULL;
-    if (!cJSON_IsObject(m)) return bad("request %s%ld: message is not an object", "", ri);
+    if (!cJSON_IsObject(m)) return el_err(EDGELLM_STATUS_FORMAT, "request %ld: message is not an object", ri);
     const cJSON *role = cJSON_GetObjectItemCaseSensitive(m, "role");
     const cJSON *content = cJSON_GetObjectItemCaseSensitive(m, "content");
-    if (!cJSON_IsString(role)) return bad("request %s%ld: message without a string 'role'", "", ri);
+    if (!cJSON_IsString(role)) return el_err(EDGELLM_STATUS_FORMAT, "request %ld: message without a string 'role'", ri);
     if (strcmp(role->valuestring, "system") && strcmp(role->valuestring, "user") &&
         strcmp(role->valuestring, "assistant"))
-        return bad("unknown message role '%s' in request %ld (system, user or assistant)", role->valuestring, ri);
+        return el_err(EDGELLM_STATUS_FORMAT, "unknown message role '%s' in request %ld (system, user or assistant)", role->valuestring, ri);
     cJSON *o = cJSON_CreateObject(), *arr = cJSON_CreateArray();
     cJSON_AddStringToObject(o, "role", role->valuestring);
     cJSON_AddItemToObject(o, "content", arr);
     if (cJSON_IsString(content)) {
         if (strlen(content->valuestring) > MAX_CONTENT_BYTES) {
             cJSON_Delete(o);
-            return bad("request %s%ld: content item larger than 128 KB", "", ri);
+            return el_err(EDGELLM_STATUS_FORMAT, "request %ld: content item larger than 128 KB", ri);
         }
         cJSON *it = cJSON_CreateObject();
         cJSON_AddStringToObject(it, "type", "text");
@@ -74,20 +68,20 @@ static edgellm_status norm_message(const cJSON *m, long ri, long mi, cJSON **out
     } else if (cJSON_IsArray(content)) {
         if (cJSON_GetArraySize(content) > MAX_CONTENT_ITEMS) {
             cJSON_Delete(o);
-            return bad("request %s%ld: more than 16 content items in a message", "", ri);
+            return el_err(EDGELLM_STATUS_FORMAT, "request %ld: more than 16 content items in a message", ri);
         }
         const cJSON *c;
         cJSON_ArrayForEach(c, content) {
             const cJSON *type = cJSON_GetObjectItemCaseSensitive(c, "type");
             if (!cJSON_IsString(type)) {
                 cJSON_Delete(o);
-                return bad("request %s%ld: content item without a string 'type'", "", ri);
+                return el_err(EDGELLM_STATUS_FORMAT, "request %ld: content item without a string 'type'", ri);
             }
             if (!strcmp(type->valuestring, "text")) {
                 const cJSON *t = cJSON_GetObjectItemCaseSensitive(c, "text");
                 if (!cJSON_IsString(t) || strlen(t->valuestring) > MAX_CONTENT_BYTES) {
                     cJSON_Delete(o);
-                    return bad("request %s%ld: text item needs a string 'text' of at most 128 KB", "", ri);
+                    return el_err(EDGELLM_STATUS_FORMAT, "request %ld: text item needs a string 'text' of at most 128 KB", ri);
                 }
                 cJSON *it = cJSON_CreateObject();
                 cJSON_AddStringToObject(it, "type", "text");
@@ -100,17 +94,16 @@ static edgellm_status norm_message(const cJSON *m, long ri, long mi, cJSON **out
                               "request %ld: '%s' content needs a multimodal engine, which this engine is not", ri,
                               type->valuestring);
             } else {
-                char msg[128];
-                snprintf(msg, sizeof msg, "%s", type->valuestring);
+                edgellm_status st = el_err(EDGELLM_STATUS_FORMAT, "unknown content type '%s' in request %ld",
+                                           type->valuestring, ri);
                 cJSON_Delete(o);
-                return bad("unknown content type '%s' in request %ld", msg, ri);
+                return st;
             }
         }
     } else {
         cJSON_Delete(o);
-        return bad("request %s%ld: 'content' must be a string or an array", "", ri);
+        return el_err(EDGELLM_STATUS_FORMAT, "request %ld: 'content' must be a string or an array", ri);
     }
-    (void)mi;
     *out = o;
     return EDGELLM_STATUS_OK;
 }
@@ -311,10 +304,9 @@ int cmd_run(int argc, char **argv) {
             }
             reqs[ri].messages = cJSON_CreateArray();
             const cJSON *m;
-            int mi = 0;
             cJSON_ArrayForEach(m, msgs) {
                 cJSON *nm;
-                if (norm_message(m, ri, mi++, &nm) < 0) {
+                if (norm_message(m, ri, &nm) < 0) {
                     rc = cli_fail(in);
                     goto end;
                 }
@@ -411,16 +403,13 @@ int cmd_run(int argc, char **argv) {
     }
     /* write atomically: a reader never sees a half-written output file */
     {
-        char *txt = cJSON_Print(out);
         char tmp[4096];
         snprintf(tmp, sizeof tmp, "%s.tmp", outp);
-        if (!txt || el_write_file(tmp, txt, strlen(txt)) < 0 || rename(tmp, outp) != 0) {
-            free(txt);
+        if (el_json_save(out, tmp) < 0 || rename(tmp, outp) != 0) {
             remove(tmp);
             rc = cli_fail("writing the output file");
             goto end;
         }
-        free(txt);
     }
     edgellm_metrics mm;
     edgellm_runtime_get_metrics(rt, &mm);
@@ -455,9 +444,7 @@ int cmd_run(int argc, char **argv) {
         cJSON_AddNumberToObject(gn, "average_time_per_token_ms", acc.decode_tokens ? acc.decode_ms / acc.decode_tokens : 0);
         cJSON_AddNumberToObject(p, "peak_cpu_memory_bytes", (double)mm.peak_rss_bytes);
         cJSON_AddNumberToObject(p, "peak_gpu_memory_bytes", (double)mm.peak_device_bytes);
-        char *txt = cJSON_Print(p);
-        if (!txt || el_write_file(prof_out, txt, strlen(txt)) < 0) any_failed = true;
-        free(txt);
+        if (el_json_save(p, prof_out) < 0) any_failed = true;
         cJSON_Delete(p);
     }
     rc = any_failed ? 1 : 0;

@@ -82,12 +82,8 @@ static edgellm_status write_synth(const char *dir, const el_hparams *hp, el_dtyp
     if (!cfg) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
     static const char *tn[] = {[EL_DTYPE_F32] = "float32", [EL_DTYPE_F16] = "float16", [EL_DTYPE_BF16] = "bfloat16"};
     cJSON_AddStringToObject(cfg, "torch_dtype", tn[dt]);
-    char *text = cJSON_Print(cfg);
+    edgellm_status s = el_json_save_in(cfg, dir, "config.json");
     cJSON_Delete(cfg);
-    if (!text) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
-    edgellm_status s = el_path_join(path, sizeof path, dir, "config.json");
-    if (s >= 0) s = el_write_file(path, text, strlen(text));
-    cJSON_free(text);
     EL_TRY(s);
 
     decl_list l = {0};
