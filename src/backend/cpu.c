@@ -221,20 +221,9 @@ static void mm_run(void *c, int ith, int nth) {
 }
 
 /* Quantized weights (kernels/quant.h): the scalar reference for now, output columns split over the
- * pool (the SIMD kernels replace el_ref_qmatmul here). */
-typedef struct qmm_task {
-    const float *x;
-    int64_t m, k;
-    const void *w;
-    el_dtype wt;
-    int64_t n;
-    const float *bias;
-    float *y;
-    int64_t ldy;
-} qmm_task;
-
+ * pool (the SIMD kernels replace el_ref_qmatmul here). Uses the dense task's operands only. */
 static void qmm_run(void *c, int ith, int nth) {
-    const qmm_task *t = c;
+    const mm_task *t = c;
     int64_t a, b;
     split(t->n, ith, nth, 16, &a, &b);
     if (b > a) el_ref_qmatmul(t->x, t->m, t->k, t->w, t->wt, t->n, a, b, t->bias, t->y, t->ldy);
@@ -243,7 +232,7 @@ static void qmm_run(void *c, int ith, int nth) {
 static edgellm_status cpu_qmatmul(cpu_be *cb, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
                                   int64_t n, const float *bias, float *y, int64_t ldy) {
     if (m == 0) return EDGELLM_STATUS_OK;
-    qmm_task t = {x, m, k, w, wt, n, bias, y, ldy};
+    mm_task t = {x, m, k, w, wt, n, bias, y, ldy, false, 0, 0};
     if (cb->nth <= 1 || !cb->tp || (double)m * (double)n * (double)k < 65536.0)
         qmm_run(&t, 0, 1);
     else
