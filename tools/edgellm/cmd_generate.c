@@ -199,26 +199,21 @@ int cmd_generate(int argc, char **argv) {
         edgellm_runtime_free(rt);
         return cli_fail("tokenizing the prompt");
     }
+    int32_t bos = -1;
+    const int32_t *prompt_ids = ids;
     if (n_ids == 0) { /* nothing to condition on: start from BOS when the model has one */
-        int32_t bos = edgellm_runtime_bos_id(rt);
+        bos = edgellm_runtime_bos_id(rt);
         if (bos < 0) bos = edgellm_tokenizer_bos_id(tok);
         if (bos < 0) {
             edgellm_free(ids);
             edgellm_runtime_free(rt);
             return cli_usage_error("empty prompt and the model has no BOS token");
         }
-        edgellm_free(ids);
-        ids = malloc(sizeof(int32_t));
-        if (!ids) return 1;
-        ids[0] = bos;
+        prompt_ids = &bos;
         n_ids = 1;
-        rc = stream_generate(rt, &o, ids, n_ids);
-        free(ids);
-        ids = NULL;
-    } else {
-        rc = stream_generate(rt, &o, ids, n_ids);
-        edgellm_free(ids);
     }
+    rc = stream_generate(rt, &o, prompt_ids, n_ids);
+    edgellm_free(ids);
     if (!rc) fputc('\n', stdout);
     if (!rc && o.stats) print_stats(rt);
     edgellm_runtime_free(rt);
