@@ -121,31 +121,6 @@ static edgellm_status bq_plan(const el_hparams *hp, const el_st_file *st, const 
     return s;
 }
 
-/* The runtime runs every linear of a layer with one weight format: refuse mixed layers. */
-static edgellm_status bq_check_layers(const el_hparams *hp, const bitem *items, int64_t n) {
-    static const char *lin[] = {"self_attn.q_proj.weight", "self_attn.k_proj.weight", "self_attn.v_proj.weight",
-                                "self_attn.o_proj.weight", "mlp.gate_proj.weight",    "mlp.up_proj.weight",
-                                "mlp.down_proj.weight"};
-    for (int64_t l = 0; l < hp->n_layer; l++) {
-        el_dtype first = EL_DTYPE_COUNT;
-        for (int w = 0; w < 7; w++) {
-            char name[256];
-            snprintf(name, sizeof name, "model.layers.%lld.%s", (long long)l, lin[w]);
-            for (int64_t i = 0; i < n; i++)
-                if (!strcmp(items[i].name, name)) {
-                    el_dtype d = items[i].quant ? items[i].dst : items[i].src->dtype;
-                    if (first == EL_DTYPE_COUNT) first = d;
-                    else if (d != first)
-                        return el_err(EDGELLM_STATUS_UNSUPPORTED,
-                                      "layer %lld mixes weight formats (%s is %s, q_proj is %s): the runtime needs one "
-                                      "format for all linears of a layer (exclude whole layers, not single linears)",
-                                      (long long)l, name, el_dtype_name(d), el_dtype_name(first));
-                }
-        }
-    }
-    return EDGELLM_STATUS_OK;
-}
-
 static edgellm_status bq_write(const el_st_file *st, const el_qconfig *qc, const bitem *it, el_sink_fn sink,
                                void *user) {
     char prefix[512];
@@ -324,7 +299,6 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
         data_size = (data_size + it->nbytes + EL_ENGINE_TENSOR_ALIGN - 1) & ~(uint64_t)(EL_ENGINE_TENSOR_ALIGN - 1);
         weight_bytes += it->nbytes;
     }
-    if (qc.quantized && (s = bq_check_layers(&hp, items, n_items)) < 0) goto fail;
 
     const size_t buf_bytes = el_stream_buf_size(max_conv);
     buf = el_aligned_alloc(buf_bytes);

@@ -28,8 +28,9 @@
 typedef struct layer_w {
     const void *attn_norm, *q, *k, *v, *o, *q_b, *k_b, *v_b, *o_b, *q_norm, *k_norm;
     const void *ffn_norm, *gate, *up, *down, *gate_b, *up_b, *down_b;
-    el_dtype wt;   /* dtype of the 2-D weights */
-    el_dtype nt;   /* dtype of 1-D tensors (norms, biases) */
+    /* dtype of each linear's weight: a quantized export may keep some linears float (--exclude) */
+    el_dtype q_t, k_t, v_t, o_t, gate_t, up_t, down_t;
+    el_dtype nt; /* dtype of 1-D tensors (norms, biases) */
     void *k_cache, *v_cache;
 } layer_w;
 
@@ -136,10 +137,10 @@ static edgellm_status map_weights(edgellm_runtime *rt) {
     for (int64_t l = 0; l < hp->n_layer; l++) {
         layer_w *L = &rt->layers[l];
         MAPL(attn_norm, "input_layernorm.weight", true, &L->nt);
-        MAPL(q, "self_attn.q_proj.weight", true, &L->wt);
-        MAPL(k, "self_attn.k_proj.weight", true, NULL);
-        MAPL(v, "self_attn.v_proj.weight", true, NULL);
-        MAPL(o, "self_attn.o_proj.weight", true, NULL);
+        MAPL(q, "self_attn.q_proj.weight", true, &L->q_t);
+        MAPL(k, "self_attn.k_proj.weight", true, &L->k_t);
+        MAPL(v, "self_attn.v_proj.weight", true, &L->v_t);
+        MAPL(o, "self_attn.o_proj.weight", true, &L->o_t);
         MAPL(q_b, "self_attn.q_proj.bias", hp->qkv_bias, NULL);
         MAPL(k_b, "self_attn.k_proj.bias", hp->qkv_bias, NULL);
         MAPL(v_b, "self_attn.v_proj.bias", hp->qkv_bias, NULL);
@@ -147,9 +148,9 @@ static edgellm_status map_weights(edgellm_runtime *rt) {
         MAPL(q_norm, "self_attn.q_norm.weight", hp->qk_norm, NULL);
         MAPL(k_norm, "self_attn.k_norm.weight", hp->qk_norm, NULL);
         MAPL(ffn_norm, "post_attention_layernorm.weight", true, NULL);
-        MAPL(gate, "mlp.gate_proj.weight", true, NULL);
-        MAPL(up, "mlp.up_proj.weight", true, NULL);
-        MAPL(down, "mlp.down_proj.weight", true, NULL);
+        MAPL(gate, "mlp.gate_proj.weight", true, &L->gate_t);
+        MAPL(up, "mlp.up_proj.weight", true, &L->up_t);
+        MAPL(down, "mlp.down_proj.weight", true, &L->down_t);
         MAPL(gate_b, "mlp.gate_proj.bias", hp->mlp_bias, NULL);
         MAPL(up_b, "mlp.up_proj.bias", hp->mlp_bias, NULL);
         MAPL(down_b, "mlp.down_proj.bias", hp->mlp_bias, NULL);
@@ -410,9 +411,9 @@ static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max
         const layer_w *L = &rt->layers[l];
         EL_TRY(B->rmsnorm(be, rt->x, L->attn_norm, L->nt, n, E, eps, rt->h));
         if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_ATTN_IN, rt->h, n, E));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->q, L->wt, Hq * D, L->q_b, rt->q, Hq * D));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->k, L->wt, Hk * D, L->k_b, rt->k, Hk * D));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->v, L->wt, Hk * D, L->v_b, rt->v, Hk * D));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->q, L->q_t, Hq * D, L->q_b, rt->q, Hq * D));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->k, L->k_t, Hk * D, L->k_b, rt->k, Hk * D));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->v, L->v_t, Hk * D, L->v_b, rt->v, Hk * D));
         if (hp->qk_norm) {
             EL_TRY(B->rmsnorm(be, rt->q, L->q_norm, L->nt, n * Hq, D, eps, rt->q));
             EL_TRY(B->rmsnorm(be, rt->k, L->k_norm, L->nt, n * Hk, D, eps, rt->k));
@@ -428,15 +429,15 @@ static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max
         EL_TRY(B->attention(be, rt->q, n, Hq, Hk, D, rt->slot_dev, rt->pos_dev, max_pos, L->k_cache, L->v_cache,
                             rt->kv_t, rt->kv_cap, scale, rt->att));
         if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_O_IN, rt->att, n, Hq * D));
-        EL_TRY(B->matmul(be, rt->att, n, Hq * D, L->o, L->wt, E, L->o_b, rt->h, E));
+        EL_TRY(B->matmul(be, rt->att, n, Hq * D, L->o, L->o_t, E, L->o_b, rt->h, E));
         EL_TRY(B->add(be, rt->x, rt->h, n * E));
         EL_TRY(B->rmsnorm(be, rt->x, L->ffn_norm, L->nt, n, E, eps, rt->h));
         if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_MLP_IN, rt->h, n, E));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->gate, L->wt, F, L->gate_b, rt->g, F));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->up, L->wt, F, L->up_b, rt->u, F));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->gate, L->gate_t, F, L->gate_b, rt->g, F));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->up, L->up_t, F, L->up_b, rt->u, F));
         EL_TRY(B->swiglu(be, rt->g, rt->u, rt->g, n * F));
         if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_DOWN_IN, rt->g, n, F));
-        EL_TRY(B->matmul(be, rt->g, n, F, L->down, L->wt, E, L->down_b, rt->h, E));
+        EL_TRY(B->matmul(be, rt->g, n, F, L->down, L->down_t, E, L->down_b, rt->h, E));
         EL_TRY(B->add(be, rt->x, rt->h, n * E));
     }
     return EDGELLM_STATUS_OK;
