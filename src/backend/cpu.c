@@ -27,6 +27,10 @@ typedef struct cpu_be {
     int nth;
     bool ref;
     _Atomic uint64_t cur, peak;
+    /* int8-activation quantized matmul: the activations quantized once per call + per-thread scratch;
+     * grown on demand (the first call of a shape allocates, decode steps reuse it) */
+    uint8_t *qbuf;
+    size_t qcap;
 } cpu_be;
 
 static cpu_be *CB(el_backend *be) { return (cpu_be *)be->ctx; }
@@ -36,6 +40,7 @@ static const char *cpu_name(el_backend *be) { return CB(be)->ref ? "cpu-referenc
 static void cpu_free(el_backend *be) {
     cpu_be *cb = CB(be);
     el_threadpool_free(cb->tp);
+    el_free_aligned(cb->qbuf);
     el_free(cb);
 }
 
@@ -229,9 +234,78 @@ static void qmm_run(void *c, int ith, int nth) {
     if (b > a) el_ref_qmatmul(t->x, t->m, t->k, t->w, t->wt, t->n, a, b, t->bias, t->y, t->ldy);
 }
 
+/* w8a8 / q8_0 / q4_0 on the VNNI kernels: x quantized once (rows split over the pool for prefill) into
+ * the shared buffer, then chunks of 16-row multiples of W handed out dynamically as in mm_run. */
+typedef struct qi8_task {
+    mm_task mm;
+    uint8_t *act, *scr;
+    size_t scr_each;
+} qi8_task;
+
+static void qi8_quant_run(void *c, int ith, int nth) {
+    const qi8_task *t = c;
+    int64_t a, b;
+    split(t->mm.m, ith, nth, 1, &a, &b);
+    edgellm_cpu_qmm_i8_quantize(t->mm.w, t->mm.wt, t->mm.x, t->mm.m, t->mm.k, a, b, t->act);
+}
+
+static void qi8_run(void *c, int ith, int nth) {
+    qi8_task *t = c;
+    mm_task *mt = &t->mm;
+    void *scr = t->scr + (size_t)ith * t->scr_each;
+    if (nth == 1) {
+        edgellm_cpu_qmm_i8(t->act, mt->m, mt->k, mt->w, mt->wt, mt->n, 0, mt->n, mt->bias, mt->y, mt->ldy, scr);
+        return;
+    }
+    for (;;) {
+        int64_t a = atomic_fetch_add_explicit(&mt->next, mt->chunk, memory_order_relaxed);
+        if (a >= mt->n) break;
+        int64_t b = a + mt->chunk < mt->n ? a + mt->chunk : mt->n;
+        edgellm_cpu_qmm_i8(t->act, mt->m, mt->k, mt->w, mt->wt, mt->n, a, b, mt->bias, mt->y, mt->ldy, scr);
+    }
+}
+
+static edgellm_status cpu_qmm_i8(cpu_be *cb, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
+                                 int64_t n, const float *bias, float *y, int64_t ldy) {
+    const int nth = cb->tp ? cb->nth : 1;
+    const size_t act = (edgellm_cpu_qmm_i8_act_bytes(wt, m, k) + 63) & ~(size_t)63;
+    const size_t each = (edgellm_cpu_qmm_i8_scratch(wt, m, k) + 63) & ~(size_t)63;
+    const size_t need = act + (size_t)nth * each;
+    if (need > cb->qcap) {
+        el_free_aligned(cb->qbuf);
+        cb->qcap = 0;
+        cb->qbuf = el_aligned_alloc(need);
+        if (!cb->qbuf) return el_err(EDGELLM_STATUS_NO_MEMORY, "matmul %s: out of memory (%zu bytes of scratch)",
+                                     el_dtype_name(wt), need);
+        cb->qcap = need;
+    }
+    qi8_task t = {{x, m, k, w, wt, n, bias, y, ldy, false, 0, 0}, cb->qbuf, cb->qbuf + act, each};
+    const bool par = nth > 1 && (double)m * (double)n * (double)k >= 65536.0;
+    if (par && m >= 2 * nth && (double)m * (double)k >= 32768.0)
+        el_threadpool_run(cb->tp, qi8_quant_run, &t);
+    else
+        qi8_quant_run(&t, 0, 1);
+    if (!par) {
+        qi8_run(&t, 0, 1);
+        return EDGELLM_STATUS_OK;
+    }
+    int64_t chunk = (n / (EL_MM_CHUNKS_PER_THREAD * (int64_t)nth)) & ~(int64_t)15;
+    t.mm.chunk = chunk < 16 ? 16 : chunk;
+    el_threadpool_run(cb->tp, qi8_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status cpu_qmatmul(cpu_be *cb, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
                                   int64_t n, const float *bias, float *y, int64_t ldy) {
     if (m == 0) return EDGELLM_STATUS_OK;
+    switch (wt) { /* SIMD kernels per format where there are some; else the reference below */
+    case EL_DTYPE_Q_W8A8:
+    case EL_DTYPE_Q8_0:
+    case EL_DTYPE_Q4_0:
+        if (!cb->ref && edgellm_cpu_qmm_i8_supported(wt, k)) return cpu_qmm_i8(cb, x, m, k, w, wt, n, bias, y, ldy);
+        break;
+    default: break;
+    }
     mm_task t = {x, m, k, w, wt, n, bias, y, ldy, false, 0, 0};
     if (cb->nth <= 1 || !cb->tp || (double)m * (double)n * (double)k < 65536.0)
         qmm_run(&t, 0, 1);

@@ -81,6 +81,20 @@ void edgellm_cpu_add(float *y, const float *x, int64_t i0, int64_t i1);
 void edgellm_cpu_rope(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64_t head_dim, int64_t n_rot,
                       const int32_t *pos, const float *inv_freq, float attn_scale);
 
+/* (added) Int8-activation quantized matmul (w8a8, q8_0, q4_0 layouts of kernels/quant.h) on AVX-512 VNNI
+ * (src/kernels/cpu/qint8*.c), bit-exact with el_ref_qmatmul. qmm_i8_supported false (other CPU / ISA,
+ * ggml k not a multiple of 32): run el_ref_qmatmul instead. Per matmul call: qmm_i8_quantize x (m, k)
+ * into a 64-byte aligned buffer of qmm_i8_act_bytes (ONCE, rows [i0, i1) per thread if split), then
+ * qmm_i8 on any row ranges [n0, n1) of W (multiples of 16 rows keep whole tiles), each with its own
+ * per-thread scratch of qmm_i8_scratch bytes (no alignment needed). */
+bool edgellm_cpu_qmm_i8_supported(el_dtype wt, int64_t k);
+size_t edgellm_cpu_qmm_i8_act_bytes(el_dtype wt, int64_t m, int64_t k);
+size_t edgellm_cpu_qmm_i8_scratch(el_dtype wt, int64_t m, int64_t k);
+void edgellm_cpu_qmm_i8_quantize(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
+                                 int64_t i1, void *act);
+void edgellm_cpu_qmm_i8(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n, int64_t n0,
+                        int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
+
 /* ---- thread pool (created once, reused; no allocation per call) ------------------------------ */
 typedef struct el_threadpool el_threadpool;
 el_threadpool *el_threadpool_create(int n_threads);
