@@ -1,0 +1,35 @@
+/*
+ * fused.cuh - host launchers of the fused decode kernels (fused.cu), used by the CUDA backend's optional
+ * fused ops (src/backend/backend.h). Conventions as cuda_kernels.cuh: activations f32, weights (n, k)
+ * row-major F32/F16/BF16 (ELK_* type codes), launchers enqueue on `st` and return the launch error.
+ */
+#ifndef EL_CUDA_FUSED_CUH
+#define EL_CUDA_FUSED_CUH
+
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+/* elk_fused_gemv modes */
+#define ELK_FG_STORE 0  /* y_i = h W_i^T + b_i                                      */
+#define ELK_FG_ACCUM 1  /* y_i += h W_i^T + b_i (residual add; y_i must not alias x) */
+#define ELK_FG_SWIGLU 2 /* y_0 = silu(h W_0^T + b_0) * (h W_1^T + b_1), n_w = 2, n = n_0 */
+
+/* One row x (k) f32; h = rmsnorm(x; norm_w, eps) = x * rsqrt(mean(x^2) + eps) * norm_w (norm_w f32 (k)),
+ * or h = x when norm_w is NULL. STORE/ACCUM: 1 <= n_w <= 3 weights W_i (n[i], k) of type wt, outputs y[i]
+ * (n[i]), bias[i] f32 or NULL; all matrices in one launch (blocks map to (matrix, row tile)). Each block
+ * reads all of x and computes the norm itself (no separate rmsnorm pass). */
+cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
+                           int n_w, const void *const *w, const int64_t *n, const float *const *bias,
+                           float *const *y, int mode, int n_sm);
+
+/* q (n_tok, n_head, hd) and k, v (n_tok, n_head_kv, hd) f32: q and k rmsnormed per head when q_norm /
+ * k_norm (f32 (hd)) are given, RoPE as elk_rope (n_rot, pos, inv_freq, attn_scale) in place on q and k,
+ * then k and v written to the cache as elk_kv_store (kv_t F32/F16/BF16; positions outside [0, cap) and
+ * negative slots skipped). One block per (token, head); hd <= 1024. */
+cudaError_t elk_qk_rope_store(cudaStream_t st, float *q, float *k, const float *v, int64_t n_tok,
+                              int64_t n_head, int64_t n_head_kv, int64_t hd, const float *q_norm,
+                              const float *k_norm, float eps, int64_t n_rot, const int32_t *pos,
+                              const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
+                              void *v_cache, int kv_t, int64_t cap);
+
+#endif
