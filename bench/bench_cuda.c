@@ -288,8 +288,8 @@ static void bench_attention(void) {
         int key = 5000 + (int)batch + 100 * mode;
         OK(be->iface.graph_begin(be, key));
         for (int c = 0; c < 20; c++)
-            OK(be->iface.attention(be, q, batch, nh, nkv, hd, slot, pos, (int32_t)cap - 1, kc, vc, EL_DTYPE_BF16, cap,
-                                   0.088f, out));
+            OK(be->iface.attention(be, q, batch, nh, nkv, hd, slot, pos, (int32_t)cap - 1, kc, vc,
+                                   EL_DTYPE_BF16, 1.f, 1.f, cap, 0.088f, out));
         OK(be->iface.graph_end(be, key));
         OK(be->iface.graph_launch(be, key));
         OK(be->iface.sync(be));

@@ -23,6 +23,8 @@ static void fill(void *p, el_dtype t, size_t n, unsigned seed) {
             memcpy((float *)p + i, &u, 4);
         } else if (t == EL_DTYPE_BF16) {
             ((uint16_t *)p)[i] = (uint16_t)((b & 0x807fu) | ((120u + ((b >> 7) & 7u)) << 7));
+        } else if (t == EL_DTYPE_F8_E4M3) {
+            ((uint8_t *)p)[i] = (uint8_t)((b & 0x87u) | ((4u + ((b >> 3) & 3u)) << 3));
         } else {
             ((uint16_t *)p)[i] = (uint16_t)((b & 0x83ffu) | ((12u + ((b >> 10) & 3u)) << 10));
         }
@@ -128,7 +130,8 @@ static void bench_attention(el_backend *be, el_cpu_isa isa, el_dtype kt, int nth
         double best = 1e30;
         for (int r = 0; r < 20; r++) {
             double t0 = el_time_ms();
-            be->iface.attention(be, q, 1, nh, nkv, hd, &slot, &pos, pos, kc, vc, kt, cap, 0.088f, o);
+            be->iface.attention(be, q, 1, nh, nkv, hd, &slot, &pos, pos, kc, vc, kt, 1.f, 1.f, cap, 0.088f,
+                                o);
             double dt = el_time_ms() - t0;
             if (dt < best) best = dt;
         }
@@ -172,7 +175,8 @@ int main(int argc, char **argv) {
         if (isa != EL_ISA_SCALAR)
             for (int d = 0; d < 3; d++) bench_gemm(ben, (el_cpu_isa)isa, dts[d], nth, quick);
         if (isa != EL_ISA_SCALAR)
-            for (int d = 0; d < 3; d++) bench_attention(ben, (el_cpu_isa)isa, dts[d], nth);
+            for (int d = 0; d < 4; d++) /* and the fp8 KV cache */
+                bench_attention(ben, (el_cpu_isa)isa, d < 3 ? dts[d] : EL_DTYPE_F8_E4M3, nth);
     }
     el_cpu_isa_set(best);
     el_backend_free(be1);

@@ -52,8 +52,10 @@ typedef struct edgellm_build_params {
     int32_t max_input_len;         /* default 1024                                               */
     int32_t max_kv_cache_capacity; /* default 4096 (tokens per sequence: prompt + generated)     */
     bool overwrite;                /* default false                                              */
-    const char *kv_cache_dtype;    /* "auto" (default: f32 for fp32 weights, else f16), "f32",   */
-                                   /* "f16", "bf16"                                              */
+    const char *kv_cache_dtype;    /* "auto" (default: fp8 when the export has calibrated K/V    */
+                                   /* scales, else f32 for fp32 weights, else f16), "f32",       */
+                                   /* "f16", "bf16", "fp8" (e4m3 with the export's per-layer     */
+                                   /* K/V scales; INVALID_ARG when the export has none)          */
 } edgellm_build_params;
 edgellm_build_params edgellm_build_params_default(void);
 
@@ -70,7 +72,9 @@ typedef struct edgellm_engine_info {
     uint64_t file_bytes;
     bool has_tokenizer;
     bool tied_embeddings;
-    char kv_cache_dtype[16]; /* "f32", "f16", "bf16"                                             */  /* the output head is the embedding table                        */
+    char kv_cache_dtype[16];
+        /* "f32", "f16", "bf16", "fp8"                                      */ /* the output head is the
+                                                                                  embedding table */
 } edgellm_engine_info;
 edgellm_status edgellm_engine_info_read(const char *engine_dir, edgellm_engine_info *out);
 

@@ -45,14 +45,17 @@ typedef struct el_backend_i {
                              int64_t n, const float *bias, float *y, int64_t ldy);
     edgellm_status (*rope)(el_backend *be, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim,
                            int64_t n_rot, const int32_t *pos, const float *inv_freq, float attn_scale);
-    edgellm_status (*kv_store)(el_backend *be, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
-                               int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache,
-                               void *v_cache, el_dtype kv_t, int64_t cap);
+    /* kv_t F32/F16/BF16, or F8_E4M3 with the layer's k_scale / v_scale (finite, > 0; kernels.h):
+     * the float types ignore the scales. */
+    edgellm_status (*kv_store)(el_backend *be, const float *k, const float *v, int64_t n_tok,
+                               int64_t n_head_kv, int64_t head_dim, const int32_t *slot, const int32_t *pos,
+                               void *k_cache, void *v_cache, el_dtype kv_t, float k_scale, float v_scale,
+                               int64_t cap);
     /* max_pos: an upper bound of pos[] (host value) so kernels can size their work. */
-    edgellm_status (*attention)(el_backend *be, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
-                                int64_t head_dim, const int32_t *slot, const int32_t *pos, int32_t max_pos,
-                                const void *k_cache, const void *v_cache, el_dtype kv_t, int64_t cap, float scale,
-                                float *out);
+    edgellm_status (*attention)(el_backend *be, const float *q, int64_t n_tok, int64_t n_head,
+                                int64_t n_head_kv, int64_t head_dim, const int32_t *slot, const int32_t *pos,
+                                int32_t max_pos, const void *k_cache, const void *v_cache, el_dtype kv_t,
+                                float k_scale, float v_scale, int64_t cap, float scale, float *out);
     edgellm_status (*swiglu)(el_backend *be, const float *gate, const float *up, float *out, int64_t n);
     edgellm_status (*add)(el_backend *be, float *y, const float *x, int64_t n);
 

@@ -1,9 +1,11 @@
 /* cpu.c - the CPU backend: host memory, ops on the SIMD kernels split over a persistent thread pool
  * (or, with use_reference, the scalar reference kernels). Nothing is allocated per op. */
 #include "backend/backend.h"
+#include "kernels/e4m3.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
 
+#include <math.h>
 #include <stdatomic.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -121,6 +123,17 @@ static edgellm_status cpu_sync(el_backend *be) {
 }
 
 static bool float_dtype(el_dtype t) { return t == EL_DTYPE_F32 || t == EL_DTYPE_F16 || t == EL_DTYPE_BF16; }
+/* KV cache types: the float types, or fp8 with usable scales */
+static edgellm_status check_kv_type(const char *op, el_dtype t, float k_scale, float v_scale) {
+    if (float_dtype(t)) return EDGELLM_STATUS_OK;
+    if (t != EL_DTYPE_F8_E4M3)
+        return el_err(EDGELLM_STATUS_UNSUPPORTED, "%s: kv dtype %s", op, el_dtype_name(t));
+    if (!(k_scale > 0 && k_scale < INFINITY && v_scale > 0 && v_scale < INFINITY))
+        return el_err(EDGELLM_STATUS_INVALID_ARG,
+                      "%s: fp8 KV cache scales must be finite and > 0 (k %g, v %g)", op, (double)k_scale,
+                      (double)v_scale);
+    return EDGELLM_STATUS_OK;
+}
 
 /* Splits [0, n) into nth near-equal parts aligned to `align`; part ith is [*a, *b). */
 static void split(int64_t n, int ith, int nth, int64_t align, int64_t *a, int64_t *b) {
@@ -161,15 +174,17 @@ static edgellm_status cpu_embed(el_backend *be, const int32_t *ids, int64_t n, c
     return EDGELLM_STATUS_OK;
 }
 
-static edgellm_status cpu_kv_store(el_backend *be, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
-                                   int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache,
-                                   void *v_cache, el_dtype kv_t, int64_t cap) {
+static edgellm_status cpu_kv_store(el_backend *be, const float *k, const float *v, int64_t n_tok,
+                                   int64_t n_head_kv, int64_t head_dim, const int32_t *slot,
+                                   const int32_t *pos, void *k_cache, void *v_cache, el_dtype kv_t,
+                                   float k_scale, float v_scale, int64_t cap) {
     if (!k || !v || !slot || !pos || !k_cache || !v_cache || n_tok < 0 || n_head_kv <= 0 || head_dim <= 0 || cap <= 0)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "kv_store: bad arguments");
-    if (!float_dtype(kv_t)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "kv_store: kv dtype %s", el_dtype_name(kv_t));
+    EL_TRY(check_kv_type("kv_store", kv_t, k_scale, v_scale));
     EL_TRY(check_slot_pos("kv_store", slot, pos, n_tok, cap));
     if (CB(be)->ref) {
-        edgellm_ref_kv_store(k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap);
+        edgellm_ref_kv_store(k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, k_scale,
+                             v_scale, cap);
         return EDGELLM_STATUS_OK;
     }
     const size_t es = el_dtype_size(kv_t);
@@ -177,6 +192,14 @@ static edgellm_status cpu_kv_store(el_backend *be, const float *k, const float *
         for (int64_t h = 0; h < n_head_kv; h++) {
             size_t dst = (size_t)((((int64_t)slot[t] * n_head_kv + h) * cap + pos[t]) * head_dim) * es;
             int64_t src = (t * n_head_kv + h) * head_dim;
+            if (kv_t == EL_DTYPE_F8_E4M3) { /* e4m3(x / scale), as the reference */
+                uint8_t *kd = (uint8_t *)k_cache + dst, *vd = (uint8_t *)v_cache + dst;
+                for (int64_t i = 0; i < head_dim; i++) {
+                    kd[i] = el_e4m3_from_f32(k[src + i] / k_scale);
+                    vd[i] = el_e4m3_from_f32(v[src + i] / v_scale);
+                }
+                continue;
+            }
             el_convert(kv_t, (char *)k_cache + dst, EL_DTYPE_F32, k + src, (size_t)head_dim);
             el_convert(kv_t, (char *)v_cache + dst, EL_DTYPE_F32, v + src, (size_t)head_dim);
         }
@@ -478,6 +501,7 @@ typedef struct at_task {
     const int32_t *slot, *pos;
     const void *kc, *vc;
     el_dtype kt;
+    float k_scale, v_scale;
     int64_t cap;
     float scale;
     float *out;
@@ -493,15 +517,16 @@ static void at_run(void *c, int ith, int nth) {
         int64_t a = atomic_fetch_add(&t->next, t->chunk);
         if (a >= t->n_items) break;
         int64_t b = a + t->chunk < t->n_items ? a + t->chunk : t->n_items;
-        edgellm_cpu_attention_items(t->q, a, b, t->n_head, t->n_head_kv, t->head_dim, t->slot, t->pos, t->kc, t->vc,
-                                    t->kt, t->cap, t->scale, t->out);
+        edgellm_cpu_attention_items(t->q, a, b, t->n_head, t->n_head_kv, t->head_dim, t->slot, t->pos, t->kc,
+                                    t->vc, t->kt, t->k_scale, t->v_scale, t->cap, t->scale, t->out);
     }
 }
 
-static edgellm_status cpu_attention(el_backend *be, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
-                                    int64_t head_dim, const int32_t *slot, const int32_t *pos, int32_t max_pos,
-                                    const void *k_cache, const void *v_cache, el_dtype kv_t, int64_t cap, float scale,
-                                    float *out) {
+static edgellm_status cpu_attention(el_backend *be, const float *q, int64_t n_tok, int64_t n_head,
+                                    int64_t n_head_kv, int64_t head_dim, const int32_t *slot,
+                                    const int32_t *pos, int32_t max_pos, const void *k_cache,
+                                    const void *v_cache, el_dtype kv_t, float k_scale, float v_scale,
+                                    int64_t cap, float scale, float *out) {
     cpu_be *cb = CB(be);
     if (!q || !slot || !pos || !k_cache || !v_cache || !out || n_tok < 0 || n_head <= 0 || n_head_kv <= 0 ||
         n_head % n_head_kv || head_dim <= 0 || cap <= 0 || max_pos >= cap)
@@ -509,14 +534,15 @@ static edgellm_status cpu_attention(el_backend *be, const float *q, int64_t n_to
                       "attention: bad arguments (n_head=%lld n_head_kv=%lld head_dim=%lld cap=%lld max_pos=%d)",
                       (long long)n_head, (long long)n_head_kv, (long long)head_dim, (long long)cap, (int)max_pos);
     if (head_dim > 4096) return el_err(EDGELLM_STATUS_UNSUPPORTED, "attention: head_dim %lld > 4096", (long long)head_dim);
-    if (!float_dtype(kv_t)) return el_err(EDGELLM_STATUS_UNSUPPORTED, "attention: kv dtype %s", el_dtype_name(kv_t));
+    EL_TRY(check_kv_type("attention", kv_t, k_scale, v_scale));
     EL_TRY(check_slot_pos("attention", slot, pos, n_tok, max_pos + 1));
     if (cb->ref) {
-        edgellm_ref_attention(q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap, scale, out);
+        edgellm_ref_attention(q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t,
+                              k_scale, v_scale, cap, scale, out);
         return EDGELLM_STATUS_OK;
     }
-    at_task t = {q, n_tok * n_head_kv, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap, scale,
-                 out, 1, 0};
+    at_task t = {q,    n_tok * n_head_kv, n_head,  n_head_kv, head_dim, slot, pos, k_cache, v_cache,
+                 kv_t, k_scale,           v_scale, cap,       scale,    out,  1,   0};
     /* short contexts: hand out several items at a time to keep the counter off the critical path */
     if ((int64_t)max_pos < 64) t.chunk = t.n_items / (4 * cb->nth) > 1 ? t.n_items / (4 * cb->nth) : 1;
     if (cb->nth <= 1 || t.n_items < 2 || (double)t.n_items * (max_pos + 1.0) * (double)head_dim < 16384.0)

@@ -401,23 +401,32 @@ static edgellm_status be_rope(el_backend *be, float *x, int64_t n_tok, int64_t n
     return EDGELLM_STATUS_OK;
 }
 
+/* KV cache types: the float types, or fp8 (e4m3) with finite positive scales */
+static bool kv_type_ok(el_dtype t, float k_scale, float v_scale) {
+    if (float_type(t)) return true;
+    return t == EL_DTYPE_F8_E4M3 && k_scale > 0 && k_scale < INFINITY && v_scale > 0 && v_scale < INFINITY;
+}
+static int kv_elk(el_dtype t) { return t == EL_DTYPE_F8_E4M3 ? ELK_E4M3 : elk_type(t); }
+
 static edgellm_status be_kv_store(el_backend *be, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
                                   int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache,
-                                  void *v_cache, el_dtype kv_t, int64_t cap) {
+                                  void *v_cache, el_dtype kv_t, float k_scale, float v_scale, int64_t cap) {
     cu_ctx *c = ctx_of(be);
-    if (!float_type(kv_t) || n_tok < 0 || n_head_kv <= 0 || head_dim <= 0 || cap <= 0)
-        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda kv_store: bad cache dtype %s or shape", el_dtype_name(kv_t));
-    CU_TRY(elk_kv_store(c->st, k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, elk_type(kv_t), cap));
+    if (!kv_type_ok(kv_t, k_scale, v_scale) || n_tok < 0 || n_head_kv <= 0 || head_dim <= 0 || cap <= 0)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda kv_store: bad cache dtype %s (or fp8 scales) or shape",
+                      el_dtype_name(kv_t));
+    CU_TRY(elk_kv_store(c->st, k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_elk(kv_t), k_scale,
+                        v_scale, cap));
     return EDGELLM_STATUS_OK;
 }
 
 static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                                    int64_t head_dim, const int32_t *slot, const int32_t *pos, int32_t max_pos,
-                                   const void *k_cache, const void *v_cache, el_dtype kv_t, int64_t cap, float scale,
-                                   float *out) {
+                                   const void *k_cache, const void *v_cache, el_dtype kv_t, float k_scale,
+                                   float v_scale, int64_t cap, float scale, float *out) {
     cu_ctx *c = ctx_of(be);
     (void)max_pos; /* grids depend on static shapes only (graph replays see new positions) */
-    if (!float_type(kv_t) || n_tok < 0 || n_head_kv <= 0 || n_head % n_head_kv || head_dim < 1 || head_dim > 256 ||
+    if (!kv_type_ok(kv_t, k_scale, v_scale) || n_tok < 0 || n_head_kv <= 0 || n_head % n_head_kv || head_dim < 1 || head_dim > 256 ||
         cap <= 0)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda attention: bad dtype %s or shape (heads %lld/%lld, head_dim "
                       "%lld)", el_dtype_name(kv_t), (long long)n_head, (long long)n_head_kv, (long long)head_dim);
@@ -435,8 +444,8 @@ static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok
     elk_attention_plan(n_tok, n_head, n_head_kv, head_dim, cap, c->n_sm, &n_split, &chunk, &part_floats);
     void *part = NULL;
     if (part_floats) EL_TRY(scratch(c, part_floats * sizeof(float), &part));
-    CU_TRY(elk_attention(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, elk_type(kv_t), cap,
-                         scale, out, n_split, chunk, (float *)part));
+    CU_TRY(elk_attention(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_elk(kv_t),
+                         k_scale, v_scale, cap, scale, out, n_split, chunk, (float *)part));
     return EDGELLM_STATUS_OK;
 }
 

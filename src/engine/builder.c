@@ -11,6 +11,7 @@
 #include <cjson/cJSON.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <math.h>
 #include <stdio.h>
 #include <string.h>
 #include <unistd.h>
@@ -140,6 +141,43 @@ static edgellm_status bq_write(const el_st_file *st, const el_qconfig *qc, const
     return s;
 }
 
+/* The export's per-layer fp8 KV cache scales (model.layers.N.self_attn.k_scale / v_scale, F32 scalars,
+ * --kv-cache-quantization fp8) as *out = {k0, v0, k1, v1, ...}; *out = NULL when the export has none.
+ * FORMAT when only some are present or one is not a positive finite f32. */
+static edgellm_status kv_scales_read(const el_st_file *st, const el_hparams *hp, float **out) {
+    *out = NULL;
+    int64_t found = 0;
+    float *sc = el_calloc((size_t)(2 * hp->n_layer) + 1, sizeof(float));
+    if (!sc) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    for (int64_t i = 0; i < 2 * hp->n_layer; i++) {
+        char name[128];
+        snprintf(name, sizeof name, "model.layers.%lld.self_attn.%s", (long long)(i / 2),
+                 i % 2 ? "v_scale" : "k_scale");
+        const el_st_tensor *t = el_st_find(st, name);
+        if (!t) continue;
+        float v = 0;
+        if (t->dtype == EL_DTYPE_F32 && t->nbytes == 4) memcpy(&v, t->data, 4);
+        if (!(v > 0 && v < INFINITY)) {
+            el_free(sc);
+            return el_err(EDGELLM_STATUS_FORMAT, "export tensor %s must be one positive F32 value", name);
+        }
+        sc[i] = v;
+        found++;
+    }
+    if (found == 0) {
+        el_free(sc);
+        return EDGELLM_STATUS_OK;
+    }
+    if (found != 2 * hp->n_layer) {
+        el_free(sc);
+        return el_err(EDGELLM_STATUS_FORMAT,
+                      "export has K/V cache scales for some layers only (%lld of %lld)", (long long)found,
+                      (long long)(2 * hp->n_layer));
+    }
+    *out = sc;
+    return EDGELLM_STATUS_OK;
+}
+
 /* Progress line with ETA on stderr. */
 static void el_progress(const char *what, int64_t done, int64_t total, double t0) {
     double el = (el_time_ms() - t0) / 1000.0, eta = done > 0 ? el * (double)(total - done) / (double)done : 0;
@@ -196,8 +234,10 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     snprintf(prof.backend, sizeof prof.backend, "%s", backend);
     EL_TRY(el_profile_validate(&prof));
     if (bp.kv_cache_dtype && strcmp(bp.kv_cache_dtype, "auto") && strcmp(bp.kv_cache_dtype, "f32") &&
-        strcmp(bp.kv_cache_dtype, "f16") && strcmp(bp.kv_cache_dtype, "bf16"))
-        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown KV cache dtype '%s' (expected auto, f32, f16 or bf16)",
+        strcmp(bp.kv_cache_dtype, "f16") && strcmp(bp.kv_cache_dtype, "bf16") &&
+        strcmp(bp.kv_cache_dtype, "fp8"))
+        return el_err(EDGELLM_STATUS_INVALID_ARG,
+                      "unknown KV cache dtype '%s' (expected auto, f32, f16, bf16 or fp8)",
                       bp.kv_cache_dtype);
     if (!el_dir_exists(export_dir)) return el_err(EDGELLM_STATUS_IO, "export directory %s does not exist", export_dir);
     EL_TRY(el_check_distinct_dirs(export_dir, engine_dir));
@@ -213,6 +253,7 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     const bool p_progress = false;
     const double t_build0 = el_time_ms();
     uint64_t *offs = NULL, *hashes = NULL;
+    float *kv_sc = NULL;
     el_hasher *h = NULL;
     void *buf = NULL;
     char *text = NULL;
@@ -323,11 +364,28 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     cJSON_AddNumberToObject(jp, "max_input_len", prof.max_input_len);
     cJSON_AddNumberToObject(jp, "max_kv_cache_capacity", prof.max_kv_cache_capacity);
     {
-        /* KV cache precision: fp32 engines keep fp32 (exact parity); others default to f16 */
-        const char *kvd = bp.kv_cache_dtype && strcmp(bp.kv_cache_dtype, "auto") ? bp.kv_cache_dtype
-                          : wdt == EL_DTYPE_F32                                    ? "f32"
-                                                                                   : "f16";
+        /* KV cache precision: an export with calibrated K/V scales (--kv-cache-quantization fp8) gets fp8;
+         * otherwise fp32 engines keep fp32 (exact parity) and others default to f16 */
+        const bool auto_kv = !bp.kv_cache_dtype || !strcmp(bp.kv_cache_dtype, "auto");
+        if ((s = kv_scales_read(&st, &hp, &kv_sc)) < 0) goto fail;
+        const char *kvd = !auto_kv ? bp.kv_cache_dtype : kv_sc ? "fp8" : wdt == EL_DTYPE_F32 ? "f32" : "f16";
+        if (!strcmp(kvd, "fp8") && !kv_sc) {
+            s = el_err(
+                EDGELLM_STATUS_INVALID_ARG,
+                "%s: an fp8 KV cache needs the export's calibrated K/V scales "
+                "(model.layers.N.self_attn.k_scale / v_scale); export with --kv-cache-quantization fp8",
+                export_dir);
+            goto fail;
+        }
         cJSON_AddStringToObject(jp, "kv_cache_dtype", kvd);
+        if (!strcmp(kvd, "fp8")) {
+            cJSON *js = cJSON_AddObjectToObject(jp, "kv_cache_scales");
+            cJSON *jk = cJSON_AddArrayToObject(js, "k_scale"), *jv = cJSON_AddArrayToObject(js, "v_scale");
+            for (int64_t l = 0; l < hp.n_layer; l++) {
+                cJSON_AddItemToArray(jk, cJSON_CreateNumber((double)kv_sc[2 * l]));
+                cJSON_AddItemToArray(jv, cJSON_CreateNumber((double)kv_sc[2 * l + 1]));
+            }
+        }
     }
     cJSON_AddStringToObject(meta, "weight_dtype", el_dtype_name(wdt));
     cJSON_AddItemToObject(meta, "export", cJSON_Duplicate(ex, true));
@@ -435,6 +493,7 @@ done:
     el_free_aligned(buf);
     el_free(offs);
     el_free(hashes);
+    el_free(kv_sc);
     el_export_plan_free(&plan);
     bq_free(&bq);
     el_free(items);

@@ -20,7 +20,8 @@
  *              {"format":"edgellm-engine","version":1,
  *               "config": {HF-style config.json object written by el_hparams_to_config},
  *               "profile": {"backend":"cpu","max_batch_size":4,"max_input_len":1024,
- *                           "max_kv_cache_capacity":4096, "kv_cache_dtype":"f16"},
+ *                           "max_kv_cache_capacity":4096, "kv_cache_dtype":"f16",
+ *                           "kv_cache_scales": {"k_scale":[n_layer], "v_scale":[n_layer]} (fp8 only)},
  *               "weight_dtype":"bf16", "export": {... export metadata ...}, "weight_bytes":N,
  *               "tensors":[{"name":..., "dtype":"bf16", "layout":"rowmajor", "shape":[r,c],
  *                           "offset": <bytes from data_offset, multiple of 64>, "nbytes":N,
@@ -56,7 +57,8 @@ typedef struct el_profile {
     int32_t max_batch_size;
     int32_t max_input_len;
     int32_t max_kv_cache_capacity;
-    el_dtype kv_dtype; /* KV cache element type: F32, F16 or BF16 ("kv_cache_dtype", default f32) */
+    el_dtype kv_dtype; /* KV cache element type: F32, F16, BF16 or F8_E4M3 ("kv_cache_dtype": f32 (default),
+                          f16, bf16, fp8) */
 } el_profile;
 
 typedef struct el_engine {
@@ -65,6 +67,8 @@ typedef struct el_engine {
     el_hparams hp;
     el_profile profile;
     el_dtype weight_dtype;
+    float *kv_k_scale,
+        *kv_v_scale;           /* (n_layer) fp8 KV cache scales (profile.kv_cache_scales); NULL otherwise */
     el_engine_tensor *tensors; /* (n_tensors) sorted by name */
     int64_t n_tensors;
     uint64_t weight_bytes;
@@ -77,5 +81,7 @@ typedef struct el_engine {
 edgellm_status el_engine_open(const char *dir, bool verify, el_engine **out);
 void el_engine_close(el_engine *e);
 const el_engine_tensor *el_engine_find(const el_engine *e, const char *name);
+/* The profile's name of a KV cache dtype: "f32", "f16", "bf16", "fp8". */
+const char *el_kv_dtype_name(el_dtype t);
 
 #endif

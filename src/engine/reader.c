@@ -89,9 +89,40 @@ static edgellm_status parse_profile(const cJSON *jp, el_profile *p, const char *
     if (!kvd || !strcmp(kvd, "f32")) p->kv_dtype = EL_DTYPE_F32;
     else if (!strcmp(kvd, "f16")) p->kv_dtype = EL_DTYPE_F16;
     else if (!strcmp(kvd, "bf16")) p->kv_dtype = EL_DTYPE_BF16;
+    else if (!strcmp(kvd, "fp8"))
+        p->kv_dtype = EL_DTYPE_F8_E4M3;
     else return el_err(EDGELLM_STATUS_FORMAT, "%s: unknown kv_cache_dtype '%s' in the build profile", path, kvd);
     edgellm_status s = el_profile_validate(p);
     if (s < 0) return el_err(EDGELLM_STATUS_FORMAT, "%s: bad build profile: %s", path, edgellm_last_error());
+    return EDGELLM_STATUS_OK;
+}
+
+/* profile.kv_cache_scales {"k_scale": [n_layer], "v_scale": [n_layer]} of an fp8 KV cache: finite, > 0 */
+static edgellm_status parse_kv_scales(const cJSON *jp, el_engine *e, const char *path) {
+    const cJSON *js = cJSON_GetObjectItemCaseSensitive(jp, "kv_cache_scales");
+    const int64_t nl = e->hp.n_layer;
+    e->kv_k_scale = el_calloc((size_t)nl + 1, sizeof(float));
+    e->kv_v_scale = el_calloc((size_t)nl + 1, sizeof(float));
+    if (!e->kv_k_scale || !e->kv_v_scale) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    for (int w = 0; w < 2; w++) {
+        const char *key = w ? "v_scale" : "k_scale";
+        const cJSON *ja = cJSON_GetObjectItemCaseSensitive(js, key);
+        if (!cJSON_IsArray(ja) || cJSON_GetArraySize(ja) != nl)
+            return el_err(EDGELLM_STATUS_FORMAT,
+                          "%s: fp8 KV cache without profile.kv_cache_scales.%s (%lld layer scales expected)",
+                          path, key, (long long)nl);
+        float *dst = w ? e->kv_v_scale : e->kv_k_scale;
+        int64_t l = 0;
+        const cJSON *jv;
+        cJSON_ArrayForEach(jv, ja) {
+            double v = cJSON_IsNumber(jv) ? jv->valuedouble : -1;
+            if (!(v > 0 && v < 3.0e38))
+                return el_err(EDGELLM_STATUS_FORMAT,
+                              "%s: profile.kv_cache_scales.%s[%lld] is not a positive number", path, key,
+                              (long long)l);
+            dst[l++] = (float)v;
+        }
+    }
     return EDGELLM_STATUS_OK;
 }
 
@@ -175,6 +206,9 @@ edgellm_status el_engine_open(const char *dir, bool verify, el_engine **out) {
         goto fail;
     }
     if ((s = parse_profile(cJSON_GetObjectItemCaseSensitive(e->meta, "profile"), &e->profile, path)) < 0) goto fail;
+    if (e->profile.kv_dtype == EL_DTYPE_F8_E4M3 &&
+        (s = parse_kv_scales(cJSON_GetObjectItemCaseSensitive(e->meta, "profile"), e, path)) < 0)
+        goto fail;
     const char *wd = NULL;
     if ((s = el_json_str(e->meta, "weight_dtype", &wd)) < 0) goto fail;
     if (!wd || !dtype_from_name(wd, &e->weight_dtype) ||
@@ -293,6 +327,8 @@ void el_engine_close(el_engine *e) {
     if (!e) return;
     for (int64_t i = 0; i < e->n_tensors; i++) el_free(e->tensors[i].name);
     el_free(e->tensors);
+    el_free(e->kv_k_scale);
+    el_free(e->kv_v_scale);
     el_mmap_close(&e->map);
     cJSON_Delete(e->meta);
     el_free(e->dir);
@@ -310,6 +346,10 @@ const el_engine_tensor *el_engine_find(const el_engine *e, const char *name) {
         else hi = mid - 1;
     }
     return NULL;
+}
+
+const char *el_kv_dtype_name(el_dtype t) {
+    return t == EL_DTYPE_F8_E4M3 ? "fp8" : el_dtype_name(t);
 }
 
 static const char *user_dtype(el_dtype t) {
@@ -343,7 +383,7 @@ edgellm_status edgellm_engine_info_read(const char *engine_dir, edgellm_engine_i
     out->max_batch_size = e->profile.max_batch_size;
     out->max_input_len = e->profile.max_input_len;
     out->max_kv_cache_capacity = e->profile.max_kv_cache_capacity;
-    snprintf(out->kv_cache_dtype, sizeof out->kv_cache_dtype, "%s", el_dtype_name(e->profile.kv_dtype));
+    snprintf(out->kv_cache_dtype, sizeof out->kv_cache_dtype, "%s", el_kv_dtype_name(e->profile.kv_dtype));
     out->weight_bytes = e->weight_bytes;
     out->file_bytes = e->map.size;
     char p[4096];

@@ -9,7 +9,10 @@
  *
  * Conventions: activations are f32 row-major; a weight W of dtype wt is (n, k) row-major and a matmul
  * computes y[i, j] = sum_k x[i, k] * W[j, k] (+ bias[j]), i.e. y = x W^T as torch.nn.Linear.
- * The KV cache of one layer is (n_slot, n_head_kv, cap, head_dim) in kv_t (F32, F16 or BF16).
+ * The KV cache of one layer is (n_slot, n_head_kv, cap, head_dim) in kv_t (F32, F16, BF16 or F8_E4M3).
+ * F8_E4M3 (fp8 KV cache) stores e4m3(k / k_scale) and e4m3(v / v_scale) (x / scale in f32, then the
+ * saturating RNE conversion of el_f32_to_e4m3, kernels/e4m3.h) and reads e4m3 * scale; k_scale and
+ * v_scale are the layer's calibrated scales (> 0). The float cache types ignore them.
  */
 #ifndef EL_KERNELS_H
 #define EL_KERNELS_H
@@ -36,14 +39,14 @@ void edgellm_ref_rope(float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim
                       const int32_t *pos, const float *inv_freq, float attn_scale);
 /* Writes k, v (n_tok, n_head_kv, head_dim) into the cache of the layer at [slot[t], h, pos[t], :]. */
 void edgellm_ref_kv_store(const float *k, const float *v, int64_t n_tok, int64_t n_head_kv, int64_t head_dim,
-                          const int32_t *slot, const int32_t *pos, void *k_cache, void *v_cache, el_dtype kv_t,
-                          int64_t cap);
+                          const int32_t *slot, const int32_t *pos, void *k_cache, void *v_cache,
+                          el_dtype kv_t, float k_scale, float v_scale, int64_t cap);
 /* Causal attention over the cache: token t (query q[t], (n_head, head_dim)) attends to positions
  * 0..pos[t] of its slot; GQA: q head h uses kv head h / (n_head / n_head_kv).
  * out (n_tok, n_head, head_dim) = softmax(q k^T * scale) v. */
 void edgellm_ref_attention(const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                            const int32_t *slot, const int32_t *pos, const void *k_cache, const void *v_cache,
-                           el_dtype kv_t, int64_t cap, float scale, float *out);
+                           el_dtype kv_t, float k_scale, float v_scale, int64_t cap, float scale, float *out);
 /* out[i] = silu(gate[i]) * up[i], n elements. out may alias gate. */
 void edgellm_ref_swiglu(const float *gate, const float *up, float *out, int64_t n);
 /* y[i] += x[i] */
@@ -67,14 +70,15 @@ void edgellm_cpu_rmsnorm(const float *x, const void *w, el_dtype wt, int64_t r0,
 /* Tokens [t0, t1) and all heads. */
 void edgellm_cpu_attention(const float *q, int64_t t0, int64_t t1, int64_t n_head, int64_t n_head_kv,
                            int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
-                           const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out,
-                           float *scratch /* >= cap floats */);
+                           const void *v_cache, el_dtype kv_t, float k_scale, float v_scale, int64_t cap,
+                           float scale, float *out, float *scratch /* >= cap floats */);
 void edgellm_cpu_swiglu(const float *gate, const float *up, float *out, int64_t i0, int64_t i1);
 /* (added) Work items [i0, i1) over (token, kv head) pairs, item = t * n_head_kv + kv_head: every q head
  * of that kv head for that token. Lets the backend split decode attention over heads. No scratch. */
 void edgellm_cpu_attention_items(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv,
-                                 int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
-                                 const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out);
+                                 int64_t head_dim, const int32_t *slot, const int32_t *pos,
+                                 const void *k_cache, const void *v_cache, el_dtype kv_t, float k_scale,
+                                 float v_scale, int64_t cap, float scale, float *out);
 /* (added) y[i] += x[i] for i in [i0, i1). */
 void edgellm_cpu_add(float *y, const float *x, int64_t i0, int64_t i1);
 /* (added) RoPE as edgellm_ref_rope on tokens [t0, t1) (fp32 cosf/sinf). */

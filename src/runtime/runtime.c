@@ -32,6 +32,7 @@ typedef struct layer_w {
     el_dtype q_t, k_t, v_t, o_t, gate_t, up_t, down_t;
     el_dtype nt; /* dtype of 1-D tensors (norms, biases) */
     void *k_cache, *v_cache;
+    float k_scale, v_scale; /* fp8 KV cache: the layer's calibrated scales (1 for float caches) */
 } layer_w;
 
 struct edgellm_runtime {
@@ -242,6 +243,9 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
     for (int64_t l = 0; l < hp->n_layer; l++) {
         EL_CHECK(alloc_dev(rt, kv_bytes, &rt->layers[l].k_cache));
         EL_CHECK(alloc_dev(rt, kv_bytes, &rt->layers[l].v_cache));
+        const bool fp8 = rt->kv_t == EL_DTYPE_F8_E4M3; /* the reader guarantees the scales */
+        rt->layers[l].k_scale = fp8 ? rt->eng->kv_k_scale[l] : 1.0f;
+        rt->layers[l].v_scale = fp8 ? rt->eng->kv_v_scale[l] : 1.0f;
     }
     rt->seq_len = el_calloc((size_t)nb, sizeof(int32_t));
     if (!rt->seq_len) {
@@ -345,7 +349,7 @@ edgellm_status edgellm_runtime_get_info(const edgellm_runtime *rt, edgellm_engin
     o->file_bytes = rt->eng->map.size;
     o->has_tokenizer = rt->tok != NULL;
     o->tied_embeddings = hp->tied_embd;
-    snprintf(o->kv_cache_dtype, sizeof o->kv_cache_dtype, "%s", el_dtype_name(rt->kv_t));
+    snprintf(o->kv_cache_dtype, sizeof o->kv_cache_dtype, "%s", el_kv_dtype_name(rt->kv_t));
     return EDGELLM_STATUS_OK;
 }
 
@@ -425,9 +429,9 @@ static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max
             EL_TRY(tap(rt, l, EL_TAP_V, rt->v, n, Hk * D));
         }
         EL_TRY(B->kv_store(be, rt->k, rt->v, n, Hk, D, rt->slot_dev, rt->pos_dev, L->k_cache, L->v_cache, rt->kv_t,
-                           rt->kv_cap));
+                           L->k_scale, L->v_scale, rt->kv_cap));
         EL_TRY(B->attention(be, rt->q, n, Hq, Hk, D, rt->slot_dev, rt->pos_dev, max_pos, L->k_cache, L->v_cache,
-                            rt->kv_t, rt->kv_cap, scale, rt->att));
+                            rt->kv_t, L->k_scale, L->v_scale, rt->kv_cap, scale, rt->att));
         if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_O_IN, rt->att, n, Hq * D));
         EL_TRY(B->matmul(be, rt->att, n, Hq * D, L->o, L->o_t, E, L->o_b, rt->h, E));
         EL_TRY(B->add(be, rt->x, rt->h, n * E));

@@ -2,11 +2,14 @@
  * test_cuda_ops.c - every op of the CUDA backend, through the el_backend_i vtable, against the scalar
  * references edgellm_ref_* on seeded random inputs (NMSE thresholds: f32 paths 1e-6, GEMV with
  * f16/bf16 weights 1e-5, tensor-core GEMM 1e-3). Also: CUDA-graph capture and replay with new
- * positions, argument errors, peak memory. Prints one "op ... nmse" line per case.
+ * positions, argument errors, peak memory. Prints one "op ... nmse" line per case. The KV cache ops run
+ * for f32/f16/bf16 and the fp8 (e4m3) cache with per-layer scales (kv_store bytes identical to the
+ * reference, attention against the reference's e4m3 * scale).
  * Skips (exit 77) when no CUDA device is present.
  */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "test.h"
 
 static el_backend *be;
@@ -25,10 +28,16 @@ static float *rand_f32(size_t n, float scale) {
     for (size_t i = 0; i < n; i++) p[i] = frand() * scale;
     return p;
 }
-/* n random values stored as dtype t (host). */
+/* n random values stored as dtype t (host); F8_E4M3: e4m3 codes of values in [-300, 300] * scale. */
 static void *rand_typed(el_dtype t, size_t n, float scale) {
     float *f = rand_f32(n, scale);
     if (t == EL_DTYPE_F32) return f;
+    if (t == EL_DTYPE_F8_E4M3) {
+        uint8_t *o = el_malloc(n);
+        for (size_t i = 0; i < n; i++) o[i] = el_f32_to_e4m3(f[i] * 300.f);
+        el_free(f);
+        return o;
+    }
     void *o = el_malloc(n * 2);
     el_convert(t, o, EL_DTYPE_F32, f, n);
     el_free(f);
@@ -54,6 +63,11 @@ static void report(const char *what, double nmse, double tol) {
 }
 
 static const el_dtype FT[3] = {EL_DTYPE_F32, EL_DTYPE_F16, EL_DTYPE_BF16};
+/* KV cache types and the fp8 cache's scales (k: inputs up to 1 / KS = 500 saturate at 448; the float
+ * caches ignore the scales) */
+static const el_dtype KVT[4] = {EL_DTYPE_F32, EL_DTYPE_F16, EL_DTYPE_BF16, EL_DTYPE_F8_E4M3};
+#define KS (1.f / 500.f)
+#define VS 0.0041f
 
 static void test_embed(void) {
     for (int ti = 0; ti < 3; ti++) {
@@ -141,19 +155,34 @@ static void free_cache(kvc *c) {
 }
 
 static void test_kv_store(void) {
-    for (int ti = 0; ti < 3; ti++) {
+    for (int ti = 0; ti < 4; ti++) {
         const int64_t n_tok = 3, nkv = 2, hd = 64, cap = 16, n_slot = 3;
-        kvc c = make_cache(FT[ti], n_slot, nkv, cap, hd);
+        const el_dtype kt = KVT[ti];
+        kvc c = make_cache(kt, n_slot, nkv, cap, hd);
         float *k = rand_f32(n_tok * nkv * hd, 1.f), *v = rand_f32(n_tok * nkv * hd, 1.f);
         int32_t slot[3] = {2, 0, 2}, pos[3] = {0, 15, 7};
-        edgellm_ref_kv_store(k, v, n_tok, nkv, hd, slot, pos, c.hk, c.hv, FT[ti], cap);
+        edgellm_ref_kv_store(k, v, n_tok, nkv, hd, slot, pos, c.hk, c.hv, kt, KS, VS, cap);
         float *dk = dput(k, n_tok * nkv * hd * 4), *dv = dput(v, n_tok * nkv * hd * 4);
         int32_t *ds = dput(slot, sizeof slot), *dp = dput(pos, sizeof pos);
-        CHECK_OK(be->iface.kv_store(be, dk, dv, n_tok, nkv, hd, ds, dp, c.dk, c.dv, FT[ti], cap));
+        CHECK_OK(be->iface.kv_store(be, dk, dv, n_tok, nkv, hd, ds, dp, c.dk, c.dv, kt, KS, VS, cap));
         size_t n = (size_t)(n_slot * nkv * cap * hd);
         void *gk = el_malloc(c.bytes), *gv = el_malloc(c.bytes);
         dget(gk, c.dk, c.bytes);
         dget(gv, c.dv, c.bytes);
+        if (kt == EL_DTYPE_F8_E4M3) { /* e4m3(x / scale): the same bytes as the reference */
+            size_t dk_n = 0, dv_n = 0;
+            for (size_t i = 0; i < c.bytes; i++) {
+                dk_n += ((uint8_t *)gk)[i] != ((uint8_t *)c.hk)[i];
+                dv_n += ((uint8_t *)gv)[i] != ((uint8_t *)c.hv)[i];
+            }
+            printf("op %-58s %zu/%zu bytes differ %s\n", "kv_store fp8 (e4m3, k saturating)", dk_n + dv_n, 2 * c.bytes,
+                   dk_n + dv_n ? "FAIL" : "ok");
+            CHECKF(dk_n + dv_n == 0, "kv_store fp8: %zu bytes differ from the reference", dk_n + dv_n);
+            be->iface.dealloc(be, dk), be->iface.dealloc(be, dv), be->iface.dealloc(be, ds), be->iface.dealloc(be, dp);
+            free_cache(&c);
+            el_free(k), el_free(v), el_free(gk), el_free(gv);
+            continue;
+        }
         float *a = el_malloc(n * 4), *b = el_malloc(n * 4);
         el_convert(EL_DTYPE_F32, a, FT[ti], c.hk, n);
         el_convert(EL_DTYPE_F32, b, FT[ti], gk, n);
@@ -195,12 +224,13 @@ static void run_attention(const att_case *ac) {
         if (pos[t] > max_pos) max_pos = pos[t];
     }
     float scale = 1.f / sqrtf((float)ac->hd);
-    edgellm_ref_attention(q, ac->n_tok, ac->n_head, ac->nkv, ac->hd, slot, pos, c.hk, c.hv, ac->t, ac->cap, scale, ref);
+    edgellm_ref_attention(q, ac->n_tok, ac->n_head, ac->nkv, ac->hd, slot, pos, c.hk, c.hv, ac->t, KS, VS, ac->cap,
+                          scale, ref);
     float *dq = dput(q, nq * 4), *dout = dput(NULL, nq * 4);
     int32_t *ds = dput(slot, ac->n_tok * 4), *dp = dput(pos, ac->n_tok * 4);
     dpoison(dout, nq);
     CHECK_OK(be->iface.attention(be, dq, ac->n_tok, ac->n_head, ac->nkv, ac->hd, ds, dp, max_pos, c.dk, c.dv, ac->t,
-                                 ac->cap, scale, dout));
+                                 KS, VS, ac->cap, scale, dout));
     dget(got, dout, nq * 4);
     char nm[128];
     snprintf(nm, sizeof nm, "attention %s kv %s", ac->name, el_dtype_name(ac->t));
@@ -224,6 +254,15 @@ static void test_attention(void) {
         {"prefill 70 tok, 8/2 heads, hd 64, cap 128", 70, 8, 2, 64, 128, 1, EL_DTYPE_F32, 1},
         {"prefill 300 tok, 16/8 heads, hd 128, cap 512", 300, 16, 8, 128, 512, 1, EL_DTYPE_F16, 1},
         {"prefill 33 tok, 6/3 heads, hd 96 (generic), cap 64", 33, 6, 3, 96, 64, 1, EL_DTYPE_BF16, 1},
+        /* fp8 (e4m3) cache: every vector-load width, split and unsplit, staged and generic paths */
+        {"decode 3 tok, 16/4 heads, hd 128, cap 2048 (split)", 3, 16, 4, 128, 2048, 2, EL_DTYPE_F8_E4M3, 0},
+        {"decode 2 tok, 32/8 heads, hd 64, cap 4096 (split)", 2, 32, 8, 64, 4096, 2, EL_DTYPE_F8_E4M3, 0},
+        {"decode 3 tok, 8/8 heads, hd 32, cap 100", 3, 8, 8, 32, 100, 2, EL_DTYPE_F8_E4M3, 0},
+        {"decode 1 tok, 16/2 heads, hd 256, cap 600", 1, 16, 2, 256, 600, 1, EL_DTYPE_F8_E4M3, 0},
+        {"decode 2 tok, 4/2 heads, hd 80 (generic), cap 700", 2, 4, 2, 80, 700, 2, EL_DTYPE_F8_E4M3, 0},
+        {"decode 2 tok, 64/2 heads, hd 128 (G 32, generic P V), cap 900", 2, 64, 2, 128, 900, 2, EL_DTYPE_F8_E4M3, 0},
+        {"prefill 300 tok, 16/8 heads, hd 128, cap 512", 300, 16, 8, 128, 512, 1, EL_DTYPE_F8_E4M3, 1},
+        {"prefill 70 tok, 8/2 heads, hd 64, cap 128", 70, 8, 2, 64, 128, 1, EL_DTYPE_F8_E4M3, 1},
     };
     for (int mode = 1; mode >= 0; mode--) { /* 1: direct loads only, 0: cp.async-staged where it applies */
         elk_attn_stage_mode = mode;
@@ -303,11 +342,10 @@ static void test_matmul(void) {
     run_matmul(128, 100, 90, EL_DTYPE_BF16, 0, 90, 1e-3);
 }
 
-/* Captures rope + kv_store + attention for 2 tokens, replays with new positions. */
-static void test_graph(void) {
+/* Captures rope + kv_store + attention for 2 tokens, replays with new positions (graph key: key). */
+static void test_graph(el_dtype t, int key) {
     if (!be->iface.graph_begin) return;
     const int64_t n_tok = 2, nh = 8, nkv = 2, hd = 64, cap = 1024, n_slot = 2;
-    const el_dtype t = EL_DTYPE_F16;
     kvc c = make_cache(t, n_slot, nkv, cap, hd);
     float inv[32];
     for (int i = 0; i < 32; i++) inv[i] = (float)pow(10000.0, -2.0 * i / 64.0);
@@ -317,14 +355,14 @@ static void test_graph(void) {
     int32_t slot[2] = {1, 0};
     CHECK_OK(be->iface.upload(be, dslot, slot, sizeof slot));
     float scale = 0.125f;
-    CHECK(!be->iface.graph_has(be, 7));
-    CHECK_OK(be->iface.graph_begin(be, 7));
+    CHECK(!be->iface.graph_has(be, key));
+    CHECK_OK(be->iface.graph_begin(be, key));
     CHECK_OK(be->iface.rope(be, dq, n_tok, nh, hd, hd, dpos, dinv, 1.f));
     CHECK_OK(be->iface.rope(be, dk, n_tok, nkv, hd, hd, dpos, dinv, 1.f));
-    CHECK_OK(be->iface.kv_store(be, dk, dv, n_tok, nkv, hd, dslot, dpos, c.dk, c.dv, t, cap));
-    CHECK_OK(be->iface.attention(be, dq, n_tok, nh, nkv, hd, dslot, dpos, 0, c.dk, c.dv, t, cap, scale, dout));
-    CHECK_OK(be->iface.graph_end(be, 7));
-    CHECK(be->iface.graph_has(be, 7));
+    CHECK_OK(be->iface.kv_store(be, dk, dv, n_tok, nkv, hd, dslot, dpos, c.dk, c.dv, t, KS, VS, cap));
+    CHECK_OK(be->iface.attention(be, dq, n_tok, nh, nkv, hd, dslot, dpos, 0, c.dk, c.dv, t, KS, VS, cap, scale, dout));
+    CHECK_OK(be->iface.graph_end(be, key));
+    CHECK(be->iface.graph_has(be, key));
     const int32_t steps[3][2] = {{3, 0}, {500, 9}, {1023, 700}};
     for (int s = 0; s < 3; s++) {
         float *q = rand_f32(n_tok * nh * hd, 1.f), *k = rand_f32(n_tok * nkv * hd, 1.f), *v = rand_f32(n_tok * nkv * hd, 1.f);
@@ -332,15 +370,15 @@ static void test_graph(void) {
         CHECK_OK(be->iface.upload(be, dk, k, n_tok * nkv * hd * 4));
         CHECK_OK(be->iface.upload(be, dv, v, n_tok * nkv * hd * 4));
         CHECK_OK(be->iface.upload(be, dpos, steps[s], 8));
-        CHECK_OK(be->iface.graph_launch(be, 7));
+        CHECK_OK(be->iface.graph_launch(be, key));
         float *ref = el_malloc(n_tok * nh * hd * 4), *got = el_malloc(n_tok * nh * hd * 4);
         edgellm_ref_rope(q, n_tok, nh, hd, hd, steps[s], inv, 1.f);
         edgellm_ref_rope(k, n_tok, nkv, hd, hd, steps[s], inv, 1.f);
-        edgellm_ref_kv_store(k, v, n_tok, nkv, hd, slot, steps[s], c.hk, c.hv, t, cap);
-        edgellm_ref_attention(q, n_tok, nh, nkv, hd, slot, steps[s], c.hk, c.hv, t, cap, scale, ref);
+        edgellm_ref_kv_store(k, v, n_tok, nkv, hd, slot, steps[s], c.hk, c.hv, t, KS, VS, cap);
+        edgellm_ref_attention(q, n_tok, nh, nkv, hd, slot, steps[s], c.hk, c.hv, t, KS, VS, cap, scale, ref);
         dget(got, dout, n_tok * nh * hd * 4);
         char nm[96];
-        snprintf(nm, sizeof nm, "graph replay %d (pos %d, %d)", s, steps[s][0], steps[s][1]);
+        snprintf(nm, sizeof nm, "graph replay %d (pos %d, %d) kv %s", s, steps[s][0], steps[s][1], el_dtype_name(t));
         report(nm, t_nmse(ref, got, n_tok * nh * hd), 1e-6);
         el_free(q), el_free(k), el_free(v), el_free(ref), el_free(got);
     }
@@ -352,7 +390,12 @@ static void test_graph(void) {
 
 static void test_errors(void) {
     CHECK(be->iface.rope(be, NULL, 1, 1, 64, 63, NULL, NULL, 1.f) == EDGELLM_STATUS_INVALID_ARG);
-    CHECK(be->iface.attention(be, NULL, 1, 4, 3, 64, NULL, NULL, 0, NULL, NULL, EL_DTYPE_F16, 16, 1.f, NULL) ==
+    CHECK(be->iface.attention(be, NULL, 1, 4, 3, 64, NULL, NULL, 0, NULL, NULL, EL_DTYPE_F16, 1.f, 1.f, 16, 1.f, NULL) ==
+          EDGELLM_STATUS_INVALID_ARG);
+    /* fp8 cache without usable scales */
+    CHECK(be->iface.attention(be, NULL, 1, 4, 2, 64, NULL, NULL, 0, NULL, NULL, EL_DTYPE_F8_E4M3, 0.f, 1.f, 16, 1.f,
+                              NULL) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.kv_store(be, NULL, NULL, 1, 2, 64, NULL, NULL, NULL, NULL, EL_DTYPE_F8_E4M3, 1.f, -1.f, 16) ==
           EDGELLM_STATUS_INVALID_ARG);
     CHECK(be->iface.matmul(be, NULL, 1, 8, NULL, EL_DTYPE_I8, 8, NULL, NULL, 8) == EDGELLM_STATUS_INVALID_ARG);
     CHECK(be->iface.graph_launch(be, 12345) == EDGELLM_STATUS_INVALID_ARG);
@@ -376,7 +419,8 @@ int main(void) {
     test_attention();
     test_swiglu_add();
     test_matmul();
-    test_graph();
+    test_graph(EL_DTYPE_F16, 7);
+    test_graph(EL_DTYPE_F8_E4M3, 8);
     test_errors();
     CHECK_OK(be->iface.sync(be));
     printf("peak device memory: %.1f MiB\n", (double)be->iface.peak_memory(be) / (1 << 20));

@@ -2,7 +2,9 @@
  * this CPU has) and the CPU backend (1 and 2 threads, through the vtable) against the reference on
  * seeded random inputs; plus a thread-pool stress test and backend memory basics. */
 #include "backend/backend.h"
+#include "kernels/e4m3.h"
 #include "kernels/kernels.h"
+#include "kernels/quant.h"
 #include "test.h"
 
 #include <stdatomic.h>
@@ -21,17 +23,72 @@ static float *frand_buf(size_t n) {
     for (size_t i = 0; i < n; i++) p[i] = frand();
     return p;
 }
-/* random values stored as dtype t */
+/* random values stored as dtype t (F8_E4M3: e4m3 codes of [-300, 300], every magnitude class) */
 static void *trand_buf(size_t n, el_dtype t) {
     float *f = frand_buf(n);
     void *p = malloc(n * el_dtype_size(t) + 64);
-    el_convert(t, p, EL_DTYPE_F32, f, n);
+    if (t == EL_DTYPE_F8_E4M3)
+        for (size_t i = 0; i < n; i++)
+            ((uint8_t *)p)[i] = el_f32_to_e4m3(f[i] * f[i] * f[i] * 300.0f);
+    else
+        el_convert(t, p, EL_DTYPE_F32, f, n);
     free(f);
     return p;
 }
 static double tol_for(el_dtype t) { return t == EL_DTYPE_F32 ? 1e-7 : 1e-6; }
 
 static const el_dtype k_dtypes[3] = {EL_DTYPE_F32, EL_DTYPE_F16, EL_DTYPE_BF16};
+/* KV cache types: the float types and the fp8 cache */
+static const el_dtype k_kv_dtypes[4] = {EL_DTYPE_F32, EL_DTYPE_F16, EL_DTYPE_BF16, EL_DTYPE_F8_E4M3};
+#define KV_K_SCALE (1.0f / 300.0f) /* fp8 cache scales (the float caches must ignore them) */
+#define KV_V_SCALE 0.0041f
+
+/* ---- e4m3 conversions of the fp8 KV cache (kernels/e4m3.h) vs the quant.h reference ------------- */
+static void test_e4m3(void) {
+    int bad = 0;
+    for (int c = 0; c < 256; c++) {
+        if ((c & 0x7f) == 0x7f) continue; /* NaN codes: never written */
+        if (el_e4m3_to_f32_fast((uint8_t)c) != el_e4m3_to_f32((uint8_t)c)) bad++;
+        if (el_e4m3_from_f32(el_e4m3_to_f32((uint8_t)c)) != c) bad++; /* every value round-trips */
+    }
+    CHECKF(bad == 0, "e4m3 decode: %d codes differ", bad);
+    /* ties between neighbouring codes round to the even code, like the reference */
+    bad = 0;
+    for (int c = 0; c < 0x7e; c++) {
+        float a = el_e4m3_to_f32((uint8_t)c), b = el_e4m3_to_f32((uint8_t)(c + 1)), mid = (a + b) / 2;
+        uint8_t want = (uint8_t)(c & 1 ? c + 1 : c);
+        if (el_e4m3_from_f32(mid) != want || el_f32_to_e4m3(mid) != want) bad++;
+        if (el_e4m3_from_f32(-mid) != (0x80 | want)) bad++;
+    }
+    CHECKF(bad == 0, "e4m3 ties: %d wrong", bad);
+    /* every f16 value, scaled by a few factors, and random f32 bit patterns */
+    bad = 0;
+    static const float mul[] = {1.0f, 1.0f / 3.0f, 37.0f, 1e-3f};
+    for (int m = 0; m < 4; m++)
+        for (uint32_t h = 0; h < 65536; h++) {
+            float f = el_f16_to_f32((uint16_t)h) * mul[m];
+            if (el_e4m3_from_f32(f) != el_f32_to_e4m3(f)) bad++;
+        }
+    uint64_t r = 88172645463325252ull;
+    for (int i = 0; i < 1000000; i++) {
+        r ^= r << 13;
+        r ^= r >> 7;
+        r ^= r << 17;
+        uint32_t u = (uint32_t)r;
+        float f;
+        memcpy(&f, &u, 4);
+        if (el_e4m3_from_f32(f) != el_f32_to_e4m3(f)) bad++;
+    }
+    const float edge[] = {448.0f,    447.99f,    464.0f,        464.01f,     480.0f,    1e30f,
+                          INFINITY,  -INFINITY,  NAN,           -0.0f,       0.0f,      1e-40f,
+                          0.015625f, 0.0156249f, 0.0009765625f, 0.00097656f, 0.0009766f};
+    for (size_t i = 0; i < sizeof edge / sizeof edge[0]; i++) {
+        if (el_e4m3_from_f32(edge[i]) != el_f32_to_e4m3(edge[i])) bad++;
+        if (el_e4m3_from_f32(-edge[i]) != el_f32_to_e4m3(-edge[i])) bad++;
+    }
+    CHECKF(bad == 0, "e4m3 encode: %d values differ from el_f32_to_e4m3", bad);
+    CHECK(el_e4m3_from_f32(1e9f) == 0x7e && el_e4m3_from_f32(-1e9f) == 0xfe && el_e4m3_from_f32(NAN) == 0x7f);
+}
 
 /* ---- the oracle against hand-computed values -------------------------------------------------- */
 static void test_ref_known(void) {
@@ -62,11 +119,19 @@ static void test_ref_known(void) {
     const float kc[4] = {0, 0, logf(3.0f), 0}, vc[4] = {1, 2, 3, 6}, q[2] = {1, 0};
     const int32_t slot0 = 0;
     float o[2];
-    edgellm_ref_attention(q, 1, 1, 1, 2, &slot0, &pos1, kc, vc, EL_DTYPE_F32, 2, 1.0f, o);
+    edgellm_ref_attention(q, 1, 1, 1, 2, &slot0, &pos1, kc, vc, EL_DTYPE_F32, 1, 1, 2, 1.0f, o);
     CHECK(fabsf(o[0] - 2.5f) < 1e-6f && fabsf(o[1] - 5.0f) < 1e-6f);
     const int32_t pos0 = 0; /* causal: position 0 sees only itself */
-    edgellm_ref_attention(q, 1, 1, 1, 2, &slot0, &pos0, kc, vc, EL_DTYPE_F32, 2, 1.0f, o);
+    edgellm_ref_attention(q, 1, 1, 1, 2, &slot0, &pos0, kc, vc, EL_DTYPE_F32, 1, 1, 2, 1.0f, o);
     CHECK(fabsf(o[0] - 1.0f) < 1e-6f && fabsf(o[1] - 2.0f) < 1e-6f);
+    /* the same through an fp8 cache: k / (ln3 / 2) and v / 0.5 are exact e4m3 values */
+    uint8_t k8[4], v8[4];
+    const int32_t pp[2] = {0, 1}, ss[2] = {0, 0};
+    const float ks = logf(3.0f) / 2.0f;
+    edgellm_ref_kv_store(kc, vc, 2, 1, 2, ss, pp, k8, v8, EL_DTYPE_F8_E4M3, ks, 0.5f, 2);
+    CHECK(k8[0] == 0 && k8[2] == el_f32_to_e4m3(2.0f) && v8[3] == el_f32_to_e4m3(12.0f));
+    edgellm_ref_attention(q, 1, 1, 1, 2, &slot0, &pos1, k8, v8, EL_DTYPE_F8_E4M3, ks, 0.5f, 2, 1.0f, o);
+    CHECK(fabsf(o[0] - 2.5f) < 1e-6f && fabsf(o[1] - 5.0f) < 1e-6f);
 
     const float g[2] = {1, -2}, u[2] = {2, 3};
     float s[2];
@@ -184,7 +249,7 @@ typedef struct attn_case {
     int32_t *slot, *pos;
     float *q;
     void *kc, *vc;
-    float scale;
+    float scale, k_scale, v_scale;
 } attn_case;
 
 static void attn_case_init(attn_case *a, int64_t n_tok, int64_t n_head, int64_t n_kv, int64_t hd, el_dtype kt,
@@ -197,6 +262,8 @@ static void attn_case_init(attn_case *a, int64_t n_tok, int64_t n_head, int64_t 
     a->n_slot = 2;
     a->kt = kt;
     a->scale = 1.0f / sqrtf((float)hd);
+    a->k_scale = KV_K_SCALE;
+    a->v_scale = KV_V_SCALE;
     a->slot = malloc((size_t)n_tok * 4);
     a->pos = malloc((size_t)n_tok * 4);
     static const int32_t dpos[] = {0, 1, 63, 64, 65, 200, 299, 127, 5};
@@ -223,20 +290,20 @@ static void test_attention_isa(const char *isa) {
     static const int64_t groups[] = {1, 2, 4};
     for (size_t hi = 0; hi < 5; hi++) {
         for (size_t gi = 0; gi < 3; gi++) {
-            for (int di = 0; di < 3; di++) {
+            for (int di = 0; di < 4; di++) {
                 for (int pf = 0; pf < 2; pf++) {
                     attn_case a;
-                    attn_case_init(&a, pf ? 70 : 9, 2 * groups[gi], 2, hds[hi], k_dtypes[di], pf);
+                    attn_case_init(&a, pf ? 70 : 9, 2 * groups[gi], 2, hds[hi], k_kv_dtypes[di], pf);
                     size_t no = (size_t)(a.n_tok * a.n_head * a.hd);
                     float *r = malloc(no * 4), *c = malloc(no * 4);
-                    edgellm_ref_attention(a.q, a.n_tok, a.n_head, a.n_kv, a.hd, a.slot, a.pos, a.kc, a.vc, a.kt,
-                                          a.cap, a.scale, r);
+                    edgellm_ref_attention(a.q, a.n_tok, a.n_head, a.n_kv, a.hd, a.slot, a.pos, a.kc, a.vc,
+                                          a.kt, a.k_scale, a.v_scale, a.cap, a.scale, r);
                     memset(c, 0xff, no * 4);
                     int64_t mid = a.n_tok / 2;
-                    edgellm_cpu_attention(a.q, 0, mid, a.n_head, a.n_kv, a.hd, a.slot, a.pos, a.kc, a.vc, a.kt, a.cap,
-                                          a.scale, c, NULL);
-                    edgellm_cpu_attention(a.q, mid, a.n_tok, a.n_head, a.n_kv, a.hd, a.slot, a.pos, a.kc, a.vc, a.kt,
-                                          a.cap, a.scale, c, NULL);
+                    edgellm_cpu_attention(a.q, 0, mid, a.n_head, a.n_kv, a.hd, a.slot, a.pos, a.kc, a.vc,
+                                          a.kt, a.k_scale, a.v_scale, a.cap, a.scale, c, NULL);
+                    edgellm_cpu_attention(a.q, mid, a.n_tok, a.n_head, a.n_kv, a.hd, a.slot, a.pos, a.kc,
+                                          a.vc, a.kt, a.k_scale, a.v_scale, a.cap, a.scale, c, NULL);
                     char ctx[128];
                     snprintf(ctx, sizeof ctx, "%s hd=%lld heads=%lld/%lld kv=%s %s", isa, (long long)a.hd,
                              (long long)a.n_head, (long long)a.n_kv, el_dtype_name(a.kt), pf ? "prefill" : "decode");
@@ -322,21 +389,25 @@ static void test_backend(int nth) {
     }
 
     /* embed, kv_store, attention (prefill and decode), rope, swiglu, add */
-    for (int di = 0; di < 3; di++) {
-        el_dtype kt = k_dtypes[di];
+    for (int di = 0; di < 4; di++) {
+        el_dtype kt = k_kv_dtypes[di];
         attn_case a;
         attn_case_init(&a, 70, 8, 2, 64, kt, true);
         size_t no = (size_t)(a.n_tok * a.n_head * a.hd);
         float *r = malloc(no * 4), *c = malloc(no * 4);
-        edgellm_ref_attention(a.q, a.n_tok, a.n_head, a.n_kv, a.hd, a.slot, a.pos, a.kc, a.vc, kt, a.cap, a.scale, r);
-        CHECK_OK(B->attention(be, a.q, a.n_tok, a.n_head, a.n_kv, a.hd, a.slot, a.pos, 69, a.kc, a.vc, kt, a.cap,
-                              a.scale, c));
+        const float ks = a.k_scale, vs = a.v_scale;
+        edgellm_ref_attention(a.q, a.n_tok, a.n_head, a.n_kv, a.hd, a.slot, a.pos, a.kc, a.vc, kt, ks, vs,
+                              a.cap, a.scale, r);
+        CHECK_OK(B->attention(be, a.q, a.n_tok, a.n_head, a.n_kv, a.hd, a.slot, a.pos, 69, a.kc, a.vc, kt, ks,
+                              vs, a.cap, a.scale, c));
         snprintf(ctx, sizeof ctx, "nth=%d prefill %s", nth, el_dtype_name(kt));
         check_close("backend attention", r, c, no, tol_for(kt), ctx);
         /* decode: one token at a long position */
         int32_t dslot = 0, dpos = 299;
-        edgellm_ref_attention(a.q, 1, a.n_head, a.n_kv, a.hd, &dslot, &dpos, a.kc, a.vc, kt, a.cap, a.scale, r);
-        CHECK_OK(B->attention(be, a.q, 1, a.n_head, a.n_kv, a.hd, &dslot, &dpos, 299, a.kc, a.vc, kt, a.cap, a.scale, c));
+        edgellm_ref_attention(a.q, 1, a.n_head, a.n_kv, a.hd, &dslot, &dpos, a.kc, a.vc, kt, ks, vs, a.cap,
+                              a.scale, r);
+        CHECK_OK(B->attention(be, a.q, 1, a.n_head, a.n_kv, a.hd, &dslot, &dpos, 299, a.kc, a.vc, kt, ks, vs,
+                              a.cap, a.scale, c));
         snprintf(ctx, sizeof ctx, "nth=%d decode %s", nth, el_dtype_name(kt));
         check_close("backend attention", r, c, (size_t)(a.n_head * a.hd), tol_for(kt), ctx);
 
@@ -346,10 +417,25 @@ static void test_backend(int nth) {
         CHECK_OK(B->alloc(be, nc, &kcache));
         CHECK_OK(B->alloc(be, nc, &vcache));
         float *kn = frand_buf((size_t)(a.n_tok * a.n_kv * a.hd)), *vn = frand_buf((size_t)(a.n_tok * a.n_kv * a.hd));
-        edgellm_ref_kv_store(kn, vn, a.n_tok, a.n_kv, a.hd, a.slot, a.pos, kr, vr, kt, a.cap);
+        if (kt == EL_DTYPE_F8_E4M3) /* values beyond 448 * scale saturate */
+            for (int64_t i = 0; i < a.n_tok * a.n_kv * a.hd; i++)
+                kn[i] *= i % 7 ? 1.0f : 2.0f;
+        edgellm_ref_kv_store(kn, vn, a.n_tok, a.n_kv, a.hd, a.slot, a.pos, kr, vr, kt, ks, vs, a.cap);
         if (kcache && vcache) {
-            CHECK_OK(B->kv_store(be, kn, vn, a.n_tok, a.n_kv, a.hd, a.slot, a.pos, kcache, vcache, kt, a.cap));
+            CHECK_OK(B->kv_store(be, kn, vn, a.n_tok, a.n_kv, a.hd, a.slot, a.pos, kcache, vcache, kt, ks, vs,
+                                 a.cap));
             CHECK(memcmp(kr, kcache, nc) == 0 && memcmp(vr, vcache, nc) == 0);
+        }
+        if (kt == EL_DTYPE_F8_E4M3) { /* fp8 round trip: |x - dequant| <= half an e4m3 step (2^-4 relative) */
+            int bad = 0;
+            for (int64_t t = 0; t < a.n_tok; t++)
+                for (int64_t i = 0; i < a.n_kv * a.hd; i++) {
+                    int64_t h = i / a.hd, d = i % a.hd;
+                    int64_t off = (((int64_t)a.slot[t] * a.n_kv + h) * a.cap + a.pos[t]) * a.hd + d;
+                    float x = vn[t * a.n_kv * a.hd + i], y = el_e4m3_to_f32(((uint8_t *)vr)[off]) * vs;
+                    if (fabsf(x - y) > fabsf(x) / 16.0f + vs / 1024.0f) bad++;
+                }
+            CHECKF(bad == 0, "fp8 kv_store: %d values off by more than half a step", bad);
         }
         B->dealloc(be, kcache);
         B->dealloc(be, vcache);
@@ -361,9 +447,11 @@ static void test_backend(int nth) {
         /* embed */
         int32_t ids[4] = {3, 0, 69, 3};
         float er[4 * 64], ec[4 * 64];
-        edgellm_ref_embed(ids, 4, a.kc, kt, 64, er);
-        CHECK_OK(B->embed(be, ids, 4, a.kc, kt, 64, ec));
-        CHECK(memcmp(er, ec, sizeof er) == 0);
+        if (kt != EL_DTYPE_F8_E4M3) {
+            edgellm_ref_embed(ids, 4, a.kc, kt, 64, er);
+            CHECK_OK(B->embed(be, ids, 4, a.kc, kt, 64, ec));
+            CHECK(memcmp(er, ec, sizeof er) == 0);
+        }
         free(r);
         free(c);
         attn_case_free(&a);
@@ -408,13 +496,22 @@ static void test_backend(int nth) {
     CHECK(B->matmul(be, dummy, 1, 0, dummy, EL_DTYPE_F32, 1, NULL, dummy, 1) == EDGELLM_STATUS_INVALID_ARG);
     CHECK(B->matmul(be, dummy, 1, 1, dummy, EL_DTYPE_I32, 1, NULL, dummy, 1) == EDGELLM_STATUS_UNSUPPORTED);
     int32_t z = 0;
-    CHECK(B->attention(be, dummy, 1, 3, 2, 2, &z, &z, 0, dummy, dummy, EL_DTYPE_F32, 1, 1.0f, dummy) ==
+    CHECK(B->attention(be, dummy, 1, 3, 2, 2, &z, &z, 0, dummy, dummy, EL_DTYPE_F32, 1, 1, 1, 1.0f, dummy) ==
           EDGELLM_STATUS_INVALID_ARG);
     int32_t far = 5, neg = -1; /* positions beyond max_pos / the cache, negative slots */
-    CHECK(B->attention(be, dummy, 1, 1, 1, 2, &z, &far, 3, dummy, dummy, EL_DTYPE_F32, 8, 1.0f, dummy) ==
+    CHECK(B->attention(be, dummy, 1, 1, 1, 2, &z, &far, 3, dummy, dummy, EL_DTYPE_F32, 1, 1, 8, 1.0f,
+                       dummy) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(B->kv_store(be, dummy, dummy, 1, 1, 2, &z, &far, dummy, dummy, EL_DTYPE_F32, 1, 1, 4) ==
           EDGELLM_STATUS_INVALID_ARG);
-    CHECK(B->kv_store(be, dummy, dummy, 1, 1, 2, &z, &far, dummy, dummy, EL_DTYPE_F32, 4) == EDGELLM_STATUS_INVALID_ARG);
-    CHECK(B->kv_store(be, dummy, dummy, 1, 1, 2, &neg, &z, dummy, dummy, EL_DTYPE_F32, 4) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(B->kv_store(be, dummy, dummy, 1, 1, 2, &neg, &z, dummy, dummy, EL_DTYPE_F32, 1, 1, 4) ==
+          EDGELLM_STATUS_INVALID_ARG);
+    /* an fp8 cache needs finite positive scales; other non-float caches are refused */
+    CHECK(B->kv_store(be, dummy, dummy, 1, 1, 2, &z, &z, dummy, dummy, EL_DTYPE_F8_E4M3, 0, 1, 4) ==
+          EDGELLM_STATUS_INVALID_ARG);
+    CHECK(B->attention(be, dummy, 1, 1, 1, 2, &z, &z, 0, dummy, dummy, EL_DTYPE_F8_E4M3, 1, NAN, 8, 1.0f,
+                       dummy) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(B->kv_store(be, dummy, dummy, 1, 1, 2, &z, &z, dummy, dummy, EL_DTYPE_I8, 1, 1, 4) ==
+          EDGELLM_STATUS_UNSUPPORTED);
     el_backend_free(be);
 }
 
@@ -554,6 +651,7 @@ static void test_threadpool(void) {
 
 int main(void) {
     test_ref_known();
+    test_e4m3();
     test_threadpool();
     el_cpu_isa best = el_cpu_isa_detect();
     printf("best ISA: %s\n", el_cpu_isa_name(best));

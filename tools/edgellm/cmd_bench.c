@@ -138,7 +138,9 @@ int cmd_bench(int argc, char **argv) {
     bool tied = info.tied_embeddings;
     uint64_t step_bytes = info.weight_bytes - (tied ? 0 : embd_bytes);
     double ctx_avg = pl + gl / 2.0;
-    double kv_elt = !strcmp(info.kv_cache_dtype, "f32") ? 4.0 : 2.0;
+    double kv_elt = !strcmp(info.kv_cache_dtype, "f32")   ? 4.0
+                    : !strcmp(info.kv_cache_dtype, "fp8") ? 1.0
+                                                          : 2.0;
     uint64_t kv_bytes = (uint64_t)(2.0 * info.n_layer * info.n_head_kv * info.head_dim * kv_elt * ctx_avg) * batch;
     double med_dc = dc[reps / 2];
     double steps_per_s = med_dc / (double)batch;

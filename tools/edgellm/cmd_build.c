@@ -18,7 +18,9 @@ static void usage(FILE *f) {
             "  --max-batch-size N           1..256 (default 4)\n"
             "  --max-input-len N            1..max KV cache capacity (default 1024)\n"
             "  --max-kv-cache-capacity N    tokens per sequence, up to 1048576 (default 4096)\n"
-            "  --kv-cache-dtype auto|f32|f16|bf16  KV cache precision (auto: f32 for fp32 weights, else f16)\n"
+            "  --kv-cache-dtype T           auto|f32|f16|bf16|fp8 (auto: fp8 when the export has K/V\n"
+            "                               scales (--kv-cache-quantization fp8), else f32 for fp32\n"
+            "                               weights, else f16; fp8 needs those scales)\n"
             "  --overwrite                  replace an existing engine directory\n"
             "  -h, --help                   this help\n");
 }

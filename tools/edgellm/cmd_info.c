@@ -50,6 +50,7 @@ int cmd_info(int argc, char **argv) {
     cJSON_AddItemToObject(o, "config", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e->meta, "config"), true));
     cJSON_AddItemToObject(o, "profile", cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(e->meta, "profile"), true));
     cJSON_AddStringToObject(o, "weight_dtype", info.weight_dtype);
+    cJSON_AddStringToObject(o, "kv_cache_dtype", info.kv_cache_dtype);
     cJSON_AddNumberToObject(o, "n_tensors", (double)e->n_tensors);
     cJSON_AddNumberToObject(o, "weight_bytes", (double)info.weight_bytes);
     cJSON_AddNumberToObject(o, "file_bytes", (double)info.file_bytes);

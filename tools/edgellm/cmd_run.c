@@ -425,7 +425,8 @@ int cmd_run(int argc, char **argv) {
                "  Average Tokens per Run: %.1f\n  Tokens/Second: %.1f\n  Average Time per Token: %.3f ms\n",
                (long long)acc.decode_tokens, acc.runs ? (double)acc.decode_tokens / acc.runs : 0, dc_tps,
                acc.decode_tokens ? acc.decode_ms / acc.decode_tokens : 0);
-        printf("=== Memory Usage ===\n  Peak CPU Memory: %.1f MB\n", mm.peak_rss_bytes / 1048576.0);
+        printf("=== Memory Usage ===\n  Peak CPU Memory: %.1f MB\n  KV Cache dtype: %s\n",
+               mm.peak_rss_bytes / 1048576.0, info.kv_cache_dtype);
         if (mm.peak_device_bytes)
             printf("  Peak %s Memory: %.1f MB\n", strcmp(info.backend, "cuda") ? "Runtime Buffer" : "GPU",
                    mm.peak_device_bytes / 1048576.0);
@@ -444,6 +445,7 @@ int cmd_run(int argc, char **argv) {
         cJSON_AddNumberToObject(gn, "average_time_per_token_ms", acc.decode_tokens ? acc.decode_ms / acc.decode_tokens : 0);
         cJSON_AddNumberToObject(p, "peak_cpu_memory_bytes", (double)mm.peak_rss_bytes);
         cJSON_AddNumberToObject(p, "peak_gpu_memory_bytes", (double)mm.peak_device_bytes);
+        cJSON_AddStringToObject(p, "kv_cache_dtype", info.kv_cache_dtype);
         if (el_json_save(p, prof_out) < 0) any_failed = true;
         cJSON_Delete(p);
     }

@@ -12,7 +12,7 @@ typedef struct el_cpu_kern {
     /* work items [i0, i1) over (token, kv head) pairs: item = t * n_head_kv + kv_head */
     void (*attention)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
                       const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, el_dtype kt,
-                      int64_t cap, float scale, float *out);
+                      float k_scale, float v_scale, int64_t cap, float scale, float *out);
     void (*swiglu)(const float *gate, const float *up, float *out, int64_t i0, int64_t i1);
     void (*add)(float *y, const float *x, int64_t i0, int64_t i1);
 } el_cpu_kern;

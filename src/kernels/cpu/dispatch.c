@@ -112,18 +112,21 @@ void edgellm_cpu_rmsnorm(const float *x, const void *w, el_dtype wt, int64_t r0,
 }
 
 void edgellm_cpu_attention_items(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv,
-                                 int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
-                                 const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out) {
+                                 int64_t head_dim, const int32_t *slot, const int32_t *pos,
+                                 const void *k_cache, const void *v_cache, el_dtype kv_t, float k_scale,
+                                 float v_scale, int64_t cap, float scale, float *out) {
     if (i1 <= i0) return;
-    kern()->attention(q, i0, i1, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, cap, scale, out);
+    kern()->attention(q, i0, i1, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, k_scale,
+                      v_scale, cap, scale, out);
 }
 
 void edgellm_cpu_attention(const float *q, int64_t t0, int64_t t1, int64_t n_head, int64_t n_head_kv,
                            int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
-                           const void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out, float *scratch) {
+                           const void *v_cache, el_dtype kv_t, float k_scale, float v_scale, int64_t cap,
+                           float scale, float *out, float *scratch) {
     (void)scratch; /* the blocked online softmax needs no per-position buffer */
-    edgellm_cpu_attention_items(q, t0 * n_head_kv, t1 * n_head_kv, n_head, n_head_kv, head_dim, slot, pos, k_cache,
-                                v_cache, kv_t, cap, scale, out);
+    edgellm_cpu_attention_items(q, t0 * n_head_kv, t1 * n_head_kv, n_head, n_head_kv, head_dim, slot, pos,
+                                k_cache, v_cache, kv_t, k_scale, v_scale, cap, scale, out);
 }
 
 void edgellm_cpu_swiglu(const float *gate, const float *up, float *out, int64_t i0, int64_t i1) {

@@ -1,6 +1,7 @@
 /* kernels_scalar.c - portable instantiation of simd_impl.h with a one-lane "vector" (plain float);
  * the fallback when the CPU has neither AVX2 nor AVX-512, and the baseline of the ISA tests. */
 #include "kernels/cpu/cpu_impl.h"
+#include "kernels/e4m3.h"
 
 #include <math.h>
 
@@ -22,6 +23,9 @@ static inline V vdiv(V a, V b) { return a / b; }
 static inline float vhsum(V v) { return v; }
 static inline V vld_f16(const uint16_t *p) { return el_f16_to_f32(*p); }
 static inline V vld_bf16(const uint16_t *p) { return el_bf16_to_f32(*p); }
+static inline V vld_e4m3(const uint8_t *p) {
+    return el_e4m3_to_f32_fast(*p);
+}
 static inline V vexp(V x) { return expf(x); }
 
 #include "kernels/cpu/simd_impl.h"

@@ -1,7 +1,7 @@
 /* simd_impl.h - ISA-generic kernel bodies, included once per ISA by kernels_{scalar,avx2,avx512}.c.
  *
  * The includer defines the vector type V with VW float lanes and these helpers:
- *   vzero vld vst vset1 vfma(a,b,c)=a*b+c vadd vsub vmul vdiv vhsum vexp vld_f16 vld_bf16
+ *   vzero vld vst vset1 vfma(a,b,c)=a*b+c vadd vsub vmul vdiv vhsum vexp vld_f16 vld_bf16 vld_e4m3
  * plus MR_MAX / NR_MAX (matmul register tile: rows of x x rows of W) and FN(name) (name suffix).
  *
  * Matmul is the dot-product form y[i,j] = <x[i,:], W[j,:]>: a tile of MR rows of x and NR rows of W
@@ -13,6 +13,8 @@
 #error "define FN and the vector helpers before including simd_impl.h"
 #endif
 
+#include "kernels/e4m3.h"
+
 #include <math.h>
 
 #define EL_AI static inline __attribute__((always_inline))
@@ -20,11 +22,13 @@
 EL_AI V FN(ldw)(const void *w, el_dtype wt, int64_t i) {
     if (wt == EL_DTYPE_F32) return vld((const float *)w + i);
     if (wt == EL_DTYPE_F16) return vld_f16((const uint16_t *)w + i);
+    if (wt == EL_DTYPE_F8_E4M3) return vld_e4m3((const uint8_t *)w + i); /* fp8 KV cache (unscaled) */
     return vld_bf16((const uint16_t *)w + i);
 }
 EL_AI float FN(lds)(const void *w, el_dtype wt, int64_t i) {
     if (wt == EL_DTYPE_F32) return ((const float *)w)[i];
     if (wt == EL_DTYPE_F16) return el_f16_to_f32(((const uint16_t *)w)[i]);
+    if (wt == EL_DTYPE_F8_E4M3) return el_e4m3_to_f32_fast(((const uint8_t *)w)[i]);
     return el_bf16_to_f32(((const uint16_t *)w)[i]);
 }
 
@@ -385,9 +389,11 @@ EL_AI void FN(pv2)(float *acc0, float *acc1, const float *p0, const float *p1, c
     }
 }
 
+/* vscale: multiplies the output (the fp8 cache's v_scale, 1 for float caches); the k_scale of an fp8
+ * cache is folded into scale by the caller. */
 EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
-                      const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, const el_dtype kt,
-                      int64_t cap, float scale, float *out, const int HDC) {
+                      const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
+                      const el_dtype kt, int64_t cap, float scale, float vscale, float *out, const int HDC) {
     float acc[EL_ATTN_ACC_FLOATS];
     float sc[ATT_GMAX][ATT_BLOCK];
     float mrun[ATT_GMAX], lrun[ATT_GMAX];
@@ -449,7 +455,7 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
             }
             for (int64_t g = 0; g < ng; g++) {
                 float *o = out + (t * n_head + h0 + g) * hd;
-                const float inv = 1.0f / lrun[g];
+                const float inv = vscale / lrun[g];
                 const V iv = vset1(inv);
                 int64_t i = 0;
                 for (; i + VW <= hd; i += VW) vst(o + i, vmul(vld(acc + g * hd + i), iv));
@@ -460,24 +466,37 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
 }
 
 EL_AI void FN(attn_hd)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
-                       const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, const el_dtype kt,
-                       int64_t cap, float scale, float *out) {
+                       const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
+                       const el_dtype kt, int64_t cap, float scale, float vscale, float *out) {
     if (hd == 128 && ATT_HDC_OK(128))
-        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, out, 128);
+        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, vscale, out, 128);
     else if (hd == 64 && ATT_HDC_OK(64))
-        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, out, 64);
+        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, vscale, out, 64);
     else
-        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, out, 0);
+        FN(attn_t)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, vscale, out, 0);
 }
 
-static void FN(attention)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
-                          const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, el_dtype kt,
-                          int64_t cap, float scale, float *out) {
+static void FN(attention)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv,
+                          int64_t hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
+                          el_dtype kt, float k_scale, float v_scale, int64_t cap, float scale, float *out) {
     if (hd <= 0 || hd > EL_ATTN_MAX_HEAD_DIM || n_head_kv <= 0 || n_head % n_head_kv) return;
     switch (kt) {
-    case EL_DTYPE_F32: FN(attn_hd)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F32, cap, scale, out); break;
-    case EL_DTYPE_F16: FN(attn_hd)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F16, cap, scale, out); break;
-    case EL_DTYPE_BF16: FN(attn_hd)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_BF16, cap, scale, out); break;
+    case EL_DTYPE_F32:
+        FN(attn_hd)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F32, cap, scale, 1.0f, out);
+        break;
+    case EL_DTYPE_F16:
+        FN(attn_hd)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F16, cap, scale, 1.0f, out);
+        break;
+    case EL_DTYPE_BF16:
+        FN(attn_hd)
+        (q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_BF16, cap, scale, 1.0f, out);
+        break;
+    /* fp8: scores = <q, e4m3(k)> * (scale * k_scale), out = (sum p e4m3(v)) / l * v_scale */
+    case EL_DTYPE_F8_E4M3:
+        FN(attn_hd)
+        (q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F8_E4M3, cap, scale * k_scale, v_scale,
+         out);
+        break;
     default: break;
     }
 }

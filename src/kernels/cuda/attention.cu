@@ -3,7 +3,9 @@
  *
  * Math: token t (query q[t] of n_head heads) attends to cache positions 0..pos[t] of slot[t];
  * q head h uses kv head h / G (G = n_head / n_head_kv, GQA). out = softmax(q k^T * scale) v.
- * Layout: q, out (n_tok, n_head, hd) f32; cache (n_slot, n_head_kv, cap, hd) in F32/F16/BF16.
+ * Layout: q, out (n_tok, n_head, hd) f32; cache (n_slot, n_head_kv, cap, hd) in F32/F16/BF16, or E4M3 (fp8)
+ * read as e4m3 * k_scale / v_scale: k_scale is folded into the query scale and v_scale into the output
+ * (the unscaled e4m3 values are exact in f32).
  *
  * Kernel k_attn: one block (128 threads = 4 warps) per (token, kv head, split). It serves all G query
  * heads of the kv head, so each K/V row is read once per group. The split covers cache positions
@@ -75,6 +77,27 @@ template <int KT, int EPL> static __device__ __forceinline__ void ld_vec(const v
 #pragma unroll
             for (int e = 0; e < EPL; e++) f[e] = q[e];
         }
+    } else if (KT == ELK_E4M3) {
+        const uint8_t *q8 = (const uint8_t *)p + i;
+        if (EPL == 8) {
+            uint2 a = *(const uint2 *)q8;
+#pragma unroll
+            for (int e = 0; e < 4; e++) {
+                f[e] = elk_e4m3_to_f32((a.x >> (8 * e)) & 0xffu);
+                f[4 + e] = elk_e4m3_to_f32((a.y >> (8 * e)) & 0xffu);
+            }
+        } else if (EPL == 4) {
+            uint32_t a = *(const uint32_t *)q8;
+#pragma unroll
+            for (int e = 0; e < 4; e++) f[e] = elk_e4m3_to_f32((a >> (8 * e)) & 0xffu);
+        } else if (EPL == 2) {
+            uint32_t a = *(const uint16_t *)q8;
+            f[0] = elk_e4m3_to_f32(a & 0xffu);
+            f[1] = elk_e4m3_to_f32(a >> 8);
+        } else {
+#pragma unroll
+            for (int e = 0; e < EPL; e++) f[e] = elk_e4m3_to_f32(q8[e]);
+        }
     } else {
         const uint16_t *q = (const uint16_t *)p + i;
         uint32_t w[EPL >= 2 ? EPL / 2 : 1];
@@ -125,7 +148,8 @@ template <int KT, int EPL, bool STG>
 __global__ void __launch_bounds__(ATT_THREADS, 2)
     k_attn(const float *__restrict__ q, int n_head, int n_head_kv, int hd, const int32_t *__restrict__ slot,
            const int32_t *__restrict__ pos, const void *__restrict__ kc, const void *__restrict__ vc, int64_t cap,
-           float scale, float *__restrict__ out, int n_split, int64_t chunk, float *__restrict__ part) {
+           float scale, float vscale, float *__restrict__ out, int n_split, int64_t chunk, float *__restrict__ part) {
+    /* vscale: the fp8 cache's v_scale (E4M3 only; scale already includes k_scale) */
     extern __shared__ float sm[];
     const int t = blockIdx.x, hk = blockIdx.y, s = blockIdx.z;
     const int G = n_head / n_head_kv;
@@ -151,7 +175,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
     }
     const int64_t base = (((int64_t)sl * n_head_kv + hk) * cap) * hd;
 
-    constexpr int ESZ = KT == ELK_F32 ? 4 : 2;
+    constexpr int ESZ = KT == ELK_F32 ? 4 : KT == ELK_E4M3 ? 1 : 2;
     char *kst = (char *)sm + att_float_bytes(G, hd); /* [2][BLK][hd] raw cache elements (STG) */
     char *vst = kst + 2 * (size_t)ATT_BLK * hd * ESZ;
     const size_t stage_bytes = (size_t)ATT_BLK * hd * ESZ;
@@ -326,11 +350,13 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
 
     if (n_split == 1) {
         float *o = out + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
-        for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) o[i] = acc[i] / lrun[i / hd];
+        for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS)
+            o[i] = KT == ELK_E4M3 ? acc[i] / lrun[i / hd] * vscale : acc[i] / lrun[i / hd];
     } else {
         for (int g = 0; g < G; g++) {
             float *pp = part + (((int64_t)t * n_head + (int64_t)hk * G + g) * n_split + s) * (hd + 2);
-            for (int d = threadIdx.x; d < hd; d += ATT_THREADS) pp[d] = acc[g * hd + d];
+            for (int d = threadIdx.x; d < hd; d += ATT_THREADS)
+                pp[d] = KT == ELK_E4M3 ? acc[g * hd + d] * vscale : acc[g * hd + d];
             if (threadIdx.x == 0) {
                 pp[hd] = mrun[g];
                 pp[hd + 1] = lrun[g];
@@ -374,23 +400,24 @@ __global__ void k_attn_combine(int n_head, int hd, const int32_t *__restrict__ p
 template <int KT, int EPL, bool STG>
 static cudaError_t attn_launch(cudaStream_t st, dim3 grid, size_t smem, const float *q, int n_head, int n_head_kv,
                                int hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
-                               int64_t cap, float scale, float *out, int n_split, int64_t chunk, float *part) {
+                               int64_t cap, float scale, float vscale, float *out, int n_split, int64_t chunk,
+                               float *part) {
     if (smem > 48 * 1024) {
         cudaError_t e =
             cudaFuncSetAttribute(k_attn<KT, EPL, STG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
     k_attn<KT, EPL, STG><<<grid, ATT_THREADS, smem, st>>>(q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale,
-                                                          out, n_split, chunk, part);
+                                                          vscale, out, n_split, chunk, part);
     return cudaGetLastError();
 }
 
 template <int KT>
 static cudaError_t attn_kt(cudaStream_t st, dim3 grid, const float *q, int n_head, int n_head_kv, int hd,
                            const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, int64_t cap,
-                           float scale, float *out, int n_split, int64_t chunk, float *part) {
+                           float scale, float vscale, float *out, int n_split, int64_t chunk, float *part) {
     const int G = n_head / n_head_kv;
-    const size_t esz = KT == ELK_F32 ? 4 : 2;
+    const size_t esz = KT == ELK_F32 ? 4 : KT == ELK_E4M3 ? 1 : 2;
     size_t smem = elk_attention_smem(n_head, n_head_kv, hd);
     /* staged path: hd 32/64/128 with rows of at most 256 bytes and the one-V-load P V path */
     const bool stg_shape = elk_attn_stage_mode == 0 && (hd == 32 || hd == 64 || hd == 128) && hd * esz <= 256 &&
@@ -402,35 +429,37 @@ static cudaError_t attn_kt(cudaStream_t st, dim3 grid, const float *q, int n_hea
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
         if (smem_stg <= (size_t)optin) {
             switch (hd) {
-            case 32: return attn_launch<KT, 1, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-            case 64: return attn_launch<KT, 2, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-            default: return attn_launch<KT, 4, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+            case 32: return attn_launch<KT, 1, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
+            case 64: return attn_launch<KT, 2, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
+            default: return attn_launch<KT, 4, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
             }
         }
     }
     switch (hd) {
-    case 32: return attn_launch<KT, 1, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-    case 64: return attn_launch<KT, 2, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-    case 128: return attn_launch<KT, 4, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-    case 256: return attn_launch<KT, 8, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
-    default: return attn_launch<KT, 0, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, out, n_split, chunk, part);
+    case 32: return attn_launch<KT, 1, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
+    case 64: return attn_launch<KT, 2, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
+    case 128: return attn_launch<KT, 4, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
+    case 256: return attn_launch<KT, 8, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
+    default: return attn_launch<KT, 0, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
     }
 }
 
 cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                           int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
-                          const void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
-                          int64_t chunk, float *part) {
+                          const void *v_cache, int kv_t, float k_scale, float v_scale, int64_t cap, float scale,
+                          float *out, int n_split, int64_t chunk, float *part) {
     if (n_tok <= 0) return cudaSuccess;
     if (n_tok > 0x7fffffff || n_head_kv > 65535 || n_split > 65535 || n_split < 1) return cudaErrorInvalidValue;
     dim3 grid((unsigned)n_tok, (unsigned)n_head_kv, (unsigned)n_split);
     cudaError_t e;
-    if (kv_t == ELK_F32)
-        e = attn_kt<ELK_F32>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+    if (kv_t == ELK_E4M3) /* fp8: k_scale folded into the query scale, v_scale into the output */
+        e = attn_kt<ELK_E4M3>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale * k_scale, v_scale, out, n_split, chunk, part);
+    else if (kv_t == ELK_F32)
+        e = attn_kt<ELK_F32>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part);
     else if (kv_t == ELK_F16)
-        e = attn_kt<ELK_F16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+        e = attn_kt<ELK_F16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part);
     else
-        e = attn_kt<ELK_BF16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, out, n_split, chunk, part);
+        e = attn_kt<ELK_BF16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part);
     if (e != cudaSuccess || n_split == 1) return e;
     k_attn_combine<<<(unsigned)(n_tok * n_head), 128, 0, st>>>((int)n_head, (int)head_dim, pos, cap, n_split, chunk,
                                                               part, out);

@@ -11,6 +11,7 @@
 #include <stdint.h>
 
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/e4m3.h"
 
 /* bf16 -> f32 is exact: the bits go to the top half of the float. */
 static __device__ __forceinline__ float elk_bf16_bits_to_f32(uint32_t b) { return __uint_as_float(b << 16); }
@@ -28,6 +29,14 @@ template <> __device__ __forceinline__ float elk_ld<ELK_F16>(const void *p, int6
 }
 template <> __device__ __forceinline__ float elk_ld<ELK_BF16>(const void *p, int64_t i) {
     return elk_bf16_bits_to_f32(((const uint16_t *)p)[i]);
+}
+/* e4m3fn code -> f32, unscaled: the bits shifted into an f16 are the value / 256 exactly (kernels/e4m3.h) */
+static __device__ __forceinline__ float elk_e4m3_to_f32(uint32_t b) {
+    const uint16_t h = (uint16_t)(((b & 0x80u) << 8) | ((b & 0x7fu) << 7));
+    return __half2float(__ushort_as_half(h)) * 256.f;
+}
+template <> __device__ __forceinline__ float elk_ld<ELK_E4M3>(const void *p, int64_t i) {
+    return elk_e4m3_to_f32(((const uint8_t *)p)[i]);
 }
 
 /* Runtime-typed load (small kernels where a switch per element costs nothing measurable). */

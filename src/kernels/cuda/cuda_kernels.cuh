@@ -4,8 +4,10 @@
  * the launch was accepted); none allocates or synchronizes, so all of them can be captured in a CUDA graph.
  *
  * Shapes and semantics are those of src/kernels/kernels.h: activations f32 row-major, a weight W (n, k)
- * row-major in F32/F16/BF16, the KV cache of one layer (n_slot, n_head_kv, cap, head_dim) in F32/F16/BF16.
- * Types are passed as the el_dtype integer values (F32 = 0, F16 = 1, BF16 = 2).
+ * row-major in F32/F16/BF16, the KV cache of one layer (n_slot, n_head_kv, cap, head_dim) in F32/F16/BF16
+ * or E4M3 (fp8: e4m3(x / scale) stored, e4m3 * scale read, one k_scale / v_scale per layer; the float types
+ * ignore the scales). Types are passed as the el_dtype integer values (F32 = 0, F16 = 1, BF16 = 2,
+ * F8_E4M3 = 7).
  */
 #ifndef EL_CUDA_KERNELS_CUH
 #define EL_CUDA_KERNELS_CUH
@@ -16,6 +18,7 @@
 #define ELK_F32 0
 #define ELK_F16 1
 #define ELK_BF16 2
+#define ELK_E4M3 7
 
 /* elementwise.cu */
 cudaError_t elk_embed(cudaStream_t st, const int32_t *ids, int64_t n, const void *table, int tt, int64_t dim,
@@ -26,7 +29,7 @@ cudaError_t elk_rope(cudaStream_t st, float *x, int64_t n_tok, int64_t n_heads, 
                      const int32_t *pos, const float *inv_freq, float attn_scale);
 cudaError_t elk_kv_store(cudaStream_t st, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
                          int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache, void *v_cache,
-                         int kv_t, int64_t cap);
+                         int kv_t, float k_scale, float v_scale, int64_t cap);
 cudaError_t elk_swiglu(cudaStream_t st, const float *gate, const float *up, float *out, int64_t n);
 cudaError_t elk_add(cudaStream_t st, float *y, const float *x, int64_t n);
 /* dst (m, k) in dt (F16/BF16) = src (m, k) f32, round to nearest even. */
@@ -48,8 +51,8 @@ void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_
                         int n_sm, int *n_split, int64_t *chunk, size_t *part_floats);
 cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                           int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
-                          const void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
-                          int64_t chunk, float *part);
+                          const void *v_cache, int kv_t, float k_scale, float v_scale, int64_t cap, float scale,
+                          float *out, int n_split, int64_t chunk, float *part);
 /* Shared memory the attention kernel needs (bytes); the backend checks it against the device limit.
  * (hd 32/64/128 may use a larger staged variant, chosen only when it fits.) */
 /* elk_attn_stage_mode: 0 = cp.async-staged K/V blocks where they apply, 1 = never (tests compare). */

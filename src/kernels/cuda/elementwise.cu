@@ -130,13 +130,32 @@ __global__ void k_kv_store(const float *k, const float *v, int64_t n_tok, int64_
     }
 }
 
+/* fp8 cache: e4m3(x / scale) with the conversion of kernels/e4m3.h (bit-identical to the C reference) */
+__global__ void k_kv_store_e4m3(const float *k, const float *v, int64_t n_tok, int64_t n_head_kv, int64_t head_dim,
+                                const int32_t *slot, const int32_t *pos, uint8_t *kc, uint8_t *vc, float ks, float vs,
+                                int64_t cap) {
+    const int64_t total = n_tok * n_head_kv * head_dim;
+    for (int64_t e = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        int64_t d = e % head_dim, th = e / head_dim;
+        int64_t h = th % n_head_kv, t = th / n_head_kv;
+        int64_t p = pos[t];
+        if (p < 0 || p >= cap || slot[t] < 0) continue;
+        int64_t dst = (((int64_t)slot[t] * n_head_kv + h) * cap + p) * head_dim + d;
+        kc[dst] = el_e4m3_from_f32(__fdiv_rn(k[e], ks));
+        vc[dst] = el_e4m3_from_f32(__fdiv_rn(v[e], vs));
+    }
+}
+
 cudaError_t elk_kv_store(cudaStream_t st, const float *k, const float *v, int64_t n_tok, int64_t n_head_kv,
                          int64_t head_dim, const int32_t *slot, const int32_t *pos, void *k_cache, void *v_cache,
-                         int kv_t, int64_t cap) {
+                         int kv_t, float k_scale, float v_scale, int64_t cap) {
     int64_t total = n_tok * n_head_kv * head_dim;
     if (total <= 0) return cudaSuccess;
     unsigned g = ew_grid(total);
-    if (kv_t == ELK_F32)
+    if (kv_t == ELK_E4M3)
+        k_kv_store_e4m3<<<g, EW_THREADS, 0, st>>>(k, v, n_tok, n_head_kv, head_dim, slot, pos, (uint8_t *)k_cache,
+                                                  (uint8_t *)v_cache, k_scale, v_scale, cap);
+    else if (kv_t == ELK_F32)
         k_kv_store<ELK_F32><<<g, EW_THREADS, 0, st>>>(k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, cap);
     else if (kv_t == ELK_F16)
         k_kv_store<ELK_F16><<<g, EW_THREADS, 0, st>>>(k, v, n_tok, n_head_kv, head_dim, slot, pos, k_cache, v_cache, cap);

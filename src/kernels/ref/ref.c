@@ -73,16 +73,28 @@ void edgellm_ref_rope(float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim
     }
 }
 
+/* fp8 KV cache element: e4m3(x / scale) on store, e4m3 * scale on load (quant.h conversions) */
+static inline void ref_st_kv(void *p, el_dtype t, int64_t i, float x, float scale) {
+    if (t == EL_DTYPE_F8_E4M3)
+        ((uint8_t *)p)[i] = el_f32_to_e4m3(x / scale);
+    else
+        ref_st(p, t, i, x);
+}
+static inline double ref_ld_kv(const void *p, el_dtype t, int64_t i, float scale) {
+    if (t == EL_DTYPE_F8_E4M3) return (double)el_e4m3_to_f32(((const uint8_t *)p)[i]) * (double)scale;
+    return ref_ld(p, t, i);
+}
+
 void edgellm_ref_kv_store(const float *k, const float *v, int64_t n_tok, int64_t n_head_kv, int64_t head_dim,
-                          const int32_t *slot, const int32_t *pos, void *k_cache, void *v_cache, el_dtype kv_t,
-                          int64_t cap) {
+                          const int32_t *slot, const int32_t *pos, void *k_cache, void *v_cache,
+                          el_dtype kv_t, float k_scale, float v_scale, int64_t cap) {
     for (int64_t t = 0; t < n_tok; t++) {
         for (int64_t h = 0; h < n_head_kv; h++) {
             int64_t dst = (((int64_t)slot[t] * n_head_kv + h) * cap + pos[t]) * head_dim;
             int64_t src = (t * n_head_kv + h) * head_dim;
             for (int64_t i = 0; i < head_dim; i++) {
-                ref_st(k_cache, kv_t, dst + i, k[src + i]);
-                ref_st(v_cache, kv_t, dst + i, v[src + i]);
+                ref_st_kv(k_cache, kv_t, dst + i, k[src + i], k_scale);
+                ref_st_kv(v_cache, kv_t, dst + i, v[src + i], v_scale);
             }
         }
     }
@@ -92,7 +104,8 @@ void edgellm_ref_kv_store(const float *k, const float *v, int64_t n_tok, int64_t
 
 void edgellm_ref_attention(const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
                            const int32_t *slot, const int32_t *pos, const void *k_cache, const void *v_cache,
-                           el_dtype kv_t, int64_t cap, float scale, float *out) {
+                           el_dtype kv_t, float k_scale, float v_scale, int64_t cap, float scale,
+                           float *out) {
     double acc[REF_MAX_HEAD_DIM];
     int64_t group = n_head / n_head_kv;
     for (int64_t t = 0; t < n_tok; t++) {
@@ -109,7 +122,8 @@ void edgellm_ref_attention(const float *q, int64_t n_tok, int64_t n_head, int64_
             double mx = -INFINITY;
             for (int64_t p = 0; p < np; p++) {
                 double s = 0;
-                for (int64_t i = 0; i < head_dim; i++) s += (double)qh[i] * ref_ld(k_cache, kv_t, base + p * head_dim + i);
+                for (int64_t i = 0; i < head_dim; i++)
+                    s += (double)qh[i] * ref_ld_kv(k_cache, kv_t, base + p * head_dim + i, k_scale);
                 s *= scale;
                 if (s > mx) mx = s;
             }
@@ -118,10 +132,12 @@ void edgellm_ref_attention(const float *q, int64_t n_tok, int64_t n_head, int64_
             for (int64_t i = 0; i < head_dim; i++) acc[i] = 0;
             for (int64_t p = 0; p < np; p++) {
                 double s = 0;
-                for (int64_t i = 0; i < head_dim; i++) s += (double)qh[i] * ref_ld(k_cache, kv_t, base + p * head_dim + i);
+                for (int64_t i = 0; i < head_dim; i++)
+                    s += (double)qh[i] * ref_ld_kv(k_cache, kv_t, base + p * head_dim + i, k_scale);
                 double e = exp(s * scale - mx);
                 den += e;
-                for (int64_t i = 0; i < head_dim; i++) acc[i] += e * ref_ld(v_cache, kv_t, base + p * head_dim + i);
+                for (int64_t i = 0; i < head_dim; i++)
+                    acc[i] += e * ref_ld_kv(v_cache, kv_t, base + p * head_dim + i, v_scale);
             }
             for (int64_t i = 0; i < head_dim; i++) oh[i] = (float)(acc[i] / den);
         }
