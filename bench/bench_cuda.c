@@ -7,7 +7,8 @@
  *          together exceed the L2 cache; calls are captured in a CUDA graph (no launch gaps)
  *   gemm   8192^3 bf16: the backend matmul (f32 x -> bf16 convert + cuBLASLt, f32 out) and cuBLASLt alone
  *          on bf16 inputs (the library baseline), TFLOP/s
- *   attn   decode attention over an 8192-position f16 cache: GB/s of K/V read
+ *   attn   decode attention over an 8192-position f16 cache: GB/s of K/V read; prefill attention (one
+ *          sequence of 512/2048/8192 tokens): TFLOP/s of the tensor-core and the split-KV kernels
  * Times: median of several timed repetitions after a warm-up.
  * usage: bench_cuda [--quick]
  */
@@ -28,8 +29,9 @@ int main(void) {
 
 static el_backend *be;
 static double g_copy_gbs;
-extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu */
-extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu */
+extern int elk_gemv_tc_mode;      /* src/kernels/cuda/gemv.cu */
+extern int elk_attn_stage_mode;   /* src/kernels/cuda/attention.cu */
+extern int elk_attn_prefill_mode; /* src/kernels/cuda/attention_prefill.cu */
 
 #define CK(x)                                                                                          \
     do {                                                                                               \
@@ -311,6 +313,63 @@ static void bench_attention(void) {
     elk_attn_stage_mode = 0;
 }
 
+/* Prefill attention: one sequence of n tokens at positions 0..n-1 over a bf16 cache of n positions,
+ * 32/8 heads, hd 128; TFLOP/s counting the causal work 4 * hd * heads * n (n + 1) / 2. "tc" is the
+ * tensor-core prefill kernel (attention_prefill.cu), "split-KV" the CUDA-core kernel it replaces. */
+static void bench_attention_prefill(void) {
+    const int64_t nh = 32, nkv = 8, hd = 128;
+    const int64_t ns[3] = {512, 2048, 8192};
+    for (int ni = 0; ni < 3; ni++) {
+        const int64_t n = ns[ni], cap = n;
+        size_t cbytes = (size_t)(nkv * cap * hd * 2);
+        void *kc, *vc;
+        float *q, *out;
+        int32_t *slot, *pos;
+        OK(be->iface.alloc(be, cbytes, &kc));
+        OK(be->iface.alloc(be, cbytes, &vc));
+        fill_bf16(kc, cbytes / 2);
+        fill_bf16(vc, cbytes / 2);
+        OK(be->iface.alloc(be, (size_t)(n * nh * hd * 4), (void **)&q));
+        OK(be->iface.alloc(be, (size_t)(n * nh * hd * 4), (void **)&out));
+        fill_f32(q, (size_t)(n * nh * hd));
+        int32_t *hs = malloc((size_t)n * 4), *hp = malloc((size_t)n * 4);
+        for (int64_t i = 0; i < n; i++)
+            hs[i] = 0, hp[i] = (int32_t)i;
+        OK(be->iface.alloc(be, (size_t)n * 4, (void **)&slot));
+        OK(be->iface.alloc(be, (size_t)n * 4, (void **)&pos));
+        OK(be->iface.upload(be, slot, hs, (size_t)n * 4));
+        OK(be->iface.upload(be, pos, hp, (size_t)n * 4));
+        const double flop = 4.0 * (double)hd * (double)nh * (double)n * (double)(n + 1) / 2.0;
+        double tc_ms = 0;
+        for (int mode = 2; mode >= 1; mode--) { /* 2: tensor-core kernel, 1: split-KV kernel */
+            elk_attn_prefill_mode = mode;
+            int calls = mode == 2 ? 20 : (int)(20 * 512 * 512 / (n * n)) + 1;
+            OK(be->iface.attention(be, q, n, nh, nkv, hd, slot, pos, (int32_t)n - 1, kc, vc, EL_DTYPE_BF16,
+                                   1.f, 1.f, cap, 0.088f, out)); /* warm-up */
+            OK(be->iface.sync(be));
+            double t[5];
+            for (int r = 0; r < 5; r++) {
+                double t0 = el_time_ms();
+                for (int c = 0; c < calls; c++)
+                    OK(be->iface.attention(be, q, n, nh, nkv, hd, slot, pos, (int32_t)n - 1, kc, vc,
+                                           EL_DTYPE_BF16, 1.f, 1.f, cap, 0.088f, out));
+                OK(be->iface.sync(be));
+                t[r] = (el_time_ms() - t0) / calls;
+            }
+            double ms = median(t, 5);
+            if (mode == 2) tc_ms = ms;
+            printf("attn  prefill %lld tok, 32/8 heads, hd 128, bf16 cache, %-8s: %9.3f ms, %6.1f TFLOP/s\n",
+                   (long long)n, mode == 2 ? "tc" : "split-KV", ms, flop / (ms * 1e-3) / 1e12);
+            if (mode == 1) printf("attn  prefill %lld tok: tc speedup %.1fx\n", (long long)n, ms / tc_ms);
+        }
+        elk_attn_prefill_mode = 0;
+        free(hs), free(hp);
+        be->iface.dealloc(be, kc), be->iface.dealloc(be, vc), be->iface.dealloc(be, q),
+            be->iface.dealloc(be, out);
+        be->iface.dealloc(be, slot), be->iface.dealloc(be, pos);
+    }
+}
+
 int main(int argc, char **argv) {
     bool quick = argc > 1 && !strcmp(argv[1], "--quick");
     el_backend_params p = {0};
@@ -324,6 +383,7 @@ int main(int argc, char **argv) {
     bench_copy();
     bench_gemv(quick);
     bench_attention();
+    bench_attention_prefill();
     bench_gemm();
     be->iface.free(be);
     return 0;

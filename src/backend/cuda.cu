@@ -433,6 +433,11 @@ static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok
     if (n_tok == 0) return EDGELLM_STATUS_OK;
     if (((uintptr_t)k_cache | (uintptr_t)v_cache) & 15)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda attention: the KV cache must be 16-byte aligned");
+    if (elk_attn_prefill_use(n_tok, kv_elk(kv_t), head_dim)) { /* many tokens: tensor-core kernel */
+        CU_TRY(elk_attention_prefill(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache,
+                                     kv_elk(kv_t), cap, scale, out));
+        return EDGELLM_STATUS_OK;
+    }
     size_t smem = elk_attention_smem(n_head, n_head_kv, head_dim);
     if (smem > c->smem_optin)
         return el_err(EDGELLM_STATUS_UNSUPPORTED, "cuda attention: %lld query heads per kv head x head_dim %lld needs "

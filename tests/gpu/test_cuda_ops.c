@@ -15,6 +15,7 @@
 static el_backend *be;
 extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu: 0 auto, 1 never tensor cores, 2 always (bf16) */
 extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where it applies, 1 never */
+extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 never, 2 always */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static float frand(void) { /* uniform [-1, 1) */
@@ -271,6 +272,149 @@ static void test_attention(void) {
     }
 }
 
+/* ---- tensor-core prefill attention (attention_prefill.cu) against edgellm_ref_attention ----
+ * A batch is a list of runs: n tokens of one slot at positions p0, p0 + 1, ... (a prefill chunk; n = 1 is
+ * a decode token). Every cache position holds random data (the reference reads the same cache).
+ * Tolerance: the kernel rounds q and the softmax weights p to the cache type (relative error up to 2^-9
+ * for bf16, 2^-12 for f16) and sums in f32; K/V are exact. Random data puts the output NMSE near
+ * 1e-5 (bf16) / 2e-7 (f16) at most, so 1e-4 / 1e-5 leave room for rounding only, not for a wrong
+ * position, mask or head (those give NMSE ~ 1e-2 .. 1). */
+typedef struct pf_run {
+    int32_t slot, p0, n;
+} pf_run;
+typedef struct pf_case {
+    const char *name;
+    int64_t n_head, nkv, hd, cap, n_slot;
+    el_dtype t;
+    float qscale;
+    int n_run;
+    pf_run runs[8];
+} pf_case;
+
+static void run_attention_pf(const pf_case *pc, int mode) {
+    int64_t n_tok = 0;
+    for (int r = 0; r < pc->n_run; r++)
+        n_tok += pc->runs[r].n;
+    kvc c = make_cache(pc->t, pc->n_slot, pc->nkv, pc->cap, pc->hd);
+    int64_t nq = n_tok * pc->n_head * pc->hd;
+    float *q = rand_f32(nq, pc->qscale), *ref = el_malloc(nq * 4), *got = el_malloc(nq * 4);
+    int32_t *slot = el_malloc(n_tok * 4), *pos = el_malloc(n_tok * 4);
+    int32_t max_pos = 0;
+    int64_t t = 0;
+    for (int r = 0; r < pc->n_run; r++)
+        for (int32_t i = 0; i < pc->runs[r].n; i++, t++) {
+            slot[t] = pc->runs[r].slot;
+            pos[t] = pc->runs[r].p0 + i;
+            if (pos[t] > max_pos) max_pos = pos[t];
+        }
+    float scale = 1.f / sqrtf((float)pc->hd);
+    edgellm_ref_attention(q, n_tok, pc->n_head, pc->nkv, pc->hd, slot, pos, c.hk, c.hv, pc->t, 1.f, 1.f,
+                          pc->cap, scale, ref);
+    float *dq = dput(q, nq * 4), *dout = dput(NULL, nq * 4);
+    int32_t *ds = dput(slot, n_tok * 4), *dp = dput(pos, n_tok * 4);
+    dpoison(dout, nq);
+    elk_attn_prefill_mode = mode;
+    CHECK_OK(be->iface.attention(be, dq, n_tok, pc->n_head, pc->nkv, pc->hd, ds, dp, max_pos, c.dk, c.dv,
+                                 pc->t, 1.f, 1.f, pc->cap, scale, dout));
+    elk_attn_prefill_mode = 0;
+    dget(got, dout, nq * 4);
+    char nm[160];
+    snprintf(nm, sizeof nm, "attention tc %s kv %s%s", pc->name, el_dtype_name(pc->t),
+             mode == 0 ? " (auto)" : "");
+    report(nm, t_nmse(ref, got, nq), pc->t == EL_DTYPE_BF16 ? 1e-4 : 1e-5);
+    be->iface.dealloc(be, dq), be->iface.dealloc(be, dout), be->iface.dealloc(be, ds),
+        be->iface.dealloc(be, dp);
+    free_cache(&c);
+    el_free(q), el_free(ref), el_free(got), el_free(slot), el_free(pos);
+}
+
+static void test_attention_prefill(void) {
+    const pf_case cases[] = {
+        {"300 tok, 32/8 heads, hd 128", 32, 8, 128, 512, 1, EL_DTYPE_BF16, 1.f, 1, {{0, 0, 300}}},
+        {"300 tok, 32/8 heads, hd 128", 32, 8, 128, 512, 1, EL_DTYPE_F16, 1.f, 1, {{0, 0, 300}}},
+        {"37 tok, 8/8 heads, hd 64", 8, 8, 64, 64, 1, EL_DTYPE_F16, 1.f, 1, {{0, 0, 37}}},
+        {"37 tok, 8/8 heads, hd 64", 8, 8, 64, 64, 1, EL_DTYPE_BF16, 1.f, 1, {{0, 0, 37}}},
+        {"128 tok, 32/4 heads, hd 128, q x4 (peaky)",
+         32,
+         4,
+         128,
+         128,
+         1,
+         EL_DTYPE_F16,
+         4.f,
+         1,
+         {{0, 0, 128}}},
+        {"128 tok, 32/4 heads, hd 128, q x4 (peaky)",
+         32,
+         4,
+         128,
+         128,
+         1,
+         EL_DTYPE_BF16,
+         4.f,
+         1,
+         {{0, 0, 128}}},
+        {"200 tok at pos 100 (chunk), 16/2 heads, hd 128",
+         16,
+         2,
+         128,
+         512,
+         2,
+         EL_DTYPE_F16,
+         1.f,
+         1,
+         {{1, 100, 200}}},
+        {"200 tok at pos 100 (chunk), 16/2 heads, hd 64",
+         16,
+         2,
+         64,
+         512,
+         2,
+         EL_DTYPE_BF16,
+         1.f,
+         1,
+         {{1, 100, 200}}},
+        {"3 seqs 70+100+45 (tiles straddle), 8/2 heads, hd 64",
+         8,
+         2,
+         64,
+         256,
+         3,
+         EL_DTYPE_BF16,
+         2.f,
+         3,
+         {{2, 0, 70}, {0, 0, 100}, {1, 30, 45}}},
+        {"3 seqs 70+100+45 (tiles straddle), 8/2 heads, hd 128",
+         8,
+         2,
+         128,
+         256,
+         3,
+         EL_DTYPE_F16,
+         2.f,
+         3,
+         {{2, 0, 70}, {0, 0, 100}, {1, 30, 45}}},
+        {"decode x5 + 90-tok prefill (mixed), 16/4 heads, hd 128",
+         16,
+         4,
+         128,
+         300,
+         6,
+         EL_DTYPE_BF16,
+         1.f,
+         6,
+         {{0, 299, 1}, {4, 17, 1}, {3, 0, 90}, {1, 0, 1}, {5, 150, 1}, {2, 64, 1}}},
+        {"1 tok at pos 700, 4/1 heads, hd 64", 4, 1, 64, 1024, 1, EL_DTYPE_F16, 1.f, 1, {{0, 700, 1}}},
+        {"1000 tok, 8/2 heads, hd 128", 8, 2, 128, 1024, 1, EL_DTYPE_BF16, 1.f, 1, {{0, 0, 1000}}},
+    };
+    const size_t nc = sizeof cases / sizeof cases[0];
+    for (size_t i = 0; i < nc; i++) {
+        if (getenv("EDGELLM_TEST_QUICK") && i >= 6) break;
+        run_attention_pf(&cases[i], 2);
+    }
+    run_attention_pf(&cases[0], 0); /* through the backend's own choice (n_tok >= 64) */
+}
+
 static void test_swiglu_add(void) {
     const int64_t n = 10007;
     float *g = rand_f32(n, 6.f), *u = rand_f32(n, 2.f), *ref = el_malloc(n * 4), *got = el_malloc(n * 4);
@@ -416,7 +560,10 @@ int main(void) {
     test_rmsnorm();
     test_rope();
     test_kv_store();
+    elk_attn_prefill_mode = 1; /* the split-KV kernel for every case there (1e-6), the prefill kernel below */
     test_attention();
+    elk_attn_prefill_mode = 0;
+    test_attention_prefill();
     test_swiglu_add();
     test_matmul();
     test_graph(EL_DTYPE_F16, 7);

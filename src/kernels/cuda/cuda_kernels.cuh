@@ -59,4 +59,16 @@ cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_
 extern "C" int elk_attn_stage_mode;
 size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim);
 
+/* attention_prefill.cu: the same attention as elk_attention on tensor cores, flash-attention style, for
+ * F16/BF16 caches and head_dim 64/128 (cudaErrorInvalidValue otherwise): query tiles of 64 tokens, one
+ * pass per distinct slot in a tile (fast when each tile is one or two sequences: prefill).
+ * elk_attn_prefill_use says whether the backend should call it (elk_attn_prefill_mode: 0 = for
+ * n_tok >= 64, 1 = never, 2 = for any n_tok; tests compare). */
+extern "C" int elk_attn_prefill_mode;
+int elk_attn_prefill_use(int64_t n_tok, int kv_t, int64_t head_dim);
+cudaError_t elk_attention_prefill(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                                  int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                                  const void *v_cache, int kv_t, int64_t cap, float scale, float *out);
+
+
 #endif

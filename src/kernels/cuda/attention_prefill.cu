@@ -1,0 +1,350 @@
+/*
+ * attention_prefill.cu - causal attention over the KV cache for many query tokens at once (prefill), on
+ * tensor cores (mma.sync m16n8k16, f16/bf16 operands, f32 accumulation), flash-attention-2 style.
+ *
+ * Same semantics as elk_attention (attention.cu): token t attends to cache positions 0..min(pos[t], cap-1)
+ * of slot[t]; q head h uses kv head h / G; out = softmax(q k^T * scale) v; a token with slot < 0 or
+ * pos < 0 gets zeros. Cache (n_slot, n_head_kv, cap, hd) in F16 or BF16, hd 64 or 128.
+ *
+ * Kernel k_attn_pf<D, KT>: one CTA (4 warps, 128 threads) per (tile of 64 query tokens, q head); warp w
+ * owns query rows 16w..16w+15 of the tile.
+ *   Q    the tile's q rows (f32) converted to the cache type (round to nearest even) into shared memory,
+ *        then held in registers as mma A fragments for the whole kernel;
+ *   K/V  tiles of 64 positions copied from the cache with cp.async into two shared-memory stages (the
+ *        next tile loads while the current one is computed); rows past the last needed position are
+ *        zero-filled. Rows are padded by 16 bytes so ldmatrix reads are bank-conflict free;
+ *   S    = Q K^T on tensor cores (f32), times scale * log2(e) in f32, positions past a row's pos set to
+ *        -inf; online softmax in f32 (running max m and sum l per row, the accumulator rescaled by
+ *        exp2(m_old - m_new)); P rounded to the cache type is reused from the S accumulators as the A
+ *        operand of O += P V (the mma C layout of two n8 tiles is the A layout of one k16 slice).
+ * Slots: the tile's rows are processed in one pass per distinct slot among them (rows of other slots are
+ * masked out in that pass). A prefill tile (one sequence, contiguous positions) takes one pass; a tile
+ * straddling two sequences takes two. Batches of many single-token sequences (decode) are correct but
+ * slow here: the backend sends only large batches to this kernel (elk_attn_prefill_use).
+ * Positions read: every position < the largest pos of the pass's rows. The runtime stores a token's K/V
+ * before attention and a sequence's positions are filled from 0, so these rows hold finite values
+ * (masked ones get weight exactly 0).
+ * CTAs of the last (longest, causal) tiles are launched first; the q heads of one kv head are adjacent
+ * in launch order so they read the same K/V rows while those are in L2.
+ *
+ * Precision: Q, K, V and P are rounded to f16/bf16 (K/V already are); products and sums are f32. With
+ * bf16 the relative rounding of q and p (2^-9) dominates: NMSE against the f64 reference ~1e-5, far
+ * below the 1e-3 used for the tensor-core GEMMs.
+ */
+#include "kernels/cuda/common.cuh"
+
+#include <limits.h>
+#include <math.h>
+
+#define PF_BQ 64       /* query rows per CTA */
+#define PF_BK 64       /* cache positions per K/V tile */
+#define PF_THREADS 128 /* 4 warps x 16 rows */
+
+/* 0: the prefill kernel for n_tok >= 64 where it applies, 1: never, 2: for every n_tok (tests). */
+int elk_attn_prefill_mode = 0;
+
+int elk_attn_prefill_use(int64_t n_tok, int kv_t, int64_t head_dim) {
+    if (elk_attn_prefill_mode == 1) return 0;
+    if (kv_t != ELK_F16 && kv_t != ELK_BF16) return 0;
+    if (head_dim != 64 && head_dim != 128) return 0;
+    return elk_attn_prefill_mode == 2 || n_tok >= 64;
+}
+
+static __device__ __forceinline__ unsigned pf_smem_addr(const void *p) {
+    return (unsigned)__cvta_generic_to_shared(p);
+}
+/* 16 bytes global -> shared; src_bytes 0 writes zeros (the source is not read). */
+static __device__ __forceinline__ void pf_cp16(void *smem, const void *gmem, int src_bytes) {
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(pf_smem_addr(smem)), "l"(gmem),
+                 "r"(src_bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void pf_commit() {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void pf_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+static __device__ __forceinline__ void pf_ldsm4(uint32_t *r, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(pf_smem_addr(p)));
+}
+static __device__ __forceinline__ void pf_ldsm4t(uint32_t *r, const void *p) {
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(pf_smem_addr(p)));
+}
+/* c (16x8 f32) += a (16x16) b (16x8) */
+template <int KT>
+static __device__ __forceinline__ void pf_mma(float *c, const uint32_t *a, uint32_t b0, uint32_t b1) {
+    if (KT == ELK_BF16)
+        asm volatile(
+            "mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+            "{%8, %9}, {%0, %1, %2, %3};"
+            : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+            : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+    else
+        asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, "
+                     "{%8, %9}, {%0, %1, %2, %3};"
+                     : "+f"(c[0]), "+f"(c[1]), "+f"(c[2]), "+f"(c[3])
+                     : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b0), "r"(b1));
+}
+/* two f32 -> packed f16/bf16 pair (lo = a), round to nearest even */
+template <int KT> static __device__ __forceinline__ uint32_t pf_pack(float a, float b) {
+    if (KT == ELK_BF16) {
+        __nv_bfloat162 h = __floats2bfloat162_rn(a, b);
+        return *(uint32_t *)&h;
+    } else {
+        __half2 h = __floats2half2_rn(a, b);
+        return *(uint32_t *)&h;
+    }
+}
+
+/* Shared memory bytes of k_attn_pf<D>: Q [BQ][D+8] + K, V [2][BK][D+8] (16-bit elements) + slot/lim. */
+static __host__ __device__ constexpr size_t pf_smem_bytes(int D) {
+    return (size_t)(PF_BQ + 4 * PF_BK) * (D + 8) * 2 + 2 * PF_BQ * sizeof(int);
+}
+
+template <int D, int KT>
+__global__ void __launch_bounds__(PF_THREADS)
+    k_attn_pf(const float *__restrict__ q, int n_tok, int n_head, int n_head_kv,
+              const int32_t *__restrict__ slot, const int32_t *__restrict__ pos,
+              const uint16_t *__restrict__ kc, const uint16_t *__restrict__ vc, int64_t cap, float scale_log2,
+              float *__restrict__ out) {
+    constexpr int LD = D + 8;   /* shared row stride, elements (16-byte padding) */
+    constexpr int NKD = D / 16; /* k16 slices of the head dim */
+    constexpr int NOD = D / 8;  /* n8 tiles of the output */
+    extern __shared__ __align__(16) uint16_t pf_sm[];
+    uint16_t *Qs = pf_sm;                       /* [BQ][LD] */
+    uint16_t *Ks = Qs + PF_BQ * LD;             /* [2][BK][LD] */
+    uint16_t *Vs = Ks + 2 * PF_BK * LD;         /* [2][BK][LD] */
+    int *s_slot = (int *)(Vs + 2 * PF_BK * LD); /* [BQ] slot of the row, -1: nothing to attend to */
+    int *s_lim = s_slot + PF_BQ;                /* [BQ] last position the row attends to */
+
+    const int h = blockIdx.x;
+    const int tile = gridDim.y - 1 - blockIdx.y;
+    const int t0 = tile * PF_BQ;
+    const int G = n_head / n_head_kv, hk = h / G;
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int g = lane >> 2, c4 = lane & 3;
+
+    if (tid < PF_BQ) {
+        const int t = t0 + tid;
+        int sl = -1, lim = -1;
+        if (t < n_tok) {
+            sl = slot[t];
+            const int64_t p = pos[t];
+            lim = (int)(p < cap - 1 ? p : cap - 1);
+            if (sl < 0 || lim < 0) sl = -1, lim = -1;
+        }
+        s_slot[tid] = sl;
+        s_lim[tid] = lim;
+    }
+    /* Q tile -> shared (cache type); rows past n_tok are zeros */
+    for (int i = tid; i < PF_BQ * D / 4; i += PF_THREADS) {
+        const int r = i / (D / 4), c = (i % (D / 4)) * 4;
+        const int t = t0 + r;
+        float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
+        if (t < n_tok) v = *(const float4 *)(q + ((int64_t)t * n_head + h) * D + c);
+        uint2 w;
+        w.x = pf_pack<KT>(v.x, v.y);
+        w.y = pf_pack<KT>(v.z, v.w);
+        *(uint2 *)(Qs + r * LD + c) = w;
+    }
+    __syncthreads();
+
+    /* this warp's Q as A fragments: row (l % 16), columns kk*16 + (l / 16) * 8 */
+    uint32_t qf[NKD][4];
+#pragma unroll
+    for (int kk = 0; kk < NKD; kk++)
+        pf_ldsm4(qf[kk], Qs + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
+
+    const int rA = warp * 16 + g, rB = rA + 8; /* the two rows whose S/O elements this thread holds */
+    const int slA = s_slot[rA], slB = s_slot[rB], limA0 = s_lim[rA], limB0 = s_lim[rB];
+
+    float o[NOD][4];
+#pragma unroll
+    for (int n = 0; n < NOD; n++)
+        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
+    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
+
+    int prev = -1;
+    for (;;) {
+        /* next slot of the tile (ascending) and the number of positions its rows need */
+        int cur = INT_MAX;
+        for (int r = 0; r < PF_BQ; r++) {
+            const int s = s_slot[r];
+            if (s > prev && s < cur) cur = s;
+        }
+        if (cur == INT_MAX) break;
+        int nk = 0;
+        for (int r = 0; r < PF_BQ; r++)
+            if (s_slot[r] == cur && s_lim[r] + 1 > nk) nk = s_lim[r] + 1;
+        prev = cur;
+
+        const int limA = slA == cur ? limA0 : -1, limB = slB == cur ? limB0 : -1;
+        int wl = limA > limB ? limA : limB; /* the warp's last needed position */
+#pragma unroll
+        for (int off = 4; off < 32; off <<= 1)
+            wl = max(wl, __shfl_xor_sync(0xffffffffu, wl, off));
+        const int lim_min = limA < limB ? limA : limB;
+
+        const int64_t base = ((int64_t)cur * n_head_kv + hk) * cap * D;
+        const uint16_t *kb = kc + base, *vb = vc + base;
+        const int n_tiles = (nk + PF_BK - 1) / PF_BK;
+        auto issue = [&](int j, int stg) {
+            uint16_t *ks = Ks + stg * PF_BK * LD, *vs = Vs + stg * PF_BK * LD;
+            for (int i = tid; i < PF_BK * D / 8; i += PF_THREADS) {
+                const int r = i / (D / 8), c = (i % (D / 8)) * 8;
+                const int key = j * PF_BK + r;
+                const bool ok = key < nk;
+                const int64_t off = ok ? (int64_t)key * D + c : 0;
+                pf_cp16(ks + r * LD + c, kb + off, ok ? 16 : 0);
+                pf_cp16(vs + r * LD + c, vb + off, ok ? 16 : 0);
+            }
+            pf_commit();
+        };
+        issue(0, 0);
+        for (int j = 0; j < n_tiles; j++) {
+            if (j + 1 < n_tiles) {
+                issue(j + 1, (j + 1) & 1);
+                pf_wait<1>();
+            } else {
+                pf_wait<0>();
+            }
+            __syncthreads();
+            const int k0 = j * PF_BK;
+            if (k0 <= wl) { /* else every row of this warp has all of the tile masked */
+                const uint16_t *ks = Ks + (j & 1) * PF_BK * LD, *vs = Vs + (j & 1) * PF_BK * LD;
+                float s[PF_BK / 8][4];
+#pragma unroll
+                for (int n = 0; n < PF_BK / 8; n++)
+                    s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
+                    /* S = Q K^T: B fragments of key tiles 2jp, 2jp+1 for slice kk in one ldmatrix.x4 */
+#pragma unroll
+                for (int kk = 0; kk < NKD; kk++) {
+#pragma unroll
+                    for (int jp = 0; jp < PF_BK / 16; jp++) {
+                        uint32_t b[4];
+                        const int i8 = lane >> 3, r8 = lane & 7;
+                        pf_ldsm4(b, ks + (jp * 16 + (i8 >> 1) * 8 + r8) * LD + kk * 16 + (i8 & 1) * 8);
+                        pf_mma<KT>(s[2 * jp], qf[kk], b[0], b[1]);
+                        pf_mma<KT>(s[2 * jp + 1], qf[kk], b[2], b[3]);
+                    }
+                }
+                /* scale (log2 domain), mask, row max */
+                const bool need_mask = k0 + PF_BK - 1 > lim_min;
+                float mxA = -INFINITY, mxB = -INFINITY;
+#pragma unroll
+                for (int n = 0; n < PF_BK / 8; n++) {
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+                        float x = s[n][e] * scale_log2;
+                        if (need_mask) {
+                            const int key = k0 + n * 8 + 2 * c4 + (e & 1);
+                            if (key > (e < 2 ? limA : limB)) x = -INFINITY;
+                        }
+                        s[n][e] = x;
+                    }
+                    mxA = fmaxf(mxA, fmaxf(s[n][0], s[n][1]));
+                    mxB = fmaxf(mxB, fmaxf(s[n][2], s[n][3]));
+                }
+#pragma unroll
+                for (int off = 1; off < 4; off <<= 1) {
+                    mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
+                    mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
+                }
+                const float mnA = fmaxf(mA, mxA), mnB = fmaxf(mB, mxB);
+                /* a row with nothing unmasked so far keeps m = -inf: subtract 0 instead (exp2(-inf) = 0) */
+                const float uA = mnA == -INFINITY ? 0.f : mnA, uB = mnB == -INFINITY ? 0.f : mnB;
+                const float aA = exp2f(mA - uA), aB = exp2f(mB - uB);
+                mA = mnA, mB = mnB;
+                float sumA = 0.f, sumB = 0.f;
+                uint32_t pa[PF_BK / 16][4]; /* P as A fragments, k16 slice kk = key tiles 2kk, 2kk+1 */
+#pragma unroll
+                for (int n = 0; n < PF_BK / 8; n++) {
+                    const float p0 = exp2f(s[n][0] - uA), p1 = exp2f(s[n][1] - uA);
+                    const float p2 = exp2f(s[n][2] - uB), p3 = exp2f(s[n][3] - uB);
+                    sumA += p0 + p1;
+                    sumB += p2 + p3;
+                    pa[n >> 1][(n & 1) * 2 + 0] = pf_pack<KT>(p0, p1);
+                    pa[n >> 1][(n & 1) * 2 + 1] = pf_pack<KT>(p2, p3);
+                }
+                lA = lA * aA + sumA; /* partial over this thread's columns; the quad is summed at the end */
+                lB = lB * aB + sumB;
+#pragma unroll
+                for (int n = 0; n < NOD; n++) {
+                    o[n][0] *= aA, o[n][1] *= aA;
+                    o[n][2] *= aB, o[n][3] *= aB;
+                }
+                /* O += P V: V fragments (transposed) of d tiles 2dp, 2dp+1 for key slice kk */
+#pragma unroll
+                for (int kk = 0; kk < PF_BK / 16; kk++) {
+#pragma unroll
+                    for (int dp = 0; dp < D / 16; dp++) {
+                        uint32_t b[4];
+                        const int i8 = lane >> 3, r8 = lane & 7;
+                        pf_ldsm4t(b, vs + (kk * 16 + (i8 & 1) * 8 + r8) * LD + dp * 16 + (i8 >> 1) * 8);
+                        pf_mma<KT>(o[2 * dp], pa[kk], b[0], b[1]);
+                        pf_mma<KT>(o[2 * dp + 1], pa[kk], b[2], b[3]);
+                    }
+                }
+            }
+            __syncthreads(); /* the stage just read is refilled by the next iteration */
+        }
+    }
+
+#pragma unroll
+    for (int off = 1; off < 4; off <<= 1) {
+        lA += __shfl_xor_sync(0xffffffffu, lA, off);
+        lB += __shfl_xor_sync(0xffffffffu, lB, off);
+    }
+    const float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
+    const int tA = t0 + rA, tB = t0 + rB;
+#pragma unroll
+    for (int n = 0; n < NOD; n++) {
+        const int d = n * 8 + 2 * c4;
+        if (tA < n_tok)
+            *(float2 *)(out + ((int64_t)tA * n_head + h) * D + d) = make_float2(o[n][0] * iA, o[n][1] * iA);
+        if (tB < n_tok)
+            *(float2 *)(out + ((int64_t)tB * n_head + h) * D + d) = make_float2(o[n][2] * iB, o[n][3] * iB);
+    }
+}
+
+template <int D, int KT>
+static cudaError_t pf_launch(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head,
+                             int64_t n_head_kv, const int32_t *slot, const int32_t *pos, const void *kc,
+                             const void *vc, int64_t cap, float scale, float *out) {
+    const size_t smem = pf_smem_bytes(D);
+    if (smem > 48 * 1024) {
+        cudaError_t e =
+            cudaFuncSetAttribute(k_attn_pf<D, KT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    dim3 grid((unsigned)n_head, (unsigned)((n_tok + PF_BQ - 1) / PF_BQ));
+    k_attn_pf<D, KT><<<grid, PF_THREADS, smem, st>>>(q, (int)n_tok, (int)n_head, (int)n_head_kv, slot, pos,
+                                                     (const uint16_t *)kc, (const uint16_t *)vc, cap,
+                                                     scale * 1.4426950408889634f, out);
+    return cudaGetLastError();
+}
+
+cudaError_t elk_attention_prefill(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head,
+                                  int64_t n_head_kv, int64_t head_dim, const int32_t *slot,
+                                  const int32_t *pos, const void *k_cache, const void *v_cache, int kv_t,
+                                  int64_t cap, float scale, float *out) {
+    if (n_tok <= 0) return cudaSuccess;
+    if (n_tok > 0x7fffffff - PF_BQ || n_head <= 0 || n_head > 65535 || n_head_kv <= 0 || n_head % n_head_kv ||
+        (n_tok + PF_BQ - 1) / PF_BQ > 65535 || cap <= 0 || cap > 0x7fffffff ||
+        (kv_t != ELK_F16 && kv_t != ELK_BF16) || (head_dim != 64 && head_dim != 128))
+        return cudaErrorInvalidValue;
+    if (kv_t == ELK_BF16)
+        return head_dim == 64 ? pf_launch<64, ELK_BF16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
+                                                        v_cache, cap, scale, out)
+                              : pf_launch<128, ELK_BF16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
+                                                         v_cache, cap, scale, out);
+    return head_dim == 64 ? pf_launch<64, ELK_F16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
+                                                   v_cache, cap, scale, out)
+                          : pf_launch<128, ELK_F16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
+                                                    v_cache, cap, scale, out);
+}
