@@ -29,12 +29,10 @@ static inline V vld_f16(const uint16_t *p) { return _mm256_cvtph_ps(_mm_loadu_si
 static inline V vld_bf16(const uint16_t *p) {
     return _mm256_castsi256_ps(_mm256_slli_epi32(_mm256_cvtepu16_epi32(_mm_loadu_si128((const __m128i *)p)), 16));
 }
-/* 8 e4m3fn codes via f16 bits (as kernels_avx512.c) */
+/* 8 e4m3fn codes as value / 256 via f16 bits (as kernels_avx512.c) */
 static inline V vld_e4m3(const uint8_t *p) {
-    const __m128i w = _mm_cvtepu8_epi16(_mm_loadl_epi64((const __m128i *)p));
-    const __m128i h = _mm_or_si128(_mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(0x80)), 8),
-                                   _mm_slli_epi16(_mm_and_si128(w, _mm_set1_epi16(0x7f)), 7));
-    return _mm256_mul_ps(_mm256_cvtph_ps(h), _mm256_set1_ps(256.0f));
+    const __m128i w = _mm_cvtepi8_epi16(_mm_loadl_epi64((const __m128i *)p));
+    return _mm256_cvtph_ps(_mm_and_si128(_mm_slli_epi16(w, 7), _mm_set1_epi16((short)0xbf80)));
 }
 /* exp: range reduction x = n ln2 + r, |r| <= ln2/2, degree-7 Taylor polynomial, 2^n via the exponent. */
 static inline V vexp(V x) {

@@ -24,13 +24,12 @@ static inline V vld_f16(const uint16_t *p) { return _mm512_cvtph_ps(_mm256_loadu
 static inline V vld_bf16(const uint16_t *p) {
     return _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm256_loadu_si256((const __m256i *)p)), 16));
 }
-/* 16 e4m3fn codes: the e4m3 bits shifted into an f16 (sign to bit 15, exponent|mantissa to bits 7..13)
- * are the value / 256 exactly, subnormals included (kernels/e4m3.h) */
+/* 16 e4m3fn codes as value / 256 (exact, subnormals included): sign-extended to 16 bits and shifted
+ * left by 7, the code's exponent|mantissa sits in f16 bits 7..13 and the sign in bit 15; bit 14 (a sign
+ * copy) is cleared. simd_impl.h folds the 256 into the attention scales. */
 static inline V vld_e4m3(const uint8_t *p) {
-    const __m256i w = _mm256_cvtepu8_epi16(_mm_loadu_si128((const __m128i *)p));
-    const __m256i h = _mm256_or_si256(_mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x80)), 8),
-                                      _mm256_slli_epi16(_mm256_and_si256(w, _mm256_set1_epi16(0x7f)), 7));
-    return _mm512_mul_ps(_mm512_cvtph_ps(h), _mm512_set1_ps(256.0f));
+    const __m256i w = _mm256_cvtepi8_epi16(_mm_loadu_si128((const __m128i *)p));
+    return _mm512_cvtph_ps(_mm256_and_si256(_mm256_slli_epi16(w, 7), _mm256_set1_epi16((short)0xbf80)));
 }
 /* r[i] = sum of the lanes of a[i], i < 16: a reduction tree (unpack, shuffle, 128-bit lane shuffles)
  * costing ~45 instructions for 16 sums instead of ~8 per horizontal sum. */

@@ -23,8 +23,8 @@ static inline V vdiv(V a, V b) { return a / b; }
 static inline float vhsum(V v) { return v; }
 static inline V vld_f16(const uint16_t *p) { return el_f16_to_f32(*p); }
 static inline V vld_bf16(const uint16_t *p) { return el_bf16_to_f32(*p); }
-static inline V vld_e4m3(const uint8_t *p) {
-    return el_e4m3_to_f32_fast(*p);
+static inline V vld_e4m3(const uint8_t *p) { /* value / 256, as the SIMD versions */
+    return el_e4m3_to_f32_fast(*p) * 0.00390625f;
 }
 static inline V vexp(V x) { return expf(x); }
 

@@ -22,13 +22,13 @@
 EL_AI V FN(ldw)(const void *w, el_dtype wt, int64_t i) {
     if (wt == EL_DTYPE_F32) return vld((const float *)w + i);
     if (wt == EL_DTYPE_F16) return vld_f16((const uint16_t *)w + i);
-    if (wt == EL_DTYPE_F8_E4M3) return vld_e4m3((const uint8_t *)w + i); /* fp8 KV cache (unscaled) */
+    if (wt == EL_DTYPE_F8_E4M3) return vld_e4m3((const uint8_t *)w + i); /* fp8 KV cache: value / 256 */
     return vld_bf16((const uint16_t *)w + i);
 }
 EL_AI float FN(lds)(const void *w, el_dtype wt, int64_t i) {
     if (wt == EL_DTYPE_F32) return ((const float *)w)[i];
     if (wt == EL_DTYPE_F16) return el_f16_to_f32(((const uint16_t *)w)[i]);
-    if (wt == EL_DTYPE_F8_E4M3) return el_e4m3_to_f32_fast(((const uint8_t *)w)[i]);
+    if (wt == EL_DTYPE_F8_E4M3) return el_e4m3_to_f32_fast(((const uint8_t *)w)[i]) * 0.00390625f;
     return el_bf16_to_f32(((const uint16_t *)w)[i]);
 }
 
@@ -491,11 +491,12 @@ static void FN(attention)(const float *q, int64_t i0, int64_t i1, int64_t n_head
         FN(attn_hd)
         (q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_BF16, cap, scale, 1.0f, out);
         break;
-    /* fp8: scores = <q, e4m3(k)> * (scale * k_scale), out = (sum p e4m3(v)) / l * v_scale */
+    /* fp8: scores = <q, e4m3(k)> * (scale * k_scale), out = (sum p e4m3(v)) / l * v_scale; the loads
+     * return e4m3 / 256 (vld_e4m3), the exact factor 256 goes into both scales */
     case EL_DTYPE_F8_E4M3:
         FN(attn_hd)
-        (q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F8_E4M3, cap, scale * k_scale, v_scale,
-         out);
+        (q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, EL_DTYPE_F8_E4M3, cap, scale * k_scale * 256.0f,
+         v_scale * 256.0f, out);
         break;
     default: break;
     }
