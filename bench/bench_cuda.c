@@ -10,9 +10,11 @@
  *   attn   decode attention over an 8192-position f16 cache: GB/s of K/V read; prefill attention (one
  *          sequence of 512/2048/8192 tokens): TFLOP/s of the tensor-core and the split-KV kernels
  * Times: median of several timed repetitions after a warm-up.
- * usage: bench_cuda [--quick]
+ *   qgemv  (--qgemv only) quantized-weight GEMVs per format on the same shapes: GB/s of quantized bytes
+ * usage: bench_cuda [--quick] [--qgemv]
  */
 #include "backend/backend.h"
+#include "kernels/quant.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -176,6 +178,128 @@ static void bench_gemv(bool quick) {
         }
         elk_gemv_tc_mode = 0;
         for (int c = 0; c < copies; c++) be->iface.dealloc(be, w[c]);
+    }
+    be->iface.dealloc(be, x);
+    be->iface.dealloc(be, y);
+}
+
+/* Quantized GEMV (kernels/quant.h formats) on the same layer shapes: GB/s of the quantized weight bytes
+ * (el_weight_nbytes: quants + scales) and % of copy. Contents are random codes with a valid header (speed
+ * does not depend on the values); activation pre-kernels are included in the timed graph. */
+typedef struct qbench {
+    const char *name;
+    el_dtype t;
+    int64_t group;
+    uint32_t flags;
+    float act;
+    bool all_shapes, m8;
+} qbench;
+
+static uint64_t qb_rng = 0x51ed2705u;
+static uint8_t qb_byte(void) {
+    qb_rng ^= qb_rng << 13, qb_rng ^= qb_rng >> 7, qb_rng ^= qb_rng << 17;
+    return (uint8_t)(qb_rng >> 32);
+}
+/* A random host layout of format f for (n, k). */
+static void *qb_make(const qbench *f, int64_t n, int64_t k, size_t *nbytes) {
+    *nbytes = el_weight_nbytes(f->t, n, k, f->group, (f->flags & EL_QF_ZEROS) != 0);
+    uint8_t *h = malloc(*nbytes);
+    for (size_t i = 0; i < *nbytes; i++) h[i] = qb_byte();
+    if (f->t == EL_DTYPE_Q8_0 || f->t == EL_DTYPE_Q4_0) {
+        const size_t bb = f->t == EL_DTYPE_Q8_0 ? 34 : 18;
+        for (size_t o = 0; o < *nbytes; o += bb) h[o] = 0x00, h[o + 1] = 0x20; /* d = f16 2^-7 */
+        return h;
+    }
+    el_qhdr hd;
+    OK(el_qhdr_init(&hd, f->t, n, k, f->group, f->flags));
+    hd.act_scale = f->act;
+    if (f->t == EL_DTYPE_Q_NVFP4) hd.global_scale = 1e-3f;
+    memcpy(h, &hd, sizeof hd);
+    uint8_t *sc = h + hd.scales_off, *q = h + hd.quants_off;
+    if (f->t == EL_DTYPE_Q_W8A8 || f->t == EL_DTYPE_Q_FP8)
+        for (int64_t j = 0; j < n; j++) ((float *)sc)[j] = 0.01f;
+    if (f->t == EL_DTYPE_Q_W4A16)
+        for (int64_t j = 0; j < n * ((k + f->group - 1) / f->group); j++) ((uint16_t *)sc)[j] = 0x2000;
+    if (f->t == EL_DTYPE_Q_NVFP4)
+        for (uint8_t *p = sc; p < q; p++) *p &= 0x3f; /* e4m3 scales <= 1.875 */
+    if (f->t == EL_DTYPE_Q_FP8)
+        for (uint8_t *p = q; p < h + *nbytes; p++) *p &= 0xbf; /* no NaN codes */
+    return h;
+}
+
+static double time_qmatmuls(const float *x, int64_t m, int64_t k, void **w, int n_copies, el_dtype t, int64_t n,
+                            float *y, int calls, int reps) {
+    static int key = 5000;
+    key++;
+    OK(be->iface.graph_begin(be, key));
+    for (int c = 0; c < calls; c++) OK(be->iface.matmul(be, x, m, k, w[c % n_copies], t, n, NULL, y, n));
+    OK(be->iface.graph_end(be, key));
+    OK(be->iface.graph_launch(be, key));
+    OK(be->iface.sync(be));
+    double tm[16];
+    for (int r = 0; r < reps; r++) {
+        double t0 = el_time_ms();
+        OK(be->iface.graph_launch(be, key));
+        OK(be->iface.sync(be));
+        tm[r] = (el_time_ms() - t0) / calls;
+    }
+    return median(tm, reps);
+}
+
+static void bench_qgemv(bool quick) {
+    const shape shapes[] = {
+        {"qwen3-0.6b", "q", 2048, 1024},     {"qwen3-0.6b", "gate/up", 3072, 1024}, {"qwen3-0.6b", "down", 1024, 3072},
+        {"qwen3-0.6b", "lm_head", 151936, 1024}, {"llama3.2-1b", "q/o", 2048, 2048}, {"llama3.2-1b", "k/v", 512, 2048},
+        {"llama3.2-1b", "gate/up", 8192, 2048}, {"llama3.2-1b", "down", 2048, 8192},
+        {"llama3.1-8b", "q/o", 4096, 4096},  {"llama3.1-8b", "k/v", 1024, 4096},  {"llama3.1-8b", "gate/up", 14336, 4096},
+        {"llama3.1-8b", "down", 4096, 14336}, {"llama3.1-8b", "lm_head", 128256, 4096},
+    };
+    const qbench fmts[] = {
+        {"w4a16 g128", EL_DTYPE_Q_W4A16, 128, 0, 0, true, true},
+        {"w4a16 g128 zp", EL_DTYPE_Q_W4A16, 128, EL_QF_ZEROS, 0, false, false},
+        {"fp8 static", EL_DTYPE_Q_FP8, 0, EL_QF_PER_CHANNEL, 0.01f, true, true},
+        {"fp8 w-only", EL_DTYPE_Q_FP8, 0, EL_QF_PER_CHANNEL, 0, false, false},
+        {"w8a8 dyn", EL_DTYPE_Q_W8A8, 0, 0, 0, true, true},
+        {"nvfp4", EL_DTYPE_Q_NVFP4, 16, 0, 0, false, false},
+        {"q8_0", EL_DTYPE_Q8_0, 0, 0, 0, false, false},
+        {"q4_0", EL_DTYPE_Q4_0, 0, 0, 0, false, false},
+    };
+    const int ns = sizeof shapes / sizeof shapes[0], nf = sizeof fmts / sizeof fmts[0];
+    float *x, *y;
+    OK(be->iface.alloc(be, 8 * 14336 * 4, (void **)&x));
+    OK(be->iface.alloc(be, 8 * 151936 * 4, (void **)&y));
+    fill_f32(x, 8 * 14336);
+    printf("qgemv quantized weights, f32 x/y; GB/s of quantized weight bytes; %% of the d2d copy bandwidth\n");
+    for (int fi = 0; fi < nf; fi++) {
+        const qbench *f = &fmts[fi];
+        for (int s = 0; s < ns; s++) {
+            const shape *sh = &shapes[s];
+            if (!f->all_shapes && strcmp(sh->model, "llama3.1-8b")) continue;
+            size_t bytes = 0;
+            void *h = qb_make(f, sh->n, sh->k, &bytes);
+            int copies = (int)(((size_t)384 << 20) / bytes) + 1;
+            if (copies > 64) copies = 64;
+            void *w[64];
+            for (int c = 0; c < copies; c++) {
+                if (c == 0) OK(be->iface.weight_map(be, h, bytes, &w[0]));
+                else {
+                    OK(be->iface.alloc(be, bytes, &w[c]));
+                    CK(cudaMemcpy(w[c], w[0], bytes, cudaMemcpyDeviceToDevice));
+                }
+            }
+            free(h);
+            int calls = copies < 8 ? 8 * copies : copies;
+            if (quick && calls > 16) calls = 16;
+            for (int64_t m = 1; m <= 8; m += 7) {
+                if (m == 8 && !f->m8) continue;
+                double t = time_qmatmuls(x, m, sh->k, w, copies, f->t, sh->n, y, calls, quick ? 3 : 7);
+                double gbs = (double)bytes / (t * 1e-3) / 1e9;
+                printf("qgemv %-13s %-11s %-8s n %6lld k %6lld m %lld: %8.2f us %7.0f GB/s %5.1f%% of copy\n", f->name,
+                       sh->model, sh->name, (long long)sh->n, (long long)sh->k, (long long)m, t * 1e3, gbs,
+                       100.0 * gbs / g_copy_gbs);
+            }
+            for (int c = 0; c < copies; c++) be->iface.dealloc(be, w[c]);
+        }
     }
     be->iface.dealloc(be, x);
     be->iface.dealloc(be, y);
@@ -371,7 +495,11 @@ static void bench_attention_prefill(void) {
 }
 
 int main(int argc, char **argv) {
-    bool quick = argc > 1 && !strcmp(argv[1], "--quick");
+    bool quick = false, qonly = false;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--quick")) quick = true;
+        if (!strcmp(argv[i], "--qgemv")) qonly = true;
+    }
     el_backend_params p = {0};
     if (el_backend_cuda_create(&p, &be) != EDGELLM_STATUS_OK) {
         printf("bench_cuda: no CUDA device (%s)\n", edgellm_last_error());
@@ -381,6 +509,11 @@ int main(int argc, char **argv) {
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s, %d SMs, %.0f MiB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1048576.0);
     bench_copy();
+    if (qonly) { /* --qgemv: the quantized GEMVs only */
+        bench_qgemv(quick);
+        be->iface.free(be);
+        return 0;
+    }
     bench_gemv(quick);
     bench_attention();
     bench_attention_prefill();

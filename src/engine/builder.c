@@ -278,10 +278,6 @@ edgellm_status edgellm_build(const char *export_dir, const char *engine_dir, con
     }
     el_qconfig qc;
     if ((s = el_qconfig_read(cfg, &qc)) < 0) goto fail;
-    if (qc.quantized && strcmp(prof.backend, "cpu") != 0) {
-        s = el_err(EDGELLM_STATUS_UNSUPPORTED, "%s: quantized engines run on the cpu backend only for now", export_dir);
-        goto fail;
-    }
     if ((s = el_path_join(path, sizeof path, export_dir, "model.safetensors")) < 0) goto fail;
     if ((s = el_st_open(path, &st)) < 0) goto fail;
     if (!qc.quantized) {

@@ -73,6 +73,7 @@ if [ $BUILD_ONLY = 1 ]; then echo "run.sh: $passed passed, $failed failed"; exit
 step "test_cuda_ops" ops.log bash -c "cd '$ROOT/tests' && timeout 300 '$BUILD/tests/test_cuda_ops'"
 # ---- micro-benchmarks ----
 step "bench_cuda" bench.log timeout 240 "$BUILD/bench_cuda"
+step "bench_cuda --qgemv" qbench.log timeout 300 "$BUILD/bench_cuda" --qgemv
 # ---- end-to-end parity on CUDA ----
 if [ $DO_E2E = 1 ] && [ -f "$ROOT/src/runtime/runtime.c" ]; then
   mkdir -p "$BUILD/tmp"
@@ -87,7 +88,16 @@ if [ $DO_DECODE = 1 ]; then
       '$E' export --model $S.hf --output $S.exp --overwrite >/dev/null; \
       '$E' build --input $S.exp --engine $S.eng --backend cuda --max-batch-size 8 --max-input-len 512 --max-kv-cache-capacity 1024 --overwrite >/dev/null; \
       timeout 120 '$E' bench --engine $S.eng --prompt-len 128 --gen-len 64 --reps 2; \
-      timeout 120 '$E' bench --engine $S.eng --prompt-len 128 --gen-len 32 --batch 8 --reps 1; rm -rf $S.hf $S.exp $S.eng"
+      timeout 120 '$E' bench --engine $S.eng --prompt-len 128 --gen-len 32 --batch 8 --reps 1; rm -rf $S.exp $S.eng"
+    # quantized exports of the same checkpoint (calibration of awq / fp8 / int8_sq runs on the CPU: small)
+    for q in ${DECODE_QUANTS:-int4_rtn int4_awq fp8}; do
+      step "decode $shape $q" decode.log bash -c "set -e; echo \"decode engine: $shape $q\"; \
+        '$E' export --model $S.hf --output $S.$q.exp --quantization $q --calib-samples 16 --calib-seq-len 128 --overwrite >/dev/null; \
+        '$E' build --input $S.$q.exp --engine $S.$q.eng --backend cuda --max-batch-size 8 --max-input-len 512 --max-kv-cache-capacity 1024 --overwrite >/dev/null; \
+        timeout 120 '$E' bench --engine $S.$q.eng --prompt-len 128 --gen-len 64 --reps 2; \
+        timeout 120 '$E' bench --engine $S.$q.eng --prompt-len 128 --gen-len 32 --batch 8 --reps 1; rm -rf $S.$q.exp $S.$q.eng"
+    done
+    rm -rf $S.hf
   done
 fi
 # ---- CPU unit tests ----
@@ -97,5 +107,6 @@ fi
 echo "---- summary"
 grep -hE "passed, .* failed" "$OUT"/ops.log "$OUT"/e2e.log 2>/dev/null
 grep -hE "^(copy|gemv|gemm|attn)" "$OUT/bench.log" 2>/dev/null | head -60
+grep -hE "^qgemv" "$OUT/qbench.log" 2>/dev/null | head -80
 grep -hE "^(prefill|decode)" "$OUT/decode.log" 2>/dev/null
 echo "run.sh: $passed passed, $failed failed"

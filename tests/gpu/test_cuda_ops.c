@@ -486,6 +486,137 @@ static void test_matmul(void) {
     run_matmul(128, 100, 90, EL_DTYPE_BF16, 0, 90, 1e-3);
 }
 
+/* ---- quantized weights (kernels/quant.h) against el_ref_qmatmul ---- */
+typedef struct qfmt {
+    const char *name;
+    el_dtype t;
+    int64_t group;
+    bool zeros, per_tensor;
+    float act; /* static activation scale as a fraction of the (127 or 448) range of max|x|; 0: none */
+} qfmt;
+static const qfmt QF[] = {
+    {"w8a8 dynamic", EL_DTYPE_Q_W8A8, 0, false, false, 0},
+    {"w8a8 static", EL_DTYPE_Q_W8A8, 0, false, false, 0.8f},
+    {"w4a16 g128", EL_DTYPE_Q_W4A16, 128, false, false, 0},
+    {"w4a16 g128 zeros", EL_DTYPE_Q_W4A16, 128, true, false, 0},
+    {"w4a16 g64 zeros", EL_DTYPE_Q_W4A16, 64, true, false, 0},
+    {"w4a16 g32", EL_DTYPE_Q_W4A16, 32, false, false, 0},
+    {"w4a16 g16 (generic)", EL_DTYPE_Q_W4A16, 16, false, false, 0},
+    {"fp8 static", EL_DTYPE_Q_FP8, 0, false, false, 0.8f},
+    {"fp8 static per-tensor", EL_DTYPE_Q_FP8, 0, false, true, 1.2f},
+    {"fp8 weight-only", EL_DTYPE_Q_FP8, 0, false, false, 0},
+    {"nvfp4", EL_DTYPE_Q_NVFP4, 16, false, false, 0},
+    {"q8_0", EL_DTYPE_Q8_0, 0, false, false, 0},
+    {"q4_0", EL_DTYPE_Q4_0, 0, false, false, 0},
+};
+
+/* Quantizes a random (n, k) weight to f (host, 64-byte aligned). */
+static void *make_qweight(const qfmt *f, int64_t n, int64_t k, float xmax, size_t *nbytes) {
+    float *wf = rand_f32((size_t)(n * k), 0.5f);
+    el_qopts o = el_qopts_default();
+    if (f->group) o.group = f->group;
+    o.zeros = f->zeros;
+    o.per_tensor = f->per_tensor;
+    if (f->act > 0) o.act_scale = xmax / (f->t == EL_DTYPE_Q_FP8 ? 448.f : 127.f) * f->act;
+    *nbytes = el_weight_nbytes(f->t, n, k, o.group, o.zeros);
+    void *q = el_malloc(*nbytes + 64);
+    memset(q, 0, *nbytes);
+    CHECK_OK(el_quantize_ref(f->t, wf, n, k, &o, q));
+    el_free(wf);
+    return q;
+}
+
+static bool q_int_exact(const qfmt *f) { /* integer dot products: results match the reference to rounding */
+    return f->t == EL_DTYPE_Q_W8A8 || f->t == EL_DTYPE_Q8_0 || f->t == EL_DTYPE_Q4_0;
+}
+
+static void run_qmatmul(const qfmt *f, int64_t m, int64_t k, int64_t n, int with_bias, int64_t ldy) {
+    float *x = rand_f32((size_t)(m * k), 2.f);
+    float xmax = 0;
+    for (int64_t i = 0; i < m * k; i++) xmax = fmaxf(xmax, fabsf(x[i]));
+    size_t nb = 0;
+    void *w = make_qweight(f, n, k, xmax, &nb);
+    float *bias = with_bias ? rand_f32((size_t)n, 1.f) : NULL;
+    float *ref = el_malloc((size_t)(m * n) * 4), *got = el_malloc((size_t)(m * ldy) * 4), *gc = el_malloc((size_t)(m * n) * 4);
+    el_ref_qmatmul(x, m, k, w, f->t, n, 0, n, bias, ref, n);
+    float *dx = dput(x, (size_t)(m * k) * 4), *dy = dput(NULL, (size_t)(m * ldy) * 4), *db = bias ? dput(bias, (size_t)n * 4) : NULL;
+    void *dw = NULL;
+    CHECK_OK(be->iface.weight_map(be, w, nb, &dw));
+    dpoison(dy, (size_t)(m * ldy));
+    CHECK_OK(be->iface.matmul(be, dx, m, k, dw, f->t, n, db, dy, ldy));
+    dget(got, dy, (size_t)(m * ldy) * 4);
+    for (int64_t i = 0; i < m; i++) memcpy(gc + i * n, got + i * ldy, (size_t)n * 4);
+    /* GEMV: integer formats exact up to the float epilogue, float formats 1e-5; GEMM (bf16 tensor cores on
+     * dequantized weights): w8a8 codes are exact in bf16 and the fp32 accumulator, static fp8 codes too */
+    double tol;
+    if (m <= 8) tol = q_int_exact(f) ? 1e-10 : 1e-5;
+    else if (f->t == EL_DTYPE_Q_W8A8) tol = 1e-10;
+    else if (f->t == EL_DTYPE_Q_FP8 && f->act > 0) tol = 1e-8;
+    else tol = 1e-3;
+    char nm[128];
+    snprintf(nm, sizeof nm, "qmatmul %s m %lld k %lld n %lld%s%s", f->name, (long long)m, (long long)k, (long long)n,
+             bias ? " +bias" : "", ldy > n ? " ldy>n" : "");
+    report(nm, t_nmse(ref, gc, (size_t)(m * n)), tol);
+    be->iface.dealloc(be, dx), be->iface.dealloc(be, dy), be->iface.dealloc(be, dw);
+    if (db) be->iface.dealloc(be, db);
+    el_free(x), el_free(w), el_free(bias), el_free(ref), el_free(got), el_free(gc);
+}
+
+static void test_qmatmul(void) {
+    /* (k, n): vector paths; k tails (k % 16 != 0: 8-bit formats per element, w4a16 partial last chunk, nvfp4
+     * even block count with a partial chunk); odd n; a k with many chunks per lane */
+    const int64_t shapes[][2] = {{1024, 1000}, {1020, 77}, {544, 37}, {4096, 300}, {96, 5}};
+    const int64_t ms[5] = {1, 3, 8, 37, 128};
+    for (size_t fi = 0; fi < sizeof QF / sizeof QF[0]; fi++) {
+        const qfmt *f = &QF[fi];
+        for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
+            const int64_t k = shapes[si][0], n = shapes[si][1];
+            if ((f->t == EL_DTYPE_Q8_0 || f->t == EL_DTYPE_Q4_0) && k % 32) continue;
+            for (int mi = 0; mi < 5; mi++) {
+                if (ms[mi] > 8 && si >= 3) continue; /* GEMM: the first three shapes */
+                run_qmatmul(f, ms[mi], k, n, (int)((mi + si) & 1), (mi == 2 || mi == 3) ? n + 3 : n);
+            }
+        }
+        /* every m of the GEMV templates once */
+        for (int64_t m = 2; m <= 7; m++)
+            if (m != 3) run_qmatmul(f, m, 512, 200, 0, 200);
+    }
+    /* prefill bigger than one dequantized chunk (32M elements): two GEMMs */
+    run_qmatmul(&QF[2], 12, 4096, 9000, 1, 9000);
+    /* k % 32 != 0 is refused for the ggml formats */
+    CHECK(be->iface.matmul(be, NULL, 1, 48, NULL, EL_DTYPE_Q8_0, 8, NULL, NULL, 8) == EDGELLM_STATUS_INVALID_ARG);
+}
+
+/* Quantized GEMVs (with their activation pre-kernels) inside a captured graph, replayed with new x. */
+static void test_qgraph(void) {
+    const qfmt *fs[3] = {&QF[0], &QF[2], &QF[7]}; /* w8a8 dynamic, w4a16 g128, fp8 static */
+    const int64_t m = 2, k = 1024, n = 640;
+    for (int fi = 0; fi < 3; fi++) {
+        size_t nb = 0;
+        void *w = make_qweight(fs[fi], n, k, 2.f, &nb);
+        void *dw = NULL;
+        CHECK_OK(be->iface.weight_map(be, w, nb, &dw));
+        float *dx = dput(NULL, (size_t)(m * k) * 4), *dy = dput(NULL, (size_t)(m * n) * 4);
+        CHECK_OK(be->iface.graph_begin(be, 100 + fi));
+        CHECK_OK(be->iface.matmul(be, dx, m, k, dw, fs[fi]->t, n, NULL, dy, n));
+        CHECK_OK(be->iface.graph_end(be, 100 + fi));
+        for (int rep = 0; rep < 2; rep++) {
+            float *x = rand_f32((size_t)(m * k), rep ? 0.5f : 2.f);
+            float *ref = el_malloc((size_t)(m * n) * 4), *got = el_malloc((size_t)(m * n) * 4);
+            el_ref_qmatmul(x, m, k, w, fs[fi]->t, n, 0, n, NULL, ref, n);
+            CHECK_OK(be->iface.upload(be, dx, x, (size_t)(m * k) * 4));
+            CHECK_OK(be->iface.graph_launch(be, 100 + fi));
+            dget(got, dy, (size_t)(m * n) * 4);
+            char nm[96];
+            snprintf(nm, sizeof nm, "qmatmul graph replay %d %s", rep, fs[fi]->name);
+            report(nm, t_nmse(ref, got, (size_t)(m * n)), q_int_exact(fs[fi]) ? 1e-10 : 1e-5);
+            el_free(x), el_free(ref), el_free(got);
+        }
+        be->iface.dealloc(be, dx), be->iface.dealloc(be, dy), be->iface.dealloc(be, dw);
+        el_free(w);
+    }
+}
+
 /* Captures rope + kv_store + attention for 2 tokens, replays with new positions (graph key: key). */
 static void test_graph(el_dtype t, int key) {
     if (!be->iface.graph_begin) return;
@@ -566,6 +697,8 @@ int main(void) {
     test_attention_prefill();
     test_swiglu_add();
     test_matmul();
+    test_qmatmul();
+    test_qgraph();
     test_graph(EL_DTYPE_F16, 7);
     test_graph(EL_DTYPE_F8_E4M3, 8);
     test_errors();

@@ -43,6 +43,34 @@ extern "C" int elk_gemv_tc_mode;
 cudaError_t elk_gemv(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, int64_t n,
                      const float *bias, float *y, int64_t ldy, int n_sm);
 
+/* qgemv.cu: quantized weights (layouts of src/kernels/quant.h; wt = the el_dtype value ELK_Q_*), the
+ * weight pointer 64-byte aligned. Kernels read the weight's header on the device (nothing is copied back).
+ * Decode, 1 <= m <= 8: y = x W^T + bias with the activation quantization of the format done exactly as
+ * el_ref_qmatmul does; `scratch` (16-byte aligned) holds elk_qgemv_scratch(wt, m, k) bytes (0: unused). */
+#define ELK_Q_W8A8 8
+#define ELK_Q_W4A16 9
+#define ELK_Q_FP8 10
+#define ELK_Q_NVFP4 11
+#define ELK_Q8_0 12
+#define ELK_Q4_0 13
+size_t elk_qgemv_scratch(int wt, int64_t m, int64_t k);
+cudaError_t elk_qgemv(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, int64_t n,
+                      const float *bias, float *y, int64_t ldy, int n_sm, void *scratch);
+/* Prefill (the backend's bf16 GEMM on dequantized weights): y = epilogue(xb Wd^T) where
+ *   elk_qprep_act_bf16  xb (m, k) bf16 = the activations as the format's GEMM consumes them (w8a8: the int8
+ *                       codes, static fp8: the e4m3 values, ggml: the q8_0 round trip, else x) and
+ *                       rs (m) = the per-token scale (w8a8);
+ *   elk_qdequant_bf16   rows [n0, n1) of W as bf16 (n1 - n0, k) (w8a8: int8 codes, fp8: e4m3 values, nvfp4:
+ *                       e2m1 * block scale, w4a16 / ggml: the dequantized weight rounded to bf16);
+ *   elk_qepilogue       y (m, n, ldy) scaled in place (w8a8: s_w[j] * rs[i], fp8: s_w[j] * act_scale,
+ *                       nvfp4: global scale) plus bias. */
+cudaError_t elk_qprep_act_bf16(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt,
+                               void *xb, float *rs);
+cudaError_t elk_qdequant_bf16(cudaStream_t st, const void *w, int wt, int64_t n, int64_t k, int64_t n0, int64_t n1,
+                              void *dst);
+cudaError_t elk_qepilogue(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w, int wt,
+                          const float *rs, const float *bias);
+
 /* attention.cu. Split-KV attention: the cache positions of each token are cut into n_split chunks of
  * `chunk` positions (n_split * chunk >= cap); when n_split > 1, partial results go to `part` and a
  * second kernel combines them. elk_attention_plan picks (n_split, chunk) from static shapes only, so a

@@ -1,0 +1,854 @@
+/*
+ * qgemv.cu - matmul with quantized weights (layouts of src/kernels/quant.h, docs/quantization.md):
+ * y (m, n) row stride ldy = x (m, k) W^T + bias with W (n, k) one quantized byte region in device memory.
+ *
+ * Every kernel reads the 64-byte el_qhdr from the weight itself (group size, flags, activation and global
+ * scales, section offsets), so the host needs only (format, m, n, k) to launch: nothing is copied back,
+ * and the launches can be captured in CUDA graphs.
+ *
+ * Decode (m <= 8, elk_qgemv): bandwidth-bound GEMVs. Layout of one launch: 128 threads (4 warps) per
+ * block; `ks` warps share a set of R rows and split the row's 16-byte chunks between them (lane stride
+ * 32 * ks), so small n still puts enough warps on the device; every chunk is one 16-byte
+ * ld.global.nc.L1::no_allocate per row (R loads in flight per step, unrolled by 2), and the x values of a
+ * chunk are loaded once and reused for the R rows. Partial sums: warp shuffles, then the ks warps through
+ * shared memory. Per format:
+ *   w4a16  32 nibbles per chunk (one group when g % 32 == 0): nibble -> float via prmt into the mantissa of
+ *          2^23 (exact), minus (2^23 + z); the group's partial sum is multiplied by its f16 scale.
+ *   fp8    16 e4m3 per chunk: e4m3 -> f16 by bit placement (value * 2^-8, exact; the 2^8 goes into the
+ *          row's final scale); static activations are quantized to e4m3 (as exact f32 values) by a
+ *          pre-kernel, exactly as the reference rounds them.
+ *   w8a8   16 int8 per chunk, dp4a with the int8 activations of a pre-kernel (dynamic per-token or static
+ *          scale): exact int32 dot products, then ((float)isum * s_w) * s_x as the reference.
+ *   nvfp4  32 e2m1 per chunk (two blocks of 16): e2m1 -> f16 by bit placement (value * 2^-14, exact), block
+ *          partial sums times the e4m3 block scale (value * 2^-8); 2^22 and the global scale at the end.
+ *   q8_0 / q4_0  one ggml block per lane (2-byte aligned: 16-bit loads), x quantized to q8_0 blocks by a
+ *          pre-kernel (d = f16(amax / 127), q = roundf(x / d) as ggml), exact int32 block dots (dp4a).
+ * Shapes a vector path cannot take (k % 16 for the 8-bit formats, g % 32 for w4a16, odd block counts for
+ * nvfp4, unaligned x) run a per-element path of the same kernels (slow, correct).
+ *
+ * Prefill (m > 8): the backend dequantizes row ranges of W to bf16 (elk_qdequant_bf16) into scratch and
+ * runs its cuBLASLt bf16 GEMM on activations prepared by elk_qprep_act_bf16; elk_qepilogue applies the
+ * per-row / per-token scales and the bias. The bf16 values are exact where the format allows it: w8a8
+ * and static fp8 multiply the integer / e4m3 codes (weights and activations exact in bf16, products exact
+ * in the fp32 accumulator) and apply the scales in the epilogue, nvfp4 multiplies e2m1 * e4m3 block scale
+ * (exact) and applies the global scale in the epilogue; w4a16 and ggml weights are rounded to bf16.
+ */
+#include "kernels/cuda/common.cuh"
+
+#define QG_THREADS 128
+#define QG_WARPS (QG_THREADS / 32)
+
+/* el_qhdr (src/kernels/quant.h), 64 bytes, read on the device */
+struct qhdr {
+    uint32_t magic, format, n, k, group, flags;
+    float act_scale, global_scale;
+    uint64_t scales_off, zeros_off, quants_off, nbytes;
+};
+#define QF_STATIC_ACT 1u
+
+static __device__ __forceinline__ uint4 ldg16(const void *p) {
+    uint4 r;
+    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "l"(p));
+    return r;
+}
+
+/* ---- scalar conversions (the reference's, bit for bit) ---- */
+static __device__ __forceinline__ float e4m3_f32(uint32_t v) {
+    const uint32_t e = (v >> 3) & 15, m = v & 7;
+    float r = e ? __uint_as_float((e + 120u) << 23) * (float)(8u + m) * 0.125f : (float)m * 0.001953125f;
+    return (v & 0x80) ? -r : r;
+}
+static __device__ __forceinline__ uint32_t f32_e4m3(float f) {
+    if (isnan(f)) return 0x7f;
+    const uint32_t sign = signbit(f) ? 0x80u : 0u;
+    const float a = fabsf(f);
+    if (a >= 448.0f) return sign | 0x7eu;
+    if (a < 0.015625f) return sign | (uint32_t)(int)rintf(a * 512.0f);
+    int e;
+    const float m = frexpf(a, &e);
+    e -= 1;
+    int mant = (int)rintf((2.0f * m - 1.0f) * 8.0f);
+    if (mant == 8) {
+        mant = 0;
+        e++;
+    }
+    int code = ((e + 7) << 3) | mant;
+    if (code > 0x7e) code = 0x7e;
+    return sign | (uint32_t)code;
+}
+static __device__ __forceinline__ float e2m1_f32(uint32_t v) {
+    const uint32_t a = v & 7;
+    const float r = a < 4 ? 0.5f * (float)a : (a == 4 ? 2.0f : a == 5 ? 3.0f : a == 6 ? 4.0f : 6.0f);
+    return (v & 8) ? -r : r;
+}
+static __device__ __forceinline__ float f16_f32(uint16_t b) { return __half2float(__ushort_as_half(b)); }
+static __device__ __forceinline__ float f16_round(float f) { return __half2float(__float2half_rn(f)); }
+
+/* ---- vector conversions ---- */
+/* 4 e4m3 codes (bytes of u) -> values * 2^-8 as f32 (exact) */
+static __device__ __forceinline__ void e4m3x4(uint32_t u, float *f) {
+    uint32_t a = __byte_perm(u, 0, 0x1404), b = __byte_perm(u, 0, 0x3424); /* [0,b0,0,b1], [0,b2,0,b3] */
+    a = (a & 0x80008000u) | ((a >> 1) & 0x3f803f80u);
+    b = (b & 0x80008000u) | ((b >> 1) & 0x3f803f80u);
+    float2 fa = __half22float2(*reinterpret_cast<__half2 *>(&a));
+    float2 fb = __half22float2(*reinterpret_cast<__half2 *>(&b));
+    f[0] = fa.x, f[1] = fa.y, f[2] = fb.x, f[3] = fb.y;
+}
+/* 8 nibbles of u (element t = bits 4t..4t+3) -> q as 2^23 + q (f32 bit pattern), element order */
+static __device__ __forceinline__ void nib8(uint32_t u, float *f) {
+    const uint32_t lo = u & 0x0f0f0f0fu, hi = (u >> 4) & 0x0f0f0f0fu;
+    f[0] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5440));
+    f[1] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5440));
+    f[2] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5441));
+    f[3] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5441));
+    f[4] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5442));
+    f[5] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5442));
+    f[6] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5443));
+    f[7] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5443));
+}
+/* 8 e2m1 nibbles of u -> values * 2^-14 (exact), element order */
+static __device__ __forceinline__ void e2m1x8(uint32_t u, float *f) {
+    uint32_t h[4];
+    h[0] = ((u << 9) & 0x0e000e00u) | ((u << 12) & 0x80008000u);
+    h[1] = ((u << 5) & 0x0e000e00u) | ((u << 8) & 0x80008000u);
+    h[2] = ((u << 1) & 0x0e000e00u) | ((u << 4) & 0x80008000u);
+    h[3] = ((u >> 3) & 0x0e000e00u) | (u & 0x80008000u);
+#pragma unroll
+    for (int t = 0; t < 4; t++) {
+        float2 v = __half22float2(*reinterpret_cast<__half2 *>(&h[t]));
+        f[t] = v.x;
+        f[t + 4] = v.y;
+    }
+}
+
+/* NV floats of x row xr from element off: vector loads when allowed and in range, else guarded. */
+template <int NV>
+static __device__ __forceinline__ void ldx(const float *xr, int64_t off, int64_t k, bool xvec, float *f) {
+    if (xvec && off + NV <= k) {
+#pragma unroll
+        for (int j = 0; j < NV / 4; j++) {
+            float4 t = __ldg((const float4 *)(xr + off) + j);
+            f[4 * j] = t.x, f[4 * j + 1] = t.y, f[4 * j + 2] = t.z, f[4 * j + 3] = t.w;
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < NV; j++) f[j] = off + j < k ? __ldg(xr + off + j) : 0.f;
+    }
+}
+
+/* Warp sums of acc, then the ks warps of a row set through shared memory; calls out(mi, r, row, sum). */
+template <int M, int R, typename T, typename F>
+static __device__ __forceinline__ void qg_reduce(T (&acc)[M][R], int ks, int64_t n, F out) {
+    __shared__ T red[QG_WARPS][M * R];
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            T v = acc[mi][r];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            if (lane == 0) red[warp][mi * R + r] = v;
+        }
+    __syncthreads();
+    const int sets = QG_WARPS / ks;
+    for (int e = threadIdx.x; e < sets * M * R; e += QG_THREADS) {
+        const int set = e / (M * R), idx = e % (M * R);
+        T s = red[set * ks][idx];
+        for (int i = 1; i < ks; i++) s += red[set * ks + i][idx];
+        const int64_t row = ((int64_t)blockIdx.x * sets + set) * R + idx % R;
+        if (row < n) out(idx / R, idx % R, row, s);
+    }
+}
+
+/* Row set and k slice of this warp. */
+struct qg_pos {
+    int64_t row0;
+    int kw, ks, lane;
+};
+static __device__ __forceinline__ qg_pos qg_where(int ks, int R) {
+    qg_pos p;
+    const int warp = threadIdx.x >> 5, sets = QG_WARPS / ks;
+    p.lane = threadIdx.x & 31;
+    p.ks = ks;
+    p.kw = warp % ks;
+    p.row0 = ((int64_t)blockIdx.x * sets + warp / ks) * R;
+    return p;
+}
+static __device__ __forceinline__ int64_t clamp_row(int64_t r, int64_t n) { return r < n ? r : n - 1; }
+
+/* ---- w4a16 ---- */
+template <int M, int R>
+__global__ void __launch_bounds__(QG_THREADS) k_w4a16(const float *__restrict__ x, int64_t k,
+                                                      const uint8_t *__restrict__ w, int64_t n,
+                                                      const float *__restrict__ bias, float *__restrict__ y,
+                                                      int64_t ldy, int ks, bool xvec) {
+    const qhdr *h = (const qhdr *)w;
+    const int64_t g = h->group, G = (k + g - 1) / g, rb = G * g / 2;
+    const uint16_t *s16 = (const uint16_t *)(w + h->scales_off);
+    const uint8_t *zs = h->zeros_off ? w + h->zeros_off : nullptr;
+    const uint8_t *qs = w + h->quants_off;
+    const qg_pos p = qg_where(ks, R);
+    int64_t rows[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    float acc[M][R];
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[mi][r] = 0.f;
+    if (g % 32 == 0) {
+        const int64_t nck = (k + 31) / 32;
+#pragma unroll 2
+        for (int64_t c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
+            uint4 q[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) q[r] = ldg16(qs + rows[r] * rb + c * 16);
+            const int64_t gi = c * 32 / g;
+            float sc[R], mz[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                sc[r] = f16_f32(__ldg(s16 + rows[r] * G + gi));
+                mz[r] = 8388608.0f + (float)(zs ? __ldg(zs + rows[r] * G + gi) : 8);
+            }
+            float part[M][R];
+#pragma unroll
+            for (int mi = 0; mi < M; mi++)
+#pragma unroll
+                for (int r = 0; r < R; r++) part[mi][r] = 0.f;
+#pragma unroll
+            for (int wi = 0; wi < 4; wi++) {
+                float wf[R][8];
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    const uint32_t u = wi == 0 ? q[r].x : wi == 1 ? q[r].y : wi == 2 ? q[r].z : q[r].w;
+                    nib8(u, wf[r]);
+#pragma unroll
+                    for (int j = 0; j < 8; j++) wf[r][j] -= mz[r];
+                }
+#pragma unroll
+                for (int mi = 0; mi < M; mi++) {
+                    float xf[8];
+                    ldx<8>(x + mi * k, c * 32 + wi * 8, k, xvec, xf);
+#pragma unroll
+                    for (int r = 0; r < R; r++)
+#pragma unroll
+                        for (int j = 0; j < 8; j++) part[mi][r] = fmaf(xf[j], wf[r][j], part[mi][r]);
+                }
+            }
+#pragma unroll
+            for (int mi = 0; mi < M; mi++)
+#pragma unroll
+                for (int r = 0; r < R; r++) acc[mi][r] = fmaf(part[mi][r], sc[r], acc[mi][r]);
+        }
+    } else { /* any group size (multiple of 8): element by element */
+        for (int64_t c = p.kw * 32 + p.lane; c < k; c += 32 * p.ks) {
+            const int64_t gi = c / g;
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int z = zs ? zs[rows[r] * G + gi] : 8;
+                const int q = (qs[rows[r] * rb + c / 2] >> ((c & 1) * 4)) & 15;
+                const float wv = (float)(q - z) * f16_f32(s16[rows[r] * G + gi]);
+#pragma unroll
+                for (int mi = 0; mi < M; mi++) acc[mi][r] = fmaf(x[mi * k + c], wv, acc[mi][r]);
+            }
+        }
+    }
+    qg_reduce<M, R>(acc, ks, n, [&](int mi, int, int64_t row, float s) {
+        y[(int64_t)mi * ldy + row] = bias ? s + bias[row] : s;
+    });
+}
+
+/* ---- fp8 ---- */
+template <int M, int R>
+__global__ void __launch_bounds__(QG_THREADS) k_fp8(const float *__restrict__ x, const float *__restrict__ xe,
+                                                    int64_t k, const uint8_t *__restrict__ w, int64_t n,
+                                                    const float *__restrict__ bias, float *__restrict__ y,
+                                                    int64_t ldy, int ks, bool xvec) {
+    const qhdr *h = (const qhdr *)w;
+    const float act = h->act_scale;
+    const float *xs = act > 0 ? xe : x; /* static: the e4m3-quantized activations (as f32 values) */
+    const float *sw = (const float *)(w + h->scales_off);
+    const uint8_t *qs = w + h->quants_off;
+    const qg_pos p = qg_where(ks, R);
+    int64_t rows[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    float acc[M][R];
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[mi][r] = 0.f;
+    float post = 256.0f; /* the vector path computes with e4m3 values * 2^-8 */
+    if (k % 16 == 0) {
+        const int64_t nck = k / 16;
+#pragma unroll 2
+        for (int64_t c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
+            uint4 q[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) q[r] = ldg16(qs + rows[r] * k + c * 16);
+#pragma unroll
+            for (int wi = 0; wi < 4; wi++) {
+                float wf[R][4];
+#pragma unroll
+                for (int r = 0; r < R; r++)
+                    e4m3x4(wi == 0 ? q[r].x : wi == 1 ? q[r].y : wi == 2 ? q[r].z : q[r].w, wf[r]);
+#pragma unroll
+                for (int mi = 0; mi < M; mi++) {
+                    float xf[4];
+                    ldx<4>(xs + mi * k, c * 16 + wi * 4, k, xvec, xf);
+#pragma unroll
+                    for (int r = 0; r < R; r++)
+#pragma unroll
+                        for (int j = 0; j < 4; j++) acc[mi][r] = fmaf(xf[j], wf[r][j], acc[mi][r]);
+                }
+            }
+        }
+    } else {
+        post = 1.0f;
+        for (int64_t c = p.kw * 32 + p.lane; c < k; c += 32 * p.ks) {
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const float wv = e4m3_f32(qs[rows[r] * k + c]);
+#pragma unroll
+                for (int mi = 0; mi < M; mi++) acc[mi][r] = fmaf(xs[mi * k + c], wv, acc[mi][r]);
+            }
+        }
+    }
+    const float pa = act > 0 ? act : 1.0f;
+    qg_reduce<M, R>(acc, ks, n, [&](int mi, int, int64_t row, float s) {
+        const float v = (s * post) * __fmul_rn(sw[row], pa);
+        y[(int64_t)mi * ldy + row] = bias ? v + bias[row] : v;
+    });
+}
+
+/* ---- w8a8 ---- */
+template <int M, int R>
+__global__ void __launch_bounds__(QG_THREADS) k_w8a8(const int8_t *__restrict__ xq, const float *__restrict__ sx,
+                                                     int64_t k, const uint8_t *__restrict__ w, int64_t n,
+                                                     const float *__restrict__ bias, float *__restrict__ y,
+                                                     int64_t ldy, int ks) {
+    const qhdr *h = (const qhdr *)w;
+    const float *sw = (const float *)(w + h->scales_off);
+    const int8_t *qs = (const int8_t *)(w + h->quants_off);
+    const qg_pos p = qg_where(ks, R);
+    const int64_t kq = (k + 15) & ~(int64_t)15; /* row stride of xq */
+    int64_t rows[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    int acc[M][R];
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[mi][r] = 0;
+    if (k % 16 == 0) {
+        const int64_t nck = k / 16;
+#pragma unroll 2
+        for (int64_t c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
+            uint4 q[R];
+#pragma unroll
+            for (int r = 0; r < R; r++) q[r] = ldg16(qs + rows[r] * k + c * 16);
+#pragma unroll
+            for (int mi = 0; mi < M; mi++) {
+                const int4 xv = __ldg((const int4 *)(xq + mi * kq + c * 16));
+#pragma unroll
+                for (int r = 0; r < R; r++) {
+                    int a = acc[mi][r];
+                    a = __dp4a((int)q[r].x, xv.x, a);
+                    a = __dp4a((int)q[r].y, xv.y, a);
+                    a = __dp4a((int)q[r].z, xv.z, a);
+                    a = __dp4a((int)q[r].w, xv.w, a);
+                    acc[mi][r] = a;
+                }
+            }
+        }
+    } else {
+        for (int64_t c = p.kw * 32 + p.lane; c < k; c += 32 * p.ks) {
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int wv = qs[rows[r] * k + c];
+#pragma unroll
+                for (int mi = 0; mi < M; mi++) acc[mi][r] += wv * (int)xq[mi * kq + c];
+            }
+        }
+    }
+    qg_reduce<M, R>(acc, ks, n, [&](int mi, int, int64_t row, int s) {
+        const float v = __fmul_rn(__fmul_rn((float)s, sw[row]), sx[mi]);
+        y[(int64_t)mi * ldy + row] = bias ? v + bias[row] : v;
+    });
+}
+
+/* ---- nvfp4 ---- */
+template <int M, int R>
+__global__ void __launch_bounds__(QG_THREADS) k_nvfp4(const float *__restrict__ x, int64_t k,
+                                                      const uint8_t *__restrict__ w, int64_t n,
+                                                      const float *__restrict__ bias, float *__restrict__ y,
+                                                      int64_t ldy, int ks, bool xvec) {
+    const qhdr *h = (const qhdr *)w;
+    const int64_t B = (k + 15) / 16;
+    const uint8_t *bs = w + h->scales_off, *qs = w + h->quants_off;
+    const qg_pos p = qg_where(ks, R);
+    int64_t rows[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    float acc[M][R];
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[mi][r] = 0.f;
+    float post = 4194304.0f; /* 2^22: e2m1 * 2^-14 and e4m3 * 2^-8 in the vector path */
+    if (B % 2 == 0) {
+        const int64_t nck = B / 2;
+#pragma unroll 2
+        for (int64_t c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
+            uint4 q[R];
+            float sc[R][2];
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                q[r] = ldg16(qs + rows[r] * B * 8 + c * 16);
+                const uint32_t s2 = __ldg((const uint16_t *)(bs + rows[r] * B + 2 * c));
+                float f4[4];
+                e4m3x4(s2, f4);
+                sc[r][0] = f4[0], sc[r][1] = f4[1];
+            }
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                float part[M][R];
+#pragma unroll
+                for (int mi = 0; mi < M; mi++)
+#pragma unroll
+                    for (int r = 0; r < R; r++) part[mi][r] = 0.f;
+#pragma unroll
+                for (int wj = 0; wj < 2; wj++) {
+                    const int wi = half * 2 + wj;
+                    float wf[R][8];
+#pragma unroll
+                    for (int r = 0; r < R; r++)
+                        e2m1x8(wi == 0 ? q[r].x : wi == 1 ? q[r].y : wi == 2 ? q[r].z : q[r].w, wf[r]);
+#pragma unroll
+                    for (int mi = 0; mi < M; mi++) {
+                        float xf[8];
+                        ldx<8>(x + mi * k, c * 32 + wi * 8, k, xvec, xf);
+#pragma unroll
+                        for (int r = 0; r < R; r++)
+#pragma unroll
+                            for (int j = 0; j < 8; j++) part[mi][r] = fmaf(xf[j], wf[r][j], part[mi][r]);
+                    }
+                }
+#pragma unroll
+                for (int mi = 0; mi < M; mi++)
+#pragma unroll
+                    for (int r = 0; r < R; r++) acc[mi][r] = fmaf(part[mi][r], sc[r][half], acc[mi][r]);
+            }
+        }
+    } else {
+        post = 1.0f;
+        for (int64_t c = p.kw * 32 + p.lane; c < k; c += 32 * p.ks) {
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const float s = e4m3_f32(bs[rows[r] * B + c / 16]);
+                const float wv = e2m1_f32(qs[rows[r] * B * 8 + c / 2] >> ((c & 1) * 4)) * s;
+#pragma unroll
+                for (int mi = 0; mi < M; mi++) acc[mi][r] = fmaf(x[mi * k + c], wv, acc[mi][r]);
+            }
+        }
+    }
+    const float gs = h->global_scale * post;
+    qg_reduce<M, R>(acc, ks, n, [&](int mi, int, int64_t row, float s) {
+        const float v = s * gs;
+        y[(int64_t)mi * ldy + row] = bias ? v + bias[row] : v;
+    });
+}
+
+/* ---- ggml q8_0 / q4_0 (k % 32 == 0; one block per lane) ---- */
+static __device__ __forceinline__ uint32_t ld32u16(const uint16_t *p) { /* two 16-bit loads */
+    return (uint32_t)__ldg(p) | ((uint32_t)__ldg(p + 1) << 16);
+}
+template <bool Q4, int M, int R>
+__global__ void __launch_bounds__(QG_THREADS) k_ggml(const int8_t *__restrict__ xq, const float *__restrict__ xd,
+                                                     int64_t k, const uint8_t *__restrict__ w, int64_t n,
+                                                     const float *__restrict__ bias, float *__restrict__ y,
+                                                     int64_t ldy, int ks) {
+    constexpr int BB = Q4 ? 18 : 34;
+    const int64_t nb = k / 32;
+    const qg_pos p = qg_where(ks, R);
+    int64_t rows[R];
+#pragma unroll
+    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    float acc[M][R];
+#pragma unroll
+    for (int mi = 0; mi < M; mi++)
+#pragma unroll
+        for (int r = 0; r < R; r++) acc[mi][r] = 0.f;
+    for (int64_t b = p.kw * 32 + p.lane; b < nb; b += 32 * p.ks) {
+        uint32_t qw[R][Q4 ? 4 : 8];
+        float dw[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const uint16_t *bp = (const uint16_t *)(w + (rows[r] * nb + b) * BB);
+            dw[r] = f16_f32(__ldg(bp));
+#pragma unroll
+            for (int i = 0; i < (Q4 ? 4 : 8); i++) qw[r][i] = ld32u16(bp + 1 + 2 * i);
+        }
+#pragma unroll
+        for (int mi = 0; mi < M; mi++) {
+            const int4 *xp = (const int4 *)(xq + mi * k + b * 32);
+            const int4 x0 = __ldg(xp), x1 = __ldg(xp + 1);
+            const int xv[8] = {x0.x, x0.y, x0.z, x0.w, x1.x, x1.y, x1.z, x1.w};
+            const float d = xd[mi * nb + b];
+            int sumx = 0;
+            if (Q4) {
+#pragma unroll
+                for (int i = 0; i < 8; i++) sumx = __dp4a(xv[i], 0x01010101, sumx);
+            }
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                int s = 0;
+                if (Q4) {
+#pragma unroll
+                    for (int i = 0; i < 4; i++) {
+                        s = __dp4a((int)(qw[r][i] & 0x0f0f0f0fu), xv[i], s);
+                        s = __dp4a((int)((qw[r][i] >> 4) & 0x0f0f0f0fu), xv[4 + i], s);
+                    }
+                    s -= 8 * sumx;
+                } else {
+#pragma unroll
+                    for (int i = 0; i < 8; i++) s = __dp4a((int)qw[r][i], xv[i], s);
+                }
+                acc[mi][r] += (float)s * __fmul_rn(dw[r], d);
+            }
+        }
+    }
+    qg_reduce<M, R>(acc, ks, n, [&](int mi, int, int64_t row, float s) {
+        y[(int64_t)mi * ldy + row] = bias ? s + bias[row] : s;
+    });
+}
+
+/* ---- activation pre-kernels (decode) ---- */
+/* w8a8: one block (256 threads) per token: xq (kq = k rounded up to 16, zero padded), sx */
+__global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, int64_t k, const uint8_t *w,
+                                                  int8_t *__restrict__ xq, float *__restrict__ sx) {
+    __shared__ float red[32];
+    const qhdr *h = (const qhdr *)w;
+    const float *xr = x + blockIdx.x * k;
+    const int64_t kq = (k + 15) & ~(int64_t)15;
+    float inv, s;
+    if (h->flags & QF_STATIC_ACT) {
+        s = h->act_scale;
+        inv = __fdiv_rn(1.0f, s);
+    } else {
+        float a = 0.f;
+        for (int64_t c = threadIdx.x; c < k; c += blockDim.x) a = fmaxf(a, fabsf(xr[c]));
+        a = elk_warp_max(a);
+        __syncthreads();
+        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
+        __syncthreads();
+        a = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f;
+        a = elk_warp_max(a);
+        a = __shfl_sync(0xffffffffu, a, 0);
+        inv = a > 0 ? __fdiv_rn(127.0f, a) : 0.0f;
+        s = __fdiv_rn(a, 127.0f);
+    }
+    for (int64_t c = threadIdx.x; c < kq; c += blockDim.x) {
+        int v = 0;
+        if (c < k) {
+            const float r = rintf(__fmul_rn(xr[c], inv));
+            v = (int)fminf(fmaxf(r, -127.0f), 127.0f);
+        }
+        xq[blockIdx.x * kq + c] = (int8_t)v;
+    }
+    if (threadIdx.x == 0) sx[blockIdx.x] = s;
+}
+
+/* fp8 static activations: xe = e4m3(clamp(x / act_scale, +-448)) as f32; nothing for weight-only fp8 */
+__global__ void k_act_fp8(const float *__restrict__ x, int64_t total, const uint8_t *w, float *__restrict__ xe) {
+    const qhdr *h = (const qhdr *)w;
+    const float act = h->act_scale;
+    if (!(act > 0)) return;
+    const float inv = __fdiv_rn(1.0f, act);
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+        const float v = fminf(fmaxf(__fmul_rn(x[i], inv), -448.0f), 448.0f);
+        xe[i] = e4m3_f32(f32_e4m3(v));
+    }
+}
+
+/* ggml: one warp per 32-block: xq = roundf(x / d) (half away from zero), xd = f16(d) as f32 */
+__global__ void k_act_q8_0(const float *__restrict__ x, int64_t nblk, int8_t *__restrict__ xq,
+                           float *__restrict__ xd) {
+    const int64_t b = ((int64_t)blockIdx.x * blockDim.x + threadIdx.x) >> 5;
+    if (b >= nblk) return;
+    const int lane = threadIdx.x & 31;
+    const float v = x[b * 32 + lane];
+    const float amax = elk_warp_max(fabsf(v));
+    const float d = __fdiv_rn(amax, 127.0f), id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
+    xq[b * 32 + lane] = (int8_t)(int)roundf(__fmul_rn(v, id));
+    if (lane == 0) xd[b] = f16_round(d);
+}
+
+/* ---- host side: GEMV ---- */
+static inline size_t al256(size_t v) { return (v + 255) & ~(size_t)255; }
+
+size_t elk_qgemv_scratch(int wt, int64_t m, int64_t k) {
+    switch (wt) {
+    case ELK_Q_W8A8: return al256((size_t)m * (size_t)((k + 15) & ~(int64_t)15)) + al256((size_t)m * 4);
+    case ELK_Q_FP8: return al256((size_t)m * (size_t)k * 4);
+    case ELK_Q8_0:
+    case ELK_Q4_0: return al256((size_t)m * (size_t)k) + al256((size_t)m * (size_t)(k / 32) * 4);
+    default: return 0;
+    }
+}
+
+/* Warps per row set: enough warps for the device, at least 2 chunks per lane per row. */
+static int pick_ks(int64_t n, int R, int64_t nck, int n_sm) {
+    const int64_t sets = (n + R - 1) / R;
+    int ks = 1;
+    while (ks < QG_WARPS && sets * ks < (int64_t)n_sm * 32 && nck >= (int64_t)64 * ks) ks *= 2;
+    return ks;
+}
+
+struct qg_args {
+    const float *x;
+    int64_t k;
+    const uint8_t *w;
+    int64_t n;
+    const float *bias;
+    float *y;
+    int64_t ldy;
+    int n_sm;
+    bool xvec;
+    void *scr;
+};
+
+template <int M> static cudaError_t qgemv_m(int wt, cudaStream_t st, const qg_args &a) {
+    constexpr int R = M <= 4 ? 4 : 2;
+    const int64_t k = a.k, n = a.n;
+    int64_t nck;
+    switch (wt) {
+    case ELK_Q_W4A16: nck = (k + 31) / 32; break;
+    case ELK_Q_NVFP4: nck = (k + 31) / 32; break;
+    case ELK_Q8_0:
+    case ELK_Q4_0: nck = k / 32; break;
+    default: nck = (k + 15) / 16; break;
+    }
+    const int ks = pick_ks(n, R, nck, a.n_sm);
+    const int64_t rows_per_block = (int64_t)(QG_WARPS / ks) * R;
+    const unsigned grid = (unsigned)((n + rows_per_block - 1) / rows_per_block);
+    switch (wt) {
+    case ELK_Q_W4A16:
+        k_w4a16<M, R><<<grid, QG_THREADS, 0, st>>>(a.x, k, a.w, n, a.bias, a.y, a.ldy, ks, a.xvec);
+        break;
+    case ELK_Q_FP8: {
+        float *xe = (float *)a.scr;
+        const int64_t total = M * k;
+        const unsigned gb = (unsigned)(total < (int64_t)256 * 1024 ? (total + 255) / 256 : 1024);
+        k_act_fp8<<<gb, 256, 0, st>>>(a.x, total, a.w, xe);
+        k_fp8<M, R><<<grid, QG_THREADS, 0, st>>>(a.x, xe, k, a.w, n, a.bias, a.y, a.ldy, ks, a.xvec);
+        break;
+    }
+    case ELK_Q_W8A8: {
+        int8_t *xq = (int8_t *)a.scr;
+        float *sx = (float *)((char *)a.scr + al256((size_t)M * (size_t)((k + 15) & ~(int64_t)15)));
+        k_act_w8a8<<<M, 256, 0, st>>>(a.x, k, a.w, xq, sx);
+        k_w8a8<M, R><<<grid, QG_THREADS, 0, st>>>(xq, sx, k, a.w, n, a.bias, a.y, a.ldy, ks);
+        break;
+    }
+    case ELK_Q_NVFP4:
+        k_nvfp4<M, R><<<grid, QG_THREADS, 0, st>>>(a.x, k, a.w, n, a.bias, a.y, a.ldy, ks, a.xvec);
+        break;
+    case ELK_Q8_0:
+    case ELK_Q4_0: {
+        int8_t *xq = (int8_t *)a.scr;
+        float *xd = (float *)((char *)a.scr + al256((size_t)M * (size_t)k));
+        const int64_t nblk = M * (k / 32);
+        k_act_q8_0<<<(unsigned)((nblk * 32 + 255) / 256), 256, 0, st>>>(a.x, nblk, xq, xd);
+        if (wt == ELK_Q4_0)
+            k_ggml<true, M, R><<<grid, QG_THREADS, 0, st>>>(xq, xd, k, a.w, n, a.bias, a.y, a.ldy, ks);
+        else
+            k_ggml<false, M, R><<<grid, QG_THREADS, 0, st>>>(xq, xd, k, a.w, n, a.bias, a.y, a.ldy, ks);
+        break;
+    }
+    default: return cudaErrorInvalidValue;
+    }
+    return cudaGetLastError();
+}
+
+cudaError_t elk_qgemv(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, int64_t n,
+                      const float *bias, float *y, int64_t ldy, int n_sm, void *scratch) {
+    if (m <= 0 || n <= 0) return cudaSuccess;
+    const bool ggml = wt == ELK_Q8_0 || wt == ELK_Q4_0;
+    if (m > 8 || k <= 0 || n > 0x7fffffff || ((uintptr_t)w & (ggml ? 1 : 63)) || (ggml && k % 32))
+        return cudaErrorInvalidValue;
+    if (elk_qgemv_scratch(wt, m, k) && (!scratch || ((uintptr_t)scratch & 15))) return cudaErrorInvalidValue;
+    qg_args a = {x, k, (const uint8_t *)w, n, bias, y, ldy, n_sm > 0 ? n_sm : 1,
+                 k % 4 == 0 && ((uintptr_t)x & 15) == 0, scratch};
+    switch (m) {
+    case 1: return qgemv_m<1>(wt, st, a);
+    case 2: return qgemv_m<2>(wt, st, a);
+    case 3: return qgemv_m<3>(wt, st, a);
+    case 4: return qgemv_m<4>(wt, st, a);
+    case 5: return qgemv_m<5>(wt, st, a);
+    case 6: return qgemv_m<6>(wt, st, a);
+    case 7: return qgemv_m<7>(wt, st, a);
+    default: return qgemv_m<8>(wt, st, a);
+    }
+}
+
+/* ---- prefill: dequantize to bf16, activations, epilogue ---- */
+
+/* One block per weight row: W' (the GEMM's bf16 weight value, see the header comment) of row n0 + blockIdx.x,
+ * 8 consecutive elements per thread and step (32-bit index math inside the row). */
+__global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict__ w, int wt, int k, int64_t n0,
+                                                       __nv_bfloat16 *__restrict__ dst) {
+    const int64_t j = n0 + blockIdx.x;
+    __nv_bfloat16 *o = dst + (int64_t)blockIdx.x * k;
+    const bool vec = (k & 7) == 0;
+    qhdr h = {};
+    if (wt != ELK_Q8_0 && wt != ELK_Q4_0) h = *(const qhdr *)w;
+    const int g = h.group ? (int)h.group : 1, G = (k + g - 1) / g, B = (k + 15) / 16, nb = k / 32;
+    const uint8_t *qr = w + h.quants_off;
+    const uint16_t *s16 = (const uint16_t *)(w + h.scales_off);
+    const uint8_t *zr = h.zeros_off ? w + h.zeros_off + j * G : nullptr;
+    if (wt == ELK_Q_W8A8 || wt == ELK_Q_FP8) qr += j * k;
+    else if (wt == ELK_Q_W4A16) qr += j * ((int64_t)G * g / 2), s16 += j * G;
+    else if (wt == ELK_Q_NVFP4) qr += j * (int64_t)B * 8;
+    else qr = w + j * nb * (wt == ELK_Q8_0 ? 34 : 18);
+    const uint8_t *bsr = w + h.scales_off + j * B;
+    for (int c0 = threadIdx.x * 8; c0 < k; c0 += blockDim.x * 8) {
+        float v[8];
+#pragma unroll
+        for (int t = 0; t < 8; t++) {
+            const int c = c0 + t < k ? c0 + t : k - 1;
+            float f;
+            switch (wt) {
+            case ELK_Q_W8A8: f = (float)(int8_t)qr[c]; break;
+            case ELK_Q_FP8: f = e4m3_f32(qr[c]); break;
+            case ELK_Q_W4A16: {
+                const int gi = c / g, z = zr ? zr[gi] : 8;
+                f = (float)((int)((qr[c >> 1] >> ((c & 1) * 4)) & 15) - z) * f16_f32(s16[gi]);
+                break;
+            }
+            case ELK_Q_NVFP4: f = e2m1_f32(qr[c >> 1] >> ((c & 1) * 4)) * e4m3_f32(bsr[c >> 4]); break;
+            case ELK_Q8_0: {
+                const uint8_t *bp = qr + (c >> 5) * 34;
+                f = (float)(int8_t)bp[2 + (c & 31)] * f16_f32(*(const uint16_t *)bp);
+                break;
+            }
+            default: { /* q4_0 */
+                const uint8_t *bp = qr + (c >> 5) * 18;
+                const int i = c & 31, q = i < 16 ? (bp[2 + i] & 15) : (bp[2 + i - 16] >> 4);
+                f = (float)(q - 8) * f16_f32(*(const uint16_t *)bp);
+                break;
+            }
+            }
+            v[t] = f;
+        }
+        if (vec) {
+            __nv_bfloat162 b[4];
+#pragma unroll
+            for (int t = 0; t < 4; t++) b[t] = __floats2bfloat162_rn(v[2 * t], v[2 * t + 1]);
+            *(uint4 *)(o + c0) = *reinterpret_cast<uint4 *>(b);
+        } else {
+#pragma unroll
+            for (int t = 0; t < 8; t++)
+                if (c0 + t < k) o[c0 + t] = __float2bfloat16_rn(v[t]);
+        }
+    }
+}
+
+cudaError_t elk_qdequant_bf16(cudaStream_t st, const void *w, int wt, int64_t n, int64_t k, int64_t n0, int64_t n1,
+                              void *dst) {
+    if (n0 < 0 || n1 > n || n1 <= n0 || k <= 0 || k > 0x7fffffff || n1 - n0 > 0x7fffffff || ((uintptr_t)dst & 15))
+        return cudaErrorInvalidValue;
+    k_qdequant_bf16<<<(unsigned)(n1 - n0), 256, 0, st>>>((const uint8_t *)w, wt, (int)k, n0, (__nv_bfloat16 *)dst);
+    return cudaGetLastError();
+}
+
+/* one block (256 threads) per token row */
+__global__ void __launch_bounds__(256) k_qprep_act(const float *__restrict__ x, int64_t k, const uint8_t *w, int wt,
+                                                   __nv_bfloat16 *__restrict__ xb, float *__restrict__ rs) {
+    __shared__ float red[32];
+    const float *xr = x + blockIdx.x * k;
+    __nv_bfloat16 *ob = xb + blockIdx.x * k;
+    if (wt == ELK_Q_W8A8) {
+        const qhdr *h = (const qhdr *)w;
+        float inv, s;
+        if (h->flags & QF_STATIC_ACT) {
+            s = h->act_scale;
+            inv = __fdiv_rn(1.0f, s);
+        } else {
+            float a = 0.f;
+            for (int64_t c = threadIdx.x; c < k; c += blockDim.x) a = fmaxf(a, fabsf(xr[c]));
+            a = elk_warp_max(a);
+            if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
+            __syncthreads();
+            a = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f;
+            a = elk_warp_max(a);
+            a = __shfl_sync(0xffffffffu, a, 0);
+            inv = a > 0 ? __fdiv_rn(127.0f, a) : 0.0f;
+            s = __fdiv_rn(a, 127.0f);
+        }
+        for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
+            ob[c] = __float2bfloat16_rn(fminf(fmaxf(rintf(__fmul_rn(xr[c], inv)), -127.0f), 127.0f));
+        if (threadIdx.x == 0) rs[blockIdx.x] = s;
+    } else if (wt == ELK_Q_FP8) {
+        const float act = ((const qhdr *)w)->act_scale;
+        if (act > 0) {
+            const float inv = __fdiv_rn(1.0f, act);
+            for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
+                ob[c] = __float2bfloat16_rn(e4m3_f32(f32_e4m3(fminf(fmaxf(__fmul_rn(xr[c], inv), -448.0f), 448.0f))));
+        } else {
+            for (int64_t c = threadIdx.x; c < k; c += blockDim.x) ob[c] = __float2bfloat16_rn(xr[c]);
+        }
+    } else if (wt == ELK_Q8_0 || wt == ELK_Q4_0) { /* q8_0 round trip, one warp per block of 32 */
+        const int lane = threadIdx.x & 31;
+        for (int64_t b = threadIdx.x >> 5; b < k / 32; b += blockDim.x >> 5) {
+            const float v = xr[b * 32 + lane];
+            const float amax = elk_warp_max(fabsf(v));
+            const float d = __fdiv_rn(amax, 127.0f), id = d != 0.0f ? __fdiv_rn(1.0f, d) : 0.0f;
+            const float q = (float)(int)roundf(__fmul_rn(v, id));
+            ob[b * 32 + lane] = __float2bfloat16_rn(q * f16_round(d));
+        }
+    } else {
+        for (int64_t c = threadIdx.x; c < k; c += blockDim.x) ob[c] = __float2bfloat16_rn(xr[c]);
+    }
+}
+
+cudaError_t elk_qprep_act_bf16(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt,
+                               void *xb, float *rs) {
+    if (m <= 0) return cudaSuccess;
+    if (m > 0x7fffffff || k <= 0) return cudaErrorInvalidValue;
+    k_qprep_act<<<(unsigned)m, 256, 0, st>>>(x, k, (const uint8_t *)w, wt, (__nv_bfloat16 *)xb, rs);
+    return cudaGetLastError();
+}
+
+/* grid (column blocks of 256, token rows strided by gridDim.y) */
+__global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t ldy, const uint8_t *w, int wt,
+                            const float *__restrict__ rs, const float *__restrict__ bias) {
+    const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (j >= n) return;
+    float cs = 1.0f; /* per-column scale */
+    if (wt == ELK_Q_W8A8 || wt == ELK_Q_FP8 || wt == ELK_Q_NVFP4) {
+        const qhdr *h = (const qhdr *)w;
+        const float *sw = (const float *)(w + h->scales_off);
+        if (wt == ELK_Q_W8A8) cs = sw[j];
+        else if (wt == ELK_Q_FP8) cs = __fmul_rn(sw[j], h->act_scale > 0 ? h->act_scale : 1.0f);
+        else cs = h->global_scale;
+    }
+    const float b = bias ? bias[j] : 0.0f;
+    for (int64_t i = blockIdx.y; i < m; i += gridDim.y) {
+        float v = __fmul_rn(y[i * ldy + j], cs);
+        if (wt == ELK_Q_W8A8) v = __fmul_rn(v, rs[i]);
+        y[i * ldy + j] = bias ? v + b : v;
+    }
+}
+
+cudaError_t elk_qepilogue(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w, int wt,
+                          const float *rs, const float *bias) {
+    if (m <= 0 || n <= 0) return cudaSuccess;
+    if (wt != ELK_Q_W8A8 && wt != ELK_Q_FP8 && wt != ELK_Q_NVFP4 && !bias) return cudaSuccess;
+    dim3 grid((unsigned)((n + 255) / 256), (unsigned)(m < 1024 ? m : 1024));
+    k_qepilogue<<<grid, 256, 0, st>>>(y, m, n, ldy, (const uint8_t *)w, wt, rs, bias);
+    return cudaGetLastError();
+}
