@@ -204,10 +204,12 @@ static uint8_t qb_byte(void) {
 static void *qb_make(const qbench *f, int64_t n, int64_t k, size_t *nbytes) {
     *nbytes = el_weight_nbytes(f->t, n, k, f->group, (f->flags & EL_QF_ZEROS) != 0);
     uint8_t *h = malloc(*nbytes);
-    for (size_t i = 0; i < *nbytes; i++) h[i] = qb_byte();
+    for (size_t i = 0; i < *nbytes; i++)
+        h[i] = qb_byte();
     if (f->t == EL_DTYPE_Q8_0 || f->t == EL_DTYPE_Q4_0) {
         const size_t bb = f->t == EL_DTYPE_Q8_0 ? 34 : 18;
-        for (size_t o = 0; o < *nbytes; o += bb) h[o] = 0x00, h[o + 1] = 0x20; /* d = f16 2^-7 */
+        for (size_t o = 0; o < *nbytes; o += bb)
+            h[o] = 0x00, h[o + 1] = 0x20; /* d = f16 2^-7 */
         return h;
     }
     el_qhdr hd;
@@ -217,22 +219,27 @@ static void *qb_make(const qbench *f, int64_t n, int64_t k, size_t *nbytes) {
     memcpy(h, &hd, sizeof hd);
     uint8_t *sc = h + hd.scales_off, *q = h + hd.quants_off;
     if (f->t == EL_DTYPE_Q_W8A8 || f->t == EL_DTYPE_Q_FP8)
-        for (int64_t j = 0; j < n; j++) ((float *)sc)[j] = 0.01f;
+        for (int64_t j = 0; j < n; j++)
+            ((float *)sc)[j] = 0.01f;
     if (f->t == EL_DTYPE_Q_W4A16)
-        for (int64_t j = 0; j < n * ((k + f->group - 1) / f->group); j++) ((uint16_t *)sc)[j] = 0x2000;
+        for (int64_t j = 0; j < n * ((k + f->group - 1) / f->group); j++)
+            ((uint16_t *)sc)[j] = 0x2000;
     if (f->t == EL_DTYPE_Q_NVFP4)
-        for (uint8_t *p = sc; p < q; p++) *p &= 0x3f; /* e4m3 scales <= 1.875 */
+        for (uint8_t *p = sc; p < q; p++)
+            *p &= 0x3f; /* e4m3 scales <= 1.875 */
     if (f->t == EL_DTYPE_Q_FP8)
-        for (uint8_t *p = q; p < h + *nbytes; p++) *p &= 0xbf; /* no NaN codes */
+        for (uint8_t *p = q; p < h + *nbytes; p++)
+            *p &= 0xbf; /* no NaN codes */
     return h;
 }
 
-static double time_qmatmuls(const float *x, int64_t m, int64_t k, void **w, int n_copies, el_dtype t, int64_t n,
-                            float *y, int calls, int reps) {
+static double time_qmatmuls(const float *x, int64_t m, int64_t k, void **w, int n_copies, el_dtype t,
+                            int64_t n, float *y, int calls, int reps) {
     static int key = 5000;
     key++;
     OK(be->iface.graph_begin(be, key));
-    for (int c = 0; c < calls; c++) OK(be->iface.matmul(be, x, m, k, w[c % n_copies], t, n, NULL, y, n));
+    for (int c = 0; c < calls; c++)
+        OK(be->iface.matmul(be, x, m, k, w[c % n_copies], t, n, NULL, y, n));
     OK(be->iface.graph_end(be, key));
     OK(be->iface.graph_launch(be, key));
     OK(be->iface.sync(be));
@@ -248,11 +255,13 @@ static double time_qmatmuls(const float *x, int64_t m, int64_t k, void **w, int 
 
 static void bench_qgemv(bool quick) {
     const shape shapes[] = {
-        {"qwen3-0.6b", "q", 2048, 1024},     {"qwen3-0.6b", "gate/up", 3072, 1024}, {"qwen3-0.6b", "down", 1024, 3072},
-        {"qwen3-0.6b", "lm_head", 151936, 1024}, {"llama3.2-1b", "q/o", 2048, 2048}, {"llama3.2-1b", "k/v", 512, 2048},
-        {"llama3.2-1b", "gate/up", 8192, 2048}, {"llama3.2-1b", "down", 2048, 8192},
-        {"llama3.1-8b", "q/o", 4096, 4096},  {"llama3.1-8b", "k/v", 1024, 4096},  {"llama3.1-8b", "gate/up", 14336, 4096},
-        {"llama3.1-8b", "down", 4096, 14336}, {"llama3.1-8b", "lm_head", 128256, 4096},
+        {"qwen3-0.6b", "q", 2048, 1024},          {"qwen3-0.6b", "gate/up", 3072, 1024},
+        {"qwen3-0.6b", "down", 1024, 3072},       {"qwen3-0.6b", "lm_head", 151936, 1024},
+        {"llama3.2-1b", "q/o", 2048, 2048},       {"llama3.2-1b", "k/v", 512, 2048},
+        {"llama3.2-1b", "gate/up", 8192, 2048},   {"llama3.2-1b", "down", 2048, 8192},
+        {"llama3.1-8b", "q/o", 4096, 4096},       {"llama3.1-8b", "k/v", 1024, 4096},
+        {"llama3.1-8b", "gate/up", 14336, 4096},  {"llama3.1-8b", "down", 4096, 14336},
+        {"llama3.1-8b", "lm_head", 128256, 4096},
     };
     const qbench fmts[] = {
         {"w4a16 g128", EL_DTYPE_Q_W4A16, 128, 0, 0, true, true},
@@ -269,7 +278,8 @@ static void bench_qgemv(bool quick) {
     OK(be->iface.alloc(be, 8 * 14336 * 4, (void **)&x));
     OK(be->iface.alloc(be, 8 * 151936 * 4, (void **)&y));
     fill_f32(x, 8 * 14336);
-    printf("qgemv quantized weights, f32 x/y; GB/s of quantized weight bytes; %% of the d2d copy bandwidth\n");
+    printf(
+        "qgemv quantized weights, f32 x/y; GB/s of quantized weight bytes; %% of the d2d copy bandwidth\n");
     for (int fi = 0; fi < nf; fi++) {
         const qbench *f = &fmts[fi];
         for (int s = 0; s < ns; s++) {
@@ -281,7 +291,8 @@ static void bench_qgemv(bool quick) {
             if (copies > 64) copies = 64;
             void *w[64];
             for (int c = 0; c < copies; c++) {
-                if (c == 0) OK(be->iface.weight_map(be, h, bytes, &w[0]));
+                if (c == 0)
+                    OK(be->iface.weight_map(be, h, bytes, &w[0]));
                 else {
                     OK(be->iface.alloc(be, bytes, &w[c]));
                     CK(cudaMemcpy(w[c], w[0], bytes, cudaMemcpyDeviceToDevice));
@@ -294,11 +305,12 @@ static void bench_qgemv(bool quick) {
                 if (m == 8 && !f->m8) continue;
                 double t = time_qmatmuls(x, m, sh->k, w, copies, f->t, sh->n, y, calls, quick ? 3 : 7);
                 double gbs = (double)bytes / (t * 1e-3) / 1e9;
-                printf("qgemv %-13s %-11s %-8s n %6lld k %6lld m %lld: %8.2f us %7.0f GB/s %5.1f%% of copy\n", f->name,
-                       sh->model, sh->name, (long long)sh->n, (long long)sh->k, (long long)m, t * 1e3, gbs,
-                       100.0 * gbs / g_copy_gbs);
+                printf("qgemv %-13s %-11s %-8s n %6lld k %6lld m %lld: %8.2f us %7.0f GB/s %5.1f%% of copy\n",
+                       f->name, sh->model, sh->name, (long long)sh->n, (long long)sh->k, (long long)m,
+                       t * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
             }
-            for (int c = 0; c < copies; c++) be->iface.dealloc(be, w[c]);
+            for (int c = 0; c < copies; c++)
+                be->iface.dealloc(be, w[c]);
         }
     }
     be->iface.dealloc(be, x);

@@ -365,12 +365,15 @@ static edgellm_status gemm_plan(cu_ctx *c, int64_t m, int64_t n, int64_t k, el_d
  * scratch, at most CU_QDEQ_ELEMS elements per cuBLASLt bf16 GEMM (the scratch is sized by the largest
  * call and reused), then the format's scales and the bias in an epilogue. */
 #define CU_QDEQ_ELEMS ((int64_t)32 << 20)
-static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
-                              const float *bias, float *y, int64_t ldy) {
+static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
+                              int64_t n, const float *bias, float *y, int64_t ldy) {
     const bool ggml = wt == EL_DTYPE_Q8_0 || wt == EL_DTYPE_Q4_0; /* 2-byte aligned blocks; others: 64 */
-    if (m < 0 || k <= 0 || n < 0 || ldy < n || n > 0x7fffffff || ((uintptr_t)w & (ggml ? 1 : 63)) || (ggml && k % 32))
-        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda matmul: bad %s weight or shape (m=%lld k=%lld n=%lld "
-                      "ldy=%lld)", el_dtype_name(wt), (long long)m, (long long)k, (long long)n, (long long)ldy);
+    if (m < 0 || k <= 0 || n < 0 || ldy < n || n > 0x7fffffff || ((uintptr_t)w & (ggml ? 1 : 63)) ||
+        (ggml && k % 32))
+        return el_err(EDGELLM_STATUS_INVALID_ARG,
+                      "cuda matmul: bad %s weight or shape (m=%lld k=%lld n=%lld "
+                      "ldy=%lld)",
+                      el_dtype_name(wt), (long long)m, (long long)k, (long long)n, (long long)ldy);
     if (m == 0 || n == 0) return EDGELLM_STATUS_OK;
     void *s = NULL;
     if (m <= 8) {
@@ -380,8 +383,10 @@ static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, c
         return EDGELLM_STATUS_OK;
     }
     int64_t rows = CU_QDEQ_ELEMS / k;
-    if (rows >= n) rows = n;
-    else rows = rows >= 64 ? rows / 64 * 64 : (rows < 1 ? 1 : rows);
+    if (rows >= n)
+        rows = n;
+    else
+        rows = rows >= 64 ? rows / 64 * 64 : (rows < 1 ? 1 : rows);
     const size_t xb = ((size_t)(m * k) * 2 + 255) & ~(size_t)255, rsb = ((size_t)m * 4 + 255) & ~(size_t)255;
     EL_TRY(scratch(c, xb + rsb + (size_t)(rows * k) * 2, &s));
     char *xbf = (char *)s, *wd = (char *)s + xb + rsb;
@@ -394,8 +399,8 @@ static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, c
         cu_gemm_plan *p = NULL;
         EL_TRY(gemm_plan(c, m, nr, k, EL_DTYPE_BF16, ldy, ptr_align(wd, k * 2), ptr_align(xbf, k * 2),
                          ptr_align(y + n0, ldy * 4), &p));
-        LT_TRY(cublasLtMatmul(c->lt, p->op, &alpha, wd, p->a, xbf, p->b, &beta, y + n0, p->c, y + n0, p->c, &p->algo,
-                              c->lt_ws, CU_LT_WS_BYTES, c->st));
+        LT_TRY(cublasLtMatmul(c->lt, p->op, &alpha, wd, p->a, xbf, p->b, &beta, y + n0, p->c, y + n0, p->c,
+                              &p->algo, c->lt_ws, CU_LT_WS_BYTES, c->st));
     }
     CU_TRY(elk_qepilogue(c->st, y, m, n, ldy, w, (int)wt, rs, bias));
     return EDGELLM_STATUS_OK;

@@ -109,7 +109,8 @@ static void check_model(const char *model, const char *dtype, double tol, bool g
 /* Quantized export (kernels/quant.h formats) built for cuda and for cpu: the CUDA engine's logits against
  * the CPU engine's (same export) for whole prompts (prefill: dequantized-bf16 GEMMs, NMSE <= 1e-3) and for
  * single-token steps at positions 0..11 (decode GEMVs that emulate the CPU's activation rounding, 1e-4). */
-static int build_q(const char *model, const char *q, const char *backend, bool do_export, char *engine, size_t cap) {
+static int build_q(const char *model, const char *q, const char *backend, bool do_export, char *engine,
+                   size_t cap) {
     char hf[1024], exp[2048];
     snprintf(hf, sizeof hf, "fixtures/models/%s", model);
     snprintf(exp, sizeof exp, "%s/q-%s-%s.export", g_tmp, model, q);
@@ -138,7 +139,9 @@ static int build_q(const char *model, const char *q, const char *backend, bool d
 
 static void check_quant(const char *model, const char *q) {
     char ecu[2048], ecpu[2048], path[1024];
-    if (build_q(model, q, "cuda", true, ecu, sizeof ecu) || build_q(model, q, "cpu", false, ecpu, sizeof ecpu)) return;
+    if (build_q(model, q, "cuda", true, ecu, sizeof ecu) ||
+        build_q(model, q, "cpu", false, ecpu, sizeof ecpu))
+        return;
     edgellm_runtime *rg = NULL, *rc = NULL;
     edgellm_status s = edgellm_runtime_create(ecu, NULL, &rg);
     CHECKF(s == EDGELLM_STATUS_OK, "runtime %s: %s", ecu, edgellm_last_error());
@@ -162,10 +165,12 @@ static void check_quant(const char *model, const char *q) {
         if (!ti) break;
         const int32_t n = (int32_t)ti->shape[0];
         const int32_t *ids = ti->data;
-        float *lg = malloc(sizeof(float) * (size_t)n * (size_t)V), *lc = malloc(sizeof(float) * (size_t)n * (size_t)V);
+        float *lg = malloc(sizeof(float) * (size_t)n * (size_t)V),
+              *lc = malloc(sizeof(float) * (size_t)n * (size_t)V);
         int32_t *pos = malloc(sizeof(int32_t) * (size_t)n), *slot = malloc(sizeof(int32_t) * (size_t)n);
         int8_t *want = malloc((size_t)n);
-        for (int32_t i = 0; i < n; i++) pos[i] = i, slot[i] = 1, want[i] = 1;
+        for (int32_t i = 0; i < n; i++)
+            pos[i] = i, slot[i] = 1, want[i] = 1;
         edgellm_runtime_kv_clear(rg, 1, 0);
         edgellm_runtime_kv_clear(rc, 1, 0);
         edgellm_batch b = {n, ids, pos, slot, want};
@@ -179,8 +184,10 @@ static void check_quant(const char *model, const char *q) {
                 double e = t_nmse(lc + (size_t)i * V, lg + (size_t)i * V, (size_t)V);
                 if (e > worst) worst = e;
             }
-            CHECKF(worst <= 1e-3, "%s %s prompt%d prefill: worst NMSE vs cpu %.3e > 1e-3", model, q, p, worst);
-            printf("e2e cuda-vs-cpu %-12s %-9s prompt%d prefill (%3d tokens): worst-position logits NMSE %.2e %s\n",
+            CHECKF(worst <= 1e-3, "%s %s prompt%d prefill: worst NMSE vs cpu %.3e > 1e-3", model, q, p,
+                   worst);
+            printf("e2e cuda-vs-cpu %-12s %-9s prompt%d prefill (%3d tokens): worst-position logits NMSE "
+                   "%.2e %s\n",
                    model, q, p, n, worst, worst <= 1e-3 ? "ok" : "FAIL");
         }
         /* decode: one token per eval (m = 1 GEMVs), slot 2 */
@@ -202,8 +209,8 @@ static void check_quant(const char *model, const char *q) {
         }
         if (s == EDGELLM_STATUS_OK) {
             CHECKF(worst <= 1e-4, "%s %s prompt%d decode: worst NMSE vs cpu %.3e > 1e-4", model, q, p, worst);
-            printf("e2e cuda-vs-cpu %-12s %-9s prompt%d decode (%2d steps): worst-step logits NMSE %.2e %s\n", model,
-                   q, p, steps, worst, worst <= 1e-4 ? "ok" : "FAIL");
+            printf("e2e cuda-vs-cpu %-12s %-9s prompt%d decode (%2d steps): worst-step logits NMSE %.2e %s\n",
+                   model, q, p, steps, worst, worst <= 1e-4 ? "ok" : "FAIL");
         }
         free(lg), free(lc), free(pos), free(slot), free(want);
     }

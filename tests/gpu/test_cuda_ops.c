@@ -533,29 +533,37 @@ static bool q_int_exact(const qfmt *f) { /* integer dot products: results match 
 static void run_qmatmul(const qfmt *f, int64_t m, int64_t k, int64_t n, int with_bias, int64_t ldy) {
     float *x = rand_f32((size_t)(m * k), 2.f);
     float xmax = 0;
-    for (int64_t i = 0; i < m * k; i++) xmax = fmaxf(xmax, fabsf(x[i]));
+    for (int64_t i = 0; i < m * k; i++)
+        xmax = fmaxf(xmax, fabsf(x[i]));
     size_t nb = 0;
     void *w = make_qweight(f, n, k, xmax, &nb);
     float *bias = with_bias ? rand_f32((size_t)n, 1.f) : NULL;
-    float *ref = el_malloc((size_t)(m * n) * 4), *got = el_malloc((size_t)(m * ldy) * 4), *gc = el_malloc((size_t)(m * n) * 4);
+    float *ref = el_malloc((size_t)(m * n) * 4), *got = el_malloc((size_t)(m * ldy) * 4),
+          *gc = el_malloc((size_t)(m * n) * 4);
     el_ref_qmatmul(x, m, k, w, f->t, n, 0, n, bias, ref, n);
-    float *dx = dput(x, (size_t)(m * k) * 4), *dy = dput(NULL, (size_t)(m * ldy) * 4), *db = bias ? dput(bias, (size_t)n * 4) : NULL;
+    float *dx = dput(x, (size_t)(m * k) * 4), *dy = dput(NULL, (size_t)(m * ldy) * 4),
+          *db = bias ? dput(bias, (size_t)n * 4) : NULL;
     void *dw = NULL;
     CHECK_OK(be->iface.weight_map(be, w, nb, &dw));
     dpoison(dy, (size_t)(m * ldy));
     CHECK_OK(be->iface.matmul(be, dx, m, k, dw, f->t, n, db, dy, ldy));
     dget(got, dy, (size_t)(m * ldy) * 4);
-    for (int64_t i = 0; i < m; i++) memcpy(gc + i * n, got + i * ldy, (size_t)n * 4);
+    for (int64_t i = 0; i < m; i++)
+        memcpy(gc + i * n, got + i * ldy, (size_t)n * 4);
     /* GEMV: integer formats exact up to the float epilogue, float formats 1e-5; GEMM (bf16 tensor cores on
      * dequantized weights): w8a8 codes are exact in bf16 and the fp32 accumulator, static fp8 codes too */
     double tol;
-    if (m <= 8) tol = q_int_exact(f) ? 1e-10 : 1e-5;
-    else if (f->t == EL_DTYPE_Q_W8A8) tol = 1e-10;
-    else if (f->t == EL_DTYPE_Q_FP8 && f->act > 0) tol = 1e-8;
-    else tol = 1e-3;
+    if (m <= 8)
+        tol = q_int_exact(f) ? 1e-10 : 1e-5;
+    else if (f->t == EL_DTYPE_Q_W8A8)
+        tol = 1e-10;
+    else if (f->t == EL_DTYPE_Q_FP8 && f->act > 0)
+        tol = 1e-8;
+    else
+        tol = 1e-3;
     char nm[128];
-    snprintf(nm, sizeof nm, "qmatmul %s m %lld k %lld n %lld%s%s", f->name, (long long)m, (long long)k, (long long)n,
-             bias ? " +bias" : "", ldy > n ? " ldy>n" : "");
+    snprintf(nm, sizeof nm, "qmatmul %s m %lld k %lld n %lld%s%s", f->name, (long long)m, (long long)k,
+             (long long)n, bias ? " +bias" : "", ldy > n ? " ldy>n" : "");
     report(nm, t_nmse(ref, gc, (size_t)(m * n)), tol);
     be->iface.dealloc(be, dx), be->iface.dealloc(be, dy), be->iface.dealloc(be, dw);
     if (db) be->iface.dealloc(be, db);
@@ -584,7 +592,8 @@ static void test_qmatmul(void) {
     /* prefill bigger than one dequantized chunk (32M elements): two GEMMs */
     run_qmatmul(&QF[2], 12, 4096, 9000, 1, 9000);
     /* k % 32 != 0 is refused for the ggml formats */
-    CHECK(be->iface.matmul(be, NULL, 1, 48, NULL, EL_DTYPE_Q8_0, 8, NULL, NULL, 8) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.matmul(be, NULL, 1, 48, NULL, EL_DTYPE_Q8_0, 8, NULL, NULL, 8) ==
+          EDGELLM_STATUS_INVALID_ARG);
 }
 
 /* Quantized GEMVs (with their activation pre-kernels) inside a captured graph, replayed with new x. */

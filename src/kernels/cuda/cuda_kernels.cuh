@@ -66,8 +66,8 @@ cudaError_t elk_qgemv(cudaStream_t st, const float *x, int64_t m, int64_t k, con
  *                       nvfp4: global scale) plus bias. */
 cudaError_t elk_qprep_act_bf16(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt,
                                void *xb, float *rs);
-cudaError_t elk_qdequant_bf16(cudaStream_t st, const void *w, int wt, int64_t n, int64_t k, int64_t n0, int64_t n1,
-                              void *dst);
+cudaError_t elk_qdequant_bf16(cudaStream_t st, const void *w, int wt, int64_t n, int64_t k, int64_t n0,
+                              int64_t n1, void *dst);
 cudaError_t elk_qepilogue(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w, int wt,
                           const float *rs, const float *bias);
 

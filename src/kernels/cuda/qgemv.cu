@@ -83,8 +83,12 @@ static __device__ __forceinline__ float e2m1_f32(uint32_t v) {
     const float r = a < 4 ? 0.5f * (float)a : (a == 4 ? 2.0f : a == 5 ? 3.0f : a == 6 ? 4.0f : 6.0f);
     return (v & 8) ? -r : r;
 }
-static __device__ __forceinline__ float f16_f32(uint16_t b) { return __half2float(__ushort_as_half(b)); }
-static __device__ __forceinline__ float f16_round(float f) { return __half2float(__float2half_rn(f)); }
+static __device__ __forceinline__ float f16_f32(uint16_t b) {
+    return __half2float(__ushort_as_half(b));
+}
+static __device__ __forceinline__ float f16_round(float f) {
+    return __half2float(__float2half_rn(f));
+}
 
 /* ---- vector conversions ---- */
 /* 4 e4m3 codes (bytes of u) -> values * 2^-8 as f32 (exact) */
@@ -134,7 +138,8 @@ static __device__ __forceinline__ void ldx(const float *xr, int64_t off, int64_t
         }
     } else {
 #pragma unroll
-        for (int j = 0; j < NV; j++) f[j] = off + j < k ? __ldg(xr + off + j) : 0.f;
+        for (int j = 0; j < NV; j++)
+            f[j] = off + j < k ? __ldg(xr + off + j) : 0.f;
     }
 }
 
@@ -149,7 +154,8 @@ static __device__ __forceinline__ void qg_reduce(T (&acc)[M][R], int ks, int64_t
         for (int r = 0; r < R; r++) {
             T v = acc[mi][r];
 #pragma unroll
-            for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+            for (int o = 16; o > 0; o >>= 1)
+                v += __shfl_xor_sync(0xffffffffu, v, o);
             if (lane == 0) red[warp][mi * R + r] = v;
         }
     __syncthreads();
@@ -157,7 +163,8 @@ static __device__ __forceinline__ void qg_reduce(T (&acc)[M][R], int ks, int64_t
     for (int e = threadIdx.x; e < sets * M * R; e += QG_THREADS) {
         const int set = e / (M * R), idx = e % (M * R);
         T s = red[set * ks][idx];
-        for (int i = 1; i < ks; i++) s += red[set * ks + i][idx];
+        for (int i = 1; i < ks; i++)
+            s += red[set * ks + i][idx];
         const int64_t row = ((int64_t)blockIdx.x * sets + set) * R + idx % R;
         if (row < n) out(idx / R, idx % R, row, s);
     }
@@ -177,14 +184,15 @@ static __device__ __forceinline__ qg_pos qg_where(int ks, int R) {
     p.row0 = ((int64_t)blockIdx.x * sets + warp / ks) * R;
     return p;
 }
-static __device__ __forceinline__ int64_t clamp_row(int64_t r, int64_t n) { return r < n ? r : n - 1; }
+static __device__ __forceinline__ int64_t clamp_row(int64_t r, int64_t n) {
+    return r < n ? r : n - 1;
+}
 
 /* ---- w4a16 ---- */
 template <int M, int R>
-__global__ void __launch_bounds__(QG_THREADS) k_w4a16(const float *__restrict__ x, int64_t k,
-                                                      const uint8_t *__restrict__ w, int64_t n,
-                                                      const float *__restrict__ bias, float *__restrict__ y,
-                                                      int64_t ldy, int ks, bool xvec) {
+__global__ void __launch_bounds__(QG_THREADS)
+    k_w4a16(const float *__restrict__ x, int64_t k, const uint8_t *__restrict__ w, int64_t n,
+            const float *__restrict__ bias, float *__restrict__ y, int64_t ldy, int ks, bool xvec) {
     const qhdr *h = (const qhdr *)w;
     const int64_t g = h->group, G = (k + g - 1) / g, rb = G * g / 2;
     const uint16_t *s16 = (const uint16_t *)(w + h->scales_off);
@@ -193,19 +201,22 @@ __global__ void __launch_bounds__(QG_THREADS) k_w4a16(const float *__restrict__ 
     const qg_pos p = qg_where(ks, R);
     int64_t rows[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    for (int r = 0; r < R; r++)
+        rows[r] = clamp_row(p.row0 + r, n);
     float acc[M][R];
 #pragma unroll
     for (int mi = 0; mi < M; mi++)
 #pragma unroll
-        for (int r = 0; r < R; r++) acc[mi][r] = 0.f;
+        for (int r = 0; r < R; r++)
+            acc[mi][r] = 0.f;
     if (g % 32 == 0) {
         const int64_t nck = (k + 31) / 32;
 #pragma unroll 2
         for (int64_t c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
             uint4 q[R];
 #pragma unroll
-            for (int r = 0; r < R; r++) q[r] = ldg16(qs + rows[r] * rb + c * 16);
+            for (int r = 0; r < R; r++)
+                q[r] = ldg16(qs + rows[r] * rb + c * 16);
             const int64_t gi = c * 32 / g;
             float sc[R], mz[R];
 #pragma unroll
@@ -217,7 +228,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_w4a16(const float *__restrict__ 
 #pragma unroll
             for (int mi = 0; mi < M; mi++)
 #pragma unroll
-                for (int r = 0; r < R; r++) part[mi][r] = 0.f;
+                for (int r = 0; r < R; r++)
+                    part[mi][r] = 0.f;
 #pragma unroll
             for (int wi = 0; wi < 4; wi++) {
                 float wf[R][8];
@@ -226,7 +238,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_w4a16(const float *__restrict__ 
                     const uint32_t u = wi == 0 ? q[r].x : wi == 1 ? q[r].y : wi == 2 ? q[r].z : q[r].w;
                     nib8(u, wf[r]);
 #pragma unroll
-                    for (int j = 0; j < 8; j++) wf[r][j] -= mz[r];
+                    for (int j = 0; j < 8; j++)
+                        wf[r][j] -= mz[r];
                 }
 #pragma unroll
                 for (int mi = 0; mi < M; mi++) {
@@ -235,13 +248,15 @@ __global__ void __launch_bounds__(QG_THREADS) k_w4a16(const float *__restrict__ 
 #pragma unroll
                     for (int r = 0; r < R; r++)
 #pragma unroll
-                        for (int j = 0; j < 8; j++) part[mi][r] = fmaf(xf[j], wf[r][j], part[mi][r]);
+                        for (int j = 0; j < 8; j++)
+                            part[mi][r] = fmaf(xf[j], wf[r][j], part[mi][r]);
                 }
             }
 #pragma unroll
             for (int mi = 0; mi < M; mi++)
 #pragma unroll
-                for (int r = 0; r < R; r++) acc[mi][r] = fmaf(part[mi][r], sc[r], acc[mi][r]);
+                for (int r = 0; r < R; r++)
+                    acc[mi][r] = fmaf(part[mi][r], sc[r], acc[mi][r]);
         }
     } else { /* any group size (multiple of 8): element by element */
         for (int64_t c = p.kw * 32 + p.lane; c < k; c += 32 * p.ks) {
@@ -252,7 +267,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_w4a16(const float *__restrict__ 
                 const int q = (qs[rows[r] * rb + c / 2] >> ((c & 1) * 4)) & 15;
                 const float wv = (float)(q - z) * f16_f32(s16[rows[r] * G + gi]);
 #pragma unroll
-                for (int mi = 0; mi < M; mi++) acc[mi][r] = fmaf(x[mi * k + c], wv, acc[mi][r]);
+                for (int mi = 0; mi < M; mi++)
+                    acc[mi][r] = fmaf(x[mi * k + c], wv, acc[mi][r]);
             }
         }
     }
@@ -263,10 +279,9 @@ __global__ void __launch_bounds__(QG_THREADS) k_w4a16(const float *__restrict__ 
 
 /* ---- fp8 ---- */
 template <int M, int R>
-__global__ void __launch_bounds__(QG_THREADS) k_fp8(const float *__restrict__ x, const float *__restrict__ xe,
-                                                    int64_t k, const uint8_t *__restrict__ w, int64_t n,
-                                                    const float *__restrict__ bias, float *__restrict__ y,
-                                                    int64_t ldy, int ks, bool xvec) {
+__global__ void __launch_bounds__(QG_THREADS)
+    k_fp8(const float *__restrict__ x, const float *__restrict__ xe, int64_t k, const uint8_t *__restrict__ w,
+          int64_t n, const float *__restrict__ bias, float *__restrict__ y, int64_t ldy, int ks, bool xvec) {
     const qhdr *h = (const qhdr *)w;
     const float act = h->act_scale;
     const float *xs = act > 0 ? xe : x; /* static: the e4m3-quantized activations (as f32 values) */
@@ -275,12 +290,14 @@ __global__ void __launch_bounds__(QG_THREADS) k_fp8(const float *__restrict__ x,
     const qg_pos p = qg_where(ks, R);
     int64_t rows[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    for (int r = 0; r < R; r++)
+        rows[r] = clamp_row(p.row0 + r, n);
     float acc[M][R];
 #pragma unroll
     for (int mi = 0; mi < M; mi++)
 #pragma unroll
-        for (int r = 0; r < R; r++) acc[mi][r] = 0.f;
+        for (int r = 0; r < R; r++)
+            acc[mi][r] = 0.f;
     float post = 256.0f; /* the vector path computes with e4m3 values * 2^-8 */
     if (k % 16 == 0) {
         const int64_t nck = k / 16;
@@ -288,7 +305,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_fp8(const float *__restrict__ x,
         for (int64_t c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
             uint4 q[R];
 #pragma unroll
-            for (int r = 0; r < R; r++) q[r] = ldg16(qs + rows[r] * k + c * 16);
+            for (int r = 0; r < R; r++)
+                q[r] = ldg16(qs + rows[r] * k + c * 16);
 #pragma unroll
             for (int wi = 0; wi < 4; wi++) {
                 float wf[R][4];
@@ -302,7 +320,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_fp8(const float *__restrict__ x,
 #pragma unroll
                     for (int r = 0; r < R; r++)
 #pragma unroll
-                        for (int j = 0; j < 4; j++) acc[mi][r] = fmaf(xf[j], wf[r][j], acc[mi][r]);
+                        for (int j = 0; j < 4; j++)
+                            acc[mi][r] = fmaf(xf[j], wf[r][j], acc[mi][r]);
                 }
             }
         }
@@ -313,7 +332,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_fp8(const float *__restrict__ x,
             for (int r = 0; r < R; r++) {
                 const float wv = e4m3_f32(qs[rows[r] * k + c]);
 #pragma unroll
-                for (int mi = 0; mi < M; mi++) acc[mi][r] = fmaf(xs[mi * k + c], wv, acc[mi][r]);
+                for (int mi = 0; mi < M; mi++)
+                    acc[mi][r] = fmaf(xs[mi * k + c], wv, acc[mi][r]);
             }
         }
     }
@@ -326,10 +346,10 @@ __global__ void __launch_bounds__(QG_THREADS) k_fp8(const float *__restrict__ x,
 
 /* ---- w8a8 ---- */
 template <int M, int R>
-__global__ void __launch_bounds__(QG_THREADS) k_w8a8(const int8_t *__restrict__ xq, const float *__restrict__ sx,
-                                                     int64_t k, const uint8_t *__restrict__ w, int64_t n,
-                                                     const float *__restrict__ bias, float *__restrict__ y,
-                                                     int64_t ldy, int ks) {
+__global__ void __launch_bounds__(QG_THREADS)
+    k_w8a8(const int8_t *__restrict__ xq, const float *__restrict__ sx, int64_t k,
+           const uint8_t *__restrict__ w, int64_t n, const float *__restrict__ bias, float *__restrict__ y,
+           int64_t ldy, int ks) {
     const qhdr *h = (const qhdr *)w;
     const float *sw = (const float *)(w + h->scales_off);
     const int8_t *qs = (const int8_t *)(w + h->quants_off);
@@ -337,19 +357,22 @@ __global__ void __launch_bounds__(QG_THREADS) k_w8a8(const int8_t *__restrict__ 
     const int64_t kq = (k + 15) & ~(int64_t)15; /* row stride of xq */
     int64_t rows[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    for (int r = 0; r < R; r++)
+        rows[r] = clamp_row(p.row0 + r, n);
     int acc[M][R];
 #pragma unroll
     for (int mi = 0; mi < M; mi++)
 #pragma unroll
-        for (int r = 0; r < R; r++) acc[mi][r] = 0;
+        for (int r = 0; r < R; r++)
+            acc[mi][r] = 0;
     if (k % 16 == 0) {
         const int64_t nck = k / 16;
 #pragma unroll 2
         for (int64_t c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
             uint4 q[R];
 #pragma unroll
-            for (int r = 0; r < R; r++) q[r] = ldg16(qs + rows[r] * k + c * 16);
+            for (int r = 0; r < R; r++)
+                q[r] = ldg16(qs + rows[r] * k + c * 16);
 #pragma unroll
             for (int mi = 0; mi < M; mi++) {
                 const int4 xv = __ldg((const int4 *)(xq + mi * kq + c * 16));
@@ -370,7 +393,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_w8a8(const int8_t *__restrict__ 
             for (int r = 0; r < R; r++) {
                 const int wv = qs[rows[r] * k + c];
 #pragma unroll
-                for (int mi = 0; mi < M; mi++) acc[mi][r] += wv * (int)xq[mi * kq + c];
+                for (int mi = 0; mi < M; mi++)
+                    acc[mi][r] += wv * (int)xq[mi * kq + c];
             }
         }
     }
@@ -382,22 +406,23 @@ __global__ void __launch_bounds__(QG_THREADS) k_w8a8(const int8_t *__restrict__ 
 
 /* ---- nvfp4 ---- */
 template <int M, int R>
-__global__ void __launch_bounds__(QG_THREADS) k_nvfp4(const float *__restrict__ x, int64_t k,
-                                                      const uint8_t *__restrict__ w, int64_t n,
-                                                      const float *__restrict__ bias, float *__restrict__ y,
-                                                      int64_t ldy, int ks, bool xvec) {
+__global__ void __launch_bounds__(QG_THREADS)
+    k_nvfp4(const float *__restrict__ x, int64_t k, const uint8_t *__restrict__ w, int64_t n,
+            const float *__restrict__ bias, float *__restrict__ y, int64_t ldy, int ks, bool xvec) {
     const qhdr *h = (const qhdr *)w;
     const int64_t B = (k + 15) / 16;
     const uint8_t *bs = w + h->scales_off, *qs = w + h->quants_off;
     const qg_pos p = qg_where(ks, R);
     int64_t rows[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    for (int r = 0; r < R; r++)
+        rows[r] = clamp_row(p.row0 + r, n);
     float acc[M][R];
 #pragma unroll
     for (int mi = 0; mi < M; mi++)
 #pragma unroll
-        for (int r = 0; r < R; r++) acc[mi][r] = 0.f;
+        for (int r = 0; r < R; r++)
+            acc[mi][r] = 0.f;
     float post = 4194304.0f; /* 2^22: e2m1 * 2^-14 and e4m3 * 2^-8 in the vector path */
     if (B % 2 == 0) {
         const int64_t nck = B / 2;
@@ -419,7 +444,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_nvfp4(const float *__restrict__ 
 #pragma unroll
                 for (int mi = 0; mi < M; mi++)
 #pragma unroll
-                    for (int r = 0; r < R; r++) part[mi][r] = 0.f;
+                    for (int r = 0; r < R; r++)
+                        part[mi][r] = 0.f;
 #pragma unroll
                 for (int wj = 0; wj < 2; wj++) {
                     const int wi = half * 2 + wj;
@@ -434,13 +460,15 @@ __global__ void __launch_bounds__(QG_THREADS) k_nvfp4(const float *__restrict__ 
 #pragma unroll
                         for (int r = 0; r < R; r++)
 #pragma unroll
-                            for (int j = 0; j < 8; j++) part[mi][r] = fmaf(xf[j], wf[r][j], part[mi][r]);
+                            for (int j = 0; j < 8; j++)
+                                part[mi][r] = fmaf(xf[j], wf[r][j], part[mi][r]);
                     }
                 }
 #pragma unroll
                 for (int mi = 0; mi < M; mi++)
 #pragma unroll
-                    for (int r = 0; r < R; r++) acc[mi][r] = fmaf(part[mi][r], sc[r][half], acc[mi][r]);
+                    for (int r = 0; r < R; r++)
+                        acc[mi][r] = fmaf(part[mi][r], sc[r][half], acc[mi][r]);
             }
         }
     } else {
@@ -451,7 +479,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_nvfp4(const float *__restrict__ 
                 const float s = e4m3_f32(bs[rows[r] * B + c / 16]);
                 const float wv = e2m1_f32(qs[rows[r] * B * 8 + c / 2] >> ((c & 1) * 4)) * s;
 #pragma unroll
-                for (int mi = 0; mi < M; mi++) acc[mi][r] = fmaf(x[mi * k + c], wv, acc[mi][r]);
+                for (int mi = 0; mi < M; mi++)
+                    acc[mi][r] = fmaf(x[mi * k + c], wv, acc[mi][r]);
             }
         }
     }
@@ -467,21 +496,23 @@ static __device__ __forceinline__ uint32_t ld32u16(const uint16_t *p) { /* two 1
     return (uint32_t)__ldg(p) | ((uint32_t)__ldg(p + 1) << 16);
 }
 template <bool Q4, int M, int R>
-__global__ void __launch_bounds__(QG_THREADS) k_ggml(const int8_t *__restrict__ xq, const float *__restrict__ xd,
-                                                     int64_t k, const uint8_t *__restrict__ w, int64_t n,
-                                                     const float *__restrict__ bias, float *__restrict__ y,
-                                                     int64_t ldy, int ks) {
+__global__ void __launch_bounds__(QG_THREADS)
+    k_ggml(const int8_t *__restrict__ xq, const float *__restrict__ xd, int64_t k,
+           const uint8_t *__restrict__ w, int64_t n, const float *__restrict__ bias, float *__restrict__ y,
+           int64_t ldy, int ks) {
     constexpr int BB = Q4 ? 18 : 34;
     const int64_t nb = k / 32;
     const qg_pos p = qg_where(ks, R);
     int64_t rows[R];
 #pragma unroll
-    for (int r = 0; r < R; r++) rows[r] = clamp_row(p.row0 + r, n);
+    for (int r = 0; r < R; r++)
+        rows[r] = clamp_row(p.row0 + r, n);
     float acc[M][R];
 #pragma unroll
     for (int mi = 0; mi < M; mi++)
 #pragma unroll
-        for (int r = 0; r < R; r++) acc[mi][r] = 0.f;
+        for (int r = 0; r < R; r++)
+            acc[mi][r] = 0.f;
     for (int64_t b = p.kw * 32 + p.lane; b < nb; b += 32 * p.ks) {
         uint32_t qw[R][Q4 ? 4 : 8];
         float dw[R];
@@ -490,7 +521,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_ggml(const int8_t *__restrict__ 
             const uint16_t *bp = (const uint16_t *)(w + (rows[r] * nb + b) * BB);
             dw[r] = f16_f32(__ldg(bp));
 #pragma unroll
-            for (int i = 0; i < (Q4 ? 4 : 8); i++) qw[r][i] = ld32u16(bp + 1 + 2 * i);
+            for (int i = 0; i < (Q4 ? 4 : 8); i++)
+                qw[r][i] = ld32u16(bp + 1 + 2 * i);
         }
 #pragma unroll
         for (int mi = 0; mi < M; mi++) {
@@ -501,7 +533,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_ggml(const int8_t *__restrict__ 
             int sumx = 0;
             if (Q4) {
 #pragma unroll
-                for (int i = 0; i < 8; i++) sumx = __dp4a(xv[i], 0x01010101, sumx);
+                for (int i = 0; i < 8; i++)
+                    sumx = __dp4a(xv[i], 0x01010101, sumx);
             }
 #pragma unroll
             for (int r = 0; r < R; r++) {
@@ -515,7 +548,8 @@ __global__ void __launch_bounds__(QG_THREADS) k_ggml(const int8_t *__restrict__ 
                     s -= 8 * sumx;
                 } else {
 #pragma unroll
-                    for (int i = 0; i < 8; i++) s = __dp4a((int)qw[r][i], xv[i], s);
+                    for (int i = 0; i < 8; i++)
+                        s = __dp4a((int)qw[r][i], xv[i], s);
                 }
                 acc[mi][r] += (float)s * __fmul_rn(dw[r], d);
             }
@@ -540,7 +574,8 @@ __global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, i
         inv = __fdiv_rn(1.0f, s);
     } else {
         float a = 0.f;
-        for (int64_t c = threadIdx.x; c < k; c += blockDim.x) a = fmaxf(a, fabsf(xr[c]));
+        for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
+            a = fmaxf(a, fabsf(xr[c]));
         a = elk_warp_max(a);
         __syncthreads();
         if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
@@ -563,12 +598,14 @@ __global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, i
 }
 
 /* fp8 static activations: xe = e4m3(clamp(x / act_scale, +-448)) as f32; nothing for weight-only fp8 */
-__global__ void k_act_fp8(const float *__restrict__ x, int64_t total, const uint8_t *w, float *__restrict__ xe) {
+__global__ void k_act_fp8(const float *__restrict__ x, int64_t total, const uint8_t *w,
+                          float *__restrict__ xe) {
     const qhdr *h = (const qhdr *)w;
     const float act = h->act_scale;
     if (!(act > 0)) return;
     const float inv = __fdiv_rn(1.0f, act);
-    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total; i += (int64_t)gridDim.x * blockDim.x) {
+    for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
+         i += (int64_t)gridDim.x * blockDim.x) {
         const float v = fminf(fmaxf(__fmul_rn(x[i], inv), -448.0f), 448.0f);
         xe[i] = e4m3_f32(f32_e4m3(v));
     }
@@ -588,15 +625,21 @@ __global__ void k_act_q8_0(const float *__restrict__ x, int64_t nblk, int8_t *__
 }
 
 /* ---- host side: GEMV ---- */
-static inline size_t al256(size_t v) { return (v + 255) & ~(size_t)255; }
+static inline size_t al256(size_t v) {
+    return (v + 255) & ~(size_t)255;
+}
 
 size_t elk_qgemv_scratch(int wt, int64_t m, int64_t k) {
     switch (wt) {
-    case ELK_Q_W8A8: return al256((size_t)m * (size_t)((k + 15) & ~(int64_t)15)) + al256((size_t)m * 4);
-    case ELK_Q_FP8: return al256((size_t)m * (size_t)k * 4);
+    case ELK_Q_W8A8:
+        return al256((size_t)m * (size_t)((k + 15) & ~(int64_t)15)) + al256((size_t)m * 4);
+    case ELK_Q_FP8:
+        return al256((size_t)m * (size_t)k * 4);
     case ELK_Q8_0:
-    case ELK_Q4_0: return al256((size_t)m * (size_t)k) + al256((size_t)m * (size_t)(k / 32) * 4);
-    default: return 0;
+    case ELK_Q4_0:
+        return al256((size_t)m * (size_t)k) + al256((size_t)m * (size_t)(k / 32) * 4);
+    default:
+        return 0;
     }
 }
 
@@ -604,7 +647,8 @@ size_t elk_qgemv_scratch(int wt, int64_t m, int64_t k) {
 static int pick_ks(int64_t n, int R, int64_t nck, int n_sm) {
     const int64_t sets = (n + R - 1) / R;
     int ks = 1;
-    while (ks < QG_WARPS && sets * ks < (int64_t)n_sm * 32 && nck >= (int64_t)64 * ks) ks *= 2;
+    while (ks < QG_WARPS && sets * ks < (int64_t)n_sm * 32 && nck >= (int64_t)64 * ks)
+        ks *= 2;
     return ks;
 }
 
@@ -626,11 +670,19 @@ template <int M> static cudaError_t qgemv_m(int wt, cudaStream_t st, const qg_ar
     const int64_t k = a.k, n = a.n;
     int64_t nck;
     switch (wt) {
-    case ELK_Q_W4A16: nck = (k + 31) / 32; break;
-    case ELK_Q_NVFP4: nck = (k + 31) / 32; break;
+    case ELK_Q_W4A16:
+        nck = (k + 31) / 32;
+        break;
+    case ELK_Q_NVFP4:
+        nck = (k + 31) / 32;
+        break;
     case ELK_Q8_0:
-    case ELK_Q4_0: nck = k / 32; break;
-    default: nck = (k + 15) / 16; break;
+    case ELK_Q4_0:
+        nck = k / 32;
+        break;
+    default:
+        nck = (k + 15) / 16;
+        break;
     }
     const int ks = pick_ks(n, R, nck, a.n_sm);
     const int64_t rows_per_block = (int64_t)(QG_WARPS / ks) * R;
@@ -669,7 +721,8 @@ template <int M> static cudaError_t qgemv_m(int wt, cudaStream_t st, const qg_ar
             k_ggml<false, M, R><<<grid, QG_THREADS, 0, st>>>(xq, xd, k, a.w, n, a.bias, a.y, a.ldy, ks);
         break;
     }
-    default: return cudaErrorInvalidValue;
+    default:
+        return cudaErrorInvalidValue;
     }
     return cudaGetLastError();
 }
@@ -681,17 +734,33 @@ cudaError_t elk_qgemv(cudaStream_t st, const float *x, int64_t m, int64_t k, con
     if (m > 8 || k <= 0 || n > 0x7fffffff || ((uintptr_t)w & (ggml ? 1 : 63)) || (ggml && k % 32))
         return cudaErrorInvalidValue;
     if (elk_qgemv_scratch(wt, m, k) && (!scratch || ((uintptr_t)scratch & 15))) return cudaErrorInvalidValue;
-    qg_args a = {x, k, (const uint8_t *)w, n, bias, y, ldy, n_sm > 0 ? n_sm : 1,
-                 k % 4 == 0 && ((uintptr_t)x & 15) == 0, scratch};
+    qg_args a = {x,
+                 k,
+                 (const uint8_t *)w,
+                 n,
+                 bias,
+                 y,
+                 ldy,
+                 n_sm > 0 ? n_sm : 1,
+                 k % 4 == 0 && ((uintptr_t)x & 15) == 0,
+                 scratch};
     switch (m) {
-    case 1: return qgemv_m<1>(wt, st, a);
-    case 2: return qgemv_m<2>(wt, st, a);
-    case 3: return qgemv_m<3>(wt, st, a);
-    case 4: return qgemv_m<4>(wt, st, a);
-    case 5: return qgemv_m<5>(wt, st, a);
-    case 6: return qgemv_m<6>(wt, st, a);
-    case 7: return qgemv_m<7>(wt, st, a);
-    default: return qgemv_m<8>(wt, st, a);
+    case 1:
+        return qgemv_m<1>(wt, st, a);
+    case 2:
+        return qgemv_m<2>(wt, st, a);
+    case 3:
+        return qgemv_m<3>(wt, st, a);
+    case 4:
+        return qgemv_m<4>(wt, st, a);
+    case 5:
+        return qgemv_m<5>(wt, st, a);
+    case 6:
+        return qgemv_m<6>(wt, st, a);
+    case 7:
+        return qgemv_m<7>(wt, st, a);
+    default:
+        return qgemv_m<8>(wt, st, a);
     }
 }
 
@@ -699,8 +768,8 @@ cudaError_t elk_qgemv(cudaStream_t st, const float *x, int64_t m, int64_t k, con
 
 /* One block per weight row: W' (the GEMM's bf16 weight value, see the header comment) of row n0 + blockIdx.x,
  * 8 consecutive elements per thread and step (32-bit index math inside the row). */
-__global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict__ w, int wt, int k, int64_t n0,
-                                                       __nv_bfloat16 *__restrict__ dst) {
+__global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict__ w, int wt, int k,
+                                                       int64_t n0, __nv_bfloat16 *__restrict__ dst) {
     const int64_t j = n0 + blockIdx.x;
     __nv_bfloat16 *o = dst + (int64_t)blockIdx.x * k;
     const bool vec = (k & 7) == 0;
@@ -710,10 +779,14 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
     const uint8_t *qr = w + h.quants_off;
     const uint16_t *s16 = (const uint16_t *)(w + h.scales_off);
     const uint8_t *zr = h.zeros_off ? w + h.zeros_off + j * G : nullptr;
-    if (wt == ELK_Q_W8A8 || wt == ELK_Q_FP8) qr += j * k;
-    else if (wt == ELK_Q_W4A16) qr += j * ((int64_t)G * g / 2), s16 += j * G;
-    else if (wt == ELK_Q_NVFP4) qr += j * (int64_t)B * 8;
-    else qr = w + j * nb * (wt == ELK_Q8_0 ? 34 : 18);
+    if (wt == ELK_Q_W8A8 || wt == ELK_Q_FP8)
+        qr += j * k;
+    else if (wt == ELK_Q_W4A16)
+        qr += j * ((int64_t)G * g / 2), s16 += j * G;
+    else if (wt == ELK_Q_NVFP4)
+        qr += j * (int64_t)B * 8;
+    else
+        qr = w + j * nb * (wt == ELK_Q8_0 ? 34 : 18);
     const uint8_t *bsr = w + h.scales_off + j * B;
     for (int c0 = threadIdx.x * 8; c0 < k; c0 += blockDim.x * 8) {
         float v[8];
@@ -722,14 +795,20 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
             const int c = c0 + t < k ? c0 + t : k - 1;
             float f;
             switch (wt) {
-            case ELK_Q_W8A8: f = (float)(int8_t)qr[c]; break;
-            case ELK_Q_FP8: f = e4m3_f32(qr[c]); break;
+            case ELK_Q_W8A8:
+                f = (float)(int8_t)qr[c];
+                break;
+            case ELK_Q_FP8:
+                f = e4m3_f32(qr[c]);
+                break;
             case ELK_Q_W4A16: {
                 const int gi = c / g, z = zr ? zr[gi] : 8;
                 f = (float)((int)((qr[c >> 1] >> ((c & 1) * 4)) & 15) - z) * f16_f32(s16[gi]);
                 break;
             }
-            case ELK_Q_NVFP4: f = e2m1_f32(qr[c >> 1] >> ((c & 1) * 4)) * e4m3_f32(bsr[c >> 4]); break;
+            case ELK_Q_NVFP4:
+                f = e2m1_f32(qr[c >> 1] >> ((c & 1) * 4)) * e4m3_f32(bsr[c >> 4]);
+                break;
             case ELK_Q8_0: {
                 const uint8_t *bp = qr + (c >> 5) * 34;
                 f = (float)(int8_t)bp[2 + (c & 31)] * f16_f32(*(const uint16_t *)bp);
@@ -747,7 +826,8 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
         if (vec) {
             __nv_bfloat162 b[4];
 #pragma unroll
-            for (int t = 0; t < 4; t++) b[t] = __floats2bfloat162_rn(v[2 * t], v[2 * t + 1]);
+            for (int t = 0; t < 4; t++)
+                b[t] = __floats2bfloat162_rn(v[2 * t], v[2 * t + 1]);
             *(uint4 *)(o + c0) = *reinterpret_cast<uint4 *>(b);
         } else {
 #pragma unroll
@@ -757,17 +837,20 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
     }
 }
 
-cudaError_t elk_qdequant_bf16(cudaStream_t st, const void *w, int wt, int64_t n, int64_t k, int64_t n0, int64_t n1,
-                              void *dst) {
-    if (n0 < 0 || n1 > n || n1 <= n0 || k <= 0 || k > 0x7fffffff || n1 - n0 > 0x7fffffff || ((uintptr_t)dst & 15))
+cudaError_t elk_qdequant_bf16(cudaStream_t st, const void *w, int wt, int64_t n, int64_t k, int64_t n0,
+                              int64_t n1, void *dst) {
+    if (n0 < 0 || n1 > n || n1 <= n0 || k <= 0 || k > 0x7fffffff || n1 - n0 > 0x7fffffff ||
+        ((uintptr_t)dst & 15))
         return cudaErrorInvalidValue;
-    k_qdequant_bf16<<<(unsigned)(n1 - n0), 256, 0, st>>>((const uint8_t *)w, wt, (int)k, n0, (__nv_bfloat16 *)dst);
+    k_qdequant_bf16<<<(unsigned)(n1 - n0), 256, 0, st>>>((const uint8_t *)w, wt, (int)k, n0,
+                                                         (__nv_bfloat16 *)dst);
     return cudaGetLastError();
 }
 
 /* one block (256 threads) per token row */
-__global__ void __launch_bounds__(256) k_qprep_act(const float *__restrict__ x, int64_t k, const uint8_t *w, int wt,
-                                                   __nv_bfloat16 *__restrict__ xb, float *__restrict__ rs) {
+__global__ void __launch_bounds__(256)
+    k_qprep_act(const float *__restrict__ x, int64_t k, const uint8_t *w, int wt,
+                __nv_bfloat16 *__restrict__ xb, float *__restrict__ rs) {
     __shared__ float red[32];
     const float *xr = x + blockIdx.x * k;
     __nv_bfloat16 *ob = xb + blockIdx.x * k;
@@ -779,7 +862,8 @@ __global__ void __launch_bounds__(256) k_qprep_act(const float *__restrict__ x, 
             inv = __fdiv_rn(1.0f, s);
         } else {
             float a = 0.f;
-            for (int64_t c = threadIdx.x; c < k; c += blockDim.x) a = fmaxf(a, fabsf(xr[c]));
+            for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
+                a = fmaxf(a, fabsf(xr[c]));
             a = elk_warp_max(a);
             if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
             __syncthreads();
@@ -797,9 +881,11 @@ __global__ void __launch_bounds__(256) k_qprep_act(const float *__restrict__ x, 
         if (act > 0) {
             const float inv = __fdiv_rn(1.0f, act);
             for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
-                ob[c] = __float2bfloat16_rn(e4m3_f32(f32_e4m3(fminf(fmaxf(__fmul_rn(xr[c], inv), -448.0f), 448.0f))));
+                ob[c] = __float2bfloat16_rn(
+                    e4m3_f32(f32_e4m3(fminf(fmaxf(__fmul_rn(xr[c], inv), -448.0f), 448.0f))));
         } else {
-            for (int64_t c = threadIdx.x; c < k; c += blockDim.x) ob[c] = __float2bfloat16_rn(xr[c]);
+            for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
+                ob[c] = __float2bfloat16_rn(xr[c]);
         }
     } else if (wt == ELK_Q8_0 || wt == ELK_Q4_0) { /* q8_0 round trip, one warp per block of 32 */
         const int lane = threadIdx.x & 31;
@@ -811,7 +897,8 @@ __global__ void __launch_bounds__(256) k_qprep_act(const float *__restrict__ x, 
             ob[b * 32 + lane] = __float2bfloat16_rn(q * f16_round(d));
         }
     } else {
-        for (int64_t c = threadIdx.x; c < k; c += blockDim.x) ob[c] = __float2bfloat16_rn(xr[c]);
+        for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
+            ob[c] = __float2bfloat16_rn(xr[c]);
     }
 }
 
@@ -824,17 +911,20 @@ cudaError_t elk_qprep_act_bf16(cudaStream_t st, const float *x, int64_t m, int64
 }
 
 /* grid (column blocks of 256, token rows strided by gridDim.y) */
-__global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t ldy, const uint8_t *w, int wt,
-                            const float *__restrict__ rs, const float *__restrict__ bias) {
+__global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t ldy, const uint8_t *w,
+                            int wt, const float *__restrict__ rs, const float *__restrict__ bias) {
     const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n) return;
     float cs = 1.0f; /* per-column scale */
     if (wt == ELK_Q_W8A8 || wt == ELK_Q_FP8 || wt == ELK_Q_NVFP4) {
         const qhdr *h = (const qhdr *)w;
         const float *sw = (const float *)(w + h->scales_off);
-        if (wt == ELK_Q_W8A8) cs = sw[j];
-        else if (wt == ELK_Q_FP8) cs = __fmul_rn(sw[j], h->act_scale > 0 ? h->act_scale : 1.0f);
-        else cs = h->global_scale;
+        if (wt == ELK_Q_W8A8)
+            cs = sw[j];
+        else if (wt == ELK_Q_FP8)
+            cs = __fmul_rn(sw[j], h->act_scale > 0 ? h->act_scale : 1.0f);
+        else
+            cs = h->global_scale;
     }
     const float b = bias ? bias[j] : 0.0f;
     for (int64_t i = blockIdx.y; i < m; i += gridDim.y) {
