@@ -70,6 +70,11 @@ else
 fi
 echo "{\"kind\":\"machine\",\"cpu\":\"$CPU\",\"membw_gb_s\":$BW,\"threads\":$THREADS}" >> "$JSONL"
 
+# decode as a fraction of the bandwidth of the same run: `edgellm bench --membw` measures it before and after
+# its runs (this machine swings between ~50 and ~85 GB/s from minute to minute), and bench_membw runs right
+# before each llama.cpp run; the machine-wide sample above is the fallback.
+EB_MEMBW=()
+if "$EDGELLM" bench --help 2>&1 | grep -q -- --membw; then EB_MEMBW=(--membw); fi
 CALIB_ARGS=()
 if "$EDGELLM" export --help 2>&1 | grep -q -- --calib-samples; then
   CALIB_ARGS=(--calib-samples "$CALIB_SAMPLES" --calib-seq-len "$CALIB_SEQ")
@@ -110,7 +115,7 @@ for shape in $SHAPES; do
     fi
     if [ -f "$eng/.complete" ]; then
       log "edgellm bench $tag $efmt (pp$PP tg$TG, $THREADS threads, $REPS reps)"
-      if out=$("$EDGELLM" bench --engine "$eng" --prompt-len "$PP" --gen-len "$TG" --threads "$THREADS" --reps "$REPS" --json 2>"$WORK/$tag.$efmt.bench.log"); then
+      if out=$("$EDGELLM" bench --engine "$eng" --prompt-len "$PP" --gen-len "$TG" --threads "$THREADS" --reps "$REPS" --json "${EB_MEMBW[@]}" 2>"$WORK/$tag.$efmt.bench.log"); then
         ejson=$(echo "$out" | grep '^{' | tail -1 || true); [ -n "$ejson" ] || ejson=null
         "$EDGELLM" info --engine "$eng" > "$WORK/$tag.$efmt.info.json" 2>/dev/null || true
       else
@@ -123,8 +128,13 @@ for shape in $SHAPES; do
       "$EDGELLM" export --format gguf --quantization "$gtype" --model "$hf" --output "$gguf" --overwrite \
         > "$WORK/$tag.$gtype.gguf.log" 2>&1 || lnote="gguf export failed: $(tail -1 "$WORK/$tag.$gtype.gguf.log" || true)"
     fi
+    lbw=0
     if [ -f "$gguf" ]; then
-      log "llama.cpp bench $tag $gtype"
+      if [ -x "$MEMBW" ]; then
+        lbw=$("$MEMBW" 1024 5 "$THREADS" | sed -n "s/^membw $THREADS threads*: *\([0-9.]*\) GB\/s.*/\1/p" | head -1)
+        [ -n "$lbw" ] || lbw=0
+      fi
+      log "llama.cpp bench $tag $gtype (bandwidth just before: $lbw GB/s)"
       if out=$(node "$ROOT/bench/llamacpp/llamacpp_bench.mjs" "$gguf" --threads "$THREADS" --pp "$PP" --tg "$TG" \
                --reps "$REPS" --fa on --shim "$SHIM" 2>"$WORK/$tag.$gtype.llamacpp.log"); then
         ljson=$(echo "$out" | grep '^{' | tail -1 || true); [ -n "$ljson" ] || ljson=null
@@ -132,9 +142,9 @@ for shape in $SHAPES; do
         lnote="llama.cpp failed: $(tail -1 "$WORK/$tag.$gtype.llamacpp.log" || true)"
       fi
     fi
-    $PY - "$tag" "$efmt" "$gtype" "$gguf" "$WORK/$tag.$efmt.info.json" "$ejson" "$ljson" "$enote" "$lnote" "$PP" "$TG" >> "$JSONL" <<'EOF'
+    $PY - "$tag" "$efmt" "$gtype" "$gguf" "$WORK/$tag.$efmt.info.json" "$ejson" "$ljson" "$enote" "$lnote" "$PP" "$TG" "$lbw" >> "$JSONL" <<'EOF'
 import json, struct, sys, os
-tag, efmt, gtype, gguf, info_path, ej, lj, enote, lnote, pp, tg = sys.argv[1:12]
+tag, efmt, gtype, gguf, info_path, ej, lj, enote, lnote, pp, tg, lbw = sys.argv[1:13]
 pp, tg = int(pp), int(tg)
 def gguf_info(path):  # tensor bytes by name + hparams from a GGUF file
     if not os.path.exists(path): return None
@@ -188,10 +198,12 @@ if g:
         row["llamacpp_pp"], row["llamacpp_tg"] = med(l, "pp_tok_s"), med(l, "tg_tok_s")
         row["llamacpp_decode_gb_s"] = row["llamacpp_tg"] * (wbytes + kv_bytes) / 1e9
         row["llamacpp_prefill_gflop_s"] = row["llamacpp_pp"] * flops_tok / 1e9
+        row["llamacpp_membw_gb_s"] = float(lbw) or None
     if e:
         row["edgellm_pp"], row["edgellm_tg"] = med(e, "prefill_tok_s"), med(e, "decode_tok_s")
         row["edgellm_decode_gb_s"] = e.get("decode_gb_s")
         row["edgellm_prefill_gflop_s"] = row["edgellm_pp"] * flops_tok / 1e9
+        row["edgellm_membw_gb_s"] = e.get("membw_gb_s")
 print(json.dumps(row))
 EOF
   done
@@ -205,7 +217,7 @@ m = next(r for r in rows if r["kind"] == "machine")
 bw = m["membw_gb_s"] or None
 f = lambda v, d=1: "n/a" if v is None else f"{v:.{d}f}"
 ratio = lambda a, b: "n/a" if a is None or b is None or not b else f"{a / b:.2f}x"
-pct = lambda g: "n/a" if g is None or not bw else f"{100 * g / bw:.0f}%"
+pct = lambda g, b=None: "n/a" if g is None or not (b or bw) else f"{100 * g / (b or bw):.0f}%"
 L = [f"CPU: {m['cpu']}, {m['threads']} threads; streaming-read bandwidth ({m['threads']} threads, bench_membw): "
      f"{f(bw)} GB/s; {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; medians of {reps} reps.", "",
      f"| model | edgellm | llama.cpp | pp{pp} edgellm | pp{pp} llama.cpp | pp ratio | tg{tg} edgellm | tg{tg} llama.cpp | tg ratio "
@@ -217,8 +229,8 @@ for r in rows:
     g = lambda k: r.get(k)
     L.append(f"| {r['model']} | {r['edgellm']} | {r['llamacpp'].upper()} | {f(g('edgellm_pp'))} | {f(g('llamacpp_pp'))} | "
              f"{ratio(g('edgellm_pp'), g('llamacpp_pp'))} | {f(g('edgellm_tg'), 2)} | {f(g('llamacpp_tg'), 2)} | "
-             f"{ratio(g('edgellm_tg'), g('llamacpp_tg'))} | {f(g('edgellm_decode_gb_s'))} ({pct(g('edgellm_decode_gb_s'))}) | "
-             f"{f(g('llamacpp_decode_gb_s'))} ({pct(g('llamacpp_decode_gb_s'))}) | {f(g('edgellm_prefill_gflop_s'))} | "
+             f"{ratio(g('edgellm_tg'), g('llamacpp_tg'))} | {f(g('edgellm_decode_gb_s'))} ({pct(g('edgellm_decode_gb_s'), g('edgellm_membw_gb_s'))}) | "
+             f"{f(g('llamacpp_decode_gb_s'))} ({pct(g('llamacpp_decode_gb_s'), g('llamacpp_membw_gb_s'))}) | {f(g('edgellm_prefill_gflop_s'))} | "
              f"{f(g('llamacpp_prefill_gflop_s'))} |")
     for k in ("edgellm_note", "llamacpp_note"):
         if r.get(k): notes.append(f"- {r['model']} {r['edgellm']}/{r['llamacpp']}: {r[k]}")
@@ -228,8 +240,12 @@ for r in rows:
 L.append("")
 L.append("ratio = edgellm / llama.cpp. Decode GB/s = tok/s x (weight bytes read per token + KV bytes); edgellm's from "
          "`edgellm bench` (KV at context prompt+gen/2), llama.cpp's from the GGUF tensor sizes (tied embeddings read in "
-         "full as the output matrix) + f16 KV at context tg/2. Prefill GFLOP/s counts the layers' matmuls and causal "
-         "attention (not the LM head).")
+         "full as the output matrix) + f16 KV at context tg/2; 'of membw' = of the streaming-read bandwidth measured in the "
+         "same run (edgellm: `edgellm bench --membw`, the higher of before/after; llama.cpp: bench_membw just before), "
+         "else of the machine figure above. Prefill GFLOP/s counts the layers' matmuls and causal attention (not the LM head).")
+bws = [f"{r['model']} {r['edgellm']}/{r['llamacpp']}: edgellm {f(r.get('edgellm_membw_gb_s'))}, llama.cpp {f(r.get('llamacpp_membw_gb_s'))}"
+       for r in rows if r["kind"] == "pair" and (r.get("edgellm_membw_gb_s") or r.get("llamacpp_membw_gb_s"))]
+if bws: L.append("Same-run bandwidth (GB/s): " + "; ".join(bws) + ".")
 L += notes
 text = "\n".join(L) + "\n"
 open(out, "w").write(text)

@@ -6,10 +6,11 @@
  * sign bit; q4_0: the stored nibble q = w + 8) and the activations stay signed, so
  *   sum_c (w + B) x = isum + B * sum_c x      and the per-row / per-block sum of x comes with x.
  *
- * w8a8: weights in their stored row layout; a register tile of R rows of W x T rows of x keeps R*T int32
- *   accumulators along k (one W load per T tokens, one x load per R rows); the R*T sums are reduced
- *   together by one transpose-add tree. Decode (m = 1) runs 16 rows at once (16 contiguous rows = one
- *   sequential stretch of memory); prefill walks blocks of 64 rows x 64 tokens so that both stay in L2.
+ * w8a8: weights in their stored row layout. Decode (m = 1): 16 rows at a time, each row read front to
+ *   back into its own accumulator (a single sequential stream that the hardware prefetcher follows), the
+ *   16 sums reduced together by one transpose-add tree. Batches: a register tile of R rows of W x T rows
+ *   of x keeps R*T int32 accumulators along k (one W load per T tokens, one x load per R rows); prefill
+ *   walks blocks of 64 rows x 64 tokens so that both stay in L2.
  * q8_0 / q4_0: the reference sums each output row block by block in f32 (acc += isum_b * (d_w * d_x)),
  *   so the kernel keeps 16 rows of W in the 16 lanes of a vector: a tile of 16 rows is transposed once
  *   into per-thread scratch as, per block, the 16 f32 scales and 8 vectors of (16 rows x 4 bytes), in
@@ -163,6 +164,41 @@ AI void w8_tile(const int R, const int T, const int8_t *w, int64_t k, const int8
     _mm512_storeu_si512((void *)out, hsum16(acc));
 }
 
+/* decode: out[r] = sum_c (W[r, c] + 128) * x[c] for R <= 16 rows, each row read front to back (one
+ * sequential stream through the R * k bytes, which the hardware prefetcher follows) */
+static void w8_rows(int R, const int8_t *w, int64_t k, const int8_t *x, int32_t *out) {
+    __m512i acc[16];
+    const __m512i flip = _mm512_set1_epi8((char)0x80);
+    const int64_t kv = k & ~(int64_t)127;
+    const __mmask64 m1 = k - kv >= 64 ? ~(__mmask64)0 : ((__mmask64)1 << (k - kv)) - 1;
+    const __mmask64 m2 = k - kv > 64 ? ((__mmask64)1 << (k - kv - 64)) - 1 : 0;
+    for (int r = 0; r < 16; r++) {
+        if (r >= R) {
+            acc[r] = _mm512_setzero_si512();
+            continue;
+        }
+        const int8_t *wr = w + r * k;
+        __m512i a0 = _mm512_setzero_si512(), a1 = a0;
+        for (int64_t c = 0; c < kv; c += 128) {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_loadu_si512((const void *)(wr + c)), flip),
+                                     _mm512_load_si512((const void *)(x + c)));
+            a1 = _mm512_dpbusd_epi32(a1,
+                                     _mm512_xor_si512(_mm512_loadu_si512((const void *)(wr + c + 64)), flip),
+                                     _mm512_load_si512((const void *)(x + c + 64)));
+        }
+        if (kv < k) {
+            a0 = _mm512_dpbusd_epi32(a0, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m1, wr + kv), flip),
+                                     _mm512_load_si512((const void *)(x + kv)));
+            if (m2)
+                a1 =
+                    _mm512_dpbusd_epi32(a1, _mm512_xor_si512(_mm512_maskz_loadu_epi8(m2, wr + kv + 64), flip),
+                                        _mm512_load_si512((const void *)(x + kv + 64)));
+        }
+        acc[r] = _mm512_add_epi32(a0, a1);
+    }
+    _mm512_storeu_si512((void *)out, hsum16(acc));
+}
+
 static void w8_epilogue(int R, int T, const int32_t *isum, int64_t j, int64_t t0, const float *sw,
                         const float *sx, const int32_t *xsum, const float *bias, float *y, int64_t ldy) {
     for (int r = 0; r < R; r++)
@@ -231,7 +267,16 @@ static void w8a8_matmul(const uint8_t *act, int64_t m, int64_t k, const void *w,
     const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
     const int64_t kp = el_qi8_kp(wt, k);
     const int T0 = m >= 4 ? 4 : m >= 2 ? 2 : 1;
-    if (m <= 3) { /* decode / tiny batches: W streams once */
+    if (m == 1) { /* decode: 16 rows at a time, each read front to back (28 -> 37 GB/s on 1 core) */
+        int32_t isum[16];
+        for (int64_t j = n0; j < n1; j += 16) {
+            const int R = n1 - j < 16 ? (int)(n1 - j) : 16;
+            w8_rows(R, qs + j * k, k, xq, isum);
+            w8_epilogue(R, 1, isum, j, 0, sw, sx, xsum, bias, y, ldy);
+        }
+        return;
+    }
+    if (m <= 3) { /* tiny batches: W streams once */
         w8_block(qs, sw, k, xq, sx, xsum, kp, n0, n1, 0, m, T0, bias, y, ldy);
         return;
     }
@@ -360,6 +405,7 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
     uint8_t *tile = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint8_t *part = tile + nb * TILE_BLOCK_BYTES; /* a last tile of < 16 rows, zero padded */
     const int bc = wt == EL_DTYPE_Q8_0 ? 128 : 8;
+    (void)n;
     for (int64_t j = n0; j < n1; j += 16) {
         const int nr = n1 - j < 16 ? (int)(n1 - j) : 16;
         const uint8_t *src = (const uint8_t *)w + j * rb;
@@ -368,8 +414,9 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
             memset(part + nr * rb, 0, (size_t)((16 - nr) * rb));
             src = part;
         }
-        /* prefetch the next tile (16 contiguous rows) while this one is transposed */
-        const bool pf = nr == 16 && j + 32 <= n && j + 32 <= n1 + 16;
+        /* prefetch the next tile (16 contiguous rows) while this one is transposed: the hardware
+         * prefetchers do not follow 16 interleaved row streams (2x slower decode without) */
+        const bool pf = nr == 16 && j + 16 < n1;
         tile_pack(wt, src, rb, nb, tile, pf ? src + 16 * rb : NULL, (16 * bb + 63) & ~(int64_t)63);
         int64_t t = 0;
         for (; t + 8 <= m; t += 8)
