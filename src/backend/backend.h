@@ -21,6 +21,15 @@ typedef struct el_backend_params {
     bool use_reference; /* CPU: route every op to kernels/ref                                     */
 } el_backend_params;
 
+/* Per-row parameters of the optional sample op (device memory; layout of elk_sample_row, sample.cuh). */
+typedef struct el_sample_row {
+    float temperature;
+    int32_t top_k;
+    float top_p;
+    int32_t reserved;
+    double u; /* the uniform el_sample would draw from the request's RNG (el_sample_draws), else 0 */
+} el_sample_row;
+
 typedef struct el_backend_i {
     const char *(*name)(el_backend *be);
     void (*free)(el_backend *be);
@@ -67,6 +76,11 @@ typedef struct el_backend_i {
     edgellm_status (*graph_launch)(el_backend *be, int key);
     /* (optional) bytes of device memory in use at peak */
     uint64_t (*peak_memory)(el_backend *be);
+    /* (optional) sampling on the device: ids[r] (int32, device) = el_sample_exact (runtime/sampler.h) of
+     * logits row r (rows, n_vocab; row stride ld floats; device) with params[r] (device). NULL = not
+     * supported (the runtime downloads the logits and samples on the host). */
+    edgellm_status (*sample)(el_backend *be, const float *logits, int64_t rows, int64_t n_vocab, int64_t ld,
+                             const el_sample_row *params, int32_t *ids);
 } el_backend_i;
 
 struct el_backend {

@@ -22,6 +22,7 @@ extern "C" {
 #include "backend/backend.h"
 }
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/sample.cuh"
 
 #define CU_STAGE_BYTES ((size_t)8 << 20)
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
@@ -603,11 +604,23 @@ static void be_free(el_backend *be) {
     el_free(be);
 }
 
+static_assert(sizeof(el_sample_row) == sizeof(elk_sample_row) && offsetof(el_sample_row, u) == offsetof(elk_sample_row, u),
+              "el_sample_row and elk_sample_row differ");
+static edgellm_status be_sample(el_backend *be, const float *logits, int64_t rows, int64_t n_vocab, int64_t ld,
+                                const el_sample_row *params, int32_t *ids) {
+    cu_ctx *c = ctx_of(be);
+    if (rows < 0 || n_vocab < 1 || n_vocab > 0x7fffffff || ld < n_vocab)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda sample: bad shape (rows %lld, n_vocab %lld, ld %lld)",
+                      (long long)rows, (long long)n_vocab, (long long)ld);
+    CU_TRY(elk_sample(c->st, logits, rows, n_vocab, ld, (const elk_sample_row *)params, ids));
+    return EDGELLM_STATUS_OK;
+}
+
 static const el_backend_i cuda_iface = {
     be_name,      be_free,      be_alloc,     be_dealloc,       be_weight_map,   be_upload,     be_download,
     be_memset0,   be_sync,      be_embed,     be_rmsnorm,       be_matmul,       be_rope,       be_kv_store,
     be_attention, be_swiglu,    be_add,       be_graph_begin,   be_graph_end,    be_graph_has,  be_graph_launch,
-    be_peak_memory,
+    be_peak_memory, be_sample,
 };
 
 static edgellm_status create_fail(el_backend *be, cudaError_t e, const char *file, int line) {

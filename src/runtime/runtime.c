@@ -74,6 +74,11 @@ struct edgellm_runtime {
     void *tap_user;
     float *tap_buf; /* host copy for device backends, (ubatch, max(n_ff, n_head*head_dim, n_embd)) */
     bool use_graphs; /* capture decode steps (backends with graph support; EDGELLM_NO_GRAPHS=1 disables) */
+    /* generate samples on the device (backends with a sample op; EDGELLM_HOST_SAMPLING=1 disables): per-row
+     * parameters staged in samp_host, uploaded to samp_par_dev, ids in samp_ids_dev, all (max_batch) */
+    bool dev_sampling;
+    el_sample_row *samp_host, *samp_par_dev;
+    int32_t *samp_ids_dev;
 };
 
 edgellm_runtime_params edgellm_runtime_params_default(void) {
@@ -186,6 +191,8 @@ void edgellm_runtime_free(edgellm_runtime *rt) {
                 if (rt->layers[l].v_cache) be->iface.dealloc(be, rt->layers[l].v_cache);
             }
         for (int64_t i = 0; i < rt->n_mapped; i++) be->iface.dealloc(be, rt->mapped[i]);
+        if (rt->samp_par_dev) be->iface.dealloc(be, rt->samp_par_dev);
+        if (rt->samp_ids_dev) be->iface.dealloc(be, rt->samp_ids_dev);
         el_backend_free(be);
     }
     el_free(rt->mapped);
@@ -194,6 +201,7 @@ void edgellm_runtime_free(edgellm_runtime *rt) {
     el_free(rt->sel_host);
     el_free(rt->logits_host);
     el_free(rt->rngs);
+    el_free(rt->samp_host);
     el_free(rt->tap_buf);
     el_sampler_scratch_free(&rt->samp);
     edgellm_tokenizer_free(rt->tok);
@@ -220,6 +228,7 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
     EL_CHECK(el_backend_create(rt->prof.backend, &bp, &rt->be));
     EL_CHECK(map_weights(rt));
     rt->use_graphs = rt->be->iface.graph_begin != NULL && !getenv("EDGELLM_NO_GRAPHS");
+    rt->dev_sampling = rt->be->iface.sample != NULL && !getenv("EDGELLM_HOST_SAMPLING");
 
     /* rope table */
     rt->n_rot = el_rope_n_rot(hp);
@@ -284,6 +293,15 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
         goto fail;
     }
     EL_CHECK(el_sampler_scratch_init(&rt->samp, (int64_t)V));
+    if (rt->dev_sampling) {
+        EL_CHECK(alloc_dev(rt, (size_t)nb * sizeof(el_sample_row), (void **)&rt->samp_par_dev));
+        EL_CHECK(alloc_dev(rt, (size_t)nb * sizeof(int32_t), (void **)&rt->samp_ids_dev));
+        rt->samp_host = el_calloc((size_t)nb, sizeof(el_sample_row));
+        if (!rt->samp_host) {
+            st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+            goto fail;
+        }
+    }
 
     /* text layer (optional) */
     {
@@ -448,7 +466,9 @@ static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max
 }
 
 /* Output norm + lm_head for n_sel rows of `hidden` (device, (n_sel, E)), written to host out. */
-static edgellm_status compute_logits(edgellm_runtime *rt, const float *hidden, int64_t n_sel, float *out) {
+/* srow >= 0: sample the rows on the device instead (params / ids rows srow + r of samp_*_dev). */
+static edgellm_status compute_logits(edgellm_runtime *rt, const float *hidden, int64_t n_sel, float *out,
+                                     int64_t srow) {
     el_backend *be = rt->be;
     const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
     for (int64_t r0 = 0; r0 < n_sel; r0 += LOGIT_ROWS_MAX) {
@@ -456,7 +476,11 @@ static edgellm_status compute_logits(edgellm_runtime *rt, const float *hidden, i
         EL_TRY(be->iface.rmsnorm(be, hidden + r0 * E, rt->out_norm, rt->out_norm_t, nr, E, rt->hp.norm_eps,
                                  rt->hsel + r0 * E));
         EL_TRY(be->iface.matmul(be, rt->hsel + r0 * E, nr, E, rt->lm_head, rt->head_t, V, NULL, rt->logits_dev, V));
-        EL_TRY(be->iface.download(be, out + r0 * V, rt->logits_dev, (size_t)(nr * V) * sizeof(float)));
+        if (srow >= 0)
+            EL_TRY(be->iface.sample(be, rt->logits_dev, nr, V, V, rt->samp_par_dev + srow + r0,
+                                    rt->samp_ids_dev + srow + r0));
+        else
+            EL_TRY(be->iface.download(be, out + r0 * V, rt->logits_dev, (size_t)(nr * V) * sizeof(float)));
     }
     return EDGELLM_STATUS_OK;
 }
@@ -492,21 +516,32 @@ static edgellm_status validate_batch(edgellm_runtime *rt, const edgellm_batch *b
 static edgellm_status eval_graph(edgellm_runtime *rt, int64_t n, float *logits_out) {
     el_backend *be = rt->be;
     const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
-    int key = (int)n;
+    int key = logits_out ? (int)n : -(int)n; /* logits_out NULL: the step samples on the device */
     if (!be->iface.graph_has(be, key)) {
         EL_TRY(be->iface.graph_begin(be, key));
         edgellm_status s = forward_layers(rt, n, (int32_t)(rt->kv_cap - 1));
         if (s >= 0) s = be->iface.rmsnorm(be, rt->x, rt->out_norm, rt->out_norm_t, n, E, rt->hp.norm_eps, rt->hsel);
         if (s >= 0) s = be->iface.matmul(be, rt->hsel, n, E, rt->lm_head, rt->head_t, V, NULL, rt->logits_dev, V);
+        if (s >= 0 && !logits_out)
+            s = be->iface.sample(be, rt->logits_dev, n, V, V, rt->samp_par_dev, rt->samp_ids_dev);
         edgellm_status e = be->iface.graph_end(be, key);
         EL_TRY(s);
         EL_TRY(e);
     }
     EL_TRY(be->iface.graph_launch(be, key));
+    if (!logits_out) return EDGELLM_STATUS_OK;
     return be->iface.download(be, logits_out, rt->logits_dev, (size_t)(n * V) * sizeof(float));
 }
 
+static edgellm_status eval_impl(edgellm_runtime *rt, const edgellm_batch *b, float *logits_out,
+                                int32_t *ids_out);
 edgellm_status edgellm_runtime_eval(edgellm_runtime *rt, const edgellm_batch *b, float *logits_out) {
+    return eval_impl(rt, b, logits_out, NULL);
+}
+/* ids_out: sample every wanted row on the device (rt->dev_sampling; parameters uploaded to samp_par_dev, one
+ * per wanted row in batch order) and download only the ids (one download); logits_out is then unused. */
+static edgellm_status eval_impl(edgellm_runtime *rt, const edgellm_batch *b, float *logits_out,
+                                int32_t *ids_out) {
     if (!rt) return el_err(EDGELLM_STATUS_INVALID_ARG, "runtime is NULL");
     EL_TRY(validate_batch(rt, b));
     el_backend *be = rt->be;
@@ -526,22 +561,25 @@ edgellm_status edgellm_runtime_eval(edgellm_runtime *rt, const edgellm_batch *b,
         EL_TRY(be->iface.upload(be, rt->pos_dev, b->pos + c0, (size_t)n * 4));
         EL_TRY(be->iface.upload(be, rt->slot_dev, b->slot + c0, (size_t)n * 4));
         for (int64_t i = 0; i < n; i++) rt->seq_len[b->slot[c0 + i]] = b->pos[c0 + i] + 1;
-        if (be->iface.graph_begin && logits_out && n_sel == n && n == b->n_tokens &&
+        if (be->iface.graph_begin && (logits_out || ids_out) && n_sel == n && n == b->n_tokens &&
             n <= rt->prof.max_batch_size && n <= LOGIT_ROWS_MAX && rt->use_graphs && !rt->tap) {
-            EL_TRY(eval_graph(rt, n, logits_out));
+            EL_TRY(eval_graph(rt, n, ids_out ? NULL : logits_out));
+            out_row += n_sel;
             continue;
         }
         EL_TRY(forward_layers(rt, n, max_pos));
-        if (n_sel == 0 || !logits_out) continue;
+        if (n_sel == 0 || (!logits_out && !ids_out)) continue;
         const float *hidden = rt->x;
         if (n_sel != n) { /* gather the selected rows */
             EL_TRY(be->iface.upload(be, rt->sel_dev, rt->sel_host, (size_t)n_sel * 4));
             EL_TRY(be->iface.embed(be, rt->sel_dev, n_sel, rt->x, EL_DTYPE_F32, E, rt->h));
             hidden = rt->h;
         }
-        EL_TRY(compute_logits(rt, hidden, n_sel, logits_out + out_row * V));
+        EL_TRY(compute_logits(rt, hidden, n_sel, ids_out ? NULL : logits_out + out_row * V,
+                              ids_out ? out_row : -1));
         out_row += n_sel;
     }
+    if (ids_out) return be->iface.download(be, ids_out, rt->samp_ids_dev, (size_t)out_row * sizeof(int32_t));
     return be->iface.sync(be);
 }
 
@@ -556,6 +594,23 @@ static bool is_stop(const edgellm_runtime *rt, const edgellm_request *r, int32_t
     return false;
 }
 
+/* eval_impl with device sampling of rows r < n (request map[r], or r when map is NULL): the uniform is drawn
+ * here from the request's own RNG exactly when el_sample would draw it. */
+static edgellm_status eval_sample(edgellm_runtime *rt, const edgellm_batch *b, int32_t n, const int32_t *map,
+                                  const edgellm_sampling_params *sp, int32_t *ids) {
+    for (int32_t r = 0; r < n; r++) {
+        el_sample_row *p = &rt->samp_host[r];
+        p->temperature = sp->temperature;
+        p->top_k = sp->top_k;
+        p->top_p = sp->top_p;
+        p->reserved = 0;
+        p->u =
+            el_sample_draws(sp->temperature, sp->top_k) ? el_rng_uniform(&rt->rngs[map ? map[r] : r]) : 0.0;
+    }
+    EL_TRY(rt->be->iface.upload(rt->be, rt->samp_par_dev, rt->samp_host, (size_t)n * sizeof(el_sample_row)));
+    return eval_impl(rt, b, NULL, ids);
+}
+
 edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_request *reqs, int32_t n_req,
                                         const edgellm_sampling_params *spp, edgellm_token_cb cb, void *user,
                                         edgellm_result *results) {
@@ -567,7 +622,7 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
     edgellm_sampling_params sp = spp ? *spp : edgellm_sampling_params_default();
     const int64_t V = rt->hp.n_vocab;
     int64_t total = 0;
-    int32_t max_new[256];
+    int32_t max_new[256], sids[256]; /* sids: ids sampled on the device */
     for (int32_t i = 0; i < n_req; i++) {
         const edgellm_request *r = &reqs[i];
         results[i].ids = NULL;
@@ -619,15 +674,17 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
         }
     double t0 = el_time_ms();
     edgellm_batch b = {(int32_t)total, tok, pos, slot, want};
-    st = edgellm_runtime_eval(rt, &b, rt->logits_host);
+    st = rt->dev_sampling ? eval_sample(rt, &b, n_req, NULL, &sp, sids)
+                          : edgellm_runtime_eval(rt, &b, rt->logits_host);
     if (st < 0) goto done;
     bool active[256] = {0};
     int32_t n_active = 0;
     int32_t last[256];
     for (int32_t i = 0; i < n_req; i++) {
         if (max_new[i] <= 0) continue;
-        int32_t id = el_sample(rt->logits_host + (int64_t)i * V, V, sp.temperature, sp.top_k, sp.top_p, &rt->rngs[i],
-                               &rt->samp);
+        int32_t id = rt->dev_sampling ? sids[i]
+                                      : el_sample(rt->logits_host + (int64_t)i * V, V, sp.temperature,
+                                                  sp.top_k, sp.top_p, &rt->rngs[i], &rt->samp);
         last[i] = id;
         if (is_stop(rt, &reqs[i], id)) {
             results[i].finish = EDGELLM_FINISH_STOP;
@@ -662,12 +719,14 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
             }
         double d0 = el_time_ms();
         edgellm_batch db = {n, tok, pos, slot, want};
-        st = edgellm_runtime_eval(rt, &db, rt->logits_host);
+        st = rt->dev_sampling ? eval_sample(rt, &db, n, map, &sp, sids)
+                              : edgellm_runtime_eval(rt, &db, rt->logits_host);
         if (st < 0) goto done;
         for (int32_t r = 0; r < n; r++) {
             int32_t i = map[r];
-            int32_t id = el_sample(rt->logits_host + (int64_t)r * V, V, sp.temperature, sp.top_k, sp.top_p,
-                                   &rt->rngs[i], &rt->samp);
+            int32_t id = rt->dev_sampling ? sids[r]
+                                          : el_sample(rt->logits_host + (int64_t)r * V, V, sp.temperature,
+                                                      sp.top_k, sp.top_p, &rt->rngs[i], &rt->samp);
             last[i] = id;
             if (is_stop(rt, &reqs[i], id)) {
                 results[i].finish = EDGELLM_FINISH_STOP;

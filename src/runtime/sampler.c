@@ -140,3 +140,79 @@ int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top
     }
     return idx[keep - 1];
 }
+
+bool el_sample_draws(float temperature, int32_t top_k) {
+    return temperature >= 1e-3f && top_k != 1;
+}
+
+int el_sample_exact_shift(int64_t n) {
+    int c = 0;
+    while (c < 62 && ((int64_t)1 << c) < n)
+        c++;
+    return 63 - c;
+}
+
+/* high 64 bits of a * b */
+static uint64_t mulhi64(uint64_t a, uint64_t b) {
+    uint64_t al = a & 0xffffffffu, ah = a >> 32, bl = b & 0xffffffffu, bh = b >> 32;
+    uint64_t ll = al * bl, lh = al * bh, hl = ah * bl, hh = ah * bh;
+    uint64_t mid = (ll >> 32) + (lh & 0xffffffffu) + (hl & 0xffffffffu);
+    return hh + (lh >> 32) + (hl >> 32) + (mid >> 32);
+}
+
+static uint64_t exact_weight(float p, float mx, double scale) {
+    double e = exp((double)p - (double)mx);
+    if (!(e >= 0.0)) e = 0.0;
+    if (e > 1.0) e = 1.0;
+    return (uint64_t)llrint(e * scale);
+}
+
+int32_t el_sample_exact(const float *logits, int64_t n, float temperature, int32_t top_k, float top_p,
+                        double u, el_sampler_scratch *s) {
+    if (!el_sample_draws(temperature, top_k)) return el_argmax(logits, n);
+    float *p = s->prob;
+    int32_t *idx = s->idx;
+    for (int64_t i = 0; i < n; i++)
+        p[i] = logits[i] / temperature;
+    int64_t m;
+    if (top_k > 0 && top_k < n) {
+        m = top_k_select(p, n, top_k, idx);
+    } else {
+        for (int64_t i = 0; i < n; i++)
+            idx[i] = (int32_t)i;
+        m = n;
+        if (top_p < 1.0f) qsort_r(idx, (size_t)n, sizeof(int32_t), cmp_desc, p);
+    }
+    float mx = -INFINITY;
+    for (int64_t i = 0; i < m; i++)
+        if (p[idx[i]] > mx) mx = p[idx[i]];
+    const double scale = ldexp(1.0, el_sample_exact_shift(n));
+    uint64_t sum = 0;
+    for (int64_t i = 0; i < m; i++)
+        sum += exact_weight(p[idx[i]], mx, scale);
+    if (sum == 0) return idx[0];
+    int64_t keep = m;
+    uint64_t ksum = sum;
+    if (top_p > 0.0f && top_p < 1.0f) {
+        const uint64_t p64 = (uint64_t)ldexp((double)top_p, 64);
+        const uint64_t t = mulhi64(p64, sum) + (p64 * sum != 0); /* ceil(top_p * sum) */
+        uint64_t c = 0;
+        for (int64_t i = 0; i < m; i++) {
+            c += exact_weight(p[idx[i]], mx, scale);
+            if (c >= t) {
+                keep = i + 1;
+                ksum = c;
+                break;
+            }
+        }
+    }
+    if (!(u >= 0.0)) u = 0.0;
+    uint64_t u53 = u < 1.0 ? (uint64_t)ldexp(u, 53) : ((uint64_t)1 << 53) - 1;
+    const uint64_t d = mulhi64(u53 << 11, ksum); /* floor(u * ksum), < ksum */
+    uint64_t c = 0;
+    for (int64_t i = 0; i < keep; i++) {
+        c += exact_weight(p[idx[i]], mx, scale);
+        if (c > d) return idx[i];
+    }
+    return idx[keep - 1];
+}

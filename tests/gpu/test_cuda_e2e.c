@@ -219,6 +219,8 @@ static void check_quant(const char *model, const char *q) {
     edgellm_runtime_free(rc);
 }
 
+#include "gpu/cuda_sample_e2e.h" /* check_sampling: generate with device sampling */
+
 int main(void) {
     el_backend *be = NULL;
     el_backend_params bp = {0};
@@ -240,5 +242,7 @@ int main(void) {
         check_quant("tiny-llama", k_quant[i]);
         check_quant("tiny-qwen3", k_quant[i]);
     }
+    check_sampling("stories260K-hf");
+    check_sampling("tiny-qwen3");
     return t_finish("test_cuda_e2e");
 }

@@ -689,6 +689,8 @@ static void test_errors(void) {
     CHECK(!strcmp(be->iface.name(be), "cuda"));
 }
 
+#include "gpu/cuda_sample_cases.h" /* test_sample: the sample op */
+
 int main(void) {
     el_backend_params p = {0};
     edgellm_status s = el_backend_cuda_create(&p, &be);
@@ -710,6 +712,7 @@ int main(void) {
     test_qgraph();
     test_graph(EL_DTYPE_F16, 7);
     test_graph(EL_DTYPE_F8_E4M3, 8);
+    test_sample();
     test_errors();
     CHECK_OK(be->iface.sync(be));
     printf("peak device memory: %.1f MiB\n", (double)be->iface.peak_memory(be) / (1 << 20));
