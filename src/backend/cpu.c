@@ -318,6 +318,52 @@ static edgellm_status cpu_qmm_i8(cpu_be *cb, const float *x, int64_t m, int64_t 
     return EDGELLM_STATUS_OK;
 }
 
+/* w4a16 / fp8 / nvfp4 on the AVX-512 BF16 kernels: x prepared once (bf16 hi + lo) into the shared
+ * buffer, then chunks of W rows handed out dynamically as in mm_run. */
+typedef struct qf_task {
+    mm_task mm;
+    const void *prep;
+} qf_task;
+
+static void qf_run(void *c, int ith, int nth) {
+    (void)ith;
+    qf_task *t = c;
+    mm_task *mt = &t->mm;
+    if (nth == 1) {
+        edgellm_cpu_qf_matmul(t->prep, mt->m, mt->k, mt->w, mt->wt, 0, mt->n, mt->bias, mt->y, mt->ldy);
+        return;
+    }
+    for (;;) {
+        int64_t a = atomic_fetch_add_explicit(&mt->next, mt->chunk, memory_order_relaxed);
+        if (a >= mt->n) break;
+        int64_t b = a + mt->chunk < mt->n ? a + mt->chunk : mt->n;
+        edgellm_cpu_qf_matmul(t->prep, mt->m, mt->k, mt->w, mt->wt, a, b, mt->bias, mt->y, mt->ldy);
+    }
+}
+
+static edgellm_status cpu_qmm_qf(cpu_be *cb, size_t need, const float *x, int64_t m, int64_t k, const void *w,
+                                 el_dtype wt, int64_t n, const float *bias, float *y, int64_t ldy) {
+    const int nth = cb->tp ? cb->nth : 1;
+    if (need > cb->qcap) {
+        el_free_aligned(cb->qbuf);
+        cb->qcap = 0;
+        cb->qbuf = el_aligned_alloc(need);
+        if (!cb->qbuf) return el_err(EDGELLM_STATUS_NO_MEMORY, "matmul %s: out of memory (%zu bytes of scratch)",
+                                     el_dtype_name(wt), need);
+        cb->qcap = need;
+    }
+    edgellm_cpu_qf_prep(x, m, k, w, wt, cb->qbuf);
+    qf_task t = {{x, m, k, w, wt, n, bias, y, ldy, false, 0, 0}, cb->qbuf};
+    if (nth <= 1 || (double)m * (double)n * (double)k < 65536.0) {
+        qf_run(&t, 0, 1);
+        return EDGELLM_STATUS_OK;
+    }
+    int64_t chunk = (n / (EL_MM_CHUNKS_PER_THREAD * (int64_t)nth)) & ~(int64_t)15;
+    t.mm.chunk = chunk < 16 ? 16 : chunk;
+    el_threadpool_run(cb->tp, qf_run, &t);
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status cpu_qmatmul(cpu_be *cb, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
                                   int64_t n, const float *bias, float *y, int64_t ldy) {
     if (m == 0) return EDGELLM_STATUS_OK;
@@ -327,6 +373,13 @@ static edgellm_status cpu_qmatmul(cpu_be *cb, const float *x, int64_t m, int64_t
     case EL_DTYPE_Q4_0:
         if (!cb->ref && edgellm_cpu_qmm_i8_supported(wt, k)) return cpu_qmm_i8(cb, x, m, k, w, wt, n, bias, y, ldy);
         break;
+    case EL_DTYPE_Q_W4A16:
+    case EL_DTYPE_Q_FP8:
+    case EL_DTYPE_Q_NVFP4: {
+        const size_t need = cb->ref ? 0 : edgellm_cpu_qf_prep_bytes(w, wt, m, k);
+        if (need) return cpu_qmm_qf(cb, need, x, m, k, w, wt, n, bias, y, ldy);
+        break;
+    }
     default: break;
     }
     mm_task t = {x, m, k, w, wt, n, bias, y, ldy, false, 0, 0};

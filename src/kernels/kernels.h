@@ -85,6 +85,19 @@ void edgellm_cpu_add(float *y, const float *x, int64_t i0, int64_t i1);
 void edgellm_cpu_rope(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64_t head_dim, int64_t n_rot,
                       const int32_t *pos, const float *inv_freq, float attn_scale);
 
+/* (added) The ISA the edgellm_cpu_* kernels use now (the best detected, or what el_cpu_isa_set forced). */
+el_cpu_isa el_cpu_isa_get(void);
+
+/* (added) Weight-only / float-activation quantized matmul (w4a16, fp8, nvfp4 layouts of kernels/quant.h)
+ * on AVX-512 BF16 (src/kernels/cpu/qfloat*.c). Per matmul call: qf_prep_bytes (0 = not handled on this
+ * CPU / ISA / layout: run el_ref_qmatmul instead), qf_prep once (x (m, k) -> bf16 activations in a
+ * 64-byte aligned buffer of that size), then qf_matmul on any row ranges [n0, n1), e.g. one per thread.
+ * Matches el_ref_qmatmul to NMSE < 1e-9 (activations split into bf16 hi + lo; test_qkernels_float.c). */
+size_t edgellm_cpu_qf_prep_bytes(const void *w, el_dtype wt, int64_t m, int64_t k);
+void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, void *prep);
+void edgellm_cpu_qf_matmul(const void *prep, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n0, int64_t n1,
+                           const float *bias, float *y, int64_t ldy);
+
 /* (added) Int8-activation quantized matmul (w8a8, q8_0, q4_0 layouts of kernels/quant.h) on AVX-512 VNNI
  * (src/kernels/cpu/qint8*.c), bit-exact with el_ref_qmatmul. qmm_i8_supported false (other CPU / ISA,
  * ggml k not a multiple of 32): run el_ref_qmatmul instead. Per matmul call: qmm_i8_quantize x (m, k)

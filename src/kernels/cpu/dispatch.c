@@ -91,6 +91,11 @@ static const el_cpu_kern *kern(void) {
     return &el_cpu_kern_scalar;
 }
 
+el_cpu_isa el_cpu_isa_get(void) {
+    (void)kern();
+    return (el_cpu_isa)atomic_load(&g_isa);
+}
+
 size_t edgellm_cpu_matmul_scratch(int64_t m, int64_t k, el_dtype wt) {
     (void)m;
     (void)k;

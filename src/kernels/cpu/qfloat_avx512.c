@@ -1,0 +1,459 @@
+/* qfloat_avx512.c - AVX-512 BF16 (vdpbf16ps) kernels for the weight-only / float-activation quantized
+ * formats w4a16, nvfp4 and fp8 (layouts in kernels/quant.h, prepared activations in qfloat_impl.h).
+ *
+ * The activations are split once per call (the prepare step) into two bf16 parts, x = hi + lo with
+ * hi = bf16(x), lo = bf16(x - hi) (~2^-16 relative: bf16 alone, ~2^-9, gives an NMSE of ~5e-6 against
+ * the f32 reference, too close to the 1e-5 bound). The weight values are exact in bf16: (q - 8) in
+ * -8..7 for w4a16, the e2m1 values for nvfp4, the e4m3 values for fp8. So every product is exact and
+ * vdpbf16ps (32 multiply-adds per instruction, f32 accumulation) does the dot products, two per weight
+ * vector (hi and lo); the scales are applied in f32. fp8 with static activations needs no lo part: the
+ * e4m3 activations are exact in bf16.
+ *
+ * Nibble formats, per row and chunk of 128 elements (64 bytes = 32 16-bit words): nibble r of word i
+ * (element 4 i + r) is expanded with one vpermw (16-entry table, duplicated to 32 since vpermw reads
+ * 5 index bits) of the word shifted right by 4 r; the four vectors are dotted with the matching
+ * permuted bf16 activations into a per-chunk f32 accumulator whose lane l holds elements 8 l .. 8 l + 7,
+ * i.e. a lane never straddles a group of 8, 16, 32, 64 or 128 (or of multiples of 128), so the group
+ * (or nvfp4 block) scales are applied per lane with one FMA into the running sum:
+ *   w4a16:  sum += (dot(q - 8, x) + (8 - z) * sum_x) * s    (sum_x from the prepare step, only with zeros)
+ *   nvfp4:  sum += dot(e2m1, x) * (e4m3(block scale) * global)
+ * fp8: 32 e4m3 bytes widened to words and turned into bf16 with shifts and adds (subnormals from an
+ * 8-entry table), one running dot per row, times the row scale (and act_scale) at the end.
+ *
+ * Tiles of MR (<= 4) rows of x by NR (4 or 1) rows of W: each W chunk is loaded and expanded once for
+ * the MR rows of x. m <= 4 (decode): W streams once, rows in groups of 4 with a software prefetch of the
+ * next group. Larger m (prefill): blocks of 64 rows of x by 32 rows of W so that a W block stays in
+ * L1/L2 while all x rows pass over it. */
+#include "kernels/cpu/qfloat_impl.h"
+
+#if defined(__x86_64__)
+#include <immintrin.h>
+
+#define AI static inline __attribute__((always_inline))
+
+typedef __m512i VI;
+typedef __m512 VF;
+
+static uint16_t bf16_bits(float f) { /* exact values only */
+    uint32_t u;
+    memcpy(&u, &f, 4);
+    return (uint16_t)(u >> 16);
+}
+
+AI VF dp(VF acc, VI a, VI b) {
+    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+}
+
+/* ---- prepare ------------------------------------------------------------------------------------- */
+
+AI VF ld16(const float *x, int64_t s, int64_t k) {
+    if (s + 16 <= k) return _mm512_loadu_ps(x + s);
+    if (s >= k) return _mm512_setzero_ps();
+    return _mm512_maskz_loadu_ps((__mmask16)((1u << (k - s)) - 1), x + s);
+}
+
+/* f32 -> the f32 value of its e4m3 rounding (RNE, saturating at 448), as el_f32_to_e4m3 */
+AI VF e4m3_round(VF v) {
+    v = _mm512_min_ps(_mm512_max_ps(v, _mm512_set1_ps(-448.0f)), _mm512_set1_ps(448.0f));
+    const VF a = _mm512_abs_ps(v);
+    const VI b = _mm512_castps_si512(a);
+    const VI lsb = _mm512_and_si512(_mm512_srli_epi32(b, 20), _mm512_set1_epi32(1));
+    const VI rn = _mm512_and_si512(_mm512_add_epi32(_mm512_add_epi32(b, _mm512_set1_epi32(0x7ffff)), lsb),
+                                   _mm512_set1_epi32((int)0xfff00000u));
+    const VF sub = _mm512_mul_ps(_mm512_roundscale_ps(_mm512_mul_ps(a, _mm512_set1_ps(512.0f)),
+                                                      _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                 _mm512_set1_ps(1.0f / 512.0f));
+    const __mmask16 small = _mm512_cmp_ps_mask(a, _mm512_set1_ps(0.015625f), _CMP_LT_OQ);
+    const VF r = _mm512_mask_blend_ps(small, _mm512_castsi512_ps(rn), sub);
+    return _mm512_castsi512_ps(_mm512_ternarylogic_epi32(_mm512_castps_si512(r), _mm512_castps_si512(v),
+                                                         _mm512_set1_epi32((int)0x80000000u), 0xf8));
+}
+
+AI VI to_bf16(VF lo, VF hi) {
+    return (VI)_mm512_cvtne2ps_pbh(hi, lo);
+} /* words 0..15 from lo */
+
+/* x (32 floats from s) -> hi = bf16(x) and lo = bf16(x - hi) (x = hi + lo to ~2^-16 relative) */
+AI void split32(const float *x, int64_t s, int64_t k, VI *hi, VI *lo) {
+    const VF a = ld16(x, s, k), b = ld16(x, s + 16, k);
+    const VI h = to_bf16(a, b);
+    const VF ha =
+        _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_castsi512_si256(h)), 16));
+    const VF hb =
+        _mm512_castsi512_ps(_mm512_slli_epi32(_mm512_cvtepu16_epi32(_mm512_extracti64x4_epi64(h, 1)), 16));
+    *hi = h;
+    *lo = to_bf16(_mm512_sub_ps(a, ha), _mm512_sub_ps(b, hb));
+}
+
+/* v[t] word w = chunk element 32 t + w  ->  o[r] word i = chunk element 4 i + r */
+AI void nib_perm(const VI *v, VI *o) {
+    /* P: words rr * 16 + i (i < 16) = element 4 i + r, r = rr (a) or rr + 2 (b), from v[0..1]; Q the same
+     * for i + 16 from v[2..3]; then o[r] = [first 16 of P, first 16 of Q] or the second halves */
+    static const uint16_t ia[32] = {0, 4, 8, 12, 16, 20, 24, 28, 32, 36, 40, 44, 48, 52, 56, 60,
+                                    1, 5, 9, 13, 17, 21, 25, 29, 33, 37, 41, 45, 49, 53, 57, 61};
+    const VI idx_a = _mm512_loadu_si512(ia), idx_b = _mm512_add_epi16(idx_a, _mm512_set1_epi16(2));
+    const VI pa = _mm512_permutex2var_epi16(v[0], idx_a, v[1]),
+             pb = _mm512_permutex2var_epi16(v[0], idx_b, v[1]);
+    const VI qa = _mm512_permutex2var_epi16(v[2], idx_a, v[3]),
+             qb = _mm512_permutex2var_epi16(v[2], idx_b, v[3]);
+    o[0] = _mm512_shuffle_i64x2(pa, qa, _MM_SHUFFLE(1, 0, 1, 0));
+    o[1] = _mm512_shuffle_i64x2(pa, qa, _MM_SHUFFLE(3, 2, 3, 2));
+    o[2] = _mm512_shuffle_i64x2(pb, qb, _MM_SHUFFLE(1, 0, 1, 0));
+    o[3] = _mm512_shuffle_i64x2(pb, qb, _MM_SHUFFLE(3, 2, 3, 2));
+}
+
+/* per chunk of 128: 128 hi words then 128 lo words, both permuted; xg (w4a16): the group sums of hi + lo */
+static void prep_nib_row(const el_qf_info *q, const float *x, uint16_t *xb, float *xg) {
+    const int64_t k = q->k;
+    const VI ones = _mm512_set1_epi16((short)0x3f80);
+    if (xg) memset(xg, 0, sizeof(float) * (size_t)q->G);
+    for (int64_t c = 0; c < q->nch; c++) {
+        const int64_t e0 = c * 128;
+        VI vh[4], vl[4], oh[4], ol[4];
+        for (int t = 0; t < 4; t++)
+            split32(x, e0 + 32 * t, k, &vh[t], &vl[t]);
+        nib_perm(vh, oh);
+        nib_perm(vl, ol);
+        uint16_t *o = xb + c * 256;
+        for (int r = 0; r < 4; r++) {
+            _mm512_storeu_si512(o + 32 * r, oh[r]);
+            _mm512_storeu_si512(o + 128 + 32 * r, ol[r]);
+        }
+        if (xg) { /* lane l: elements 8 l .. 8 l + 7 of the chunk */
+            VF s = _mm512_setzero_ps();
+            for (int r = 0; r < 4; r++)
+                s = dp(dp(s, oh[r], ones), ol[r], ones);
+            if (q->g >= 128) {
+                xg[e0 / q->g] += _mm512_reduce_add_ps(s);
+            } else {
+                float l[16];
+                _mm512_storeu_ps(l, s);
+                for (int i = 0; i < 16 && e0 + 8 * i < q->G * q->g; i++)
+                    xg[(e0 + 8 * i) / q->g] += l[i];
+            }
+        }
+    }
+}
+
+/* per chunk of 32: static activations: the e4m3 values (exact in bf16); else 32 hi then 32 lo words */
+static void prep_fp8_row(const el_qf_info *q, const float *x, uint16_t *xb) {
+    const int64_t k = q->k;
+    const VF inv = _mm512_set1_ps(q->inv);
+    for (int64_t c = 0; c < q->nch; c++) {
+        if (q->act) {
+            const VF a = e4m3_round(_mm512_mul_ps(ld16(x, c * 32, k), inv));
+            const VF b = e4m3_round(_mm512_mul_ps(ld16(x, c * 32 + 16, k), inv));
+            _mm512_storeu_si512(xb + c * 32, to_bf16(a, b));
+        } else {
+            VI h, l;
+            split32(x, c * 32, k, &h, &l);
+            _mm512_storeu_si512(xb + c * 64, h);
+            _mm512_storeu_si512(xb + c * 64 + 32, l);
+        }
+    }
+}
+
+void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, void *prep) {
+    uint16_t *xb = prep;
+    float *xs = q->xs_bytes ? (float *)((char *)prep + q->xb_bytes) : NULL;
+    for (int64_t i = 0; i < m; i++) {
+        if (q->fmt == EL_QF_FMT_FP8)
+            prep_fp8_row(q, x + i * q->k, xb + i * q->ldx);
+        else
+            prep_nib_row(q, x + i * q->k, xb + i * q->ldx, xs ? xs + i * q->G : NULL);
+    }
+}
+
+/* ---- matmul ------------------------------------------------------------------------------------- */
+
+typedef struct kc {
+    VI tab;                 /* nibble -> bf16 (w4a16: q - 8, nvfp4: e2m1), duplicated to 32 entries   */
+    VI sidx;                /* lane l -> index of its group among the chunk's (l * 8 / g)              */
+    __mmask64 tailm;        /* bytes of the last chunk                                                 */
+    __mmask16 sfull, slast; /* scale / zero entries of a full and of the last chunk (g <= 128)      */
+    int64_t gpc;            /* groups (blocks) per chunk when g <= 128, else 0                         */
+} kc;
+
+/* group scales (f32) of row j, chunk c, one per lane */
+AI VF w4_scale(const el_qf_info *q, const kc *K, int64_t j, int64_t c, bool last) {
+    const uint16_t *s = (const uint16_t *)q->sc + j * q->G;
+    if (K->gpc) {
+        const __m256i h = _mm256_maskz_loadu_epi16(last ? K->slast : K->sfull, s + c * K->gpc);
+        return _mm512_permutexvar_ps(K->sidx, _mm512_cvtph_ps(h));
+    }
+    return _mm512_set1_ps(_cvtsh_ss(s[c * 128 / q->g]));
+}
+/* e4m3 codes in the low byte of each dword -> f32 (exact, subnormals included) */
+AI VF e4m3_f32(VI e) {
+    const VI nrm = _mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x7f)), 20),
+                                    _mm512_set1_epi32(120 << 23));
+    const VF sub = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_and_si512(e, _mm512_set1_epi32(7))),
+                                 _mm512_set1_ps(1.0f / 512.0f));
+    const __mmask16 sm = _mm512_testn_epi32_mask(e, _mm512_set1_epi32(0x78));
+    const VF r = _mm512_mask_blend_ps(sm, _mm512_castsi512_ps(nrm), sub);
+    return _mm512_castsi512_ps(_mm512_or_si512(
+        _mm512_castps_si512(r), _mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x80)), 24)));
+}
+AI VF nv4_scale(const el_qf_info *q, const kc *K, int64_t j, int64_t c, bool last) {
+    const __m128i b = _mm_maskz_loadu_epi8(last ? K->slast : K->sfull, q->sc + j * q->G + c * 8);
+    const VF f = _mm512_mul_ps(e4m3_f32(_mm512_cvtepu8_epi32(b)), _mm512_set1_ps(q->gscale));
+    return _mm512_permutexvar_ps(K->sidx, f);
+}
+
+/* w4a16 offset correction of row j for x row xg (group sums): -(128 + z) * sum_g s_g X_g */
+AI float w4_corr(const el_qf_info *q, int64_t j, const float *xg, const int ZS) {
+    const uint16_t *s = (const uint16_t *)q->sc + j * q->G;
+    VF acc = _mm512_setzero_ps();
+    for (int64_t g0 = 0; g0 < q->G; g0 += 16) {
+        const int64_t nv = q->G - g0 < 16 ? q->G - g0 : 16;
+        const __mmask16 mk = (__mmask16)((1u << nv) - 1);
+        const VF sc = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, s + g0));
+        VF zc = _mm512_set1_ps(-136.0f);
+        if (ZS)
+            zc = _mm512_sub_ps(
+                _mm512_set1_ps(-128.0f),
+                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, q->zs + j * q->G + g0))));
+        acc = _mm512_fmadd_ps(_mm512_mul_ps(sc, zc), _mm512_maskz_loadu_ps(mk, xg + g0), acc);
+    }
+    return _mm512_reduce_add_ps(acc);
+}
+
+#define QF_SF_MAX 256 /* chunks per row whose scales are converted up front (scale mode 0) */
+
+/* One chunk c of NR rows of W against MR rows of x. SM (scale mode): 0 = one scale per chunk from
+ * sf (g >= 128), 1 = per-lane scales loaded here (g < 128, nvfp4). LAST: the row's last chunk (masked). */
+AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, int64_t j, int64_t c,
+                  const int MR, const int NR, const int FMT, const int SM, const int PF, const int LAST,
+                  float (*sf)[QF_SF_MAX], VF (*tot)[4]) {
+    const int64_t rowb = q->rowb;
+    const uint8_t *w0 = q->qs + j * rowb + c * 64;
+    VI xv[2][8];
+    if (MR <= 2)
+        for (int i = 0; i < MR; i++)
+            for (int u = 0; u < 8; u++)
+                xv[i][u] = _mm512_loadu_si512(xb + i * ldx + c * 256 + u * 32);
+    for (int r = 0; r < NR; r++) {
+        const uint8_t *wp = w0 + r * rowb;
+        if (PF) __builtin_prefetch(wp + NR * rowb, 0, 0);
+        const VI wv = LAST ? _mm512_maskz_loadu_epi8(K->tailm, wp) : _mm512_loadu_si512(wp);
+        VI t[4];
+        if (FMT == EL_QF_FMT_W4) { /* bf16 0x4300 | q = 128 + q, exact: no table, one ternlog each */
+            const VI nm = _mm512_set1_epi16(0x000f), hb = _mm512_set1_epi16(0x4300);
+            t[0] = _mm512_ternarylogic_epi32(wv, nm, hb, 0xea); /* (a & b) | c */
+            t[1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), nm, hb, 0xea);
+            t[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 8), nm, hb, 0xea);
+            t[3] = _mm512_or_si512(_mm512_srli_epi16(wv, 12), hb);
+        } else {
+            t[0] = _mm512_permutexvar_epi16(wv, K->tab);
+            t[1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 4), K->tab);
+            t[2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 8), K->tab);
+            t[3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 12), K->tab);
+        }
+        VF s;
+        if (SM == 0)
+            s = _mm512_set1_ps(sf[r][c]);
+        else if (FMT == EL_QF_FMT_NV4)
+            s = nv4_scale(q, K, j + r, c, LAST);
+        else
+            s = w4_scale(q, K, j + r, c, LAST);
+        for (int i = 0; i < MR; i++) {
+            const uint16_t *xp = xb + i * ldx + c * 256;
+            VF a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
+            for (int u = 0; u < 4; u++) {
+                a = dp(a, t[u], MR <= 2 ? xv[i][u] : _mm512_loadu_si512(xp + 32 * u));
+                b = dp(b, t[u], MR <= 2 ? xv[i][4 + u] : _mm512_loadu_si512(xp + 128 + 32 * u));
+            }
+            tot[i][r] = _mm512_fmadd_ps(_mm512_add_ps(a, b), s, tot[i][r]);
+        }
+    }
+}
+
+/* MR rows of x (prepared, stride ldx elements) by NR rows of W from row j: out[i * NR + r]. x of a chunk
+ * is loaded once for the NR rows (MR <= 2). */
+AI void nib_tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, const float *xg,
+                 int64_t j, const int MR, const int NR, const int FMT, const int ZS, const int SM,
+                 const int PF, float *out) {
+    VF tot[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < NR; r++)
+            tot[i][r] = _mm512_setzero_ps();
+    const int64_t nch = q->nch;
+    float sf[SM == 0 ? 4 : 1][QF_SF_MAX];
+    if (SM == 0)
+        for (int r = 0; r < NR; r++) {
+            const uint16_t *s = (const uint16_t *)q->sc + (j + r) * q->G;
+            if (q->g == 128) {
+                int64_t c = 0;
+                for (; c + 16 <= nch; c += 16)
+                    _mm512_storeu_ps(sf[r] + c,
+                                     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + c))));
+                for (; c < nch; c++)
+                    sf[r][c] = _cvtsh_ss(s[c]);
+            } else {
+                for (int64_t c = 0; c < nch; c++)
+                    sf[r][c] = _cvtsh_ss(s[c * 128 / q->g]);
+            }
+        }
+    int64_t c = 0;
+    for (; c < nch - 1; c++)
+        nib_chunk(q, K, xb, ldx, j, c, MR, NR, FMT, SM, PF, 0, sf, tot);
+    nib_chunk(q, K, xb, ldx, j, c, MR, NR, FMT, SM, 0, 1, sf, tot);
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < NR; r++) {
+            float v = _mm512_reduce_add_ps(tot[i][r]);
+            if (FMT == EL_QF_FMT_W4) v += w4_corr(q, j + r, xg + i * q->G, ZS);
+            out[i * NR + r] = v;
+        }
+}
+
+/* fp8 e4m3 codes (one per 16-bit word) -> bf16 */
+AI VI e4m3_bf16(VI w, VI subtab) {
+    VI t = _mm512_add_epi16(_mm512_and_si512(_mm512_slli_epi16(w, 4), _mm512_set1_epi16(0x7f0)),
+                            _mm512_set1_epi16(0x3c00));
+    const __mmask32 sm = _mm512_testn_epi16_mask(w, _mm512_set1_epi16(0x78));
+    t = _mm512_mask_permutexvar_epi16(t, sm, w, subtab);
+    return _mm512_ternarylogic_epi32(t, _mm512_slli_epi16(w, 8), _mm512_set1_epi16((short)0x8000), 0xf8);
+}
+
+AI void fp8_tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, int64_t j, const int MR,
+                 const int NR, const int LO, const int PF, float *out) {
+    VF tot[4][4];
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < NR; r++)
+            tot[i][r] = _mm512_setzero_ps();
+    const int64_t nch = q->nch, rowb = q->rowb;
+    const uint8_t *w0 = q->qs + j * rowb;
+    for (int64_t c = 0; c < nch; c++) {
+        const __mmask32 lm = c == nch - 1 ? (__mmask32)K->tailm : ~(__mmask32)0;
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *wp = w0 + r * rowb + c * 32;
+            if (PF && !(c & 1)) __builtin_prefetch(wp + NR * rowb, 0, 0);
+            const VI wb = e4m3_bf16(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(lm, wp)), K->tab);
+            for (int i = 0; i < MR; i++) {
+                const uint16_t *xp = xb + i * ldx + c * (LO ? 64 : 32);
+                tot[i][r] = dp(tot[i][r], wb, _mm512_loadu_si512(xp));
+                if (LO) tot[i][r] = dp(tot[i][r], wb, _mm512_loadu_si512(xp + 32));
+            }
+        }
+    }
+    for (int i = 0; i < MR; i++)
+        for (int r = 0; r < NR; r++)
+            out[i * NR + r] = _mm512_reduce_add_ps(tot[i][r]);
+}
+
+AI void tile(const el_qf_info *q, const kc *K, const uint16_t *xb, const float *xs, int64_t j, const int MR,
+             const int NR, const int FMT, const int ZS, const int PF, const float *bias, float *y,
+             int64_t ldy) {
+    float out[16];
+    if (FMT == EL_QF_FMT_FP8)
+        fp8_tile(q, K, xb, q->ldx, j, MR, NR, ZS, PF, out); /* ZS: fp8 with lo words (weight-only) */
+    else
+        nib_tile(q, K, xb, q->ldx, xs, j, MR, NR, FMT, ZS & 1, ZS >> 1, PF,
+                 out); /* ZS: zeros | scale mode << 1 */
+    for (int r = 0; r < NR; r++) {
+        float rs = 1.0f;
+        if (FMT == EL_QF_FMT_FP8) rs = ((const float *)q->sc)[j + r] * q->post;
+        const float b = bias ? bias[j + r] : 0.0f;
+        for (int i = 0; i < MR; i++) {
+            float v = out[i * NR + r];
+            if (FMT == EL_QF_FMT_FP8) v *= rs;
+            y[i * ldy + j + r] = bias ? v + b : v;
+        }
+    }
+}
+
+AI void tile_mr(const el_qf_info *q, const kc *K, const uint16_t *xb, const float *xs, int64_t j, int mr,
+                const int NR, const int FMT, const int ZS, const int PF, const float *bias, float *y,
+                int64_t ldy) {
+    switch (mr) {
+    case 4:
+        tile(q, K, xb, xs, j, 4, NR, FMT, ZS, PF, bias, y, ldy);
+        break;
+    case 3:
+        tile(q, K, xb, xs, j, 3, NR, FMT, ZS, PF, bias, y, ldy);
+        break;
+    case 2:
+        tile(q, K, xb, xs, j, 2, NR, FMT, ZS, PF, bias, y, ldy);
+        break;
+    default:
+        tile(q, K, xb, xs, j, 1, NR, FMT, ZS, PF, bias, y, ldy);
+        break;
+    }
+}
+
+#define QF_TB 64 /* rows of x per prefill block    */
+#define QF_RB 32 /* rows of W per prefill block    */
+
+AI void mm_fmt(const el_qf_info *q, const kc *K, const uint16_t *xb, const float *xs, int64_t m, int64_t n0,
+               int64_t n1, const float *bias, float *y, int64_t ldy, const int FMT, const int ZS) {
+    if (m <= 4) { /* W streams once */
+        int64_t j = n0;
+        for (; j + 4 <= n1; j += 4)
+            tile_mr(q, K, xb, xs, j, (int)m, 4, FMT, ZS, 1, bias, y, ldy);
+        for (; j < n1; j++)
+            tile_mr(q, K, xb, xs, j, (int)m, 1, FMT, ZS, 0, bias, y, ldy);
+        return;
+    }
+    for (int64_t i0 = 0; i0 < m; i0 += QF_TB) {
+        const int64_t i1 = i0 + QF_TB < m ? i0 + QF_TB : m;
+        for (int64_t jb = n0; jb < n1; jb += QF_RB) {
+            const int64_t je = jb + QF_RB < n1 ? jb + QF_RB : n1;
+            for (int64_t i = i0; i < i1; i += 4) {
+                const int mr = (int)(i1 - i < 4 ? i1 - i : 4);
+                const uint16_t *xi = xb + i * q->ldx;
+                const float *xsi = xs ? xs + i * q->G : NULL;
+                float *yi = y + i * ldy;
+                int64_t j = jb;
+                for (; j + 4 <= je; j += 4)
+                    tile_mr(q, K, xi, xsi, j, mr, 4, FMT, ZS, 0, bias, yi, ldy);
+                for (; j < je; j++)
+                    tile_mr(q, K, xi, xsi, j, mr, 1, FMT, ZS, 0, bias, yi, ldy);
+            }
+        }
+    }
+}
+
+void el_qf_matmul_avx512(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                         const float *bias, float *y, int64_t ldy) {
+    kc K;
+    uint16_t tab[32];
+    uint32_t sidx[16];
+    memset(&K, 0, sizeof K);
+    const uint16_t *xb = prep;
+    const float *xs = q->xs_bytes ? (const float *)((const char *)prep + q->xb_bytes) : NULL;
+    K.tailm = q->tailb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << q->tailb) - 1);
+    if (q->fmt == EL_QF_FMT_FP8) {
+        for (int i = 0; i < 32; i++)
+            tab[i] = bf16_bits((float)(i & 7) / 512.0f);
+        K.tab = _mm512_loadu_si512(tab);
+        if (q->act)
+            mm_fmt(q, &K, xb, NULL, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 0);
+        else
+            mm_fmt(q, &K, xb, NULL, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 1);
+        return;
+    }
+    for (int i = 0; i < 32; i++)
+        tab[i] = q->fmt == EL_QF_FMT_NV4 ? bf16_bits(el_e2m1_to_f32((uint8_t)(i & 15)))
+                                         : bf16_bits((float)((i & 15) - 8));
+    K.tab = _mm512_loadu_si512(tab);
+    K.gpc = q->g <= 128 ? 128 / q->g : 0;
+    for (int l = 0; l < 16; l++)
+        sidx[l] = K.gpc ? (uint32_t)(l * 8 / q->g) : 0;
+    K.sidx = _mm512_loadu_si512(sidx);
+    if (K.gpc) {
+        const int64_t nlast = q->G - (q->nch - 1) * K.gpc;
+        K.sfull = (__mmask16)((1u << K.gpc) - 1);
+        K.slast = (__mmask16)((1u << nlast) - 1);
+    }
+    const bool sm0 = q->g >= 128 && q->nch <= QF_SF_MAX; /* one scale per chunk, converted up front */
+    if (q->fmt == EL_QF_FMT_NV4)
+        mm_fmt(q, &K, xb, NULL, m, n0, n1, bias, y, ldy, EL_QF_FMT_NV4, 2);
+    else if (q->zs)
+        sm0 ? mm_fmt(q, &K, xb, xs, m, n0, n1, bias, y, ldy, EL_QF_FMT_W4, 1)
+            : mm_fmt(q, &K, xb, xs, m, n0, n1, bias, y, ldy, EL_QF_FMT_W4, 3);
+    else
+        sm0 ? mm_fmt(q, &K, xb, xs, m, n0, n1, bias, y, ldy, EL_QF_FMT_W4, 0)
+            : mm_fmt(q, &K, xb, xs, m, n0, n1, bias, y, ldy, EL_QF_FMT_W4, 2);
+}
+
+#endif

@@ -1,0 +1,98 @@
+/* qfloat_impl.h - shared between qfloat.c (dispatch) and qfloat_avx512.c (kernels): the geometry of a
+ * weight-only / float-activation quantized layout (w4a16, fp8, nvfp4; kernels/quant.h) as the SIMD
+ * kernels walk it, and the layout of the per-call prepared activations.
+ *
+ * Chunks: w4a16 and nvfp4 rows are walked in chunks of 128 elements (64 bytes of nibbles), fp8 rows in
+ * chunks of 32 elements (32 bytes). The activations are prepared once per matmul call:
+ *   xb   bf16 [m][ldx], per chunk its elements as hi = bf16(x) (RNE), then (except fp8 with static
+ *        activations) the same count of lo = bf16(x - hi); zero past k; ldx = kx (x 2 with lo),
+ *        kx = nch * chunk elements. Nibble formats store each chunk part permuted to the order the kernel
+ *        unpacks 16-bit words of nibbles: position r * 32 + i holds element 4 i + r of the chunk (r =
+ *        nibble index in the word). fp8: natural order; with a static activation scale the e4m3 round
+ *        trip of x / act_scale (exact in bf16, no lo part).
+ *   xs   f32 [m][G] (w4a16): the sum of the (hi + lo) x over each group, for the offset correction:
+ *        the kernel dots the bf16 values 128 + q (0x4300 | q, no table) and subtracts
+ *        sum_g s_g (128 + z_g) X_g once per row.
+ */
+#ifndef EL_QFLOAT_IMPL_H
+#define EL_QFLOAT_IMPL_H
+
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+
+#include <string.h>
+
+enum { EL_QF_FMT_W4 = 1, EL_QF_FMT_FP8 = 2, EL_QF_FMT_NV4 = 3 };
+
+typedef struct el_qf_info {
+    int fmt;
+    int64_t k, kx, nch, rowb; /* k; padded x length; chunks per row; quant bytes per row           */
+    int64_t ldx;              /* prepared row stride (elements): kx, 2 kx with the lo part          */
+    int64_t cb, tailb;        /* bytes per chunk; bytes of the last chunk (1..cb)                  */
+    int64_t G, g;             /* w4a16: groups per row, group size; nvfp4: blocks per row, 16      */
+    const uint8_t *qs, *sc, *zs;
+    float gscale; /* nvfp4 global scale                                                       */
+    float post;   /* fp8: act_scale when static activations, else 1                            */
+    float inv;    /* fp8 static: 1 / act_scale                                                 */
+    bool act;     /* fp8 static activations                                                    */
+    size_t xb_bytes, xs_bytes;
+} el_qf_info;
+
+/* Fills q for weight w (n, k); false when the SIMD kernels do not handle the layout. */
+static inline bool el_qf_info_of(const void *w, el_dtype wt, int64_t k, el_qf_info *q) {
+    if (wt != EL_DTYPE_Q_W4A16 && wt != EL_DTYPE_Q_FP8 && wt != EL_DTYPE_Q_NVFP4) return false;
+    el_qhdr h;
+    memcpy(&h, w, sizeof h);
+    if (h.magic != EL_QHDR_MAGIC || h.format != (uint32_t)wt || (int64_t)h.k != k || k <= 0) return false;
+    memset(q, 0, sizeof *q);
+    const uint8_t *base = w;
+    q->k = k;
+    q->qs = base + h.quants_off;
+    q->sc = base + h.scales_off;
+    q->post = 1.0f;
+    if (wt == EL_DTYPE_Q_FP8) {
+        q->fmt = EL_QF_FMT_FP8;
+        q->cb = 32;
+        q->rowb = k;
+        q->nch = (k + 31) / 32;
+        q->kx = q->nch * 32;
+        q->act = h.act_scale > 0;
+        if (q->act) {
+            q->post = h.act_scale;
+            q->inv = 1.0f / h.act_scale;
+        }
+    } else {
+        const int64_t g = wt == EL_DTYPE_Q_NVFP4 ? 16 : (int64_t)h.group;
+        if (g < 8 || g % 8 || (128 % g && g % 128)) return false;
+        q->fmt = wt == EL_DTYPE_Q_NVFP4 ? EL_QF_FMT_NV4 : EL_QF_FMT_W4;
+        q->g = g;
+        q->G = (k + g - 1) / g;
+        q->cb = 64;
+        q->rowb = q->G * g / 2;
+        q->nch = (q->G * g + 127) / 128;
+        q->kx = q->nch * 128;
+        q->gscale = h.global_scale;
+        if (q->fmt == EL_QF_FMT_W4 && (h.flags & EL_QF_ZEROS)) q->zs = base + h.zeros_off;
+        if (g > 128 && q->nch > 256) return false; /* per-chunk scales of such rows: QF_SF_MAX */
+    }
+    q->tailb = q->rowb - (q->nch - 1) * q->cb;
+    q->ldx = q->act ? q->kx : 2 * q->kx;
+    q->xb_bytes = 0;
+    q->xs_bytes = 0;
+    return true;
+}
+
+/* Prepared-activation sizes for m rows (each part 64-byte aligned). */
+static inline size_t el_qf_prep_size(el_qf_info *q, int64_t m) {
+    q->xb_bytes = ((size_t)(m * q->ldx) * 2 + 63) & ~(size_t)63;
+    q->xs_bytes = q->fmt == EL_QF_FMT_W4 ? (size_t)(m * q->G) * 4 : 0;
+    return q->xb_bytes + q->xs_bytes;
+}
+
+#if defined(__x86_64__)
+void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, void *prep);
+void el_qf_matmul_avx512(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                         const float *bias, float *y, int64_t ldy);
+#endif
+
+#endif

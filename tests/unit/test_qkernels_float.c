@@ -1,0 +1,198 @@
+/* test_qkernels_float.c - the SIMD kernels of the weight-only / float-activation quantized formats
+ * (w4a16 with and without zero points, fp8 weight-only and with static e4m3 activations, nvfp4;
+ * src/kernels/cpu/qfloat*.c) against the scalar reference el_ref_qmatmul on the same layout: random
+ * shapes with odd n, k not a multiple of the group, m from 1 (decode) to prefill sizes, with and
+ * without bias, split row ranges; then the CPU backend's quantized matmul (2 threads). The kernels split
+ * the activations into two bf16 parts (hi + lo): NMSE <= 1e-5 is required (the task bound; measured
+ * ~1e-11, printed as the worst case). fp8 with static activations has exact products (e4m3 x e4m3),
+ * so there the bound is 1e-10. */
+#include "backend/backend.h"
+#include "kernels/kernels.h"
+#include "kernels/quant.h"
+#include "test.h"
+
+#include <stdint.h>
+
+static uint64_t rng = 0x9e3779b97f4a7c15ull;
+static float frand(void) { /* uniform in [-1, 1) */
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (float)((rng >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
+
+typedef struct qcase {
+    el_dtype t;
+    int64_t group;
+    bool zeros;
+    float act_scale; /* fp8 static activations */
+} qcase;
+
+static double g_worst = 0, g_worst_fp8act = 0;
+static int g_ran = 0;
+
+static void run_case(const qcase *c, int64_t m, int64_t n, int64_t k, bool with_bias) {
+    float *w = malloc(sizeof(float) * (size_t)(n * k)), *x = malloc(sizeof(float) * (size_t)(m * k));
+    float *bias = malloc(sizeof(float) * (size_t)n);
+    float *yr = malloc(sizeof(float) * (size_t)(m * (n + 3))),
+          *yk = malloc(sizeof(float) * (size_t)(m * (n + 3)));
+    const int64_t ldy = n + 3;
+    for (int64_t i = 0; i < n * k; i++)
+        w[i] = frand() * 0.05f;
+    /* a few outlier input channels, as real activations have */
+    for (int64_t i = 0; i < m * k; i++)
+        x[i] = frand() * ((i % k) % 97 == 3 ? 20.0f : 1.0f);
+    for (int64_t j = 0; j < n; j++)
+        bias[j] = frand();
+    el_qopts o = el_qopts_default();
+    o.group = c->group;
+    o.zeros = c->zeros;
+    o.act_scale = c->act_scale;
+    const size_t nb = el_weight_nbytes(c->t, n, k, c->group, c->zeros);
+    void *q = el_aligned_alloc(nb);
+    CHECK(q != NULL);
+    CHECK_OK(el_quantize_ref(c->t, w, n, k, &o, q));
+    const float *b = with_bias ? bias : NULL;
+    for (int64_t i = 0; i < m * ldy; i++)
+        yr[i] = yk[i] = 12345.0f;
+    el_ref_qmatmul(x, m, k, q, c->t, n, 0, n, b, yr, ldy);
+    const size_t pb = edgellm_cpu_qf_prep_bytes(q, c->t, m, k);
+    if (pb) {
+        void *prep = el_aligned_alloc(pb);
+        CHECK(prep != NULL);
+        edgellm_cpu_qf_prep(x, m, k, q, c->t, prep);
+        /* two row ranges split at an odd row, as threads get them */
+        const int64_t mid = n / 3 | 1;
+        edgellm_cpu_qf_matmul(prep, m, k, q, c->t, 0, mid < n ? mid : n, b, yk, ldy);
+        if (mid < n) edgellm_cpu_qf_matmul(prep, m, k, q, c->t, mid, n, b, yk, ldy);
+        /* NMSE over the whole output (one dot product alone can cancel to ~0 and has no useful NMSE) */
+        int untouched_bad = 0;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = n; j < ldy; j++)
+                untouched_bad += yk[i * ldy + j] != 12345.0f;
+        double num = 0, den = 0;
+        for (int64_t i = 0; i < m; i++)
+            for (int64_t j = 0; j < n; j++) {
+                /* without the bias, which would make the error look smaller */
+                const double r = (double)yr[i * ldy + j] - (b ? b[j] : 0),
+                             d = (double)yr[i * ldy + j] - yk[i * ldy + j];
+                num += isnan(d) ? INFINITY : d * d;
+                den += r * r;
+            }
+        const double worst = num / den;
+        const bool fp8act = c->t == EL_DTYPE_Q_FP8 && c->act_scale > 0;
+        const double bound = fp8act ? 1e-10 : 1e-5;
+        CHECKF(worst <= bound, "%s g=%lld zeros=%d act=%g m=%lld n=%lld k=%lld bias=%d: nmse %g > %g",
+               el_dtype_name(c->t), (long long)c->group, c->zeros, c->act_scale, (long long)m, (long long)n,
+               (long long)k, with_bias, worst, bound);
+        CHECKF(untouched_bad == 0, "%s: %d values outside the rows written", el_dtype_name(c->t),
+               untouched_bad);
+        if (fp8act) {
+            if (worst > g_worst_fp8act) g_worst_fp8act = worst;
+        } else if (worst > g_worst)
+            g_worst = worst;
+        g_ran++;
+        el_free_aligned(prep);
+    }
+    el_free_aligned(q);
+    free(w);
+    free(x);
+    free(bias);
+    free(yr);
+    free(yk);
+}
+
+/* The CPU backend routes these formats to the kernels (or to the reference where they do not apply):
+ * 2 threads, a prefill-sized and a decode-sized call. */
+static void backend_case(const qcase *c, int64_t m, int64_t n, int64_t k) {
+    float *w = malloc(sizeof(float) * (size_t)(n * k)), *x = malloc(sizeof(float) * (size_t)(m * k));
+    float *yr = malloc(sizeof(float) * (size_t)(m * n)), *yb = malloc(sizeof(float) * (size_t)(m * n));
+    for (int64_t i = 0; i < n * k; i++)
+        w[i] = frand() * 0.05f;
+    for (int64_t i = 0; i < m * k; i++)
+        x[i] = frand();
+    el_qopts o = el_qopts_default();
+    o.group = c->group;
+    o.zeros = c->zeros;
+    o.act_scale = c->act_scale;
+    void *q = el_aligned_alloc(el_weight_nbytes(c->t, n, k, c->group, c->zeros));
+    CHECK_OK(el_quantize_ref(c->t, w, n, k, &o, q));
+    el_ref_qmatmul(x, m, k, q, c->t, n, 0, n, NULL, yr, n);
+    el_backend *be = NULL;
+    el_backend_params bp = {2, 0, false};
+    CHECK_OK(el_backend_cpu_create(&bp, &be));
+    if (be) {
+        for (int rep = 0; rep < 2; rep++) { /* the second call reuses the backend's scratch */
+            memset(yb, 0, sizeof(float) * (size_t)(m * n));
+            CHECK_OK(be->iface.matmul(be, x, m, k, q, c->t, n, NULL, yb, n));
+            double e = t_nmse(yr, yb, (size_t)(m * n));
+            CHECKF(e <= 1e-5, "backend %s m=%lld: nmse %g", el_dtype_name(c->t), (long long)m, e);
+        }
+        el_backend_free(be);
+    }
+    el_free_aligned(q);
+    free(w);
+    free(x);
+    free(yr);
+    free(yb);
+}
+
+int main(void) {
+    const bool quick = getenv("EDGELLM_TEST_QUICK") != NULL;
+    const qcase cases[] = {
+        {EL_DTYPE_Q_W4A16, 128, false, 0},   {EL_DTYPE_Q_W4A16, 64, false, 0},
+        {EL_DTYPE_Q_W4A16, 32, false, 0},    {EL_DTYPE_Q_W4A16, 128, true, 0},
+        {EL_DTYPE_Q_W4A16, 32, true, 0},     {EL_DTYPE_Q_W4A16, 256, true, 0},
+        {EL_DTYPE_Q_W4A16, 16, false, 0},    {EL_DTYPE_Q_FP8, 128, false, 0},
+        {EL_DTYPE_Q_FP8, 128, false, 0.02f}, {EL_DTYPE_Q_NVFP4, 16, false, 0},
+    };
+    const int64_t ks[] = {128, 96, 200, 1000, 2048};
+    const int64_t ms[] = {1, 2, 3, 4, 5, 37, 128};
+    const int64_t ns[] = {7, 37, 64, 129};
+    int ci = 0;
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++)
+        for (size_t a = 0; a < sizeof ks / sizeof ks[0]; a++)
+            for (size_t b = 0; b < sizeof ms / sizeof ms[0]; b++) {
+                if (quick && (ms[b] > 5 || ks[a] > 1000)) continue;
+                const int64_t n = ns[(a + b + c) % 4];
+                run_case(&cases[c], ms[b], n, ks[a], (ci++ & 1) != 0);
+            }
+    /* a group size the kernels do not take (24): prep_bytes says 0 and the backend uses the reference */
+    {
+        float w[24 * 3] = {0};
+        for (int i = 0; i < 72; i++)
+            w[i] = frand();
+        el_qopts o = el_qopts_default();
+        o.group = 24;
+        void *q = el_aligned_alloc(el_weight_nbytes(EL_DTYPE_Q_W4A16, 3, 24, 24, false));
+        CHECK_OK(el_quantize_ref(EL_DTYPE_Q_W4A16, w, 3, 24, &o, q));
+        CHECK(edgellm_cpu_qf_prep_bytes(q, EL_DTYPE_Q_W4A16, 1, 24) == 0);
+        el_free_aligned(q);
+    }
+    for (size_t c = 0; c < sizeof cases / sizeof cases[0]; c++) {
+        backend_case(&cases[c], 1, 300, 512);
+        if (!quick) backend_case(&cases[c], 40, 200, 384);
+    }
+    /* the scalar ISA turns the kernels off (prep_bytes 0): the reference path */
+    el_cpu_isa prev = el_cpu_isa_get();
+    el_cpu_isa_set(EL_ISA_SCALAR);
+    {
+        float w[64 * 2];
+        for (int i = 0; i < 128; i++)
+            w[i] = frand();
+        void *q = el_aligned_alloc(el_weight_nbytes(EL_DTYPE_Q_W4A16, 2, 64, 128, false));
+        CHECK_OK(el_quantize_ref(EL_DTYPE_Q_W4A16, w, 2, 64, NULL, q));
+        CHECK(edgellm_cpu_qf_prep_bytes(q, EL_DTYPE_Q_W4A16, 1, 64) == 0);
+        el_free_aligned(q);
+    }
+    backend_case(&cases[0], 3, 40, 256);
+    el_cpu_isa_set(prev);
+    if (g_ran)
+        printf("qkernels_float: %d kernel cases, worst nmse vs el_ref_qmatmul %.3g (bf16 activations), fp8 "
+               "static "
+               "activations %.3g\n",
+               g_ran, g_worst, g_worst_fp8act);
+    else
+        printf("qkernels_float: no AVX-512 BF16 on this CPU: kernels skipped, reference path checked\n");
+    return t_finish("test_qkernels_float");
+}
