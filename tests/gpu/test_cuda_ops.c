@@ -16,6 +16,7 @@ static el_backend *be;
 extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu: 0 auto, 1 never tensor cores, 2 always (bf16) */
 extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where it applies, 1 never */
 extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 never, 2 always */
+extern int elk_attn_prefill_rows; /* attention_prefill.cu: query rows per CTA, 0 auto, 64, 128 */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
 static float frand(void) { /* uniform [-1, 1) */
@@ -312,16 +313,21 @@ static void run_attention_pf(const pf_case *pc, int mode) {
                           pc->cap, scale, ref);
     float *dq = dput(q, nq * 4), *dout = dput(NULL, nq * 4);
     int32_t *ds = dput(slot, n_tok * 4), *dp = dput(pos, n_tok * 4);
-    dpoison(dout, nq);
-    elk_attn_prefill_mode = mode;
-    CHECK_OK(be->iface.attention(be, dq, n_tok, pc->n_head, pc->nkv, pc->hd, ds, dp, max_pos, c.dk, c.dv,
-                                 pc->t, 1.f, 1.f, pc->cap, scale, dout));
-    elk_attn_prefill_mode = 0;
-    dget(got, dout, nq * 4);
-    char nm[160];
-    snprintf(nm, sizeof nm, "attention tc %s kv %s%s", pc->name, el_dtype_name(pc->t),
-             mode == 0 ? " (auto)" : "");
-    report(nm, t_nmse(ref, got, nq), pc->t == EL_DTYPE_BF16 ? 1e-4 : 1e-5);
+    for (int rows = 64; rows <= 128; rows += 64) { /* query rows per CTA (mode 0: the backend's choice) */
+        if (mode == 0 && rows == 128) break;
+        dpoison(dout, nq);
+        elk_attn_prefill_mode = mode;
+        elk_attn_prefill_rows = mode == 0 ? 0 : rows;
+        CHECK_OK(be->iface.attention(be, dq, n_tok, pc->n_head, pc->nkv, pc->hd, ds, dp, max_pos, c.dk, c.dv, pc->t,
+                                     1.f, 1.f, pc->cap, scale, dout));
+        elk_attn_prefill_mode = 0;
+        elk_attn_prefill_rows = 0;
+        dget(got, dout, nq * 4);
+        char nm[160];
+        snprintf(nm, sizeof nm, "attention tc %s kv %s, %s", pc->name, el_dtype_name(pc->t),
+                 mode == 0 ? "auto" : rows == 64 ? "64 rows" : "128 rows");
+        report(nm, t_nmse(ref, got, nq), pc->t == EL_DTYPE_BF16 ? 1e-4 : 1e-5);
+    }
     be->iface.dealloc(be, dq), be->iface.dealloc(be, dout), be->iface.dealloc(be, ds),
         be->iface.dealloc(be, dp);
     free_cache(&c);

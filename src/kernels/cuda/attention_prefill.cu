@@ -6,10 +6,11 @@
  * of slot[t]; q head h uses kv head h / G; out = softmax(q k^T * scale) v; a token with slot < 0 or
  * pos < 0 gets zeros. Cache (n_slot, n_head_kv, cap, hd) in F16 or BF16, hd 64 or 128.
  *
- * Kernel k_attn_pf<D, KT>: one CTA (4 warps, 128 threads) per (tile of 64 query tokens, q head); warp w
- * owns query rows 16w..16w+15 of the tile.
- *   Q    the tile's q rows (f32) converted to the cache type (round to nearest even) into shared memory,
- *        then held in registers as mma A fragments for the whole kernel;
+ * Kernel k_attn_pf<D, KT, MR>: one CTA (4 warps, 128 threads) per (tile of BQ = 64 * MR query tokens,
+ * q head); warp w owns query rows 16 MR w .. 16 MR (w + 1) - 1 of the tile (MR mma row tiles of 16).
+ *   Q    the tile's q rows (f32) converted to the cache type (round to nearest even) into shared memory;
+ *        with MR = 1 held in registers as mma A fragments for the whole kernel, with MR = 2 re-read
+ *        (ldmatrix) per K/V tile;
  *   K/V  tiles of 64 positions copied from the cache with cp.async into two shared-memory stages (the
  *        next tile loads while the current one is computed); rows past the last needed position are
  *        zero-filled. Rows are padded by 16 bytes so ldmatrix reads are bank-conflict free;
@@ -27,21 +28,28 @@
  * CTAs of the last (longest, causal) tiles are launched first; the q heads of one kv head are adjacent
  * in launch order so they read the same K/V rows while those are in L2.
  *
+ * MR = 2 (128-row tiles) halves the shared-memory reads per mma (each K/V fragment feeds two row tiles);
+ * it is used when the grid still has two CTAs per SM and the device has the shared memory (105 KB at
+ * hd 128), else MR = 1.
+ *
  * Precision: Q, K, V and P are rounded to f16/bf16 (K/V already are); products and sums are f32. With
- * bf16 the relative rounding of q and p (2^-9) dominates: NMSE against the f64 reference ~1e-5, far
- * below the 1e-3 used for the tensor-core GEMMs.
+ * bf16 the relative rounding of q and p (up to 2^-9) dominates: NMSE against the f64 reference ~1e-5 on
+ * random data, far below the 1e-3 used for the tensor-core GEMMs. A f16 cache takes q as f16: |q| must
+ * stay below 65504 (it is the rotated q projection, O(10) in practice).
  */
 #include "kernels/cuda/common.cuh"
 
 #include <limits.h>
 #include <math.h>
 
-#define PF_BQ 64       /* query rows per CTA */
+#define PF_BQ 64       /* query rows per CTA per mma row tile of a warp (BQ = PF_BQ * MR) */
 #define PF_BK 64       /* cache positions per K/V tile */
-#define PF_THREADS 128 /* 4 warps x 16 rows */
+#define PF_THREADS 128 /* 4 warps */
 
 /* 0: the prefill kernel for n_tok >= 64 where it applies, 1: never, 2: for every n_tok (tests). */
 int elk_attn_prefill_mode = 0;
+/* query rows per CTA: 0 = chosen from the grid size, 64 or 128 = forced (tests and benchmarks compare) */
+int elk_attn_prefill_rows = 0;
 
 int elk_attn_prefill_use(int64_t n_tok, int kv_t, int64_t head_dim) {
     if (elk_attn_prefill_mode == 1) return 0;
@@ -101,36 +109,44 @@ template <int KT> static __device__ __forceinline__ uint32_t pf_pack(float a, fl
     }
 }
 
-/* Shared memory bytes of k_attn_pf<D>: Q [BQ][D+8] + K, V [2][BK][D+8] (16-bit elements) + slot/lim. */
-static __host__ __device__ constexpr size_t pf_smem_bytes(int D) {
-    return (size_t)(PF_BQ + 4 * PF_BK) * (D + 8) * 2 + 2 * PF_BQ * sizeof(int);
+/* Shared memory bytes of k_attn_pf<D, .., MR>: Q [BQ][D+8] + K, V [2][BK][D+8] (16-bit elements) +
+ * slot/lim [BQ], BQ = 64 * MR. */
+static __host__ __device__ constexpr size_t pf_smem_bytes(int D, int MR) {
+    return (size_t)(PF_BQ * MR + 4 * PF_BK) * (D + 8) * 2 + 2 * PF_BQ * MR * sizeof(int);
 }
 
-template <int D, int KT>
+/* MR: 16-row mma tiles per warp (BQ = 64 * MR query rows per CTA). With MR = 2 every K/V fragment read
+ * from shared memory feeds two mma instead of one (half the shared-memory traffic per flop); Q is then
+ * re-read from shared memory per K/V tile instead of being held in registers. */
+template <int D, int KT, int MR>
 __global__ void __launch_bounds__(PF_THREADS)
     k_attn_pf(const float *__restrict__ q, int n_tok, int n_head, int n_head_kv,
               const int32_t *__restrict__ slot, const int32_t *__restrict__ pos,
               const uint16_t *__restrict__ kc, const uint16_t *__restrict__ vc, int64_t cap, float scale_log2,
               float *__restrict__ out) {
-    constexpr int LD = D + 8;   /* shared row stride, elements (16-byte padding) */
-    constexpr int NKD = D / 16; /* k16 slices of the head dim */
-    constexpr int NOD = D / 8;  /* n8 tiles of the output */
+    constexpr int BQ = PF_BQ * MR;
+    constexpr int LD = D + 8;      /* shared row stride, elements (16-byte padding) */
+    constexpr int NKD = D / 16;    /* k16 slices of the head dim */
+    constexpr int NOD = D / 8;     /* n8 tiles of the output */
+    constexpr int NS = PF_BK / 8;  /* n8 tiles of a K/V tile */
+    constexpr bool QREG = MR == 1; /* Q fragments held in registers */
     extern __shared__ __align__(16) uint16_t pf_sm[];
     uint16_t *Qs = pf_sm;                       /* [BQ][LD] */
-    uint16_t *Ks = Qs + PF_BQ * LD;             /* [2][BK][LD] */
+    uint16_t *Ks = Qs + BQ * LD;                /* [2][BK][LD] */
     uint16_t *Vs = Ks + 2 * PF_BK * LD;         /* [2][BK][LD] */
     int *s_slot = (int *)(Vs + 2 * PF_BK * LD); /* [BQ] slot of the row, -1: nothing to attend to */
-    int *s_lim = s_slot + PF_BQ;                /* [BQ] last position the row attends to */
+    int *s_lim = s_slot + BQ;                   /* [BQ] last position the row attends to */
 
     const int h = blockIdx.x;
     const int tile = gridDim.y - 1 - blockIdx.y;
-    const int t0 = tile * PF_BQ;
+    const int t0 = tile * BQ;
     const int G = n_head / n_head_kv, hk = h / G;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int g = lane >> 2, c4 = lane & 3;
+    const int i8 = lane >> 3, r8 = lane & 7; /* ldmatrix: the 8x8 matrix and row this lane addresses */
 
-    if (tid < PF_BQ) {
-        const int t = t0 + tid;
+    for (int r = tid; r < BQ; r += PF_THREADS) {
+        const int t = t0 + r;
         int sl = -1, lim = -1;
         if (t < n_tok) {
             sl = slot[t];
@@ -138,11 +154,11 @@ __global__ void __launch_bounds__(PF_THREADS)
             lim = (int)(p < cap - 1 ? p : cap - 1);
             if (sl < 0 || lim < 0) sl = -1, lim = -1;
         }
-        s_slot[tid] = sl;
-        s_lim[tid] = lim;
+        s_slot[r] = sl;
+        s_lim[r] = lim;
     }
     /* Q tile -> shared (cache type); rows past n_tok are zeros */
-    for (int i = tid; i < PF_BQ * D / 4; i += PF_THREADS) {
+    for (int i = tid; i < BQ * D / 4; i += PF_THREADS) {
         const int r = i / (D / 4), c = (i % (D / 4)) * 4;
         const int t = t0 + r;
         float4 v = make_float4(0.f, 0.f, 0.f, 0.f);
@@ -154,41 +170,56 @@ __global__ void __launch_bounds__(PF_THREADS)
     }
     __syncthreads();
 
-    /* this warp's Q as A fragments: row (l % 16), columns kk*16 + (l / 16) * 8 */
-    uint32_t qf[NKD][4];
+    /* rows of this warp: mma tile mi covers rows w0 + 16 mi .. + 15; this thread holds the S/O elements of
+     * rows w0 + 16 mi + g (hf 0) and + 8 (hf 1) */
+    const int w0 = warp * 16 * MR;
+    /* Q as A fragments: row (l % 16), columns kk*16 + (l / 16) * 8 */
+    const uint16_t *qa_base = Qs + (w0 + (lane & 15)) * LD + (lane >> 4) * 8;
+    uint32_t qf[QREG ? NKD : 1][4];
+    if (QREG) {
 #pragma unroll
-    for (int kk = 0; kk < NKD; kk++)
-        pf_ldsm4(qf[kk], Qs + (warp * 16 + (lane & 15)) * LD + kk * 16 + (lane >> 4) * 8);
-
-    const int rA = warp * 16 + g, rB = rA + 8; /* the two rows whose S/O elements this thread holds */
-    const int slA = s_slot[rA], slB = s_slot[rB], limA0 = s_lim[rA], limB0 = s_lim[rB];
-
-    float o[NOD][4];
+        for (int kk = 0; kk < NKD; kk++)
+            pf_ldsm4(qf[QREG ? kk : 0], qa_base + kk * 16);
+    }
+    float o[MR][NOD][4];
+    float m[MR][2], l[MR][2];
 #pragma unroll
-    for (int n = 0; n < NOD; n++)
-        o[n][0] = o[n][1] = o[n][2] = o[n][3] = 0.f;
-    float mA = -INFINITY, mB = -INFINITY, lA = 0.f, lB = 0.f;
+    for (int mi = 0; mi < MR; mi++) {
+#pragma unroll
+        for (int n = 0; n < NOD; n++)
+            o[mi][n][0] = o[mi][n][1] = o[mi][n][2] = o[mi][n][3] = 0.f;
+        m[mi][0] = m[mi][1] = -INFINITY;
+        l[mi][0] = l[mi][1] = 0.f;
+    }
 
     int prev = -1;
     for (;;) {
         /* next slot of the tile (ascending) and the number of positions its rows need */
         int cur = INT_MAX;
-        for (int r = 0; r < PF_BQ; r++) {
-            const int s = s_slot[r];
-            if (s > prev && s < cur) cur = s;
+        for (int r = 0; r < BQ; r++) {
+            const int sr = s_slot[r];
+            if (sr > prev && sr < cur) cur = sr;
         }
         if (cur == INT_MAX) break;
         int nk = 0;
-        for (int r = 0; r < PF_BQ; r++)
+        for (int r = 0; r < BQ; r++)
             if (s_slot[r] == cur && s_lim[r] + 1 > nk) nk = s_lim[r] + 1;
         prev = cur;
 
-        const int limA = slA == cur ? limA0 : -1, limB = slB == cur ? limB0 : -1;
-        int wl = limA > limB ? limA : limB; /* the warp's last needed position */
+        int lim[MR][2];
+        int wl = -1, lim_min = INT_MAX; /* the warp's last needed position; this thread's smallest limit */
+#pragma unroll
+        for (int mi = 0; mi < MR; mi++)
+#pragma unroll
+            for (int hf = 0; hf < 2; hf++) {
+                const int r = w0 + 16 * mi + 8 * hf + g;
+                lim[mi][hf] = s_slot[r] == cur ? s_lim[r] : -1;
+                wl = max(wl, lim[mi][hf]);
+                lim_min = min(lim_min, lim[mi][hf]);
+            }
 #pragma unroll
         for (int off = 4; off < 32; off <<= 1)
             wl = max(wl, __shfl_xor_sync(0xffffffffu, wl, off));
-        const int lim_min = limA < limB ? limA : limB;
 
         const int64_t base = ((int64_t)cur * n_head_kv + hk) * cap * D;
         const uint16_t *kb = kc + base, *vb = vc + base;
@@ -217,77 +248,96 @@ __global__ void __launch_bounds__(PF_THREADS)
             const int k0 = j * PF_BK;
             if (k0 <= wl) { /* else every row of this warp has all of the tile masked */
                 const uint16_t *ks = Ks + (j & 1) * PF_BK * LD, *vs = Vs + (j & 1) * PF_BK * LD;
-                float s[PF_BK / 8][4];
+                float s[MR][NS][4];
 #pragma unroll
-                for (int n = 0; n < PF_BK / 8; n++)
-                    s[n][0] = s[n][1] = s[n][2] = s[n][3] = 0.f;
-                    /* S = Q K^T: B fragments of key tiles 2jp, 2jp+1 for slice kk in one ldmatrix.x4 */
+                for (int mi = 0; mi < MR; mi++)
+#pragma unroll
+                    for (int n = 0; n < NS; n++)
+                        s[mi][n][0] = s[mi][n][1] = s[mi][n][2] = s[mi][n][3] = 0.f;
+                        /* S = Q K^T: B fragments of key tiles 2jp, 2jp+1 for slice kk in one ldmatrix.x4 */
 #pragma unroll
                 for (int kk = 0; kk < NKD; kk++) {
+                    uint32_t qa[MR][4];
+                    if (!QREG) {
+#pragma unroll
+                        for (int mi = 0; mi < MR; mi++)
+                            pf_ldsm4(qa[mi], qa_base + 16 * mi * LD + kk * 16);
+                    }
 #pragma unroll
                     for (int jp = 0; jp < PF_BK / 16; jp++) {
                         uint32_t b[4];
-                        const int i8 = lane >> 3, r8 = lane & 7;
                         pf_ldsm4(b, ks + (jp * 16 + (i8 >> 1) * 8 + r8) * LD + kk * 16 + (i8 & 1) * 8);
-                        pf_mma<KT>(s[2 * jp], qf[kk], b[0], b[1]);
-                        pf_mma<KT>(s[2 * jp + 1], qf[kk], b[2], b[3]);
-                    }
-                }
-                /* scale (log2 domain), mask, row max */
-                const bool need_mask = k0 + PF_BK - 1 > lim_min;
-                float mxA = -INFINITY, mxB = -INFINITY;
 #pragma unroll
-                for (int n = 0; n < PF_BK / 8; n++) {
-#pragma unroll
-                    for (int e = 0; e < 4; e++) {
-                        float x = s[n][e] * scale_log2;
-                        if (need_mask) {
-                            const int key = k0 + n * 8 + 2 * c4 + (e & 1);
-                            if (key > (e < 2 ? limA : limB)) x = -INFINITY;
+                        for (int mi = 0; mi < MR; mi++) {
+                            const uint32_t *a = QREG ? qf[QREG ? kk : 0] : qa[mi];
+                            pf_mma<KT>(s[mi][2 * jp], a, b[0], b[1]);
+                            pf_mma<KT>(s[mi][2 * jp + 1], a, b[2], b[3]);
                         }
-                        s[n][e] = x;
                     }
-                    mxA = fmaxf(mxA, fmaxf(s[n][0], s[n][1]));
-                    mxB = fmaxf(mxB, fmaxf(s[n][2], s[n][3]));
                 }
+                /* scale (log2 domain), mask, online softmax per row */
+                const bool need_mask = k0 + PF_BK - 1 > lim_min;
 #pragma unroll
-                for (int off = 1; off < 4; off <<= 1) {
-                    mxA = fmaxf(mxA, __shfl_xor_sync(0xffffffffu, mxA, off));
-                    mxB = fmaxf(mxB, __shfl_xor_sync(0xffffffffu, mxB, off));
-                }
-                const float mnA = fmaxf(mA, mxA), mnB = fmaxf(mB, mxB);
-                /* a row with nothing unmasked so far keeps m = -inf: subtract 0 instead (exp2(-inf) = 0) */
-                const float uA = mnA == -INFINITY ? 0.f : mnA, uB = mnB == -INFINITY ? 0.f : mnB;
-                const float aA = exp2f(mA - uA), aB = exp2f(mB - uB);
-                mA = mnA, mB = mnB;
-                float sumA = 0.f, sumB = 0.f;
-                uint32_t pa[PF_BK / 16][4]; /* P as A fragments, k16 slice kk = key tiles 2kk, 2kk+1 */
+                for (int mi = 0; mi < MR; mi++) {
+                    float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
-                for (int n = 0; n < PF_BK / 8; n++) {
-                    const float p0 = exp2f(s[n][0] - uA), p1 = exp2f(s[n][1] - uA);
-                    const float p2 = exp2f(s[n][2] - uB), p3 = exp2f(s[n][3] - uB);
-                    sumA += p0 + p1;
-                    sumB += p2 + p3;
-                    pa[n >> 1][(n & 1) * 2 + 0] = pf_pack<KT>(p0, p1);
-                    pa[n >> 1][(n & 1) * 2 + 1] = pf_pack<KT>(p2, p3);
-                }
-                lA = lA * aA + sumA; /* partial over this thread's columns; the quad is summed at the end */
-                lB = lB * aB + sumB;
+                    for (int n = 0; n < NS; n++) {
 #pragma unroll
-                for (int n = 0; n < NOD; n++) {
-                    o[n][0] *= aA, o[n][1] *= aA;
-                    o[n][2] *= aB, o[n][3] *= aB;
+                        for (int e = 0; e < 4; e++) {
+                            float x = s[mi][n][e] * scale_log2;
+                            if (need_mask && k0 + n * 8 + 2 * c4 + (e & 1) > lim[mi][e >> 1]) x = -INFINITY;
+                            s[mi][n][e] = x;
+                            mx[e >> 1] = fmaxf(mx[e >> 1], x);
+                        }
+                    }
+#pragma unroll
+                    for (int hf = 0; hf < 2; hf++) {
+#pragma unroll
+                        for (int off = 1; off < 4; off <<= 1)
+                            mx[hf] = fmaxf(mx[hf], __shfl_xor_sync(0xffffffffu, mx[hf], off));
+                        const float mn = fmaxf(m[mi][hf], mx[hf]);
+                        /* a row with nothing unmasked so far keeps m = -inf: subtract 0 instead (exp2(-inf) =
+                         * 0) */
+                        const float u = mn == -INFINITY ? 0.f : mn;
+                        const float a = exp2f(m[mi][hf] - u);
+                        m[mi][hf] = mn;
+                        float sum = 0.f;
+#pragma unroll
+                        for (int n = 0; n < NS; n++) {
+                            const float p0 = exp2f(s[mi][n][2 * hf] - u),
+                                        p1 = exp2f(s[mi][n][2 * hf + 1] - u);
+                            s[mi][n][2 * hf] = p0;
+                            s[mi][n][2 * hf + 1] = p1;
+                            sum += p0 + p1;
+                        }
+                        /* partial over this thread's columns; the quad is summed at the end */
+                        l[mi][hf] = l[mi][hf] * a + sum;
+#pragma unroll
+                        for (int n = 0; n < NOD; n++)
+                            o[mi][n][2 * hf] *= a, o[mi][n][2 * hf + 1] *= a;
+                    }
                 }
-                /* O += P V: V fragments (transposed) of d tiles 2dp, 2dp+1 for key slice kk */
+                /* O += P V: P from the S accumulators (C layout of key tiles 2kk, 2kk+1 = A layout of slice
+                 * kk); V fragments (transposed) of d tiles 2dp, 2dp+1 */
 #pragma unroll
                 for (int kk = 0; kk < PF_BK / 16; kk++) {
+                    uint32_t pa[MR][4];
+#pragma unroll
+                    for (int mi = 0; mi < MR; mi++) {
+                        pa[mi][0] = pf_pack<KT>(s[mi][2 * kk][0], s[mi][2 * kk][1]);
+                        pa[mi][1] = pf_pack<KT>(s[mi][2 * kk][2], s[mi][2 * kk][3]);
+                        pa[mi][2] = pf_pack<KT>(s[mi][2 * kk + 1][0], s[mi][2 * kk + 1][1]);
+                        pa[mi][3] = pf_pack<KT>(s[mi][2 * kk + 1][2], s[mi][2 * kk + 1][3]);
+                    }
 #pragma unroll
                     for (int dp = 0; dp < D / 16; dp++) {
                         uint32_t b[4];
-                        const int i8 = lane >> 3, r8 = lane & 7;
                         pf_ldsm4t(b, vs + (kk * 16 + (i8 & 1) * 8 + r8) * LD + dp * 16 + (i8 >> 1) * 8);
-                        pf_mma<KT>(o[2 * dp], pa[kk], b[0], b[1]);
-                        pf_mma<KT>(o[2 * dp + 1], pa[kk], b[2], b[3]);
+#pragma unroll
+                        for (int mi = 0; mi < MR; mi++) {
+                            pf_mma<KT>(o[mi][2 * dp], pa[mi], b[0], b[1]);
+                            pf_mma<KT>(o[mi][2 * dp + 1], pa[mi], b[2], b[3]);
+                        }
                     }
                 }
             }
@@ -296,37 +346,62 @@ __global__ void __launch_bounds__(PF_THREADS)
     }
 
 #pragma unroll
-    for (int off = 1; off < 4; off <<= 1) {
-        lA += __shfl_xor_sync(0xffffffffu, lA, off);
-        lB += __shfl_xor_sync(0xffffffffu, lB, off);
-    }
-    const float iA = lA > 0.f ? 1.f / lA : 0.f, iB = lB > 0.f ? 1.f / lB : 0.f;
-    const int tA = t0 + rA, tB = t0 + rB;
+    for (int mi = 0; mi < MR; mi++)
 #pragma unroll
-    for (int n = 0; n < NOD; n++) {
-        const int d = n * 8 + 2 * c4;
-        if (tA < n_tok)
-            *(float2 *)(out + ((int64_t)tA * n_head + h) * D + d) = make_float2(o[n][0] * iA, o[n][1] * iA);
-        if (tB < n_tok)
-            *(float2 *)(out + ((int64_t)tB * n_head + h) * D + d) = make_float2(o[n][2] * iB, o[n][3] * iB);
-    }
+        for (int hf = 0; hf < 2; hf++) {
+            float lt = l[mi][hf];
+#pragma unroll
+            for (int off = 1; off < 4; off <<= 1)
+                lt += __shfl_xor_sync(0xffffffffu, lt, off);
+            const float inv = lt > 0.f ? 1.f / lt : 0.f;
+            const int t = t0 + w0 + 16 * mi + 8 * hf + g;
+            if (t < n_tok) {
+                float *orow = out + ((int64_t)t * n_head + h) * D + 2 * c4;
+#pragma unroll
+                for (int n = 0; n < NOD; n++)
+                    *(float2 *)(orow + n * 8) =
+                        make_float2(o[mi][n][2 * hf] * inv, o[mi][n][2 * hf + 1] * inv);
+            }
+        }
 }
 
-template <int D, int KT>
+template <int D, int KT, int MR>
 static cudaError_t pf_launch(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head,
                              int64_t n_head_kv, const int32_t *slot, const int32_t *pos, const void *kc,
                              const void *vc, int64_t cap, float scale, float *out) {
-    const size_t smem = pf_smem_bytes(D);
+    const size_t smem = pf_smem_bytes(D, MR);
     if (smem > 48 * 1024) {
-        cudaError_t e =
-            cudaFuncSetAttribute(k_attn_pf<D, KT>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        cudaError_t e = cudaFuncSetAttribute(k_attn_pf<D, KT, MR>,
+                                             cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    dim3 grid((unsigned)n_head, (unsigned)((n_tok + PF_BQ - 1) / PF_BQ));
-    k_attn_pf<D, KT><<<grid, PF_THREADS, smem, st>>>(q, (int)n_tok, (int)n_head, (int)n_head_kv, slot, pos,
-                                                     (const uint16_t *)kc, (const uint16_t *)vc, cap,
-                                                     scale * 1.4426950408889634f, out);
+    dim3 grid((unsigned)n_head, (unsigned)((n_tok + PF_BQ * MR - 1) / (PF_BQ * MR)));
+    k_attn_pf<D, KT, MR><<<grid, PF_THREADS, smem, st>>>(q, (int)n_tok, (int)n_head, (int)n_head_kv, slot,
+                                                         pos, (const uint16_t *)kc, (const uint16_t *)vc, cap,
+                                                         scale * 1.4426950408889634f, out);
     return cudaGetLastError();
+}
+
+template <int D, int KT>
+static cudaError_t pf_launch_mr(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head,
+                                int64_t n_head_kv, const int32_t *slot, const int32_t *pos, const void *kc,
+                                const void *vc, int64_t cap, float scale, float *out) {
+    /* 128-row tiles where they fit the device's shared memory and still give every SM two CTAs
+     * (elk_attn_prefill_rows = 64 or 128 forces the size where it fits) */
+    int dev = 0, n_sm = 0, optin = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&n_sm, cudaDevAttrMultiProcessorCount, dev);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    int mr = 1;
+    if (pf_smem_bytes(D, 2) <= (size_t)optin) {
+        if (elk_attn_prefill_rows == 128)
+            mr = 2;
+        else if (elk_attn_prefill_rows != 64 && n_head * ((n_tok + 127) / 128) >= 2 * (int64_t)n_sm)
+            mr = 2;
+    }
+    if (mr == 2)
+        return pf_launch<D, KT, 2>(st, q, n_tok, n_head, n_head_kv, slot, pos, kc, vc, cap, scale, out);
+    return pf_launch<D, KT, 1>(st, q, n_tok, n_head, n_head_kv, slot, pos, kc, vc, cap, scale, out);
 }
 
 cudaError_t elk_attention_prefill(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head,
@@ -334,17 +409,17 @@ cudaError_t elk_attention_prefill(cudaStream_t st, const float *q, int64_t n_tok
                                   const int32_t *pos, const void *k_cache, const void *v_cache, int kv_t,
                                   int64_t cap, float scale, float *out) {
     if (n_tok <= 0) return cudaSuccess;
-    if (n_tok > 0x7fffffff - PF_BQ || n_head <= 0 || n_head > 65535 || n_head_kv <= 0 || n_head % n_head_kv ||
-        (n_tok + PF_BQ - 1) / PF_BQ > 65535 || cap <= 0 || cap > 0x7fffffff ||
+    if (n_tok > 0x7fffffff - 2 * PF_BQ || n_head <= 0 || n_head > 65535 || n_head_kv <= 0 ||
+        n_head % n_head_kv || (n_tok + PF_BQ - 1) / PF_BQ > 65535 || cap <= 0 || cap > 0x7fffffff ||
         (kv_t != ELK_F16 && kv_t != ELK_BF16) || (head_dim != 64 && head_dim != 128))
         return cudaErrorInvalidValue;
     if (kv_t == ELK_BF16)
-        return head_dim == 64 ? pf_launch<64, ELK_BF16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
-                                                        v_cache, cap, scale, out)
-                              : pf_launch<128, ELK_BF16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
-                                                         v_cache, cap, scale, out);
-    return head_dim == 64 ? pf_launch<64, ELK_F16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
-                                                   v_cache, cap, scale, out)
-                          : pf_launch<128, ELK_F16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
-                                                    v_cache, cap, scale, out);
+        return head_dim == 64 ? pf_launch_mr<64, ELK_BF16>(st, q, n_tok, n_head, n_head_kv, slot, pos,
+                                                           k_cache, v_cache, cap, scale, out)
+                              : pf_launch_mr<128, ELK_BF16>(st, q, n_tok, n_head, n_head_kv, slot, pos,
+                                                            k_cache, v_cache, cap, scale, out);
+    return head_dim == 64 ? pf_launch_mr<64, ELK_F16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
+                                                      v_cache, cap, scale, out)
+                          : pf_launch_mr<128, ELK_F16>(st, q, n_tok, n_head, n_head_kv, slot, pos, k_cache,
+                                                       v_cache, cap, scale, out);
 }

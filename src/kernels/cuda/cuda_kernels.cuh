@@ -93,10 +93,11 @@ size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim);
  * elk_attn_prefill_use says whether the backend should call it (elk_attn_prefill_mode: 0 = for
  * n_tok >= 64, 1 = never, 2 = for any n_tok; tests compare). */
 extern "C" int elk_attn_prefill_mode;
+/* query rows per CTA: 0 = 128 when the grid still fills the device twice, else 64; 64/128 = forced */
+extern "C" int elk_attn_prefill_rows;
 int elk_attn_prefill_use(int64_t n_tok, int kv_t, int64_t head_dim);
 cudaError_t elk_attention_prefill(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                                   int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
                                   const void *v_cache, int kv_t, int64_t cap, float scale, float *out);
-
 
 #endif
