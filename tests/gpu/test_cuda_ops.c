@@ -578,8 +578,9 @@ static void run_qmatmul(const qfmt *f, int64_t m, int64_t k, int64_t n, int with
 
 static void test_qmatmul(void) {
     /* (k, n): vector paths; k tails (k % 16 != 0: 8-bit formats per element, w4a16 partial last chunk, nvfp4
-     * even block count with a partial chunk); odd n; a k with many chunks per lane */
-    const int64_t shapes[][2] = {{1024, 1000}, {1020, 77}, {544, 37}, {4096, 300}, {96, 5}};
+     * even block count with a partial chunk); odd n; a k with many chunks per lane; k = 998: x rows not
+     * 16-byte aligned (guarded x loads) and an odd nvfp4 block count (per-element path) */
+    const int64_t shapes[][2] = {{1024, 1000}, {1020, 77}, {544, 37}, {4096, 300}, {96, 5}, {998, 50}};
     const int64_t ms[5] = {1, 3, 8, 37, 128};
     for (size_t fi = 0; fi < sizeof QF / sizeof QF[0]; fi++) {
         const qfmt *f = &QF[fi];

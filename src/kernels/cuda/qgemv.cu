@@ -48,7 +48,7 @@ struct qhdr {
 
 static __device__ __forceinline__ uint4 ldg16(const void *p) {
     uint4 r;
-    asm volatile("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
                  : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
                  : "l"(p));
     return r;
@@ -580,9 +580,9 @@ __global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, i
         __syncthreads();
         if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
         __syncthreads();
-        a = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f;
-        a = elk_warp_max(a);
-        a = __shfl_sync(0xffffffffu, a, 0);
+        a = red[0]; /* every warp reads all the warp maxima */
+        for (int i = 1; i < (int)(blockDim.x >> 5); i++)
+            a = fmaxf(a, red[i]);
         inv = a > 0 ? __fdiv_rn(127.0f, a) : 0.0f;
         s = __fdiv_rn(a, 127.0f);
     }
@@ -867,9 +867,9 @@ __global__ void __launch_bounds__(256)
             a = elk_warp_max(a);
             if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
             __syncthreads();
-            a = threadIdx.x < blockDim.x / 32 ? red[threadIdx.x] : 0.f;
-            a = elk_warp_max(a);
-            a = __shfl_sync(0xffffffffu, a, 0);
+            a = red[0]; /* every warp reads all the warp maxima */
+            for (int i = 1; i < (int)(blockDim.x >> 5); i++)
+                a = fmaxf(a, red[i]);
             inv = a > 0 ? __fdiv_rn(127.0f, a) : 0.0f;
             s = __fdiv_rn(a, 127.0f);
         }
