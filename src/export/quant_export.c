@@ -19,8 +19,17 @@
 #include <string.h>
 #include <unistd.h>
 
-typedef enum qscheme { QS_FP8, QS_INT8_SQ, QS_INT4_AWQ, QS_INT4_RTN, QS_INT4_GPTQ, QS_NVFP4, QS_COUNT } qscheme;
-static const char *const k_scheme_names[QS_COUNT] = {"fp8", "int8_sq", "int4_awq", "int4_rtn", "int4_gptq", "nvfp4"};
+typedef enum qscheme {
+    QS_FP8,
+    QS_INT8_SQ,
+    QS_INT4_AWQ,
+    QS_INT4_RTN,
+    QS_INT4_GPTQ,
+    QS_NVFP4,
+    QS_COUNT
+} qscheme;
+static const char *const k_scheme_names[QS_COUNT] = {"fp8",      "int8_sq",   "int4_awq",
+                                                     "int4_rtn", "int4_gptq", "nvfp4"};
 
 static bool parse_scheme(const char *s, qscheme *out) {
     for (int i = 0; s && i < QS_COUNT; i++)
@@ -57,7 +66,7 @@ typedef struct otensor {
     el_dtype dt;
     int nd;
     int64_t shape[2];
-    void *data;              /* owned bytes, or NULL: stream src converted to dt */
+    void *data; /* owned bytes, or NULL: stream src converted to dt */
     size_t nbytes;
     const el_st_tensor *src;
 } otensor;
@@ -77,8 +86,8 @@ static void olist_free(olist *l) {
 }
 
 /* Adds a tensor; data (may be NULL when src is given) is owned by the list from here on. */
-static edgellm_status olist_add(olist *l, const char *name, el_dtype dt, int nd, int64_t d0, int64_t d1, void *data,
-                                const el_st_tensor *src) {
+static edgellm_status olist_add(olist *l, const char *name, el_dtype dt, int nd, int64_t d0, int64_t d1,
+                                void *data, const el_st_tensor *src) {
     if (l->n == l->cap) {
         int64_t nc = l->cap ? l->cap * 2 : 256;
         otensor *t = el_realloc(l->t, (size_t)nc * sizeof *t);
@@ -119,7 +128,8 @@ static edgellm_status add_f32(olist *l, const char *name, int nd, int64_t d0, in
 /* "prefix.sfx" into out; INVALID_ARG when the name does not fit. */
 static edgellm_status qname(char *out, size_t cap, const char *prefix, const char *sfx) {
     int n = snprintf(out, cap, "%s.%s", prefix, sfx);
-    if (n < 0 || (size_t)n >= cap) return el_err(EDGELLM_STATUS_INVALID_ARG, "tensor name too long: %s.%s", prefix, sfx);
+    if (n < 0 || (size_t)n >= cap)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "tensor name too long: %s.%s", prefix, sfx);
     return EDGELLM_STATUS_OK;
 }
 
@@ -129,7 +139,9 @@ static edgellm_status add_scalar(olist *l, const char *prefix, const char *sfx, 
     return add_f32(l, name, 0, 0, 0, &v);
 }
 
-static edgellm_status sink_writer(const void *data, size_t n, void *user) { return el_st_writer_write(user, data, n); }
+static edgellm_status sink_writer(const void *data, size_t n, void *user) {
+    return el_st_writer_write(user, data, n);
+}
 
 static edgellm_status olist_write(const olist *l, const char *path) {
     el_st_decl *d = el_calloc((size_t)l->n + 1, sizeof *d);
@@ -151,16 +163,20 @@ static edgellm_status olist_write(const olist *l, const char *path) {
     el_st_writer *w = NULL;
     size_t bb = el_stream_buf_size(max_conv);
     void *buf = el_aligned_alloc(bb);
-    edgellm_status s = buf ? el_st_writer_open(path, d, l->n, md, &w)
-                           : el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+    edgellm_status s =
+        buf ? el_st_writer_open(path, d, l->n, md, &w) : el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
     for (int64_t i = 0; s >= 0 && i < l->n; i++) {
         const otensor *o = &l->t[i];
-        if (o->data) s = el_st_writer_write(w, o->data, o->nbytes);
-        else s = el_stream_tensor(o->src, o->dt, buf, bb, sink_writer, w);
+        if (o->data)
+            s = el_st_writer_write(w, o->data, o->nbytes);
+        else
+            s = el_stream_tensor(o->src, o->dt, buf, bb, sink_writer, w);
     }
     if (w) {
-        if (s >= 0) s = el_st_writer_close(w);
-        else el_st_writer_abort(w);
+        if (s >= 0)
+            s = el_st_writer_close(w);
+        else
+            el_st_writer_abort(w);
     }
     el_free_aligned(buf);
     el_free(d);
@@ -181,9 +197,11 @@ static void progress(bool on, const char *what, int64_t done, int64_t total, dou
     double el = (el_time_ms() - t0) / 1000.0, eta = done > 0 ? el * (double)(total - done) / (double)done : 0;
     int w = 30, f = total > 0 ? (int)(w * done / total) : w;
     char bar[64];
-    for (int i = 0; i < w; i++) bar[i] = i < f ? '#' : '.';
+    for (int i = 0; i < w; i++)
+        bar[i] = i < f ? '#' : '.';
     bar[w] = 0;
-    fprintf(stderr, "\r%-12s [%s] %lld/%lld  %.1fs, ETA %.1fs ", what, bar, (long long)done, (long long)total, el, eta);
+    fprintf(stderr, "\r%-12s [%s] %lld/%lld  %.1fs, ETA %.1fs ", what, bar, (long long)done, (long long)total,
+            el, eta);
     if (done >= total) fprintf(stderr, "\n");
     fflush(stderr);
 }
@@ -194,14 +212,16 @@ enum { TP_ATTN = 0, TP_O = 1, TP_MLP = 2, TP_DOWN = 3, TP_N = 4 };
 
 typedef struct tapstat {
     int64_t cols;
-    float *amax;    /* per channel max |x| */
-    double *asum;   /* per channel sum |x| */
-    int64_t rows;   /* rows seen */
-    float *samp;    /* (cap_samp, cols) sampled rows for AWQ */
+    float *amax;  /* per channel max |x| */
+    double *asum; /* per channel sum |x| */
+    int64_t rows; /* rows seen */
+    float *samp;  /* (cap_samp, cols) sampled rows for AWQ */
     int64_t n_samp;
-    double *H;      /* (cols, cols) X^T X for GPTQ, or NULL */
+    double *H;       /* (cols, cols) X^T X for GPTQ, or NULL */
     float *tok_amax; /* per-row max |x| (for the percentile algorithm) */
     int64_t n_tok, cap_tok;
+    float *seq; /* attention input only: (n_seq, seq_t, cols) whole calibration sequences (AWQ q/k/v loss) */
+    int64_t n_seq, seq_t, seq_pos, seq_chunk;
 } tapstat;
 
 typedef struct calib {
@@ -209,6 +229,7 @@ typedef struct calib {
     tapstat *ts; /* [layer * TP_N + point] */
     float *kamax, *vamax;
     int64_t stride, cap_samp;
+    int64_t chunk, cap_seq, seq_t; /* the chunk being evaluated; sequences kept for the attention loss */
     bool failed;
 } calib;
 
@@ -220,6 +241,7 @@ static void calib_free(calib *c) {
             el_free(c->ts[i].samp);
             el_free(c->ts[i].H);
             el_free(c->ts[i].tok_amax);
+            el_free(c->ts[i].seq);
         }
     el_free(c->ts);
     el_free(c->kamax);
@@ -232,7 +254,8 @@ static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x
     if (c->failed || layer < 0 || layer >= c->n_layer) return;
     if (pt == EL_TAP_K || pt == EL_TAP_V) {
         float *a = pt == EL_TAP_K ? &c->kamax[layer] : &c->vamax[layer];
-        for (int64_t i = 0; i < n * cols; i++) *a = fmaxf(*a, fabsf(x[i]));
+        for (int64_t i = 0; i < n * cols; i++)
+            *a = fmaxf(*a, fabsf(x[i]));
         return;
     }
     if ((int)pt >= TP_N) return;
@@ -272,8 +295,31 @@ static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x
             memcpy(t->samp + t->n_samp++ * cols, xr, (size_t)cols * sizeof(float));
         t->rows++;
     }
+    if (pt == EL_TAP_ATTN_IN && c->cap_seq > 0) { /* the first seq_t tokens of the first cap_seq chunks */
+        if (!t->seq) {
+            t->seq = el_malloc((size_t)(c->cap_seq * c->seq_t * cols) * sizeof(float));
+            t->seq_chunk = -1;
+            t->seq_t = c->seq_t;
+            if (!t->seq) {
+                c->failed = true;
+                return;
+            }
+        }
+        if (t->seq_chunk != c->chunk) { /* a new sequence starts */
+            t->seq_chunk = c->chunk;
+            t->seq_pos = 0;
+            if (t->n_seq < c->cap_seq)
+                t->n_seq++;
+            else
+                t->seq_pos = c->seq_t; /* full: store nothing */
+        }
+        for (int64_t r = 0; r < n && t->seq_pos < c->seq_t; r++, t->seq_pos++)
+            memcpy(t->seq + ((t->n_seq - 1) * c->seq_t + t->seq_pos) * cols, x + r * cols,
+                   (size_t)cols * sizeof(float));
+    }
     if (t->H) { /* H += X^T X: the SIMD f32 matmul on X^T for this chunk, accumulated in f64 */
-        float *xt = el_malloc((size_t)(n * cols) * sizeof(float)), *y = el_malloc((size_t)(cols * cols) * sizeof(float));
+        float *xt = el_malloc((size_t)(n * cols) * sizeof(float)),
+              *y = el_malloc((size_t)(cols * cols) * sizeof(float));
         if (!xt || !y) {
             el_free(xt);
             el_free(y);
@@ -281,10 +327,12 @@ static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x
             return;
         }
         for (int64_t r = 0; r < n; r++)
-            for (int64_t j = 0; j < cols; j++) xt[j * n + r] = x[r * cols + j];
+            for (int64_t j = 0; j < cols; j++)
+                xt[j * n + r] = x[r * cols + j];
         edgellm_cpu_matmul(xt, cols, n, xt, EL_DTYPE_F32, 0, cols, NULL, y, cols, NULL);
         for (int64_t i = 0; i < cols; i++)
-            for (int64_t j = i; j < cols; j++) t->H[i * cols + j] += (double)y[i * cols + j];
+            for (int64_t j = i; j < cols; j++)
+                t->H[i * cols + j] += (double)y[i * cols + j];
         el_free(xt);
         el_free(y);
     }
@@ -299,7 +347,8 @@ static int cmp_f32(const void *a, const void *b) {
 static float act_amax(const tapstat *t, bool percentile) {
     float m = 0;
     if (!percentile || t->n_tok == 0) {
-        for (int64_t j = 0; j < t->cols; j++) m = fmaxf(m, t->amax[j]);
+        for (int64_t j = 0; j < t->cols; j++)
+            m = fmaxf(m, t->amax[j]);
         return m;
     }
     float *v = el_malloc((size_t)t->n_tok * sizeof(float));
@@ -366,7 +415,7 @@ static void default_calib_path(char *out, size_t cap) {
 /* Exports the float model to a temporary dir, builds an engine, runs the calibration text through it
  * with the tap installed. */
 static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, const el_hparams *hp,
-                                      const edgellm_export_params *p, bool want_h, calib *c) {
+                                      const edgellm_export_params *p, bool want_h, bool want_seq, calib *c) {
     edgellm_status s;
     char xdir[4096], edir[4096], cpath[4096];
     snprintf(xdir, sizeof xdir, "%s/calib-export", tmp_root);
@@ -393,8 +442,10 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     if ((s = edgellm_build(xdir, edir, &bp)) < 0) return el_err_prefix(s, "calibration build");
     el_rm_rf(xdir);
 
-    if (p->calib_file) snprintf(cpath, sizeof cpath, "%s", p->calib_file);
-    else default_calib_path(cpath, sizeof cpath);
+    if (p->calib_file)
+        snprintf(cpath, sizeof cpath, "%s", p->calib_file);
+    else
+        default_calib_path(cpath, sizeof cpath);
     if ((s = read_calib_text(cpath, &text, &tlen)) < 0) {
         s = el_err_prefix(s, "calibration data (use --calib-file)");
         goto done;
@@ -407,7 +458,8 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
             if ((s = edgellm_tokenizer_encode(tok, text, tlen, false, &ids, &n_ids)) < 0) goto done;
         } else {
             /* no tokenizer (random-weight benchmark checkpoints): deterministic pseudo-random token ids */
-            EL_LOG_WARN("calibration: %s has no tokenizer.json; calibrating on pseudo-random token ids", hf_dir);
+            EL_LOG_WARN("calibration: %s has no tokenizer.json; calibrating on pseudo-random token ids",
+                        hf_dir);
             n_ids = (size_t)(seq * nsamp);
             ids = el_malloc(n_ids * sizeof(int32_t));
             if (!ids) {
@@ -424,8 +476,9 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     int64_t n_chunks = (int64_t)n_ids / seq;
     if (n_chunks > nsamp) n_chunks = nsamp;
     if (n_chunks < 1) {
-        s = el_err(EDGELLM_STATUS_INVALID_ARG, "calibration text %s has %zu tokens, fewer than --calib-seq-len %lld",
-                   cpath, n_ids, (long long)seq);
+        s = el_err(EDGELLM_STATUS_INVALID_ARG,
+                   "calibration text %s has %zu tokens, fewer than --calib-seq-len %lld", cpath, n_ids,
+                   (long long)seq);
         goto done;
     }
     if (n_chunks < nsamp)
@@ -436,6 +489,8 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     c->kamax = el_calloc((size_t)hp->n_layer, sizeof(float));
     c->vamax = el_calloc((size_t)hp->n_layer, sizeof(float));
     c->cap_samp = 256;
+    c->seq_t = seq < 256 ? seq : 256; /* AWQ attention loss: the first 256 tokens of the first 4 sequences */
+    c->cap_seq = want_seq ? (n_chunks < 4 ? n_chunks : 4) : 0;
     c->stride = n_chunks * seq / c->cap_samp > 1 ? n_chunks * seq / c->cap_samp : 1;
     if (!c->ts || !c->kamax || !c->vamax) {
         s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
@@ -444,9 +499,12 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     if (want_h) {
         const int64_t cols[TP_N] = {hp->n_embd, hp->n_head * hp->head_dim, hp->n_embd, hp->n_ff};
         double hb = 0;
-        for (int t = 0; t < TP_N; t++) hb += (double)cols[t] * (double)cols[t] * 8.0 * (double)hp->n_layer;
-        if (hb > 2e9) EL_LOG_WARN("GPTQ: the Hessians of all layers take %.1f GB", hb / 1e9);
-        else EL_LOG_INFO("GPTQ: Hessians %.1f MB", hb / 1e6);
+        for (int t = 0; t < TP_N; t++)
+            hb += (double)cols[t] * (double)cols[t] * 8.0 * (double)hp->n_layer;
+        if (hb > 2e9)
+            EL_LOG_WARN("GPTQ: the Hessians of all layers take %.1f GB", hb / 1e9);
+        else
+            EL_LOG_INFO("GPTQ: Hessians %.1f MB", hb / 1e6);
         for (int64_t l = 0; l < hp->n_layer; l++)
             for (int t = 0; t < TP_N; t++) {
                 c->ts[l * TP_N + t].H = el_calloc((size_t)(cols[t] * cols[t]), sizeof(double));
@@ -466,11 +524,13 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
         s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         goto done;
     }
-    for (int64_t i = 0; i < seq; i++) pos[i] = (int32_t)i;
+    for (int64_t i = 0; i < seq; i++)
+        pos[i] = (int32_t)i;
     double t0 = el_time_ms();
     for (int64_t ch = 0; ch < n_chunks; ch++) {
         if ((s = edgellm_runtime_kv_clear(rt, 0, 0)) < 0) goto done;
         edgellm_batch b = {(int32_t)seq, ids + ch * seq, pos, slot, want};
+        c->chunk = ch;
         if ((s = edgellm_runtime_eval(rt, &b, NULL)) < 0) goto done;
         if (c->failed) {
             s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory collecting calibration statistics");
@@ -478,7 +538,8 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
         }
         progress(p->progress, "calibrate", ch + 1, n_chunks, t0);
     }
-    EL_LOG_INFO("calibration: %lld tokens in %.1f s", (long long)(n_chunks * seq), (el_time_ms() - t0) / 1000.0);
+    EL_LOG_INFO("calibration: %lld tokens in %.1f s", (long long)(n_chunks * seq),
+                (el_time_ms() - t0) / 1000.0);
     s = EDGELLM_STATUS_OK;
 done:
     edgellm_runtime_free(rt);
@@ -492,7 +553,8 @@ done:
     return s;
 }
 
-/* ---- int4 algorithms ------------------------------------------------------------------------------------ */
+/* ---- int4 algorithms ------------------------------------------------------------------------------------
+ */
 
 /* Group size for a row length k: the requested one when it divides k, else the largest of 128/64/32
  * (not above the request) that does, else 32 with the row padded to whole groups. */
@@ -543,7 +605,8 @@ static void int4_fake(const float *w, int64_t n, int64_t k, int64_t g, float *ou
         for (int64_t c0 = 0; c0 < k; c0 += g) {
             int64_t c1 = c0 + g < k ? c0 + g : k;
             float s = int4_scale(w + j * k, c0, c1, 1.0f, NULL);
-            for (int64_t c = c0; c < c1; c++) out[j * k + c] = int4_level(w[j * k + c], s) * s;
+            for (int64_t c = c0; c < c1; c++)
+                out[j * k + c] = int4_level(w[j * k + c], s) * s;
         }
 }
 
@@ -597,8 +660,99 @@ static void int4_fake_asym(const float *w, int64_t n, int64_t k, int64_t g, floa
             int z;
             group_minmax(w + j * k, c0, c1, &lo, &hi);
             float s = int4_asym(lo, hi, &z, NULL);
-            for (int64_t c = c0; c < c1; c++) out[j * k + c] = (int4_asym_level(w[j * k + c], s, z) - (float)z) * s;
+            for (int64_t c = c0; c < c1; c++)
+                out[j * k + c] = (int4_asym_level(w[j * k + c], s, z) - (float)z) * s;
         }
+}
+
+/* ---- nvfp4 (ModelOpt): e2m1 values, e4m3 scale per 16, f32 global scale ----------------------------------
+ */
+
+static float nvfp4_global(const float *w, int64_t n, int64_t k) {
+    float amax = 0;
+    for (int64_t i = 0; i < n * k; i++)
+        amax = fmaxf(amax, fabsf(w[i]));
+    return amax / (6.0f * 448.0f);
+}
+
+/* One block w[0, len) (len <= 16) at global scale gs: the e4m3 block scale code and the e2m1 codes.
+ * ModelOpt's scale is e4m3(amax / 6 / gs); with gram (len x len, row stride 16: X^T X of the block's
+ * calibration inputs) the codes from that one down to 8 steps smaller (the block max then clips to 6)
+ * and one step larger are tried, keeping the one with the least output error dw^T G dw (ties: the
+ * larger scale). */
+static uint8_t nvfp4_block(const float *w, int64_t len, float gs, const float *gram, uint8_t *q,
+                           double *err_out) {
+    float amax = 0;
+    for (int64_t c = 0; c < len; c++)
+        amax = fmaxf(amax, fabsf(w[c]));
+    const uint8_t e0 = gs > 0 ? el_f32_to_e4m3(amax / 6.0f / gs) : 0;
+    int lo = e0, hi = e0;
+    if (gram && e0 > 0) {
+        lo = e0 > 9 ? e0 - 8 : 1;
+        hi = e0 < 0x7e ? e0 + 1 : e0;
+    }
+    double best = INFINITY;
+    uint8_t be = e0;
+    for (int e = hi; e >= lo; e--) {
+        const float sc = el_e4m3_to_f32((uint8_t)e) * gs;
+        float dw[16];
+        for (int64_t c = 0; c < len; c++)
+            dw[c] = sc > 0 ? w[c] - el_e2m1_to_f32(el_f32_to_e2m1(w[c] / sc)) * sc : w[c];
+        double err = 0;
+        if (gram) {
+            for (int64_t i = 0; i < len; i++) {
+                double r = 0;
+                for (int64_t j = 0; j < len; j++)
+                    r += (double)gram[i * 16 + j] * dw[j];
+                err += r * dw[i];
+            }
+        }
+        if (err < best) {
+            best = err;
+            be = (uint8_t)e;
+        }
+    }
+    const float sc = el_e4m3_to_f32(be) * gs;
+    for (int64_t c = 0; c < len; c++)
+        q[c] = sc > 0 ? el_f32_to_e2m1(w[c] / sc) : 0;
+    *err_out += best;
+    return be;
+}
+
+/* nvfp4 of W (n, k): scales u8 (n, B), quants u8 (n, B * 8) low nibble first (either may be NULL), the
+ * dequantized W into deq when not NULL (may alias w). gram: B blocks of 16 x 16 or NULL (ModelOpt RTN). */
+static double nvfp4_quant(const float *w, int64_t n, int64_t k, float gs, const float *gram, uint8_t *scales,
+                          uint8_t *quants, float *deq) {
+    const int64_t B = (k + 15) / 16;
+    double err = 0;
+    for (int64_t j = 0; j < n; j++)
+        for (int64_t b = 0; b < B; b++) {
+            const int64_t c0 = b * 16, len = c0 + 16 < k ? 16 : k - c0;
+            uint8_t q[16] = {0};
+            const uint8_t e = nvfp4_block(w + j * k + c0, len, gs, gram ? gram + b * 256 : NULL, q, &err);
+            if (scales) scales[j * B + b] = e;
+            if (quants)
+                for (int64_t c = 0; c < 16; c += 2)
+                    quants[j * B * 8 + b * 8 + c / 2] =
+                        (uint8_t)((c < len ? q[c] : 0) | ((c + 1 < len ? q[c + 1] : 0) << 4));
+            if (deq) {
+                const float sc = el_e4m3_to_f32(e) * gs;
+                for (int64_t c = 0; c < len; c++)
+                    deq[j * k + c0 + c] = el_e2m1_to_f32(q[c]) * sc;
+            }
+        }
+    return err;
+}
+
+/* Fake quantizers of the AWQ search. */
+enum { FQ_INT4 = 0, FQ_INT4_ASYM = 1, FQ_NVFP4 = 2 };
+static void fake_quant(int fmt, float *w, int64_t n, int64_t k, int64_t g) {
+    if (fmt == FQ_NVFP4)
+        nvfp4_quant(w, n, k, nvfp4_global(w, n, k), NULL, NULL, NULL, w);
+    else if (fmt == FQ_INT4_ASYM)
+        int4_fake_asym(w, n, k, g, w);
+    else
+        int4_fake(w, n, k, g, w);
 }
 
 /* y (m, n) = x (m, k) W^T, f32 (SIMD kernel, single thread). */
@@ -610,20 +764,67 @@ typedef struct lin {
     const char *name; /* canonical weight name */
     float *w;         /* (n, k) f32, owned by the caller */
     int64_t n, k;
-    float *bias;      /* (n) or NULL */
-    bool quantize;    /* false: excluded (kept as float) */
+    float *bias;   /* (n) or NULL */
+    bool quantize; /* false: excluded (kept as float) */
 } lin;
 
 /* AWQ: s = mean|x|^alpha (normalized), alpha on a 20-point grid in [0, 1), minimizing the output MSE of
  * the int4 fake-quantized linears on the sampled activations. Returns the scales in s (k). */
+/* The attention block for the AWQ q/k/v loss (AutoAWQ inspects the whole self_attn module): q/k/v
+ * (+ bias), q/k RMSNorm (Qwen3), RoPE, causal softmax attention per calibration sequence, o_proj in
+ * float. */
+typedef struct attn_blk {
+    int64_t Hq, Hk, D, n_rot, n_seq, T;
+    float eps, attn_scale;
+    const float *inv_freq, *qn, *kn; /* qn/kn: q/k norm weights or NULL */
+    const float *bias[3];            /* q/k/v biases or NULL */
+    const lin *o;                    /* float o_proj */
+    const int32_t *pos;              /* 0..T-1 */
+} attn_blk;
+
+/* y (n_seq * T, Hq * D) = causal attention of q (n_seq * T, Hq, D) over k, v (n_seq * T, Hk, D). */
+static void attn_causal(const attn_blk *b, const float *q, const float *k, const float *v, float *y,
+                        float *p) {
+    const int64_t T = b->T, D = b->D, Hq = b->Hq, Hk = b->Hk, rep = Hq / Hk;
+    const float sc = 1.0f / sqrtf((float)D);
+    for (int64_t sq = 0; sq < b->n_seq; sq++)
+        for (int64_t t = 0; t < T; t++)
+            for (int64_t h = 0; h < Hq; h++) {
+                const float *qr = q + ((sq * T + t) * Hq + h) * D;
+                float mx = -INFINITY;
+                for (int64_t u = 0; u <= t; u++) {
+                    const float *kr = k + ((sq * T + u) * Hk + h / rep) * D;
+                    float d = 0;
+                    for (int64_t e = 0; e < D; e++)
+                        d += qr[e] * kr[e];
+                    p[u] = d * sc;
+                    mx = fmaxf(mx, p[u]);
+                }
+                float sum = 0;
+                for (int64_t u = 0; u <= t; u++)
+                    sum += p[u] = expf(p[u] - mx);
+                float *yr = y + ((sq * T + t) * Hq + h) * D;
+                for (int64_t e = 0; e < D; e++)
+                    yr[e] = 0;
+                for (int64_t u = 0; u <= t; u++) {
+                    const float *vr = v + ((sq * T + u) * Hk + h / rep) * D, w = p[u] / sum;
+                    for (int64_t e = 0; e < D; e++)
+                        yr[e] += w * vr[e];
+                }
+            }
+}
+
 typedef struct awq_task {
     const tapstat *t;
     const lin *ls;
     int nl;
     int64_t g, k, S, maxn;
     const float *ref, *wmean;
+    const lin *down;     /* gate/up: the loss is on the MLP output down(silu(gate) * up) (down in float) */
+    const attn_blk *att; /* q/k/v: the loss is on the attention block output (inputs: t->seq) */
     double loss[40];
-    bool failed, asym;
+    bool failed;
+    int fmt; /* FQ_* */
 } awq_task;
 
 /* candidate gi: alpha = (gi % 20) / 20, duo scaling for gi >= 20; normalized by sqrt(max min) */
@@ -641,69 +842,139 @@ static void awq_candidate(const awq_task *a, int gi, float *cand) {
         mn = fminf(mn, v);
     }
     float norm = sqrtf(mx * mn);
-    for (int64_t c = 0; c < a->k; c++) cand[c] /= norm;
+    for (int64_t c = 0; c < a->k; c++)
+        cand[c] /= norm;
+}
+
+/* The outputs the AWQ loss compares: per linear y_i = x W_i^T (out: nl blocks of S * maxn floats, each
+ * (S, n_i) contiguous), or for gate/up with a->down the MLP output down(silu(y_0) * y_1) (S, down->n)
+ * in the first block. */
+static void awq_outputs(const awq_task *a, const float *x, const float *const *w, float *out, float *h) {
+    const int64_t S = a->S, maxn = a->maxn;
+    for (int i = 0; i < a->nl; i++)
+        mm(x, S, a->k, w[i], a->ls[i].n, out + (size_t)i * (size_t)(S * maxn));
+    if (a->att) { /* h: (S, maxn) attention output, then S * T scores scratch after it */
+        const attn_blk *b = a->att;
+        float *q = out, *k = out + S * maxn, *v = out + 2 * S * maxn;
+        for (int i = 0; i < 3; i++)
+            if (b->bias[i])
+                for (int64_t r = 0; r < S; r++)
+                    for (int64_t j = 0; j < a->ls[i].n; j++)
+                        out[(size_t)i * (size_t)(S * maxn) + r * a->ls[i].n + j] += b->bias[i][j];
+        if (b->qn) {
+            edgellm_ref_rmsnorm(q, b->qn, EL_DTYPE_F32, S * b->Hq, b->D, b->eps, q);
+            edgellm_ref_rmsnorm(k, b->kn, EL_DTYPE_F32, S * b->Hk, b->D, b->eps, k);
+        }
+        for (int64_t sq = 0; sq < b->n_seq; sq++) {
+            edgellm_ref_rope(q + sq * b->T * b->Hq * b->D, b->T, b->Hq, b->D, b->n_rot, b->pos, b->inv_freq,
+                             b->attn_scale);
+            edgellm_ref_rope(k + sq * b->T * b->Hk * b->D, b->T, b->Hk, b->D, b->n_rot, b->pos, b->inv_freq,
+                             b->attn_scale);
+        }
+        attn_causal(b, q, k, v, h, h + S * maxn);
+        mm(h, S, b->Hq * b->D, b->o->w, b->o->n, out);
+        if (b->o->bias)
+            for (int64_t r = 0; r < S; r++)
+                for (int64_t j = 0; j < b->o->n; j++)
+                    out[r * b->o->n + j] += b->o->bias[j];
+    } else if (a->down) {
+        const int64_t F = a->ls[0].n;
+        edgellm_ref_swiglu(out, out + S * maxn, h, S * F);
+        mm(h, S, F, a->down->w, a->down->n, out);
+    }
+}
+
+static double awq_loss(const awq_task *a, const float *out) {
+    double loss = 0;
+    const int64_t S = a->S, maxn = a->maxn;
+    const int64_t n_out = a->att ? a->att->o->n : a->down ? a->down->n : 0;
+    for (int i = 0; i < (n_out ? 1 : a->nl); i++) {
+        const int64_t n = n_out ? n_out : a->ls[i].n;
+        const float *o = out + (size_t)i * (size_t)(S * maxn), *rf = a->ref + (size_t)i * (size_t)(S * maxn);
+        for (int64_t e = 0; e < S * n; e++) {
+            double d = (double)o[e] - rf[e];
+            loss += d * d;
+        }
+    }
+    return loss;
 }
 
 static void awq_run(void *ctx, int ith, int nth) {
     awq_task *a = ctx;
     const int64_t k = a->k, S = a->S, maxn = a->maxn;
-    float *out = el_malloc((size_t)(S * maxn) * sizeof(float)), *ws = el_malloc((size_t)(maxn * k) * sizeof(float));
+    float *out = el_malloc((size_t)(S * maxn * a->nl) * sizeof(float)),
+          *ws = el_malloc((size_t)(maxn * k * a->nl) * sizeof(float));
     float *cand = el_malloc((size_t)k * sizeof(float)), *xs = el_malloc((size_t)(S * k) * sizeof(float));
-    if (!out || !ws || !cand || !xs) {
+    float *h = a->down || a->att ? el_malloc((size_t)(S * maxn + S) * sizeof(float)) : NULL;
+    const float *x = a->att ? a->t->seq : a->t->samp;
+    if (!out || !ws || !cand || !xs || ((a->down || a->att) && !h)) {
         a->failed = true;
     } else {
+        const float *wp[3];
         for (int gi = ith; gi < 40; gi += nth) {
             awq_candidate(a, gi, cand);
             /* x / s feeds W * s: the float product is unchanged; only the quantization differs */
             for (int64_t r = 0; r < S; r++)
-                for (int64_t c = 0; c < k; c++) xs[r * k + c] = a->t->samp[r * k + c] / cand[c];
-            double loss = 0;
+                for (int64_t c = 0; c < k; c++)
+                    xs[r * k + c] = x[r * k + c] / cand[c];
             for (int i = 0; i < a->nl; i++) {
                 const int64_t n = a->ls[i].n;
+                float *wi = ws + (size_t)i * (size_t)(maxn * k);
                 for (int64_t j = 0; j < n; j++)
-                    for (int64_t c = 0; c < k; c++) ws[j * k + c] = a->ls[i].w[j * k + c] * cand[c];
-                if (a->asym) int4_fake_asym(ws, n, k, a->g, ws);
-                else int4_fake(ws, n, k, a->g, ws);
-                mm(xs, S, k, ws, n, out);
-                const float *rf = a->ref + (size_t)i * (size_t)(S * maxn);
-                for (int64_t e = 0; e < S * n; e++) {
-                    double d = (double)out[e] - rf[e];
-                    loss += d * d;
-                }
+                    for (int64_t c = 0; c < k; c++)
+                        wi[j * k + c] = a->ls[i].w[j * k + c] * cand[c];
+                fake_quant(a->fmt, wi, n, k, a->g);
+                wp[i] = wi;
             }
-            a->loss[gi] = loss;
+            awq_outputs(a, xs, wp, out, h);
+            a->loss[gi] = awq_loss(a, out);
         }
     }
     el_free(out);
     el_free(ws);
     el_free(cand);
     el_free(xs);
+    el_free(h);
 }
 
 static void pool_run(el_threadpool *tp, el_task_fn fn, void *ctx) {
-    if (tp) el_threadpool_run(tp, fn, ctx);
-    else fn(ctx, 0, 1);
+    if (tp)
+        el_threadpool_run(tp, fn, ctx);
+    else
+        fn(ctx, 0, 1);
 }
 
 /* AWQ: 40 candidate scales (mean|x|^alpha and AutoAWQ's duo scaling mean|x|^alpha / w_mean^(1-alpha),
  * alpha on a 20-point grid in [0, 1)) scored by the output MSE of the int4 fake-quantized linears on the
  * sampled activations; candidates are spread over the thread pool, the choice does not depend on it. */
-static edgellm_status awq_search(el_threadpool *tp, bool asym, const tapstat *t, lin *ls, int nl, int64_t g,
-                                 float *s, float *best_alpha) {
-    const int64_t k = t->cols, S = t->n_samp;
-    for (int64_t c = 0; c < k; c++) s[c] = 1;
+static edgellm_status awq_search(el_threadpool *tp, int fmt, const tapstat *t, lin *ls, int nl,
+                                 const lin *down, const attn_blk *att, int64_t g, float *s,
+                                 float *best_alpha) {
+    const int64_t k = t->cols, S = att ? att->n_seq * att->T : t->n_samp;
+    for (int64_t c = 0; c < k; c++)
+        s[c] = 1;
     *best_alpha = 0;
     if (S == 0) return EDGELLM_STATUS_OK;
     int64_t maxn = 0;
-    for (int i = 0; i < nl; i++) maxn = ls[i].n > maxn ? ls[i].n : maxn;
+    for (int i = 0; i < nl; i++)
+        maxn = ls[i].n > maxn ? ls[i].n : maxn;
+    if (down && down->n > maxn) maxn = down->n;
+    if (att && att->o->n > maxn) maxn = att->o->n;
     float *ref = el_malloc((size_t)(S * maxn) * sizeof(float) * (size_t)nl);
-    float *wmean = el_calloc((size_t)k, sizeof(float));
+    float *wmean = el_calloc((size_t)k, sizeof(float)),
+          *h = el_malloc((size_t)(S * maxn + S) * sizeof(float));
     edgellm_status st = EDGELLM_STATUS_OK;
-    if (!ref || !wmean) {
+    awq_task a = {t, ls, nl, g, k, S, maxn, ref, NULL, down, att, {0}, false, fmt};
+    if (!ref || !wmean || !h) {
         st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ search");
         goto done;
     }
-    for (int i = 0; i < nl; i++) mm(t->samp, S, k, ls[i].w, ls[i].n, ref + (size_t)i * (size_t)(S * maxn));
+    {
+        const float *wp[3];
+        for (int i = 0; i < nl; i++)
+            wp[i] = ls[i].w;
+        awq_outputs(&a, att ? t->seq : t->samp, wp, ref, h);
+    }
     /* w_mean (AutoAWQ duo scaling): mean over rows of |w| / max|w| of its group */
     {
         int64_t rows = 0;
@@ -712,14 +983,17 @@ static edgellm_status awq_search(el_threadpool *tp, bool asym, const tapstat *t,
                 for (int64_t c0 = 0; c0 < k; c0 += g) {
                     int64_t c1 = c0 + g < k ? c0 + g : k;
                     float am = 0;
-                    for (int64_t c = c0; c < c1; c++) am = fmaxf(am, fabsf(ls[i].w[j * k + c]));
-                    for (int64_t c = c0; c < c1; c++) wmean[c] += am > 0 ? fabsf(ls[i].w[j * k + c]) / am : 0;
+                    for (int64_t c = c0; c < c1; c++)
+                        am = fmaxf(am, fabsf(ls[i].w[j * k + c]));
+                    for (int64_t c = c0; c < c1; c++)
+                        wmean[c] += am > 0 ? fabsf(ls[i].w[j * k + c]) / am : 0;
                 }
             rows += ls[i].n;
         }
-        for (int64_t c = 0; c < k; c++) wmean[c] /= (float)rows;
+        for (int64_t c = 0; c < k; c++)
+            wmean[c] /= (float)rows;
     }
-    awq_task a = {t, ls, nl, g, k, S, maxn, ref, wmean, {0}, false, asym};
+    a.wmean = wmean;
     pool_run(tp, awq_run, &a);
     if (a.failed) {
         st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ search");
@@ -733,6 +1007,7 @@ static edgellm_status awq_search(el_threadpool *tp, bool asym, const tapstat *t,
 done:
     el_free(ref);
     el_free(wmean);
+    el_free(h);
     return st;
 }
 
@@ -778,13 +1053,15 @@ static void clip_run(void *ctx, int ith, int nth) {
                 } else {
                     sc = int4_scale(wr, c0, c1, 1.0f - (float)i / 20.0f, NULL);
                     if (sc == 0) break;
-                    for (int64_t c = 0; c < gl; c++) dw[c] = wr[c0 + c] - int4_level(wr[c0 + c], sc) * sc;
+                    for (int64_t c = 0; c < gl; c++)
+                        dw[c] = wr[c0 + c] - int4_level(wr[c0 + c], sc) * sc;
                 }
                 double err = 0;
                 for (int64_t r = 0; r < S; r++) {
                     const float *xr = a->t->samp + r * k + c0;
                     float e = 0;
-                    for (int64_t c = 0; c < gl; c++) e += xr[c] * dw[c];
+                    for (int64_t c = 0; c < gl; c++)
+                        e += xr[c] * dw[c];
                     err += (double)e * e;
                 }
                 if (err < best) {
@@ -798,7 +1075,8 @@ static void clip_run(void *ctx, int ith, int nth) {
             /* clamp to the range of the chosen scale: RTN then finds the same scale again */
             const float lo = a->asym ? best_lo : fminf(-8 * best_sc, 7 * best_sc),
                         hi = a->asym ? best_hi : fmaxf(-8 * best_sc, 7 * best_sc);
-            for (int64_t c = c0; c < c1; c++) wr[c] = wr[c] > hi ? hi : wr[c] < lo ? lo : wr[c];
+            for (int64_t c = c0; c < c1; c++)
+                wr[c] = wr[c] > hi ? hi : wr[c] < lo ? lo : wr[c];
         }
     }
     el_free(dw);
@@ -808,23 +1086,27 @@ static edgellm_status awq_clip(el_threadpool *tp, bool asym, lin *L, const tapst
     clip_task a = {L, t, g, t->n_samp < 64 ? t->n_samp : 64, false, asym};
     if (a.S == 0) return EDGELLM_STATUS_OK;
     pool_run(tp, clip_run, &a);
-    return a.failed ? el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ clip search") : EDGELLM_STATUS_OK;
+    return a.failed ? el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ clip search")
+                    : EDGELLM_STATUS_OK;
 }
 
 /* Cholesky of the symmetric positive definite A (n, n) in place: lower L with A = L L^T. */
 static bool cholesky(double *a, int64_t n) {
     for (int64_t j = 0; j < n; j++) {
         double d = a[j * n + j];
-        for (int64_t p = 0; p < j; p++) d -= a[j * n + p] * a[j * n + p];
+        for (int64_t p = 0; p < j; p++)
+            d -= a[j * n + p] * a[j * n + p];
         if (!(d > 0)) return false;
         d = sqrt(d);
         a[j * n + j] = d;
         for (int64_t i = j + 1; i < n; i++) {
             double v = a[i * n + j];
-            for (int64_t p = 0; p < j; p++) v -= a[i * n + p] * a[j * n + p];
+            for (int64_t p = 0; p < j; p++)
+                v -= a[i * n + p] * a[j * n + p];
             a[i * n + j] = v / d;
         }
-        for (int64_t i = 0; i < j; i++) a[i * n + j] = 0;
+        for (int64_t i = 0; i < j; i++)
+            a[i * n + j] = 0;
     }
     return true;
 }
@@ -841,17 +1123,20 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
         goto done;
     }
     for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < k; j++) H[i * k + j] = i <= j ? Hsym[i * k + j] : Hsym[j * k + i];
+        for (int64_t j = 0; j < k; j++)
+            H[i * k + j] = i <= j ? Hsym[i * k + j] : Hsym[j * k + i];
     double mean = 0;
     for (int64_t i = 0; i < k; i++) {
         if (H[i * k + i] == 0) { /* dead input: never active */
             H[i * k + i] = 1;
-            for (int64_t j = 0; j < n; j++) w[j * k + i] = 0;
+            for (int64_t j = 0; j < n; j++)
+                w[j * k + i] = 0;
         }
         mean += H[i * k + i];
     }
     double damp = 0.01 * mean / (double)k;
-    for (int64_t i = 0; i < k; i++) H[i * k + i] += damp;
+    for (int64_t i = 0; i < k; i++)
+        H[i * k + i] += damp;
     /* H^-1 via Cholesky: H = L L^T, H^-1 = L^-T L^-1 */
     if (!cholesky(H, k)) {
         st = el_err(EDGELLM_STATUS_FORMAT, "GPTQ: Hessian is not positive definite");
@@ -862,7 +1147,8 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
         Hi[i * k + i] = 1.0 / H[i * k + i];
         for (int64_t j = 0; j < i; j++) {
             double v = 0;
-            for (int64_t p = j; p < i; p++) v -= H[i * k + p] * Hi[p * k + j];
+            for (int64_t p = j; p < i; p++)
+                v -= H[i * k + p] * Hi[p * k + j];
             Hi[i * k + j] = v / H[i * k + i];
         }
     }
@@ -870,7 +1156,8 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
     for (int64_t i = 0; i < k; i++)
         for (int64_t j = 0; j <= i; j++) {
             double v = 0;
-            for (int64_t p = i; p < k; p++) v += Hi[p * k + i] * Hi[p * k + j];
+            for (int64_t p = i; p < k; p++)
+                v += Hi[p * k + i] * Hi[p * k + j];
             H[i * k + j] = H[j * k + i] = v;
         }
     /* upper Cholesky factor of H^-1: U = L'^T with H^-1 = L' L'^T */
@@ -904,19 +1191,22 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
                 m->q[j * m->kp + i] = (uint8_t)(q + 8);
                 float e = (float)((x - q * s) / d);
                 err[j * 128 + (i - b0)] = e;
-                for (int64_t c = i + 1; c < b1; c++) w[j * k + c] -= e * (float)H[c * k + i];
+                for (int64_t c = i + 1; c < b1; c++)
+                    w[j * k + c] -= e * (float)H[c * k + i];
             }
         }
         /* lazy batch: propagate the block's errors to the remaining columns */
         for (int64_t j = 0; j < n; j++)
             for (int64_t c = b1; c < k; c++) {
                 double v = 0;
-                for (int64_t i = b0; i < b1; i++) v += (double)err[j * 128 + (i - b0)] * H[c * k + i];
+                for (int64_t i = b0; i < b1; i++)
+                    v += (double)err[j * 128 + (i - b0)] * H[c * k + i];
                 w[j * k + c] -= (float)v;
             }
     }
     for (int64_t j = 0; j < n; j++)
-        for (int64_t c = k; c < m->kp; c++) m->q[j * m->kp + c] = 8;
+        for (int64_t c = k; c < m->kp; c++)
+            m->q[j * m->kp + c] = 8;
     el_free(scale);
 done:
     el_free(H);
@@ -925,7 +1215,8 @@ done:
     return st;
 }
 
-/* ---- per-linear writers ----------------------------------------------------------------------------------- */
+/* ---- per-linear writers -----------------------------------------------------------------------------------
+ */
 
 typedef struct qctx {
     qscheme scheme;
@@ -935,8 +1226,8 @@ typedef struct qctx {
     cJSON *group_overrides; /* {"prefix": g} */
     cJSON *excluded;        /* ["prefix", ...] */
     bool percentile;
-    el_threadpool *tp;      /* AWQ search / clip (NULL: one thread) */
-    bool awq_asym;          /* int4_awq with zero points (AutoAWQ zero_point=True) */
+    el_threadpool *tp; /* AWQ search / clip (NULL: one thread) */
+    bool awq_asym;     /* int4_awq with zero points (AutoAWQ zero_point=True) */
 } qctx;
 
 static void prefix_of(const char *wname, char *out, size_t cap) {
@@ -958,8 +1249,10 @@ static edgellm_status write_int4(qctx *q, const char *prefix, const el_int4_mat 
         el_free(sc);
         return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
     }
-    if (awq_fmt) el_int4_pack_awq(m, qw, qz, sc);
-    else el_int4_pack_gptq(m, qw, qz, sc, gi);
+    if (awq_fmt)
+        el_int4_pack_awq(m, qw, qz, sc);
+    else
+        el_int4_pack_gptq(m, qw, qz, sc, gi);
     EL_TRY(qname(name, sizeof name, prefix, "qweight"));
     EL_TRY(olist_add(q->out, name, EL_DTYPE_I32, 2, awq_fmt ? kp : kp / 8, awq_fmt ? np / 8 : np, qw, NULL));
     EL_TRY(qname(name, sizeof name, prefix, "qzeros"));
@@ -981,8 +1274,42 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
     if (!L->quantize) {
         cJSON_AddItemToArray(q->excluded, cJSON_CreateString(prefix));
         EL_TRY(add_f32(q->out, L->name, 2, n, k, L->w));
-    } else if (sch == QS_FP8 || sch == QS_INT8_SQ || sch == QS_NVFP4) {
-        el_dtype dt = sch == QS_FP8 ? EL_DTYPE_Q_FP8 : sch == QS_INT8_SQ ? EL_DTYPE_Q_W8A8 : EL_DTYPE_Q_NVFP4;
+    } else if (sch == QS_NVFP4) {
+        /* ModelOpt NVFP4; with calibration inputs, each block scale is searched for the least output error */
+        const int64_t B = (k + 15) / 16;
+        uint8_t *wq = el_malloc((size_t)(n * B * 8)), *ws = el_malloc((size_t)(n * B));
+        const bool cal = t && t->n_samp > 0;
+        float *gram = cal ? el_calloc((size_t)(B * 256), sizeof(float)) : NULL;
+        if (!wq || !ws || (cal && !gram)) {
+            el_free(wq);
+            el_free(ws);
+            el_free(gram);
+            return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        }
+        for (int64_t r = 0; cal && r < t->n_samp; r++) /* per block X^T X of the sampled inputs */
+            for (int64_t b = 0; b < B; b++) {
+                const float *xb = t->samp + r * k + b * 16;
+                const int64_t len = b * 16 + 16 < k ? 16 : k - b * 16;
+                for (int64_t i = 0; i < len; i++)
+                    for (int64_t j = 0; j < len; j++)
+                        gram[b * 256 + i * 16 + j] += xb[i] * xb[j];
+            }
+        const float gs = nvfp4_global(L->w, n, k);
+        nvfp4_quant(L->w, n, k, gs, gram, ws, wq, NULL);
+        el_free(gram);
+        edgellm_status s = olist_add(q->out, L->name, EL_DTYPE_U8, 2, n, B * 8, wq, NULL);
+        if (s >= 0) s = qname(name, sizeof name, prefix, "weight_scale");
+        if (s < 0) {
+            el_free(ws);
+            return s;
+        }
+        s = olist_add(q->out, name, EL_DTYPE_F8_E4M3, 2, n, B, ws, NULL);
+        if (s >= 0) s = add_scalar(q->out, prefix, "weight_scale_2", gs);
+        const float amax = t ? act_amax(t, q->percentile) : 0;
+        if (s >= 0 && amax > 0) s = add_scalar(q->out, prefix, "input_scale", amax / (6.0f * 448.0f));
+        EL_TRY(s);
+    } else if (sch == QS_FP8 || sch == QS_INT8_SQ) {
+        el_dtype dt = sch == QS_FP8 ? EL_DTYPE_Q_FP8 : EL_DTYPE_Q_W8A8;
         el_qopts o = el_qopts_default();
         o.per_tensor = true; /* ModelOpt FP8: per-tensor weight scale */
         size_t nb = el_weight_nbytes(dt, n, k, 0, false);
@@ -997,51 +1324,39 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
         memcpy(&h, b, sizeof h);
         const float *sc = (const float *)(b + h.scales_off);
         float amax = t ? act_amax(t, q->percentile) : 0;
-        if (sch == QS_NVFP4) {
-            const int64_t B = (k + 15) / 16;
-            uint8_t *wq = el_malloc((size_t)(n * B * 8)), *ws = el_malloc((size_t)(n * B));
-            if (!wq || !ws) s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
-            else {
-                memcpy(wq, b + h.quants_off, (size_t)(n * B * 8));
-                memcpy(ws, b + h.scales_off, (size_t)(n * B));
-                s = olist_add(q->out, L->name, EL_DTYPE_U8, 2, n, B * 8, wq, NULL);
-                wq = NULL;
-                if (s >= 0) s = qname(name, sizeof name, prefix, "weight_scale");
-                if (s >= 0) s = olist_add(q->out, name, EL_DTYPE_F8_E4M3, 2, n, B, ws, NULL);
-                ws = NULL;
-                if (s >= 0) s = add_scalar(q->out, prefix, "weight_scale_2", h.global_scale);
-                if (s >= 0 && amax > 0) s = add_scalar(q->out, prefix, "input_scale", amax / (6.0f * 448.0f));
-            }
-            el_free(wq);
-            el_free(ws);
-        } else {
-            uint8_t *wq = el_malloc((size_t)(n * k));
-            if (!wq) s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
-            else {
-                memcpy(wq, b + h.quants_off, (size_t)(n * k));
-                s = olist_add(q->out, L->name, sch == QS_FP8 ? EL_DTYPE_F8_E4M3 : EL_DTYPE_I8, 2, n, k, wq, NULL);
-                if (s >= 0) s = qname(name, sizeof name, prefix, "weight_scale");
-                if (s >= 0 && sch == QS_FP8) s = add_scalar(q->out, prefix, "weight_scale", sc[0]);
-                else if (s >= 0) s = add_f32(q->out, name, 1, n, 0, sc);
-                if (s >= 0 && amax > 0)
-                    s = add_scalar(q->out, prefix, "input_scale", amax / (sch == QS_FP8 ? 448.0f : 127.0f));
-            }
+        uint8_t *wq = el_malloc((size_t)(n * k));
+        if (!wq)
+            s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+        else {
+            memcpy(wq, b + h.quants_off, (size_t)(n * k));
+            s = olist_add(q->out, L->name, sch == QS_FP8 ? EL_DTYPE_F8_E4M3 : EL_DTYPE_I8, 2, n, k, wq, NULL);
+            if (s >= 0) s = qname(name, sizeof name, prefix, "weight_scale");
+            if (s >= 0 && sch == QS_FP8)
+                s = add_scalar(q->out, prefix, "weight_scale", sc[0]);
+            else if (s >= 0)
+                s = add_f32(q->out, name, 1, n, 0, sc);
+            if (s >= 0 && amax > 0)
+                s = add_scalar(q->out, prefix, "input_scale", amax / (sch == QS_FP8 ? 448.0f : 127.0f));
         }
         el_free_aligned(b);
         EL_TRY(s);
     } else { /* int4 */
         int64_t g = pick_group(q->p->group_size > 0 ? q->p->group_size : 128, k);
         if (g != q->p->group_size) {
-            EL_LOG_INFO("%s: in_features %lld is not a multiple of group size %d: using group size %lld%s", prefix,
-                        (long long)k, (int)q->p->group_size, (long long)g, k % g ? " (row padded)" : "");
+            EL_LOG_INFO("%s: in_features %lld is not a multiple of group size %d: using group size %lld%s",
+                        prefix, (long long)k, (int)q->p->group_size, (long long)g,
+                        k % g ? " (row padded)" : "");
             cJSON_AddNumberToObject(q->group_overrides, prefix, (double)g);
         }
         el_int4_mat m;
         EL_TRY(el_int4_alloc(&m, n, k, g));
         edgellm_status s = EDGELLM_STATUS_OK;
-        if (sch == QS_INT4_GPTQ && H) s = gptq_quantize(L->w, n, k, H, &m);
-        else if (sch == QS_INT4_AWQ && q->awq_asym) int4_rtn_asym(L->w, n, k, &m);
-        else int4_rtn(L->w, n, k, &m);
+        if (sch == QS_INT4_GPTQ && H)
+            s = gptq_quantize(L->w, n, k, H, &m);
+        else if (sch == QS_INT4_AWQ && q->awq_asym)
+            int4_rtn_asym(L->w, n, k, &m);
+        else
+            int4_rtn(L->w, n, k, &m);
         if (s >= 0) s = write_int4(q, prefix, &m, sch == QS_INT4_AWQ);
         el_int4_free(&m);
         EL_TRY(s);
@@ -1054,11 +1369,13 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
     return EDGELLM_STATUS_OK;
 }
 
-/* ---- smoothing (SmoothQuant / AWQ) ---------------------------------------------------------------------- */
+/* ---- smoothing (SmoothQuant / AWQ) ----------------------------------------------------------------------
+ */
 
 static void scale_cols(lin *L, const float *s) {
     for (int64_t j = 0; j < L->n; j++)
-        for (int64_t c = 0; c < L->k; c++) L->w[j * L->k + c] *= s[c];
+        for (int64_t c = 0; c < L->k; c++)
+            L->w[j * L->k + c] *= s[c];
 }
 
 /* SmoothQuant: s_j = max|x_j|^a / max|W_j|^(1-a) over the linears sharing the input. */
@@ -1066,7 +1383,8 @@ static void sq_scales(const tapstat *t, lin *ls, int nl, float alpha, float *s) 
     for (int64_t c = 0; c < t->cols; c++) {
         float wm = 0;
         for (int i = 0; i < nl; i++)
-            for (int64_t j = 0; j < ls[i].n; j++) wm = fmaxf(wm, fabsf(ls[i].w[j * ls[i].k + c]));
+            for (int64_t j = 0; j < ls[i].n; j++)
+                wm = fmaxf(wm, fabsf(ls[i].w[j * ls[i].k + c]));
         float xm = t->amax[c];
         float v = (xm > 0 && wm > 0) ? powf(xm, alpha) / powf(wm, 1.0f - alpha) : 1.0f;
         s[c] = v < 1e-5f ? 1e-5f : v;
@@ -1076,13 +1394,16 @@ static void sq_scales(const tapstat *t, lin *ls, int nl, float alpha, float *s) 
 /* Applies input-channel scales s to a group: W *= s (columns), the producer of the input /= s
  * (norm weight, or the rows of the previous linear and its bias). Smoothed stats follow. */
 static void apply_smooth(lin *ls, int nl, float *norm, lin *prev, const float *s, tapstat *t) {
-    for (int i = 0; i < nl; i++) scale_cols(&ls[i], s);
+    for (int i = 0; i < nl; i++)
+        scale_cols(&ls[i], s);
     const int64_t k = ls[0].k;
     if (norm)
-        for (int64_t c = 0; c < k; c++) norm[c] /= s[c];
+        for (int64_t c = 0; c < k; c++)
+            norm[c] /= s[c];
     if (prev) {
         for (int64_t j = 0; j < prev->n; j++) {
-            for (int64_t c = 0; c < prev->k; c++) prev->w[j * prev->k + c] /= s[j];
+            for (int64_t c = 0; c < prev->k; c++)
+                prev->w[j * prev->k + c] /= s[j];
             if (prev->bias) prev->bias[j] /= s[j];
         }
     }
@@ -1092,16 +1413,22 @@ static void apply_smooth(lin *ls, int nl, float *norm, lin *prev, const float *s
             t->asum[c] /= s[c];
         }
         for (int64_t r = 0; r < t->n_samp; r++)
-            for (int64_t c = 0; c < k; c++) t->samp[r * k + c] /= s[c];
+            for (int64_t c = 0; c < k; c++)
+                t->samp[r * k + c] /= s[c];
+        for (int64_t r = 0; t->seq && r < t->n_seq * t->seq_t; r++)
+            for (int64_t c = 0; c < k; c++)
+                t->seq[r * k + c] /= s[c];
         if (t->H)
             for (int64_t i = 0; i < k; i++)
-                for (int64_t j = i; j < k; j++) t->H[i * k + j] /= (double)s[i] * (double)s[j];
+                for (int64_t j = i; j < k; j++)
+                    t->H[i * k + j] /= (double)s[i] * (double)s[j];
         /* per-token maxima are no longer exact after smoothing: recompute from the bound */
         t->n_tok = 0;
     }
 }
 
-/* ---- the quantized export ---------------------------------------------------------------------------------- */
+/* ---- the quantized export
+ * ---------------------------------------------------------------------------------- */
 
 static const el_st_tensor *plan_find(const el_export_plan *pl, const char *nm) {
     for (int64_t i = 0; i < pl->n_items; i++)
@@ -1126,31 +1453,39 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     calib cal = {0};
     char tmp[4096] = "", path[4096];
     bool began = false;
-    float *fw[7] = {0}, *fb[7] = {0}, *n1 = NULL, *n2 = NULL;
+    float *fw[7] = {0}, *fb[7] = {0}, *n1 = NULL, *n2 = NULL, *inv = NULL, *qkn[2] = {NULL, NULL};
+    int32_t *apos = NULL;
     qctx q = {sch, p, &cal, &out, NULL, NULL, false, NULL, false};
     /* experiment switch: AutoAWQ's zero-point variant (on sotu-qwen3 it is worse than the symmetric
      * signed-max scale: +2.97% vs +2.58%, so symmetric is the default) */
     q.awq_asym = getenv("EDGELLM_AWQ_ZERO_POINT") != NULL;
-    const char *lmq = p->lm_head_quantization && strcmp(p->lm_head_quantization, "none") ? p->lm_head_quantization : NULL;
+    const char *lmq =
+        p->lm_head_quantization && strcmp(p->lm_head_quantization, "none") ? p->lm_head_quantization : NULL;
     qscheme lm_sch = QS_COUNT;
     if (lmq) {
-        if (!strcmp(lmq, "fp8")) lm_sch = QS_FP8;
-        else if (!strcmp(lmq, "int8")) lm_sch = QS_INT8_SQ;
-        else if (!strcmp(lmq, "int4_awq")) lm_sch = QS_INT4_AWQ;
-        else if (!strcmp(lmq, "nvfp4")) lm_sch = QS_NVFP4;
+        if (!strcmp(lmq, "fp8"))
+            lm_sch = QS_FP8;
+        else if (!strcmp(lmq, "int8"))
+            lm_sch = QS_INT8_SQ;
+        else if (!strcmp(lmq, "int4_awq"))
+            lm_sch = QS_INT4_AWQ;
+        else if (!strcmp(lmq, "nvfp4"))
+            lm_sch = QS_NVFP4;
         else
-            return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --lm-head-quantization '%s' (none, fp8, int8, int4_awq, nvfp4)",
-                          lmq);
+            return el_err(EDGELLM_STATUS_INVALID_ARG,
+                          "unknown --lm-head-quantization '%s' (none, fp8, int8, int4_awq, nvfp4)", lmq);
     }
     if (p->calib_algorithm && strcmp(p->calib_algorithm, "max") && strcmp(p->calib_algorithm, "percentile"))
-        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --calib-algorithm '%s' (max or percentile)", p->calib_algorithm);
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --calib-algorithm '%s' (max or percentile)",
+                      p->calib_algorithm);
     q.percentile = p->calib_algorithm && !strcmp(p->calib_algorithm, "percentile");
     const bool kv_fp8 = p->kv_cache_quantization && !strcmp(p->kv_cache_quantization, "fp8");
     if (p->kv_cache_quantization && !kv_fp8 && strcmp(p->kv_cache_quantization, "none"))
         return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --kv-cache-quantization '%s' (none or fp8)",
                       p->kv_cache_quantization);
     if (p->group_size != 32 && p->group_size != 64 && p->group_size != 128)
-        return el_err(EDGELLM_STATUS_INVALID_ARG, "--group-size must be 32, 64 or 128 (got %d)", (int)p->group_size);
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "--group-size must be 32, 64 or 128 (got %d)",
+                      (int)p->group_size);
     if (!(p->sq_alpha >= 0 && p->sq_alpha <= 1))
         return el_err(EDGELLM_STATUS_INVALID_ARG, "--sq-alpha must be in [0, 1]");
     if (!el_dir_exists(hf_dir)) return el_err(EDGELLM_STATUS_IO, "model directory %s does not exist", hf_dir);
@@ -1168,18 +1503,25 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     if ((s = el_outdir_begin(out_dir, p->overwrite, tmp, sizeof tmp)) < 0) goto fail;
     began = true;
 
-    const bool need_cal = sch == QS_FP8 || sch == QS_INT8_SQ || sch == QS_INT4_AWQ || sch == QS_INT4_GPTQ || kv_fp8;
-    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, sch == QS_INT4_GPTQ, &cal)) < 0) goto fail;
-    if (sch == QS_INT4_AWQ && el_num_cpus() > 1) q.tp = el_threadpool_create(el_num_cpus());
+    /* AWQ-style scale search: int4_awq, and nvfp4 (ModelOpt's nvfp4_awq, folded so the checkpoint stays
+     * NVFP4) */
+    const bool awq = sch == QS_INT4_AWQ || sch == QS_NVFP4;
+    const int afmt = sch == QS_NVFP4 ? FQ_NVFP4 : q.awq_asym ? FQ_INT4_ASYM : FQ_INT4;
+    const bool need_cal = sch != QS_INT4_RTN || kv_fp8;
+    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, sch == QS_INT4_GPTQ, awq, &cal)) < 0) goto fail;
+    if (awq && el_num_cpus() > 1) q.tp = el_threadpool_create(el_num_cpus());
 
     /* index the plan by canonical name */
     const el_dtype wdt = plan.items[0].src->dtype; /* the embedding dtype: unquantized 2-D weights keep it */
 #define FIND(nm) plan_find(&plan, nm)
     double t0 = el_time_ms();
-    if ((s = olist_add(&out, "model.embed_tokens.weight", wdt, 2, hp.n_vocab, hp.n_embd, NULL, FIND("model.embed_tokens.weight"))) < 0)
+    float rope_scale = 1.0f;
+    if ((s = olist_add(&out, "model.embed_tokens.weight", wdt, 2, hp.n_vocab, hp.n_embd, NULL,
+                       FIND("model.embed_tokens.weight"))) < 0)
         goto fail;
-    static const char *lnames[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj", "self_attn.o_proj",
-                                    "mlp.gate_proj",    "mlp.up_proj",      "mlp.down_proj"};
+    static const char *lnames[7] = {"self_attn.q_proj", "self_attn.k_proj", "self_attn.v_proj",
+                                    "self_attn.o_proj", "mlp.gate_proj",    "mlp.up_proj",
+                                    "mlp.down_proj"};
     const int64_t E = hp.n_embd, QD = hp.n_head * hp.head_dim, KD = hp.n_head_kv * hp.head_dim, F = hp.n_ff;
     const int64_t ln_n[7] = {QD, KD, KD, E, F, F, E}, ln_k[7] = {E, E, E, QD, E, E, F};
     const int ln_tap[7] = {TP_ATTN, TP_ATTN, TP_ATTN, TP_O, TP_MLP, TP_MLP, TP_DOWN};
@@ -1212,36 +1554,89 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         }
         tapstat *ts = cal.ts ? &cal.ts[l * TP_N] : NULL;
         bool all_q = true;
-        for (int i = 0; i < 7; i++) all_q = all_q && L[i].quantize;
+        for (int i = 0; i < 7; i++)
+            all_q = all_q && L[i].quantize;
         /* activation-aware smoothing (all linears of a group quantized, else the fold would be wasted) */
-        if (ts && all_q && (sch == QS_INT8_SQ || sch == QS_INT4_AWQ)) {
+        if (ts && all_q && (sch == QS_INT8_SQ || awq)) {
             float *sv = el_malloc((size_t)(F > E ? (F > QD ? F : QD) : (E > QD ? E : QD)) * sizeof(float));
             if (!sv) {
                 s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
                 goto fail;
             }
-            const int64_t g = pick_group(p->group_size, E);
+            const int64_t g = sch == QS_NVFP4 ? 16 : pick_group(p->group_size, E);
             float a1 = 0, a2 = 0, a3 = 0, a4 = -1;
+            attn_blk ab = {hp.n_head,
+                           hp.n_head_kv,
+                           hp.head_dim,
+                           el_rope_n_rot(&hp),
+                           ts[TP_ATTN].n_seq,
+                           cal.seq_t,
+                           hp.norm_eps,
+                           1.0f,
+                           NULL,
+                           NULL,
+                           NULL,
+                           {fb[0], fb[1], fb[2]},
+                           &L[3],
+                           NULL};
+            if (awq && ts[TP_ATTN].n_seq > 0) {
+                if (!inv) {
+                    inv = el_malloc((size_t)(ab.n_rot / 2 + 1) * sizeof(float));
+                    apos = el_malloc((size_t)cal.seq_t * sizeof(int32_t));
+                    if (!inv || !apos)
+                        s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
+                    else {
+                        el_rope_inv_freq(&hp, inv, &rope_scale);
+                        for (int64_t i = 0; i < cal.seq_t; i++)
+                            apos[i] = (int32_t)i;
+                    }
+                }
+                for (int qn = 0; s >= 0 && hp.qk_norm && qn < 2; qn++) {
+                    snprintf(nm, sizeof nm, "model.layers.%lld.self_attn.%s_norm.weight", (long long)l,
+                             qn ? "k" : "q");
+                    const el_st_tensor *tq = FIND(nm);
+                    el_free(qkn[qn]);
+                    qkn[qn] = tq ? load_f32(tq) : NULL;
+                    if (!qkn[qn]) s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory loading %s", nm);
+                }
+                ab.inv_freq = inv;
+                ab.attn_scale = rope_scale;
+                ab.pos = apos;
+                ab.qn = hp.qk_norm ? qkn[0] : NULL;
+                ab.kn = hp.qk_norm ? qkn[1] : NULL;
+            }
             /* q/k/v <- input_layernorm */
-            if (sch == QS_INT8_SQ) sq_scales(&ts[TP_ATTN], &L[0], 3, p->sq_alpha, sv);
-            else s = awq_search(q.tp, q.awq_asym, &ts[TP_ATTN], &L[0], 3, g, sv, &a1);
+            if (s < 0) {
+            } else if (sch == QS_INT8_SQ)
+                sq_scales(&ts[TP_ATTN], &L[0], 3, p->sq_alpha, sv);
+            else
+                s = awq_search(q.tp, afmt, &ts[TP_ATTN], &L[0], 3, NULL, ts[TP_ATTN].n_seq ? &ab : NULL, g,
+                               sv, &a1);
             if (s >= 0) apply_smooth(&L[0], 3, n1, NULL, sv, &ts[TP_ATTN]);
             /* gate/up <- post_attention_layernorm */
             if (s >= 0) {
-                if (sch == QS_INT8_SQ) sq_scales(&ts[TP_MLP], &L[4], 2, p->sq_alpha, sv);
-                else s = awq_search(q.tp, q.awq_asym, &ts[TP_MLP], &L[4], 2, g, sv, &a2);
+                if (sch == QS_INT8_SQ)
+                    sq_scales(&ts[TP_MLP], &L[4], 2, p->sq_alpha, sv);
+                else
+                    s = awq_search(q.tp, afmt, &ts[TP_MLP], &L[4], 2, &L[6], NULL, g, sv, &a2);
                 if (s >= 0) apply_smooth(&L[4], 2, n2, NULL, sv, &ts[TP_MLP]);
             }
             /* down <- up (rows) */
             if (s >= 0) {
-                if (sch == QS_INT8_SQ) sq_scales(&ts[TP_DOWN], &L[6], 1, p->sq_alpha, sv);
-                else s = awq_search(q.tp, q.awq_asym, &ts[TP_DOWN], &L[6], 1, pick_group(p->group_size, F), sv, &a3);
+                if (sch == QS_INT8_SQ)
+                    sq_scales(&ts[TP_DOWN], &L[6], 1, p->sq_alpha, sv);
+                else
+                    s = awq_search(q.tp, afmt, &ts[TP_DOWN], &L[6], 1, NULL, NULL,
+                                   sch == QS_NVFP4 ? 16 : pick_group(p->group_size, F), sv, &a3);
                 if (s >= 0) apply_smooth(&L[6], 1, NULL, &L[5], sv, &ts[TP_DOWN]);
             }
             /* o <- v only without GQA (each o input channel is one v output channel) */
             if (s >= 0 && QD == KD) {
-                if (sch == QS_INT8_SQ) sq_scales(&ts[TP_O], &L[3], 1, p->sq_alpha, sv);
-                else s = awq_search(q.tp, q.awq_asym, &ts[TP_O], &L[3], 1, pick_group(p->group_size, QD), sv, &a4);
+                if (sch == QS_INT8_SQ)
+                    sq_scales(&ts[TP_O], &L[3], 1, p->sq_alpha, sv);
+                else
+                    s = awq_search(q.tp, afmt, &ts[TP_O], &L[3], 1, NULL, NULL,
+                                   sch == QS_NVFP4 ? 16 : pick_group(p->group_size, QD), sv, &a4);
                 if (s >= 0) apply_smooth(&L[3], 1, NULL, &L[2], sv, &ts[TP_O]);
             }
             el_free(sv);
@@ -1250,8 +1645,9 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
                 for (int i = 2; i < 7 && s >= 0; i++)
                     s = awq_clip(q.tp, q.awq_asym, &L[i], &ts[ln_tap[i]], pick_group(p->group_size, L[i].k));
             if (s < 0) goto fail;
-            if (sch == QS_INT4_AWQ)
-                EL_LOG_INFO("awq layer %lld: alpha qkv %.2f, gate/up %.2f, down %.2f, o %.2f", (long long)l, a1, a2, a3, a4);
+            if (awq)
+                EL_LOG_INFO("awq layer %lld: alpha qkv %.2f, gate/up %.2f, down %.2f, o %.2f", (long long)l,
+                            a1, a2, a3, a4);
         }
         /* norms (possibly smoothed: f32) */
         snprintf(nm, sizeof nm, "model.layers.%lld.input_layernorm.weight", (long long)l);
@@ -1266,7 +1662,8 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
                         snprintf(n2n, sizeof n2n, "model.layers.%lld.self_attn.%s_norm.weight", (long long)l,
                                  qn ? "k" : "q");
                         const el_st_tensor *tq = FIND(n2n);
-                        if ((s = olist_add(&out, n2n, tq->dtype, 1, tq->shape[0], 0, NULL, tq)) < 0) goto fail;
+                        if ((s = olist_add(&out, n2n, tq->dtype, 1, tq->shape[0], 0, NULL, tq)) < 0)
+                            goto fail;
                     }
                 }
                 snprintf(n2n, sizeof n2n, "model.layers.%lld.post_attention_layernorm.weight", (long long)l);
@@ -1296,7 +1693,8 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     }
     {
         const el_st_tensor *tn = FIND("model.norm.weight");
-        if ((s = olist_add(&out, "model.norm.weight", tn->dtype, 1, tn->shape[0], 0, NULL, tn)) < 0) goto fail;
+        if ((s = olist_add(&out, "model.norm.weight", tn->dtype, 1, tn->shape[0], 0, NULL, tn)) < 0)
+            goto fail;
     }
     if (!hp.tied_embd) {
         const el_st_tensor *th = FIND("lm_head.weight");
@@ -1342,8 +1740,8 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         goto fail;
     }
-    static const char *torch_names[] = {[EL_DTYPE_F32] = "float32", [EL_DTYPE_F16] = "float16",
-                                        [EL_DTYPE_BF16] = "bfloat16"};
+    static const char *torch_names[] = {
+        [EL_DTYPE_F32] = "float32", [EL_DTYPE_F16] = "float16", [EL_DTYPE_BF16] = "bfloat16"};
     cJSON_AddStringToObject(out_cfg, "torch_dtype", torch_names[wdt]);
     cJSON *qj = cJSON_AddObjectToObject(out_cfg, "quantization_config");
     const bool int4 = sch == QS_INT4_AWQ || sch == QS_INT4_RTN || sch == QS_INT4_GPTQ;
@@ -1364,7 +1762,10 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         cJSON_AddItemToObject(qj, "modules_to_not_convert", cJSON_Duplicate(q.excluded, true));
     } else {
         cJSON_AddStringToObject(qj, "quant_method", "modelopt");
-        cJSON_AddStringToObject(qj, "quant_algo", sch == QS_FP8 ? "FP8" : sch == QS_NVFP4 ? "NVFP4" : "W8A8_SQ_PER_CHANNEL");
+        cJSON_AddStringToObject(qj, "quant_algo",
+                                sch == QS_FP8     ? "FP8"
+                                : sch == QS_NVFP4 ? "NVFP4"
+                                                  : "W8A8_SQ_PER_CHANNEL");
         if (sch == QS_NVFP4) cJSON_AddNumberToObject(qj, "group_size", 16);
         cJSON_AddStringToObject(qj, "activation_scheme", sch == QS_FP8 ? "static" : "dynamic");
         if (sch == QS_INT8_SQ) cJSON_AddNumberToObject(qj, "smoothquant_alpha", p->sq_alpha);
@@ -1395,7 +1796,8 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         began = false;
         goto fail;
     }
-    EL_LOG_INFO("export: %s, %lld tensors in %.1f s", k_scheme_names[sch], (long long)out.n, (el_time_ms() - t0) / 1000.0);
+    EL_LOG_INFO("export: %s, %lld tensors in %.1f s", k_scheme_names[sch], (long long)out.n,
+                (el_time_ms() - t0) / 1000.0);
     s = EDGELLM_STATUS_OK;
     goto done;
 fail:
@@ -1407,6 +1809,10 @@ done:
     }
     el_free(n1);
     el_free(n2);
+    el_free(inv);
+    el_free(apos);
+    el_free(qkn[0]);
+    el_free(qkn[1]);
     calib_free(&cal);
     olist_free(&out);
     el_export_plan_free(&plan);
@@ -1419,8 +1825,8 @@ done:
     return s;
 }
 
-
-/* ---- import of pre-quantized checkpoints -------------------------------------------------------------------- */
+/* ---- import of pre-quantized checkpoints
+ * -------------------------------------------------------------------- */
 
 typedef struct exp_t {
     char name[256];
@@ -1431,7 +1837,8 @@ typedef struct collect_ctx {
     exp_t *ex;
     int64_t n, cap;
 } collect_ctx;
-static edgellm_status collect_expected(const char *name, int64_t rows, int64_t cols, bool required, void *user) {
+static edgellm_status collect_expected(const char *name, int64_t rows, int64_t cols, bool required,
+                                       void *user) {
     collect_ctx *c = user;
     if (c->n == c->cap) return el_err(EDGELLM_STATUS_FORMAT, "too many tensors");
     exp_t *e = &c->ex[c->n++];
@@ -1442,8 +1849,8 @@ static edgellm_status collect_expected(const char *name, int64_t rows, int64_t c
     return EDGELLM_STATUS_OK;
 }
 
-static const char *const k_aux_sfx[] = {"qweight", "qzeros", "scales", "g_idx", "weight", "weight_scale",
-                                        "input_scale", "weight_scale_2", NULL};
+static const char *const k_aux_sfx[] = {"qweight",      "qzeros",      "scales",         "g_idx", "weight",
+                                        "weight_scale", "input_scale", "weight_scale_2", NULL};
 
 static edgellm_status export_import(const char *hf_dir, const char *out_dir, const edgellm_export_params *p) {
     edgellm_status s;
@@ -1456,9 +1863,10 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
     bool began = false;
     char **canon = NULL;
     if (p->quantization && strcmp(p->quantization, "none"))
-        return el_err(EDGELLM_STATUS_INVALID_ARG,
-                      "%s is already quantized (quantization_config in config.json): export it without --quantization",
-                      hf_dir);
+        return el_err(
+            EDGELLM_STATUS_INVALID_ARG,
+            "%s is already quantized (quantization_config in config.json): export it without --quantization",
+            hf_dir);
     EL_TRY(el_check_distinct_dirs(hf_dir, out_dir));
     if ((s = el_load_model_config(hf_dir, &cfg, NULL, &hp)) < 0) goto fail;
     if ((s = el_qconfig_read(cfg, &qc)) < 0) goto fail;
@@ -1505,9 +1913,11 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
             for (int64_t i = 0; i < st.n_tensors && ex[e].cols; i++) {
                 if (!canon[i]) continue;
                 char want[300];
-                if (qname(want, sizeof want, prefix, "qweight") == EDGELLM_STATUS_OK && !strcmp(canon[i], want))
+                if (qname(want, sizeof want, prefix, "qweight") == EDGELLM_STATUS_OK &&
+                    !strcmp(canon[i], want))
                     quant = true;
-                if (qname(want, sizeof want, prefix, "weight") == EDGELLM_STATUS_OK && !strcmp(canon[i], want) && st.tensors[i].dtype != EL_DTYPE_F32 &&
+                if (qname(want, sizeof want, prefix, "weight") == EDGELLM_STATUS_OK &&
+                    !strcmp(canon[i], want) && st.tensors[i].dtype != EL_DTYPE_F32 &&
                     st.tensors[i].dtype != EL_DTYPE_F16 && st.tensors[i].dtype != EL_DTYPE_BF16)
                     quant = true;
             }
@@ -1515,17 +1925,20 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
             for (int64_t i = 0; i < st.n_tensors && s >= 0; i++) {
                 if (!canon[i]) continue;
                 const char *cn = canon[i];
-                bool ok = !strcmp(cn, ex[e].name); /* plain tensors (embedding, norms, biases, float weights) */
+                bool ok =
+                    !strcmp(cn, ex[e].name); /* plain tensors (embedding, norms, biases, float weights) */
                 if (quant) { /* a quantized linear: its aux tensors, not its bias (an entry of its own) */
                     size_t pl = strlen(prefix);
                     ok = false;
                     if (!strncmp(cn, prefix, pl) && cn[pl] == '.')
-                        for (int a = 0; k_aux_sfx[a]; a++) ok = ok || !strcmp(cn + pl + 1, k_aux_sfx[a]);
+                        for (int a = 0; k_aux_sfx[a]; a++)
+                            ok = ok || !strcmp(cn + pl + 1, k_aux_sfx[a]);
                 }
                 if (!ok) continue;
                 const el_st_tensor *t = &st.tensors[i];
                 found_any = true;
-                s = olist_add(&out, cn, t->dtype, t->n_dims, t->shape[0], t->n_dims > 1 ? t->shape[1] : 0, NULL, t);
+                s = olist_add(&out, cn, t->dtype, t->n_dims, t->shape[0], t->n_dims > 1 ? t->shape[1] : 0,
+                              NULL, t);
             }
             if (s >= 0 && !found_any && ex[e].required)
                 s = el_err(EDGELLM_STATUS_FORMAT, "checkpoint is missing tensor '%s'", ex[e].name);
@@ -1544,8 +1957,9 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
     if ((s = el_outdir_begin(out_dir, p->overwrite, tmp, sizeof tmp)) < 0) goto fail;
     began = true;
     out_cfg = el_hparams_to_config(&hp);
-    cJSON_AddItemToObject(out_cfg, "quantization_config",
-                          cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config"), true));
+    cJSON_AddItemToObject(
+        out_cfg, "quantization_config",
+        cJSON_Duplicate(cJSON_GetObjectItemCaseSensitive(cfg, "quantization_config"), true));
     cJSON *exj = cJSON_AddObjectToObject(out_cfg, "edgellm_export");
     cJSON_AddNumberToObject(exj, "format_version", EL_EXPORT_FORMAT_VERSION);
     cJSON_AddStringToObject(exj, "dtype", el_weight_dtype_user_name(out.t[0].dt));
@@ -1575,7 +1989,8 @@ fail:
     if (began) el_outdir_abort(tmp);
 done:
     if (canon)
-        for (int64_t i = 0; i < st.n_tensors; i++) el_free(canon[i]);
+        for (int64_t i = 0; i < st.n_tensors; i++)
+            el_free(canon[i]);
     el_free(canon);
     olist_free(&out);
     el_st_close(&st);
@@ -1588,6 +2003,7 @@ edgellm_status el_export_quant(const char *hf_dir, const char *out_dir, const ed
     qscheme q;
     if (config_is_prequantized(hf_dir)) return export_import(hf_dir, out_dir, p);
     if (!parse_scheme(p->quantization, &q))
-        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown quantization '%s'", p->quantization ? p->quantization : "");
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown quantization '%s'",
+                      p->quantization ? p->quantization : "");
     return export_scheme(hf_dir, out_dir, p, q);
 }
