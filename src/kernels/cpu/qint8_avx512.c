@@ -141,13 +141,13 @@ void el_qi8_quantize_avx512(const void *w, el_dtype wt, const float *x, int64_t 
  */
 AI void w8_tile(const int R, const int T, const int8_t *w, int64_t k, const int8_t *x, int64_t kp,
                 int32_t *out, const int PF) {
-    __m512i acc[16];
-    for (int i = 0; i < 16; i++)
+    __m512i acc[32];
+    for (int i = 0; i < 32; i++)
         acc[i] = _mm512_setzero_si512();
     const __m512i flip = _mm512_set1_epi8((char)0x80);
     const int64_t kv = k & ~(int64_t)63;
     for (int64_t c = 0; c < kv; c += 64) {
-        __m512i xv[4];
+        __m512i xv[6];
         for (int t = 0; t < T; t++)
             xv[t] = _mm512_load_si512((const void *)(x + t * kp + c));
         for (int r = 0; r < R; r++) {
@@ -159,7 +159,7 @@ AI void w8_tile(const int R, const int T, const int8_t *w, int64_t k, const int8
     }
     if (kv < k) {
         const __mmask64 mk = ((__mmask64)1 << (k - kv)) - 1;
-        __m512i xv[4];
+        __m512i xv[6];
         for (int t = 0; t < T; t++)
             xv[t] = _mm512_load_si512((const void *)(x + t * kp + kv));
         for (int r = 0; r < R; r++) {
@@ -169,6 +169,7 @@ AI void w8_tile(const int R, const int T, const int8_t *w, int64_t k, const int8
         }
     }
     _mm512_storeu_si512((void *)out, hsum16(acc));
+    if (R * T > 16) _mm512_storeu_si512((void *)(out + 16), hsum16(acc + 16));
 }
 
 /* decode: out[r] = sum_c (W[r, c] + 128) * x[c] for R <= 16 rows, each row read front to back (one
@@ -231,6 +232,9 @@ static void w8_run(int R, int T, const int8_t *qs, int64_t k, const int8_t *xq, 
         W8_CASE(4, 2, 1)
         W8_CASE(2, 2, 1)
         W8_CASE(1, 2, 1)
+        W8_CASE(4, 6, 0)
+        W8_CASE(2, 6, 0)
+        W8_CASE(1, 6, 0)
         W8_CASE(4, 4, 0)
         W8_CASE(2, 4, 0)
         W8_CASE(1, 4, 0)
@@ -239,19 +243,21 @@ static void w8_run(int R, int T, const int8_t *qs, int64_t k, const int8_t *xq, 
     }
 }
 
-/* the epilogue of a full 4 x 4 tile in one vector: lane t * 4 + r is y[t0 + t, j + r] */
-static void w8_epilogue44(const int32_t *isum, int64_t j, int64_t t0, const float *sw, const float *sx,
-                          const int32_t *xsum, const float *bias, float *y, int64_t ldy) {
+/* the epilogue of 4 rows x nt <= 4 tokens in one vector: lane t * 4 + r is y[t0 + t, j + r] */
+static void w8_epilogue4(int nt, const int32_t *isum, int64_t j, int64_t t0, const float *sw, const float *sx,
+                         const int32_t *xsum, const float *bias, float *y, int64_t ldy) {
     const __m512i tl = _mm512_set_epi32(3, 3, 3, 3, 2, 2, 2, 2, 1, 1, 1, 1, 0, 0, 0, 0);
+    const __mmask8 mt = (__mmask8)((1u << nt) - 1);
     const __m512i xs =
-        _mm512_permutexvar_epi32(tl, _mm512_castsi128_si512(_mm_loadu_si128((const __m128i *)(xsum + t0))));
-    const __m512 vsx = _mm512_permutexvar_ps(tl, _mm512_castps128_ps512(_mm_loadu_ps(sx + t0)));
+        _mm512_permutexvar_epi32(tl, _mm512_castsi128_si512(_mm_maskz_loadu_epi32(mt, xsum + t0)));
+    const __m512 vsx = _mm512_permutexvar_ps(tl, _mm512_castps128_ps512(_mm_maskz_loadu_ps(mt, sx + t0)));
     const __m512i s = _mm512_sub_epi32(_mm512_loadu_si512((const void *)isum), _mm512_slli_epi32(xs, 7));
     __m512 v = _mm512_mul_ps(
         _mm512_mul_ps(_mm512_cvtepi32_ps(s), _mm512_broadcast_f32x4(_mm_loadu_ps(sw + j))), vsx);
     if (bias) v = _mm512_add_ps(v, _mm512_broadcast_f32x4(_mm_loadu_ps(bias + j)));
     _mm_storeu_ps(y + t0 * ldy + j, _mm512_extractf32x4_ps(v, 0));
     _mm_storeu_ps(y + (t0 + 1) * ldy + j, _mm512_extractf32x4_ps(v, 1));
+    if (nt < 4) return;
     _mm_storeu_ps(y + (t0 + 2) * ldy + j, _mm512_extractf32x4_ps(v, 2));
     _mm_storeu_ps(y + (t0 + 3) * ldy + j, _mm512_extractf32x4_ps(v, 3));
 }
@@ -260,18 +266,25 @@ static void w8_epilogue44(const int32_t *isum, int64_t j, int64_t t0, const floa
 static void w8_block(const int8_t *qs, const float *sw, int64_t k, const int8_t *xq, const float *sx,
                      const int32_t *xsum, int64_t kp, int64_t j0, int64_t j1, int64_t t0, int64_t t1, int T0,
                      const float *bias, float *y, int64_t ldy) {
-    int32_t isum[16];
+    int32_t isum[32];
     for (int64_t t = t0; t < t1;) {
         int T = T0;
-        while (t + T > t1)
-            T >>= 1;
+        if (t + T > t1) {
+            T = 4;
+            while (t + T > t1)
+                T >>= 1;
+        }
+        const int R0 = T == 6 ? 4 : 16 / T;
         for (int64_t j = j0; j < j1;) {
-            int R = 16 / T0;
+            int R = R0;
             while (j + R > j1)
                 R >>= 1;
             w8_run(R, T, qs, k, xq, kp, j, t, isum);
-            if (R == 4 && T == 4)
-                w8_epilogue44(isum, j, t, sw, sx, xsum, bias, y, ldy);
+            if (R == 4 && T == 6) {
+                w8_epilogue4(4, isum, j, t, sw, sx, xsum, bias, y, ldy);
+                w8_epilogue4(2, isum + 16, j, t + 4, sw, sx, xsum, bias, y, ldy);
+            } else if (R == 4 && T == 4)
+                w8_epilogue4(4, isum, j, t, sw, sx, xsum, bias, y, ldy);
             else
                 w8_epilogue(R, T, isum, j, t, sw, sx, xsum, bias, y, ldy);
             j += R;
@@ -291,7 +304,7 @@ static void w8a8_matmul(const uint8_t *act, int64_t m, int64_t k, const void *w,
     const int32_t *xsum = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
     const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
     const int64_t kp = el_qi8_kp(wt, k);
-    const int T0 = m >= 4 ? 4 : m >= 2 ? 2 : 1;
+    const int T0 = m >= 6 ? 6 : m >= 4 ? 4 : m >= 2 ? 2 : 1;
     if (m == 1) { /* decode: 16 rows at a time, each read front to back (28 -> 37 GB/s on 1 core) */
         int32_t isum[16];
         for (int64_t j = n0; j < n1; j += 16) {
