@@ -15,7 +15,7 @@
  *   so the kernel keeps 16 rows of W in the 16 lanes of a vector: a tile of 16 rows is transposed once
  *   into per-thread scratch as, per block, the 16 f32 scales and 8 vectors of (16 rows x 4 bytes), in
  *   which a broadcast 4-byte group of x makes one vpdpbusd produce 16 row sums. All m tokens then run
- *   over the tile in L1/L2 (8 tokens at a time). */
+ *   over the tile in L1/L2 (6 tokens at a time). */
 #include "kernels/cpu/qint8.h"
 
 #if defined(__x86_64__)
@@ -402,14 +402,14 @@ static void tile_pack(el_dtype wt, const uint8_t *w, int64_t rb, int64_t nb, uin
 AI void tile_run(const int T, const uint8_t *tile, int64_t nb, int bias_c, const float *dx, const int32_t *xs,
                  const int8_t *xq, int64_t k, int64_t t0, int64_t j0, int nr, const float *bias, float *y,
                  int64_t ldy) {
-    __m512 facc[8];
+    __m512 facc[6];
     for (int t = 0; t < T; t++)
         facc[t] = _mm512_setzero_ps();
     const int32_t *xq32 = (const int32_t *)(const void *)(xq + t0 * k);
     const int64_t k4 = k / 4;
     for (int64_t b = 0; b < nb; b++) {
         const uint8_t *tb = tile + b * TILE_BLOCK_BYTES;
-        __m512i acc[8];
+        __m512i acc[6];
         for (int t = 0; t < T; t++)
             acc[t] = _mm512_set1_epi32(-bias_c * xs[(t0 + t) * nb + b]);
         for (int q = 0; q < 8; q++) {
@@ -457,8 +457,8 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
         const bool pf = nr == 16 && j + 16 < n1;
         tile_pack(wt, src, rb, nb, tile, pf ? src + 16 * rb : NULL, (16 * bb + 63) & ~(int64_t)63);
         int64_t t = 0;
-        for (; t + 8 <= m; t += 8)
-            tile_run(8, tile, nb, bc, dx, xs, xq, k, t, j, nr, bias, y, ldy);
+        for (; t + 6 <= m; t += 6)
+            tile_run(6, tile, nb, bc, dx, xs, xq, k, t, j, nr, bias, y, ldy);
         if (t + 4 <= m) {
             tile_run(4, tile, nb, bc, dx, xs, xq, k, t, j, nr, bias, y, ldy);
             t += 4;
