@@ -81,6 +81,28 @@ typedef struct el_backend_i {
      * supported (the runtime downloads the logits and samples on the host). */
     edgellm_status (*sample)(el_backend *be, const float *logits, int64_t rows, int64_t n_vocab, int64_t ld,
                              const el_sample_row *params, int32_t *ids);
+    /* ---- (optional) fused decode ops: fewer, larger kernels for one token. NULL = not supported: the
+     * runtime then runs the op chain they replace. Weights F32/F16/BF16 (one wt for all weights of a
+     * call), norm weights f32, activations f32, results as the chain (up to float rounding order). ----
+     * norm_matmul: one row x (k); h = rmsnorm(x; norm_w, eps) (norm_w (k), or h = x when NULL); for
+     * i < n_w (1..3): y[i] (n[i]) = h W_i^T + bias[i] (bias NULL or bias[i] NULL: none), or with
+     * accumulate y[i] += h W_i^T + bias[i] (the residual add; y[i] must not alias x). */
+    edgellm_status (*norm_matmul)(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
+                                  int n_w, const void *const *w, el_dtype wt, const int64_t *n,
+                                  const float *const *bias, float *const *y, bool accumulate);
+    /* norm_swiglu: one row x (k); out (n) = silu(h Wg^T + bg) * (h Wu^T + bu), h as norm_matmul,
+     * Wg and Wu (n, k) in wt, bg / bu f32 or NULL. */
+    edgellm_status (*norm_swiglu)(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
+                                  const void *wg, const void *wu, el_dtype wt, int64_t n, const float *bg,
+                                  const float *bu, float *out);
+    /* qk_rope_kv: q (n_tok, n_head, head_dim), k and v (n_tok, n_head_kv, head_dim): rmsnorm of every q
+     * and k head when q_norm / k_norm (f32 (head_dim)) are given, then rope (as the op above) of q and k
+     * in place, then kv_store of k and v (kv_t F32/F16/BF16 only). */
+    edgellm_status (*qk_rope_kv)(el_backend *be, float *q, float *k, const float *v, int64_t n_tok, int64_t n_head,
+                                 int64_t n_head_kv, int64_t head_dim, const float *q_norm, const float *k_norm,
+                                 float eps, int64_t n_rot, const int32_t *pos, const float *inv_freq,
+                                 float attn_scale, const int32_t *slot, void *k_cache, void *v_cache, el_dtype kv_t,
+                                 int64_t cap);
 } el_backend_i;
 
 struct el_backend {

@@ -16,12 +16,14 @@
  */
 #include <cublasLt.h>
 #include <cuda_runtime.h>
+#include <stdlib.h>
 #include <string.h>
 
 extern "C" {
 #include "backend/backend.h"
 }
 #include "kernels/cuda/cuda_kernels.cuh"
+#include "kernels/cuda/fused.cuh"
 #include "kernels/cuda/sample.cuh"
 
 #define CU_STAGE_BYTES ((size_t)8 << 20)
@@ -50,6 +52,7 @@ typedef struct cu_graph {
 
 typedef struct cu_ctx {
     int dev, n_sm;
+    bool pdl; /* fused kernels use programmatic dependent launch (sm_90+, EDGELLM_NO_PDL unset) */
     size_t smem_optin;
     cudaStream_t st;
     cublasLtHandle_t lt;
@@ -514,6 +517,54 @@ static edgellm_status be_add(el_backend *be, float *y, const float *x, int64_t n
     return EDGELLM_STATUS_OK;
 }
 
+/* ---- fused decode ops (kernels/cuda/fused.cu) ---- */
+
+static edgellm_status be_norm_matmul(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
+                                     int n_w, const void *const *w, el_dtype wt, const int64_t *n,
+                                     const float *const *bias, float *const *y, bool accumulate) {
+    cu_ctx *c = ctx_of(be);
+    if (!float_type(wt) || k <= 0 || n_w < 1 || n_w > 3)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_matmul: bad weight dtype %s or shape (k=%lld, %d weights)",
+                      el_dtype_name(wt), (long long)k, n_w);
+    for (int i = 0; i < n_w; i++)
+        if (n[i] < 0 || n[i] > 0x7fffffff)
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_matmul: bad n %lld", (long long)n[i]);
+    CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), n_w, w, n, bias, y,
+                          accumulate ? ELK_FG_ACCUM : ELK_FG_STORE, c->n_sm, c->pdl));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_norm_swiglu(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
+                                     const void *wg, const void *wu, el_dtype wt, int64_t n, const float *bg,
+                                     const float *bu, float *out) {
+    cu_ctx *c = ctx_of(be);
+    if (!float_type(wt) || k <= 0 || n < 0 || n > 0x7fffffff)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_swiglu: bad weight dtype %s or shape (k=%lld n=%lld)",
+                      el_dtype_name(wt), (long long)k, (long long)n);
+    const void *w[2] = {wg, wu};
+    const int64_t nn[2] = {n, n};
+    const float *b[2] = {bg, bu};
+    float *y[2] = {out, NULL};
+    CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), 2, w, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_qk_rope_kv(el_backend *be, float *q, float *k, const float *v, int64_t n_tok, int64_t n_head,
+                                    int64_t n_head_kv, int64_t head_dim, const float *q_norm, const float *k_norm,
+                                    float eps, int64_t n_rot, const int32_t *pos, const float *inv_freq,
+                                    float attn_scale, const int32_t *slot, void *k_cache, void *v_cache,
+                                    el_dtype kv_t, int64_t cap) {
+    cu_ctx *c = ctx_of(be);
+    if (!float_type(kv_t) || n_tok < 0 || n_head < 0 || n_head_kv <= 0 || head_dim <= 0 || head_dim > 1024 ||
+        n_head + n_head_kv > 65535 || n_rot < 0 || n_rot > head_dim || (n_rot & 1) || cap <= 0)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda qk_rope_kv: bad cache dtype %s or shape (heads %lld/%lld, "
+                      "head_dim %lld, n_rot %lld)", el_dtype_name(kv_t), (long long)n_head, (long long)n_head_kv,
+                      (long long)head_dim, (long long)n_rot);
+    CU_TRY(elk_qk_rope_store(c->st, q, k, v, n_tok, n_head, n_head_kv, head_dim, q_norm, k_norm, eps, n_rot, pos,
+                             inv_freq, attn_scale, slot, k_cache, v_cache, elk_type(kv_t), cap, c->pdl));
+    return EDGELLM_STATUS_OK;
+}
+
 /* ---- graphs ------------------------------------------------------------------------------------ */
 
 static cu_graph *graph_find(cu_ctx *c, int key) {
@@ -621,6 +672,7 @@ static const el_backend_i cuda_iface = {
     be_memset0,   be_sync,      be_embed,     be_rmsnorm,       be_matmul,       be_rope,       be_kv_store,
     be_attention, be_swiglu,    be_add,       be_graph_begin,   be_graph_end,    be_graph_has,  be_graph_launch,
     be_peak_memory, be_sample,
+    be_norm_matmul, be_norm_swiglu, be_qk_rope_kv,
 };
 
 static edgellm_status create_fail(el_backend *be, cudaError_t e, const char *file, int line) {
@@ -659,6 +711,7 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     if ((e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess) return create_fail(be, e, __FILE__, __LINE__);
     c->n_sm = prop.multiProcessorCount;
     c->smem_optin = prop.sharedMemPerBlockOptin;
+    c->pdl = prop.major >= 9 && !getenv("EDGELLM_NO_PDL");
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
     if ((e = cudaMallocHost((void **)&c->up_stage, CU_STAGE_BYTES)) != cudaSuccess)

@@ -419,48 +419,132 @@ static edgellm_status tap(edgellm_runtime *rt, int64_t layer, el_tap_point pt, c
     return EDGELLM_STATUS_OK;
 }
 
+/* ---- one decoder layer in steps: each step runs a fused backend op where it applies (one token, no
+ * tap, the backend has the op, the weights' dtypes allow: one float dtype per fused group) and
+ * otherwise the op chain it replaces. Fused ops save kernel launches; the results agree with the chain
+ * up to float rounding order. ---- */
+
+static bool float_dtype(el_dtype t) { return t == EL_DTYPE_F32 || t == EL_DTYPE_F16 || t == EL_DTYPE_BF16; }
+
+/* x -> input_layernorm -> q, k, v */
+static edgellm_status step_qkv(edgellm_runtime *rt, const layer_w *L, int64_t l, int64_t n) {
+    el_backend *be = rt->be;
+    const el_backend_i *B = &be->iface;
+    const el_hparams *hp = &rt->hp;
+    const int64_t E = hp->n_embd, QD = hp->n_head * hp->head_dim, KD = hp->n_head_kv * hp->head_dim;
+    if (n == 1 && !rt->tap && B->norm_matmul && L->q_t == L->k_t && L->q_t == L->v_t && float_dtype(L->q_t)) {
+        const void *w[3] = {L->q, L->k, L->v};
+        const int64_t nn[3] = {QD, KD, KD};
+        const float *b[3] = {L->q_b, L->k_b, L->v_b};
+        float *y[3] = {rt->q, rt->k, rt->v};
+        return B->norm_matmul(be, rt->x, E, L->attn_norm, hp->norm_eps, 3, w, L->q_t, nn, b, y, false);
+    }
+    EL_TRY(B->rmsnorm(be, rt->x, L->attn_norm, L->nt, n, E, hp->norm_eps, rt->h));
+    if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_ATTN_IN, rt->h, n, E));
+    EL_TRY(B->matmul(be, rt->h, n, E, L->q, L->q_t, QD, L->q_b, rt->q, QD));
+    EL_TRY(B->matmul(be, rt->h, n, E, L->k, L->k_t, KD, L->k_b, rt->k, KD));
+    return B->matmul(be, rt->h, n, E, L->v, L->v_t, KD, L->v_b, rt->v, KD);
+}
+
+/* q/k norm (Qwen3), RoPE of q and k, k and v into the cache */
+static edgellm_status step_rope_kv(edgellm_runtime *rt, const layer_w *L, int64_t l, int64_t n) {
+    el_backend *be = rt->be;
+    const el_backend_i *B = &be->iface;
+    const el_hparams *hp = &rt->hp;
+    const int64_t D = hp->head_dim, Hq = hp->n_head, Hk = hp->n_head_kv;
+    const float eps = hp->norm_eps;
+    if (!rt->tap && B->qk_rope_kv && float_dtype(rt->kv_t))
+        return B->qk_rope_kv(be, rt->q, rt->k, rt->v, n, Hq, Hk, D, hp->qk_norm ? L->q_norm : NULL,
+                             hp->qk_norm ? L->k_norm : NULL, eps, rt->n_rot, rt->pos_dev, rt->inv_freq_dev,
+                             rt->attn_scale, rt->slot_dev, L->k_cache, L->v_cache, rt->kv_t, rt->kv_cap);
+    if (hp->qk_norm) {
+        EL_TRY(B->rmsnorm(be, rt->q, L->q_norm, L->nt, n * Hq, D, eps, rt->q));
+        EL_TRY(B->rmsnorm(be, rt->k, L->k_norm, L->nt, n * Hk, D, eps, rt->k));
+    }
+    EL_TRY(B->rope(be, rt->q, n, Hq, D, rt->n_rot, rt->pos_dev, rt->inv_freq_dev, rt->attn_scale));
+    EL_TRY(B->rope(be, rt->k, n, Hk, D, rt->n_rot, rt->pos_dev, rt->inv_freq_dev, rt->attn_scale));
+    if (rt->tap) {
+        EL_TRY(tap(rt, l, EL_TAP_K, rt->k, n, Hk * D));
+        EL_TRY(tap(rt, l, EL_TAP_V, rt->v, n, Hk * D));
+    }
+    return B->kv_store(be, rt->k, rt->v, n, Hk, D, rt->slot_dev, rt->pos_dev, L->k_cache, L->v_cache, rt->kv_t,
+                       L->k_scale, L->v_scale, rt->kv_cap);
+}
+
+/* x += o_proj(att) */
+static edgellm_status step_o(edgellm_runtime *rt, const layer_w *L, int64_t l, int64_t n) {
+    el_backend *be = rt->be;
+    const el_backend_i *B = &be->iface;
+    const int64_t E = rt->hp.n_embd, QD = rt->hp.n_head * rt->hp.head_dim;
+    if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_O_IN, rt->att, n, QD));
+    if (n == 1 && B->norm_matmul && float_dtype(L->o_t)) {
+        const void *w = L->o;
+        const float *b = L->o_b;
+        float *y = rt->x;
+        return B->norm_matmul(be, rt->att, QD, NULL, 0.f, 1, &w, L->o_t, &E, &b, &y, true);
+    }
+    EL_TRY(B->matmul(be, rt->att, n, QD, L->o, L->o_t, E, L->o_b, rt->h, E));
+    return B->add(be, rt->x, rt->h, n * E);
+}
+
+/* x += down(silu(gate(h)) * up(h)), h = post_attention_layernorm(x) */
+static edgellm_status step_mlp(edgellm_runtime *rt, const layer_w *L, int64_t l, int64_t n) {
+    el_backend *be = rt->be;
+    const el_backend_i *B = &be->iface;
+    const int64_t E = rt->hp.n_embd, F = rt->hp.n_ff;
+    const float eps = rt->hp.norm_eps;
+    if (n == 1 && !rt->tap && B->norm_swiglu && L->gate_t == L->up_t && float_dtype(L->gate_t)) {
+        EL_TRY(B->norm_swiglu(be, rt->x, E, L->ffn_norm, eps, L->gate, L->up, L->gate_t, F, L->gate_b, L->up_b,
+                              rt->g));
+    } else {
+        EL_TRY(B->rmsnorm(be, rt->x, L->ffn_norm, L->nt, n, E, eps, rt->h));
+        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_MLP_IN, rt->h, n, E));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->gate, L->gate_t, F, L->gate_b, rt->g, F));
+        EL_TRY(B->matmul(be, rt->h, n, E, L->up, L->up_t, F, L->up_b, rt->u, F));
+        EL_TRY(B->swiglu(be, rt->g, rt->u, rt->g, n * F));
+    }
+    if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_DOWN_IN, rt->g, n, F));
+    if (n == 1 && B->norm_matmul && float_dtype(L->down_t)) {
+        const void *w = L->down;
+        const float *b = L->down_b;
+        float *y = rt->x;
+        return B->norm_matmul(be, rt->g, F, NULL, 0.f, 1, &w, L->down_t, &E, &b, &y, true);
+    }
+    EL_TRY(B->matmul(be, rt->g, n, F, L->down, L->down_t, E, L->down_b, rt->h, E));
+    return B->add(be, rt->x, rt->h, n * E);
+}
+
+/* logits_dev (nr, V) = lm_head(norm(hidden (nr, E))); hsel: (nr, E) scratch for the normed rows */
+static edgellm_status lm_head_rows(edgellm_runtime *rt, const float *hidden, int64_t nr, float *hsel) {
+    el_backend *be = rt->be;
+    const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
+    if (nr == 1 && be->iface.norm_matmul && float_dtype(rt->head_t) && rt->out_norm_t == EL_DTYPE_F32) {
+        const void *w = rt->lm_head;
+        float *y = rt->logits_dev;
+        return be->iface.norm_matmul(be, hidden, E, rt->out_norm, rt->hp.norm_eps, 1, &w, rt->head_t, &V, NULL, &y,
+                                     false);
+    }
+    EL_TRY(be->iface.rmsnorm(be, hidden, rt->out_norm, rt->out_norm_t, nr, E, rt->hp.norm_eps, hsel));
+    return be->iface.matmul(be, hsel, nr, E, rt->lm_head, rt->head_t, V, NULL, rt->logits_dev, V);
+}
+
 /* Runs the decoder over n entries already uploaded to ids/pos/slot_dev; leaves the final hidden
  * states (before the output norm) in rt->x. */
 static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max_pos) {
     el_backend *be = rt->be;
     const el_backend_i *B = &be->iface;
     const el_hparams *hp = &rt->hp;
-    const int64_t E = hp->n_embd, D = hp->head_dim, Hq = hp->n_head, Hk = hp->n_head_kv, F = hp->n_ff;
-    const float eps = hp->norm_eps;
+    const int64_t E = hp->n_embd, D = hp->head_dim, Hq = hp->n_head, Hk = hp->n_head_kv;
     const float scale = 1.0f / sqrtf((float)D);
     EL_TRY(B->embed(be, rt->ids_dev, n, rt->tok_embd, rt->embd_t, E, rt->x));
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const layer_w *L = &rt->layers[l];
-        EL_TRY(B->rmsnorm(be, rt->x, L->attn_norm, L->nt, n, E, eps, rt->h));
-        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_ATTN_IN, rt->h, n, E));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->q, L->q_t, Hq * D, L->q_b, rt->q, Hq * D));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->k, L->k_t, Hk * D, L->k_b, rt->k, Hk * D));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->v, L->v_t, Hk * D, L->v_b, rt->v, Hk * D));
-        if (hp->qk_norm) {
-            EL_TRY(B->rmsnorm(be, rt->q, L->q_norm, L->nt, n * Hq, D, eps, rt->q));
-            EL_TRY(B->rmsnorm(be, rt->k, L->k_norm, L->nt, n * Hk, D, eps, rt->k));
-        }
-        EL_TRY(B->rope(be, rt->q, n, Hq, D, rt->n_rot, rt->pos_dev, rt->inv_freq_dev, rt->attn_scale));
-        EL_TRY(B->rope(be, rt->k, n, Hk, D, rt->n_rot, rt->pos_dev, rt->inv_freq_dev, rt->attn_scale));
-        if (rt->tap) {
-            EL_TRY(tap(rt, l, EL_TAP_K, rt->k, n, Hk * D));
-            EL_TRY(tap(rt, l, EL_TAP_V, rt->v, n, Hk * D));
-        }
-        EL_TRY(B->kv_store(be, rt->k, rt->v, n, Hk, D, rt->slot_dev, rt->pos_dev, L->k_cache, L->v_cache, rt->kv_t,
-                           L->k_scale, L->v_scale, rt->kv_cap));
+        EL_TRY(step_qkv(rt, L, l, n));
+        EL_TRY(step_rope_kv(rt, L, l, n));
         EL_TRY(B->attention(be, rt->q, n, Hq, Hk, D, rt->slot_dev, rt->pos_dev, max_pos, L->k_cache, L->v_cache,
                             rt->kv_t, L->k_scale, L->v_scale, rt->kv_cap, scale, rt->att));
-        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_O_IN, rt->att, n, Hq * D));
-        EL_TRY(B->matmul(be, rt->att, n, Hq * D, L->o, L->o_t, E, L->o_b, rt->h, E));
-        EL_TRY(B->add(be, rt->x, rt->h, n * E));
-        EL_TRY(B->rmsnorm(be, rt->x, L->ffn_norm, L->nt, n, E, eps, rt->h));
-        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_MLP_IN, rt->h, n, E));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->gate, L->gate_t, F, L->gate_b, rt->g, F));
-        EL_TRY(B->matmul(be, rt->h, n, E, L->up, L->up_t, F, L->up_b, rt->u, F));
-        EL_TRY(B->swiglu(be, rt->g, rt->u, rt->g, n * F));
-        if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_DOWN_IN, rt->g, n, F));
-        EL_TRY(B->matmul(be, rt->g, n, F, L->down, L->down_t, E, L->down_b, rt->h, E));
-        EL_TRY(B->add(be, rt->x, rt->h, n * E));
+        EL_TRY(step_o(rt, L, l, n));
+        EL_TRY(step_mlp(rt, L, l, n));
     }
     return EDGELLM_STATUS_OK;
 }
@@ -473,9 +557,7 @@ static edgellm_status compute_logits(edgellm_runtime *rt, const float *hidden, i
     const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
     for (int64_t r0 = 0; r0 < n_sel; r0 += LOGIT_ROWS_MAX) {
         int64_t nr = n_sel - r0 < LOGIT_ROWS_MAX ? n_sel - r0 : LOGIT_ROWS_MAX;
-        EL_TRY(be->iface.rmsnorm(be, hidden + r0 * E, rt->out_norm, rt->out_norm_t, nr, E, rt->hp.norm_eps,
-                                 rt->hsel + r0 * E));
-        EL_TRY(be->iface.matmul(be, rt->hsel + r0 * E, nr, E, rt->lm_head, rt->head_t, V, NULL, rt->logits_dev, V));
+        EL_TRY(lm_head_rows(rt, hidden + r0 * E, nr, rt->hsel + r0 * E));
         if (srow >= 0)
             EL_TRY(be->iface.sample(be, rt->logits_dev, nr, V, V, rt->samp_par_dev + srow + r0,
                                     rt->samp_ids_dev + srow + r0));
@@ -515,13 +597,12 @@ static edgellm_status validate_batch(edgellm_runtime *rt, const edgellm_batch *b
  * attention bound is the KV capacity so the captured launch configuration fits every later step. */
 static edgellm_status eval_graph(edgellm_runtime *rt, int64_t n, float *logits_out) {
     el_backend *be = rt->be;
-    const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
+    const int64_t V = rt->hp.n_vocab;
     int key = logits_out ? (int)n : -(int)n; /* logits_out NULL: the step samples on the device */
     if (!be->iface.graph_has(be, key)) {
         EL_TRY(be->iface.graph_begin(be, key));
         edgellm_status s = forward_layers(rt, n, (int32_t)(rt->kv_cap - 1));
-        if (s >= 0) s = be->iface.rmsnorm(be, rt->x, rt->out_norm, rt->out_norm_t, n, E, rt->hp.norm_eps, rt->hsel);
-        if (s >= 0) s = be->iface.matmul(be, rt->hsel, n, E, rt->lm_head, rt->head_t, V, NULL, rt->logits_dev, V);
+        if (s >= 0) s = lm_head_rows(rt, rt->x, n, rt->hsel);
         if (s >= 0 && !logits_out)
             s = be->iface.sample(be, rt->logits_dev, n, V, V, rt->samp_par_dev, rt->samp_ids_dev);
         edgellm_status e = be->iface.graph_end(be, key);

@@ -16,6 +16,14 @@
  * Tail rows re-read row n - 1 and are not stored. A scalar variant (one row per block, element loads)
  * takes k not a multiple of the vector width or unaligned pointers.
  *
+ * Programmatic dependent launch (pdl = true, sm_90+): the kernels are launched with
+ * cudaLaunchAttributeProgrammaticStreamSerialization, so a kernel's blocks may start while the previous
+ * kernel of the stream still runs. Each kernel lets its dependents start at once
+ * (griddepcontrol.launch_dependents) and waits for its predecessor's completion (griddepcontrol.wait)
+ * before it reads activations or writes anything; k_fgemv issues its first weight loads before the wait
+ * (weights are constant), so the weight stream of the next GEMV overlaps the tail of the previous kernel.
+ * Transitively every earlier kernel is complete once the wait returns (the predecessor waited too).
+ *
  * k_qk_rope_store: one block per (token, head) over the n_head q heads and n_head_kv k heads; a k-head
  * block also stores the v head. The head is staged in shared memory (the norm needs all of it, RoPE
  * pairs i and i + n_rot/2), the arithmetic is that of k_rmsnorm / k_rope in elementwise.cu.
@@ -34,6 +42,35 @@ static __device__ __forceinline__ uint4 fg_ldg(const void *p) {
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
         : "l"(p));
     return r;
+}
+
+/* griddepcontrol (sm_90+; no-ops before, and when the kernel was launched without the PDL attribute) */
+static __device__ __forceinline__ void pdl_wait() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.wait;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void pdl_launch_dependents() {
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
+#endif
+}
+
+/* Launches kern<<<grid, block, smem, st>>>(args...), with programmatic stream serialization when pdl. */
+template <typename... KArgs, typename... Args>
+static cudaError_t launch_ex(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                             bool pdl, Args... args) {
+    cudaLaunchConfig_t cfg = {};
+    cfg.gridDim = grid;
+    cfg.blockDim = block;
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[1] = {};
+    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+    at[0].val.programmaticStreamSerializationAllowed = 1;
+    cfg.attrs = at;
+    cfg.numAttrs = pdl ? 1 : 0;
+    return cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
 /* One 16-byte weight vector as floats: 8 for F16/BF16, 4 for F32. */
@@ -81,6 +118,45 @@ struct fg_args {
     unsigned tile_end[3]; /* blocks [tile_end[i-1], tile_end[i]) belong to matrix i (STORE/ACCUM) */
 };
 
+/* acc[r] += (x g) . w_r over one 16-byte vector v of every row (ss += x . x when norm) */
+template <int WT, int NR>
+static __device__ __forceinline__ void fg_step(const uint4 (&wv)[NR], const float *__restrict__ x,
+                                               const float *__restrict__ g, bool norm, int64_t v,
+                                               float (&acc)[NR], float &ss) {
+    constexpr int V = fgv<WT>::N;
+    float xf[V];
+#pragma unroll
+    for (int j = 0; j < V / 4; j++) {
+        const float4 t = __ldg((const float4 *)(x + v * V) + j);
+        xf[4 * j] = t.x;
+        xf[4 * j + 1] = t.y;
+        xf[4 * j + 2] = t.z;
+        xf[4 * j + 3] = t.w;
+    }
+    if (norm) {
+#pragma unroll
+        for (int j = 0; j < V / 4; j++) {
+            const float4 t = __ldg((const float4 *)(g + v * V) + j);
+            ss = fmaf(xf[4 * j], xf[4 * j], ss);
+            ss = fmaf(xf[4 * j + 1], xf[4 * j + 1], ss);
+            ss = fmaf(xf[4 * j + 2], xf[4 * j + 2], ss);
+            ss = fmaf(xf[4 * j + 3], xf[4 * j + 3], ss);
+            xf[4 * j] *= t.x;
+            xf[4 * j + 1] *= t.y;
+            xf[4 * j + 2] *= t.z;
+            xf[4 * j + 3] *= t.w;
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        float wf[V];
+        fgv<WT>::cvt(wv[r], wf);
+#pragma unroll
+        for (int j = 0; j < V; j++)
+            acc[r] = fmaf(xf[j], wf[j], acc[r]);
+    }
+}
+
 template <int WT, int R, int MODE, bool VEC>
 __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const fg_args a) {
     constexpr int NM = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices read per block */
@@ -115,48 +191,27 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const fg_args a) {
     const float *__restrict__ g = a.g;
     const bool norm = g != NULL;
 
+    pdl_launch_dependents();
     if (VEC) {
         constexpr int V = fgv<WT>::N;
         const int64_t nv = k / V;
-#pragma unroll 2
-        for (int64_t v = threadIdx.x; v < nv; v += FG_THREADS) {
-            uint4 wv[NR];
+        int64_t v = threadIdx.x;
+        uint4 wv[NR];
+        if (v < nv) /* first weight vectors before the wait: weights do not depend on earlier kernels */
 #pragma unroll
             for (int r = 0; r < NR; r++)
                 wv[r] = fg_ldg(wrow[r] + v * 16);
-            float xf[V];
+        pdl_wait();
+        if (v < nv) fg_step<WT, NR>(wv, x, g, norm, v, acc, ss);
+#pragma unroll 2
+        for (v += FG_THREADS; v < nv; v += FG_THREADS) {
 #pragma unroll
-            for (int j = 0; j < V / 4; j++) {
-                const float4 t = __ldg((const float4 *)(x + v * V) + j);
-                xf[4 * j] = t.x;
-                xf[4 * j + 1] = t.y;
-                xf[4 * j + 2] = t.z;
-                xf[4 * j + 3] = t.w;
-            }
-            if (norm) {
-#pragma unroll
-                for (int j = 0; j < V / 4; j++) {
-                    const float4 t = __ldg((const float4 *)(g + v * V) + j);
-                    ss = fmaf(xf[4 * j], xf[4 * j], ss);
-                    ss = fmaf(xf[4 * j + 1], xf[4 * j + 1], ss);
-                    ss = fmaf(xf[4 * j + 2], xf[4 * j + 2], ss);
-                    ss = fmaf(xf[4 * j + 3], xf[4 * j + 3], ss);
-                    xf[4 * j] *= t.x;
-                    xf[4 * j + 1] *= t.y;
-                    xf[4 * j + 2] *= t.z;
-                    xf[4 * j + 3] *= t.w;
-                }
-            }
-#pragma unroll
-            for (int r = 0; r < NR; r++) {
-                float wf[V];
-                fgv<WT>::cvt(wv[r], wf);
-#pragma unroll
-                for (int j = 0; j < V; j++)
-                    acc[r] = fmaf(xf[j], wf[j], acc[r]);
-            }
+            for (int r = 0; r < NR; r++)
+                wv[r] = fg_ldg(wrow[r] + v * 16);
+            fg_step<WT, NR>(wv, x, g, norm, v, acc, ss);
         }
     } else {
+        pdl_wait();
         for (int64_t i = threadIdx.x; i < k; i += FG_THREADS) {
             float xv = x[i];
             if (norm) {
@@ -215,7 +270,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const fg_args a) {
 }
 
 template <int WT, int MODE>
-static cudaError_t fg_launch(cudaStream_t st, const fg_args &a, int64_t rows, bool vec, int n_sm) {
+static cudaError_t fg_launch(cudaStream_t st, const fg_args &a, int64_t rows, bool vec, int n_sm, bool pdl) {
     const int R = !vec ? 1 : rows >= (int64_t)n_sm * 16 ? 4 : rows >= (int64_t)n_sm * 8 ? 2 : 1;
     fg_args b = a;
     const int nm = MODE == ELK_FG_SWIGLU ? 1 : 3;
@@ -227,27 +282,24 @@ static cudaError_t fg_launch(cudaStream_t st, const fg_args &a, int64_t rows, bo
     }
     if (blocks == 0) return cudaSuccess;
     const unsigned nb = (unsigned)blocks;
-    if (!vec)
-        k_fgemv<WT, 1, MODE, false><<<nb, FG_THREADS, 0, st>>>(b);
-    else if (R == 4)
-        k_fgemv<WT, 4, MODE, true><<<nb, FG_THREADS, 0, st>>>(b);
-    else if (R == 2)
-        k_fgemv<WT, 2, MODE, true><<<nb, FG_THREADS, 0, st>>>(b);
-    else
-        k_fgemv<WT, 1, MODE, true><<<nb, FG_THREADS, 0, st>>>(b);
-    return cudaGetLastError();
+    void (*kern)(const fg_args) = !vec     ? k_fgemv<WT, 1, MODE, false>
+                                  : R == 4 ? k_fgemv<WT, 4, MODE, true>
+                                  : R == 2 ? k_fgemv<WT, 2, MODE, true>
+                                           : k_fgemv<WT, 1, MODE, true>;
+    return launch_ex(kern, dim3(nb), dim3(FG_THREADS), 0, st, pdl, b);
 }
 
 template <int WT>
-static cudaError_t fg_mode(cudaStream_t st, const fg_args &a, int64_t rows, bool vec, int mode, int n_sm) {
-    if (mode == ELK_FG_SWIGLU) return fg_launch<WT, ELK_FG_SWIGLU>(st, a, rows, vec, n_sm);
-    if (mode == ELK_FG_ACCUM) return fg_launch<WT, ELK_FG_ACCUM>(st, a, rows, vec, n_sm);
-    return fg_launch<WT, ELK_FG_STORE>(st, a, rows, vec, n_sm);
+static cudaError_t fg_mode(cudaStream_t st, const fg_args &a, int64_t rows, bool vec, int mode, int n_sm,
+                           bool pdl) {
+    if (mode == ELK_FG_SWIGLU) return fg_launch<WT, ELK_FG_SWIGLU>(st, a, rows, vec, n_sm, pdl);
+    if (mode == ELK_FG_ACCUM) return fg_launch<WT, ELK_FG_ACCUM>(st, a, rows, vec, n_sm, pdl);
+    return fg_launch<WT, ELK_FG_STORE>(st, a, rows, vec, n_sm, pdl);
 }
 
 cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
                            int n_w, const void *const *w, const int64_t *n, const float *const *bias,
-                           float *const *y, int mode, int n_sm) {
+                           float *const *y, int mode, int n_sm, bool pdl) {
     if (k <= 0 || n_w < 1 || n_w > 3 || (mode == ELK_FG_SWIGLU && n_w != 2)) return cudaErrorInvalidValue;
     if (n_sm <= 0) n_sm = 1;
     fg_args a;
@@ -270,9 +322,9 @@ cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const flo
         }
         vec = vec && ((uintptr_t)w[i] & 15) == 0;
     }
-    if (wt == ELK_BF16) return fg_mode<ELK_BF16>(st, a, rows, vec, mode, n_sm);
-    if (wt == ELK_F16) return fg_mode<ELK_F16>(st, a, rows, vec, mode, n_sm);
-    return fg_mode<ELK_F32>(st, a, rows, vec, mode, n_sm);
+    if (wt == ELK_BF16) return fg_mode<ELK_BF16>(st, a, rows, vec, mode, n_sm, pdl);
+    if (wt == ELK_F16) return fg_mode<ELK_F16>(st, a, rows, vec, mode, n_sm, pdl);
+    return fg_mode<ELK_F32>(st, a, rows, vec, mode, n_sm, pdl);
 }
 
 /* ---- q/k norm + RoPE + KV store ---- */
@@ -291,6 +343,8 @@ k_qk_rope_store(float *__restrict__ q, float *__restrict__ k, const float *__res
     const int hk = h - n_head;
     float *xh = isq ? q + (t * n_head + h) * hd : k + (t * n_head_kv + hk) * hd;
     const float *nw = isq ? qn : kn;
+    pdl_launch_dependents();
+    pdl_wait();
     float ss = 0.f;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
         const float xv = xh[d];
@@ -334,7 +388,7 @@ cudaError_t elk_qk_rope_store(cudaStream_t st, float *q, float *k, const float *
                               int64_t n_head, int64_t n_head_kv, int64_t hd, const float *q_norm,
                               const float *k_norm, float eps, int64_t n_rot, const int32_t *pos,
                               const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
-                              void *v_cache, int kv_t, int64_t cap) {
+                              void *v_cache, int kv_t, int64_t cap, bool pdl) {
     if (n_tok <= 0) return cudaSuccess;
     if (n_tok > 0x7fffffff || n_head + n_head_kv > 65535 || hd <= 0 || hd > 1024 || n_rot < 0 || n_rot > hd ||
         (n_rot & 1))
@@ -343,17 +397,11 @@ cudaError_t elk_qk_rope_store(cudaStream_t st, float *q, float *k, const float *
     const dim3 grid((unsigned)n_tok, (unsigned)(n_head + n_head_kv));
     const size_t smem = (size_t)hd * sizeof(float);
     const int half = (int)(n_rot / 2);
-    if (kv_t == ELK_F32)
-        k_qk_rope_store<ELK_F32><<<grid, th, smem, st>>>(q, k, v, (int)n_head, (int)n_head_kv, (int)hd,
-                                                         q_norm, k_norm, eps, half, pos, inv_freq, attn_scale,
-                                                         slot, k_cache, v_cache, cap);
-    else if (kv_t == ELK_F16)
-        k_qk_rope_store<ELK_F16><<<grid, th, smem, st>>>(q, k, v, (int)n_head, (int)n_head_kv, (int)hd,
-                                                         q_norm, k_norm, eps, half, pos, inv_freq, attn_scale,
-                                                         slot, k_cache, v_cache, cap);
-    else
-        k_qk_rope_store<ELK_BF16><<<grid, th, smem, st>>>(q, k, v, (int)n_head, (int)n_head_kv, (int)hd,
-                                                          q_norm, k_norm, eps, half, pos, inv_freq,
-                                                          attn_scale, slot, k_cache, v_cache, cap);
-    return cudaGetLastError();
+    void (*kern)(float *, float *, const float *, int, int, int, const float *, const float *, float, int,
+                 const int32_t *, const float *, float, const int32_t *, void *, void *, int64_t) =
+        kv_t == ELK_F32   ? k_qk_rope_store<ELK_F32>
+        : kv_t == ELK_F16 ? k_qk_rope_store<ELK_F16>
+                          : k_qk_rope_store<ELK_BF16>;
+    return launch_ex(kern, grid, dim3(th), smem, st, pdl, q, k, v, (int)n_head, (int)n_head_kv, (int)hd,
+                     q_norm, k_norm, eps, half, pos, inv_freq, attn_scale, slot, k_cache, v_cache, cap);
 }

@@ -2,6 +2,8 @@
  * fused.cuh - host launchers of the fused decode kernels (fused.cu), used by the CUDA backend's optional
  * fused ops (src/backend/backend.h). Conventions as cuda_kernels.cuh: activations f32, weights (n, k)
  * row-major F32/F16/BF16 (ELK_* type codes), launchers enqueue on `st` and return the launch error.
+ * pdl: launch with programmatic dependent launch (sm_90+ only; the kernels wait for their predecessor
+ * in the stream before they touch activations, see fused.cu).
  */
 #ifndef EL_CUDA_FUSED_CUH
 #define EL_CUDA_FUSED_CUH
@@ -20,7 +22,7 @@
  * reads all of x and computes the norm itself (no separate rmsnorm pass). */
 cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
                            int n_w, const void *const *w, const int64_t *n, const float *const *bias,
-                           float *const *y, int mode, int n_sm);
+                           float *const *y, int mode, int n_sm, bool pdl);
 
 /* q (n_tok, n_head, hd) and k, v (n_tok, n_head_kv, hd) f32: q and k rmsnormed per head when q_norm /
  * k_norm (f32 (hd)) are given, RoPE as elk_rope (n_rot, pos, inv_freq, attn_scale) in place on q and k,
@@ -30,6 +32,6 @@ cudaError_t elk_qk_rope_store(cudaStream_t st, float *q, float *k, const float *
                               int64_t n_head, int64_t n_head_kv, int64_t hd, const float *q_norm,
                               const float *k_norm, float eps, int64_t n_rot, const int32_t *pos,
                               const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
-                              void *v_cache, int kv_t, int64_t cap);
+                              void *v_cache, int kv_t, int64_t cap, bool pdl);
 
 #endif
