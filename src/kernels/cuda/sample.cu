@@ -66,8 +66,23 @@ static __device__ __forceinline__ uint32_t fkey(float p) {
 static __device__ __forceinline__ float kdec(uint32_t k) {
     return __uint_as_float((k & 0x80000000u) ? (k & 0x7fffffffu) : ~k);
 }
-static __device__ __forceinline__ float pval(const row_t &r, int64_t i) {
-    return __fdiv_rn(r.x[i], r.t);
+/* f(i, x[i], valid) for i = b + tid + j * SB, j < UNR, every b = 0, UNR * SB, ... < n: UNR loads in flight per
+ * thread, the same trip count for every thread (warp intrinsics in f are safe), i ascending per thread. */
+#define UNR 4
+template <class F> static __device__ __forceinline__ void for_row(const float *x, int64_t n, F f) {
+    for (int64_t b = 0; b < n; b += (int64_t)UNR * SB) {
+        float v[UNR];
+#pragma unroll
+        for (int j = 0; j < UNR; j++) {
+            const int64_t i = b + threadIdx.x + (int64_t)j * SB;
+            v[j] = i < n ? x[i] : 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < UNR; j++) {
+            const int64_t i = b + threadIdx.x + (int64_t)j * SB;
+            f(i, v[j], i < n);
+        }
+    }
 }
 static __device__ __forceinline__ bool in_set(const set_t &s, uint32_t key, int64_t i) {
     return s.all || key > s.k || (key == s.k && i <= s.i);
@@ -135,22 +150,34 @@ static __device__ int block_first(bool cond, sm_t *sm) {
 }
 
 /* First index i (in index order) whose cumulative weight wf(0..i) exceeds tgt_eval(mode, a, total);
- * -1 when the total is 0 or nothing exceeds. Warp w sums its segment; one warp rescans the segment that
- * holds the crossing. Integer sums: the rescan reproduces the segment sum exactly. */
-template <class WF> static __device__ int64_t find_index(int64_t n, WF wf, int mode, u64 a, sm_t *sm) {
+ * -1 when the total is 0 or nothing exceeds. wf(i, x[i]) is the weight of element i. Level 1: warp w sums
+ * its segment of the row (coalesced, UNR loads in flight), thread 0 picks the segment holding the crossing.
+ * Level 2: the block splits that segment into SB contiguous pieces, scans their sums, and the one thread
+ * whose piece holds the crossing rescans it. Integer sums: every level reproduces the others exactly. */
+template <class WF> static __device__ int64_t find_index(const float *x, int64_t n, WF wf, int mode, u64 a, sm_t *sm) {
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     const int64_t seg = ((n + NW - 1) / NW + 31) / 32 * 32;
     const int64_t start = (int64_t)w * seg, end = start + seg < n ? start + seg : n;
     u64 s = 0;
-    for (int64_t i = start + lane; i < end; i += 32)
-        s += wf(i);
+    for (int64_t c = start; c < end; c += 32 * UNR) {
+        float v[UNR];
+#pragma unroll
+        for (int j = 0; j < UNR; j++) {
+            const int64_t i = c + lane + 32 * j;
+            v[j] = i < end ? x[i] : 0.f;
+        }
+#pragma unroll
+        for (int j = 0; j < UNR; j++) {
+            const int64_t i = c + lane + 32 * j;
+            if (i < end) s += wf(i, v[j]);
+        }
+    }
     s = warp_sum64(s);
     if (lane == 0) sm->wsum[w] = s;
     __syncthreads();
     if (tid == 0) {
         u64 tot = 0;
-        for (int j = 0; j < NW; j++)
-            tot += sm->wsum[j];
+        for (int j = 0; j < NW; j++) tot += sm->wsum[j];
         int f = -1;
         u64 acc = 0, target = 0;
         if (tot) {
@@ -169,19 +196,26 @@ template <class WF> static __device__ int64_t find_index(int64_t n, WF wf, int m
         sm->fidx = -1;
     }
     __syncthreads();
-    if (w == sm->fw) {
-        const u64 target = sm->ftarget;
-        u64 carry = sm->facc;
-        for (int64_t c = start; c < end; c += 32) {
-            const int64_t i = c + lane;
-            const u64 v = i < end ? wf(i) : 0ull;
-            const u64 inc = warp_incl_scan(v);
-            const unsigned hit = __ballot_sync(FULL, carry + inc > target);
-            if (hit) {
-                if (lane == __ffs(hit) - 1) sm->fidx = i;
+    const int f = sm->fw;
+    if (f < 0) {
+        __syncthreads();
+        return -1;
+    }
+    const u64 acc = sm->facc, target = sm->ftarget;
+    const int64_t s0 = (int64_t)f * seg, s1 = s0 + seg < n ? s0 + seg : n, c2 = (s1 - s0 + SB - 1) / SB;
+    const int64_t p0 = s0 + tid * c2 < s1 ? s0 + tid * c2 : s1, p1 = p0 + c2 < s1 ? p0 + c2 : s1;
+    u64 my = 0;
+    for (int64_t i = p0; i < p1; i++) my += wf(i, x[i]);
+    u64 tot2;
+    const u64 ex = acc + block_excl_scan(my, sm, &tot2);
+    if (my && ex <= target && ex + my > target) {
+        u64 cum = ex;
+        for (int64_t i = p0; i < p1; i++) {
+            cum += wf(i, x[i]);
+            if (cum > target) {
+                sm->fidx = i;
                 break;
             }
-            carry += __shfl_sync(FULL, inc, 31);
         }
     }
     __syncthreads();
@@ -206,12 +240,11 @@ static __device__ bool select_sorted(const row_t &r, const set_t &R, float mx, d
         for (int b = tid; b < NBINS; b += SB)
             sm->hist[b] = 0;
         __syncthreads();
-        for (int64_t base = 0; base < r.n; base += SB) {
-            const int64_t i = base + tid;
+        for_row(r.x, r.n, [&](int64_t i, float xv, bool valid) {
             uint32_t d = 0xffffffffu;
             u64 wt = 0;
-            if (i < r.n) {
-                const float p = pval(r, i);
+            if (valid) {
+                const float p = __fdiv_rn(xv, r.t);
                 const uint32_t key = fkey(p);
                 if ((key & pmask) == pref && in_set(R, key, i)) {
                     d = (key >> shift) & dmask;
@@ -224,7 +257,7 @@ static __device__ bool select_sorted(const row_t &r, const set_t &R, float mx, d
                 const unsigned peers = __match_any_sync(FULL, d);
                 if (d != 0xffffffffu && lane == __ffs(peers) - 1) atomicAdd(&sm->hist[d], (u64)__popc(peers));
             }
-        }
+        });
         __syncthreads();
         const int d0 = NBINS - 1 - 2 * tid, d1 = d0 - 1;
         const u64 h0 = sm->hist[d0], h1 = sm->hist[d1];
@@ -253,9 +286,9 @@ static __device__ bool select_sorted(const row_t &r, const set_t &R, float mx, d
     const set_t Rc = R;
     const row_t rc = r;
     const int64_t i = find_index(
-        r.n,
-        [&](int64_t j) -> u64 {
-            const float p = pval(rc, j);
+        r.x, r.n,
+        [&](int64_t j, float xv) -> u64 {
+            const float p = __fdiv_rn(xv, rc.t);
             const uint32_t key = fkey(p);
             if (key != K || !in_set(Rc, key, j)) return 0ull;
             return MASS ? wfix(p, mx, sc) : 1ull;
@@ -273,13 +306,12 @@ static __device__ int64_t block_argmax(const float *x, int64_t n, sm_t *sm) {
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     float bv = 0.f;
     int bi = -1;
-    for (int64_t i = tid; i < n; i += SB) {
-        const float v = x[i];
-        if (v == v && (bi < 0 || v > bv)) {
+    for_row(x, n, [&](int64_t i, float v, bool valid) {
+        if (valid && v == v && (bi < 0 || v > bv)) {
             bv = v;
             bi = (int)i;
         }
-    }
+    });
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) {
         const float ov = __shfl_xor_sync(FULL, bv, o);
@@ -317,16 +349,16 @@ static __device__ void gather_sorted(const row_t &r, const set_t &P, int m, sm_t
     const int tid = threadIdx.x;
     if (tid == 0) sm->cnt = 0;
     __syncthreads();
-    for (int64_t i = tid; i < r.n; i += SB) {
-        const uint32_t key = fkey(pval(r, i));
-        if (in_set(P, key, i)) {
+    for_row(r.x, r.n, [&](int64_t i, float xv, bool valid) {
+        const uint32_t key = fkey(__fdiv_rn(xv, r.t));
+        if (valid && in_set(P, key, i)) {
             const int s = atomicAdd(&sm->cnt, 1);
             if (s < SB) {
                 sm->ckey[s] = key;
                 sm->cidx[s] = (int32_t)i;
             }
         }
-    }
+    });
     __syncthreads();
     const int c = sm->cnt < m ? sm->cnt : m; /* == m: P is a prefix of m elements */
     if (tid < c) {
@@ -361,16 +393,16 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
         if (tid == 0) sm->kmax = 0;
         __syncthreads();
         uint32_t km = 0;
-        for (int64_t i = tid; i < n; i += SB) {
-            const uint32_t k = fkey(pval(r, i));
-            km = k > km ? k : km;
-        }
+        for_row(r.x, n, [&](int64_t, float xv, bool valid) {
+            const uint32_t k = fkey(__fdiv_rn(xv, r.t));
+            if (valid) km = k > km ? k : km;
+        });
         atomicMax(&sm->kmax, km);
         __syncthreads();
         const float mx = kdec(sm->kmax);
         const row_t rc = r;
         const int64_t i = find_index(
-            n, [&](int64_t j) -> u64 { return wfix(pval(rc, j), mx, sc); }, 2, ua, sm);
+            r.x, n, [&](int64_t, float xv) -> u64 { return wfix(__fdiv_rn(xv, rc.t), mx, sc); }, 2, ua, sm);
         return i < 0 ? 0 : i;
     }
     /* S: the top-k set or the whole row; P: its first m elements */
@@ -391,10 +423,10 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
     u64 sumS = sumP;
     if (m != mS) { /* the weight of all of S */
         u64 s = 0;
-        for (int64_t i = tid; i < n; i += SB) {
-            const float p = pval(r, i);
-            if (in_set(S, fkey(p), i)) s += wfix(p, mx, sc);
-        }
+        for_row(r.x, n, [&](int64_t i, float xv, bool valid) {
+            const float p = __fdiv_rn(xv, r.t);
+            if (valid && in_set(S, fkey(p), i)) s += wfix(p, mx, sc);
+        });
         block_excl_scan(s, sm, &sumS);
     }
     if (sumS == 0) return top;
