@@ -275,7 +275,8 @@ static void test_attention(void) {
 
 /* ---- tensor-core prefill attention (attention_prefill.cu) against edgellm_ref_attention ----
  * A batch is a list of runs: n tokens of one slot at positions p0, p0 + 1, ... (a prefill chunk; n = 1 is
- * a decode token). Every cache position holds random data (the reference reads the same cache).
+ * a decode token); slot -1: n decode tokens round robin over the slots (tiles of more than 4 runs go to
+ * the per-token f32 kernel). Every cache position holds random data (the reference reads the same cache).
  * Tolerance: the kernel rounds q and the softmax weights p to the cache type (relative error up to 2^-9
  * for bf16, 2^-12 for f16) and sums in f32; K/V are exact. Random data puts the output NMSE near
  * 1e-5 (bf16) / 2e-7 (f16) at most, so 1e-4 / 1e-5 leave room for rounding only, not for a wrong
@@ -304,8 +305,9 @@ static void run_attention_pf(const pf_case *pc, int mode) {
     int64_t t = 0;
     for (int r = 0; r < pc->n_run; r++)
         for (int32_t i = 0; i < pc->runs[r].n; i++, t++) {
-            slot[t] = pc->runs[r].slot;
-            pos[t] = pc->runs[r].p0 + i;
+            const int rr = pc->runs[r].slot < 0; /* round robin over the slots, spread positions */
+            slot[t] = rr ? (int32_t)(t % pc->n_slot) : pc->runs[r].slot;
+            pos[t] = rr ? (int32_t)((t * 7919 + 11) % pc->cap) : pc->runs[r].p0 + i;
             if (pos[t] > max_pos) max_pos = pos[t];
         }
     float scale = 1.f / sqrtf((float)pc->hd);
@@ -411,6 +413,10 @@ static void test_attention_prefill(void) {
          6,
          {{0, 299, 1}, {4, 17, 1}, {3, 0, 90}, {1, 0, 1}, {5, 150, 1}, {2, 64, 1}}},
         {"1 tok at pos 700, 4/1 heads, hd 64", 4, 1, 64, 1024, 1, EL_DTYPE_F16, 1.f, 1, {{0, 700, 1}}},
+        {"70 decode tok of 7 slots (per-token path), 16/4 heads, hd 128", 16, 4, 128, 600, 7, EL_DTYPE_BF16, 1.f,
+         1, {{-1, 0, 70}}},
+        {"70 decode tok of 7 slots (per-token path), 8/8 heads, hd 64", 8, 8, 64, 600, 7, EL_DTYPE_F16, 1.f, 1,
+         {{-1, 0, 70}}},
         {"1000 tok, 8/2 heads, hd 128", 8, 2, 128, 1024, 1, EL_DTYPE_BF16, 1.f, 1, {{0, 0, 1000}}},
     };
     const size_t nc = sizeof cases / sizeof cases[0];

@@ -20,8 +20,9 @@
  *        operand of O += P V (the mma C layout of two n8 tiles is the A layout of one k16 slice).
  * Slots: the tile's rows are processed in one pass per distinct slot among them (rows of other slots are
  * masked out in that pass). A prefill tile (one sequence, contiguous positions) takes one pass; a tile
- * straddling two sequences takes two. Batches of many single-token sequences (decode) are correct but
- * slow here: the backend sends only large batches to this kernel (elk_attn_prefill_use).
+ * straddling sequences takes a few. A tile of more than PF_MAX_RUNS runs of equal slots (decode tokens
+ * of many sequences in one batch) is left to k_attn_pf_rows, launched alongside: a warp per (token, kv
+ * head) on CUDA cores in f32, so large decode batches keep per-token parallelism.
  * Positions read: every position < the largest pos of the pass's rows. The runtime stores a token's K/V
  * before attention and a sequence's positions are filled from 0, so these rows hold finite values
  * (masked ones get weight exactly 0).
@@ -109,6 +110,26 @@ template <int KT> static __device__ __forceinline__ uint32_t pf_pack(float a, fl
     }
 }
 
+/* The slot a batch row attends in, -1 for none (past n_tok, slot < 0 or pos < 0). */
+static __device__ __forceinline__ int pf_slot_of(const int32_t *slot, const int32_t *pos, int n_tok, int t) {
+    return t < n_tok && slot[t] >= 0 && pos[t] >= 0 ? slot[t] : -1;
+}
+/* Runs of consecutive rows with the same (valid) slot among batch rows [t0, t0 + bq), bq a multiple of
+ * 32, computed by a whole warp (every lane gets it). A tile with more than PF_MAX_RUNS runs (a batch of
+ * decode tokens of many sequences) goes to the per-token kernel k_attn_pf_rows instead of k_attn_pf:
+ * both evaluate this on the same inputs, so every tile is done by exactly one of them. */
+#define PF_MAX_RUNS 4
+static __device__ int pf_tile_runs(const int32_t *slot, const int32_t *pos, int n_tok, int t0, int bq,
+                                   int lane) {
+    int runs = 0;
+    for (int r = lane; r < bq; r += 32) {
+        const int s = pf_slot_of(slot, pos, n_tok, t0 + r);
+        const bool start = s >= 0 && (r == 0 || s != pf_slot_of(slot, pos, n_tok, t0 + r - 1));
+        runs += __popc(__ballot_sync(0xffffffffu, start));
+    }
+    return runs;
+}
+
 /* Shared memory bytes of k_attn_pf<D, .., MR>: Q [BQ][D+8] + K, V [2][BK][D+8] (16-bit elements) +
  * slot/lim [BQ], BQ = 64 * MR. */
 static __host__ __device__ constexpr size_t pf_smem_bytes(int D, int MR) {
@@ -145,6 +166,8 @@ __global__ void __launch_bounds__(PF_THREADS)
     const int g = lane >> 2, c4 = lane & 3;
     const int i8 = lane >> 3, r8 = lane & 7; /* ldmatrix: the 8x8 matrix and row this lane addresses */
 
+    /* tiles of many short runs (decode batches) are k_attn_pf_rows' work */
+    if (pf_tile_runs(slot, pos, n_tok, t0, BQ, lane) > PF_MAX_RUNS) return;
     for (int r = tid; r < BQ; r += PF_THREADS) {
         const int t = t0 + r;
         int sl = -1, lim = -1;
@@ -365,6 +388,111 @@ __global__ void __launch_bounds__(PF_THREADS)
         }
 }
 
+/* two packed f16/bf16 -> f32 */
+template <int KT> static __device__ __forceinline__ float2 pf_unpack(uint32_t w) {
+    if (KT == ELK_BF16) return make_float2(__uint_as_float(w << 16), __uint_as_float(w & 0xffff0000u));
+    return make_float2(__half2float(__ushort_as_half((unsigned short)(w & 0xffffu))),
+                       __half2float(__ushort_as_half((unsigned short)(w >> 16))));
+}
+/* EPL (2 or 4) contiguous cache elements at element offset i as f32 */
+template <int KT, int EPL>
+static __device__ __forceinline__ void pf_ld_row(const uint16_t *p, int64_t i, float *f) {
+    if (EPL == 4) {
+        const uint2 w = *(const uint2 *)(p + i);
+        const float2 a = pf_unpack<KT>(w.x), b = pf_unpack<KT>(w.y);
+        f[0] = a.x, f[1] = a.y, f[2] = b.x, f[3] = b.y;
+    } else {
+        const float2 a = pf_unpack<KT>(*(const uint32_t *)(p + i));
+        f[0] = a.x, f[1] = a.y;
+    }
+}
+
+/* Per-token path for the tiles k_attn_pf leaves (more than PF_MAX_RUNS runs of slots): a warp per (token,
+ * kv head) serves the G q heads one after the other (the K/V rows stay in L1), CTA = 4 consecutive tokens.
+ * Lane owns D / 32 elements; scores by warp reduction, 4 positions per step, online softmax, all in f32. */
+template <int D, int KT>
+__global__ void __launch_bounds__(PF_THREADS)
+    k_attn_pf_rows(const float *__restrict__ q, int n_tok, int n_head, int n_head_kv,
+                   const int32_t *__restrict__ slot, const int32_t *__restrict__ pos,
+                   const uint16_t *__restrict__ kc, const uint16_t *__restrict__ vc, int64_t cap,
+                   float scale_log2, float *__restrict__ out, int bq) {
+    constexpr int EPL = D / 32;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int t = blockIdx.x * (PF_THREADS / 32) + warp, hk = blockIdx.y;
+    if (t >= n_tok) return;
+    if (pf_tile_runs(slot, pos, n_tok, t / bq * bq, bq, lane) <= PF_MAX_RUNS) return; /* k_attn_pf's tile */
+    const int G = n_head / n_head_kv;
+    const int sl = slot[t];
+    const int64_t p = pos[t];
+    const int lim = (int)(p < cap - 1 ? p : cap - 1);
+    if (sl < 0 || lim < 0) {
+        for (int g = 0; g < G; g++)
+#pragma unroll
+            for (int e = 0; e < EPL; e++)
+                out[((int64_t)t * n_head + hk * G + g) * D + lane * EPL + e] = 0.f;
+        return;
+    }
+    const int64_t base = ((int64_t)sl * n_head_kv + hk) * cap * D + lane * EPL;
+    for (int g = 0; g < G; g++) {
+        const int h = hk * G + g;
+        float qv[EPL], o[EPL];
+#pragma unroll
+        for (int e = 0; e < EPL; e++) {
+            qv[e] = q[((int64_t)t * n_head + h) * D + lane * EPL + e] * scale_log2;
+            o[e] = 0.f;
+        }
+        float m = -INFINITY, l = 0.f;
+        for (int j0 = 0; j0 <= lim; j0 += 4) {
+            float sc[4], vv[4][EPL];
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                float kf[EPL];
+                sc[u] = 0.f;
+                if (j0 + u <= lim) {
+                    pf_ld_row<KT, EPL>(kc, base + (int64_t)(j0 + u) * D, kf);
+                    pf_ld_row<KT, EPL>(vc, base + (int64_t)(j0 + u) * D, vv[u]);
+#pragma unroll
+                    for (int e = 0; e < EPL; e++)
+                        sc[u] = fmaf(qv[e], kf[e], sc[u]);
+                } else {
+#pragma unroll
+                    for (int e = 0; e < EPL; e++)
+                        vv[u][e] = 0.f;
+                }
+            }
+#pragma unroll
+            for (int off = 16; off > 0; off >>= 1)
+#pragma unroll
+                for (int u = 0; u < 4; u++)
+                    sc[u] += __shfl_xor_sync(0xffffffffu, sc[u], off);
+            float mx = m;
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                if (j0 + u > lim) sc[u] = -INFINITY;
+                mx = fmaxf(mx, sc[u]);
+            }
+            const float a = exp2f(m - mx); /* m = -inf (first step): 0; mx is finite (position j0 <= lim) */
+            m = mx;
+            l *= a;
+#pragma unroll
+            for (int e = 0; e < EPL; e++)
+                o[e] *= a;
+#pragma unroll
+            for (int u = 0; u < 4; u++) {
+                const float pu = exp2f(sc[u] - mx);
+                l += pu;
+#pragma unroll
+                for (int e = 0; e < EPL; e++)
+                    o[e] = fmaf(pu, vv[u][e], o[e]);
+            }
+        }
+        const float inv = 1.f / l;
+#pragma unroll
+        for (int e = 0; e < EPL; e++)
+            out[((int64_t)t * n_head + h) * D + lane * EPL + e] = o[e] * inv;
+    }
+}
+
 template <int D, int KT, int MR>
 static cudaError_t pf_launch(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head,
                              int64_t n_head_kv, const int32_t *slot, const int32_t *pos, const void *kc,
@@ -376,9 +504,16 @@ static cudaError_t pf_launch(cudaStream_t st, const float *q, int64_t n_tok, int
         if (e != cudaSuccess) return e;
     }
     dim3 grid((unsigned)n_head, (unsigned)((n_tok + PF_BQ * MR - 1) / (PF_BQ * MR)));
+    const float sl2 = scale * 1.4426950408889634f;
     k_attn_pf<D, KT, MR><<<grid, PF_THREADS, smem, st>>>(q, (int)n_tok, (int)n_head, (int)n_head_kv, slot,
                                                          pos, (const uint16_t *)kc, (const uint16_t *)vc, cap,
-                                                         scale * 1.4426950408889634f, out);
+                                                         sl2, out);
+    cudaError_t e = cudaGetLastError();
+    if (e != cudaSuccess) return e;
+    dim3 grid_rows((unsigned)((n_tok + PF_THREADS / 32 - 1) / (PF_THREADS / 32)), (unsigned)n_head_kv);
+    k_attn_pf_rows<D, KT><<<grid_rows, PF_THREADS, 0, st>>>(q, (int)n_tok, (int)n_head, (int)n_head_kv, slot,
+                                                            pos, (const uint16_t *)kc, (const uint16_t *)vc,
+                                                            cap, sl2, out, PF_BQ * MR);
     return cudaGetLastError();
 }
 
