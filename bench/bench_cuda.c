@@ -33,6 +33,7 @@ static el_backend *be;
 static double g_copy_gbs;
 extern int elk_gemv_tc_mode;      /* src/kernels/cuda/gemv.cu */
 extern int elk_attn_stage_mode;   /* src/kernels/cuda/attention.cu */
+extern int elk_qgemv_tc_mode;     /* src/kernels/cuda/qgemv.cu */
 extern int elk_attn_prefill_mode; /* src/kernels/cuda/attention_prefill.cu */
 extern int elk_attn_prefill_rows; /* src/kernels/cuda/attention_prefill.cu */
 
@@ -302,14 +303,19 @@ static void bench_qgemv(bool quick) {
             free(h);
             int calls = copies < 8 ? 8 * copies : copies;
             if (quick && calls > 16) calls = 16;
-            for (int64_t m = 1; m <= 8; m += 7) {
-                if (m == 8 && !f->m8) continue;
-                double t = time_qmatmuls(x, m, sh->k, w, copies, f->t, sh->n, y, calls, quick ? 3 : 7);
-                double gbs = (double)bytes / (t * 1e-3) / 1e9;
-                printf("qgemv %-13s %-11s %-8s n %6lld k %6lld m %lld: %8.2f us %7.0f GB/s %5.1f%% of copy\n",
-                       f->name, sh->model, sh->name, (long long)sh->n, (long long)sh->k, (long long)m,
-                       t * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
-            }
+            /* w4a16 g128: the fp32-FMA ("fma") and the tensor-core ("mma") kernel (elk_qgemv_tc_mode 1 / 2) */
+            const int nmodes = f->t == EL_DTYPE_Q_W4A16 && f->group % 128 == 0 ? 2 : 1;
+            for (int64_t m = 1; m <= 8; m += 7)
+                for (int mode = 0; mode < nmodes; mode++) {
+                    if (m == 8 && !f->m8) continue;
+                    elk_qgemv_tc_mode = mode ? 2 : 1;
+                    double t = time_qmatmuls(x, m, sh->k, w, copies, f->t, sh->n, y, calls, quick ? 3 : 7);
+                    double gbs = (double)bytes / (t * 1e-3) / 1e9;
+                    printf("qgemv %-13s %-11s %-8s n %6lld k %6lld m %lld %s: %8.2f us %7.0f GB/s %5.1f%% of copy\n",
+                           f->name, sh->model, sh->name, (long long)sh->n, (long long)sh->k, (long long)m,
+                           nmodes == 1 ? "   " : mode ? "mma" : "fma", t * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
+                }
+            elk_qgemv_tc_mode = 1;
             for (int c = 0; c < copies; c++)
                 be->iface.dealloc(be, w[c]);
         }

@@ -14,6 +14,7 @@
 
 static el_backend *be;
 extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu: 0 auto, 1 never tensor cores, 2 always (bf16) */
+extern int elk_qgemv_tc_mode;   /* src/kernels/cuda/qgemv.cu: 0 tc for m >= 2, 1 never, 2 always (w4a16) */
 extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where it applies, 1 never */
 extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 never, 2 always */
 extern int elk_attn_prefill_rows; /* attention_prefill.cu: query rows per CTA, 0 auto, 64, 128 */
@@ -602,6 +603,18 @@ static void test_qmatmul(void) {
         for (int64_t m = 2; m <= 7; m++)
             if (m != 3) run_qmatmul(f, m, 512, 200, 0, 200);
     }
+    /* w4a16 on tensor cores (elk_qgemv_tc_mode 2: every m): g128 with and without zero points, k tails
+     * (partial 128-blocks, guarded x), g64 (the kernel's per-element path) */
+    elk_qgemv_tc_mode = 2;
+    printf("w4a16 GEMV: tensor-core kernel\n");
+    for (int fi = 2; fi <= 4; fi++)
+        for (int mi = 0; mi < 3; mi++) {
+            run_qmatmul(&QF[fi], ms[mi], 1024, 1000, mi & 1, 1000);
+            run_qmatmul(&QF[fi], ms[mi], 1020, 77, 1, 80);
+            run_qmatmul(&QF[fi], ms[mi], 4096, 300, 0, 300);
+        }
+    run_qmatmul(&QF[2], 5, 998, 50, 0, 50);
+    elk_qgemv_tc_mode = 1;
     /* prefill bigger than one dequantized chunk (32M elements): two GEMMs */
     run_qmatmul(&QF[2], 12, 4096, 9000, 1, 9000);
     /* k % 32 != 0 is refused for the ggml formats */

@@ -49,8 +49,8 @@ struct qhdr {
 static __device__ __forceinline__ uint4 ldg16(const void *p) {
     uint4 r;
     asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-                 : "l"(p));
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
     return r;
 }
 
@@ -210,19 +210,31 @@ __global__ void __launch_bounds__(QG_THREADS)
         for (int r = 0; r < R; r++)
             acc[mi][r] = 0.f;
     if (g % 32 == 0) {
-        const int64_t nck = (k + 31) / 32;
+        const int nck = (int)((k + 31) / 32);
+        const unsigned cpg = (unsigned)(g / 32); /* chunks per group: a shift for 32/64/128/... */
+        const bool p2 = (cpg & (cpg - 1)) == 0;
+        const int sh = __ffs((int)cpg) - 1;
+        const uint8_t *qrow[R];
+        const uint16_t *srow[R];
+        const uint8_t *zrow[R];
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            qrow[r] = qs + rows[r] * rb;
+            srow[r] = s16 + rows[r] * G;
+            zrow[r] = zs ? zs + rows[r] * G : nullptr;
+        }
 #pragma unroll 2
-        for (int64_t c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
+        for (int c = p.kw * 32 + p.lane; c < nck; c += 32 * p.ks) {
             uint4 q[R];
 #pragma unroll
             for (int r = 0; r < R; r++)
-                q[r] = ldg16(qs + rows[r] * rb + c * 16);
-            const int64_t gi = c * 32 / g;
+                q[r] = ldg16(qrow[r] + c * 16);
+            const int gi = p2 ? c >> sh : (int)((unsigned)c / cpg);
             float sc[R], mz[R];
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                sc[r] = f16_f32(__ldg(s16 + rows[r] * G + gi));
-                mz[r] = 8388608.0f + (float)(zs ? __ldg(zs + rows[r] * G + gi) : 8);
+                sc[r] = f16_f32(__ldg(srow[r] + gi));
+                mz[r] = 8388608.0f + (float)(zs ? __ldg(zrow[r] + gi) : 8);
             }
             float part[M][R];
 #pragma unroll
@@ -244,7 +256,7 @@ __global__ void __launch_bounds__(QG_THREADS)
 #pragma unroll
                 for (int mi = 0; mi < M; mi++) {
                     float xf[8];
-                    ldx<8>(x + mi * k, c * 32 + wi * 8, k, xvec, xf);
+                    ldx<8>(x + mi * k, (int64_t)c * 32 + wi * 8, k, xvec, xf);
 #pragma unroll
                     for (int r = 0; r < R; r++)
 #pragma unroll
@@ -275,6 +287,195 @@ __global__ void __launch_bounds__(QG_THREADS)
     qg_reduce<M, R>(acc, ks, n, [&](int mi, int, int64_t row, float s) {
         y[(int64_t)mi * ldy + row] = bias ? s + bias[row] : s;
     });
+}
+
+/* ---- w4a16 on tensor cores (g % 128 == 0, x rows 16-byte aligned; elk_qgemv_tc_mode) ----
+ * mma.sync m16n8k16 bf16 -> f32: A = (q - z) of a 16-row tile (exact small integers in bf16: the nibble
+ * goes into the mantissa of 128.0 by one lop3, then 128 + z is subtracted in bf16x2), B = x^T (n = 8 =
+ * the tokens) split into bf16 hi + lo (x ~= hi + lo to ~2^-17 relative, as the bf16 GEMV). Thread
+ * (g = lane / 4, tg = lane % 4) loads 16 bytes (32 nibbles) of rows g and g + 8 at k = 128 kb + 32 tg;
+ * nibbles t and t + 4 of a 32-bit word form one bf16x2 pair, and x is paired the same way, so A and B
+ * agree on the (permuted) k order inside the mma. A 128-wide k block lies in one group: its mma sums
+ * are multiplied by the rows' f16 scales in f32. 8 warps take interleaved k blocks (two in flight) and
+ * are summed through shared memory; a block owns 16 * T rows (T = 1 for now). */
+#define TCQ_WARPS 8
+
+static __device__ __forceinline__ void mma_bf16_q(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
+                                                  uint32_t a3, uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* (x0, x1) -> bf16x2 hi and lo, x ~= hi + lo; lower half = x0 */
+static __device__ __forceinline__ void split2q(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+    __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
+    hi = *reinterpret_cast<uint32_t *>(&h);
+    lo = *reinterpret_cast<uint32_t *>(&l);
+}
+
+/* pair t of word u: nibbles t (low half) and t + 4 (high half) as bf16x2 (q - z) */
+static __device__ __forceinline__ uint32_t nib_pair(uint32_t u, int t, uint32_t mz2) {
+    uint32_t v = ((u >> (4 * t)) & 0x000f000fu) | 0x43004300u; /* 128 + q */
+    __nv_bfloat162 r =
+        __hsub2(*reinterpret_cast<__nv_bfloat162 *>(&v), *reinterpret_cast<__nv_bfloat162 *>(&mz2));
+    return *reinterpret_cast<uint32_t *>(&r);
+}
+
+template <int T> struct tcq_chunk {
+    uint4 q[T][2];
+    float4 x[8];
+    float s[T][2];
+    uint32_t mz[T][2];
+};
+
+template <int T>
+__global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
+    k_w4a16_tc(const float *__restrict__ x, int m, int64_t k, const uint8_t *__restrict__ w, int64_t n,
+               const float *__restrict__ bias, float *__restrict__ y, int64_t ldy) {
+    __shared__ float red[TCQ_WARPS][T][4][32];
+    const qhdr *h = (const qhdr *)w;
+    const int64_t g = h->group, G = (k + g - 1) / g, rb = G * g / 2;
+    const uint16_t *s16 = (const uint16_t *)(w + h->scales_off);
+    const uint8_t *zs = h->zeros_off ? w + h->zeros_off : nullptr;
+    const uint8_t *qs = w + h->quants_off;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tg = lane & 3;
+    const int64_t row0 = (int64_t)blockIdx.x * (16 * T);
+    const int64_t nkb = (k + 127) / 128;
+    const int cpg = (int)(g / 128); /* k blocks per group */
+    int64_t rows[T][2];
+#pragma unroll
+    for (int i = 0; i < T; i++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            int64_t r = row0 + 16 * i + gq + 8 * hh;
+            rows[i][hh] = r < n ? r : n - 1;
+        }
+    const bool xon = gq < m;
+    const float *xr = x + (xon ? gq : 0) * k + 32 * tg;
+    float acc[T][4];
+#pragma unroll
+    for (int i = 0; i < T; i++)
+        acc[i][0] = acc[i][1] = acc[i][2] = acc[i][3] = 0.f;
+
+    auto load = [&](tcq_chunk<T> &c, int64_t kb) {
+        const int64_t gi = kb / cpg;
+#pragma unroll
+        for (int i = 0; i < T; i++)
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                c.q[i][hh] = ldg16(qs + rows[i][hh] * rb + kb * 64 + 16 * tg);
+                c.s[i][hh] = f16_f32(__ldg(s16 + rows[i][hh] * G + gi));
+                const uint32_t z = zs ? __ldg(zs + rows[i][hh] * G + gi) : 8u;
+                c.mz[i][hh] = (0x4300u | z) * 0x00010001u; /* bf16x2 (128 + z, 128 + z) */
+            }
+        const int64_t off = kb * 128 + 32 * tg;
+#pragma unroll
+        for (int j = 0; j < 8; j++) {
+            if (xon && off + 4 * j + 4 <= k)
+                c.x[j] = __ldg((const float4 *)(xr + kb * 128) + j);
+            else if (xon) {
+                float e[4];
+#pragma unroll
+                for (int t = 0; t < 4; t++)
+                    e[t] = off + 4 * j + t < k ? xr[kb * 128 + 4 * j + t] : 0.f;
+                c.x[j] = make_float4(e[0], e[1], e[2], e[3]);
+            } else
+                c.x[j] = make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+    };
+    auto compute = [&](const tcq_chunk<T> &c) {
+        /* x pairs: word wi holds elements 8 wi .. 8 wi + 7; pair t = (8 wi + t, 8 wi + t + 4) */
+        uint32_t hi[16], lo[16];
+#pragma unroll
+        for (int wi = 0; wi < 4; wi++) {
+            const float4 a = c.x[2 * wi], b = c.x[2 * wi + 1];
+            split2q(a.x, b.x, hi[4 * wi + 0], lo[4 * wi + 0]);
+            split2q(a.y, b.y, hi[4 * wi + 1], lo[4 * wi + 1]);
+            split2q(a.z, b.z, hi[4 * wi + 2], lo[4 * wi + 2]);
+            split2q(a.w, b.w, hi[4 * wi + 3], lo[4 * wi + 3]);
+        }
+#pragma unroll
+        for (int i = 0; i < T; i++) {
+            float blk[4] = {0.f, 0.f, 0.f, 0.f};
+            const uint32_t u0[4] = {c.q[i][0].x, c.q[i][0].y, c.q[i][0].z, c.q[i][0].w};
+            const uint32_t u1[4] = {c.q[i][1].x, c.q[i][1].y, c.q[i][1].z, c.q[i][1].w};
+#pragma unroll
+            for (int st = 0; st < 8; st++) { /* pairs 2 st, 2 st + 1 */
+                const int p0 = 2 * st, p1 = 2 * st + 1;
+                const uint32_t a0 = nib_pair(u0[p0 >> 2], p0 & 3, c.mz[i][0]);
+                const uint32_t a2 = nib_pair(u0[p1 >> 2], p1 & 3, c.mz[i][0]);
+                const uint32_t a1 = nib_pair(u1[p0 >> 2], p0 & 3, c.mz[i][1]);
+                const uint32_t a3 = nib_pair(u1[p1 >> 2], p1 & 3, c.mz[i][1]);
+                mma_bf16_q(blk, a0, a1, a2, a3, hi[p0], hi[p1]);
+                mma_bf16_q(blk, a0, a1, a2, a3, lo[p0], lo[p1]);
+            }
+            acc[i][0] = fmaf(blk[0], c.s[i][0], acc[i][0]);
+            acc[i][1] = fmaf(blk[1], c.s[i][0], acc[i][1]);
+            acc[i][2] = fmaf(blk[2], c.s[i][1], acc[i][2]);
+            acc[i][3] = fmaf(blk[3], c.s[i][1], acc[i][3]);
+        }
+    };
+    if (g % 128 == 0) {
+        int64_t kb = warp;
+        for (; kb + TCQ_WARPS < nkb; kb += 2 * TCQ_WARPS) {
+            tcq_chunk<T> c0, c1;
+            load(c0, kb);
+            load(c1, kb + TCQ_WARPS);
+            compute(c0);
+            compute(c1);
+        }
+        if (kb < nkb) {
+            tcq_chunk<T> c0;
+            load(c0, kb);
+            compute(c0);
+        }
+    } else { /* other group sizes: the same outputs element by element (slow, correct) */
+#pragma unroll
+        for (int i = 0; i < T; i++)
+#pragma unroll
+            for (int r = 0; r < 4; r++) {
+                const int64_t row = rows[i][r >> 1];
+                const int mc = tg * 2 + (r & 1);
+                if (mc >= m) continue;
+                for (int64_t c = warp; c < k; c += TCQ_WARPS) {
+                    const int64_t gi = c / g;
+                    const int z = zs ? zs[row * G + gi] : 8;
+                    const int q = (qs[row * rb + c / 2] >> ((c & 1) * 4)) & 15;
+                    acc[i][r] = fmaf(x[mc * k + c], (float)(q - z) * f16_f32(s16[row * G + gi]), acc[i][r]);
+                }
+            }
+    }
+#pragma unroll
+    for (int i = 0; i < T; i++)
+#pragma unroll
+        for (int r = 0; r < 4; r++)
+            red[warp][i][r][lane] = acc[i][r];
+    __syncthreads();
+    for (int e = threadIdx.x; e < T * 4 * 32; e += TCQ_WARPS * 32) {
+        const int i = e >> 7, r = (e >> 5) & 3, ln = e & 31;
+        float s = 0.f;
+#pragma unroll
+        for (int v = 0; v < TCQ_WARPS; v++)
+            s += red[v][i][r][ln];
+        const int64_t row = row0 + 16 * i + (ln >> 2) + (r >= 2 ? 8 : 0);
+        const int mc = (ln & 3) * 2 + (r & 1);
+        if (row < n && mc < m) y[(int64_t)mc * ldy + row] = bias ? s + bias[row] : s;
+    }
+}
+
+/* w4a16 kernel choice: 0 = tensor cores for m >= 2, 1 = never (the fp32-FMA kernel), 2 = for every m.
+ * The tensor-core kernel is exact only for g % 128 == 0 (other groups run its per-element path). */
+extern "C" int elk_qgemv_tc_mode; /* tests and bench_cuda set it */
+int elk_qgemv_tc_mode = 1;        /* 1 until measured on a GPU */
+
+static cudaError_t w4a16_tc(cudaStream_t st, const float *x, int m, int64_t k, const uint8_t *w, int64_t n,
+                            const float *bias, float *y, int64_t ldy, int n_sm) {
+    (void)n_sm; /* one 16-row tile per block (2 and 4 tiles spill at 128 registers) */
+    k_w4a16_tc<1><<<(unsigned)((n + 15) / 16), TCQ_WARPS * 32, 0, st>>>(x, m, k, w, n, bias, y, ldy);
+    return cudaGetLastError();
 }
 
 /* ---- fp8 ---- */
@@ -689,6 +890,8 @@ template <int M> static cudaError_t qgemv_m(int wt, cudaStream_t st, const qg_ar
     const unsigned grid = (unsigned)((n + rows_per_block - 1) / rows_per_block);
     switch (wt) {
     case ELK_Q_W4A16:
+        if (a.xvec && ((M >= 2 && elk_qgemv_tc_mode == 0) || elk_qgemv_tc_mode == 2))
+            return w4a16_tc(st, a.x, M, k, a.w, n, a.bias, a.y, a.ldy, a.n_sm);
         k_w4a16<M, R><<<grid, QG_THREADS, 0, st>>>(a.x, k, a.w, n, a.bias, a.y, a.ldy, ks, a.xvec);
         break;
     case ELK_Q_FP8: {
