@@ -318,32 +318,37 @@ static edgellm_status cpu_qmm_i8(cpu_be *cb, const float *x, int64_t m, int64_t 
     return EDGELLM_STATUS_OK;
 }
 
-/* w4a16 / fp8 / nvfp4 on the AVX-512 BF16 kernels: x prepared once (bf16 hi + lo) into the shared
- * buffer, then chunks of W rows handed out dynamically as in mm_run. */
+/* w4a16 / fp8 / nvfp4 on the AVX-512 BF16 kernels: x prepared once into the shared buffer (followed by
+ * per-thread scratch for prefill), then chunks of W rows handed out dynamically as in mm_run. */
 typedef struct qf_task {
     mm_task mm;
     const void *prep;
+    uint8_t *scr;
+    size_t scr_each;
 } qf_task;
 
 static void qf_run(void *c, int ith, int nth) {
-    (void)ith;
     qf_task *t = c;
     mm_task *mt = &t->mm;
+    void *scr = t->scr + (size_t)ith * t->scr_each;
     if (nth == 1) {
-        edgellm_cpu_qf_matmul(t->prep, mt->m, mt->k, mt->w, mt->wt, 0, mt->n, mt->bias, mt->y, mt->ldy);
+        edgellm_cpu_qf_matmul(mt->x, t->prep, mt->m, mt->k, mt->w, mt->wt, 0, mt->n, mt->bias, mt->y, mt->ldy, scr);
         return;
     }
     for (;;) {
         int64_t a = atomic_fetch_add_explicit(&mt->next, mt->chunk, memory_order_relaxed);
         if (a >= mt->n) break;
         int64_t b = a + mt->chunk < mt->n ? a + mt->chunk : mt->n;
-        edgellm_cpu_qf_matmul(t->prep, mt->m, mt->k, mt->w, mt->wt, a, b, mt->bias, mt->y, mt->ldy);
+        edgellm_cpu_qf_matmul(mt->x, t->prep, mt->m, mt->k, mt->w, mt->wt, a, b, mt->bias, mt->y, mt->ldy, scr);
     }
 }
 
-static edgellm_status cpu_qmm_qf(cpu_be *cb, size_t need, const float *x, int64_t m, int64_t k, const void *w,
+static edgellm_status cpu_qmm_qf(cpu_be *cb, size_t prep, const float *x, int64_t m, int64_t k, const void *w,
                                  el_dtype wt, int64_t n, const float *bias, float *y, int64_t ldy) {
     const int nth = cb->tp ? cb->nth : 1;
+    prep = (prep + 63) & ~(size_t)63;
+    const size_t each = (edgellm_cpu_qf_scratch(w, wt, m, k) + 63) & ~(size_t)63;
+    const size_t need = prep + (size_t)nth * each;
     if (need > cb->qcap) {
         el_free_aligned(cb->qbuf);
         cb->qcap = 0;
@@ -353,7 +358,7 @@ static edgellm_status cpu_qmm_qf(cpu_be *cb, size_t need, const float *x, int64_
         cb->qcap = need;
     }
     edgellm_cpu_qf_prep(x, m, k, w, wt, cb->qbuf);
-    qf_task t = {{x, m, k, w, wt, n, bias, y, ldy, false, 0, 0}, cb->qbuf};
+    qf_task t = {{x, m, k, w, wt, n, bias, y, ldy, false, 0, 0}, cb->qbuf, cb->qbuf + prep, each};
     if (nth <= 1 || (double)m * (double)n * (double)k < 65536.0) {
         qf_run(&t, 0, 1);
         return EDGELLM_STATUS_OK;

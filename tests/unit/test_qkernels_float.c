@@ -2,10 +2,10 @@
  * (w4a16 with and without zero points, fp8 weight-only and with static e4m3 activations, nvfp4;
  * src/kernels/cpu/qfloat*.c) against the scalar reference el_ref_qmatmul on the same layout: random
  * shapes with odd n, k not a multiple of the group, m from 1 (decode) to prefill sizes, with and
- * without bias, split row ranges; then the CPU backend's quantized matmul (2 threads). The kernels split
- * the activations into two bf16 parts (hi + lo): NMSE <= 1e-5 is required (the task bound; measured
- * ~1e-11, printed as the worst case). fp8 with static activations has exact products (e4m3 x e4m3),
- * so there the bound is 1e-10. */
+ * without bias, split row ranges; then the CPU backend's quantized matmul (2 threads). Decode (m <= 4)
+ * splits the activations into two bf16 parts (hi + lo, ~1e-11); prefill rounds w4a16 weights to f16
+ * tiles (~1e-7). NMSE <= 1e-5 is required (the task bound) and the worst case is printed. fp8 with
+ * static activations has exact products (e4m3 x e4m3) in both paths, so there the bound is 1e-10. */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
@@ -58,13 +58,14 @@ static void run_case(const qcase *c, int64_t m, int64_t n, int64_t k, bool with_
     el_ref_qmatmul(x, m, k, q, c->t, n, 0, n, b, yr, ldy);
     const size_t pb = edgellm_cpu_qf_prep_bytes(q, c->t, m, k);
     if (pb) {
-        void *prep = el_aligned_alloc(pb);
-        CHECK(prep != NULL);
+        void *prep = el_aligned_alloc(pb),
+             *scr = el_aligned_alloc(edgellm_cpu_qf_scratch(q, c->t, m, k) + 64);
+        CHECK(prep != NULL && scr != NULL);
         edgellm_cpu_qf_prep(x, m, k, q, c->t, prep);
         /* two row ranges split at an odd row, as threads get them */
         const int64_t mid = n / 3 | 1;
-        edgellm_cpu_qf_matmul(prep, m, k, q, c->t, 0, mid < n ? mid : n, b, yk, ldy);
-        if (mid < n) edgellm_cpu_qf_matmul(prep, m, k, q, c->t, mid, n, b, yk, ldy);
+        edgellm_cpu_qf_matmul(x, prep, m, k, q, c->t, 0, mid < n ? mid : n, b, yk, ldy, scr);
+        if (mid < n) edgellm_cpu_qf_matmul(x, prep, m, k, q, c->t, mid, n, b, yk, ldy, scr);
         /* NMSE over the whole output (one dot product alone can cancel to ~0 and has no useful NMSE) */
         int untouched_bad = 0;
         for (int64_t i = 0; i < m; i++)
@@ -93,6 +94,7 @@ static void run_case(const qcase *c, int64_t m, int64_t n, int64_t k, bool with_
             g_worst = worst;
         g_ran++;
         el_free_aligned(prep);
+        el_free_aligned(scr);
     }
     el_free_aligned(q);
     free(w);

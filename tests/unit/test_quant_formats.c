@@ -166,7 +166,7 @@ static void test_roundtrip_and_matmul(void) {
         edgellm_ref_matmul(x, m, k, q, c->t, n, bias, y2);
         CHECK(memcmp(y, y2, sizeof(float) * (size_t)(m * n)) == 0);
         /* CPU backend (2 threads): the reference, or the SIMD kernels (bit-identical for the int8-activation
-         * formats; bf16 hi+lo activations for w4a16 / fp8 / nvfp4, test_qkernels_float.c) */
+         * formats; NMSE < 1e-6 for w4a16 / fp8 / nvfp4, test_qkernels_float.c) */
         el_backend *be = NULL;
         el_backend_params bp = {2, 0, false};
         CHECK_OK(el_backend_cpu_create(&bp, &be));
@@ -175,7 +175,7 @@ static void test_roundtrip_and_matmul(void) {
             CHECK_OK(be->iface.matmul(be, x, m, k, q, c->t, n, bias, y3, n));
             const bool wq = c->t == EL_DTYPE_Q_W4A16 || c->t == EL_DTYPE_Q_FP8 || c->t == EL_DTYPE_Q_NVFP4;
             if (wq)
-                CHECKF(t_nmse(y, y3, (size_t)(m * n)) < 1e-9, "%s: backend nmse %g", el_dtype_name(c->t),
+                CHECKF(t_nmse(y, y3, (size_t)(m * n)) < 1e-6, "%s: backend nmse %g", el_dtype_name(c->t),
                        t_nmse(y, y3, (size_t)(m * n)));
             else
                 CHECK(memcmp(y, y3, sizeof(float) * (size_t)(m * n)) == 0);

@@ -47,14 +47,22 @@ void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el
 #endif
 }
 
-void edgellm_cpu_qf_matmul(const void *prep, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n0,
-                           int64_t n1, const float *bias, float *y, int64_t ldy) {
+size_t edgellm_cpu_qf_scratch(const void *w, el_dtype wt, int64_t m, int64_t k) {
+    el_qf_info q;
+    if (!w || m <= 0 || !qf_enabled() || !el_qf_info_of(w, wt, k, &q)) return 0;
+    return el_qf_scratch_size(&q, m);
+}
+
+void edgellm_cpu_qf_matmul(const float *x, const void *prep, int64_t m, int64_t k, const void *w, el_dtype wt,
+                           int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     el_qf_info q;
     if (m <= 0 || n1 <= n0 || !qf_enabled() || !el_qf_info_of(w, wt, k, &q)) return;
     el_qf_prep_size(&q, m);
 #if defined(__x86_64__)
-    el_qf_matmul_avx512(&q, prep, m, n0, n1, bias, y, ldy);
+    el_qf_matmul_avx512(&q, x, prep, m, n0, n1, bias, y, ldy, scratch);
 #else
+    (void)x;
+    (void)scratch;
     (void)prep;
     (void)bias;
     (void)y;

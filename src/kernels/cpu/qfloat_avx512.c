@@ -20,14 +20,15 @@
  * fp8: 32 e4m3 bytes widened to words and turned into bf16 with shifts and adds (subnormals from an
  * 8-entry table), one running dot per row, times the row scale (and act_scale) at the end.
  *
- * Tiles of MR (<= 4) rows of x by NR (4 or 1) rows of W: each W chunk is loaded and expanded once for
- * the MR rows of x. m <= 4 (decode): W streams once, rows in groups of 4 with a software prefetch of the
- * next group. Larger m (prefill): blocks of 64 rows of x by 32 rows of W so that a W block stays in
- * L1/L2 while all x rows pass over it. */
+ * Tiles of MR (<= 4) rows of x by NR (8, 4 or 1) rows of W: each W chunk is loaded and expanded once for
+ * the MR rows of x; W streams once, with a software prefetch of the next group of rows.
+ * Prefill (m > EL_QF_MDEC): qf_gemm below (dequantized f16 tiles and the dense kernel). */
 #include "kernels/cpu/qfloat_impl.h"
 
 #if defined(__x86_64__)
 #include <immintrin.h>
+#include <math.h>
+#include <stdint.h>
 
 #define AI static inline __attribute__((always_inline))
 
@@ -40,8 +41,11 @@ static uint16_t bf16_bits(float f) { /* exact values only */
     return (uint16_t)(u >> 16);
 }
 
+/* acc += pairwise bf16 dot of a and b. Inline asm: with the intrinsic GCC 12 copies the accumulator
+ * before every vdpbf16ps (a register move per instruction in the hot loops). */
 AI VF dp(VF acc, VI a, VI b) {
-    return _mm512_dpbf16_ps(acc, (__m512bh)a, (__m512bh)b);
+    __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
 }
 
 /* ---- prepare ------------------------------------------------------------------------------------- */
@@ -154,6 +158,18 @@ static void prep_fp8_row(const el_qf_info *q, const float *x, uint16_t *xb) {
 }
 
 void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, void *prep) {
+    if (m > EL_QF_MDEC) { /* prefill: f32 x as it is, or the e4m3 activation values */
+        if (!q->act) return;
+        const VF inv = _mm512_set1_ps(q->inv);
+        float *xf = prep;
+        for (int64_t i = 0; i < m * q->k; i += 16) {
+            const int64_t n = m * q->k - i < 16 ? m * q->k - i : 16;
+            const __mmask16 mk = (__mmask16)((1u << n) - 1);
+            _mm512_mask_storeu_ps(xf + i, mk,
+                                  e4m3_round(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), inv)));
+        }
+        return;
+    }
     uint16_t *xb = prep;
     float *xs = q->xs_bytes ? (float *)((char *)prep + q->xb_bytes) : NULL;
     for (int64_t i = 0; i < m; i++) {
@@ -224,7 +240,7 @@ AI float w4_corr(const el_qf_info *q, int64_t j, const float *xg, const int ZS) 
  * sf (g >= 128), 1 = per-lane scales loaded here (g < 128, nvfp4). LAST: the row's last chunk (masked). */
 AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, int64_t j, int64_t c,
                   const int MR, const int NR, const int FMT, const int SM, const int PF, const int LAST,
-                  float (*sf)[QF_SF_MAX], VF (*tot)[4]) {
+                  float (*sf)[QF_SF_MAX], VF (*tot)[8]) {
     const int64_t rowb = q->rowb;
     const uint8_t *w0 = q->qs + j * rowb + c * 64;
     VI xv[2][8];
@@ -273,12 +289,12 @@ AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t 
 AI void nib_tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, const float *xg,
                  int64_t j, const int MR, const int NR, const int FMT, const int ZS, const int SM,
                  const int PF, float *out) {
-    VF tot[4][4];
+    VF tot[4][8];
     for (int i = 0; i < MR; i++)
         for (int r = 0; r < NR; r++)
             tot[i][r] = _mm512_setzero_ps();
     const int64_t nch = q->nch;
-    float sf[SM == 0 ? 4 : 1][QF_SF_MAX];
+    float sf[SM == 0 ? 8 : 1][QF_SF_MAX];
     if (SM == 0)
         for (int r = 0; r < NR; r++) {
             const uint16_t *s = (const uint16_t *)q->sc + (j + r) * q->G;
@@ -344,7 +360,7 @@ AI void fp8_tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t l
 AI void tile(const el_qf_info *q, const kc *K, const uint16_t *xb, const float *xs, int64_t j, const int MR,
              const int NR, const int FMT, const int ZS, const int PF, const float *bias, float *y,
              int64_t ldy) {
-    float out[16];
+    float out[32];
     if (FMT == EL_QF_FMT_FP8)
         fp8_tile(q, K, xb, q->ldx, j, MR, NR, ZS, PF, out); /* ZS: fp8 with lo words (weight-only) */
     else
@@ -388,6 +404,9 @@ AI void mm_fmt(const el_qf_info *q, const kc *K, const uint16_t *xb, const float
                int64_t n1, const float *bias, float *y, int64_t ldy, const int FMT, const int ZS) {
     if (m <= 4) { /* W streams once */
         int64_t j = n0;
+        if (m == 1 && FMT != EL_QF_FMT_FP8) /* 8 rows: more independent vdpbf16ps chains */
+            for (; j + 8 <= n1; j += 8)
+                tile(q, K, xb, xs, j, 1, 8, FMT, ZS, 1, bias, y, ldy);
         for (; j + 4 <= n1; j += 4)
             tile_mr(q, K, xb, xs, j, (int)m, 4, FMT, ZS, 1, bias, y, ldy);
         for (; j < n1; j++)
@@ -413,8 +432,123 @@ AI void mm_fmt(const el_qf_info *q, const kc *K, const uint16_t *xb, const float
     }
 }
 
-void el_qf_matmul_avx512(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
-                         const float *bias, float *y, int64_t ldy) {
+/* ---- prefill: dequantize blocks of rows, then the dense kernel -------------------------------------- */
+
+/* Row j of W as f32 into out (k): w4a16 the reference's values (q - z) * s; fp8 the e4m3 values and nvfp4
+ * e2m1 * e4m3(block scale), both without the row / global scale (applied to the dot products, exact in
+ * f16). Returns max |value|. */
+static float deq_row(const el_qf_info *q, int64_t j, float *out) {
+    const int64_t k = q->k;
+    static const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+    static const uint32_t il0[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
+    const VI i0 = _mm512_loadu_si512(il0), i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(8));
+    const uint8_t *wr = q->qs + j * q->rowb;
+    VF mx = _mm512_setzero_ps();
+    float smx = 0;
+    int64_t c = 0;
+    if (q->fmt == EL_QF_FMT_FP8) {
+        for (; c + 16 <= k; c += 16) {
+            const VF v = e4m3_f32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wr + c))));
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
+            _mm512_storeu_ps(out + c, v);
+        }
+        for (; c < k; c++) {
+            out[c] = el_e4m3_to_f32(wr[c]);
+            smx = fmaxf(smx, fabsf(out[c]));
+        }
+        return fmaxf(smx, _mm512_reduce_max_ps(mx));
+    }
+    const int64_t g = q->g;
+    VF tab;
+    if (q->fmt == EL_QF_FMT_NV4) {
+        tab = _mm512_loadu_ps(e2m1);
+    } else {
+        float t[16];
+        for (int i = 0; i < 16; i++)
+            t[i] = (float)(i - 8);
+        tab = _mm512_loadu_ps(t);
+    }
+    const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
+    const uint8_t *bs = q->sc + j * q->G, *zs = q->zs ? q->zs + j * q->G : NULL;
+    if (g % 32 == 0 || q->fmt == EL_QF_FMT_NV4)
+        for (; c + 32 <= k; c += 32) { /* 16 bytes: 32 elements in one group (nvfp4: two blocks) */
+            const VI d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wr + c / 2)));
+            const VF lo = _mm512_permutexvar_ps(d, tab),
+                     hi = _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), tab);
+            VF o0 = _mm512_permutex2var_ps(lo, i0, hi), o1 = _mm512_permutex2var_ps(lo, i1, hi);
+            if (q->fmt == EL_QF_FMT_NV4) {
+                o0 = _mm512_mul_ps(o0, _mm512_set1_ps(el_e4m3_to_f32(bs[c / 16])));
+                o1 = _mm512_mul_ps(o1, _mm512_set1_ps(el_e4m3_to_f32(bs[c / 16 + 1])));
+            } else {
+                const VF sv = _mm512_set1_ps(_cvtsh_ss(s16[c / g]));
+                if (zs) {
+                    const VF zo = _mm512_set1_ps((float)(8 - (int)zs[c / g]));
+                    o0 = _mm512_add_ps(o0, zo);
+                    o1 = _mm512_add_ps(o1, zo);
+                }
+                o0 = _mm512_mul_ps(o0, sv);
+                o1 = _mm512_mul_ps(o1, sv);
+            }
+            mx = _mm512_max_ps(mx, _mm512_max_ps(_mm512_abs_ps(o0), _mm512_abs_ps(o1)));
+            _mm512_storeu_ps(out + c, o0);
+            _mm512_storeu_ps(out + c + 16, o1);
+        }
+    for (; c < k; c++) {
+        const unsigned v = el_w4_get(wr, c);
+        if (q->fmt == EL_QF_FMT_NV4)
+            out[c] = el_e2m1_to_f32((uint8_t)v) * el_e4m3_to_f32(bs[c / 16]);
+        else
+            out[c] = (float)((int)v - (zs ? (int)zs[c / g] : 8)) * _cvtsh_ss(s16[c / g]);
+        smx = fmaxf(smx, fabsf(out[c]));
+    }
+    return fmaxf(smx, _mm512_reduce_max_ps(mx));
+}
+
+/* Blocks of rows of W dequantized into scratch as f16 (fp8 and nvfp4 values are exact in f16; w4a16's
+ * (q - z) * s rounds to 11 bits, ~1e-7 NMSE, half the tile traffic of f32; a block with values beyond
+ * the f16 range stays f32), then the dense kernel over all m rows of x, then the row / global scales. */
+static void qf_gemm(const el_qf_info *q, const float *x, int64_t m, int64_t n0, int64_t n1, const float *bias,
+                    float *y, int64_t ldy, void *scr) {
+    const int64_t rb = el_qf_rows_per_block(q), k = q->k;
+    float *wf = scr;
+    uint16_t *wh = scr; /* converted in place: f16 element i is written after f32 elements <= i are read */
+    const bool post = q->fmt != EL_QF_FMT_W4;
+    for (int64_t jb = n0; jb < n1; jb += rb) {
+        const int64_t nr = jb + rb < n1 ? rb : n1 - jb;
+        float amax = 0;
+        for (int64_t r = 0; r < nr; r++)
+            amax = fmaxf(amax, deq_row(q, jb + r, wf + r * k));
+        el_dtype tt = EL_DTYPE_F32;
+        if (amax < 65000.0f) {
+            for (int64_t i = 0; i < nr * k; i += 16) {
+                const int64_t n = nr * k - i < 16 ? nr * k - i : 16;
+                const __mmask16 mk = (__mmask16)((1u << n) - 1);
+                const VF v = _mm512_maskz_loadu_ps(mk, wf + i);
+                _mm256_mask_storeu_epi16(wh + i, mk,
+                                         _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
+            }
+            tt = EL_DTYPE_F16;
+        }
+        edgellm_cpu_matmul(x, m, k, tt == EL_DTYPE_F16 ? (const void *)wh : (const void *)wf, tt, 0, nr,
+                           post ? NULL : (bias ? bias + jb : NULL), y + jb, ldy, NULL);
+        if (post)
+            for (int64_t r = 0; r < nr; r++) {
+                const int64_t j = jb + r;
+                const float rs = q->fmt == EL_QF_FMT_FP8 ? ((const float *)q->sc)[j] * q->post : q->gscale;
+                const float b = bias ? bias[j] : 0.0f;
+                for (int64_t i = 0; i < m; i++)
+                    y[i * ldy + j] = bias ? y[i * ldy + j] * rs + b : y[i * ldy + j] * rs;
+            }
+    }
+}
+
+void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, int64_t m, int64_t n0,
+                         int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
+    if (m > EL_QF_MDEC) {
+        qf_gemm(q, q->act ? (const float *)prep : x, m, n0, n1, bias, y, ldy,
+                (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
+        return;
+    }
     kc K;
     uint16_t tab[32];
     uint32_t sidx[16];

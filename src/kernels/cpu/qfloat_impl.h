@@ -82,17 +82,38 @@ static inline bool el_qf_info_of(const void *w, el_dtype wt, int64_t k, el_qf_in
     return true;
 }
 
-/* Prepared-activation sizes for m rows (each part 64-byte aligned). */
+/* m <= EL_QF_MDEC: the vdpbf16ps kernels on prepared activations; larger m (prefill): blocks of rows of
+ * W dequantized to f32 (exactly the reference's values) into per-thread scratch and multiplied by the
+ * dense f32 kernel (edgellm_cpu_matmul), i.e. each weight is expanded once for all m rows of x. */
+#define EL_QF_MDEC 4
+
+/* Prepared-activation sizes for m rows (each part 64-byte aligned). Prefill needs none except fp8 with
+ * static activations (the f32 values of the e4m3 activations, m * k). */
 static inline size_t el_qf_prep_size(el_qf_info *q, int64_t m) {
-    q->xb_bytes = ((size_t)(m * q->ldx) * 2 + 63) & ~(size_t)63;
-    q->xs_bytes = q->fmt == EL_QF_FMT_W4 ? (size_t)(m * q->G) * 4 : 0;
+    if (m > EL_QF_MDEC) {
+        q->xb_bytes = q->act ? ((size_t)(m * q->k) * 4 + 63) & ~(size_t)63 : 64;
+        q->xs_bytes = 0;
+    } else {
+        q->xb_bytes = ((size_t)(m * q->ldx) * 2 + 63) & ~(size_t)63;
+        q->xs_bytes = q->fmt == EL_QF_FMT_W4 ? (size_t)(m * q->G) * 4 : 0;
+    }
     return q->xb_bytes + q->xs_bytes;
+}
+
+/* Rows of W dequantized per block in prefill (a multiple of 4, ~256 KiB of f32), and the per-thread
+ * scratch bytes they take (0 for decode). */
+static inline int64_t el_qf_rows_per_block(const el_qf_info *q) {
+    int64_t rb = ((int64_t)1024 * 1024 / (q->k * 4)) & ~(int64_t)3;
+    return rb < 4 ? 4 : rb;
+}
+static inline size_t el_qf_scratch_size(const el_qf_info *q, int64_t m) {
+    return m > EL_QF_MDEC ? (size_t)(el_qf_rows_per_block(q) * q->k) * 4 + 64 : 0;
 }
 
 #if defined(__x86_64__)
 void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, void *prep);
-void el_qf_matmul_avx512(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
-                         const float *bias, float *y, int64_t ldy);
+void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, int64_t m, int64_t n0,
+                         int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
 #endif
 
 #endif
