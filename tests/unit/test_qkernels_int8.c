@@ -10,6 +10,7 @@
 #include "test.h"
 
 #include <stdint.h>
+#include <stdlib.h>
 
 static uint64_t g_rng = 0x9e3779b97f4a7c15ull;
 static uint64_t rnd(void) {
@@ -123,14 +124,14 @@ done:
     free(scr);
 }
 
-static void test_kernels(bool quick) {
+static void test_kernels(bool quick, bool w8a8_only) {
     static const int64_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 37};
     static const int64_t ns[] = {1, 5, 16, 17, 33, 48, 70};
     static const int64_t k8[] = {1, 17, 63, 64, 100, 257, 384};
     static const int64_t kg[] = {32, 64, 96, 160, 320};
     const el_dtype fmts[] = {EL_DTYPE_Q_W8A8, EL_DTYPE_Q_W8A8, EL_DTYPE_Q8_0, EL_DTYPE_Q4_0};
     const int nm = quick ? 5 : 10;
-    for (int f = 0; f < 4; f++) {
+    for (int f = 0; f < (w8a8_only ? 2 : 4); f++) {
         const el_dtype wt = fmts[f];
         const float act = f == 1 ? 0.02f : 0.0f; /* static activation scale (values far above clamp too) */
         const bool gg = wt != EL_DTYPE_Q_W8A8;
@@ -187,14 +188,33 @@ int main(void) {
     const bool quick = getenv("EDGELLM_TEST_QUICK") != NULL;
     CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W4A16, 64));
     CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 48)); /* ggml needs k % 32 == 0 */
-    if (!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 64)) {
-        printf("test_qkernels_int8: no AVX-512 VNNI here, kernel checks skipped (the backend runs the "
-               "reference)\n");
+    const char *isa0 = getenv("EDGELLM_CPU_ISA");
+    if (!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 64)) {
+        printf("test_qkernels_int8: no AVX-512 VNNI here, VNNI kernel checks skipped\n");
     } else {
-        test_kernels(quick);
-        printf("test_qkernels_int8: %lld kernel cases, %lld not bit-exact\n", (long long)g_cases,
-               (long long)g_bad_cases);
+        test_kernels(quick, false);
+        printf("test_qkernels_int8: AVX-512 VNNI: %lld kernel cases, %lld not bit-exact\n",
+               (long long)g_cases, (long long)g_bad_cases);
     }
     test_backend();
+    /* the AVX2 path (w8a8 only; EDGELLM_CPU_ISA is read on every call by these kernels) */
+    if (el_cpu_isa_detect() >= EL_ISA_AVX2) {
+        setenv("EDGELLM_CPU_ISA", "avx2", 1);
+        CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 17));
+        CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0,
+                                            64)); /* ggml formats: reference below AVX-512 VNNI */
+        g_cases = g_bad_cases = 0;
+        test_kernels(quick, true);
+        printf("test_qkernels_int8: AVX2: %lld w8a8 kernel cases, %lld not bit-exact\n", (long long)g_cases,
+               (long long)g_bad_cases);
+        test_backend();
+        setenv("EDGELLM_CPU_ISA", "scalar", 1);
+        CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 64));
+        test_backend(); /* the reference on both sides */
+        if (isa0)
+            setenv("EDGELLM_CPU_ISA", isa0, 1);
+        else
+            unsetenv("EDGELLM_CPU_ISA");
+    }
     return t_finish("test_qkernels_int8");
 }

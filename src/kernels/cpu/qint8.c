@@ -1,7 +1,7 @@
 /* qint8.c - entry points of the int8-activation quantized matmuls (w8a8, q8_0, q4_0): sizes of the
  * shared activation buffer and of the per-thread scratch, and dispatch to the AVX-512 VNNI kernels
- * (qint8_avx512.c). Without AVX-512 VNNI (or with a lower ISA forced) edgellm_cpu_qmm_i8_supported is
- * false and the caller runs el_ref_qmatmul. */
+ * (qint8_avx512.c) or, for w8a8 on CPUs with AVX2 but no AVX-512 VNNI, the AVX2 kernel (qint8_avx2.c).
+ * Otherwise edgellm_cpu_qmm_i8_supported is false and the caller runs el_ref_qmatmul. */
 #include "kernels/cpu/qint8.h"
 
 #include <stdlib.h>
@@ -17,17 +17,27 @@ static bool have_vnni(void) {
 #endif
 }
 
-/* AVX-512 in effect: detected and not lowered by EDGELLM_CPU_ISA (el_cpu_isa_set is not seen here) */
-static bool isa_avx512(void) {
-    if (el_cpu_isa_detect() != EL_ISA_AVX512) return false;
+/* The ISA in effect for these kernels: the detected one, lowered by EDGELLM_CPU_ISA (read on every call,
+ * so that tests can switch; el_cpu_isa_set is not seen here) */
+static el_cpu_isa isa_now(void) {
+    el_cpu_isa isa = el_cpu_isa_detect();
     const char *e = getenv("EDGELLM_CPU_ISA");
-    return !e || (strcmp(e, "scalar") != 0 && strcmp(e, "avx2") != 0);
+    if (e && !strcmp(e, "scalar")) isa = EL_ISA_SCALAR;
+    if (e && !strcmp(e, "avx2") && isa > EL_ISA_AVX2) isa = EL_ISA_AVX2;
+    return isa;
+}
+
+/* 2: AVX-512 VNNI kernels, 1: AVX2 (w8a8 only), 0: none (reference) */
+static int path(el_dtype wt, int64_t k) {
+    if (wt != EL_DTYPE_Q_W8A8 && !el_qi8_ggml(wt)) return 0;
+    if (k <= 0 || (el_qi8_ggml(wt) && k % 32)) return 0;
+    const el_cpu_isa isa = isa_now();
+    if (isa == EL_ISA_AVX512 && have_vnni()) return 2;
+    return isa >= EL_ISA_AVX2 && wt == EL_DTYPE_Q_W8A8 ? 1 : 0;
 }
 
 bool edgellm_cpu_qmm_i8_supported(el_dtype wt, int64_t k) {
-    if (wt != EL_DTYPE_Q_W8A8 && !el_qi8_ggml(wt)) return false;
-    if (k <= 0 || (el_qi8_ggml(wt) && k % 32)) return false;
-    return isa_avx512() && have_vnni();
+    return path(wt, k) != 0;
 }
 
 size_t edgellm_cpu_qmm_i8_act_bytes(el_dtype wt, int64_t m, int64_t k) {
@@ -43,19 +53,24 @@ size_t edgellm_cpu_qmm_i8_scratch(el_dtype wt, int64_t m, int64_t k) {
 
 void edgellm_cpu_qmm_i8_quantize(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
                                  int64_t i1, void *act) {
+    if (i1 <= i0) return;
 #if defined(__x86_64__)
-    if (i1 > i0) el_qi8_quantize_avx512(w, wt, x, m, k, i0, i1, act);
+    const int p = path(wt, k);
+    if (p == 2) el_qi8_quantize_avx512(w, wt, x, m, k, i0, i1, act);
+    if (p == 1) el_qi8_quantize_avx2(w, wt, x, m, k, i0, i1, act);
 #else
-    (void)w, (void)wt, (void)x, (void)m, (void)k, (void)i0, (void)i1, (void)act;
+    (void)w, (void)wt, (void)x, (void)m, (void)k, (void)act;
 #endif
 }
 
 void edgellm_cpu_qmm_i8(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
                         int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
+    if (m <= 0 || n1 <= n0) return;
 #if defined(__x86_64__)
-    if (m > 0 && n1 > n0) el_qi8_matmul_avx512(act, m, k, w, wt, n, n0, n1, bias, y, ldy, scratch);
+    const int p = path(wt, k);
+    if (p == 2) el_qi8_matmul_avx512(act, m, k, w, wt, n, n0, n1, bias, y, ldy, scratch);
+    if (p == 1) el_qi8_matmul_avx2(act, m, k, w, wt, n, n0, n1, bias, y, ldy, scratch);
 #else
-    (void)act, (void)m, (void)k, (void)w, (void)wt, (void)n, (void)n0, (void)n1, (void)bias, (void)y,
-        (void)ldy, (void)scratch;
+    (void)act, (void)k, (void)w, (void)wt, (void)n, (void)bias, (void)y, (void)ldy, (void)scratch;
 #endif
 }

@@ -44,6 +44,11 @@ void el_qi8_quantize_avx512(const void *w, el_dtype wt, const float *x, int64_t 
                             int64_t i1, void *act);
 void el_qi8_matmul_avx512(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
                           int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
+/* AVX2 path of w8a8 only (qint8_avx2.c), for CPUs without AVX-512 VNNI. */
+void el_qi8_quantize_avx2(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
+                          int64_t i1, void *act);
+void el_qi8_matmul_avx2(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
+                        int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
 #endif
 
 #endif
