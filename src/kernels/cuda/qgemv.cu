@@ -293,7 +293,8 @@ __global__ void __launch_bounds__(QG_THREADS)
  * mma.sync m16n8k16 bf16 -> f32: A = (q - z) of a 16-row tile (exact small integers in bf16: the nibble
  * goes into the mantissa of 128.0 by one lop3, then 128 + z is subtracted in bf16x2), B = x^T (n = 8 =
  * the tokens) split into bf16 hi + lo (x ~= hi + lo to ~2^-17 relative, as the bf16 GEMV). Thread
- * (g = lane / 4, tg = lane % 4) loads 16 bytes (32 nibbles) of rows g and g + 8 at k = 128 kb + 32 tg;
+ * (g = lane / 4, tg = lane % 4) loads 16 bytes (32 nibbles) of rows g and g + 8 at k = 128 kb + 32 tg
+ * and its 16 hi + 16 lo x pairs of token g, split once per call by k_xsplit into scratch;
  * nibbles t and t + 4 of a 32-bit word form one bf16x2 pair, and x is paired the same way, so A and B
  * agree on the (permuted) k order inside the mma. A 128-wide k block lies in one group: its mma sums
  * are multiplied by the rows' f16 scales in f32. 8 warps take interleaved k blocks (two in flight) and
@@ -326,15 +327,16 @@ static __device__ __forceinline__ uint32_t nib_pair(uint32_t u, int t, uint32_t 
 
 template <int T> struct tcq_chunk {
     uint4 q[T][2];
-    float4 x[8];
+    uint4 x[8]; /* the thread's 16 hi and 16 lo bf16x2 x pairs (k_xsplit) */
     float s[T][2];
     uint32_t mz[T][2];
 };
 
 template <int T>
 __global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
-    k_w4a16_tc(const float *__restrict__ x, int m, int64_t k, const uint8_t *__restrict__ w, int64_t n,
-               const float *__restrict__ bias, float *__restrict__ y, int64_t ldy) {
+    k_w4a16_tc(const float *__restrict__ x, const uint32_t *__restrict__ xsp, int m, int64_t k,
+               const uint8_t *__restrict__ w, int64_t n, const float *__restrict__ bias,
+               float *__restrict__ y, int64_t ldy) {
     __shared__ float red[TCQ_WARPS][T][4][32];
     const qhdr *h = (const qhdr *)w;
     const int64_t g = h->group, G = (k + g - 1) / g, rb = G * g / 2;
@@ -354,7 +356,6 @@ __global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
             rows[i][hh] = r < n ? r : n - 1;
         }
     const bool xon = gq < m;
-    const float *xr = x + (xon ? gq : 0) * k + 32 * tg;
     float acc[T][4];
 #pragma unroll
     for (int i = 0; i < T; i++)
@@ -371,31 +372,20 @@ __global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
                 const uint32_t z = zs ? __ldg(zs + rows[i][hh] * G + gi) : 8u;
                 c.mz[i][hh] = (0x4300u | z) * 0x00010001u; /* bf16x2 (128 + z, 128 + z) */
             }
-        const int64_t off = kb * 128 + 32 * tg;
+        const uint4 *xp = (const uint4 *)(xsp + ((gq * nkb + kb) * 4 + tg) * 32);
 #pragma unroll
-        for (int j = 0; j < 8; j++) {
-            if (xon && off + 4 * j + 4 <= k)
-                c.x[j] = __ldg((const float4 *)(xr + kb * 128) + j);
-            else if (xon) {
-                float e[4];
-#pragma unroll
-                for (int t = 0; t < 4; t++)
-                    e[t] = off + 4 * j + t < k ? xr[kb * 128 + 4 * j + t] : 0.f;
-                c.x[j] = make_float4(e[0], e[1], e[2], e[3]);
-            } else
-                c.x[j] = make_float4(0.f, 0.f, 0.f, 0.f);
-        }
+        for (int j = 0; j < 8; j++)
+            c.x[j] = xon ? __ldg(xp + j) : make_uint4(0, 0, 0, 0);
     };
     auto compute = [&](const tcq_chunk<T> &c) {
         /* x pairs: word wi holds elements 8 wi .. 8 wi + 7; pair t = (8 wi + t, 8 wi + t + 4) */
         uint32_t hi[16], lo[16];
 #pragma unroll
-        for (int wi = 0; wi < 4; wi++) {
-            const float4 a = c.x[2 * wi], b = c.x[2 * wi + 1];
-            split2q(a.x, b.x, hi[4 * wi + 0], lo[4 * wi + 0]);
-            split2q(a.y, b.y, hi[4 * wi + 1], lo[4 * wi + 1]);
-            split2q(a.z, b.z, hi[4 * wi + 2], lo[4 * wi + 2]);
-            split2q(a.w, b.w, hi[4 * wi + 3], lo[4 * wi + 3]);
+        for (int j = 0; j < 4; j++) {
+            hi[4 * j] = c.x[j].x, hi[4 * j + 1] = c.x[j].y, hi[4 * j + 2] = c.x[j].z,
+                   hi[4 * j + 3] = c.x[j].w;
+            lo[4 * j] = c.x[4 + j].x, lo[4 * j + 1] = c.x[4 + j].y, lo[4 * j + 2] = c.x[4 + j].z,
+                   lo[4 * j + 3] = c.x[4 + j].w;
         }
 #pragma unroll
         for (int i = 0; i < T; i++) {
@@ -471,10 +461,37 @@ __global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
 extern "C" int elk_qgemv_tc_mode; /* tests and bench_cuda set it */
 int elk_qgemv_tc_mode = 1;        /* 1 until measured on a GPU */
 
+/* x (m, k) -> xsp: per (token, 128-wide k block, tg) the 16 bf16x2 hi pairs then the 16 lo pairs that
+ * thread tg of k_w4a16_tc feeds to its mma (pair t of word wi = elements 8 wi + t and 8 wi + t + 4 of the
+ * thread's 32), zeros beyond k. One thread per (token, k block, tg). */
+__global__ void k_xsplit(const float *__restrict__ x, int64_t k, int64_t nkb, int64_t total,
+                         uint32_t *__restrict__ xsp) {
+    const int64_t id = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (id >= total) return;
+    const int64_t mi = id / (nkb * 4), kb = (id / 4) % nkb, tg = id % 4;
+    const float *xr = x + mi * k;
+    const int64_t base = kb * 128 + 32 * tg;
+    uint32_t hi[16], lo[16];
+#pragma unroll
+    for (int p = 0; p < 16; p++) {
+        const int64_t c0 = base + 8 * (p >> 2) + (p & 3), c1 = c0 + 4;
+        split2q(c0 < k ? xr[c0] : 0.f, c1 < k ? xr[c1] : 0.f, hi[p], lo[p]);
+    }
+    uint4 *o = (uint4 *)(xsp + id * 32);
+#pragma unroll
+    for (int j = 0; j < 4; j++) {
+        o[j] = make_uint4(hi[4 * j], hi[4 * j + 1], hi[4 * j + 2], hi[4 * j + 3]);
+        o[4 + j] = make_uint4(lo[4 * j], lo[4 * j + 1], lo[4 * j + 2], lo[4 * j + 3]);
+    }
+}
+
 static cudaError_t w4a16_tc(cudaStream_t st, const float *x, int m, int64_t k, const uint8_t *w, int64_t n,
-                            const float *bias, float *y, int64_t ldy, int n_sm) {
-    (void)n_sm; /* one 16-row tile per block (2 and 4 tiles spill at 128 registers) */
-    k_w4a16_tc<1><<<(unsigned)((n + 15) / 16), TCQ_WARPS * 32, 0, st>>>(x, m, k, w, n, bias, y, ldy);
+                            const float *bias, float *y, int64_t ldy, void *scr) {
+    const int64_t nkb = (k + 127) / 128, total = m * nkb * 4;
+    k_xsplit<<<(unsigned)((total + 127) / 128), 128, 0, st>>>(x, k, nkb, total, (uint32_t *)scr);
+    /* one 16-row tile per block (2 and 4 tiles spill at 128 registers) */
+    k_w4a16_tc<1><<<(unsigned)((n + 15) / 16), TCQ_WARPS * 32, 0, st>>>(x, (const uint32_t *)scr, m, k, w, n,
+                                                                        bias, y, ldy);
     return cudaGetLastError();
 }
 
@@ -836,6 +853,8 @@ size_t elk_qgemv_scratch(int wt, int64_t m, int64_t k) {
         return al256((size_t)m * (size_t)((k + 15) & ~(int64_t)15)) + al256((size_t)m * 4);
     case ELK_Q_FP8:
         return al256((size_t)m * (size_t)k * 4);
+    case ELK_Q_W4A16: /* the tensor-core kernel's pre-split x (k_xsplit) */
+        return al256((size_t)m * (size_t)((k + 127) / 128) * 512);
     case ELK_Q8_0:
     case ELK_Q4_0:
         return al256((size_t)m * (size_t)k) + al256((size_t)m * (size_t)(k / 32) * 4);
@@ -890,8 +909,8 @@ template <int M> static cudaError_t qgemv_m(int wt, cudaStream_t st, const qg_ar
     const unsigned grid = (unsigned)((n + rows_per_block - 1) / rows_per_block);
     switch (wt) {
     case ELK_Q_W4A16:
-        if (a.xvec && ((M >= 2 && elk_qgemv_tc_mode == 0) || elk_qgemv_tc_mode == 2))
-            return w4a16_tc(st, a.x, M, k, a.w, n, a.bias, a.y, a.ldy, a.n_sm);
+        if ((M >= 2 && elk_qgemv_tc_mode == 0) || elk_qgemv_tc_mode == 2)
+            return w4a16_tc(st, a.x, M, k, a.w, n, a.bias, a.y, a.ldy, a.scr);
         k_w4a16<M, R><<<grid, QG_THREADS, 0, st>>>(a.x, k, a.w, n, a.bias, a.y, a.ldy, ks, a.xvec);
         break;
     case ELK_Q_FP8: {
