@@ -5,7 +5,8 @@
  *                the decode steps and their CUDA graphs)
  *   bf16 / fp16 engines: NMSE <= 1e-3
  *   quantized exports (int4_rtn/int4_awq/fp8/int8_sq/nvfp4): the CUDA engine against the CPU engine of the
- *                same export (prefill NMSE <= 1e-3, single-token decode steps <= 1e-4)
+ *                same export (prefill NMSE <= 1e-3, single-token decode steps <= 1e-4); "kvfp8": float
+ *                weights with calibrated K/V scales, so both engines run an fp8 (e4m3) KV cache
  * Skips (exit 77) when the CUDA backend cannot be created (no device).
  */
 #include "backend/backend.h"
@@ -119,6 +120,13 @@ static int build_q(const char *model, const char *q, const char *backend, bool d
     if (do_export) {
         edgellm_export_params ep = edgellm_export_params_default();
         ep.quantization = q;
+        static const char *all_linears[] = {"model.layers.*"};
+        if (!strcmp(q, "kvfp8")) { /* fp8 KV cache only (the builder picks it from the scales) */
+            ep.quantization = "fp8";
+            ep.exclude = all_linears;
+            ep.n_exclude = 1;
+            ep.kv_cache_quantization = "fp8";
+        }
         ep.calib_samples = 16;
         ep.calib_seq_len = 128;
         ep.overwrite = true;
@@ -237,7 +245,7 @@ int main(void) {
         check_model(k_models[i], "bf16", 1e-3, false);
         check_model(k_models[i], "fp16", 1e-3, false);
     }
-    static const char *k_quant[] = {"int4_rtn", "int4_awq", "fp8", "int8_sq", "nvfp4"};
+    static const char *k_quant[] = {"int4_rtn", "int4_awq", "fp8", "int8_sq", "nvfp4", "kvfp8"};
     for (size_t i = 0; i < sizeof k_quant / sizeof k_quant[0]; i++) {
         check_quant("tiny-llama", k_quant[i]);
         check_quant("tiny-qwen3", k_quant[i]);
