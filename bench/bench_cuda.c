@@ -409,11 +409,12 @@ static void bench_gemm(void) {
 
 static void bench_attention(void) {
     const int64_t nh = 32, nkv = 8, hd = 128, cap = 8192;
-    for (int it = 0; it < 4; it++) {
+    for (int it = 0; it < 6; it++) {
         const int64_t batch = it & 1 ? 8 : 1;
-        const int mode = it >> 1; /* 0: cp.async-staged kernel, 1: direct loads */
+        const int mode = (it >> 1) == 1; /* 0: cp.async-staged kernel, 1: direct loads */
+        const bool fp8 = it >= 4;        /* fp8 (e4m3) cache, staged: half the bytes of bf16 */
         elk_attn_stage_mode = mode;
-        size_t cbytes = (size_t)(batch * nkv * cap * hd * 2);
+        size_t cbytes = (size_t)(batch * nkv * cap * hd * (fp8 ? 1 : 2));
         void *kc, *vc;
         float *q, *out;
         int32_t *slot, *pos;
@@ -430,7 +431,7 @@ static void bench_attention(void) {
         OK(be->iface.alloc(be, 32, (void **)&pos));
         OK(be->iface.upload(be, slot, hs, 32));
         OK(be->iface.upload(be, pos, hp, 32));
-        int key = 5000 + (int)batch + 100 * mode;
+        int key = 5000 + (int)batch + 100 * mode + (fp8 ? 200 : 0);
         OK(be->iface.graph_begin(be, key));
         for (int c = 0; c < 20; c++)
             OK(be->iface.attention(be, q, batch, nh, nkv, hd, slot, pos, (int32_t)cap - 1, kc, vc,
@@ -447,9 +448,10 @@ static void bench_attention(void) {
         }
         double ms = median(t, 7);
         double gbs = 2.0 * (double)cbytes / (ms * 1e-3) / 1e9;
-        printf("attn  decode batch %lld, 32/8 heads, hd 128, bf16 cache, %lld positions, %s: %.2f us, %.0f GB/s of K+V "
+        printf("attn  decode batch %lld, 32/8 heads, hd 128, %s cache, %lld positions, %s: %.2f us, %.0f GB/s of K+V "
                "(%.1f%% of copy)\n",
-               (long long)batch, (long long)cap, mode ? "direct" : "staged", ms * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
+               (long long)batch, fp8 ? "fp8" : "bf16", (long long)cap, mode ? "direct" : "staged", ms * 1e3, gbs,
+               100.0 * gbs / g_copy_gbs);
         be->iface.dealloc(be, kc), be->iface.dealloc(be, vc), be->iface.dealloc(be, q), be->iface.dealloc(be, out);
         be->iface.dealloc(be, slot), be->iface.dealloc(be, pos);
     }
