@@ -435,7 +435,7 @@ static void bench_attention(void) {
         OK(be->iface.graph_begin(be, key));
         for (int c = 0; c < 20; c++)
             OK(be->iface.attention(be, q, batch, nh, nkv, hd, slot, pos, (int32_t)cap - 1, kc, vc,
-                                   EL_DTYPE_BF16, 1.f, 1.f, cap, 0.088f, out));
+                                   fp8 ? EL_DTYPE_F8_E4M3 : EL_DTYPE_BF16, 0.01f, 0.01f, cap, 0.088f, out));
         OK(be->iface.graph_end(be, key));
         OK(be->iface.graph_launch(be, key));
         OK(be->iface.sync(be));
