@@ -5,14 +5,15 @@
  * engines built from that export: `auto` (fp8, the export carries calibrated K/V scales) and
  * `--kv-cache-dtype f16`. Perplexity (window 512) on the first 2048 tokens of sotu_2006_2021.txt:
  * fp8 must stay within KV_FP8_TOL of f16 and must differ from it (the cache really is fp8).
- * Also: the builder's choice and refusal, the scales carried into the engine, info/runtime report "fp8",
- * generation through the decode path. */
+ * Also: the builder's choice and refusal, the scales carried into the engine, the reader's refusal of an
+ * fp8 profile without usable scales, info/runtime report "fp8", generation through the decode path. */
 #include "edgellm/edgellm.h"
 #include "engine/engine.h"
 #include "models/models.h"
 #include "models_test_util.h"
 #include "test.h"
 
+#include <cjson/cJSON.h>
 #include <math.h>
 
 /* Measured on this slice (2048 tokens, calibration 16 x 256): fp8 KV +0.15% vs f16 KV (41.98 -> 42.04);
@@ -86,6 +87,53 @@ out:
     return scored ? exp(nll / (double)scored) : INFINITY;
 }
 
+/* Copies engine dir src's model.engine to dst with its profile edited by edit(profile) (hashes redone, the
+ * metadata still before data_offset) and returns el_engine_open's status on it. */
+static edgellm_status open_edited(const char *src, const char *dst, void (*edit)(cJSON *profile)) {
+    char p[1300];
+    snprintf(p, sizeof p, "%s/model.engine", src);
+    size_t n = 0;
+    char *f = tu_read(p, &n);
+    if (!f) return EDGELLM_STATUS_IO;
+    uint64_t msize, doff;
+    memcpy(&msize, f + 24, 8);
+    memcpy(&doff, f + 32, 8);
+    cJSON *meta = cJSON_ParseWithLength(f + 64, msize);
+    edit(cJSON_GetObjectItem(meta, "profile"));
+    char *text = cJSON_PrintUnformatted(meta);
+    size_t tl = strlen(text);
+    edgellm_status s = EDGELLM_STATUS_INVALID_ARG;
+    if (64 + tl <= doff) {
+        memset(f + 64, 0, doff - 64);
+        memcpy(f + 64, text, tl);
+        uint64_t ms = tl, mh = el_hash64(text, tl), hh;
+        memcpy(f + 24, &ms, 8);
+        memcpy(f + 48, &mh, 8);
+        hh = el_hash64(f, 56);
+        memcpy(f + 56, &hh, 8);
+        el_mkdir_p(dst);
+        snprintf(p, sizeof p, "%s/model.engine", dst);
+        tu_write(p, f, n);
+        el_engine *e = NULL;
+        s = el_engine_open(dst, false, &e);
+        el_engine_close(e);
+    }
+    cJSON_free(text);
+    cJSON_Delete(meta);
+    el_free(f);
+    return s;
+}
+static void edit_none(cJSON *pr) { (void)pr; }
+static void edit_drop_scales(cJSON *pr) { cJSON_DeleteItemFromObject(pr, "kv_cache_scales"); }
+static void edit_short_v(cJSON *pr) {
+    cJSON_DeleteItemFromArray(cJSON_GetObjectItem(cJSON_GetObjectItem(pr, "kv_cache_scales"), "v_scale"), 0);
+}
+static void edit_zero_k(cJSON *pr) {
+    cJSON *k = cJSON_GetObjectItem(cJSON_GetObjectItem(pr, "kv_cache_scales"), "k_scale");
+    cJSON_ReplaceItemInArray(k, 1, cJSON_CreateNumber(0));
+}
+static void edit_fp9(cJSON *pr) { cJSON_ReplaceItemInObject(pr, "kv_cache_dtype", cJSON_CreateString("fp9")); }
+
 static edgellm_status build(const char *x, const char *e, const char *kv) {
     edgellm_build_params bp = edgellm_build_params_default();
     bp.max_batch_size = 2;
@@ -149,6 +197,23 @@ int main(void) {
         el_engine_close(eng);
     }
     el_st_close(&st);
+
+    /* the reader refuses an fp8 profile without usable scales (and unknown cache types) */
+    char ed[1200];
+    snprintf(ed, sizeof ed, "%s/e-edited", g_dir);
+    CHECK_OK(open_edited(e8, ed, edit_none)); /* the editing itself keeps the engine valid */
+    static const struct {
+        void (*fn)(cJSON *);
+        const char *msg;
+    } bad[] = {{edit_drop_scales, "without profile.kv_cache_scales.k_scale"},
+               {edit_short_v, "without profile.kv_cache_scales.v_scale"},
+               {edit_zero_k, "k_scale[1] is not a positive number"},
+               {edit_fp9, "unknown kv_cache_dtype 'fp9'"}};
+    for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
+        edgellm_status es = open_edited(e8, ed, bad[i].fn);
+        CHECKF(es == EDGELLM_STATUS_FORMAT && tu_contains(edgellm_last_error(), bad[i].msg), "edit %zu: %d %s", i,
+               (int)es, edgellm_last_error());
+    }
 
     /* an export without scales: explicit fp8 is refused with a clear message; auto stays f16 */
     edgellm_export_params fp = edgellm_export_params_default();
