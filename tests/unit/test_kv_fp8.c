@@ -123,8 +123,12 @@ static edgellm_status open_edited(const char *src, const char *dst, void (*edit)
     el_free(f);
     return s;
 }
-static void edit_none(cJSON *pr) { (void)pr; }
-static void edit_drop_scales(cJSON *pr) { cJSON_DeleteItemFromObject(pr, "kv_cache_scales"); }
+static void edit_none(cJSON *pr) {
+    (void)pr;
+}
+static void edit_drop_scales(cJSON *pr) {
+    cJSON_DeleteItemFromObject(pr, "kv_cache_scales");
+}
 static void edit_short_v(cJSON *pr) {
     cJSON_DeleteItemFromArray(cJSON_GetObjectItem(cJSON_GetObjectItem(pr, "kv_cache_scales"), "v_scale"), 0);
 }
@@ -132,7 +136,9 @@ static void edit_zero_k(cJSON *pr) {
     cJSON *k = cJSON_GetObjectItem(cJSON_GetObjectItem(pr, "kv_cache_scales"), "k_scale");
     cJSON_ReplaceItemInArray(k, 1, cJSON_CreateNumber(0));
 }
-static void edit_fp9(cJSON *pr) { cJSON_ReplaceItemInObject(pr, "kv_cache_dtype", cJSON_CreateString("fp9")); }
+static void edit_fp9(cJSON *pr) {
+    cJSON_ReplaceItemInObject(pr, "kv_cache_dtype", cJSON_CreateString("fp9"));
+}
 
 static edgellm_status build(const char *x, const char *e, const char *kv) {
     edgellm_build_params bp = edgellm_build_params_default();
@@ -211,8 +217,8 @@ int main(void) {
                {edit_fp9, "unknown kv_cache_dtype 'fp9'"}};
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         edgellm_status es = open_edited(e8, ed, bad[i].fn);
-        CHECKF(es == EDGELLM_STATUS_FORMAT && tu_contains(edgellm_last_error(), bad[i].msg), "edit %zu: %d %s", i,
-               (int)es, edgellm_last_error());
+        CHECKF(es == EDGELLM_STATUS_FORMAT && tu_contains(edgellm_last_error(), bad[i].msg),
+               "edit %zu: %d %s", i, (int)es, edgellm_last_error());
     }
 
     /* an export without scales: explicit fp8 is refused with a clear message; auto stays f16 */
