@@ -717,6 +717,259 @@ static void test_errors(void) {
 
 #include "gpu/cuda_sample_cases.h" /* test_sample: the sample op */
 
+/* ---- fused decode ops (src/kernels/cuda/fused.cu) against the reference op chains ---- */
+
+/* norm_matmul: n_w weights sharing k; with norm: h = rmsnorm(x), else x; accumulate: y += (pre-filled). */
+static void run_norm_matmul(int64_t k, int n_w, const int64_t *n, el_dtype wt, bool norm, bool with_bias, bool accum,
+                            double tol) {
+    const float eps = 1e-5f;
+    float *x = rand_f32(k, 2.f), *g = rand_f32(k, 1.f), *h = el_malloc(k * 4);
+    if (norm) edgellm_ref_rmsnorm(x, g, EL_DTYPE_F32, 1, k, eps, h);
+    else memcpy(h, x, k * 4);
+    float *dx = dput(x, k * 4), *dg = dput(g, k * 4);
+    void *hw[3] = {0}, *dw[3] = {0};
+    float *hb[3] = {0}, *db[3] = {0}, *hy0[3] = {0}, *dy[3] = {0};
+    for (int i = 0; i < n_w; i++) {
+        hw[i] = rand_typed(wt, n[i] * k, 0.5f);
+        CHECK_OK(be->iface.weight_map(be, hw[i], n[i] * k * el_dtype_size(wt), &dw[i]));
+        if (with_bias && i != 1) { /* matrix 1 without bias: per-matrix NULL */
+            hb[i] = rand_f32(n[i], 1.f);
+            db[i] = dput(hb[i], n[i] * 4);
+        }
+        hy0[i] = rand_f32(n[i], 1.f); /* residual for accumulate */
+        dy[i] = dput(hy0[i], n[i] * 4);
+        if (!accum) dpoison(dy[i], n[i]);
+    }
+    const void *cw[3] = {dw[0], dw[1], dw[2]};
+    const float *cb[3] = {db[0], db[1], db[2]};
+    CHECK_OK(be->iface.norm_matmul(be, dx, k, norm ? dg : NULL, eps, n_w, cw, wt, n, cb, dy, accum));
+    for (int i = 0; i < n_w; i++) {
+        float *ref = el_malloc(n[i] * 4), *got = el_malloc(n[i] * 4);
+        edgellm_ref_matmul(h, 1, k, hw[i], wt, n[i], hb[i], ref);
+        if (accum) edgellm_ref_add(ref, hy0[i], n[i]);
+        dget(got, dy[i], n[i] * 4);
+        char nm[128];
+        snprintf(nm, sizeof nm, "norm_matmul %s k %lld n %lld (%d of %d)%s%s%s", el_dtype_name(wt), (long long)k,
+                 (long long)n[i], i + 1, n_w, norm ? " norm" : "", hb[i] ? " +bias" : "", accum ? " +=" : "");
+        report(nm, t_nmse(ref, got, n[i]), tol);
+        el_free(ref), el_free(got);
+        be->iface.dealloc(be, dw[i]), be->iface.dealloc(be, dy[i]);
+        if (db[i]) be->iface.dealloc(be, db[i]);
+        el_free(hw[i]), el_free(hb[i]), el_free(hy0[i]);
+    }
+    be->iface.dealloc(be, dx), be->iface.dealloc(be, dg);
+    el_free(x), el_free(g), el_free(h);
+}
+
+static void run_norm_swiglu(int64_t k, int64_t n, el_dtype wt, bool norm, bool with_bias, double tol) {
+    const float eps = 1e-6f;
+    float *x = rand_f32(k, 3.f), *g = rand_f32(k, 1.f), *h = el_malloc(k * 4);
+    if (norm) edgellm_ref_rmsnorm(x, g, EL_DTYPE_F32, 1, k, eps, h);
+    else memcpy(h, x, k * 4);
+    void *wg = rand_typed(wt, n * k, 0.5f), *wu = rand_typed(wt, n * k, 0.5f);
+    float *bg = with_bias ? rand_f32(n, 1.f) : NULL, *bu = with_bias ? rand_f32(n, 1.f) : NULL;
+    float *rg = el_malloc(n * 4), *ru = el_malloc(n * 4), *ref = el_malloc(n * 4), *got = el_malloc(n * 4);
+    edgellm_ref_matmul(h, 1, k, wg, wt, n, bg, rg);
+    edgellm_ref_matmul(h, 1, k, wu, wt, n, bu, ru);
+    edgellm_ref_swiglu(rg, ru, ref, n);
+    float *dx = dput(x, k * 4), *dg = dput(g, k * 4), *dout = dput(NULL, n * 4);
+    float *dbg = bg ? dput(bg, n * 4) : NULL, *dbu = bu ? dput(bu, n * 4) : NULL;
+    void *dwg = NULL, *dwu = NULL;
+    CHECK_OK(be->iface.weight_map(be, wg, n * k * el_dtype_size(wt), &dwg));
+    CHECK_OK(be->iface.weight_map(be, wu, n * k * el_dtype_size(wt), &dwu));
+    dpoison(dout, n);
+    CHECK_OK(be->iface.norm_swiglu(be, dx, k, norm ? dg : NULL, eps, dwg, dwu, wt, n, dbg, dbu, dout));
+    dget(got, dout, n * 4);
+    char nm[128];
+    snprintf(nm, sizeof nm, "norm_swiglu %s k %lld n %lld%s%s", el_dtype_name(wt), (long long)k, (long long)n,
+             norm ? " norm" : "", bg ? " +bias" : "");
+    report(nm, t_nmse(ref, got, n), tol);
+    be->iface.dealloc(be, dx), be->iface.dealloc(be, dg), be->iface.dealloc(be, dout);
+    be->iface.dealloc(be, dwg), be->iface.dealloc(be, dwu);
+    if (dbg) be->iface.dealloc(be, dbg), be->iface.dealloc(be, dbu);
+    el_free(x), el_free(g), el_free(h), el_free(wg), el_free(wu), el_free(bg), el_free(bu);
+    el_free(rg), el_free(ru), el_free(ref), el_free(got);
+}
+
+/* qk_rope_kv vs rmsnorm (q_norm/k_norm) + rope(q) + rope(k) + kv_store */
+static void run_qk_rope_kv(int64_t n_tok, int64_t nh, int64_t nkv, int64_t hd, int64_t n_rot, bool norm, el_dtype t) {
+    const int64_t cap = 64, n_slot = 2;
+    const float eps = 1e-6f, s = 1.05f;
+    kvc c = make_cache(t, n_slot, nkv, cap, hd);
+    const int64_t nq = n_tok * nh * hd, nk = n_tok * nkv * hd;
+    float *q = rand_f32(nq, 2.f), *k = rand_f32(nk, 2.f), *v = rand_f32(nk, 1.f);
+    float *qn = rand_f32(hd, 1.f), *kn = rand_f32(hd, 1.f), inv[512];
+    for (int i = 0; i < n_rot / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / (double)n_rot);
+    int32_t pos[4] = {5, 63, 0, 64}, slot[4] = {1, 0, 0, -1}; /* pos 64 = cap and slot -1: not stored */
+    float *dq = dput(q, nq * 4), *dk = dput(k, nk * 4), *dv = dput(v, nk * 4);
+    float *dqn = dput(qn, hd * 4), *dkn = dput(kn, hd * 4), *dinv = dput(inv, sizeof inv);
+    int32_t *dp = dput(pos, sizeof pos), *ds = dput(slot, sizeof slot);
+    CHECK_OK(be->iface.qk_rope_kv(be, dq, dk, dv, n_tok, nh, nkv, hd, norm ? dqn : NULL, norm ? dkn : NULL, eps, n_rot,
+                                  dp, dinv, s, ds, c.dk, c.dv, t, cap));
+    if (norm) {
+        edgellm_ref_rmsnorm(q, qn, EL_DTYPE_F32, n_tok * nh, hd, eps, q);
+        edgellm_ref_rmsnorm(k, kn, EL_DTYPE_F32, n_tok * nkv, hd, eps, k);
+    }
+    edgellm_ref_rope(q, n_tok, nh, hd, n_rot, pos, inv, s);
+    edgellm_ref_rope(k, n_tok, nkv, hd, n_rot, pos, inv, s);
+    edgellm_ref_kv_store(k, v, n_tok, nkv, hd, slot, pos, c.hk, c.hv, t, 1.f, 1.f, cap);
+    float *gq = el_malloc(nq * 4), *gk = el_malloc(nk * 4);
+    dget(gq, dq, nq * 4);
+    dget(gk, dk, nk * 4);
+    const size_t ncache = (size_t)(n_slot * nkv * cap * hd);
+    void *hk = el_malloc(c.bytes), *hv = el_malloc(c.bytes);
+    dget(hk, c.dk, c.bytes);
+    dget(hv, c.dv, c.bytes);
+    float *a = el_malloc(ncache * 4), *b = el_malloc(ncache * 4);
+    el_convert(EL_DTYPE_F32, a, t, c.hk, ncache);
+    el_convert(EL_DTYPE_F32, b, t, hk, ncache);
+    double ek = t_nmse(a, b, ncache);
+    el_convert(EL_DTYPE_F32, a, t, c.hv, ncache);
+    el_convert(EL_DTYPE_F32, b, t, hv, ncache);
+    double ev = t_nmse(a, b, ncache);
+    char nm[128];
+    snprintf(nm, sizeof nm, "qk_rope_kv %lld tok %lld/%lld heads hd %lld n_rot %lld%s kv %s: q", (long long)n_tok,
+             (long long)nh, (long long)nkv, (long long)hd, (long long)n_rot, norm ? " qk_norm" : "", el_dtype_name(t));
+    report(nm, t_nmse(q, gq, nq), 1e-6);
+    nm[strlen(nm) - 1] = 'k';
+    report(nm, t_nmse(k, gk, nk), 1e-6);
+    strcat(nm, " cache");
+    report(nm, ek, 1e-6);
+    nm[strlen(nm) - 7] = 'v';
+    report(nm, ev, 0); /* v is stored as is: bit-exact */
+    be->iface.dealloc(be, dq), be->iface.dealloc(be, dk), be->iface.dealloc(be, dv), be->iface.dealloc(be, dqn);
+    be->iface.dealloc(be, dkn), be->iface.dealloc(be, dinv), be->iface.dealloc(be, dp), be->iface.dealloc(be, ds);
+    free_cache(&c);
+    el_free(q), el_free(k), el_free(v), el_free(qn), el_free(kn), el_free(gq), el_free(gk);
+    el_free(hk), el_free(hv), el_free(a), el_free(b);
+}
+
+static void test_fused(void) {
+    if (!be->iface.norm_matmul || !be->iface.norm_swiglu || !be->iface.qk_rope_kv) {
+        CHECKF(0, "the CUDA backend has no fused ops");
+        return;
+    }
+    for (int ti = 0; ti < 3; ti++) {
+        const el_dtype wt = FT[ti];
+        const double tol = wt == EL_DTYPE_F32 ? 1e-6 : 1e-5;
+        /* q/k/v shapes: 1 row per block (small n), 2 and 4 rows per block, the scalar path (k % 8 != 0) */
+        const int64_t qkv_s[3] = {256, 64, 64}, qkv_m[3] = {1024, 256, 256}, qkv_l[3] = {2048, 512, 512};
+        const int64_t odd[3] = {37, 5, 5}, one[1] = {1000}, tail[2] = {4093, 3};
+        run_norm_matmul(512, 3, qkv_s, wt, true, true, false, tol);
+        run_norm_matmul(1024, 3, qkv_m, wt, true, false, false, tol);
+        run_norm_matmul(2048, 3, qkv_l, wt, true, true, false, tol);
+        run_norm_matmul(100, 3, odd, wt, true, true, false, tol);
+        run_norm_matmul(2048, 2, tail, wt, false, false, false, tol);
+        /* o_proj / down_proj: y += x W^T (+ bias), no norm; lm_head-like: norm, one matrix */
+        run_norm_matmul(4096, 1, qkv_l, wt, false, true, true, tol);
+        run_norm_matmul(1000, 1, one, wt, false, false, true, tol);
+        run_norm_matmul(204, 1, one, wt, false, false, true, tol);
+        run_norm_matmul(1024, 1, one, wt, true, false, false, tol);
+        /* gate/up + SwiGLU */
+        run_norm_swiglu(1024, 3072, wt, true, false, tol);
+        run_norm_swiglu(2048, 700, wt, true, true, tol);
+        run_norm_swiglu(512, 200, wt, false, false, tol);
+        run_norm_swiglu(100, 50, wt, true, true, tol);
+    }
+    run_norm_matmul(1024, 1, (const int64_t[]){20000}, EL_DTYPE_BF16, true, false, false, 1e-5); /* lm_head-like */
+    for (int ti = 0; ti < 3; ti++) {
+        run_qk_rope_kv(3, 8, 2, 128, 128, true, FT[ti]);
+        run_qk_rope_kv(4, 6, 3, 64, 32, false, FT[ti]);
+    }
+    run_qk_rope_kv(2, 4, 4, 256, 256, true, EL_DTYPE_BF16);
+    run_qk_rope_kv(1, 2, 1, 80, 64, true, EL_DTYPE_F16);
+    /* argument errors */
+    CHECK(be->iface.norm_matmul(be, NULL, 16, NULL, 0.f, 4, NULL, EL_DTYPE_BF16, NULL, NULL, NULL, false) ==
+          EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.norm_swiglu(be, NULL, 16, NULL, 0.f, NULL, NULL, EL_DTYPE_I8, 8, NULL, NULL, NULL) ==
+          EDGELLM_STATUS_INVALID_ARG);
+}
+
+/* The fused ops of one layer captured in a CUDA graph (programmatic dependent launch on sm_90) and
+ * replayed with new inputs: qkv (norm) -> q/k norm + rope + kv store -> gate/up (norm) + SwiGLU -> down
+ * accumulated into x (x is read by the first ops of the chain and written by the last one). */
+static void test_fused_graph(void) {
+    if (!be->iface.graph_begin || !be->iface.norm_matmul) return;
+    const int64_t E = 512, nh = 4, nkv = 2, hd = 64, F = 1024, cap = 32, QD = nh * hd, KD = nkv * hd;
+    const el_dtype wt = EL_DTYPE_BF16, kt = EL_DTYPE_BF16;
+    const float eps = 1e-6f;
+    kvc c = make_cache(kt, 1, nkv, cap, hd);
+    void *hw[6];
+    const int64_t wn[6] = {QD, KD, KD, F, F, E}, wk[6] = {E, E, E, E, E, F};
+    void *dw[6];
+    for (int i = 0; i < 6; i++) {
+        hw[i] = rand_typed(wt, wn[i] * wk[i], 0.3f);
+        CHECK_OK(be->iface.weight_map(be, hw[i], wn[i] * wk[i] * 2, &dw[i]));
+    }
+    float *g1 = rand_f32(E, 1.f), *g2 = rand_f32(E, 1.f), *qn = rand_f32(hd, 1.f), *kn = rand_f32(hd, 1.f), inv[32];
+    for (int i = 0; i < 32; i++) inv[i] = (float)pow(10000.0, -2.0 * i / 64.0);
+    float *dg1 = dput(g1, E * 4), *dg2 = dput(g2, E * 4), *dqn = dput(qn, hd * 4), *dkn = dput(kn, hd * 4);
+    float *dinv = dput(inv, sizeof inv), *dx = dput(NULL, E * 4), *dq = dput(NULL, QD * 4), *dk = dput(NULL, KD * 4);
+    float *dv = dput(NULL, KD * 4), *dgo = dput(NULL, F * 4);
+    int32_t *dpos = dput(NULL, 4), *dslot = dput(NULL, 4), slot0 = 0;
+    CHECK_OK(be->iface.upload(be, dslot, &slot0, 4));
+    CHECK_OK(be->iface.graph_begin(be, 11));
+    {
+        const void *w3[3] = {dw[0], dw[1], dw[2]}, *wd[1] = {dw[5]};
+        const int64_t n3[3] = {QD, KD, KD}, nd[1] = {E};
+        float *y3[3] = {dq, dk, dv}, *yd[1] = {dx};
+        CHECK_OK(be->iface.norm_matmul(be, dx, E, dg1, eps, 3, w3, wt, n3, NULL, y3, false));
+        CHECK_OK(be->iface.qk_rope_kv(be, dq, dk, dv, 1, nh, nkv, hd, dqn, dkn, eps, hd, dpos, dinv, 1.f, dslot, c.dk,
+                                      c.dv, kt, cap));
+        CHECK_OK(be->iface.norm_swiglu(be, dx, E, dg2, eps, dw[3], dw[4], wt, F, NULL, NULL, dgo));
+        CHECK_OK(be->iface.norm_matmul(be, dgo, F, NULL, 0.f, 1, wd, wt, nd, NULL, yd, true));
+    }
+    CHECK_OK(be->iface.graph_end(be, 11));
+    const int32_t steps[3] = {0, 7, 31};
+    for (int s = 0; s < 3; s++) {
+        float *x = rand_f32(E, 2.f), *h = el_malloc(E * 4), *q = el_malloc(QD * 4), *k = el_malloc(KD * 4);
+        float *v = el_malloc(KD * 4), *gg = el_malloc(F * 4), *uu = el_malloc(F * 4), *o = el_malloc(E * 4);
+        CHECK_OK(be->iface.upload(be, dx, x, E * 4));
+        CHECK_OK(be->iface.upload(be, dpos, &steps[s], 4));
+        CHECK_OK(be->iface.graph_launch(be, 11));
+        edgellm_ref_rmsnorm(x, g1, EL_DTYPE_F32, 1, E, eps, h);
+        edgellm_ref_matmul(h, 1, E, hw[0], wt, QD, NULL, q);
+        edgellm_ref_matmul(h, 1, E, hw[1], wt, KD, NULL, k);
+        edgellm_ref_matmul(h, 1, E, hw[2], wt, KD, NULL, v);
+        edgellm_ref_rmsnorm(q, qn, EL_DTYPE_F32, nh, hd, eps, q);
+        edgellm_ref_rmsnorm(k, kn, EL_DTYPE_F32, nkv, hd, eps, k);
+        edgellm_ref_rope(q, 1, nh, hd, hd, &steps[s], inv, 1.f);
+        edgellm_ref_rope(k, 1, nkv, hd, hd, &steps[s], inv, 1.f);
+        edgellm_ref_kv_store(k, v, 1, nkv, hd, &slot0, &steps[s], c.hk, c.hv, kt, 1.f, 1.f, cap);
+        edgellm_ref_rmsnorm(x, g2, EL_DTYPE_F32, 1, E, eps, h);
+        edgellm_ref_matmul(h, 1, E, hw[3], wt, F, NULL, gg);
+        edgellm_ref_matmul(h, 1, E, hw[4], wt, F, NULL, uu);
+        edgellm_ref_swiglu(gg, uu, gg, F);
+        edgellm_ref_matmul(gg, 1, F, hw[5], wt, E, NULL, o);
+        edgellm_ref_add(o, x, E);
+        float *gq = el_malloc(QD * 4), *gx = el_malloc(E * 4);
+        dget(gq, dq, QD * 4);
+        dget(gx, dx, E * 4);
+        const size_t nc = (size_t)(nkv * cap * hd);
+        void *hk = el_malloc(c.bytes);
+        dget(hk, c.dk, c.bytes);
+        float *a = el_malloc(nc * 4), *b = el_malloc(nc * 4);
+        el_convert(EL_DTYPE_F32, a, kt, c.hk, nc);
+        el_convert(EL_DTYPE_F32, b, kt, hk, nc);
+        char nm[96];
+        snprintf(nm, sizeof nm, "fused layer graph replay %d (pos %d): q", s, steps[s]);
+        report(nm, t_nmse(q, gq, QD), 1e-5);
+        snprintf(nm, sizeof nm, "fused layer graph replay %d (pos %d): k cache", s, steps[s]);
+        report(nm, t_nmse(a, b, nc), 1e-5);
+        snprintf(nm, sizeof nm, "fused layer graph replay %d (pos %d): x += mlp(x)", s, steps[s]);
+        report(nm, t_nmse(o, gx, E), 1e-5);
+        el_free(x), el_free(h), el_free(q), el_free(k), el_free(v), el_free(gg), el_free(uu), el_free(o);
+        el_free(gq), el_free(gx), el_free(hk), el_free(a), el_free(b);
+    }
+    CHECK_OK(be->iface.sync(be));
+    for (int i = 0; i < 6; i++) be->iface.dealloc(be, dw[i]), el_free(hw[i]);
+    float *bufs[] = {dg1, dg2, dqn, dkn, dinv, dx, dq, dk, dv, dgo};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++) be->iface.dealloc(be, bufs[i]);
+    be->iface.dealloc(be, dpos), be->iface.dealloc(be, dslot);
+    free_cache(&c);
+    el_free(g1), el_free(g2), el_free(qn), el_free(kn);
+}
+
 int main(void) {
     el_backend_params p = {0};
     edgellm_status s = el_backend_cuda_create(&p, &be);
@@ -739,6 +992,8 @@ int main(void) {
     test_graph(EL_DTYPE_F16, 7);
     test_graph(EL_DTYPE_F8_E4M3, 8);
     test_sample();
+    test_fused();
+    test_fused_graph();
     test_errors();
     CHECK_OK(be->iface.sync(be));
     printf("peak device memory: %.1f MiB\n", (double)be->iface.peak_memory(be) / (1 << 20));
