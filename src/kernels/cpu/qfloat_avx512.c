@@ -250,7 +250,7 @@ AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t 
                 xv[i][u] = _mm512_loadu_si512(xb + i * ldx + c * 256 + u * 32);
     for (int r = 0; r < NR; r++) {
         const uint8_t *wp = w0 + r * rowb;
-        if (PF) __builtin_prefetch(wp + NR * rowb, 0, 0);
+        if (PF) __builtin_prefetch(wp + 4 * NR * rowb, 0, 0); /* 4 tiles ahead (DRAM latency) */
         const VI wv = LAST ? _mm512_maskz_loadu_epi8(K->tailm, wp) : _mm512_loadu_si512(wp);
         VI t[4];
         if (FMT == EL_QF_FMT_W4) { /* bf16 0x4300 | q = 128 + q, exact: no table, one ternlog each */
