@@ -492,15 +492,15 @@ static void bench_attention_prefill(void) {
             elk_attn_prefill_mode = v < 3 ? 2 : 1;
             elk_attn_prefill_rows = v == 1 ? 64 : v == 2 ? 128 : 0;
             int calls = v < 3 ? 20 : (int)(20 * 512 * 512 / (n * n)) + 1;
-            OK(be->iface.attention(be, q, n, nh, nkv, hd, slot, pos, (int32_t)n - 1, kc, vc, EL_DTYPE_BF16, 1.f, 1.f,
-                                   cap, 0.088f, out)); /* warm-up */
+            OK(be->iface.attention(be, q, n, nh, nkv, hd, slot, pos, (int32_t)n - 1, kc, vc, EL_DTYPE_BF16,
+                                   1.f, 1.f, cap, 0.088f, out)); /* warm-up */
             OK(be->iface.sync(be));
             double t[5];
             for (int r = 0; r < 5; r++) {
                 double t0 = el_time_ms();
                 for (int c = 0; c < calls; c++)
-                    OK(be->iface.attention(be, q, n, nh, nkv, hd, slot, pos, (int32_t)n - 1, kc, vc, EL_DTYPE_BF16,
-                                           1.f, 1.f, cap, 0.088f, out));
+                    OK(be->iface.attention(be, q, n, nh, nkv, hd, slot, pos, (int32_t)n - 1, kc, vc,
+                                           EL_DTYPE_BF16, 1.f, 1.f, cap, 0.088f, out));
                 OK(be->iface.sync(be));
                 t[r] = (el_time_ms() - t0) / calls;
             }
@@ -508,7 +508,9 @@ static void bench_attention_prefill(void) {
             if (v < 3 && (best_tc == 0 || ms < best_tc)) best_tc = ms;
             printf("attn  prefill %lld tok, 32/8 heads, hd 128, bf16 cache, %-8s: %9.3f ms, %6.1f TFLOP/s\n",
                    (long long)n, names[v], ms, flop / (ms * 1e-3) / 1e12);
-            if (v == 3) printf("attn  prefill %lld tok: best tc %.1fx faster than split-KV\n", (long long)n, ms / best_tc);
+            if (v == 3)
+                printf("attn  prefill %lld tok: best tc %.1fx faster than split-KV\n", (long long)n,
+                       ms / best_tc);
         }
         elk_attn_prefill_rows = 0;
         elk_attn_prefill_mode = 0;

@@ -321,14 +321,16 @@ static void run_attention_pf(const pf_case *pc, int mode) {
         dpoison(dout, nq);
         elk_attn_prefill_mode = mode;
         elk_attn_prefill_rows = mode == 0 ? 0 : rows;
-        CHECK_OK(be->iface.attention(be, dq, n_tok, pc->n_head, pc->nkv, pc->hd, ds, dp, max_pos, c.dk, c.dv, pc->t,
-                                     1.f, 1.f, pc->cap, scale, dout));
+        CHECK_OK(be->iface.attention(be, dq, n_tok, pc->n_head, pc->nkv, pc->hd, ds, dp, max_pos, c.dk, c.dv,
+                                     pc->t, 1.f, 1.f, pc->cap, scale, dout));
         elk_attn_prefill_mode = 0;
         elk_attn_prefill_rows = 0;
         dget(got, dout, nq * 4);
         char nm[160];
         snprintf(nm, sizeof nm, "attention tc %s kv %s, %s", pc->name, el_dtype_name(pc->t),
-                 mode == 0 ? "auto" : rows == 64 ? "64 rows" : "128 rows");
+                 mode == 0    ? "auto"
+                 : rows == 64 ? "64 rows"
+                              : "128 rows");
         report(nm, t_nmse(ref, got, nq), pc->t == EL_DTYPE_BF16 ? 1e-4 : 1e-5);
     }
     be->iface.dealloc(be, dq), be->iface.dealloc(be, dout), be->iface.dealloc(be, ds),
