@@ -29,6 +29,7 @@ extern "C" {
 #define CU_STAGE_BYTES ((size_t)8 << 20)
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
 #define CU_MAX_GRAPHS 256
+#define CU_ATT_COUNTERS 65536 /* (token, kv head) pairs of one attention call that merge without a 2nd kernel */
 #define CU_GEMM_CACHE 64
 
 typedef struct cu_alloc {
@@ -61,6 +62,7 @@ typedef struct cu_ctx {
     size_t n_allocs, cap_allocs;
     uint64_t cur_bytes, peak_bytes;
     void *scratch;
+    unsigned *att_cnt; /* CU_ATT_COUNTERS zeroed split counters of elk_attention_ex (zero between launches) */
     size_t scratch_size;
     void **retired;
     size_t n_retired, cap_retired;
@@ -500,6 +502,12 @@ static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok
     elk_attention_plan(n_tok, n_head, n_head_kv, head_dim, cap, c->n_sm, &n_split, &chunk, &part_floats);
     void *part = NULL;
     if (part_floats) EL_TRY(scratch(c, part_floats * sizeof(float), &part));
+    if (n_tok * n_head_kv <= CU_ATT_COUNTERS) { /* splits merge themselves (no combine kernel), PDL */
+        CU_TRY(elk_attention_ex(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache,
+                                kv_elk(kv_t), k_scale, v_scale, cap, scale, out, n_split, chunk, (float *)part,
+                                c->att_cnt, c->pdl));
+        return EDGELLM_STATUS_OK;
+    }
     CU_TRY(elk_attention(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_elk(kv_t),
                          k_scale, v_scale, cap, scale, out, n_split, chunk, (float *)part));
     return EDGELLM_STATUS_OK;
@@ -643,6 +651,7 @@ static void be_free(el_backend *be) {
         for (size_t i = 0; i < c->n_allocs; i++) cudaFree(c->allocs[i].p);
         for (size_t i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
         if (c->scratch) cudaFree(c->scratch);
+        if (c->att_cnt) cudaFree(c->att_cnt);
         if (c->lt_ws) cudaFree(c->lt_ws);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->up_stage) cudaFreeHost(c->up_stage);
@@ -723,7 +732,10 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
         be_free(be);
         return el_err(EDGELLM_STATUS_DEVICE, "cuda: cublasLtCreate failed (status %d)", (int)ls);
     }
-    c->cur_bytes = c->peak_bytes = CU_LT_WS_BYTES;
+    if ((e = cudaMalloc((void **)&c->att_cnt, CU_ATT_COUNTERS * sizeof(unsigned))) != cudaSuccess ||
+        (e = cudaMemsetAsync(c->att_cnt, 0, CU_ATT_COUNTERS * sizeof(unsigned), c->st)) != cudaSuccess)
+        return create_fail(be, e, __FILE__, __LINE__);
+    c->cur_bytes = c->peak_bytes = CU_LT_WS_BYTES + CU_ATT_COUNTERS * sizeof(unsigned);
     EL_LOG_INFO("cuda: %s, %d SMs, %.1f GiB, compute %d.%d", prop.name, c->n_sm,
                 (double)prop.totalGlobalMem / (1 << 30), prop.major, prop.minor);
     *out = be;

@@ -16,13 +16,19 @@
  *   softmax online (running max m and sum l per head, the accumulator rescaled by exp(m_old - m_new));
  *   P V     thread per (head, dim) accumulator in shared memory, V rows read coalesced.
  * With one split the block writes out = acc / l; with several, it writes (acc, m, l) to a scratch
- * buffer and k_attn_combine merges the splits of each (token, head).
+ * buffer and k_attn_combine merges the splits of each (token, head). elk_attention_ex (decode steps of
+ * the fused path) merges without the second kernel: per (token, kv head) a counter (zero between
+ * launches) counts the finished splits that hold positions, and the last one to finish merges them
+ * (the classic threadfence + atomic pattern; it resets the counter); when pos[t] needs only one split,
+ * that block writes out directly. It also launches with programmatic dependent launch when asked.
  * The split size depends on static shapes only (elk_attention_plan), never on pos[], so a captured
  * CUDA graph stays correct when pos grows; blocks whose range starts past pos[t] exit at once.
  * Decode is bound by reading the K/V cache (memory); prefill reuses each token's K/V rows through L2
  * (no query tiling: a tiled tensor-core prefill kernel is future work).
  */
 #include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fused.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 #include <math.h>
 
@@ -148,7 +154,8 @@ template <int KT, int EPL, bool STG>
 __global__ void __launch_bounds__(ATT_THREADS, 2)
     k_attn(const float *__restrict__ q, int n_head, int n_head_kv, int hd, const int32_t *__restrict__ slot,
            const int32_t *__restrict__ pos, const void *__restrict__ kc, const void *__restrict__ vc, int64_t cap,
-           float scale, float vscale, float *__restrict__ out, int n_split, int64_t chunk, float *__restrict__ part) {
+           float scale, float vscale, float *__restrict__ out, int n_split, int64_t chunk, float *__restrict__ part,
+           unsigned *__restrict__ cnt) {
     /* vscale: the fp8 cache's v_scale (E4M3 only; scale already includes k_scale) */
     extern __shared__ float sm[];
     const int t = blockIdx.x, hk = blockIdx.y, s = blockIdx.z;
@@ -161,13 +168,18 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
     float *lrun = mrun + G;             /* [G] */
     float *alpha = lrun + G;            /* [G] */
 
+    pdl_launch_dependents();
+    pdl_wait(); /* q and the cache come from the previous kernels */
     const int64_t p = pos[t];
     int64_t end = p + 1 < cap ? p + 1 : cap;
     const int64_t j_begin = (int64_t)s * chunk;
     int64_t j_end = j_begin + chunk < end ? j_begin + chunk : end;
     const int sl = slot[t];
+    /* cnt: splits holding positions (they merge themselves); with one of them it writes out directly */
+    const int ns_act = sl < 0 || end <= 0 ? 0 : (int)min((int64_t)n_split, (end - 1) / chunk + 1);
+    const bool direct = n_split == 1 || (cnt && ns_act == 1);
     if (j_begin >= j_end || sl < 0) {
-        if (n_split == 1) { /* nothing to attend to (invalid pos/slot): zeros */
+        if (s == 0 && (n_split == 1 || cnt)) { /* nothing to attend to (invalid pos/slot): zeros */
             for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS)
                 out[((int64_t)t * n_head + (int64_t)hk * G) * hd + i] = 0.f;
         }
@@ -348,7 +360,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
         __syncthreads();
     }
 
-    if (n_split == 1) {
+    if (direct) {
         float *o = out + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
         for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS)
             o[i] = KT == ELK_E4M3 ? acc[i] / lrun[i / hd] * vscale : acc[i] / lrun[i / hd];
@@ -360,6 +372,34 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
             if (threadIdx.x == 0) {
                 pp[hd] = mrun[g];
                 pp[hd + 1] = lrun[g];
+            }
+        }
+        if (cnt) { /* the last of the ns_act splits merges them (as k_attn_combine) */
+            __shared__ int last;
+            __threadfence(); /* this block's partials visible to the merging block */
+            __syncthreads();
+            if (threadIdx.x == 0) {
+                unsigned *c = cnt + (int64_t)t * n_head_kv + hk;
+                last = atomicAdd(c, 1u) == (unsigned)ns_act - 1;
+                if (last) atomicExch(c, 0u); /* every split has counted: ready for the next launch */
+            }
+            __syncthreads();
+            if (!last) return;
+            __threadfence();
+            const float *pt = part + ((int64_t)t * n_head + (int64_t)hk * G) * n_split * (int64_t)(hd + 2);
+            for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) {
+                const int g = i / hd, d = i - g * hd;
+                const float *pp = pt + (int64_t)g * n_split * (hd + 2);
+                float M = -INFINITY;
+                for (int u = 0; u < ns_act; u++) M = fmaxf(M, __ldcg(pp + u * (int64_t)(hd + 2) + hd));
+                float den = 0.f, a = 0.f;
+                for (int u = 0; u < ns_act; u++) {
+                    const float *ps = pp + u * (int64_t)(hd + 2);
+                    const float e = __expf(__ldcg(ps + hd) - M);
+                    den += __ldcg(ps + hd + 1) * e;
+                    a += __ldcg(ps + d) * e;
+                }
+                out[((int64_t)t * n_head + (int64_t)hk * G) * hd + i] = a / den;
             }
         }
     }
@@ -401,21 +441,21 @@ template <int KT, int EPL, bool STG>
 static cudaError_t attn_launch(cudaStream_t st, dim3 grid, size_t smem, const float *q, int n_head, int n_head_kv,
                                int hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
                                int64_t cap, float scale, float vscale, float *out, int n_split, int64_t chunk,
-                               float *part) {
+                               float *part, unsigned *cnt, bool pdl) {
     if (smem > 48 * 1024) {
         cudaError_t e =
             cudaFuncSetAttribute(k_attn<KT, EPL, STG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    k_attn<KT, EPL, STG><<<grid, ATT_THREADS, smem, st>>>(q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale,
-                                                          vscale, out, n_split, chunk, part);
-    return cudaGetLastError();
+    return elk_launch_ex(k_attn<KT, EPL, STG>, grid, dim3(ATT_THREADS), smem, st, pdl, q, n_head, n_head_kv, hd, slot,
+                         pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt);
 }
 
 template <int KT>
 static cudaError_t attn_kt(cudaStream_t st, dim3 grid, const float *q, int n_head, int n_head_kv, int hd,
                            const int32_t *slot, const int32_t *pos, const void *kc, const void *vc, int64_t cap,
-                           float scale, float vscale, float *out, int n_split, int64_t chunk, float *part) {
+                           float scale, float vscale, float *out, int n_split, int64_t chunk, float *part,
+                           unsigned *cnt, bool pdl) {
     const int G = n_head / n_head_kv;
     const size_t esz = KT == ELK_F32 ? 4 : KT == ELK_E4M3 ? 1 : 2;
     size_t smem = elk_attention_smem(n_head, n_head_kv, hd);
@@ -429,39 +469,55 @@ static cudaError_t attn_kt(cudaStream_t st, dim3 grid, const float *q, int n_hea
         cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
         if (smem_stg <= (size_t)optin) {
             switch (hd) {
-            case 32: return attn_launch<KT, 1, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
-            case 64: return attn_launch<KT, 2, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
-            default: return attn_launch<KT, 4, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
+            case 32: return attn_launch<KT, 1, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
+            case 64: return attn_launch<KT, 2, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
+            default: return attn_launch<KT, 4, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
             }
         }
     }
     switch (hd) {
-    case 32: return attn_launch<KT, 1, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
-    case 64: return attn_launch<KT, 2, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
-    case 128: return attn_launch<KT, 4, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
-    case 256: return attn_launch<KT, 8, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
-    default: return attn_launch<KT, 0, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part);
+    case 32: return attn_launch<KT, 1, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
+    case 64: return attn_launch<KT, 2, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
+    case 128: return attn_launch<KT, 4, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
+    case 256: return attn_launch<KT, 8, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
+    default: return attn_launch<KT, 0, false>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
     }
+}
+
+static cudaError_t attention(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                             int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                             const void *v_cache, int kv_t, float k_scale, float v_scale, int64_t cap, float scale,
+                             float *out, int n_split, int64_t chunk, float *part, unsigned *cnt, bool pdl) {
+    if (n_tok <= 0) return cudaSuccess;
+    if (n_tok > 0x7fffffff || n_head_kv > 65535 || n_split > 65535 || n_split < 1) return cudaErrorInvalidValue;
+    dim3 grid((unsigned)n_tok, (unsigned)n_head_kv, (unsigned)n_split);
+    cudaError_t e;
+    if (kv_t == ELK_E4M3) /* fp8: k_scale folded into the query scale, v_scale into the output */
+        e = attn_kt<ELK_E4M3>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale * k_scale, v_scale, out, n_split, chunk, part, cnt, pdl);
+    else if (kv_t == ELK_F32)
+        e = attn_kt<ELK_F32>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part, cnt, pdl);
+    else if (kv_t == ELK_F16)
+        e = attn_kt<ELK_F16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part, cnt, pdl);
+    else
+        e = attn_kt<ELK_BF16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part, cnt, pdl);
+    if (e != cudaSuccess || n_split == 1 || cnt) return e;
+    k_attn_combine<<<(unsigned)(n_tok * n_head), 128, 0, st>>>((int)n_head, (int)head_dim, pos, cap, n_split, chunk,
+                                                              part, out);
+    return cudaGetLastError();
 }
 
 cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                           int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
                           const void *v_cache, int kv_t, float k_scale, float v_scale, int64_t cap, float scale,
                           float *out, int n_split, int64_t chunk, float *part) {
-    if (n_tok <= 0) return cudaSuccess;
-    if (n_tok > 0x7fffffff || n_head_kv > 65535 || n_split > 65535 || n_split < 1) return cudaErrorInvalidValue;
-    dim3 grid((unsigned)n_tok, (unsigned)n_head_kv, (unsigned)n_split);
-    cudaError_t e;
-    if (kv_t == ELK_E4M3) /* fp8: k_scale folded into the query scale, v_scale into the output */
-        e = attn_kt<ELK_E4M3>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale * k_scale, v_scale, out, n_split, chunk, part);
-    else if (kv_t == ELK_F32)
-        e = attn_kt<ELK_F32>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part);
-    else if (kv_t == ELK_F16)
-        e = attn_kt<ELK_F16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part);
-    else
-        e = attn_kt<ELK_BF16>(st, grid, q, (int)n_head, (int)n_head_kv, (int)head_dim, slot, pos, k_cache, v_cache, cap, scale, 1.f, out, n_split, chunk, part);
-    if (e != cudaSuccess || n_split == 1) return e;
-    k_attn_combine<<<(unsigned)(n_tok * n_head), 128, 0, st>>>((int)n_head, (int)head_dim, pos, cap, n_split, chunk,
-                                                              part, out);
-    return cudaGetLastError();
+    return attention(st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, k_scale, v_scale,
+                     cap, scale, out, n_split, chunk, part, NULL, false);
+}
+
+cudaError_t elk_attention_ex(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                             int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                             const void *v_cache, int kv_t, float k_scale, float v_scale, int64_t cap, float scale,
+                             float *out, int n_split, int64_t chunk, float *part, unsigned *cnt, bool pdl) {
+    return attention(st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, k_scale, v_scale,
+                     cap, scale, out, n_split, chunk, part, cnt, pdl);
 }

@@ -30,6 +30,7 @@
  */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fused.cuh"
+#include "kernels/cuda/pdl.cuh"
 
 #include <math.h>
 #include <string.h>
@@ -42,35 +43,6 @@ static __device__ __forceinline__ uint4 fg_ldg(const void *p) {
         : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
         : "l"(p));
     return r;
-}
-
-/* griddepcontrol (sm_90+; no-ops before, and when the kernel was launched without the PDL attribute) */
-static __device__ __forceinline__ void pdl_wait() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.wait;" ::: "memory");
-#endif
-}
-static __device__ __forceinline__ void pdl_launch_dependents() {
-#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
-    asm volatile("griddepcontrol.launch_dependents;" ::: "memory");
-#endif
-}
-
-/* Launches kern<<<grid, block, smem, st>>>(args...), with programmatic stream serialization when pdl. */
-template <typename... KArgs, typename... Args>
-static cudaError_t launch_ex(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
-                             bool pdl, Args... args) {
-    cudaLaunchConfig_t cfg = {};
-    cfg.gridDim = grid;
-    cfg.blockDim = block;
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute at[1] = {};
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
-    cfg.attrs = at;
-    cfg.numAttrs = pdl ? 1 : 0;
-    return cudaLaunchKernelEx(&cfg, kern, args...);
 }
 
 /* One 16-byte weight vector as floats: 8 for F16/BF16, 4 for F32. */
@@ -286,7 +258,7 @@ static cudaError_t fg_launch(cudaStream_t st, const fg_args &a, int64_t rows, bo
                                   : R == 4 ? k_fgemv<WT, 4, MODE, true>
                                   : R == 2 ? k_fgemv<WT, 2, MODE, true>
                                            : k_fgemv<WT, 1, MODE, true>;
-    return launch_ex(kern, dim3(nb), dim3(FG_THREADS), 0, st, pdl, b);
+    return elk_launch_ex(kern, dim3(nb), dim3(FG_THREADS), 0, st, pdl, b);
 }
 
 template <int WT>
@@ -402,6 +374,6 @@ cudaError_t elk_qk_rope_store(cudaStream_t st, float *q, float *k, const float *
         kv_t == ELK_F32   ? k_qk_rope_store<ELK_F32>
         : kv_t == ELK_F16 ? k_qk_rope_store<ELK_F16>
                           : k_qk_rope_store<ELK_BF16>;
-    return launch_ex(kern, grid, dim3(th), smem, st, pdl, q, k, v, (int)n_head, (int)n_head_kv, (int)hd,
-                     q_norm, k_norm, eps, half, pos, inv_freq, attn_scale, slot, k_cache, v_cache, cap);
+    return elk_launch_ex(kern, grid, dim3(th), smem, st, pdl, q, k, v, (int)n_head, (int)n_head_kv, (int)hd,
+                         q_norm, k_norm, eps, half, pos, inv_freq, attn_scale, slot, k_cache, v_cache, cap);
 }

@@ -34,4 +34,12 @@ cudaError_t elk_qk_rope_store(cudaStream_t st, float *q, float *k, const float *
                               const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
                               void *v_cache, int kv_t, int64_t cap, bool pdl);
 
+/* attention.cu: elk_attention (cuda_kernels.cuh) where the splits merge themselves instead of a second
+ * kernel: cnt holds n_tok * n_head_kv unsigned counters, zero before the launch and zero again after it
+ * (allocate them zeroed once); `part` as for elk_attention when n_split > 1. */
+cudaError_t elk_attention_ex(cudaStream_t st, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
+                             int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
+                             const void *v_cache, int kv_t, float k_scale, float v_scale, int64_t cap, float scale,
+                             float *out, int n_split, int64_t chunk, float *part, unsigned *cnt, bool pdl);
+
 #endif
