@@ -15,6 +15,8 @@
 # not depend on calibration quality, so a small calibration set keeps the run short). A pair whose export
 # fails (format not available yet) is reported as "n/a" and the run goes on. Checkpoints, exports,
 # engines and GGUFs are cached in --work (default /tmp/edgellm-cpu-bench) and reused by later runs.
+# Decode GB/s is also given as a fraction of the streaming-read bandwidth measured in the same run
+# (`edgellm bench --membw` around edgellm's runs, bench_membw right before each llama.cpp run).
 # Output: a markdown table on stdout and in --out (default WORK/results.md), raw JSON in WORK/results.jsonl.
 set -euo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -41,7 +43,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --calib-samples) CALIB_SAMPLES="$2"; shift 2 ;;
     --calib-seq-len) CALIB_SEQ="$2"; shift 2 ;;
-    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
