@@ -43,7 +43,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --calib-samples) CALIB_SAMPLES="$2"; shift 2 ;;
     --calib-seq-len) CALIB_SEQ="$2"; shift 2 ;;
-    -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
+    -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
 done
