@@ -34,7 +34,8 @@ static int32_t *tokenize_file(const char *engine, const char *file, size_t max_t
     return ids;
 }
 
-/* Perplexity with windows of 512 as `edgellm perplexity`: window t[s .. min(s+W+1, n)), positions 1.. scored. */
+/* Perplexity with windows of 512 as `edgellm perplexity`: window t[s .. min(s+W+1, n)), positions 1.. scored.
+ */
 static double perplexity(const char *engine, const int32_t *ids, size_t n) {
     edgellm_runtime *rt = NULL;
     edgellm_runtime_params rp = edgellm_runtime_params_default();
@@ -67,8 +68,10 @@ static double perplexity(const char *engine, const int32_t *ids, size_t n) {
             for (size_t i = 0; i < m; i++) {
                 const float *r = lg + i * (size_t)V;
                 double mx = r[0], se = 0;
-                for (int64_t v = 1; v < V; v++) mx = r[v] > mx ? r[v] : mx;
-                for (int64_t v = 0; v < V; v++) se += exp((double)r[v] - mx);
+                for (int64_t v = 1; v < V; v++)
+                    mx = r[v] > mx ? r[v] : mx;
+                for (int64_t v = 0; v < V; v++)
+                    se += exp((double)r[v] - mx);
                 nll += log(se) + mx - r[ids[c0 + i + 1]];
                 scored++;
             }
@@ -111,8 +114,8 @@ typedef struct row {
 } row;
 
 /* The accuracy table on a slice; targets relative to the unquantized engine. */
-static void accuracy_table(const char *model, const char *tag, const char *text, const char *calib, size_t max_tok,
-                           int group, bool strict4) {
+static void accuracy_table(const char *model, const char *tag, const char *text, const char *calib,
+                           size_t max_tok, int group, bool strict4) {
     char eng[1200];
     edgellm_export_params ep = edgellm_export_params_default();
     if (!export_build(model, tag, &ep, eng, sizeof eng)) return;
@@ -135,9 +138,11 @@ static void accuracy_table(const char *model, const char *tag, const char *text,
     }
     if (g_table) {
         printf("%s (%zu tokens): base %.3f\n", tag, n, base);
-        for (int i = 0; i < 6; i++) printf("  %-10s %.3f  (%+.2f%%)\n", r[i].q, r[i].ppl, 100 * (r[i].ppl / base - 1));
+        for (int i = 0; i < 6; i++)
+            printf("  %-10s %.3f  (%+.2f%%)\n", r[i].q, r[i].ppl, 100 * (r[i].ppl / base - 1));
     }
-    const double fp8 = r[0].ppl, sq = r[1].ppl, rtn = r[2].ppl, awq = r[3].ppl, gptq = r[4].ppl, nvfp4 = r[5].ppl;
+    const double fp8 = r[0].ppl, sq = r[1].ppl, rtn = r[2].ppl, awq = r[3].ppl, gptq = r[4].ppl,
+                 nvfp4 = r[5].ppl;
     CHECKF(fp8 <= base * 1.015, "%s fp8 %.3f vs %.3f", tag, fp8, base);
     CHECKF(sq <= base * 1.015, "%s int8_sq %.3f vs %.3f", tag, sq, base);
     if (strict4) { /* the targets */
@@ -153,8 +158,8 @@ static void accuracy_table(const char *model, const char *tag, const char *text,
         CHECKF(awq <= rtn * 0.97, "%s int4_awq %.3f not clearly better than int4_rtn %.3f", tag, awq, rtn);
         CHECKF(gptq <= awq * 1.01, "%s int4_gptq %.3f vs awq %.3f", tag, gptq, awq);
         CHECKF(awq <= base * 1.10 && nvfp4 <= base * 1.10 && gptq <= base * 1.065 && rtn <= base * 1.15,
-               "%s 4-bit formats beyond their bounds (awq %.3f nvfp4 %.3f gptq %.3f rtn %.3f, base %.3f)", tag, awq,
-               nvfp4, gptq, rtn, base);
+               "%s 4-bit formats beyond their bounds (awq %.3f nvfp4 %.3f gptq %.3f rtn %.3f, base %.3f)",
+               tag, awq, nvfp4, gptq, rtn, base);
         CHECKF(nvfp4 <= rtn * 0.97, "%s nvfp4 %.3f not clearly better than int4_rtn %.3f", tag, nvfp4, rtn);
     }
     /* quantization does change the model (the test can fail) */
@@ -194,8 +199,8 @@ static void test_reimport(void) {
             uint64_t oa, ob;
             memcpy(&oa, a + 32, 8);
             memcpy(&ob, b + 32, 8);
-            CHECKF(n1 - oa == n2 - ob && memcmp(a + oa, b + ob, n1 - oa) == 0, "%s: re-imported engine weights differ",
-                   qs[i]);
+            CHECKF(n1 - oa == n2 - ob && memcmp(a + oa, b + ob, n1 - oa) == 0,
+                   "%s: re-imported engine weights differ", qs[i]);
         }
         el_free(a);
         el_free(b);
@@ -204,8 +209,8 @@ static void test_reimport(void) {
         snprintf(sp, sizeof sp, "%s/model.safetensors", x);
         el_st_file st;
         CHECK_OK(el_st_open(sp, &st));
-        const char *want = i == 5                      ? "model.layers.0.self_attn.q_proj.bias"
-                           : !strcmp(qs[i], "int4_rtn")  ? "model.layers.0.mlp.down_proj.g_idx"
+        const char *want = i == 5                       ? "model.layers.0.self_attn.q_proj.bias"
+                           : !strcmp(qs[i], "int4_rtn") ? "model.layers.0.mlp.down_proj.g_idx"
                            : !strcmp(qs[i], "int4_awq") ? "model.layers.0.mlp.down_proj.qzeros"
                            : !strcmp(qs[i], "nvfp4")    ? "model.layers.0.mlp.down_proj.weight_scale_2"
                                                         : "model.layers.0.mlp.down_proj.input_scale";
@@ -235,10 +240,13 @@ static void test_pack_import(void) {
             m.s[i] = el_f32_to_f16(0.01f + (float)((r >> 8) & 255) / 4096.0f);
         }
         const int64_t np = el_int4_np(n), kp = m.kp, G = m.G;
-        int32_t *qw = calloc((size_t)(kp * np / 8), 4), *qz = calloc((size_t)(G * np / 8), 4), *gi = calloc((size_t)kp, 4);
+        int32_t *qw = calloc((size_t)(kp * np / 8), 4), *qz = calloc((size_t)(G * np / 8), 4),
+                *gi = calloc((size_t)kp, 4);
         uint16_t *sc = calloc((size_t)(G * np), 2);
-        if (awq) el_int4_pack_awq(&m, qw, qz, sc);
-        else el_int4_pack_gptq(&m, qw, qz, sc, gi);
+        if (awq)
+            el_int4_pack_awq(&m, qw, qz, sc);
+        else
+            el_int4_pack_gptq(&m, qw, qz, sc, gi);
         char path[1300];
         snprintf(path, sizeof path, "%s/pack%d.safetensors", g_dir, awq);
         el_st_decl d[4] = {{"l.qweight", EL_DTYPE_I32, 2, {awq ? kp : kp / 8, awq ? np / 8 : np}},
@@ -256,11 +264,13 @@ static void test_pack_import(void) {
         CHECK_OK(el_st_open(path, &st));
         el_qconfig qc;
         cJSON *cfg = cJSON_Parse(
-            variant == 1   ? "{\"quantization_config\":{\"quant_method\":\"awq\",\"version\":\"gemm\",\"w_bit\":4,"
-                             "\"q_group_size\":32}}"
-            : variant == 0 ? "{\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":32}}"
-                           : "{\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":-1,"
-                             "\"desc_act\":true}}");
+            variant == 1
+                ? "{\"quantization_config\":{\"quant_method\":\"awq\",\"version\":\"gemm\",\"w_bit\":4,"
+                  "\"q_group_size\":32}}"
+            : variant == 0
+                ? "{\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":32}}"
+                : "{\"quantization_config\":{\"quant_method\":\"gptq\",\"bits\":4,\"group_size\":-1,"
+                  "\"desc_act\":true}}");
         CHECK_OK(el_qconfig_read(cfg, &qc));
         bool found = false;
         el_dtype dt;
@@ -278,7 +288,8 @@ static void test_pack_import(void) {
             int bad = 0;
             for (int64_t j = 0; j < n; j++)
                 for (int64_t c = 0; c < k; c++) {
-                    float want = (float)((int)m.q[j * kp + c] - (int)m.z[j * G + c / g]) * el_f16_to_f32(m.s[j * G + c / g]);
+                    float want = (float)((int)m.q[j * kp + c] - (int)m.z[j * G + c / g]) *
+                                 el_f16_to_f32(m.s[j * G + c / g]);
                     if (wd[j * k + c] != want) bad++;
                 }
             CHECKF(bad == 0, "%s import: %d elements differ", awq ? "awq" : "gptq", bad);
@@ -378,23 +389,30 @@ static void test_cli(void) {
     char cmd[4096], log[1200], x[1200];
     snprintf(log, sizeof log, "%s/cli.log", g_dir);
     snprintf(x, sizeof x, "%s/x-cli", g_dir);
-    snprintf(cmd, sizeof cmd,
-             "%s export --model fixtures/models/stories260K-hf --output %s --quantization int4_gptq --group-size 64 "
-             "--calib-file fixtures/data/stories_calib.txt --calib-samples 4 --calib-seq-len 128 "
-             "--calib-algorithm max --exclude 'model.layers.4.*' --kv-cache-quantization fp8 --progress 2> %s",
-             cli, x, log);
+    snprintf(
+        cmd, sizeof cmd,
+        "%s export --model fixtures/models/stories260K-hf --output %s --quantization int4_gptq --group-size "
+        "64 "
+        "--calib-file fixtures/data/stories_calib.txt --calib-samples 4 --calib-seq-len 128 "
+        "--calib-algorithm max --exclude 'model.layers.4.*' --kv-cache-quantization fp8 --progress 2> %s",
+        cli, x, log);
     CHECK(system(cmd) == 0);
     size_t n;
     char *t = tu_read(log, &n);
     CHECK(t && tu_contains(t, "ETA") && tu_contains(t, "calibrate") && tu_contains(t, "quantize"));
-    CHECK(t && tu_contains(t, "model.layers.0.mlp.down_proj: in_features 172 is not a multiple of group size 64: "
-                              "using group size 32 (row padded)"));
+    CHECK(t &&
+          tu_contains(t, "model.layers.0.mlp.down_proj: in_features 172 is not a multiple of group size 64: "
+                         "using group size 32 (row padded)"));
     el_free(t);
-    snprintf(cmd, sizeof cmd, "%s export --model fixtures/models/stories260K-hf --output %s --quantization int4_awq "
-                              "--group-size 48 --overwrite 2> %s", cli, x, log);
+    snprintf(cmd, sizeof cmd,
+             "%s export --model fixtures/models/stories260K-hf --output %s --quantization int4_awq "
+             "--group-size 48 --overwrite 2> %s",
+             cli, x, log);
     CHECK(system(cmd) != 0);
-    snprintf(cmd, sizeof cmd, "%s export --model fixtures/models/stories260K-hf --output %s --quantization int9 "
-                              "--overwrite 2> %s", cli, x, log);
+    snprintf(cmd, sizeof cmd,
+             "%s export --model fixtures/models/stories260K-hf --output %s --quantization int9 "
+             "--overwrite 2> %s",
+             cli, x, log);
     CHECK(system(cmd) != 0);
     t = tu_read(log, &n);
     CHECK(t && tu_contains(t, "unknown quantization 'int9'"));
@@ -410,7 +428,8 @@ int main(void) {
     test_pack_import();
     test_options();
     test_reimport();
-    accuracy_table("fixtures/models/sotu-qwen3", "sotu", "fixtures/data/sotu_2006_2021.txt", NULL, max_tok, 128, true);
+    accuracy_table("fixtures/models/sotu-qwen3", "sotu", "fixtures/data/sotu_2006_2021.txt", NULL, max_tok,
+                   128, true);
     accuracy_table("fixtures/models/stories260K-hf", "stories", "fixtures/data/stories_small.txt",
                    "fixtures/data/stories_calib.txt", max_tok, 128, false);
     el_rm_rf(g_dir);
