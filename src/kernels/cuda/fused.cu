@@ -167,20 +167,28 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const fg_args a) {
     if (VEC) {
         constexpr int V = fgv<WT>::N;
         const int64_t nv = k / V;
+        /* two vectors per row in flight per thread (v, v + FG_THREADS); the first two are loaded before
+         * the wait (weights do not depend on earlier kernels), so they stream during the previous
+         * kernel's tail. k <= 2048 (bf16) is then a single round trip. */
+        uint4 wa[NR], wb[NR];
         int64_t v = threadIdx.x;
-        uint4 wv[NR];
-        if (v < nv) /* first weight vectors before the wait: weights do not depend on earlier kernels */
+        const bool a0 = v < nv, b0 = v + FG_THREADS < nv;
 #pragma unroll
-            for (int r = 0; r < NR; r++)
-                wv[r] = fg_ldg(wrow[r] + v * 16);
+        for (int r = 0; r < NR; r++) {
+            if (a0) wa[r] = fg_ldg(wrow[r] + v * 16);
+            if (b0) wb[r] = fg_ldg(wrow[r] + (v + FG_THREADS) * 16);
+        }
         pdl_wait();
-        if (v < nv) fg_step<WT, NR>(wv, x, g, norm, v, acc, ss);
-#pragma unroll 2
-        for (v += FG_THREADS; v < nv; v += FG_THREADS) {
+        for (; v < nv; v += 2 * FG_THREADS) {
+            const bool hb = v + FG_THREADS < nv;
+            fg_step<WT, NR>(wa, x, g, norm, v, acc, ss);
+            if (hb) fg_step<WT, NR>(wb, x, g, norm, v + FG_THREADS, acc, ss);
+            const int64_t vn = v + 2 * FG_THREADS;
 #pragma unroll
-            for (int r = 0; r < NR; r++)
-                wv[r] = fg_ldg(wrow[r] + v * 16);
-            fg_step<WT, NR>(wv, x, g, norm, v, acc, ss);
+            for (int r = 0; r < NR; r++) {
+                if (vn < nv) wa[r] = fg_ldg(wrow[r] + vn * 16);
+                if (vn + FG_THREADS < nv) wb[r] = fg_ldg(wrow[r] + (vn + FG_THREADS) * 16);
+            }
         }
     } else {
         pdl_wait();
