@@ -17,7 +17,7 @@
 /* with 1 thread: this thread's CPU time (robust to other processes on a shared machine), else wall time */
 static int g_cpu_clock;
 static double now_ms(void) {
-    if (!g_cpu_clock) return now_ms();
+    if (!g_cpu_clock) return el_time_ms();
     struct timespec ts;
     clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
     return (double)ts.tv_sec * 1e3 + (double)ts.tv_nsec * 1e-6;
