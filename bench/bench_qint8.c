@@ -39,7 +39,7 @@ int main(int argc, char **argv) {
     const int nth = argc > 1 ? atoi(argv[1]) : 2, L = argc > 2 ? atoi(argv[2]) : 16;
     const int64_t P = argc > 3 ? atol(argv[3]) : 512;
     const char *fmts = argc > 4 ? argv[4] : "w8a8,q8_0,q4_0";
-    g_cpu_clock = nth == 1;
+    g_cpu_clock = nth == 1 && !getenv("BENCH_WALL");
     el_backend_params bp = {0};
     bp.n_threads = nth;
     el_backend *be = NULL;
