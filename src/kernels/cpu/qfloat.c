@@ -23,7 +23,7 @@ static bool has_avx512_bf16(void) {
 
 static bool qf_enabled(void) {
 #if defined(__x86_64__)
-    return el_cpu_isa_get() == EL_ISA_AVX512 && has_avx512_bf16();
+    return el_cpu_isa_get() == EL_ISA_AVX512 && has_avx512_bf16() && __builtin_cpu_supports("avx512vnni");
 #else
     return false;
 #endif

@@ -1,27 +1,22 @@
-/* qfloat_avx512.c - AVX-512 BF16 (vdpbf16ps) kernels for the weight-only / float-activation quantized
+/* qfloat_avx512.c - AVX-512 (BF16, VNNI) kernels for the weight-only / float-activation quantized
  * formats w4a16, nvfp4 and fp8 (layouts in kernels/quant.h, prepared activations in qfloat_impl.h).
  *
- * The activations are split once per call (the prepare step) into two bf16 parts, x = hi + lo with
- * hi = bf16(x), lo = bf16(x - hi) (~2^-16 relative: bf16 alone, ~2^-9, gives an NMSE of ~5e-6 against
- * the f32 reference, too close to the 1e-5 bound). The weight values are exact in bf16: (q - 8) in
- * -8..7 for w4a16, the e2m1 values for nvfp4, the e4m3 values for fp8. So every product is exact and
- * vdpbf16ps (32 multiply-adds per instruction, f32 accumulation) does the dot products, two per weight
- * vector (hi and lo); the scales are applied in f32. fp8 with static activations needs no lo part: the
- * e4m3 activations are exact in bf16.
- *
- * Nibble formats, per row and chunk of 128 elements (64 bytes = 32 16-bit words): nibble r of word i
- * (element 4 i + r) is expanded with one vpermw (16-entry table, duplicated to 32 since vpermw reads
- * 5 index bits) of the word shifted right by 4 r; the four vectors are dotted with the matching
- * permuted bf16 activations into a per-chunk f32 accumulator whose lane l holds elements 8 l .. 8 l + 7,
- * i.e. a lane never straddles a group of 8, 16, 32, 64 or 128 (or of multiples of 128), so the group
- * (or nvfp4 block) scales are applied per lane with one FMA into the running sum:
- *   w4a16:  sum += (dot(q - 8, x) + (8 - z) * sum_x) * s    (sum_x from the prepare step, only with zeros)
- *   nvfp4:  sum += dot(e2m1, x) * (e4m3(block scale) * global)
- * fp8: 32 e4m3 bytes widened to words and turned into bf16 with shifts and adds (subnormals from an
- * 8-entry table), one running dot per row, times the row scale (and act_scale) at the end.
- *
- * Tiles of MR (<= 4) rows of x by NR (8, 4 or 1) rows of W: each W chunk is loaded and expanded once for
- * the MR rows of x; W streams once, with a software prefetch of the next group of rows.
+ * Decode (m <= EL_QF_MDEC):
+ *   w4a16: x is prepared per chunk of 128 as a 22-bit integer times a power of 2 (exact scaling, error
+ *     <= 2^-22 of the chunk's max |x|) in three signed 8-bit limbs; the weight bytes give the low and the
+ *     high nibbles (even / odd elements) as u8 with one and / shift each, and vpdpbusd (64 u8 x s8
+ *     products per instruction) sums q * limb exactly in int32 per limb; the limbs are combined in f32,
+ *     times s * d per chunk; the zero point comes in once per row as -z * sum_g s_g X_g from group sums
+ *     that come with x. m = 1 reads each row front to back, the rows one after the other (one sequential
+ *     stream through W, what the prefetchers follow best).
+ *   nvfp4 / fp8: x split once per call into two bf16 parts, hi = bf16(x) and lo = bf16(x - hi) (~2^-16
+ *     relative; bf16 alone gives an NMSE of ~5e-6, too close to 1e-5); the weight values are exact in bf16
+ *     (e2m1 from a 16-entry vpermw table on the nibbles of 16-bit words, e4m3 by shifts with subnormals
+ *     from an 8-entry table), so vdpbf16ps (hi and lo) gives exact products with f32 sums. fp8 with static
+ *     activations needs no lo part: the e4m3 activations are exact in bf16.
+ *   The f32 lanes of a chunk hold elements 8 l .. 8 l + 7, so a lane never straddles a group of 8..128
+ *   (or multiples of 128) elements: group / block scales are applied per lane with one FMA per chunk.
+ *   Tiles of MR (<= 4) rows of x by NR (8, 4 or 1) rows of W (one W load and expansion for all MR rows).
  * Prefill (m > EL_QF_MDEC): qf_gemm below (dequantized f16 tiles and the dense kernel). */
 #include "kernels/cpu/qfloat_impl.h"
 
@@ -45,6 +40,12 @@ static uint16_t bf16_bits(float f) { /* exact values only */
  * before every vdpbf16ps (a register move per instruction in the hot loops). */
 AI VF dp(VF acc, VI a, VI b) {
     __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
+    return acc;
+}
+
+/* acc += sum over 4-byte groups of u8 a times s8 b (inline asm for the same reason as dp) */
+AI VI dpbusd(VI acc, VI a, VI b) {
+    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
     return acc;
 }
 
@@ -139,6 +140,62 @@ static void prep_nib_row(const el_qf_info *q, const float *x, uint16_t *xb, floa
     }
 }
 
+/* w4a16 (vpdpbusd): per chunk of 128 elements, x / d (d = 2^e with max |x| / d < 2^22, so the scaling is
+ * exact) rounded to an integer and split into balanced signed bytes x2 * 2^16 + x1 * 2^8 + x0 (|x2| <= 64);
+ * each limb stored as the 64 even elements then the 64 odd ones (the low / high nibbles of 64 weight
+ * bytes). xg: group sums of the represented x; xd: the chunk factors d. */
+static void prep_w4_row(const el_qf_info *q, const float *x, uint8_t *xb, float *xg, float *xd) {
+    const int64_t k = q->k, g = q->g;
+    static const uint32_t ev[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
+    const VI iev = _mm512_loadu_si512(ev), iod = _mm512_add_epi32(iev, _mm512_set1_epi32(1));
+    memset(xg, 0, sizeof(float) * (size_t)q->G);
+    for (int64_t c = 0; c < q->nch; c++) {
+        const int64_t e0 = c * 128;
+        VF v[8];
+        VF mx = _mm512_setzero_ps();
+        for (int t = 0; t < 8; t++) {
+            v[t] = ld16(x, e0 + 16 * t, k);
+            mx = _mm512_max_ps(mx, _mm512_abs_ps(v[t]));
+        }
+        const float a = _mm512_reduce_max_ps(mx);
+        int ex = 0;
+        if (a > 0) frexpf(a, &ex); /* a < 2^ex */
+        const int sh = 22 - ex;    /* x * 2^sh: |.| < 2^22, two exact power-of-2 steps (no overflow) */
+        const VF s1 = _mm512_set1_ps(ldexpf(1.0f, sh / 2)), s2 = _mm512_set1_ps(ldexpf(1.0f, sh - sh / 2));
+        const float d = a > 0 ? ldexpf(1.0f, -sh) : 0.0f;
+        xd[c] = d;
+        VI n[8];
+        for (int t = 0; t < 8; t++) {
+            n[t] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(v[t], s1), s2)); /* RNE */
+            if (a > 0 && e0 + 16 * t < q->G * g) {
+                const float sum = (float)_mm512_reduce_add_epi32(n[t]) * d;
+                if (g >= 16)
+                    xg[(e0 + 16 * t) / g] += sum;
+                else {
+                    int32_t l[16];
+                    _mm512_storeu_si512(l, n[t]);
+                    for (int i = 0; i < 16; i++)
+                        xg[(e0 + 16 * t + i) / g] += (float)l[i] * d;
+                }
+            }
+        }
+        for (int p = 0; p < 4; p++) { /* elements 32 p .. 32 p + 31: even and odd halves */
+            VI h[2] = {_mm512_permutex2var_epi32(n[2 * p], iev, n[2 * p + 1]),
+                       _mm512_permutex2var_epi32(n[2 * p], iod, n[2 * p + 1])};
+            for (int eo = 0; eo < 2; eo++) {
+                const VI x0 = _mm512_srai_epi32(_mm512_slli_epi32(h[eo], 24), 24);
+                const VI r1 = _mm512_srai_epi32(_mm512_sub_epi32(h[eo], x0), 8);
+                const VI x1 = _mm512_srai_epi32(_mm512_slli_epi32(r1, 24), 24);
+                const VI x2 = _mm512_srai_epi32(_mm512_sub_epi32(r1, x1), 8);
+                uint8_t *o = xb + c * 384 + eo * 64 + p * 16;
+                _mm_storeu_si128((__m128i *)o, _mm512_cvtepi32_epi8(x0));
+                _mm_storeu_si128((__m128i *)(o + 128), _mm512_cvtepi32_epi8(x1));
+                _mm_storeu_si128((__m128i *)(o + 256), _mm512_cvtepi32_epi8(x2));
+            }
+        }
+    }
+}
+
 /* per chunk of 32: static activations: the e4m3 values (exact in bf16); else 32 hi then 32 lo words */
 static void prep_fp8_row(const el_qf_info *q, const float *x, uint16_t *xb) {
     const int64_t k = q->k;
@@ -175,8 +232,11 @@ void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, void *pre
     for (int64_t i = 0; i < m; i++) {
         if (q->fmt == EL_QF_FMT_FP8)
             prep_fp8_row(q, x + i * q->k, xb + i * q->ldx);
+        else if (q->fmt == EL_QF_FMT_W4)
+            prep_w4_row(q, x + i * q->k, (uint8_t *)(xb + i * q->ldx), xs + i * q->G,
+                        xs + m * q->G + i * q->nch);
         else
-            prep_nib_row(q, x + i * q->k, xb + i * q->ldx, xs ? xs + i * q->G : NULL);
+            prep_nib_row(q, x + i * q->k, xb + i * q->ldx, NULL);
     }
 }
 
@@ -216,7 +276,7 @@ AI VF nv4_scale(const el_qf_info *q, const kc *K, int64_t j, int64_t c, bool las
     return _mm512_permutexvar_ps(K->sidx, f);
 }
 
-/* w4a16 offset correction of row j for x row xg (group sums): -(128 + z) * sum_g s_g X_g */
+/* w4a16 zero-point correction of row j for x row xg (group sums): -z * sum_g s_g X_g (the kernel dots q) */
 AI float w4_corr(const el_qf_info *q, int64_t j, const float *xg, const int ZS) {
     const uint16_t *s = (const uint16_t *)q->sc + j * q->G;
     VF acc = _mm512_setzero_ps();
@@ -224,11 +284,10 @@ AI float w4_corr(const el_qf_info *q, int64_t j, const float *xg, const int ZS) 
         const int64_t nv = q->G - g0 < 16 ? q->G - g0 : 16;
         const __mmask16 mk = (__mmask16)((1u << nv) - 1);
         const VF sc = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, s + g0));
-        VF zc = _mm512_set1_ps(-136.0f);
+        VF zc = _mm512_set1_ps(-8.0f);
         if (ZS)
-            zc = _mm512_sub_ps(
-                _mm512_set1_ps(-128.0f),
-                _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(mk, q->zs + j * q->G + g0))));
+            zc = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
+                                                        _mm_maskz_loadu_epi8(mk, q->zs + j * q->G + g0))));
         acc = _mm512_fmadd_ps(_mm512_mul_ps(sc, zc), _mm512_maskz_loadu_ps(mk, xg + g0), acc);
     }
     return _mm512_reduce_add_ps(acc);
@@ -240,9 +299,40 @@ AI float w4_corr(const el_qf_info *q, int64_t j, const float *xg, const int ZS) 
  * sf (g >= 128), 1 = per-lane scales loaded here (g < 128, nvfp4). LAST: the row's last chunk (masked). */
 AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, int64_t j, int64_t c,
                   const int MR, const int NR, const int FMT, const int SM, const int PF, const int LAST,
-                  float (*sf)[QF_SF_MAX], VF (*tot)[8]) {
+                  float (*sf)[QF_SF_MAX], VF (*tot)[8], const float *xd) {
     const int64_t rowb = q->rowb;
     const uint8_t *w0 = q->qs + j * rowb + c * 64;
+    if (FMT == EL_QF_FMT_W4) { /* u8 nibbles x three s8 limbs of x (vpdpbusd), exact int32 per limb */
+        VI xl[2][6];
+        if (MR <= 2)
+            for (int i = 0; i < MR; i++)
+                for (int u = 0; u < 6; u++)
+                    xl[i][u] = _mm512_loadu_si512((const uint8_t *)(xb + i * ldx) + c * 384 + u * 64);
+        const VI nm = _mm512_set1_epi8(0x0f);
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *wp = w0 + r * rowb;
+            if (PF) __builtin_prefetch(wp + 4 * NR * rowb, 0, 0); /* 4 tiles ahead (DRAM latency) */
+            const VI wv = LAST ? _mm512_maskz_loadu_epi8(K->tailm, wp) : _mm512_loadu_si512(wp);
+            const VI we = _mm512_and_si512(wv, nm), wo = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nm);
+            VF s = SM == 0 ? _mm512_set1_ps(sf[r][c]) : w4_scale(q, K, j + r, c, LAST);
+            for (int i = 0; i < MR; i++) {
+                const uint8_t *xp = (const uint8_t *)(xb + i * ldx) + c * 384;
+                VI a[3];
+                for (int l = 0; l < 3; l++) {
+                    a[l] = dpbusd(_mm512_setzero_si512(), we,
+                                  MR <= 2 ? xl[i][2 * l] : _mm512_loadu_si512(xp + 128 * l));
+                    a[l] =
+                        dpbusd(a[l], wo, MR <= 2 ? xl[i][2 * l + 1] : _mm512_loadu_si512(xp + 128 * l + 64));
+                }
+                const VI a01 = _mm512_add_epi32(_mm512_slli_epi32(a[1], 8), a[0]);
+                const VF f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[2]), _mm512_set1_ps(65536.0f),
+                                             _mm512_cvtepi32_ps(a01));
+                tot[i][r] =
+                    _mm512_fmadd_ps(f, _mm512_mul_ps(s, _mm512_set1_ps(xd[i * q->nch + c])), tot[i][r]);
+            }
+        }
+        return;
+    }
     VI xv[2][8];
     if (MR <= 2)
         for (int i = 0; i < MR; i++)
@@ -253,18 +343,10 @@ AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t 
         if (PF) __builtin_prefetch(wp + 4 * NR * rowb, 0, 0); /* 4 tiles ahead (DRAM latency) */
         const VI wv = LAST ? _mm512_maskz_loadu_epi8(K->tailm, wp) : _mm512_loadu_si512(wp);
         VI t[4];
-        if (FMT == EL_QF_FMT_W4) { /* bf16 0x4300 | q = 128 + q, exact: no table, one ternlog each */
-            const VI nm = _mm512_set1_epi16(0x000f), hb = _mm512_set1_epi16(0x4300);
-            t[0] = _mm512_ternarylogic_epi32(wv, nm, hb, 0xea); /* (a & b) | c */
-            t[1] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 4), nm, hb, 0xea);
-            t[2] = _mm512_ternarylogic_epi32(_mm512_srli_epi16(wv, 8), nm, hb, 0xea);
-            t[3] = _mm512_or_si512(_mm512_srli_epi16(wv, 12), hb);
-        } else {
-            t[0] = _mm512_permutexvar_epi16(wv, K->tab);
-            t[1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 4), K->tab);
-            t[2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 8), K->tab);
-            t[3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 12), K->tab);
-        }
+        t[0] = _mm512_permutexvar_epi16(wv, K->tab);
+        t[1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 4), K->tab);
+        t[2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 8), K->tab);
+        t[3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 12), K->tab);
         VF s;
         if (SM == 0)
             s = _mm512_set1_ps(sf[r][c]);
@@ -311,9 +393,43 @@ AI void nib_tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t l
             }
         }
     int64_t c = 0;
-    for (; c < nch - 1; c++)
-        nib_chunk(q, K, xb, ldx, j, c, MR, NR, FMT, SM, PF, 0, sf, tot);
-    nib_chunk(q, K, xb, ldx, j, c, MR, NR, FMT, SM, 0, 1, sf, tot);
+    const float *xd = FMT == EL_QF_FMT_W4 ? xg + MR * q->G : NULL; /* decode: MR == m */
+    if (FMT == EL_QF_FMT_W4 && MR == 1) {
+        /* one token: each row read front to back, the rows one after the other (a single sequential
+         * stream through W, which the prefetchers follow best); x stays in L1 */
+        const VI nm = _mm512_set1_epi8(0x0f);
+        const uint8_t *xp0 = (const uint8_t *)xb;
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *wr = q->qs + (j + r) * q->rowb;
+            VF t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps(); /* two chains across chunks */
+            for (int64_t cc = 0; cc < nch; cc++) {
+                const uint8_t *wp = wr + cc * 64, *xp = xp0 + cc * 384;
+                if (PF) __builtin_prefetch(wp + 2048, 0, 0);
+                const VI wv = cc == nch - 1 ? _mm512_maskz_loadu_epi8(K->tailm, wp) : _mm512_loadu_si512(wp);
+                const VI we = _mm512_and_si512(wv, nm), wo = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nm);
+                VI a[3];
+                for (int l = 0; l < 3; l++) {
+                    a[l] = dpbusd(_mm512_setzero_si512(), we, _mm512_loadu_si512(xp + 128 * l));
+                    a[l] = dpbusd(a[l], wo, _mm512_loadu_si512(xp + 128 * l + 64));
+                }
+                const VI a01 = _mm512_add_epi32(_mm512_slli_epi32(a[1], 8), a[0]);
+                const VF f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[2]), _mm512_set1_ps(65536.0f),
+                                             _mm512_cvtepi32_ps(a01));
+                const VF sv =
+                    SM == 0 ? _mm512_set1_ps(sf[r][cc] * xd[cc])
+                            : _mm512_mul_ps(w4_scale(q, K, j + r, cc, cc == nch - 1), _mm512_set1_ps(xd[cc]));
+                if (cc & 1)
+                    t1 = _mm512_fmadd_ps(f, sv, t1);
+                else
+                    t0 = _mm512_fmadd_ps(f, sv, t0);
+            }
+            tot[0][r] = _mm512_add_ps(t0, t1);
+        }
+    } else {
+        for (; c < nch - 1; c++)
+            nib_chunk(q, K, xb, ldx, j, c, MR, NR, FMT, SM, PF, 0, sf, tot, xd);
+        nib_chunk(q, K, xb, ldx, j, c, MR, NR, FMT, SM, 0, 1, sf, tot, xd);
+    }
     for (int i = 0; i < MR; i++)
         for (int r = 0; r < NR; r++) {
             float v = _mm512_reduce_add_ps(tot[i][r]);

@@ -10,7 +10,11 @@
  *        unpacks 16-bit words of nibbles: position r * 32 + i holds element 4 i + r of the chunk (r =
  *        nibble index in the word). fp8: natural order; with a static activation scale the e4m3 round
  *        trip of x / act_scale (exact in bf16, no lo part).
- *   xs   f32 [m][G] (w4a16): the sum of the (hi + lo) x over each group, for the offset correction:
+ *   w4a16 instead: per chunk of 128, x / d as a 22-bit integer (d = a power of 2 from the chunk's max |x|)
+ *        in three signed 8-bit limbs x = (x2 * 2^16 + x1 * 2^8 + x0) * d, each limb as 64 bytes of the
+ *        even elements then 64 of the odd ones (384 bytes; ldx = nch * 192 16-bit units); after xs,
+ *        f32 [m][nch] the chunk factors d.
+ *   xs   f32 [m][G] (w4a16): the sum of the (represented) x over each group, for the offset correction:
  *        the kernel dots the bf16 values 128 + q (0x4300 | q, no table) and subtracts
  *        sum_g s_g (128 + z_g) X_g once per row.
  */
@@ -77,6 +81,7 @@ static inline bool el_qf_info_of(const void *w, el_dtype wt, int64_t k, el_qf_in
     }
     q->tailb = q->rowb - (q->nch - 1) * q->cb;
     q->ldx = q->act ? q->kx : 2 * q->kx;
+    if (q->fmt == EL_QF_FMT_W4) q->ldx = q->nch * 192; /* 384 bytes of int8 limbs per chunk */
     q->xb_bytes = 0;
     q->xs_bytes = 0;
     return true;
@@ -95,7 +100,7 @@ static inline size_t el_qf_prep_size(el_qf_info *q, int64_t m) {
         q->xs_bytes = 0;
     } else {
         q->xb_bytes = ((size_t)(m * q->ldx) * 2 + 63) & ~(size_t)63;
-        q->xs_bytes = q->fmt == EL_QF_FMT_W4 ? (size_t)(m * q->G) * 4 : 0;
+        q->xs_bytes = q->fmt == EL_QF_FMT_W4 ? (size_t)(m * (q->G + q->nch)) * 4 : 0;
     }
     return q->xb_bytes + q->xs_bytes;
 }
