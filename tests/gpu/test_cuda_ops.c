@@ -37,7 +37,8 @@ static void *rand_typed(el_dtype t, size_t n, float scale) {
     if (t == EL_DTYPE_F32) return f;
     if (t == EL_DTYPE_F8_E4M3) {
         uint8_t *o = el_malloc(n);
-        for (size_t i = 0; i < n; i++) o[i] = el_f32_to_e4m3(f[i] * 300.f);
+        for (size_t i = 0; i < n; i++)
+            o[i] = el_f32_to_e4m3(f[i] * 300.f);
         el_free(f);
         return o;
     }
@@ -178,10 +179,11 @@ static void test_kv_store(void) {
                 dk_n += ((uint8_t *)gk)[i] != ((uint8_t *)c.hk)[i];
                 dv_n += ((uint8_t *)gv)[i] != ((uint8_t *)c.hv)[i];
             }
-            printf("op %-58s %zu/%zu bytes differ %s\n", "kv_store fp8 (e4m3, k saturating)", dk_n + dv_n, 2 * c.bytes,
-                   dk_n + dv_n ? "FAIL" : "ok");
+            printf("op %-58s %zu/%zu bytes differ %s\n", "kv_store fp8 (e4m3, k saturating)", dk_n + dv_n,
+                   2 * c.bytes, dk_n + dv_n ? "FAIL" : "ok");
             CHECKF(dk_n + dv_n == 0, "kv_store fp8: %zu bytes differ from the reference", dk_n + dv_n);
-            be->iface.dealloc(be, dk), be->iface.dealloc(be, dv), be->iface.dealloc(be, ds), be->iface.dealloc(be, dp);
+            be->iface.dealloc(be, dk), be->iface.dealloc(be, dv), be->iface.dealloc(be, ds),
+                be->iface.dealloc(be, dp);
             free_cache(&c);
             el_free(k), el_free(v), el_free(gk), el_free(gv);
             continue;
@@ -263,7 +265,8 @@ static void test_attention(void) {
         {"decode 3 tok, 8/8 heads, hd 32, cap 100", 3, 8, 8, 32, 100, 2, EL_DTYPE_F8_E4M3, 0},
         {"decode 1 tok, 16/2 heads, hd 256, cap 600", 1, 16, 2, 256, 600, 1, EL_DTYPE_F8_E4M3, 0},
         {"decode 2 tok, 4/2 heads, hd 80 (generic), cap 700", 2, 4, 2, 80, 700, 2, EL_DTYPE_F8_E4M3, 0},
-        {"decode 2 tok, 64/2 heads, hd 128 (G 32, generic P V), cap 900", 2, 64, 2, 128, 900, 2, EL_DTYPE_F8_E4M3, 0},
+        {"decode 2 tok, 64/2 heads, hd 128 (G 32, generic P V), cap 900", 2, 64, 2, 128, 900, 2,
+         EL_DTYPE_F8_E4M3, 0},
         {"prefill 300 tok, 16/8 heads, hd 128, cap 512", 300, 16, 8, 128, 512, 1, EL_DTYPE_F8_E4M3, 1},
         {"prefill 70 tok, 8/2 heads, hd 64, cap 128", 70, 8, 2, 64, 128, 1, EL_DTYPE_F8_E4M3, 1},
     };
@@ -672,7 +675,8 @@ static void test_graph(el_dtype t, int key) {
     CHECK_OK(be->iface.rope(be, dq, n_tok, nh, hd, hd, dpos, dinv, 1.f));
     CHECK_OK(be->iface.rope(be, dk, n_tok, nkv, hd, hd, dpos, dinv, 1.f));
     CHECK_OK(be->iface.kv_store(be, dk, dv, n_tok, nkv, hd, dslot, dpos, c.dk, c.dv, t, KS, VS, cap));
-    CHECK_OK(be->iface.attention(be, dq, n_tok, nh, nkv, hd, dslot, dpos, 0, c.dk, c.dv, t, KS, VS, cap, scale, dout));
+    CHECK_OK(be->iface.attention(be, dq, n_tok, nh, nkv, hd, dslot, dpos, 0, c.dk, c.dv, t, KS, VS, cap,
+                                 scale, dout));
     CHECK_OK(be->iface.graph_end(be, key));
     CHECK(be->iface.graph_has(be, key));
     const int32_t steps[3][2] = {{3, 0}, {500, 9}, {1023, 700}};
@@ -690,7 +694,8 @@ static void test_graph(el_dtype t, int key) {
         edgellm_ref_attention(q, n_tok, nh, nkv, hd, slot, steps[s], c.hk, c.hv, t, KS, VS, cap, scale, ref);
         dget(got, dout, n_tok * nh * hd * 4);
         char nm[96];
-        snprintf(nm, sizeof nm, "graph replay %d (pos %d, %d) kv %s", s, steps[s][0], steps[s][1], el_dtype_name(t));
+        snprintf(nm, sizeof nm, "graph replay %d (pos %d, %d) kv %s", s, steps[s][0], steps[s][1],
+                 el_dtype_name(t));
         report(nm, t_nmse(ref, got, n_tok * nh * hd), 1e-6);
         el_free(q), el_free(k), el_free(v), el_free(ref), el_free(got);
     }
@@ -702,13 +707,13 @@ static void test_graph(el_dtype t, int key) {
 
 static void test_errors(void) {
     CHECK(be->iface.rope(be, NULL, 1, 1, 64, 63, NULL, NULL, 1.f) == EDGELLM_STATUS_INVALID_ARG);
-    CHECK(be->iface.attention(be, NULL, 1, 4, 3, 64, NULL, NULL, 0, NULL, NULL, EL_DTYPE_F16, 1.f, 1.f, 16, 1.f, NULL) ==
-          EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.attention(be, NULL, 1, 4, 3, 64, NULL, NULL, 0, NULL, NULL, EL_DTYPE_F16, 1.f, 1.f, 16,
+                              1.f, NULL) == EDGELLM_STATUS_INVALID_ARG);
     /* fp8 cache without usable scales */
-    CHECK(be->iface.attention(be, NULL, 1, 4, 2, 64, NULL, NULL, 0, NULL, NULL, EL_DTYPE_F8_E4M3, 0.f, 1.f, 16, 1.f,
-                              NULL) == EDGELLM_STATUS_INVALID_ARG);
-    CHECK(be->iface.kv_store(be, NULL, NULL, 1, 2, 64, NULL, NULL, NULL, NULL, EL_DTYPE_F8_E4M3, 1.f, -1.f, 16) ==
-          EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.attention(be, NULL, 1, 4, 2, 64, NULL, NULL, 0, NULL, NULL, EL_DTYPE_F8_E4M3, 0.f, 1.f,
+                              16, 1.f, NULL) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.kv_store(be, NULL, NULL, 1, 2, 64, NULL, NULL, NULL, NULL, EL_DTYPE_F8_E4M3, 1.f, -1.f,
+                             16) == EDGELLM_STATUS_INVALID_ARG);
     CHECK(be->iface.matmul(be, NULL, 1, 8, NULL, EL_DTYPE_I8, 8, NULL, NULL, 8) == EDGELLM_STATUS_INVALID_ARG);
     CHECK(be->iface.graph_launch(be, 12345) == EDGELLM_STATUS_INVALID_ARG);
     CHECK(be->iface.graph_end(be, 3) == EDGELLM_STATUS_INVALID_ARG);
@@ -716,8 +721,6 @@ static void test_errors(void) {
     CHECK(be->iface.peak_memory(be) > 0);
     CHECK(!strcmp(be->iface.name(be), "cuda"));
 }
-
-#include "gpu/cuda_sample_cases.h" /* test_sample: the sample op */
 
 /* ---- fused decode ops (src/kernels/cuda/fused.cu) against the reference op chains ---- */
 
@@ -814,7 +817,10 @@ static void run_qk_rope_kv(int64_t n_tok, int64_t nh, int64_t nkv, int64_t hd, i
     }
     edgellm_ref_rope(q, n_tok, nh, hd, n_rot, pos, inv, s);
     edgellm_ref_rope(k, n_tok, nkv, hd, n_rot, pos, inv, s);
-    edgellm_ref_kv_store(k, v, n_tok, nkv, hd, slot, pos, c.hk, c.hv, t, 1.f, 1.f, cap);
+    for (int64_t i = 0; i < n_tok; i++) /* the reference stores every token: give it the storable ones */
+        if (slot[i] >= 0 && pos[i] < cap)
+            edgellm_ref_kv_store(k + i * nkv * hd, v + i * nkv * hd, 1, nkv, hd, slot + i, pos + i, c.hk, c.hv, t,
+                                 1.f, 1.f, cap);
     float *gq = el_malloc(nq * 4), *gk = el_malloc(nk * 4);
     dget(gq, dq, nq * 4);
     dget(gk, dk, nk * 4);
@@ -972,6 +978,8 @@ static void test_fused_graph(void) {
     el_free(g1), el_free(g2), el_free(qn), el_free(kn);
 }
 
+#include "gpu/cuda_sample_cases.h" /* test_sample: the sample op */
+
 int main(void) {
     el_backend_params p = {0};
     edgellm_status s = el_backend_cuda_create(&p, &be);
@@ -993,9 +1001,9 @@ int main(void) {
     test_qgraph();
     test_graph(EL_DTYPE_F16, 7);
     test_graph(EL_DTYPE_F8_E4M3, 8);
-    test_sample();
     test_fused();
     test_fused_graph();
+    test_sample();
     test_errors();
     CHECK_OK(be->iface.sync(be));
     printf("peak device memory: %.1f MiB\n", (double)be->iface.peak_memory(be) / (1 << 20));
