@@ -647,13 +647,14 @@ static void qf_gemm(const el_qf_info *q, const float *x, int64_t m, int64_t n0, 
         }
         edgellm_cpu_matmul(x, m, k, tt == EL_DTYPE_F16 ? (const void *)wh : (const void *)wf, tt, 0, nr,
                            post ? NULL : (bias ? bias + jb : NULL), y + jb, ldy, NULL);
-        if (post)
-            for (int64_t r = 0; r < nr; r++) {
-                const int64_t j = jb + r;
-                const float rs = q->fmt == EL_QF_FMT_FP8 ? ((const float *)q->sc)[j] * q->post : q->gscale;
-                const float b = bias ? bias[j] : 0.0f;
-                for (int64_t i = 0; i < m; i++)
-                    y[i * ldy + j] = bias ? y[i * ldy + j] * rs + b : y[i * ldy + j] * rs;
+        if (post) /* along the rows of y (contiguous), not down its columns */
+            for (int64_t i = 0; i < m; i++) {
+                float *yi = y + i * ldy + jb;
+                for (int64_t r = 0; r < nr; r++) {
+                    const float rs =
+                        q->fmt == EL_QF_FMT_FP8 ? ((const float *)q->sc)[jb + r] * q->post : q->gscale;
+                    yi[r] = bias ? yi[r] * rs + bias[jb + r] : yi[r] * rs;
+                }
             }
     }
 }
