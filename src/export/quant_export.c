@@ -1696,8 +1696,12 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         if ((s = olist_add(&out, "model.norm.weight", tn->dtype, 1, tn->shape[0], 0, NULL, tn)) < 0)
             goto fail;
     }
-    if (!hp.tied_embd) {
-        const el_st_tensor *th = FIND("lm_head.weight");
+    /* A tied model with --lm-head-quantization gets its own quantized lm_head.weight (a copy of the
+     * embedding table in the head's format; the embedding stays float) and is written untied, as a
+     * checkpoint with a separate head is: decode then streams the quantized head, not the float table. */
+    const bool untie = hp.tied_embd && lmq && lm_sch != QS_COUNT && !excluded(p, "lm_head.weight");
+    if (!hp.tied_embd || untie) {
+        const el_st_tensor *th = untie ? FIND("model.embed_tokens.weight") : FIND("lm_head.weight");
         if (lm_sch == QS_COUNT || excluded(p, "lm_head.weight")) {
             if ((s = olist_add(&out, "lm_head.weight", wdt, 2, hp.n_vocab, E, NULL, th)) < 0) goto fail;
         } else {
@@ -1712,8 +1716,13 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
             el_free(w);
             if (s < 0) goto fail;
         }
+        if (untie) {
+            hp.tied_embd = false;
+            EL_LOG_INFO("tied embeddings: lm_head.weight written as a quantized copy of the embedding table "
+                        "(config tie_word_embeddings false)");
+        }
     } else if (lmq) {
-        EL_LOG_WARN("tied embeddings: the output head is the embedding table and stays unquantized");
+        EL_LOG_WARN("tied embeddings: --exclude keeps the output head as the unquantized embedding table");
     }
     /* excluded linears keep float weights: store them in the embedding dtype */
     for (int64_t i = 0; i < out.n; i++) {

@@ -382,6 +382,42 @@ static void test_options(void) {
     CHECK_OK(edgellm_build(x, e, &bp));
 }
 
+/* --lm-head-quantization on a tied model: the export writes lm_head.weight as a quantized copy of the
+ * embedding table (embedding stays float) and an untied config; the engine decodes with it, and the
+ * perplexity moves by the head's quantization only (int8 w8a8: small, but not zero). */
+static void test_tied_head(void) {
+    const char *model = "fixtures/models/stories260K-hf";
+    const char *excl[] = {"model.layers.*"}; /* every linear float: only the head is quantized */
+    char e0[1200], e1[1200], p[1300];
+    edgellm_export_params ep = qparams("int8_sq");
+    ep.exclude = excl;
+    ep.n_exclude = 1;
+    if (!export_build(model, "head-none", &ep, e0, sizeof e0)) return;
+    ep.lm_head_quantization = "int8";
+    if (!export_build(model, "head-int8", &ep, e1, sizeof e1)) return;
+    snprintf(p, sizeof p, "%s/x-head-int8/config.json", g_dir);
+    cJSON *cfg = NULL;
+    CHECK_OK(el_json_load(p, 0, &cfg));
+    CHECK(cJSON_IsFalse(cJSON_GetObjectItem(cfg, "tie_word_embeddings")));
+    cJSON_Delete(cfg);
+    snprintf(p, sizeof p, "%s/x-head-int8/model.safetensors", g_dir);
+    el_st_file st;
+    CHECK_OK(el_st_open(p, &st));
+    const el_st_tensor *h = el_st_find(&st, "lm_head.weight"),
+                       *em = el_st_find(&st, "model.embed_tokens.weight");
+    CHECK(h && h->dtype == EL_DTYPE_I8);
+    CHECK(em && (em->dtype == EL_DTYPE_F32 || em->dtype == EL_DTYPE_BF16 || em->dtype == EL_DTYPE_F16));
+    el_st_close(&st);
+    size_t n = 0;
+    int32_t *ids = tokenize_file(e0, "fixtures/data/stories_small.txt", 600, &n);
+    CHECK(ids && n > 100);
+    if (!ids) return;
+    const double p0 = perplexity(e0, ids, n), p1 = perplexity(e1, ids, n);
+    printf("tied head: ppl float head %.4f, int8 head %.4f (%+.3f%%)\n", p0, p1, 100 * (p1 / p0 - 1));
+    CHECK(isfinite(p0) && isfinite(p1) && p1 != p0 && fabs(p1 / p0 - 1) < 0.02);
+    el_free(ids);
+}
+
 /* The CLI flags, the progress bar and the group-size fallback log line. */
 static void test_cli(void) {
     const char *cli = getenv("EDGELLM_CLI");
@@ -427,6 +463,7 @@ int main(void) {
     size_t max_tok = nt ? (size_t)atol(nt) : 2048;
     test_pack_import();
     test_options();
+    test_tied_head();
     test_reimport();
     accuracy_table("fixtures/models/sotu-qwen3", "sotu", "fixtures/data/sotu_2006_2021.txt", NULL, max_tok,
                    128, true);
