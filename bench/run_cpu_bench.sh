@@ -8,7 +8,11 @@
 #   bench/run_cpu_bench.sh [--shapes "qwen3-0.6b llama3.2-1b"] [--pairs "bf16:f16 int8_sq:q8_0 int4_awq:q4_0"]
 #                          [--threads 2] [--pp 512] [--tg 128] [--reps 5] [--layers N] [--work DIR]
 #                          [--edgellm build/edgellm] [--membw build/bench_membw] [--out FILE.md]
-#                          [--calib-samples 16] [--calib-seq-len 128]
+#                          [--calib-samples 16] [--calib-seq-len 128] [--head-quant auto|none]
+#
+# --head-quant auto (default): quantized pairs also quantize the output head (--lm-head-quantization int8 for
+# int8_sq, the format itself for int4_awq/fp8/nvfp4), as llama.cpp's Q8_0/Q4_0 files quantize theirs (tied
+# models: the embedding table); none keeps edgellm's head in bf16.
 #
 # A pair is EDGELLM_FORMAT:GGUF_TYPE. EDGELLM_FORMAT "bf16"/"fp16"/"fp32" exports with --dtype, anything
 # else with --quantization (and the calibration flags when `edgellm export --help` lists them: speed does
@@ -27,7 +31,7 @@ MEMBW="$ROOT/build/bench_membw"
 WORK=/tmp/edgellm-cpu-bench
 SHAPES="qwen3-0.6b llama3.2-1b"
 PAIRS="bf16:f16 int8_sq:q8_0 int4_awq:q4_0"
-THREADS=2 PP=512 TG=128 REPS=5 LAYERS="" OUT="" CALIB_SAMPLES=16 CALIB_SEQ=128
+THREADS=2 PP=512 TG=128 REPS=5 LAYERS="" OUT="" CALIB_SAMPLES=16 CALIB_SEQ=128 HEADQ=auto
 while [ $# -gt 0 ]; do
   case "$1" in
     --shapes) SHAPES="$2"; shift 2 ;;
@@ -43,6 +47,7 @@ while [ $# -gt 0 ]; do
     --out) OUT="$2"; shift 2 ;;
     --calib-samples) CALIB_SAMPLES="$2"; shift 2 ;;
     --calib-seq-len) CALIB_SEQ="$2"; shift 2 ;;
+    --head-quant) HEADQ="$2"; shift 2 ;;
     -h|--help) sed -n '2,20p' "$0"; exit 0 ;;
     *) echo "run_cpu_bench.sh: unknown option $1 (see --help)" >&2; exit 2 ;;
   esac
@@ -96,7 +101,12 @@ for shape in $SHAPES; do
   fi
   for pair in $PAIRS; do
     efmt="${pair%%:*}" gtype="${pair##*:}"
-    exp="$WORK/$tag.$efmt.export" eng="$WORK/$tag.$efmt.engine" gguf="$WORK/$tag.$gtype.gguf"
+    hq=""
+    if [ "$HEADQ" = auto ]; then
+      case "$efmt" in int8_sq) hq=int8 ;; int4_awq|fp8|nvfp4) hq=$efmt ;; esac
+    fi
+    esuf=$efmt; [ -n "$hq" ] && esuf="$efmt-head-$hq"
+    exp="$WORK/$tag.$esuf.export" eng="$WORK/$tag.$esuf.engine" gguf="$WORK/$tag.$gtype.gguf"
     ejson="null" ljson="null" enote="" lnote=""
     # edgellm: export -> build -> bench
     if [ ! -f "$eng/.complete" ]; then
@@ -104,6 +114,7 @@ for shape in $SHAPES; do
         bf16|fp16|fp32) eargs=(--dtype "$efmt") ;;
         *) eargs=(--quantization "$efmt" "${CALIB_ARGS[@]}") ;;
       esac
+      [ -n "$hq" ] && eargs+=(--lm-head-quantization "$hq")
       log "edgellm export $tag $efmt"
       if "$EDGELLM" export --model "$hf" --output "$exp" --overwrite "${eargs[@]}" > "$WORK/$tag.$efmt.export.log" 2>&1 &&
          "$EDGELLM" build --input "$exp" --engine "$eng" --overwrite --max-batch-size 1 --max-input-len "$PP" \
@@ -144,7 +155,7 @@ for shape in $SHAPES; do
         lnote="llama.cpp failed: $(tail -1 "$WORK/$tag.$gtype.llamacpp.log" || true)"
       fi
     fi
-    $PY - "$tag" "$efmt" "$gtype" "$gguf" "$WORK/$tag.$efmt.info.json" "$ejson" "$ljson" "$enote" "$lnote" "$PP" "$TG" "$lbw" >> "$JSONL" <<'EOF'
+    $PY - "$tag" "$esuf" "$gtype" "$gguf" "$WORK/$tag.$efmt.info.json" "$ejson" "$ljson" "$enote" "$lnote" "$PP" "$TG" "$lbw" >> "$JSONL" <<'EOF'
 import json, struct, sys, os
 tag, efmt, gtype, gguf, info_path, ej, lj, enote, lnote, pp, tg, lbw = sys.argv[1:13]
 pp, tg = int(pp), int(tg)
