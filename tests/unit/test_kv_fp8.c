@@ -11,6 +11,7 @@
 #include "engine/engine.h"
 #include "models/models.h"
 #include "models_test_util.h"
+#include "ppl_test_util.h"
 #include "test.h"
 
 #include <cjson/cJSON.h>
@@ -24,68 +25,6 @@
 #define KV_FP8_TOL 0.006
 
 static char g_dir[1024];
-
-static int32_t *tokenize_file(const char *engine, const char *file, size_t max_tok, size_t *n) {
-    edgellm_tokenizer *tok = NULL;
-    int32_t *ids = NULL;
-    *n = 0;
-    if (edgellm_tokenizer_load(engine, &tok) != EDGELLM_STATUS_OK) return NULL;
-    size_t len;
-    char *text = tu_read(file, &len);
-    if (text && edgellm_tokenizer_encode(tok, text, len, false, &ids, n) != EDGELLM_STATUS_OK) ids = NULL;
-    el_free(text);
-    edgellm_tokenizer_free(tok);
-    if (*n > max_tok) *n = max_tok;
-    return ids;
-}
-
-/* Perplexity with windows of 512 as `edgellm perplexity` (prefill chunks of 64 tokens). */
-static double perplexity(const char *engine, const int32_t *ids, size_t n) {
-    edgellm_runtime *rt = NULL;
-    edgellm_runtime_params rp = edgellm_runtime_params_default();
-    rp.n_threads = 2;
-    if (edgellm_runtime_create(engine, &rp, &rt) != EDGELLM_STATUS_OK) {
-        fprintf(stderr, "runtime %s: %s\n", engine, edgellm_last_error());
-        return INFINITY;
-    }
-    const int64_t V = edgellm_runtime_vocab_size(rt), W = 512;
-    float *lg = malloc(sizeof(float) * (size_t)(V * 64));
-    int32_t pos[64], slot[64] = {0};
-    int8_t want[64];
-    double nll = 0;
-    int64_t scored = 0;
-    for (size_t s0 = 0; s0 + 1 < n; s0 += (size_t)W) {
-        size_t end = s0 + (size_t)W + 1 < n ? s0 + (size_t)W + 1 : n;
-        edgellm_runtime_kv_clear(rt, 0, 0);
-        for (size_t c0 = s0; c0 + 1 < end; c0 += 64) {
-            size_t m = end - 1 - c0 < 64 ? end - 1 - c0 : 64;
-            for (size_t i = 0; i < m; i++) {
-                pos[i] = (int32_t)(c0 - s0 + i);
-                want[i] = 1;
-            }
-            edgellm_batch b = {(int32_t)m, ids + c0, pos, slot, want};
-            if (edgellm_runtime_eval(rt, &b, lg) != EDGELLM_STATUS_OK) {
-                fprintf(stderr, "eval: %s\n", edgellm_last_error());
-                nll = INFINITY;
-                goto out;
-            }
-            for (size_t i = 0; i < m; i++) {
-                const float *r = lg + i * (size_t)V;
-                double mx = r[0], se = 0;
-                for (int64_t v = 1; v < V; v++)
-                    mx = r[v] > mx ? r[v] : mx;
-                for (int64_t v = 0; v < V; v++)
-                    se += exp((double)r[v] - mx);
-                nll += log(se) + mx - r[ids[c0 + i + 1]];
-                scored++;
-            }
-        }
-    }
-out:
-    free(lg);
-    edgellm_runtime_free(rt);
-    return scored ? exp(nll / (double)scored) : INFINITY;
-}
 
 /* Copies engine dir src's model.engine to dst with its profile edited by edit(profile) (hashes redone, the
  * metadata still before data_offset) and returns el_engine_open's status on it. */
@@ -234,10 +173,11 @@ int main(void) {
 
     /* accuracy: fp8 vs f16 KV cache, same weights */
     size_t n = 0;
-    int32_t *ids = tokenize_file(e8, "fixtures/data/sotu_2006_2021.txt", quick ? 700 : 2048, &n);
+    int32_t *ids = tu_tokenize_file(e8, "fixtures/data/sotu_2006_2021.txt", quick ? 700 : 2048, &n);
     CHECK(ids && n > 600);
     if (ids) {
-        double p8 = perplexity(e8, ids, n), p16 = perplexity(e16, ids, n), pf = perplexity(ef, ids, n);
+        double p8 = tu_perplexity(e8, ids, n), p16 = tu_perplexity(e16, ids, n),
+               pf = tu_perplexity(ef, ids, n);
         printf("sotu-qwen3, %zu tokens: ppl f16 KV %.4f, fp8 KV %.4f (%+.3f%%), float export f16 KV %.4f\n",
                n, p16, p8, 100 * (p8 / p16 - 1), pf);
         CHECKF(isfinite(p8) && fabs(p8 / p16 - 1) <= KV_FP8_TOL, "fp8 KV ppl %.4f vs f16 KV %.4f", p8, p16);

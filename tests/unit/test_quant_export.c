@@ -12,6 +12,7 @@
 #include "kernels/quant.h"
 #include "models/models.h"
 #include "models_test_util.h"
+#include "ppl_test_util.h"
 #include "test.h"
 
 #include <cjson/cJSON.h>
@@ -19,69 +20,6 @@
 
 static char g_dir[1024];
 static bool g_table;
-
-static int32_t *tokenize_file(const char *engine, const char *file, size_t max_tok, size_t *n) {
-    edgellm_tokenizer *tok = NULL;
-    int32_t *ids = NULL;
-    *n = 0;
-    if (edgellm_tokenizer_load(engine, &tok) != EDGELLM_STATUS_OK) return NULL;
-    size_t len;
-    char *text = tu_read(file, &len);
-    if (text && edgellm_tokenizer_encode(tok, text, len, false, &ids, n) != EDGELLM_STATUS_OK) ids = NULL;
-    el_free(text);
-    edgellm_tokenizer_free(tok);
-    if (*n > max_tok) *n = max_tok;
-    return ids;
-}
-
-/* Perplexity with windows of 512 as `edgellm perplexity`: window t[s .. min(s+W+1, n)), positions 1.. scored.
- */
-static double perplexity(const char *engine, const int32_t *ids, size_t n) {
-    edgellm_runtime *rt = NULL;
-    edgellm_runtime_params rp = edgellm_runtime_params_default();
-    rp.n_threads = 2;
-    if (edgellm_runtime_create(engine, &rp, &rt) != EDGELLM_STATUS_OK) {
-        fprintf(stderr, "runtime %s: %s\n", engine, edgellm_last_error());
-        return INFINITY;
-    }
-    const int64_t V = edgellm_runtime_vocab_size(rt), W = 512;
-    float *lg = malloc(sizeof(float) * (size_t)(V * 64));
-    int32_t pos[64], slot[64] = {0};
-    int8_t want[64];
-    double nll = 0;
-    int64_t scored = 0;
-    for (size_t s0 = 0; s0 + 1 < n; s0 += (size_t)W) {
-        size_t end = s0 + (size_t)W + 1 < n ? s0 + (size_t)W + 1 : n;
-        edgellm_runtime_kv_clear(rt, 0, 0);
-        for (size_t c0 = s0; c0 + 1 < end; c0 += 64) {
-            size_t m = end - 1 - c0 < 64 ? end - 1 - c0 : 64;
-            for (size_t i = 0; i < m; i++) {
-                pos[i] = (int32_t)(c0 - s0 + i);
-                want[i] = 1;
-            }
-            edgellm_batch b = {(int32_t)m, ids + c0, pos, slot, want};
-            if (edgellm_runtime_eval(rt, &b, lg) != EDGELLM_STATUS_OK) {
-                fprintf(stderr, "eval: %s\n", edgellm_last_error());
-                nll = INFINITY;
-                goto out;
-            }
-            for (size_t i = 0; i < m; i++) {
-                const float *r = lg + i * (size_t)V;
-                double mx = r[0], se = 0;
-                for (int64_t v = 1; v < V; v++)
-                    mx = r[v] > mx ? r[v] : mx;
-                for (int64_t v = 0; v < V; v++)
-                    se += exp((double)r[v] - mx);
-                nll += log(se) + mx - r[ids[c0 + i + 1]];
-                scored++;
-            }
-        }
-    }
-out:
-    free(lg);
-    edgellm_runtime_free(rt);
-    return scored ? exp(nll / (double)scored) : INFINITY;
-}
 
 static bool export_build(const char *model, const char *name, const edgellm_export_params *ep, char *engine,
                          size_t cap) {
@@ -120,10 +58,10 @@ static void accuracy_table(const char *model, const char *tag, const char *text,
     edgellm_export_params ep = edgellm_export_params_default();
     if (!export_build(model, tag, &ep, eng, sizeof eng)) return;
     size_t n;
-    int32_t *ids = tokenize_file(eng, text, max_tok, &n);
+    int32_t *ids = tu_tokenize_file(eng, text, max_tok, &n);
     CHECK(ids && n > 600);
     if (!ids) return;
-    double base = perplexity(eng, ids, n);
+    double base = tu_perplexity(eng, ids, n);
     CHECK(isfinite(base));
     static const char *qs[] = {"fp8", "int8_sq", "int4_rtn", "int4_awq", "int4_gptq", "nvfp4"};
     row r[6];
@@ -134,7 +72,7 @@ static void accuracy_table(const char *model, const char *tag, const char *text,
         qp.group_size = group;
         qp.calib_file = calib;
         r[i].q = qs[i];
-        r[i].ppl = export_build(model, name, &qp, eng, sizeof eng) ? perplexity(eng, ids, n) : INFINITY;
+        r[i].ppl = export_build(model, name, &qp, eng, sizeof eng) ? tu_perplexity(eng, ids, n) : INFINITY;
     }
     if (g_table) {
         printf("%s (%zu tokens): base %.3f\n", tag, n, base);
@@ -409,10 +347,10 @@ static void test_tied_head(void) {
     CHECK(em && (em->dtype == EL_DTYPE_F32 || em->dtype == EL_DTYPE_BF16 || em->dtype == EL_DTYPE_F16));
     el_st_close(&st);
     size_t n = 0;
-    int32_t *ids = tokenize_file(e0, "fixtures/data/stories_small.txt", 600, &n);
+    int32_t *ids = tu_tokenize_file(e0, "fixtures/data/stories_small.txt", 600, &n);
     CHECK(ids && n > 100);
     if (!ids) return;
-    const double p0 = perplexity(e0, ids, n), p1 = perplexity(e1, ids, n);
+    const double p0 = tu_perplexity(e0, ids, n), p1 = tu_perplexity(e1, ids, n);
     printf("tied head: ppl float head %.4f, int8 head %.4f (%+.3f%%)\n", p0, p1, 100 * (p1 / p0 - 1));
     CHECK(isfinite(p0) && isfinite(p1) && p1 != p0 && fabs(p1 / p0 - 1) < 0.02);
     el_free(ids);
