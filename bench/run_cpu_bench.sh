@@ -11,8 +11,8 @@
 #                          [--calib-samples 16] [--calib-seq-len 128] [--head-quant auto|none]
 #
 # --head-quant auto (default): quantized pairs also quantize the output head (--lm-head-quantization int8 for
-# int8_sq, the format itself for int4_awq/fp8/nvfp4), as llama.cpp's Q8_0/Q4_0 files quantize theirs (tied
-# models: the embedding table); none keeps edgellm's head in bf16.
+# int8_sq, int4_awq for int4_awq/int4_rtn, the format itself for fp8/nvfp4), as llama.cpp's Q8_0/Q4_0 files quantize theirs (tied
+# models: the embedding table; the int4 head is plain RTN in the AWQ layout); none keeps edgellm's head in bf16.
 #
 # A pair is EDGELLM_FORMAT:GGUF_TYPE. EDGELLM_FORMAT "bf16"/"fp16"/"fp32" exports with --dtype, anything
 # else with --quantization (and the calibration flags when `edgellm export --help` lists them: speed does
@@ -103,7 +103,7 @@ for shape in $SHAPES; do
     efmt="${pair%%:*}" gtype="${pair##*:}"
     hq=""
     if [ "$HEADQ" = auto ]; then
-      case "$efmt" in int8_sq) hq=int8 ;; int4_awq|fp8|nvfp4) hq=$efmt ;; esac
+      case "$efmt" in int8_sq) hq=int8 ;; int4_awq|int4_rtn) hq=int4_awq ;; fp8|nvfp4) hq=$efmt ;; esac
     fi
     esuf=$efmt; [ -n "$hq" ] && esuf="$efmt-head-$hq"
     exp="$WORK/$tag.$esuf.export" eng="$WORK/$tag.$esuf.engine" gguf="$WORK/$tag.$gtype.gguf"
