@@ -1357,7 +1357,11 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
             int4_rtn_asym(L->w, n, k, &m);
         else
             int4_rtn(L->w, n, k, &m);
-        if (s >= 0) s = write_int4(q, prefix, &m, sch == QS_INT4_AWQ);
+        /* one int4 layout per checkpoint: an int4 head of a GPTQ-layout export (int4_rtn / int4_gptq) is
+         * written in the GPTQ layout too, since readers pick the layout from quant_method */
+        const bool main_int4 =
+            q->scheme == QS_INT4_AWQ || q->scheme == QS_INT4_RTN || q->scheme == QS_INT4_GPTQ;
+        if (s >= 0) s = write_int4(q, prefix, &m, main_int4 ? q->scheme == QS_INT4_AWQ : sch == QS_INT4_AWQ);
         el_int4_free(&m);
         EL_TRY(s);
     }

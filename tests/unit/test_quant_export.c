@@ -353,6 +353,15 @@ static void test_tied_head(void) {
     const double p0 = tu_perplexity(e0, ids, n), p1 = tu_perplexity(e1, ids, n);
     printf("tied head: ppl float head %.4f, int8 head %.4f (%+.3f%%)\n", p0, p1, 100 * (p1 / p0 - 1));
     CHECK(isfinite(p0) && isfinite(p1) && p1 != p0 && fabs(p1 / p0 - 1) < 0.02);
+    /* an int4 head on a GPTQ-layout export (int4_rtn) is written in that layout and builds */
+    char e2[1200];
+    ep = qparams("int4_rtn");
+    ep.lm_head_quantization = "int4_awq";
+    if (export_build(model, "head-int4", &ep, e2, sizeof e2)) {
+        const double p2 = tu_perplexity(e2, ids, n);
+        printf("tied head: int4_rtn with an int4 head: ppl %.4f\n", p2);
+        CHECK(isfinite(p2) && p2 > p0 && p2 < 1.3 * p0);
+    }
     el_free(ids);
 }
 
