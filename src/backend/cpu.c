@@ -257,42 +257,53 @@ static void qmm_run(void *c, int ith, int nth) {
     if (b > a) el_ref_qmatmul(t->x, t->m, t->k, t->w, t->wt, t->n, a, b, t->bias, t->y, t->ldy);
 }
 
-/* w8a8 / q8_0 / q4_0 on the VNNI kernels: x quantized once (rows split over the pool for prefill) into
- * the shared buffer, then chunks of 16-row multiples of W handed out dynamically as in mm_run. */
-typedef struct qi8_task {
+/* SIMD quantized matmul: x prepared once into the shared buffer cb->qbuf (w8a8 / q8_0 / q4_0: quantized to
+ * int8 for the VNNI kernels, rows split over the pool for prefill; w4a16 / fp8 / nvfp4: split into bf16 parts
+ * for the AVX-512 BF16 kernels), followed by per-thread scratch, then chunks of 16-row multiples of W handed
+ * out dynamically as in mm_run. */
+typedef struct q_task {
     mm_task mm;
+    bool i8; /* the int8-activation kernels, else the float-activation ones */
     uint8_t *act, *scr;
     size_t scr_each;
-} qi8_task;
+} q_task;
 
-static void qi8_quant_run(void *c, int ith, int nth) {
-    const qi8_task *t = c;
-    int64_t a, b;
-    split(t->mm.m, ith, nth, 1, &a, &b);
-    edgellm_cpu_qmm_i8_quantize(t->mm.w, t->mm.wt, t->mm.x, t->mm.m, t->mm.k, a, b, t->act);
+static void q_rows(const q_task *t, int64_t a, int64_t b, void *scr) {
+    const mm_task *mt = &t->mm;
+    if (t->i8)
+        edgellm_cpu_qmm_i8(t->act, mt->m, mt->k, mt->w, mt->wt, mt->n, a, b, mt->bias, mt->y, mt->ldy, scr);
+    else
+        edgellm_cpu_qf_matmul(mt->x, t->act, mt->m, mt->k, mt->w, mt->wt, a, b, mt->bias, mt->y, mt->ldy, scr);
 }
 
-static void qi8_run(void *c, int ith, int nth) {
-    qi8_task *t = c;
+static void q_run(void *c, int ith, int nth) {
+    q_task *t = c;
     mm_task *mt = &t->mm;
     void *scr = t->scr + (size_t)ith * t->scr_each;
     if (nth == 1) {
-        edgellm_cpu_qmm_i8(t->act, mt->m, mt->k, mt->w, mt->wt, mt->n, 0, mt->n, mt->bias, mt->y, mt->ldy, scr);
+        q_rows(t, 0, mt->n, scr);
         return;
     }
     for (;;) {
         int64_t a = atomic_fetch_add_explicit(&mt->next, mt->chunk, memory_order_relaxed);
         if (a >= mt->n) break;
-        int64_t b = a + mt->chunk < mt->n ? a + mt->chunk : mt->n;
-        edgellm_cpu_qmm_i8(t->act, mt->m, mt->k, mt->w, mt->wt, mt->n, a, b, mt->bias, mt->y, mt->ldy, scr);
+        q_rows(t, a, a + mt->chunk < mt->n ? a + mt->chunk : mt->n, scr);
     }
 }
 
-static edgellm_status cpu_qmm_i8(cpu_be *cb, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
-                                 int64_t n, const float *bias, float *y, int64_t ldy) {
+static void qi8_quant_run(void *c, int ith, int nth) {
+    const q_task *t = c;
+    int64_t a, b;
+    split(t->mm.m, ith, nth, 1, &a, &b);
+    edgellm_cpu_qmm_i8_quantize(t->mm.w, t->mm.wt, t->mm.x, t->mm.m, t->mm.k, a, b, t->act);
+}
+
+static edgellm_status cpu_qmm_simd(cpu_be *cb, bool i8, size_t act, size_t each, const float *x, int64_t m,
+                                   int64_t k, const void *w, el_dtype wt, int64_t n, const float *bias, float *y,
+                                   int64_t ldy) {
     const int nth = cb->tp ? cb->nth : 1;
-    const size_t act = (edgellm_cpu_qmm_i8_act_bytes(wt, m, k) + 63) & ~(size_t)63;
-    const size_t each = (edgellm_cpu_qmm_i8_scratch(wt, m, k) + 63) & ~(size_t)63;
+    act = (act + 63) & ~(size_t)63;
+    each = (each + 63) & ~(size_t)63;
     const size_t need = act + (size_t)nth * each;
     if (need > cb->qcap) {
         el_free_aligned(cb->qbuf);
@@ -302,70 +313,21 @@ static edgellm_status cpu_qmm_i8(cpu_be *cb, const float *x, int64_t m, int64_t 
                                      el_dtype_name(wt), need);
         cb->qcap = need;
     }
-    qi8_task t = {{x, m, k, w, wt, n, bias, y, ldy, false, 0, 0}, cb->qbuf, cb->qbuf + act, each};
+    q_task t = {{x, m, k, w, wt, n, bias, y, ldy, false, 0, 0}, i8, cb->qbuf, cb->qbuf + act, each};
     const bool par = nth > 1 && (double)m * (double)n * (double)k >= 65536.0;
-    if (par && m >= 2 * nth && (double)m * (double)k >= 32768.0)
+    if (!i8)
+        edgellm_cpu_qf_prep(x, m, k, w, wt, t.act);
+    else if (par && m >= 2 * nth && (double)m * (double)k >= 32768.0)
         el_threadpool_run(cb->tp, qi8_quant_run, &t);
     else
         qi8_quant_run(&t, 0, 1);
     if (!par) {
-        qi8_run(&t, 0, 1);
+        q_run(&t, 0, 1);
         return EDGELLM_STATUS_OK;
     }
     int64_t chunk = (n / (EL_MM_CHUNKS_PER_THREAD * (int64_t)nth)) & ~(int64_t)15;
     t.mm.chunk = chunk < 16 ? 16 : chunk;
-    el_threadpool_run(cb->tp, qi8_run, &t);
-    return EDGELLM_STATUS_OK;
-}
-
-/* w4a16 / fp8 / nvfp4 on the AVX-512 BF16 kernels: x prepared once into the shared buffer (followed by
- * per-thread scratch for prefill), then chunks of W rows handed out dynamically as in mm_run. */
-typedef struct qf_task {
-    mm_task mm;
-    const void *prep;
-    uint8_t *scr;
-    size_t scr_each;
-} qf_task;
-
-static void qf_run(void *c, int ith, int nth) {
-    qf_task *t = c;
-    mm_task *mt = &t->mm;
-    void *scr = t->scr + (size_t)ith * t->scr_each;
-    if (nth == 1) {
-        edgellm_cpu_qf_matmul(mt->x, t->prep, mt->m, mt->k, mt->w, mt->wt, 0, mt->n, mt->bias, mt->y, mt->ldy, scr);
-        return;
-    }
-    for (;;) {
-        int64_t a = atomic_fetch_add_explicit(&mt->next, mt->chunk, memory_order_relaxed);
-        if (a >= mt->n) break;
-        int64_t b = a + mt->chunk < mt->n ? a + mt->chunk : mt->n;
-        edgellm_cpu_qf_matmul(mt->x, t->prep, mt->m, mt->k, mt->w, mt->wt, a, b, mt->bias, mt->y, mt->ldy, scr);
-    }
-}
-
-static edgellm_status cpu_qmm_qf(cpu_be *cb, size_t prep, const float *x, int64_t m, int64_t k, const void *w,
-                                 el_dtype wt, int64_t n, const float *bias, float *y, int64_t ldy) {
-    const int nth = cb->tp ? cb->nth : 1;
-    prep = (prep + 63) & ~(size_t)63;
-    const size_t each = (edgellm_cpu_qf_scratch(w, wt, m, k) + 63) & ~(size_t)63;
-    const size_t need = prep + (size_t)nth * each;
-    if (need > cb->qcap) {
-        el_free_aligned(cb->qbuf);
-        cb->qcap = 0;
-        cb->qbuf = el_aligned_alloc(need);
-        if (!cb->qbuf) return el_err(EDGELLM_STATUS_NO_MEMORY, "matmul %s: out of memory (%zu bytes of scratch)",
-                                     el_dtype_name(wt), need);
-        cb->qcap = need;
-    }
-    edgellm_cpu_qf_prep(x, m, k, w, wt, cb->qbuf);
-    qf_task t = {{x, m, k, w, wt, n, bias, y, ldy, false, 0, 0}, cb->qbuf, cb->qbuf + prep, each};
-    if (nth <= 1 || (double)m * (double)n * (double)k < 65536.0) {
-        qf_run(&t, 0, 1);
-        return EDGELLM_STATUS_OK;
-    }
-    int64_t chunk = (n / (EL_MM_CHUNKS_PER_THREAD * (int64_t)nth)) & ~(int64_t)15;
-    t.mm.chunk = chunk < 16 ? 16 : chunk;
-    el_threadpool_run(cb->tp, qf_run, &t);
+    el_threadpool_run(cb->tp, q_run, &t);
     return EDGELLM_STATUS_OK;
 }
 
@@ -376,13 +338,17 @@ static edgellm_status cpu_qmatmul(cpu_be *cb, const float *x, int64_t m, int64_t
     case EL_DTYPE_Q_W8A8:
     case EL_DTYPE_Q8_0:
     case EL_DTYPE_Q4_0:
-        if (!cb->ref && edgellm_cpu_qmm_i8_supported(wt, k)) return cpu_qmm_i8(cb, x, m, k, w, wt, n, bias, y, ldy);
+        if (!cb->ref && edgellm_cpu_qmm_i8_supported(wt, k))
+            return cpu_qmm_simd(cb, true, edgellm_cpu_qmm_i8_act_bytes(wt, m, k), edgellm_cpu_qmm_i8_scratch(wt, m, k),
+                                x, m, k, w, wt, n, bias, y, ldy);
         break;
     case EL_DTYPE_Q_W4A16:
     case EL_DTYPE_Q_FP8:
     case EL_DTYPE_Q_NVFP4: {
         const size_t need = cb->ref ? 0 : edgellm_cpu_qf_prep_bytes(w, wt, m, k);
-        if (need) return cpu_qmm_qf(cb, need, x, m, k, w, wt, n, bias, y, ldy);
+        if (need)
+            return cpu_qmm_simd(cb, false, need, edgellm_cpu_qf_scratch(w, wt, m, k), x, m, k, w, wt, n, bias, y,
+                                ldy);
         break;
     }
     default: break;
