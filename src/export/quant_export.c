@@ -183,6 +183,20 @@ static edgellm_status olist_write(const olist *l, const char *path) {
     return s;
 }
 
+/* Writes config.json, model.safetensors and the tokenizer/aux files into the staging dir tmp and commits it
+ * as out_dir. *began turns false once the commit has consumed tmp (no abort needed then). */
+static edgellm_status write_outdir(const cJSON *cfg, const olist *out, const char *hf_dir, const char *tmp,
+                                   const char *out_dir, bool overwrite, bool *began) {
+    char path[4096];
+    EL_TRY(el_json_save_in(cfg, tmp, "config.json"));
+    EL_TRY(el_path_join(path, sizeof path, tmp, "model.safetensors"));
+    EL_TRY(olist_write(out, path));
+    EL_TRY(el_copy_aux_files(hf_dir, tmp));
+    edgellm_status s = el_outdir_commit(tmp, out_dir, overwrite);
+    if (s < 0) *began = false;
+    return s;
+}
+
 /* ---- helpers ---------------------------------------------------------------------------------------- */
 
 static float *load_f32(const el_st_tensor *t) {
@@ -1455,7 +1469,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     el_export_plan plan = {0};
     olist out = {0};
     calib cal = {0};
-    char tmp[4096] = "", path[4096];
+    char tmp[4096] = "";
     bool began = false;
     float *fw[7] = {0}, *fb[7] = {0}, *n1 = NULL, *n2 = NULL, *inv = NULL, *qkn[2] = {NULL, NULL};
     int32_t *apos = NULL;
@@ -1801,14 +1815,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     }
     cJSON_AddStringToObject(ex, "source_dir", hf_dir);
     cJSON_AddStringToObject(ex, "edgellm_version", edgellm_version());
-    if ((s = el_json_save_in(out_cfg, tmp, "config.json")) < 0) goto fail;
-    if ((s = el_path_join(path, sizeof path, tmp, "model.safetensors")) < 0) goto fail;
-    if ((s = olist_write(&out, path)) < 0) goto fail;
-    if ((s = el_copy_aux_files(hf_dir, tmp)) < 0) goto fail;
-    if ((s = el_outdir_commit(tmp, out_dir, p->overwrite)) < 0) {
-        began = false;
-        goto fail;
-    }
+    if ((s = write_outdir(out_cfg, &out, hf_dir, tmp, out_dir, p->overwrite, &began)) < 0) goto fail;
     EL_LOG_INFO("export: %s, %lld tensors in %.1f s", k_scheme_names[sch], (long long)out.n,
                 (el_time_ms() - t0) / 1000.0);
     s = EDGELLM_STATUS_OK;
@@ -1872,7 +1879,7 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
     el_st_file st = {0};
     olist out = {0};
     el_qconfig qc;
-    char tmp[4096] = "", path[4096];
+    char tmp[4096] = "";
     bool began = false;
     char **canon = NULL;
     if (p->quantization && strcmp(p->quantization, "none"))
@@ -1987,14 +1994,7 @@ static edgellm_status export_import(const char *hf_dir, const char *out_dir, con
     cJSON_AddStringToObject(exj, "quantization", qn);
     cJSON_AddStringToObject(exj, "source_dir", hf_dir);
     cJSON_AddStringToObject(exj, "edgellm_version", edgellm_version());
-    if ((s = el_json_save_in(out_cfg, tmp, "config.json")) < 0) goto fail;
-    if ((s = el_path_join(path, sizeof path, tmp, "model.safetensors")) < 0) goto fail;
-    if ((s = olist_write(&out, path)) < 0) goto fail;
-    if ((s = el_copy_aux_files(hf_dir, tmp)) < 0) goto fail;
-    if ((s = el_outdir_commit(tmp, out_dir, p->overwrite)) < 0) {
-        began = false;
-        goto fail;
-    }
+    if ((s = write_outdir(out_cfg, &out, hf_dir, tmp, out_dir, p->overwrite, &began)) < 0) goto fail;
     EL_LOG_INFO("imported pre-quantized %s checkpoint: %lld tensors", qn, (long long)out.n);
     s = EDGELLM_STATUS_OK;
     goto done;
