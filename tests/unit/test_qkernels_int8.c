@@ -1,9 +1,10 @@
-/* test_qkernels_int8.c - the AVX-512 VNNI int8-activation quantized matmuls (w8a8 dynamic / static,
- * q8_0, q4_0; kernels/cpu/qint8*.c) against the scalar reference el_ref_qmatmul on the same (original)
- * layout: bit-exact outputs on random shapes (odd n, k not a multiple of 64, m from 1 to prefill sizes,
- * bias or not, ldy > n, row ranges split at tile and non-tile boundaries), weights from el_quantize_ref
- * and raw random bytes (int8 -128 included), activations with rounding ties and all-zero rows; and the
- * CPU backend's quantized matmul (threads, activations quantized once) against the reference backend. */
+/* test_qkernels_int8.c - the AVX-512 VNNI and the AVX2 int8-activation quantized matmuls (w8a8 dynamic /
+ * static, q8_0, q4_0; kernels/cpu/qint8*.c; each ISA this CPU has) against the scalar reference
+ * el_ref_qmatmul on the same (original) layout: bit-exact outputs on random shapes (odd n, k not a multiple
+ * of 64, m from 1 to prefill sizes, bias or not, ldy > n, row ranges split at tile and non-tile boundaries),
+ * weights from el_quantize_ref and raw random bytes (int8 -128 included), activations with rounding ties and
+ * all-zero rows; and the CPU backend's quantized matmul (threads, activations quantized once) against the
+ * reference backend. */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
@@ -124,14 +125,14 @@ done:
     free(scr);
 }
 
-static void test_kernels(bool quick, bool w8a8_only) {
+static void test_kernels(bool quick) {
     static const int64_t ms[] = {1, 2, 3, 4, 5, 7, 8, 9, 13, 37};
     static const int64_t ns[] = {1, 5, 16, 17, 33, 48, 70};
     static const int64_t k8[] = {1, 17, 63, 64, 100, 257, 384};
     static const int64_t kg[] = {32, 64, 96, 160, 320};
     const el_dtype fmts[] = {EL_DTYPE_Q_W8A8, EL_DTYPE_Q_W8A8, EL_DTYPE_Q8_0, EL_DTYPE_Q4_0};
     const int nm = quick ? 5 : 10;
-    for (int f = 0; f < (w8a8_only ? 2 : 4); f++) {
+    for (int f = 0; f < 4; f++) {
         const el_dtype wt = fmts[f];
         const float act = f == 1 ? 0.02f : 0.0f; /* static activation scale (values far above clamp too) */
         const bool gg = wt != EL_DTYPE_Q_W8A8;
@@ -192,20 +193,21 @@ int main(void) {
     if (!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 64)) {
         printf("test_qkernels_int8: no AVX-512 VNNI here, VNNI kernel checks skipped\n");
     } else {
-        test_kernels(quick, false);
+        test_kernels(quick);
         printf("test_qkernels_int8: AVX-512 VNNI: %lld kernel cases, %lld not bit-exact\n",
                (long long)g_cases, (long long)g_bad_cases);
     }
     test_backend();
-    /* the AVX2 path (w8a8 only; EDGELLM_CPU_ISA is read on every call by these kernels) */
+    /* the AVX2 path (all three formats; EDGELLM_CPU_ISA is read on every call by these kernels) */
     if (el_cpu_isa_detect() >= EL_ISA_AVX2) {
         setenv("EDGELLM_CPU_ISA", "avx2", 1);
         CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 17));
-        CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0,
-                                            64)); /* ggml formats: reference below AVX-512 VNNI */
+        CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 64));
+        CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q4_0, 64));
+        CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q4_0, 48));
         g_cases = g_bad_cases = 0;
-        test_kernels(quick, true);
-        printf("test_qkernels_int8: AVX2: %lld w8a8 kernel cases, %lld not bit-exact\n", (long long)g_cases,
+        test_kernels(quick);
+        printf("test_qkernels_int8: AVX2: %lld kernel cases, %lld not bit-exact\n", (long long)g_cases,
                (long long)g_bad_cases);
         test_backend();
         setenv("EDGELLM_CPU_ISA", "scalar", 1);

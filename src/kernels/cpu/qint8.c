@@ -1,6 +1,6 @@
 /* qint8.c - entry points of the int8-activation quantized matmuls (w8a8, q8_0, q4_0): sizes of the
  * shared activation buffer and of the per-thread scratch, and dispatch to the AVX-512 VNNI kernels
- * (qint8_avx512.c) or, for w8a8 on CPUs with AVX2 but no AVX-512 VNNI, the AVX2 kernel (qint8_avx2.c).
+ * (qint8_avx512.c) or, on CPUs with AVX2 but no AVX-512 VNNI, the AVX2 kernels (qint8_avx2.c).
  * Otherwise edgellm_cpu_qmm_i8_supported is false and the caller runs el_ref_qmatmul. */
 #include "kernels/cpu/qint8.h"
 
@@ -27,13 +27,13 @@ static el_cpu_isa isa_now(void) {
     return isa;
 }
 
-/* 2: AVX-512 VNNI kernels, 1: AVX2 (w8a8 only), 0: none (reference) */
+/* 2: AVX-512 VNNI kernels, 1: AVX2, 0: none (reference) */
 static int path(el_dtype wt, int64_t k) {
     if (wt != EL_DTYPE_Q_W8A8 && !el_qi8_ggml(wt)) return 0;
     if (k <= 0 || (el_qi8_ggml(wt) && k % 32)) return 0;
     const el_cpu_isa isa = isa_now();
     if (isa == EL_ISA_AVX512 && have_vnni()) return 2;
-    return isa >= EL_ISA_AVX2 && wt == EL_DTYPE_Q_W8A8 ? 1 : 0;
+    return isa >= EL_ISA_AVX2 ? 1 : 0;
 }
 
 bool edgellm_cpu_qmm_i8_supported(el_dtype wt, int64_t k) {
@@ -48,7 +48,8 @@ size_t edgellm_cpu_qmm_i8_scratch(el_dtype wt, int64_t m, int64_t k) {
     (void)m;
     if (!el_qi8_ggml(wt)) return 0;
     const int64_t nb = k / 32, rb = nb * (wt == EL_DTYPE_Q8_0 ? 34 : 18);
-    return (size_t)(nb * 64 * 9 + 16 * rb + 64); /* a transposed 16-row tile + a padded last tile */
+    return (size_t)(nb * 64 * 9 + 16 * rb + 64); /* AVX-512: a transposed 16-row tile + a padded last tile
+                                                   * (AVX2: a padded last tile of 8 rows) */
 }
 
 void edgellm_cpu_qmm_i8_quantize(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,

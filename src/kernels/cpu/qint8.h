@@ -1,5 +1,6 @@
 /* qint8.h - internal layout of the activation buffer of the int8-activation quantized matmuls (w8a8,
- * q8_0, q4_0; kernels/quant.h) shared by qint8.c (entry points, dispatch) and qint8_avx512.c (kernels).
+ * q8_0, q4_0; kernels/quant.h) shared by qint8.c (entry points, dispatch) and the kernels (qint8_avx512.c,
+ * qint8_avx2.c).
  *
  * The activations are quantized ONCE per matmul call into this buffer (64-byte aligned), then every
  * thread reads it for its rows of W:
@@ -44,7 +45,7 @@ void el_qi8_quantize_avx512(const void *w, el_dtype wt, const float *x, int64_t 
                             int64_t i1, void *act);
 void el_qi8_matmul_avx512(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
                           int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
-/* AVX2 path of w8a8 only (qint8_avx2.c), for CPUs without AVX-512 VNNI. */
+/* AVX2 kernels (qint8_avx2.c), for CPUs without AVX-512 VNNI. */
 void el_qi8_quantize_avx2(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
                           int64_t i1, void *act);
 void el_qi8_matmul_avx2(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,

@@ -1,20 +1,32 @@
-/* qint8_avx2.c - the AVX2 path of the w8a8 matmul (CPUs without AVX-512 VNNI; q8_0 / q4_0 stay on the
- * reference there), bit-exact with el_ref_qmatmul.
+/* qint8_avx2.c - the AVX2 path of the int8-activation matmuls (w8a8, q8_0, q4_0) for CPUs without AVX-512
+ * VNNI, bit-exact with el_ref_qmatmul.
  *
- * vpmaddubsw multiplies u8 by s8 into int16 pairs that saturate, so the sign goes to the activation:
- * |w| (0..128 as u8) times sign(x, w) (x in -127..127, never -128) gives pair sums of at most
- * 2 * 128 * 127 = 32512 < 32767: no saturation, exact. vpmaddwd with ones widens to int32.
- * The activations are quantized by a plain C loop with the reference's operations (fmaxf, nearbyintf). */
+ * vpmaddubsw multiplies u8 by s8 into int16 pairs that saturate, so for signed weights the sign goes to the
+ * activation: |w| (0..128 as u8) times sign(x, w) (x in -127..127, never -128) gives pair sums of at most
+ * 2 * 128 * 127 = 32512 < 32767: no saturation, exact. q4_0 nibbles q = w + 8 are u8 already (pairs
+ * <= 2 * 15 * 127) and the kernel subtracts 8 * (block sum of x). vpmaddwd with ones widens to int32.
+ * w8a8: register tiles of R <= 4 rows of W x T <= 2 rows of x along k, one horizontal sum per output.
+ * q8_0 / q4_0: the reference sums each output block by block in f32 (acc += isum_b * (d_w * d_x)), so the
+ *   kernel keeps 8 rows of W in the 8 lanes of a vector: per block, the 8 rows' int32 partial sums are
+ *   reduced together by one hadd tree into the 8 exact block sums, then converted and accumulated in f32
+ *   in the reference's order. Tiles of 8 rows x T <= 4 rows of x (the tile's weights stay in L1/L2 while
+ *   the token groups pass over it); m = 1 reads W once, prefetching ahead in each of the 8 row streams.
+ * The w8a8 activations are quantized by a plain C loop with the reference's operations (fmaxf, nearbyintf);
+ * the ggml ones (d = amax / 127, q = roundf(x / d)) with AVX2 as qint8_avx512.c does. */
 #include "kernels/cpu/qint8.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
+#include "kernels/cpu/avx2_util.h"
+
 #include <math.h>
 #include <string.h>
 
-void el_qi8_quantize_avx2(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
-                          int64_t i1, void *act) {
-    (void)wt; /* w8a8 only */
+
+
+
+/* ---- w8a8 ------------------------------------------------------------------------------------------- */
+
+static void w8a8_quantize(const void *w, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1, void *act) {
     uint8_t *a = act;
     const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
     float *sx = (float *)a;
@@ -47,13 +59,6 @@ void el_qi8_quantize_avx2(const void *w, el_dtype wt, const float *x, int64_t m,
         sx[i] = s;
         xs[i] = sum;
     }
-}
-
-static inline int32_t hsum8(__m256i v) {
-    __m128i s = _mm_add_epi32(_mm256_castsi256_si128(v), _mm256_extracti128_si256(v, 1));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(1, 0, 3, 2)));
-    s = _mm_add_epi32(s, _mm_shuffle_epi32(s, _MM_SHUFFLE(2, 3, 0, 1)));
-    return _mm_cvtsi128_si32(s);
 }
 
 static inline __m256i dot32(__m256i acc, __m256i aw, __m256i w, __m256i x) {
@@ -91,12 +96,11 @@ static inline __attribute__((always_inline)) void tile(const int R, const int T,
         }
     }
     for (int i = 0; i < R * T; i++)
-        out[i] = hsum8(acc[i]);
+        out[i] = el_avx2_hsum_epi32(acc[i]);
 }
 
-void el_qi8_matmul_avx2(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
-                        int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
-    (void)wt, (void)n, (void)scratch;
+static void w8a8_matmul(const void *act, int64_t m, int64_t k, const void *w, int64_t n0, int64_t n1,
+                        const float *bias, float *y, int64_t ldy) {
     el_qhdr h;
     memcpy(&h, w, sizeof h);
     const float *sw = (const float *)((const uint8_t *)w + h.scales_off);
@@ -128,6 +132,165 @@ void el_qi8_matmul_avx2(const void *act, int64_t m, int64_t k, const void *w, el
         }
         t += T;
     }
+}
+
+/* ---- q8_0 / q4_0 ------------------------------------------------------------------------------------ */
+
+/* roundf (half away from zero) of v, for |v| < 2^23 */
+static inline __m256 round_away(__m256 v) {
+    const __m256 a = el_avx2_abs_ps(v);
+    __m256 r = _mm256_round_ps(a, _MM_FROUND_TO_ZERO | _MM_FROUND_NO_EXC);
+    const __m256 up = _mm256_cmp_ps(_mm256_sub_ps(a, r), _mm256_set1_ps(0.5f), _CMP_GE_OQ);
+    r = _mm256_add_ps(r, _mm256_and_ps(up, _mm256_set1_ps(1.0f)));
+    return _mm256_or_ps(r, _mm256_and_ps(v, _mm256_set1_ps(-0.0f)));
+}
+
+/* x (k, a multiple of 32) -> q8_0 blocks as ggml: d = amax / 127, q = roundf(x / d), scale f16(d). */
+static void quant_ggml(const float *x, int64_t k, int8_t *xq, float *dx, int32_t *xsum) {
+    for (int64_t b = 0; b < k / 32; b++) {
+        __m256 v[4];
+        __m256 mx = _mm256_setzero_ps();
+        for (int i = 0; i < 4; i++) {
+            v[i] = _mm256_loadu_ps(x + 32 * b + 8 * i);
+            mx = _mm256_max_ps(mx, el_avx2_abs_ps(v[i]));
+        }
+        const float amax = el_avx2_hmax_ps(mx);
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        dx[b] = el_f16_to_f32(el_f32_to_f16(d));
+        const __m256 vid = _mm256_set1_ps(id);
+        __m256i q[4];
+        for (int i = 0; i < 4; i++)
+            q[i] = _mm256_cvtps_epi32(round_away(_mm256_mul_ps(v[i], vid)));
+        xsum[b] = el_avx2_hsum_epi32(_mm256_add_epi32(_mm256_add_epi32(q[0], q[1]), _mm256_add_epi32(q[2], q[3])));
+        const __m256i p = _mm256_packs_epi16(_mm256_packs_epi32(q[0], q[1]), _mm256_packs_epi32(q[2], q[3]));
+        _mm256_storeu_si256((__m256i *)(xq + 32 * b),
+                            _mm256_permutevar8x32_epi32(p, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)));
+    }
+}
+
+static inline int ld16(const uint8_t *p) {
+    uint16_t v;
+    memcpy(&v, p, 2);
+    return v;
+}
+
+/* the int32 partial sums (8 lanes) of one block of one row of W against one block of x */
+static inline __attribute__((always_inline)) __m256i ggml_dot(const int Q8, const uint8_t *blk, __m256i xv) {
+    const __m256i ones = _mm256_set1_epi16(1);
+    if (Q8) {
+        const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv)), ones);
+    }
+    const __m128i b = _mm_loadu_si128((const __m128i *)(blk + 2)); /* elements i (low nibble), i + 16 (high) */
+    const __m256i wv = _mm256_and_si256(
+        _mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1), _mm256_set1_epi8(0x0f));
+    return _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
+}
+
+/* 8 rows of W (row stride rb, block stride bb) x T rows of x (t0..): y[t, j0 + r] for r < nr */
+static inline __attribute__((always_inline)) void ggml_tile(const int Q8, const int T, const uint8_t *w,
+                                                            int64_t rb, int64_t nb, const float *dx,
+                                                            const int32_t *xs, const int8_t *xq, int64_t k,
+                                                            int64_t t0, int64_t j0, int nr, const float *bias,
+                                                            float *y, int64_t ldy, const int PF) {
+    const int64_t bb = Q8 ? 34 : 18;
+    __m256 facc[4];
+    for (int t = 0; t < T; t++)
+        facc[t] = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * bb;
+        if (PF) /* the next tile (8 rows = 8 rb contiguous bytes), 8 bb bytes of it per block */
+            for (int64_t o = 0; o < 8 * bb; o += 64)
+                _mm_prefetch((const char *)(w + 8 * rb + b * 8 * bb + o), _MM_HINT_T0);
+        /* the 8 rows' f16 scales */
+        __m128i d16 = _mm_cvtsi32_si128(ld16(p));
+        for (int r = 1; r < 8; r++)
+            d16 = _mm_insert_epi16(d16, ld16(p + r * rb), r);
+        const __m256 dw = _mm256_cvtph_ps(d16);
+        for (int t = 0; t < T; t++) {
+            const int64_t ti = t0 + t;
+            const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + ti * k + b * 32));
+            __m256i v[8];
+            for (int r = 0; r < 8; r++)
+                v[r] = ggml_dot(Q8, p + r * rb, xv);
+            __m256i isum = el_avx2_hsum8x8_epi32(v);
+            if (!Q8) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * xs[ti * nb + b]));
+            const __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(dx[ti * nb + b]));
+            facc[t] = _mm256_add_ps(facc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), dd)); /* no FMA: as the ref */
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float o[8];
+        _mm256_storeu_ps(o, facc[t]);
+        float *yt = y + (t0 + t) * ldy + j0;
+        for (int r = 0; r < nr; r++)
+            yt[r] = bias ? o[r] + bias[j0 + r] : o[r];
+    }
+}
+
+static void ggml_tiles(const int Q8, const uint8_t *w, int64_t rb, int64_t nb, const float *dx, const int32_t *xs,
+                       const int8_t *xq, int64_t k, int64_t m, int64_t j0, int nr, const float *bias, float *y,
+                       int64_t ldy) {
+    if (m == 1) {
+        ggml_tile(Q8, 1, w, rb, nb, dx, xs, xq, k, 0, j0, nr, bias, y, ldy, 1);
+        return;
+    }
+    int64_t t = 0;
+    for (; t + 4 <= m; t += 4)
+        ggml_tile(Q8, 4, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+    if (t + 2 <= m) {
+        ggml_tile(Q8, 2, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+        t += 2;
+    }
+    if (t < m) ggml_tile(Q8, 1, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+}
+
+static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, const void *w, int64_t n0,
+                        int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
+    const int Q8 = wt == EL_DTYPE_Q8_0;
+    const int64_t nb = k / 32, rb = nb * (Q8 ? 34 : 18);
+    const float *dx = (const float *)act;
+    const int32_t *xs = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
+    const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
+    for (int64_t j = n0; j < n1; j += 8) {
+        const int nr = n1 - j < 8 ? (int)(n1 - j) : 8;
+        const uint8_t *src = (const uint8_t *)w + j * rb;
+        if (nr < 8) { /* a last tile of < 8 rows through a zero-padded copy */
+            memcpy(scratch, src, (size_t)(nr * rb));
+            memset((uint8_t *)scratch + nr * rb, 0, (size_t)((8 - nr) * rb));
+            src = scratch;
+        }
+        if (Q8)
+            ggml_tiles(1, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+        else
+            ggml_tiles(0, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+    }
+}
+
+/* ---- entry points ------------------------------------------------------------------------------------ */
+
+void el_qi8_quantize_avx2(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
+                          int64_t i1, void *act) {
+    if (!el_qi8_ggml(wt)) {
+        w8a8_quantize(w, x, m, k, i0, i1, act);
+        return;
+    }
+    uint8_t *a = act;
+    const int64_t nb = k / 32;
+    float *dx = (float *)a;
+    int32_t *xs = (int32_t *)(a + el_qi8_off_xsum(wt, m, k));
+    int8_t *xq = (int8_t *)(a + el_qi8_off_xq(wt, m, k));
+    for (int64_t i = i0; i < i1; i++)
+        quant_ggml(x + i * k, k, xq + i * k, dx + i * nb, xs + i * nb);
+}
+
+void el_qi8_matmul_avx2(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
+                        int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
+    (void)n;
+    if (wt == EL_DTYPE_Q_W8A8)
+        w8a8_matmul(act, m, k, w, n0, n1, bias, y, ldy);
+    else
+        ggml_matmul(wt, act, m, k, w, n0, n1, bias, y, ldy, scratch);
 }
 
 #endif
