@@ -1,0 +1,507 @@
+/* qfloat_avx2.c - AVX2 + FMA + F16C kernels of the weight-only / float-activation quantized formats w4a16,
+ * nvfp4 and fp8 (layouts in kernels/quant.h) for CPUs without AVX-512 BF16 (qfloat.c dispatches).
+ *
+ * Decode (m <= EL_QF_MDEC), W read once, each row front to back, all m rows of x per row of W:
+ *   w4a16 and nvfp4: x prepared per chunk of 128 elements as a 22-bit integer times a power of 2 d (exact
+ *     scaling; error <= 2^-22 of the chunk's max |x|) in three signed 8-bit limbs, each limb stored as the
+ *     64 even elements then the 64 odd ones (the low / high nibbles of the chunk's 64 weight bytes), so the
+ *     same layout as the AVX-512 kernel: [m][nch][3 limbs][even 64 | odd 64] bytes. A weight byte gives
+ *     two nibbles as u8 with one and / shift each (nvfp4: then vpshufb to 2 e2m1 + 12, 0..24), vpmaddubsw
+ *     (u8 x s8, pairs <= 2 * 24 * 128, no saturation) and vpmaddwd by ones give exact int32 sums per
+ *     limb of 8 consecutive elements per lane, the limbs are combined in f32 and multiplied by the
+ *     per-lane group scale times d. The offset of the unsigned weights (the zero point z, 8 when
+ *     symmetric; nvfp4: 12) comes in once per row as -sum_g s_g z_g X_g from group sums X_g of the
+ *     represented x that come with the prepared activations:
+ *       prep = int8 limbs [m][ldx = nch * 384] | f32 X [m][G] | f32 d [m][nch]
+ *   fp8: the e4m3 codes become f16 bit patterns (value / 256, exact) and F16C converts them to f32; FMA
+ *     with x as f32 (weight-only: no prepared x; static activations: x's e4m3 round trip, f32 [m][k], the
+ *     products then exact as the reference's).
+ * Prefill (m > EL_QF_MDEC): blocks of rows of W dequantized to f32 (the reference's values without the
+ *   fp8 row scale / the nvfp4 global scale, applied to the outputs) into per-thread scratch, then the
+ *   dense AVX2 kernel (edgellm_cpu_matmul) over all m rows of x: each weight is expanded once. */
+#include "kernels/cpu/qfloat_avx2.h"
+
+#if defined(__x86_64__)
+#include "kernels/cpu/avx2_util.h"
+
+#include <math.h>
+
+#define AI EL_AVX2_AI
+
+static size_t pad64(size_t v) {
+    return (v + 63) & ~(size_t)63;
+}
+
+size_t el_qf_sizes_avx2(el_qf_info *q, int64_t m) {
+    q->xb_bytes = 64;
+    q->xs_bytes = 0;
+    q->ldx = 0;
+    if (q->fmt == EL_QF_FMT_FP8) {
+        q->ldx = q->k;
+        if (q->act) q->xb_bytes = pad64((size_t)(m * q->k) * 4);
+    } else if (m <= EL_QF_MDEC) {
+        q->ldx = q->nch * 384;
+        q->xb_bytes = pad64((size_t)(m * q->ldx));
+        q->xs_bytes = (size_t)(m * (q->G + q->nch)) * 4;
+    }
+    return q->xb_bytes + q->xs_bytes;
+}
+
+/* prefill: rows of W per dequantized block (~1 MiB of f32, a multiple of 4) */
+static int64_t rows_per_block(const el_qf_info *q) {
+    const int64_t rb = ((int64_t)256 * 1024 / q->k) & ~(int64_t)3;
+    return rb < 4 ? 4 : rb;
+}
+
+size_t el_qf_scratch_avx2(const el_qf_info *q, int64_t m) {
+    return m > EL_QF_MDEC ? (size_t)(rows_per_block(q) * q->k) * 4 + 64 : 0;
+}
+
+/* ---- prepare ------------------------------------------------------------------------------------- */
+
+/* f32 -> the f32 value of its e4m3 rounding (RNE, saturating at 448), as el_f32_to_e4m3 */
+AI __m256 e4m3_round(__m256 v) {
+    v = _mm256_min_ps(_mm256_max_ps(v, _mm256_set1_ps(-448.0f)), _mm256_set1_ps(448.0f));
+    const __m256 a = el_avx2_abs_ps(v);
+    const __m256i b = _mm256_castps_si256(a);
+    const __m256i lsb = _mm256_and_si256(_mm256_srli_epi32(b, 20), _mm256_set1_epi32(1));
+    const __m256i rn =
+        _mm256_and_si256(_mm256_add_epi32(_mm256_add_epi32(b, _mm256_set1_epi32(0x7ffff)), lsb),
+                         _mm256_set1_epi32((int)0xfff00000u));
+    const __m256 sub = _mm256_mul_ps(_mm256_round_ps(_mm256_mul_ps(a, _mm256_set1_ps(512.0f)),
+                                                     _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC),
+                                     _mm256_set1_ps(1.0f / 512.0f));
+    const __m256 small = _mm256_cmp_ps(a, _mm256_set1_ps(0.015625f), _CMP_LT_OQ);
+    const __m256 r = _mm256_blendv_ps(_mm256_castsi256_ps(rn), sub, small);
+    return _mm256_or_ps(r, _mm256_and_ps(v, _mm256_set1_ps(-0.0f)));
+}
+
+/* 4 vectors of 8 int32 (32 consecutive elements, each in -128..127) -> 16 bytes of the even elements to
+ * ev, 16 of the odd ones to od */
+AI void store_even_odd(const __m256i *l, uint8_t *ev, uint8_t *od) {
+    const __m256i ab = _mm256_packs_epi32(l[0], l[1]), cd = _mm256_packs_epi32(l[2], l[3]);
+    __m256i v = _mm256_packs_epi16(ab, cd); /* dwords: a0-3 b0-3 c0-3 d0-3 | a4-7 b4-7 c4-7 d4-7 */
+    v = _mm256_permutevar8x32_epi32(v, _mm256_setr_epi32(0, 4, 1, 5, 2, 6, 3, 7)); /* elements in order */
+    const __m256i eo = _mm256_setr_epi8(0, 2, 4, 6, 8, 10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15, 0, 2, 4, 6, 8,
+                                        10, 12, 14, 1, 3, 5, 7, 9, 11, 13, 15);
+    v = _mm256_permute4x64_epi64(_mm256_shuffle_epi8(v, eo), _MM_SHUFFLE(3, 1, 2, 0));
+    _mm_storeu_si128((__m128i *)ev, _mm256_castsi256_si128(v));
+    _mm_storeu_si128((__m128i *)od, _mm256_extracti128_si256(v, 1));
+}
+
+/* one row of x -> limbs xb (nch * 384 bytes), group sums xg (G), chunk factors xd (nch) */
+static void prep_limb_row(const el_qf_info *q, const float *x, uint8_t *xb, float *xg, float *xd) {
+    const int64_t k = q->k, g = q->g, kg = q->G * q->g;
+    memset(xg, 0, sizeof(float) * (size_t)q->G);
+    for (int64_t c = 0; c < q->nch; c++) {
+        const int64_t e0 = c * 128;
+        __m256 v[16];
+        __m256 mx = _mm256_setzero_ps();
+        for (int t = 0; t < 16; t++) {
+            v[t] = el_avx2_load_ps_n(x + e0 + 8 * t, k - e0 - 8 * t);
+            mx = _mm256_max_ps(mx, el_avx2_abs_ps(v[t]));
+        }
+        const float a = el_avx2_hmax_ps(mx);
+        int ex = 0;
+        if (a > 0) frexpf(a, &ex); /* a < 2^ex */
+        const int sh = 22 - ex;    /* x * 2^sh: |.| <= 2^22, two exact power-of-2 steps (no overflow) */
+        const __m256 s1 = _mm256_set1_ps(ldexpf(1.0f, sh / 2)),
+                     s2 = _mm256_set1_ps(ldexpf(1.0f, sh - sh / 2));
+        const float d = a > 0 ? ldexpf(1.0f, -sh) : 0.0f;
+        xd[c] = d;
+        __m256i n[16], gs = _mm256_setzero_si256();
+        for (int t = 0; t < 16; t++) {
+            n[t] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(v[t], s1), s2)); /* RNE */
+            if (a > 0 && e0 + 8 * t < kg) {                                        /* g is a multiple of 8 */
+                gs = _mm256_add_epi32(gs, n[t]);
+                if ((8 * t + 8) % g == 0 || t == 15) {
+                    xg[(e0 + 8 * t) / g] += (float)el_avx2_hsum_epi32(gs) * d;
+                    gs = _mm256_setzero_si256();
+                }
+            }
+        }
+        for (int p = 0; p < 4; p++) { /* elements 32 p .. 32 p + 31 */
+            __m256i l0[4], l1[4], l2[4];
+            for (int i = 0; i < 4; i++) {
+                const __m256i h = n[4 * p + i];
+                l0[i] = _mm256_srai_epi32(_mm256_slli_epi32(h, 24), 24);
+                const __m256i r1 = _mm256_srai_epi32(_mm256_sub_epi32(h, l0[i]), 8);
+                l1[i] = _mm256_srai_epi32(_mm256_slli_epi32(r1, 24), 24);
+                l2[i] = _mm256_srai_epi32(_mm256_sub_epi32(r1, l1[i]), 8);
+            }
+            uint8_t *o = xb + c * 384 + p * 16;
+            store_even_odd(l0, o, o + 64);
+            store_even_odd(l1, o + 128, o + 192);
+            store_even_odd(l2, o + 256, o + 320);
+        }
+    }
+}
+
+/* e4m3 round trip of x / act_scale for n values */
+static void prep_e4m3(const el_qf_info *q, const float *x, int64_t n, float *out) {
+    const __m256 inv = _mm256_set1_ps(q->inv);
+    int64_t i = 0;
+    for (; i + 8 <= n; i += 8)
+        _mm256_storeu_ps(out + i, e4m3_round(_mm256_mul_ps(_mm256_loadu_ps(x + i), inv)));
+    if (i < n) {
+        float t[8];
+        _mm256_storeu_ps(t, e4m3_round(_mm256_mul_ps(el_avx2_load_ps_n(x + i, n - i), inv)));
+        memcpy(out + i, t, sizeof(float) * (size_t)(n - i));
+    }
+}
+
+void el_qf_prep_avx2(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep) {
+    if (q->fmt == EL_QF_FMT_FP8) {
+        if (q->act) prep_e4m3(q, x + i0 * q->k, (i1 - i0) * q->k, (float *)prep + i0 * q->k);
+        return;
+    }
+    if (m > EL_QF_MDEC) return;
+    uint8_t *xb = prep;
+    float *xs = (float *)(xb + q->xb_bytes);
+    for (int64_t i = i0; i < i1; i++)
+        prep_limb_row(q, x + i * q->k, xb + i * q->ldx, xs + i * q->G, xs + m * q->G + i * q->nch);
+}
+
+/* ---- decode: w4a16 / nvfp4 --------------------------------------------------------------------- */
+
+typedef struct kc {
+    __m256i nvtab;   /* nvfp4: code -> 2 e2m1 + 12 (bytes, both 128-bit halves)      */
+    __m256i sidx[2]; /* per-lane group scales (g <= 64): lane l of half h -> entry    */
+    float sfac;      /* nvfp4: the global scale * 256 / 2 (e4m3 via f16; 2 e2m1), else 1 */
+    int64_t gpc;     /* groups per chunk (g <= 128), else 0                             */
+} kc;
+
+/* 8 scale entries of row j from entry e (w4a16 f16, nvfp4 e4m3 * sfac), zero past the row's G */
+AI __m256 scales8(const el_qf_info *q, const kc *K, int64_t j, int64_t e, const int FMT) {
+    const int64_t nv = q->G - e;
+    if (FMT == EL_QF_FMT_NV4) {
+        const uint8_t *s = q->sc + j * q->G + e;
+        __m128i b;
+        if (nv >= 8) {
+            b = _mm_loadl_epi64((const __m128i *)s);
+        } else {
+            uint8_t t[8] = {0};
+            memcpy(t, s, (size_t)nv);
+            b = _mm_loadl_epi64((const __m128i *)t);
+        }
+        return _mm256_mul_ps(el_avx2_e4m3x8(b), _mm256_set1_ps(K->sfac));
+    }
+    const uint16_t *s = (const uint16_t *)q->sc + j * q->G + e;
+    if (nv >= 8) return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)s));
+    uint16_t t[8] = {0};
+    memcpy(t, s, sizeof(uint16_t) * (size_t)nv);
+    return _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)t));
+}
+
+/* -sum_g s_g z_g X_g for row j and MR rows of x (group sums xg, stride G) */
+AI void zero_corr(const el_qf_info *q, const kc *K, int64_t j, const float *xg, const int MR, const int FMT,
+                  float *corr) {
+    const int64_t G = q->G;
+    const uint8_t *zs = q->zs ? q->zs + j * G : NULL;
+    __m256 acc[4];
+    for (int i = 0; i < MR; i++)
+        acc[i] = _mm256_setzero_ps();
+    for (int64_t e = 0; e < G; e += 8) {
+        __m256 sz = scales8(q, K, j, e, FMT);
+        if (FMT == EL_QF_FMT_NV4)
+            sz = _mm256_mul_ps(sz, _mm256_set1_ps(12.0f));
+        else if (!zs)
+            sz = _mm256_mul_ps(sz, _mm256_set1_ps(8.0f));
+        else {
+            uint8_t t[8] = {0};
+            memcpy(t, zs + e, (size_t)(G - e < 8 ? G - e : 8));
+            sz = _mm256_mul_ps(sz,
+                               _mm256_cvtepi32_ps(_mm256_cvtepu8_epi32(_mm_loadl_epi64((const __m128i *)t))));
+        }
+        for (int i = 0; i < MR; i++)
+            acc[i] = _mm256_fmadd_ps(sz, el_avx2_load_ps_n(xg + i * G + e, G - e), acc[i]);
+    }
+    for (int i = 0; i < MR; i++)
+        corr[i] = -el_avx2_hsum_ps(acc[i]);
+}
+
+/* exact int32 limb sums -> f32: a0 + 2^8 a1 + 2^16 a2 */
+AI __m256 limbs_f32(__m256i a0, __m256i a1, __m256i a2) {
+    return _mm256_fmadd_ps(_mm256_cvtepi32_ps(a2), _mm256_set1_ps(65536.0f),
+                           _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(a1, 8), a0)));
+}
+
+/* one row j of W against MR rows of x: out[i] = sum_c W[j, c] x[i, c] (+ bias). SM: 0 one scale per chunk
+ * (g >= 128), 1 per-lane scales (g <= 64, nvfp4). */
+AI void limb_row(const el_qf_info *q, const kc *K, const uint8_t *xb, const float *xs, int64_t m, int64_t j,
+                 const int MR, const int FMT, const int SM, const float *bias, float *y, int64_t ldy) {
+    const int64_t nch = q->nch, ldx = q->ldx;
+    const float *xg = xs, *xd = xs + m * q->G;
+    const uint8_t *wr = q->qs + j * q->rowb;
+    const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
+    const __m256i nm = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    __m256 tot[4];
+    for (int i = 0; i < MR; i++)
+        tot[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < nch; c++) {
+        const uint8_t *wp = wr + c * 64;
+        __m256i w0, w1;
+        if (c < nch - 1) {
+            w0 = _mm256_loadu_si256((const __m256i *)wp);
+            w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));
+        } else { /* the last chunk through a zero-padded copy */
+            uint8_t t[64] = {0};
+            memcpy(t, wp, (size_t)q->tailb);
+            w0 = _mm256_loadu_si256((const __m256i *)t);
+            w1 = _mm256_loadu_si256((const __m256i *)(t + 32));
+        }
+        __m256i we[2] = {_mm256_and_si256(w0, nm), _mm256_and_si256(w1, nm)};
+        __m256i wo[2] = {_mm256_and_si256(_mm256_srli_epi16(w0, 4), nm),
+                         _mm256_and_si256(_mm256_srli_epi16(w1, 4), nm)};
+        if (FMT == EL_QF_FMT_NV4)
+            for (int h = 0; h < 2; h++) {
+                we[h] = _mm256_shuffle_epi8(K->nvtab, we[h]);
+                wo[h] = _mm256_shuffle_epi8(K->nvtab, wo[h]);
+            }
+        __m256 sv[2];
+        if (SM == 0) {
+            sv[0] = _mm256_set1_ps(_cvtsh_ss(s16[c * 128 / q->g]));
+        } else if (K->gpc == 16) {
+            sv[0] = scales8(q, K, j, c * 16, FMT);
+            sv[1] = scales8(q, K, j, c * 16 + 8, FMT);
+        } else {
+            const __m256 s = scales8(q, K, j, c * K->gpc, FMT);
+            sv[0] = _mm256_permutevar8x32_ps(s, K->sidx[0]);
+            sv[1] = _mm256_permutevar8x32_ps(s, K->sidx[1]);
+        }
+        for (int i = 0; i < MR; i++) {
+            const uint8_t *xp = xb + i * ldx + c * 384;
+            const __m256 d = _mm256_set1_ps(xd[i * nch + c]);
+            if (SM == 0) { /* both halves in one group: int16 sums of 4 products pairs <= 4 * 3840 */
+                __m256i a[3];
+                for (int l = 0; l < 3; l++) {
+                    const uint8_t *p = xp + 128 * l;
+                    __m256i s = _mm256_add_epi16(
+                        _mm256_maddubs_epi16(we[0], _mm256_loadu_si256((const __m256i *)p)),
+                        _mm256_maddubs_epi16(we[1], _mm256_loadu_si256((const __m256i *)(p + 32))));
+                    s = _mm256_add_epi16(
+                        s, _mm256_add_epi16(
+                               _mm256_maddubs_epi16(wo[0], _mm256_loadu_si256((const __m256i *)(p + 64))),
+                               _mm256_maddubs_epi16(wo[1], _mm256_loadu_si256((const __m256i *)(p + 96)))));
+                    a[l] = _mm256_madd_epi16(s, ones);
+                }
+                tot[i] = _mm256_fmadd_ps(limbs_f32(a[0], a[1], a[2]), _mm256_mul_ps(sv[0], d), tot[i]);
+            } else {
+                for (int h = 0; h < 2; h++) {
+                    __m256i a[3];
+                    for (int l = 0; l < 3; l++) {
+                        const uint8_t *p = xp + 128 * l + 32 * h;
+                        const __m256i s = _mm256_add_epi16(
+                            _mm256_maddubs_epi16(we[h], _mm256_loadu_si256((const __m256i *)p)),
+                            _mm256_maddubs_epi16(wo[h], _mm256_loadu_si256((const __m256i *)(p + 64))));
+                        a[l] = _mm256_madd_epi16(s, ones);
+                    }
+                    tot[i] = _mm256_fmadd_ps(limbs_f32(a[0], a[1], a[2]), _mm256_mul_ps(sv[h], d), tot[i]);
+                }
+            }
+        }
+    }
+    float corr[4];
+    zero_corr(q, K, j, xg, MR, FMT, corr);
+    for (int i = 0; i < MR; i++) {
+        const float v = el_avx2_hsum_ps(tot[i]) + corr[i];
+        y[i * ldy + j] = bias ? v + bias[j] : v;
+    }
+}
+
+AI void limb_rows(const el_qf_info *q, const kc *K, const uint8_t *xb, const float *xs, int64_t m, int64_t n0,
+                  int64_t n1, const int MR, const float *bias, float *y, int64_t ldy) {
+    const bool sm0 = q->fmt == EL_QF_FMT_W4 && q->g >= 128;
+    for (int64_t j = n0; j < n1; j++) {
+        if (q->fmt == EL_QF_FMT_NV4)
+            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_NV4, 1, bias, y, ldy);
+        else if (sm0)
+            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_W4, 0, bias, y, ldy);
+        else
+            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_W4, 1, bias, y, ldy);
+    }
+}
+
+static void limb_matmul(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                        const float *bias, float *y, int64_t ldy) {
+    kc K;
+    memset(&K, 0, sizeof K);
+    uint8_t tab[32];
+    for (int i = 0; i < 32; i++)
+        tab[i] = (uint8_t)(2.0f * el_e2m1_to_f32((uint8_t)(i & 15)) + 12.0f);
+    K.nvtab = _mm256_loadu_si256((const __m256i *)tab);
+    K.sfac = q->fmt == EL_QF_FMT_NV4 ? q->gscale * 128.0f : 1.0f;
+    K.gpc = q->g <= 128 ? 128 / q->g : 0;
+    if (K.gpc && K.gpc < 16) {
+        int32_t ix[2][8];
+        for (int h = 0; h < 2; h++)
+            for (int l = 0; l < 8; l++)
+                ix[h][l] = (int32_t)((h * 64 + 8 * l) / q->g);
+        K.sidx[0] = _mm256_loadu_si256((const __m256i *)ix[0]);
+        K.sidx[1] = _mm256_loadu_si256((const __m256i *)ix[1]);
+    }
+    const uint8_t *xb = prep;
+    const float *xs = (const float *)(xb + q->xb_bytes);
+    switch (m) {
+    case 4:
+        limb_rows(q, &K, xb, xs, m, n0, n1, 4, bias, y, ldy);
+        break;
+    case 3:
+        limb_rows(q, &K, xb, xs, m, n0, n1, 3, bias, y, ldy);
+        break;
+    case 2:
+        limb_rows(q, &K, xb, xs, m, n0, n1, 2, bias, y, ldy);
+        break;
+    default:
+        limb_rows(q, &K, xb, xs, m, n0, n1, 1, bias, y, ldy);
+        break;
+    }
+}
+
+/* ---- decode: fp8 -------------------------------------------------------------------------------- */
+
+/* 16 e4m3 codes -> two vectors of f32 values / 256 */
+AI void e4m3x16(__m128i b, __m256 *lo, __m256 *hi) {
+    *lo = el_avx2_e4m3x8(b);
+    *hi = el_avx2_e4m3x8(_mm_unpackhi_epi64(b, b));
+}
+
+AI void fp8_row(const el_qf_info *q, const float *x, int64_t j, const int MR, const float *bias, float *y,
+                int64_t ldy) {
+    const int64_t k = q->k, kv = k & ~(int64_t)15;
+    const uint8_t *wr = q->qs + j * q->rowb;
+    __m256 t0[4], t1[4];
+    for (int i = 0; i < MR; i++)
+        t0[i] = t1[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < kv; c += 16) {
+        __m256 lo, hi;
+        e4m3x16(_mm_loadu_si128((const __m128i *)(wr + c)), &lo, &hi);
+        for (int i = 0; i < MR; i++) {
+            t0[i] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + i * k + c), t0[i]);
+            t1[i] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i * k + c + 8), t1[i]);
+        }
+    }
+    if (kv < k) {
+        uint8_t t[16] = {0};
+        memcpy(t, wr + kv, (size_t)(k - kv));
+        __m256 lo, hi;
+        e4m3x16(_mm_loadu_si128((const __m128i *)t), &lo, &hi);
+        for (int i = 0; i < MR; i++) {
+            t0[i] = _mm256_fmadd_ps(lo, el_avx2_load_ps_n(x + i * k + kv, k - kv), t0[i]);
+            t1[i] = _mm256_fmadd_ps(hi, el_avx2_load_ps_n(x + i * k + kv + 8, k - kv - 8), t1[i]);
+        }
+    }
+    const float rs = ((const float *)q->sc)[j] * q->post * 256.0f;
+    for (int i = 0; i < MR; i++) {
+        const float v = el_avx2_hsum_ps(_mm256_add_ps(t0[i], t1[i])) * rs;
+        y[i * ldy + j] = bias ? v + bias[j] : v;
+    }
+}
+
+static void fp8_matmul(const el_qf_info *q, const float *x, int64_t m, int64_t n0, int64_t n1,
+                       const float *bias, float *y, int64_t ldy) {
+    for (int64_t j = n0; j < n1; j++) {
+        switch (m) {
+        case 4:
+            fp8_row(q, x, j, 4, bias, y, ldy);
+            break;
+        case 3:
+            fp8_row(q, x, j, 3, bias, y, ldy);
+            break;
+        case 2:
+            fp8_row(q, x, j, 2, bias, y, ldy);
+            break;
+        default:
+            fp8_row(q, x, j, 1, bias, y, ldy);
+            break;
+        }
+    }
+}
+
+/* ---- prefill: dequantize blocks of rows, then the dense kernel -------------------------------------- */
+
+/* Row j of W as f32 into out (k): w4a16 the reference's (q - z) * s; fp8 the e4m3 values; nvfp4 e2m1 times
+ * the e4m3 block scale (fp8 row scale and nvfp4 global scale left to the outputs). */
+static void deq_row(const el_qf_info *q, int64_t j, float *out) {
+    const int64_t k = q->k;
+    const uint8_t *wr = q->qs + j * q->rowb;
+    int64_t c = 0;
+    if (q->fmt == EL_QF_FMT_FP8) {
+        const __m256 f = _mm256_set1_ps(256.0f);
+        for (; c + 8 <= k; c += 8)
+            _mm256_storeu_ps(out + c,
+                             _mm256_mul_ps(el_avx2_e4m3x8(_mm_loadl_epi64((const __m128i *)(wr + c))), f));
+        for (; c < k; c++)
+            out[c] = el_e4m3_to_f32(wr[c]);
+        return;
+    }
+    const int64_t g = q->g;
+    const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
+    const uint8_t *bs = q->sc + j * q->G, *zs = q->zs ? q->zs + j * q->G : NULL;
+    const __m256 e2m1 = _mm256_setr_ps(0, 0.5f, 1, 1.5f, 2, 3, 4, 6);
+    const __m128i nm = _mm_set1_epi8(0x0f);
+    for (; c + 32 <= k; c += 32) { /* 16 bytes: 32 elements, 8 at a time in one group (g >= 8) */
+        const __m128i b = _mm_loadu_si128((const __m128i *)(wr + c / 2));
+        const __m128i lo = _mm_and_si128(b, nm), hi = _mm_and_si128(_mm_srli_epi16(b, 4), nm);
+        const __m128i il[2] = {_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi)};
+        for (int t = 0; t < 4; t++) {
+            const __m128i q8 = t & 1 ? _mm_unpackhi_epi64(il[t / 2], il[t / 2]) : il[t / 2];
+            const __m256i qi = _mm256_cvtepu8_epi32(q8);
+            const int64_t e = c + 8 * t;
+            __m256 v;
+            if (q->fmt == EL_QF_FMT_NV4) {
+                v = _mm256_permutevar8x32_ps(e2m1, qi); /* the low 3 bits */
+                v = _mm256_xor_ps(v, _mm256_castsi256_ps(
+                                         _mm256_slli_epi32(_mm256_and_si256(qi, _mm256_set1_epi32(8)), 28)));
+                v = _mm256_mul_ps(v, _mm256_set1_ps(el_e4m3_to_f32(bs[e / 16])));
+            } else {
+                const float z = zs ? (float)zs[e / g] : 8.0f;
+                v = _mm256_sub_ps(_mm256_cvtepi32_ps(qi), _mm256_set1_ps(z));
+                v = _mm256_mul_ps(v, _mm256_set1_ps(_cvtsh_ss(s16[e / g])));
+            }
+            _mm256_storeu_ps(out + e, v);
+        }
+    }
+    for (; c < k; c++) {
+        const unsigned v = el_w4_get(wr, c);
+        if (q->fmt == EL_QF_FMT_NV4)
+            out[c] = el_e2m1_to_f32((uint8_t)v) * el_e4m3_to_f32(bs[c / 16]);
+        else
+            out[c] = (float)((int)v - (zs ? (int)zs[c / g] : 8)) * _cvtsh_ss(s16[c / g]);
+    }
+}
+
+static void qf_gemm(const el_qf_info *q, const float *x, int64_t m, int64_t n0, int64_t n1, const float *bias,
+                    float *y, int64_t ldy, float *wf) {
+    const int64_t rb = rows_per_block(q), k = q->k;
+    const bool post = q->fmt != EL_QF_FMT_W4;
+    for (int64_t jb = n0; jb < n1; jb += rb) {
+        const int64_t nr = jb + rb < n1 ? rb : n1 - jb;
+        for (int64_t r = 0; r < nr; r++)
+            deq_row(q, jb + r, wf + r * k);
+        edgellm_cpu_matmul(x, m, k, wf, EL_DTYPE_F32, 0, nr, post ? NULL : (bias ? bias + jb : NULL), y + jb,
+                           ldy, NULL);
+        if (post)
+            for (int64_t i = 0; i < m; i++) {
+                float *yi = y + i * ldy + jb;
+                for (int64_t r = 0; r < nr; r++) {
+                    const float rs =
+                        q->fmt == EL_QF_FMT_FP8 ? ((const float *)q->sc)[jb + r] * q->post : q->gscale;
+                    yi[r] = bias ? yi[r] * rs + bias[jb + r] : yi[r] * rs;
+                }
+            }
+    }
+}
+
+void el_qf_matmul_avx2(const el_qf_info *q, const float *x, const void *prep, int64_t m, int64_t n0,
+                       int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
+    const float *xf = q->fmt == EL_QF_FMT_FP8 && q->act ? (const float *)prep : x;
+    if (m > EL_QF_MDEC)
+        qf_gemm(q, xf, m, n0, n1, bias, y, ldy, (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
+    else if (q->fmt == EL_QF_FMT_FP8)
+        fp8_matmul(q, xf, m, n0, n1, bias, y, ldy);
+    else
+        limb_matmul(q, prep, m, n0, n1, bias, y, ldy);
+}
+
+#endif
