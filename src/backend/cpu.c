@@ -258,8 +258,8 @@ static void qmm_run(void *c, int ith, int nth) {
 }
 
 /* SIMD quantized matmul: x prepared once into the shared buffer cb->qbuf (w8a8 / q8_0 / q4_0: quantized to
- * int8 for the VNNI kernels, rows split over the pool for prefill; w4a16 / fp8 / nvfp4: split into bf16 parts
- * for the AVX-512 BF16 kernels), followed by per-thread scratch, then chunks of 16-row multiples of W handed
+ * int8 for the VNNI kernels; w4a16 / fp8 / nvfp4: bf16 parts, int8 limbs or int16 for the AVX-512 kernels;
+ * rows split over the pool for prefill), followed by per-thread scratch, then chunks of 16-row multiples of W handed
  * out dynamically as in mm_run. */
 typedef struct q_task {
     mm_task mm;
@@ -291,11 +291,15 @@ static void q_run(void *c, int ith, int nth) {
     }
 }
 
-static void qi8_quant_run(void *c, int ith, int nth) {
+/* the activations of rows [a, b) of x prepared for the kernels */
+static void q_prep_run(void *c, int ith, int nth) {
     const q_task *t = c;
     int64_t a, b;
     split(t->mm.m, ith, nth, 1, &a, &b);
-    edgellm_cpu_qmm_i8_quantize(t->mm.w, t->mm.wt, t->mm.x, t->mm.m, t->mm.k, a, b, t->act);
+    if (t->i8)
+        edgellm_cpu_qmm_i8_quantize(t->mm.w, t->mm.wt, t->mm.x, t->mm.m, t->mm.k, a, b, t->act);
+    else
+        edgellm_cpu_qf_prep(t->mm.x, t->mm.m, t->mm.k, t->mm.w, t->mm.wt, a, b, t->act);
 }
 
 static edgellm_status cpu_qmm_simd(cpu_be *cb, bool i8, size_t act, size_t each, const float *x, int64_t m,
@@ -315,12 +319,10 @@ static edgellm_status cpu_qmm_simd(cpu_be *cb, bool i8, size_t act, size_t each,
     }
     q_task t = {{x, m, k, w, wt, n, bias, y, ldy, false, 0, 0}, i8, cb->qbuf, cb->qbuf + act, each};
     const bool par = nth > 1 && (double)m * (double)n * (double)k >= 65536.0;
-    if (!i8)
-        edgellm_cpu_qf_prep(x, m, k, w, wt, t.act);
-    else if (par && m >= 2 * nth && (double)m * (double)k >= 32768.0)
-        el_threadpool_run(cb->tp, qi8_quant_run, &t);
+    if (par && m >= 2 * nth && (double)m * (double)k >= 32768.0)
+        el_threadpool_run(cb->tp, q_prep_run, &t);
     else
-        qi8_quant_run(&t, 0, 1);
+        q_prep_run(&t, 0, 1);
     if (!par) {
         q_run(&t, 0, 1);
         return EDGELLM_STATUS_OK;

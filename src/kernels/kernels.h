@@ -90,13 +90,15 @@ el_cpu_isa el_cpu_isa_get(void);
 
 /* (added) Weight-only / float-activation quantized matmul (w4a16, fp8, nvfp4 layouts of kernels/quant.h)
  * on AVX-512 BF16 (src/kernels/cpu/qfloat*.c). Per matmul call: qf_prep_bytes (0 = not handled on this
- * CPU / ISA / layout: run el_ref_qmatmul instead), qf_prep once (x (m, k) -> a 64-byte aligned buffer of
- * that size: the activations as bf16 hi + lo for small m), then qf_matmul on any row ranges [n0, n1),
- * e.g. one per thread, each with its own scratch of qf_scratch bytes (prefill: dequantized rows of W).
+ * CPU / ISA / layout: run el_ref_qmatmul instead), qf_prep once over all rows [0, m) of x, in any row
+ * ranges [i0, i1) (x (m, k) -> a 64-byte aligned buffer of that size: the activations as bf16 hi + lo or
+ * int8 limbs for small m, int16 for w4a16 prefill), then qf_matmul on any row ranges [n0, n1) of W, e.g.
+ * one per thread, each with its own scratch of qf_scratch bytes (prefill: expanded / dequantized rows of W).
  * Matches el_ref_qmatmul to NMSE < 1e-6 (tests/unit/test_qkernels_float.c). */
 size_t edgellm_cpu_qf_prep_bytes(const void *w, el_dtype wt, int64_t m, int64_t k);
 size_t edgellm_cpu_qf_scratch(const void *w, el_dtype wt, int64_t m, int64_t k);
-void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, void *prep);
+void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t i0, int64_t i1,
+                         void *prep);
 void edgellm_cpu_qf_matmul(const float *x, const void *prep, int64_t m, int64_t k, const void *w, el_dtype wt,
                            int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
 

@@ -4,7 +4,8 @@
  * shapes with odd n, k not a multiple of the group, m from 1 (decode) to prefill sizes, with and
  * without bias, split row ranges; then the CPU backend's quantized matmul (2 threads). Decode (m <= 4)
  * represents the activations to ~2^-16 (bf16 hi + lo; w4a16: 22-bit integer limbs per chunk); prefill
- * rounds w4a16 weights to f16 tiles (~1e-7). NMSE <= 1e-5 is required (the task bound) and the worst
+ * rounds fp8 / nvfp4 weights to f16 tiles (~1e-7) and w4a16 activations to int16 per chunk of 128 (~1e-7
+ * here, error <= 2^-16 of the chunk's max |x|). NMSE <= 1e-5 is required (the task bound) and the worst
  * cases of decode and prefill are printed. fp8 with static activations has exact products (e4m3 x e4m3)
  * in both paths, so there the bound is 1e-10. */
 #include "backend/backend.h"
@@ -31,6 +32,15 @@ typedef struct qcase {
 
 static double g_worst = 0, g_worst_dec = 0, g_worst_fp8act = 0;
 static int g_ran = 0;
+/* 1: rows of x of very different magnitudes (1e-3 .. 1e3, one all zero, one ~1e-36 that needs the 2^96
+ * pre-scale of the w4a16 prefill activations) and the NMSE taken per row (the worst row) */
+static int g_rowscale = 0;
+
+static float row_scale(int64_t i) {
+    if (!g_rowscale) return 1.0f;
+    static const float sc[7] = {1.0f, 1e3f, 0.0f, 1e-36f, 1e-3f, 37.0f, 0.01f};
+    return sc[i % 7];
+}
 
 static void run_case(const qcase *c, int64_t m, int64_t n, int64_t k, bool with_bias) {
     float *w = malloc(sizeof(float) * (size_t)(n * k)), *x = malloc(sizeof(float) * (size_t)(m * k));
@@ -42,7 +52,7 @@ static void run_case(const qcase *c, int64_t m, int64_t n, int64_t k, bool with_
         w[i] = frand() * 0.05f;
     /* a few outlier input channels, as real activations have */
     for (int64_t i = 0; i < m * k; i++)
-        x[i] = frand() * ((i % k) % 97 == 3 ? 20.0f : 1.0f);
+        x[i] = frand() * ((i % k) % 97 == 3 ? 20.0f : 1.0f) * row_scale(i / k);
     for (int64_t j = 0; j < n; j++)
         bias[j] = frand();
     el_qopts o = el_qopts_default();
@@ -62,7 +72,9 @@ static void run_case(const qcase *c, int64_t m, int64_t n, int64_t k, bool with_
         void *prep = el_aligned_alloc(pb),
              *scr = el_aligned_alloc(edgellm_cpu_qf_scratch(q, c->t, m, k) + 64);
         CHECK(prep != NULL && scr != NULL);
-        edgellm_cpu_qf_prep(x, m, k, q, c->t, prep);
+        /* prepared in two row ranges, as the backend's threads do */
+        edgellm_cpu_qf_prep(x, m, k, q, c->t, 0, m / 2, prep);
+        edgellm_cpu_qf_prep(x, m, k, q, c->t, m / 2, m, prep);
         /* two row ranges split at an odd row, as threads get them */
         const int64_t mid = n / 3 | 1;
         edgellm_cpu_qf_matmul(x, prep, m, k, q, c->t, 0, mid < n ? mid : n, b, yk, ldy, scr);
@@ -72,8 +84,8 @@ static void run_case(const qcase *c, int64_t m, int64_t n, int64_t k, bool with_
         for (int64_t i = 0; i < m; i++)
             for (int64_t j = n; j < ldy; j++)
                 untouched_bad += yk[i * ldy + j] != 12345.0f;
-        double num = 0, den = 0;
-        for (int64_t i = 0; i < m; i++)
+        double num = 0, den = 0, worst = 0;
+        for (int64_t i = 0; i < m; i++) {
             for (int64_t j = 0; j < n; j++) {
                 /* without the bias, which would make the error look smaller */
                 const double r = (double)yr[i * ldy + j] - (b ? b[j] : 0),
@@ -81,7 +93,16 @@ static void run_case(const qcase *c, int64_t m, int64_t n, int64_t k, bool with_
                 num += isnan(d) ? INFINITY : d * d;
                 den += r * r;
             }
-        const double worst = num / den;
+            if (g_rowscale && i + 1 < m) { /* per row (a zero row must come out exact) */
+                const double e = den > 0 ? num / den : num > 0 ? INFINITY : 0;
+                if (e > worst) worst = e;
+                num = den = 0;
+            }
+        }
+        if (!g_rowscale || den > 0 || num > 0) {
+            const double e = den > 0 ? num / den : INFINITY;
+            if (e > worst) worst = e;
+        }
         const bool fp8act = c->t == EL_DTYPE_Q_FP8 && c->act_scale > 0;
         const double bound = fp8act ? 1e-10 : 1e-5;
         CHECKF(worst <= bound, "%s g=%lld zeros=%d act=%g m=%lld n=%lld k=%lld bias=%d: nmse %g > %g",
@@ -162,6 +183,30 @@ int main(void) {
                 const int64_t n = ns[(a + b + c) % 4];
                 run_case(&cases[c], ms[b], n, ks[a], (ci++ & 1) != 0);
             }
+    /* w4a16 prefill (int16 x, expanded tiles of 32 rows of W, register tiles of 6 rows of x): every tail of
+     * 6 in m, n with empty / partial second halves of a tile, odd k and k not a multiple of the group, with
+     * and without zero points; then rows of very different magnitudes */
+    {
+        const int64_t pm[] = {6, 7, 8, 9, 10, 11, 12, 13, 40};
+        const int64_t pn[] = {1, 16, 17, 33, 100};
+        const int64_t pk[] = {137, 256, 392};
+        const int64_t pg[] = {32, 64, 128};
+        for (size_t a = 0; a < sizeof pm / sizeof pm[0]; a++)
+            for (size_t gi = 0; gi < 3; gi++)
+                for (int z = 0; z < 2; z++) {
+                    if (quick && a % 3) continue;
+                    const qcase c = {EL_DTYPE_Q_W4A16, pg[gi], z != 0, 0};
+                    run_case(&c, pm[a], pn[(a + gi + (size_t)z) % 5], pk[(a + gi) % 3], (a + (size_t)z) % 2 == 0);
+                }
+        g_rowscale = 1;
+        for (size_t gi = 0; gi < 3; gi++)
+            for (int z = 0; z < 2; z++) {
+                const qcase c = {EL_DTYPE_Q_W4A16, pg[gi], z != 0, 0};
+                run_case(&c, 14, 37, 392, z != 0);
+                run_case(&c, 3, 37, 392, z == 0); /* decode: the same rows */
+            }
+        g_rowscale = 0;
+    }
     /* a group size the kernels do not take (24): prep_bytes says 0 and the backend uses the reference */
     {
         float w[24 * 3] = {0};

@@ -35,12 +35,13 @@ size_t edgellm_cpu_qf_prep_bytes(const void *w, el_dtype wt, int64_t m, int64_t 
     return el_qf_prep_size(&q, m);
 }
 
-void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, void *prep) {
+void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t i0, int64_t i1,
+                         void *prep) {
     el_qf_info q;
-    if (m <= 0 || !qf_enabled() || !el_qf_info_of(w, wt, k, &q)) return;
+    if (m <= 0 || i1 <= i0 || !qf_enabled() || !el_qf_info_of(w, wt, k, &q)) return;
     el_qf_prep_size(&q, m);
 #if defined(__x86_64__)
-    el_qf_prep_avx512(&q, x, m, prep);
+    el_qf_prep_avx512(&q, x, m, i0, i1, prep);
 #else
     (void)x;
     (void)prep;

@@ -14,6 +14,8 @@
  *        in three signed 8-bit limbs x = (x2 * 2^16 + x1 * 2^8 + x0) * d, each limb as 64 bytes of the
  *        even elements then 64 of the odd ones (384 bytes; ldx = nch * 192 16-bit units); after xs,
  *        f32 [m][nch] the chunk factors d.
+ *   w4a16 prefill (m > EL_QF_MDEC): int16 [m][kx], per chunk of 128 rne(x * 32767 / a) (a = the chunk's
+ *        max |x|, zero past k), then f32 [m][nch] the chunk factors a / 32767.
  *   xs   f32 [m][G] (w4a16): the sum of the (represented) x over each group, for the offset correction:
  *        the kernel dots the bf16 values 128 + q (0x4300 | q, no table) and subtracts
  *        sum_g s_g (128 + z_g) X_g once per row.
@@ -87,15 +89,28 @@ static inline bool el_qf_info_of(const void *w, el_dtype wt, int64_t k, el_qf_in
     return true;
 }
 
-/* m <= EL_QF_MDEC: the vdpbf16ps kernels on prepared activations; larger m (prefill): blocks of rows of
- * W dequantized to f32 (exactly the reference's values) into per-thread scratch and multiplied by the
- * dense f32 kernel (edgellm_cpu_matmul), i.e. each weight is expanded once for all m rows of x. */
+/* m <= EL_QF_MDEC: the vdpbf16ps / vpdpbusd kernels on prepared activations; larger m (prefill):
+ *   w4a16: x as int16 per chunk of 128 (xq = rne(x * 32767 / max |x|), f32 factor d = max |x| / 32767 per
+ *     row and chunk; error <= d / 2); EL_QF_W4P_ROWS rows of W expanded into per-thread scratch as int16
+ *     q - z, pairs of elements interleaved by row (the 16 rows of a vector side by side), and vpdpwssd
+ *     (32 int16 MACs per instruction, exact int32 sums per group) over all m rows of x;
+ *   fp8 / nvfp4: blocks of rows of W dequantized into per-thread scratch and multiplied by the dense
+ *     kernel (edgellm_cpu_matmul).
+ * Either way each weight is expanded once for all m rows of x. */
 #define EL_QF_MDEC 4
+#define EL_QF_W4P_ROWS 32 /* rows of W per expanded w4a16 prefill tile (two vectors of 16) */
 
-/* Prepared-activation sizes for m rows (each part 64-byte aligned). Prefill needs none except fp8 with
- * static activations (the f32 values of the e4m3 activations, m * k). */
+/* w4a16 prefill: elements per segment (one int32 sum per segment: one weight group and one x chunk) */
+static inline int64_t el_qf_w4p_seg(const el_qf_info *q) { return q->g < 128 ? q->g : 128; }
+
+/* Prepared-activation sizes for m rows (each part 64-byte aligned). Prefill: w4a16 the int16 x [m][kx] then
+ * f32 d [m][nch]; the others need none except fp8 with static activations (the f32 values of the e4m3
+ * activations, m * k). */
 static inline size_t el_qf_prep_size(el_qf_info *q, int64_t m) {
-    if (m > EL_QF_MDEC) {
+    if (m > EL_QF_MDEC && q->fmt == EL_QF_FMT_W4) {
+        q->xb_bytes = ((size_t)(m * q->kx) * 2 + 63) & ~(size_t)63;
+        q->xs_bytes = (size_t)(m * q->nch) * 4;
+    } else if (m > EL_QF_MDEC) {
         q->xb_bytes = q->act ? ((size_t)(m * q->k) * 4 + 63) & ~(size_t)63 : 64;
         q->xs_bytes = 0;
     } else {
@@ -112,11 +127,15 @@ static inline int64_t el_qf_rows_per_block(const el_qf_info *q) {
     return rb < 4 ? 4 : rb;
 }
 static inline size_t el_qf_scratch_size(const el_qf_info *q, int64_t m) {
-    return m > EL_QF_MDEC ? (size_t)(el_qf_rows_per_block(q) * q->k) * 4 + 64 : 0;
+    if (m <= EL_QF_MDEC) return 0;
+    if (q->fmt == EL_QF_FMT_W4) /* the int16 tile, then f32 scales [segments][rows] */
+        return (size_t)(EL_QF_W4P_ROWS * q->kx) * 2 + (size_t)(EL_QF_W4P_ROWS * (q->kx / el_qf_w4p_seg(q))) * 4 +
+               128;
+    return (size_t)(el_qf_rows_per_block(q) * q->k) * 4 + 64;
 }
 
 #if defined(__x86_64__)
-void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, void *prep);
+void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep);
 void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, int64_t m, int64_t n0,
                          int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
 #endif
