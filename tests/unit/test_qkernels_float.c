@@ -7,7 +7,9 @@
  * rounds fp8 / nvfp4 weights to f16 tiles (~1e-7) and w4a16 activations to int16 per chunk of 128 (~1e-7
  * here, error <= 2^-16 of the chunk's max |x|). NMSE <= 1e-5 is required (the task bound) and the worst
  * cases of decode and prefill are printed. fp8 with static activations has exact products (e4m3 x e4m3)
- * in both paths, so there the bound is 1e-10. */
+ * in both paths, so there the bound is 1e-10. All of it runs on each SIMD path this CPU has: AVX-512, then
+ * AVX2 (qfloat_avx2.c: decode w4a16 / nvfp4 with 22-bit limbs, fp8 exact e4m3 in f32; prefill f32
+ * dequantized rows) with and without AVX-VNNI. */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
@@ -163,15 +165,18 @@ static void backend_case(const qcase *c, int64_t m, int64_t n, int64_t k) {
     free(yb);
 }
 
-int main(void) {
-    const bool quick = getenv("EDGELLM_TEST_QUICK") != NULL;
-    const qcase cases[] = {
-        {EL_DTYPE_Q_W4A16, 128, false, 0},   {EL_DTYPE_Q_W4A16, 64, false, 0},
-        {EL_DTYPE_Q_W4A16, 32, false, 0},    {EL_DTYPE_Q_W4A16, 128, true, 0},
-        {EL_DTYPE_Q_W4A16, 32, true, 0},     {EL_DTYPE_Q_W4A16, 256, true, 0},
-        {EL_DTYPE_Q_W4A16, 16, false, 0},    {EL_DTYPE_Q_FP8, 128, false, 0},
-        {EL_DTYPE_Q_FP8, 128, false, 0.02f}, {EL_DTYPE_Q_NVFP4, 16, false, 0},
-    };
+static const qcase cases[] = {
+    {EL_DTYPE_Q_W4A16, 128, false, 0},   {EL_DTYPE_Q_W4A16, 64, false, 0},
+    {EL_DTYPE_Q_W4A16, 32, false, 0},    {EL_DTYPE_Q_W4A16, 128, true, 0},
+    {EL_DTYPE_Q_W4A16, 32, true, 0},     {EL_DTYPE_Q_W4A16, 256, true, 0},
+    {EL_DTYPE_Q_W4A16, 16, false, 0},    {EL_DTYPE_Q_FP8, 128, false, 0},
+    {EL_DTYPE_Q_FP8, 128, false, 0.02f}, {EL_DTYPE_Q_NVFP4, 16, false, 0},
+};
+
+/* every kernel case and the backend cases on the ISA in effect; returns the kernel cases run */
+static int kernel_cases(bool quick) {
+    g_ran = 0;
+    g_worst = g_worst_dec = g_worst_fp8act = 0;
     const int64_t ks[] = {128, 96, 200, 1000, 2048};
     const int64_t ms[] = {1, 2, 3, 4, 5, 37, 128};
     const int64_t ns[] = {7, 37, 64, 129};
@@ -223,6 +228,30 @@ int main(void) {
         backend_case(&cases[c], 1, 300, 512);
         if (!quick) backend_case(&cases[c], 40, 200, 384);
     }
+    return g_ran;
+}
+
+int main(void) {
+    const bool quick = getenv("EDGELLM_TEST_QUICK") != NULL;
+    /* each SIMD path this CPU has: AVX-512 (BF16 / VNNI where present), AVX2 with and without AVX-VNNI */
+    const el_cpu_isa best = el_cpu_isa_detect();
+    int total = 0;
+    for (int pass = 0; pass < 3; pass++) {
+        const el_cpu_isa isa = pass == 0 ? EL_ISA_AVX512 : EL_ISA_AVX2;
+        if (best < isa || (pass == 0 && best == EL_ISA_AVX2)) continue;
+        el_cpu_isa_set(isa);
+        if (pass == 2) setenv("EDGELLM_CPU_AVXVNNI", "0", 1);
+        const int ran = kernel_cases(quick);
+        if (pass == 2) unsetenv("EDGELLM_CPU_AVXVNNI");
+        total += ran;
+        if (ran)
+            printf("qkernels_float [%s%s]: %d kernel cases, worst nmse vs el_ref_qmatmul: decode %.3g, prefill "
+                   "%.3g, fp8 static activations %.3g\n",
+                   el_cpu_isa_name(isa), pass == 2 ? ", no AVX-VNNI" : "", ran, g_worst_dec, g_worst,
+                   g_worst_fp8act);
+        CHECKF(ran > 0 || isa < EL_ISA_AVX2, "%s: no kernel cases ran", el_cpu_isa_name(isa));
+    }
+    el_cpu_isa_set(best);
     /* the scalar ISA turns the kernels off (prep_bytes 0): the reference path */
     el_cpu_isa prev = el_cpu_isa_get();
     el_cpu_isa_set(EL_ISA_SCALAR);
@@ -237,12 +266,6 @@ int main(void) {
     }
     backend_case(&cases[0], 3, 40, 256);
     el_cpu_isa_set(prev);
-    if (g_ran)
-        printf(
-            "qkernels_float: %d kernel cases, worst nmse vs el_ref_qmatmul: decode %.3g, prefill %.3g, fp8 "
-            "static activations %.3g\n",
-            g_ran, g_worst_dec, g_worst, g_worst_fp8act);
-    else
-        printf("qkernels_float: no AVX-512 BF16 on this CPU: kernels skipped, reference path checked\n");
+    if (!total) printf("qkernels_float: no AVX2 on this CPU: kernels skipped, reference path checked\n");
     return t_finish("test_qkernels_float");
 }

@@ -1,8 +1,9 @@
 /* qfloat.c - dispatch of the weight-only / float-activation quantized matmul (w4a16, fp8, nvfp4):
- * the AVX-512 BF16 kernels of qfloat_avx512.c when the CPU and the ISA in effect allow them, else
- * prep_bytes says 0 and the caller runs the scalar reference el_ref_qmatmul. Compiled without ISA
+ * the AVX-512 BF16 kernels of qfloat_avx512.c when the CPU and the ISA in effect allow them, else the
+ * AVX2 + FMA + F16C kernels of qfloat_avx2.c (CPUs without AVX-512 BF16 / VNNI, or EDGELLM_CPU_ISA=avx2),
+ * else prep_bytes says 0 and the caller runs the scalar reference el_ref_qmatmul. Compiled without ISA
  * flags: only cpuid here. */
-#include "kernels/cpu/qfloat_impl.h"
+#include "kernels/cpu/qfloat_avx2.h"
 
 #include <stdatomic.h>
 
@@ -21,27 +22,49 @@ static bool has_avx512_bf16(void) {
 }
 #endif
 
-static bool qf_enabled(void) {
+enum { QF_NONE = 0, QF_AVX2 = 1, QF_AVX512 = 2 };
+
+/* the kernels for the ISA in effect (el_cpu_isa_get: detected, lowered by EDGELLM_CPU_ISA / el_cpu_isa_set) */
+static int qf_path(void) {
 #if defined(__x86_64__)
-    return el_cpu_isa_get() == EL_ISA_AVX512 && has_avx512_bf16() && __builtin_cpu_supports("avx512vnni");
+    const el_cpu_isa isa = el_cpu_isa_get();
+    if (isa == EL_ISA_AVX512 && has_avx512_bf16() && __builtin_cpu_supports("avx512vnni")) return QF_AVX512;
+    return isa >= EL_ISA_AVX2 ? QF_AVX2 : QF_NONE;
 #else
-    return false;
+    return QF_NONE;
 #endif
+}
+
+/* q for (w, wt, k) and the sizes of m rows on path p; false: the reference */
+static bool qf_setup(const void *w, el_dtype wt, int64_t m, int64_t k, el_qf_info *q, int *p, size_t *prep) {
+    *p = qf_path();
+    if (!w || m <= 0 || *p == QF_NONE || !el_qf_info_of(w, wt, k, q)) return false;
+#if defined(__x86_64__)
+    *prep = *p == QF_AVX512 ? el_qf_prep_size(q, m) : el_qf_sizes_avx2(q, m);
+#else
+    *prep = 0;
+#endif
+    return *prep > 0;
 }
 
 size_t edgellm_cpu_qf_prep_bytes(const void *w, el_dtype wt, int64_t m, int64_t k) {
     el_qf_info q;
-    if (!w || m <= 0 || !qf_enabled() || !el_qf_info_of(w, wt, k, &q)) return 0;
-    return el_qf_prep_size(&q, m);
+    int p;
+    size_t n;
+    return qf_setup(w, wt, m, k, &q, &p, &n) ? n : 0;
 }
 
 void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t i0, int64_t i1,
                          void *prep) {
     el_qf_info q;
-    if (m <= 0 || i1 <= i0 || !qf_enabled() || !el_qf_info_of(w, wt, k, &q)) return;
-    el_qf_prep_size(&q, m);
+    int p;
+    size_t n;
+    if (i1 <= i0 || !qf_setup(w, wt, m, k, &q, &p, &n)) return;
 #if defined(__x86_64__)
-    el_qf_prep_avx512(&q, x, m, i0, i1, prep);
+    if (p == QF_AVX512)
+        el_qf_prep_avx512(&q, x, m, i0, i1, prep);
+    else
+        el_qf_prep_avx2(&q, x, m, i0, i1, prep);
 #else
     (void)x;
     (void)prep;
@@ -50,17 +73,27 @@ void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el
 
 size_t edgellm_cpu_qf_scratch(const void *w, el_dtype wt, int64_t m, int64_t k) {
     el_qf_info q;
-    if (!w || m <= 0 || !qf_enabled() || !el_qf_info_of(w, wt, k, &q)) return 0;
-    return el_qf_scratch_size(&q, m);
+    int p;
+    size_t n;
+    if (!qf_setup(w, wt, m, k, &q, &p, &n)) return 0;
+#if defined(__x86_64__)
+    return p == QF_AVX512 ? el_qf_scratch_size(&q, m) : el_qf_scratch_avx2(&q, m);
+#else
+    return 0;
+#endif
 }
 
 void edgellm_cpu_qf_matmul(const float *x, const void *prep, int64_t m, int64_t k, const void *w, el_dtype wt,
                            int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     el_qf_info q;
-    if (m <= 0 || n1 <= n0 || !qf_enabled() || !el_qf_info_of(w, wt, k, &q)) return;
-    el_qf_prep_size(&q, m);
+    int p;
+    size_t n;
+    if (n1 <= n0 || !qf_setup(w, wt, m, k, &q, &p, &n)) return;
 #if defined(__x86_64__)
-    el_qf_matmul_avx512(&q, x, prep, m, n0, n1, bias, y, ldy, scratch);
+    if (p == QF_AVX512)
+        el_qf_matmul_avx512(&q, x, prep, m, n0, n1, bias, y, ldy, scratch);
+    else
+        el_qf_matmul_avx2(&q, x, prep, m, n0, n1, bias, y, ldy, scratch);
 #else
     (void)x;
     (void)scratch;

@@ -24,7 +24,10 @@
 #if defined(__x86_64__)
 #include "kernels/cpu/avx2_util.h"
 
+#include <cpuid.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stdlib.h>
 
 #define AI EL_AVX2_AI
 
@@ -169,6 +172,7 @@ typedef struct kc {
     __m256i sidx[2]; /* per-lane group scales (g <= 64): lane l of half h -> entry    */
     float sfac;      /* nvfp4: the global scale * 256 / 2 (e4m3 via f16; 2 e2m1), else 1 */
     int64_t gpc;     /* groups per chunk (g <= 128), else 0                             */
+    int64_t cpg;     /* chunks per group (g >= 128), else 0                             */
 } kc;
 
 /* 8 scale entries of row j from entry e (w4a16 f16, nvfp4 e4m3 * sfac), zero past the row's G */
@@ -226,20 +230,45 @@ AI __m256 limbs_f32(__m256i a0, __m256i a1, __m256i a2) {
                            _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(a1, 8), a0)));
 }
 
+/* acc += u8 a x s8 b over 4-byte groups (AVX-VNNI, VEX encoded; only run where cpuid has it). Inline asm:
+ * this file is compiled for plain AVX2. */
+AI __m256i dpbusd_vex(__m256i acc, __m256i a, __m256i b) {
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+    return acc;
+}
+
+/* int32 lane l = sum over the n (2 or 4) pairs p of the products of the bytes 4 l .. 4 l + 3 of w[p] (u8)
+ * and of the 32 bytes at x + xo[p] (s8): vpdpbusd (VN) or vpmaddubsw + vpmaddwd, whose int16 sums stay
+ * below 4 * 2 * 24 * 128 < 2^15 here (exact either way) */
+AI __m256i limb_dot(const int VN, const int n, const __m256i *w, const uint8_t *x, const int *xo) {
+    if (VN) {
+        __m256i a = _mm256_setzero_si256();
+        for (int p = 0; p < n; p++)
+            a = dpbusd_vex(a, w[p], _mm256_loadu_si256((const __m256i *)(x + xo[p])));
+        return a;
+    }
+    __m256i s = _mm256_maddubs_epi16(w[0], _mm256_loadu_si256((const __m256i *)(x + xo[0])));
+    for (int p = 1; p < n; p++)
+        s = _mm256_add_epi16(s, _mm256_maddubs_epi16(w[p], _mm256_loadu_si256((const __m256i *)(x + xo[p]))));
+    return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
+}
+
 /* one row j of W against MR rows of x: out[i] = sum_c W[j, c] x[i, c] (+ bias). SM: 0 one scale per chunk
- * (g >= 128), 1 per-lane scales (g <= 64, nvfp4). */
+ * (g >= 128), 1 per-lane scales (g <= 64, nvfp4). VN: AVX-VNNI. */
 AI void limb_row(const el_qf_info *q, const kc *K, const uint8_t *xb, const float *xs, int64_t m, int64_t j,
-                 const int MR, const int FMT, const int SM, const float *bias, float *y, int64_t ldy) {
+                 const int MR, const int FMT, const int SM, const int VN, const float *bias, float *y,
+                 int64_t ldy) {
     const int64_t nch = q->nch, ldx = q->ldx;
     const float *xg = xs, *xd = xs + m * q->G;
     const uint8_t *wr = q->qs + j * q->rowb;
     const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
-    const __m256i nm = _mm256_set1_epi8(0x0f), ones = _mm256_set1_epi16(1);
+    const __m256i nm = _mm256_set1_epi8(0x0f);
     __m256 tot[4];
     for (int i = 0; i < MR; i++)
         tot[i] = _mm256_setzero_ps();
     for (int64_t c = 0; c < nch; c++) {
         const uint8_t *wp = wr + c * 64;
+        __builtin_prefetch(wp + 2048, 0, 0); /* the stream through W, ahead of the hardware prefetcher */
         __m256i w0, w1;
         if (c < nch - 1) {
             w0 = _mm256_loadu_si256((const __m256i *)wp);
@@ -260,7 +289,7 @@ AI void limb_row(const el_qf_info *q, const kc *K, const uint8_t *xb, const floa
             }
         __m256 sv[2];
         if (SM == 0) {
-            sv[0] = _mm256_set1_ps(_cvtsh_ss(s16[c * 128 / q->g]));
+            sv[0] = _mm256_set1_ps(_cvtsh_ss(s16[K->cpg == 1 ? c : c / K->cpg])); /* no idiv for g = 128 */
         } else if (K->gpc == 16) {
             sv[0] = scales8(q, K, j, c * 16, FMT);
             sv[1] = scales8(q, K, j, c * 16 + 8, FMT);
@@ -272,30 +301,20 @@ AI void limb_row(const el_qf_info *q, const kc *K, const uint8_t *xb, const floa
         for (int i = 0; i < MR; i++) {
             const uint8_t *xp = xb + i * ldx + c * 384;
             const __m256 d = _mm256_set1_ps(xd[i * nch + c]);
-            if (SM == 0) { /* both halves in one group: int16 sums of 4 products pairs <= 4 * 3840 */
+            if (SM == 0) { /* both halves in one group */
+                const __m256i wv[4] = {we[0], we[1], wo[0], wo[1]};
+                const int xo[4] = {0, 32, 64, 96};
                 __m256i a[3];
-                for (int l = 0; l < 3; l++) {
-                    const uint8_t *p = xp + 128 * l;
-                    __m256i s = _mm256_add_epi16(
-                        _mm256_maddubs_epi16(we[0], _mm256_loadu_si256((const __m256i *)p)),
-                        _mm256_maddubs_epi16(we[1], _mm256_loadu_si256((const __m256i *)(p + 32))));
-                    s = _mm256_add_epi16(
-                        s, _mm256_add_epi16(
-                               _mm256_maddubs_epi16(wo[0], _mm256_loadu_si256((const __m256i *)(p + 64))),
-                               _mm256_maddubs_epi16(wo[1], _mm256_loadu_si256((const __m256i *)(p + 96)))));
-                    a[l] = _mm256_madd_epi16(s, ones);
-                }
+                for (int l = 0; l < 3; l++)
+                    a[l] = limb_dot(VN, 4, wv, xp + 128 * l, xo);
                 tot[i] = _mm256_fmadd_ps(limbs_f32(a[0], a[1], a[2]), _mm256_mul_ps(sv[0], d), tot[i]);
             } else {
                 for (int h = 0; h < 2; h++) {
+                    const __m256i wv[2] = {we[h], wo[h]};
+                    const int xo[2] = {32 * h, 64 + 32 * h};
                     __m256i a[3];
-                    for (int l = 0; l < 3; l++) {
-                        const uint8_t *p = xp + 128 * l + 32 * h;
-                        const __m256i s = _mm256_add_epi16(
-                            _mm256_maddubs_epi16(we[h], _mm256_loadu_si256((const __m256i *)p)),
-                            _mm256_maddubs_epi16(wo[h], _mm256_loadu_si256((const __m256i *)(p + 64))));
-                        a[l] = _mm256_madd_epi16(s, ones);
-                    }
+                    for (int l = 0; l < 3; l++)
+                        a[l] = limb_dot(VN, 2, wv, xp + 128 * l, xo);
                     tot[i] = _mm256_fmadd_ps(limbs_f32(a[0], a[1], a[2]), _mm256_mul_ps(sv[h], d), tot[i]);
                 }
             }
@@ -310,16 +329,48 @@ AI void limb_row(const el_qf_info *q, const kc *K, const uint8_t *xb, const floa
 }
 
 AI void limb_rows(const el_qf_info *q, const kc *K, const uint8_t *xb, const float *xs, int64_t m, int64_t n0,
-                  int64_t n1, const int MR, const float *bias, float *y, int64_t ldy) {
+                  int64_t n1, const int MR, const int VN, const float *bias, float *y, int64_t ldy) {
     const bool sm0 = q->fmt == EL_QF_FMT_W4 && q->g >= 128;
     for (int64_t j = n0; j < n1; j++) {
         if (q->fmt == EL_QF_FMT_NV4)
-            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_NV4, 1, bias, y, ldy);
+            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_NV4, 1, VN, bias, y, ldy);
         else if (sm0)
-            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_W4, 0, bias, y, ldy);
+            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_W4, 0, VN, bias, y, ldy);
         else
-            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_W4, 1, bias, y, ldy);
+            limb_row(q, K, xb, xs, m, j, MR, EL_QF_FMT_W4, 1, VN, bias, y, ldy);
     }
+}
+
+AI void limb_rows_m(const el_qf_info *q, const kc *K, const uint8_t *xb, const float *xs, int64_t m,
+                    int64_t n0, int64_t n1, const int VN, const float *bias, float *y, int64_t ldy) {
+    switch (m) {
+    case 4:
+        limb_rows(q, K, xb, xs, m, n0, n1, 4, VN, bias, y, ldy);
+        break;
+    case 3:
+        limb_rows(q, K, xb, xs, m, n0, n1, 3, VN, bias, y, ldy);
+        break;
+    case 2:
+        limb_rows(q, K, xb, xs, m, n0, n1, 2, VN, bias, y, ldy);
+        break;
+    default:
+        limb_rows(q, K, xb, xs, m, n0, n1, 1, VN, bias, y, ldy);
+        break;
+    }
+}
+
+/* AVX-VNNI (cpuid 7.1 eax bit 4), unless EDGELLM_CPU_AVXVNNI=0 (read on every call: tests and benchmarks
+ * compare both paths) */
+static bool use_avxvnni(void) {
+    static _Atomic int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        v = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)) ? 1 : 0;
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    const char *e = getenv("EDGELLM_CPU_AVXVNNI");
+    return v == 1 && !(e && !strcmp(e, "0"));
 }
 
 static void limb_matmul(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
@@ -332,6 +383,7 @@ static void limb_matmul(const el_qf_info *q, const void *prep, int64_t m, int64_
     K.nvtab = _mm256_loadu_si256((const __m256i *)tab);
     K.sfac = q->fmt == EL_QF_FMT_NV4 ? q->gscale * 128.0f : 1.0f;
     K.gpc = q->g <= 128 ? 128 / q->g : 0;
+    K.cpg = q->g >= 128 ? q->g / 128 : 0;
     if (K.gpc && K.gpc < 16) {
         int32_t ix[2][8];
         for (int h = 0; h < 2; h++)
@@ -342,20 +394,10 @@ static void limb_matmul(const el_qf_info *q, const void *prep, int64_t m, int64_
     }
     const uint8_t *xb = prep;
     const float *xs = (const float *)(xb + q->xb_bytes);
-    switch (m) {
-    case 4:
-        limb_rows(q, &K, xb, xs, m, n0, n1, 4, bias, y, ldy);
-        break;
-    case 3:
-        limb_rows(q, &K, xb, xs, m, n0, n1, 3, bias, y, ldy);
-        break;
-    case 2:
-        limb_rows(q, &K, xb, xs, m, n0, n1, 2, bias, y, ldy);
-        break;
-    default:
-        limb_rows(q, &K, xb, xs, m, n0, n1, 1, bias, y, ldy);
-        break;
-    }
+    if (use_avxvnni())
+        limb_rows_m(q, &K, xb, xs, m, n0, n1, 1, bias, y, ldy);
+    else
+        limb_rows_m(q, &K, xb, xs, m, n0, n1, 0, bias, y, ldy);
 }
 
 /* ---- decode: fp8 -------------------------------------------------------------------------------- */
@@ -366,34 +408,46 @@ AI void e4m3x16(__m128i b, __m256 *lo, __m256 *hi) {
     *hi = el_avx2_e4m3x8(_mm_unpackhi_epi64(b, b));
 }
 
+/* acc[i][u % NA] += 16 e4m3 codes (b, as value / 256) x 16 floats of x row i (stride k; n valid, <= 16) */
+AI void fp8_fma16(__m128i b, const float *x, int64_t k, int64_t n, const int MR, const int NA, const int u0,
+                  __m256 (*acc)[4]) {
+    __m256 lo, hi;
+    e4m3x16(b, &lo, &hi);
+    for (int i = 0; i < MR; i++) {
+        const __m256 x0 = n >= 16 ? _mm256_loadu_ps(x + i * k) : el_avx2_load_ps_n(x + i * k, n);
+        const __m256 x1 = n >= 16 ? _mm256_loadu_ps(x + i * k + 8) : el_avx2_load_ps_n(x + i * k + 8, n - 8);
+        acc[i][u0 % NA] = _mm256_fmadd_ps(lo, x0, acc[i][u0 % NA]);
+        acc[i][(u0 + 1) % NA] = _mm256_fmadd_ps(hi, x1, acc[i][(u0 + 1) % NA]);
+    }
+}
+
+/* NA independent FMA chains per row of x (4 for m <= 2: one chain's latency would bound the loop) */
 AI void fp8_row(const el_qf_info *q, const float *x, int64_t j, const int MR, const float *bias, float *y,
                 int64_t ldy) {
-    const int64_t k = q->k, kv = k & ~(int64_t)15;
+    const int NA = MR <= 2 ? 4 : 2;
+    const int64_t k = q->k;
     const uint8_t *wr = q->qs + j * q->rowb;
-    __m256 t0[4], t1[4];
+    __m256 acc[4][4];
     for (int i = 0; i < MR; i++)
-        t0[i] = t1[i] = _mm256_setzero_ps();
-    for (int64_t c = 0; c < kv; c += 16) {
-        __m256 lo, hi;
-        e4m3x16(_mm_loadu_si128((const __m128i *)(wr + c)), &lo, &hi);
-        for (int i = 0; i < MR; i++) {
-            t0[i] = _mm256_fmadd_ps(lo, _mm256_loadu_ps(x + i * k + c), t0[i]);
-            t1[i] = _mm256_fmadd_ps(hi, _mm256_loadu_ps(x + i * k + c + 8), t1[i]);
-        }
+        for (int u = 0; u < 4; u++)
+            acc[i][u] = _mm256_setzero_ps();
+    int64_t c = 0;
+    for (; c + 32 <= k; c += 32) {
+        fp8_fma16(_mm_loadu_si128((const __m128i *)(wr + c)), x + c, k, 16, MR, NA, 0, acc);
+        fp8_fma16(_mm_loadu_si128((const __m128i *)(wr + c + 16)), x + c + 16, k, 16, MR, NA, 2, acc);
     }
-    if (kv < k) {
+    for (; c < k; c += 16) {
+        const int64_t n = k - c < 16 ? k - c : 16;
         uint8_t t[16] = {0};
-        memcpy(t, wr + kv, (size_t)(k - kv));
-        __m256 lo, hi;
-        e4m3x16(_mm_loadu_si128((const __m128i *)t), &lo, &hi);
-        for (int i = 0; i < MR; i++) {
-            t0[i] = _mm256_fmadd_ps(lo, el_avx2_load_ps_n(x + i * k + kv, k - kv), t0[i]);
-            t1[i] = _mm256_fmadd_ps(hi, el_avx2_load_ps_n(x + i * k + kv + 8, k - kv - 8), t1[i]);
-        }
+        memcpy(t, wr + c, (size_t)n);
+        fp8_fma16(_mm_loadu_si128((const __m128i *)t), x + c, k, n, MR, NA, 0, acc);
     }
     const float rs = ((const float *)q->sc)[j] * q->post * 256.0f;
     for (int i = 0; i < MR; i++) {
-        const float v = el_avx2_hsum_ps(_mm256_add_ps(t0[i], t1[i])) * rs;
+        __m256 s = acc[i][0];
+        for (int u = 1; u < NA; u++)
+            s = _mm256_add_ps(s, acc[i][u]);
+        const float v = el_avx2_hsum_ps(s) * rs;
         y[i * ldy + j] = bias ? v + bias[j] : v;
     }
 }
