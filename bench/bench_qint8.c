@@ -1,11 +1,13 @@
-/* bench_qint8.c - the quantized matmuls (int8 activations: w8a8, q8_0, q4_0; and w4a16 g128, symmetric,
- * float activations) through the CPU backend on
+/* bench_qint8.c - the quantized matmuls (int8 activations: w8a8, q8_0, q4_0; and float activations: w4a16
+ * g128 symmetric, fp8 per-channel weight-only, nvfp4) through the CPU backend on
  * the linears of a Qwen3-0.6B-shaped layer (q 2048x1024, k/v 1024x1024, o 1024x2048, gate/up 3072x1024,
  * down 1024x3072), copied into L layers so the weights do not fit in the cache:
  *   decode  m = 1 over all layers: GB/s of weights read (compare with bench_membw)
  *   prefill m = P over one layer (weights in cache or not, the x side dominates): GMAC/s
  * With 1 thread the times are the thread's CPU time (less disturbed on a shared machine).
- * usage: bench_qint8 [threads (2)] [layers (16)] [prefill m (512)] [formats: w8a8,q8_0,q4_0,w4a16] */
+ * EDGELLM_CPU_ISA=scalar|avx2|avx512 picks the kernels (scalar: el_ref_qmatmul).
+ * usage: bench_qint8 [threads (2)] [layers (16)] [prefill m (512)] [formats (w8a8,q8_0,q4_0): any of those and
+ *        w4a16,fp8,nvfp4] */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
@@ -50,8 +52,9 @@ int main(int argc, char **argv) {
     if (!x || !y || !wf) return 1;
     for (int64_t i = 0; i < P * 3072; i++)
         x[i] = frand();
-    const el_dtype all[4] = {EL_DTYPE_Q_W8A8, EL_DTYPE_Q8_0, EL_DTYPE_Q4_0, EL_DTYPE_Q_W4A16};
-    for (int f = 0; f < 4; f++) {
+    const el_dtype all[6] = {EL_DTYPE_Q_W8A8,  EL_DTYPE_Q8_0, EL_DTYPE_Q4_0,
+                             EL_DTYPE_Q_W4A16, EL_DTYPE_Q_FP8, EL_DTYPE_Q_NVFP4};
+    for (int f = 0; f < 6; f++) {
         const el_dtype wt = all[f];
         if (!strstr(fmts, el_dtype_name(wt))) continue;
         void *w[NLIN];

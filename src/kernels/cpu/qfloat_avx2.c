@@ -403,9 +403,11 @@ static void limb_matmul(const el_qf_info *q, const void *prep, int64_t m, int64_
 /* ---- decode: fp8 -------------------------------------------------------------------------------- */
 
 /* 16 e4m3 codes -> two vectors of f32 values / 256 */
-AI void e4m3x16(__m128i b, __m256 *lo, __m256 *hi) {
-    *lo = el_avx2_e4m3x8(b);
-    *hi = el_avx2_e4m3x8(_mm_unpackhi_epi64(b, b));
+AI void e4m3x16(__m128i b, __m256 *lo, __m256 *hi) { /* el_avx2_e4m3x8 on 16 codes at once */
+    const __m256i h =
+        _mm256_and_si256(_mm256_slli_epi16(_mm256_cvtepi8_epi16(b), 7), _mm256_set1_epi16((short)0xbf80));
+    *lo = _mm256_cvtph_ps(_mm256_castsi256_si128(h));
+    *hi = _mm256_cvtph_ps(_mm256_extracti128_si256(h, 1));
 }
 
 /* acc[i][u % NA] += 16 e4m3 codes (b, as value / 256) x 16 floats of x row i (stride k; n valid, <= 16) */

@@ -77,6 +77,9 @@ static inline __attribute__((always_inline)) void tile(const int R, const int T,
         __m256i xv[2];
         for (int t = 0; t < T; t++)
             xv[t] = _mm256_load_si256((const __m256i *)(x + t * kp + c));
+        if (R == 4) /* the next tile (rows 4..7: 4 k contiguous bytes), 128 bytes of it per step */
+            for (int o = 0; o < 128; o += 64)
+                _mm_prefetch((const char *)(w + 4 * k + 4 * c + o), _MM_HINT_T0);
         for (int r = 0; r < R; r++) {
             const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + r * k + c)), aw = _mm256_abs_epi8(wv);
             for (int t = 0; t < T; t++)
