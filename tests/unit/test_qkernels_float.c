@@ -188,12 +188,12 @@ static int kernel_cases(bool quick) {
                 const int64_t n = ns[(a + b + c) % 4];
                 run_case(&cases[c], ms[b], n, ks[a], (ci++ & 1) != 0);
             }
-    /* w4a16 prefill (int16 x, expanded tiles of 32 rows of W, register tiles of 6 rows of x): every tail of
-     * 6 in m, n with empty / partial second halves of a tile, odd k and k not a multiple of the group, with
+    /* w4a16 prefill (int16 x, expanded tiles of 64 rows of W, register tiles of 6 rows of x): every tail of
+     * 6 in m, n with empty / partial vectors of a tile, odd k and k not a multiple of the group, with
      * and without zero points; then rows of very different magnitudes */
     {
         const int64_t pm[] = {6, 7, 8, 9, 10, 11, 12, 13, 40};
-        const int64_t pn[] = {1, 16, 17, 33, 100};
+        const int64_t pn[] = {1, 16, 17, 33, 100, 130};
         const int64_t pk[] = {137, 256, 392};
         const int64_t pg[] = {32, 64, 128};
         for (size_t a = 0; a < sizeof pm / sizeof pm[0]; a++)
@@ -201,7 +201,7 @@ static int kernel_cases(bool quick) {
                 for (int z = 0; z < 2; z++) {
                     if (quick && a % 3) continue;
                     const qcase c = {EL_DTYPE_Q_W4A16, pg[gi], z != 0, 0};
-                    run_case(&c, pm[a], pn[(a + gi + (size_t)z) % 5], pk[(a + gi) % 3], (a + (size_t)z) % 2 == 0);
+                    run_case(&c, pm[a], pn[(a + gi + (size_t)z) % 6], pk[(a + gi) % 3], (a + (size_t)z) % 2 == 0);
                 }
         g_rowscale = 1;
         for (size_t gi = 0; gi < 3; gi++)

@@ -19,10 +19,10 @@
  *   Tiles of MR (<= 4) rows of x by NR (8, 4 or 1) rows of W (one W load and expansion for all MR rows).
  * Prefill (m > EL_QF_MDEC):
  *   w4a16: w4p_gemm below. x per row and chunk of 128 as int16 (rne(x * 32767 / max |x|), error <= 2^-16
- *     of the chunk's max |x|); 32 rows of W expanded once into scratch as int16 q - z, per pair of elements
+ *     of the chunk's max |x|); 64 rows of W expanded once into scratch as int16 q - z, per pair of elements
  *     one dword per row (16 rows in the 16 lanes of a vector), so that one vpdpwssd with a broadcast pair of
- *     x makes 32 products for 16 rows; register tiles of 6 rows of x by 32 rows of W (12 int32 sums),
- *     converted to f32 once per group (x scale * group scale). ~85% of the vpdpwssd issue rate.
+ *     x makes 32 products for 16 rows; register tiles of 6 rows of x by 64 rows of W (24 int32 sums),
+ *     converted to f32 once per group (x scale * group scale). ~86% of the vpdpwssd issue rate.
  *   fp8 / nvfp4: qf_gemm (dequantized f16 tiles and the dense kernel). */
 #include "kernels/cpu/qfloat_impl.h"
 
@@ -701,10 +701,10 @@ AI VI dpwssd(VI acc, VI a, VI b) {
     return acc;
 }
 
-/* Rows j0 .. j0 + nr - 1 (nr <= EL_QF_W4P_ROWS) of W into tile: per pair p (elements 2 p, 2 p + 1) 32
- * dwords, dword r = (q - z) of element 2 p in the low and of 2 p + 1 in the high 16 bits for row j0 + r
- * (rows >= nr: 0); sc[s][r] the f32 scale of row j0 + r for segment s. One 4-byte gather per 16 rows
- * gives 4 pairs (8 elements, one group: g is a multiple of 8). */
+/* Rows j0 .. j0 + nr - 1 (nr <= EL_QF_W4P_ROWS) of W into tile: per pair p (elements 2 p, 2 p + 1)
+ * EL_QF_W4P_ROWS dwords, dword r = (q - z) of element 2 p in the low and of 2 p + 1 in the high 16 bits
+ * for row j0 + r (rows >= nr: 0); sc[s][r] the f32 scale of row j0 + r for segment s. One 4-byte gather
+ * per 16 rows gives 4 pairs (8 elements, one group: g is a multiple of 8). */
 static void w4p_expand(const el_qf_info *q, int64_t j0, int nr, int32_t *tile, float *sc) {
     const int64_t rowb = q->rowb, G = q->G, g = q->g, seg = el_qf_w4p_seg(q), nseg = q->G * g / seg;
     const VI offs = _mm512_mullo_epi32(_mm512_set_epi32(15, 14, 13, 12, 11, 10, 9, 8, 7, 6, 5, 4, 3, 2, 1, 0),
@@ -737,50 +737,55 @@ static void w4p_expand(const el_qf_info *q, int64_t j0, int nr, int32_t *tile, f
                 r < nr ? _cvtsh_ss(((const uint16_t *)q->sc)[(j0 + r) * G + s * seg / g]) : 0.0f;
 }
 
-/* MR rows of x (int16, stride kx; factors xd, stride nch) times the expanded tile of 32 rows: per segment
- * exact int32 sums (|q - z| <= 15, |xq| <= 32767: < 2^31 up to 128 elements), then in f32 times
- * scale * d. y[i][j0 + r] for r < nr, plus bias. */
+#define W4P_MR 6                     /* rows of x per register tile                      */
+#define W4P_NV (EL_QF_W4P_ROWS / 16) /* vectors of 16 rows of W per register tile (4)    */
+
+/* MR rows of x (int16, stride kx; factors xd, stride nch) times the expanded tile of EL_QF_W4P_ROWS rows:
+ * per segment exact int32 sums (|q - z| <= 15, |xq| <= 32767: < 2^31 up to 128 elements), MR * W4P_NV
+ * accumulators (24 of the 32 registers), then in f32 times scale * d. y[i][j0 + r] for r < nr, plus bias. */
 AI void w4p_tile(const el_qf_info *q, const int16_t *xq, const float *xd, const int32_t *tile, const float *sc,
                  const int MR, int nr, const float *bias, float *y, int64_t ldy) {
     const int64_t seg = el_qf_w4p_seg(q), nseg = q->G * q->g / seg, kx = q->kx, nch = q->nch;
-    VF f[6][2];
+    VF f[W4P_MR][W4P_NV];
     for (int i = 0; i < MR; i++)
-        f[i][0] = f[i][1] = _mm512_setzero_ps();
+        for (int v = 0; v < W4P_NV; v++)
+            f[i][v] = _mm512_setzero_ps();
     const int32_t *x32 = (const int32_t *)xq;
     for (int64_t s = 0; s < nseg; s++) {
-        VI a[6][2];
+        VI a[W4P_MR][W4P_NV];
         for (int i = 0; i < MR; i++)
-            a[i][0] = a[i][1] = _mm512_setzero_si512();
+            for (int v = 0; v < W4P_NV; v++)
+                a[i][v] = _mm512_setzero_si512();
         const int32_t *tp = tile + s * (seg / 2) * EL_QF_W4P_ROWS, *xp = x32 + s * (seg / 2);
         for (int64_t p = 0; p < seg / 2; p++) {
-            const VI w0 = _mm512_load_si512(tp + p * EL_QF_W4P_ROWS),
-                     w1 = _mm512_load_si512(tp + p * EL_QF_W4P_ROWS + 16);
+            VI w[W4P_NV];
+            for (int v = 0; v < W4P_NV; v++)
+                w[v] = _mm512_load_si512(tp + p * EL_QF_W4P_ROWS + 16 * v);
             for (int i = 0; i < MR; i++) {
                 const VI xv = _mm512_set1_epi32(xp[i * (kx / 2) + p]);
-                a[i][0] = dpwssd(a[i][0], w0, xv);
-                a[i][1] = dpwssd(a[i][1], w1, xv);
+                for (int v = 0; v < W4P_NV; v++)
+                    a[i][v] = dpwssd(a[i][v], w[v], xv);
             }
         }
-        const VF s0 = _mm512_load_ps(sc + s * EL_QF_W4P_ROWS), s1 = _mm512_load_ps(sc + s * EL_QF_W4P_ROWS + 16);
         const int64_t c = s * seg / 128;
-        for (int i = 0; i < MR; i++) {
-            const VF d = _mm512_set1_ps(xd[i * nch + c]);
-            f[i][0] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[i][0]), _mm512_mul_ps(s0, d), f[i][0]);
-            f[i][1] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[i][1]), _mm512_mul_ps(s1, d), f[i][1]);
+        for (int v = 0; v < W4P_NV; v++) {
+            const VF sv = _mm512_load_ps(sc + s * EL_QF_W4P_ROWS + 16 * v);
+            for (int i = 0; i < MR; i++)
+                f[i][v] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[i][v]),
+                                          _mm512_mul_ps(sv, _mm512_set1_ps(xd[i * nch + c])), f[i][v]);
         }
     }
-    const __mmask16 m0 = nr >= 16 ? (__mmask16)0xffff : (__mmask16)((1u << nr) - 1),
-                    m1 = nr >= 32 ? (__mmask16)0xffff : nr <= 16 ? 0 : (__mmask16)((1u << (nr - 16)) - 1);
-    const VF b0 = bias ? _mm512_maskz_loadu_ps(m0, bias) : _mm512_setzero_ps(),
-             b1 = bias ? _mm512_maskz_loadu_ps(m1, bias + 16) : _mm512_setzero_ps();
-    for (int i = 0; i < MR; i++) {
-        _mm512_mask_storeu_ps(y + i * ldy, m0, _mm512_add_ps(f[i][0], b0));
-        _mm512_mask_storeu_ps(y + i * ldy + 16, m1, _mm512_add_ps(f[i][1], b1));
+    for (int v = 0; v < W4P_NV; v++) {
+        const int nv = nr - 16 * v < 0 ? 0 : nr - 16 * v > 16 ? 16 : nr - 16 * v;
+        const __mmask16 mk = (__mmask16)((1u << nv) - 1);
+        const VF bv = bias ? _mm512_maskz_loadu_ps(mk, bias + 16 * v) : _mm512_setzero_ps();
+        for (int i = 0; i < MR; i++)
+            _mm512_mask_storeu_ps(y + i * ldy + 16 * v, mk, _mm512_add_ps(f[i][v], bv));
     }
 }
 
-/* rows [n0, n1) of y for all m rows of x: per tile of 32 rows of W, expanded once into scratch, all rows
- * of x in register tiles of 6 */
+/* rows [n0, n1) of y for all m rows of x: per tile of EL_QF_W4P_ROWS rows of W, expanded once into
+ * scratch, all rows of x in register tiles of W4P_MR */
 static void w4p_gemm(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1, const float *bias,
                      float *y, int64_t ldy, void *scr) {
     const int16_t *xq = prep;
@@ -792,8 +797,8 @@ static void w4p_gemm(const el_qf_info *q, const void *prep, int64_t m, int64_t n
         w4p_expand(q, jb, nr, tile, sc);
         const float *bj = bias ? bias + jb : NULL;
         int64_t i = 0;
-        for (; i + 6 <= m; i += 6)
-            w4p_tile(q, xq + i * q->kx, xd + i * q->nch, tile, sc, 6, nr, bj, y + i * ldy + jb, ldy);
+        for (; i + W4P_MR <= m; i += W4P_MR)
+            w4p_tile(q, xq + i * q->kx, xd + i * q->nch, tile, sc, W4P_MR, nr, bj, y + i * ldy + jb, ldy);
         switch (m - i) {
 #define W4P_TAIL(R)                                                                                          \
     case R:                                                                                                  \

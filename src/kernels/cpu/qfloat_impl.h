@@ -98,7 +98,7 @@ static inline bool el_qf_info_of(const void *w, el_dtype wt, int64_t k, el_qf_in
  *     kernel (edgellm_cpu_matmul).
  * Either way each weight is expanded once for all m rows of x. */
 #define EL_QF_MDEC 4
-#define EL_QF_W4P_ROWS 32 /* rows of W per expanded w4a16 prefill tile (two vectors of 16) */
+#define EL_QF_W4P_ROWS 64 /* rows of W per expanded w4a16 prefill tile (four vectors of 16) */
 
 /* w4a16 prefill: elements per segment (one int32 sum per segment: one weight group and one x chunk) */
 static inline int64_t el_qf_w4p_seg(const el_qf_info *q) { return q->g < 128 ? q->g : 128; }
