@@ -46,9 +46,19 @@ size_t el_qf_sizes_avx2(el_qf_info *q, int64_t m) {
         q->ldx = q->nch * 384;
         q->xb_bytes = pad64((size_t)(m * q->ldx));
         q->xs_bytes = (size_t)(m * (q->G + q->nch)) * 4;
+    } else if (q->fmt == EL_QF_FMT_W4) {
+        q->ldx = q->kx;
+        q->xb_bytes = pad64((size_t)(m * q->kx) * 2);
+        q->xs_bytes = (size_t)(m * q->nch) * 4;
     }
     return q->xb_bytes + q->xs_bytes;
 }
+
+/* w4a16 prefill: elements per segment (one exact int32 sum per row and token: one group, one chunk of x) */
+static int64_t w4p_seg(const el_qf_info *q) {
+    return q->g < 128 ? q->g : 128;
+}
+#define W4P_ROWS 16 /* rows of W per expanded int16 tile (two vectors of 8) */
 
 /* prefill: rows of W per dequantized block (~1 MiB of f32, a multiple of 4) */
 static int64_t rows_per_block(const el_qf_info *q) {
@@ -57,7 +67,10 @@ static int64_t rows_per_block(const el_qf_info *q) {
 }
 
 size_t el_qf_scratch_avx2(const el_qf_info *q, int64_t m) {
-    return m > EL_QF_MDEC ? (size_t)(rows_per_block(q) * q->k) * 4 + 64 : 0;
+    if (m <= EL_QF_MDEC) return 0;
+    if (q->fmt == EL_QF_FMT_W4) /* the int16 tile, then f32 scales [segments][16 rows] */
+        return (size_t)(W4P_ROWS * q->kx) * 2 + (size_t)(q->kx / w4p_seg(q)) * W4P_ROWS * 4 + 128;
+    return (size_t)(rows_per_block(q) * q->k) * 4 + 64;
 }
 
 /* ---- prepare ------------------------------------------------------------------------------------- */
@@ -92,6 +105,24 @@ AI void store_even_odd(const __m256i *l, uint8_t *ev, uint8_t *od) {
     _mm_storeu_si128((__m128i *)od, _mm256_extracti128_si256(v, 1));
 }
 
+/* the chunk of 128 elements of x from e0 (zero past k) as x / d in v, d = 2^(e - bits) with max |x| < 2^e, so
+ * |x / d| <= 2^bits; two exact power-of-2 steps (no overflow even for tiny x). Returns d (0: all zero). */
+static float load_chunk(const float *x, int64_t e0, int64_t k, int bits, __m256 *v) {
+    __m256 mx = _mm256_setzero_ps();
+    for (int t = 0; t < 16; t++) {
+        v[t] = el_avx2_load_ps_n(x + e0 + 8 * t, k - e0 - 8 * t);
+        mx = _mm256_max_ps(mx, el_avx2_abs_ps(v[t]));
+    }
+    const float a = el_avx2_hmax_ps(mx);
+    int ex = 0;
+    if (a > 0) frexpf(a, &ex);
+    const int sh = bits - ex;
+    const __m256 s1 = _mm256_set1_ps(ldexpf(1.0f, sh / 2)), s2 = _mm256_set1_ps(ldexpf(1.0f, sh - sh / 2));
+    for (int t = 0; t < 16; t++)
+        v[t] = _mm256_mul_ps(_mm256_mul_ps(v[t], s1), s2);
+    return a > 0 ? ldexpf(1.0f, -sh) : 0.0f;
+}
+
 /* one row of x -> limbs xb (nch * 384 bytes), group sums xg (G), chunk factors xd (nch) */
 static void prep_limb_row(const el_qf_info *q, const float *x, uint8_t *xb, float *xg, float *xd) {
     const int64_t k = q->k, g = q->g, kg = q->G * q->g;
@@ -99,23 +130,12 @@ static void prep_limb_row(const el_qf_info *q, const float *x, uint8_t *xb, floa
     for (int64_t c = 0; c < q->nch; c++) {
         const int64_t e0 = c * 128;
         __m256 v[16];
-        __m256 mx = _mm256_setzero_ps();
-        for (int t = 0; t < 16; t++) {
-            v[t] = el_avx2_load_ps_n(x + e0 + 8 * t, k - e0 - 8 * t);
-            mx = _mm256_max_ps(mx, el_avx2_abs_ps(v[t]));
-        }
-        const float a = el_avx2_hmax_ps(mx);
-        int ex = 0;
-        if (a > 0) frexpf(a, &ex); /* a < 2^ex */
-        const int sh = 22 - ex;    /* x * 2^sh: |.| <= 2^22, two exact power-of-2 steps (no overflow) */
-        const __m256 s1 = _mm256_set1_ps(ldexpf(1.0f, sh / 2)),
-                     s2 = _mm256_set1_ps(ldexpf(1.0f, sh - sh / 2));
-        const float d = a > 0 ? ldexpf(1.0f, -sh) : 0.0f;
+        const float d = load_chunk(x, e0, k, 22, v); /* 0: the chunk is all zero */
         xd[c] = d;
         __m256i n[16], gs = _mm256_setzero_si256();
         for (int t = 0; t < 16; t++) {
-            n[t] = _mm256_cvtps_epi32(_mm256_mul_ps(_mm256_mul_ps(v[t], s1), s2)); /* RNE */
-            if (a > 0 && e0 + 8 * t < kg) {                                        /* g is a multiple of 8 */
+            n[t] = _mm256_cvtps_epi32(v[t]); /* RNE */
+            if (d > 0 && e0 + 8 * t < kg) {  /* g is a multiple of 8 */
                 gs = _mm256_add_epi32(gs, n[t]);
                 if ((8 * t + 8) % g == 0 || t == 15) {
                     xg[(e0 + 8 * t) / g] += (float)el_avx2_hsum_epi32(gs) * d;
@@ -153,12 +173,32 @@ static void prep_e4m3(const el_qf_info *q, const float *x, int64_t n, float *out
     }
 }
 
+/* w4a16 prefill: x per chunk of 128 as int16 rne(x / d) (zero past k), d = 2^(e - 15) from the chunk's
+ * max |x| < 2^e (error <= d / 2 per element, about 2^-16 of the max) */
+static void prep_w4p_row(const el_qf_info *q, const float *x, int16_t *xq, float *xd) {
+    for (int64_t c = 0; c < q->nch; c++) {
+        __m256 v[16];
+        xd[c] = load_chunk(x, c * 128, q->k, 15, v);
+        for (int t = 0; t < 16; t += 2) { /* |x / d| <= 2^15: the saturating pack clips 2^15 to 2^15 - 1 */
+            const __m256i lo = _mm256_cvtps_epi32(v[t]), hi = _mm256_cvtps_epi32(v[t + 1]);
+            const __m256i p = _mm256_permute4x64_epi64(_mm256_packs_epi32(lo, hi), _MM_SHUFFLE(3, 1, 2, 0));
+            _mm256_storeu_si256((__m256i *)(xq + c * 128 + 8 * t), p);
+        }
+    }
+}
+
 void el_qf_prep_avx2(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep) {
     if (q->fmt == EL_QF_FMT_FP8) {
         if (q->act) prep_e4m3(q, x + i0 * q->k, (i1 - i0) * q->k, (float *)prep + i0 * q->k);
         return;
     }
-    if (m > EL_QF_MDEC) return;
+    if (m > EL_QF_MDEC) {
+        if (q->fmt == EL_QF_FMT_W4)
+            for (int64_t i = i0; i < i1; i++)
+                prep_w4p_row(q, x + i * q->k, (int16_t *)prep + i * q->kx,
+                             (float *)((uint8_t *)prep + q->xb_bytes) + i * q->nch);
+        return;
+    }
     uint8_t *xb = prep;
     float *xs = (float *)(xb + q->xb_bytes);
     for (int64_t i = i0; i < i1; i++)
@@ -527,6 +567,133 @@ static void deq_row(const el_qf_info *q, int64_t j, float *out) {
     }
 }
 
+/* Rows j0 .. j0 + 15 of W (zero rows past n1) expanded to the int16 tile: per pair p of elements (weight byte
+ * p of each row) 16 dwords (q0 - z) | (q1 - z) << 16, rows side by side; sc: per segment the 16 rows' f32
+ * group scales (0 past the row's groups and for the zero rows). */
+static void w4p_expand(const el_qf_info *q, int64_t j0, int64_t n1, int32_t *tile, float *sc) {
+    const int64_t np = q->kx / 2, S = w4p_seg(q), nseg = q->kx / S, bpg = q->g / 2;
+    for (int r = 0; r < W4P_ROWS; r++) {
+        const int64_t j = j0 + r;
+        if (j >= n1) {
+            for (int64_t p = 0; p < np; p++)
+                tile[p * W4P_ROWS + r] = 0;
+            for (int64_t s = 0; s < nseg; s++)
+                sc[s * W4P_ROWS + r] = 0.0f;
+            continue;
+        }
+        const uint8_t *wr = q->qs + j * q->rowb, *zs = q->zs ? q->zs + j * q->G : NULL;
+        const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
+        for (int64_t gi = 0; gi < q->G; gi++) {
+            const int z = zs ? zs[gi] : 8;
+            const int64_t p1 = (gi + 1) * bpg;
+            for (int64_t p = gi * bpg; p < p1; p++) {
+                const int lo = (wr[p] & 15) - z, hi = (wr[p] >> 4) - z;
+                tile[p * W4P_ROWS + r] = (int32_t)((uint32_t)(uint16_t)(int16_t)lo | ((uint32_t)hi << 16));
+            }
+        }
+        for (int64_t p = q->rowb; p < np; p++)
+            tile[p * W4P_ROWS + r] = 0;
+        for (int64_t s = 0; s < nseg; s++) {
+            const int64_t gi = s * S / q->g;
+            sc[s * W4P_ROWS + r] = gi < q->G ? _cvtsh_ss(s16[gi]) : 0.0f;
+        }
+    }
+}
+
+/* acc += pairwise int16 products of a and b summed per dword (AVX-VNNI vpdpwssd when VN, VEX encoded) */
+AI __m256i dpwssd(const int VN, __m256i acc, __m256i a, __m256i b) {
+    if (VN) {
+        __asm__("%{vex%} vpdpwssd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+        return acc;
+    }
+    return _mm256_add_epi32(acc, _mm256_madd_epi16(a, b));
+}
+
+/* T (<= 6) tokens from t0 over the expanded tile: y[t, j0 + r] for r < nr */
+AI void w4p_tokens(const el_qf_info *q, const int32_t *tile, const float *sc, const int16_t *xq,
+                   const float *xd, int64_t t0, const int T, const int VN, int64_t j0, int nr,
+                   const float *bias, float *y, int64_t ldy) {
+    const int64_t S = w4p_seg(q), nseg = q->kx / S, kx = q->kx;
+    float facc[6][W4P_ROWS];
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < W4P_ROWS; r++)
+            facc[t][r] = 0.0f;
+    for (int64_t s = 0; s < nseg; s++) {
+        __m256i acc[6][2];
+        for (int t = 0; t < T; t++)
+            acc[t][0] = acc[t][1] = _mm256_setzero_si256();
+        const int64_t p0 = s * S / 2, p1 = p0 + S / 2;
+        for (int64_t p = p0; p < p1; p++) {
+            const __m256i w0 = _mm256_load_si256((const __m256i *)(tile + p * W4P_ROWS)),
+                          w1 = _mm256_load_si256((const __m256i *)(tile + p * W4P_ROWS + 8));
+            for (int t = 0; t < T; t++) {
+                int32_t xv;
+                memcpy(&xv, xq + (t0 + t) * kx + 2 * p, 4);
+                const __m256i xb = _mm256_set1_epi32(xv);
+                acc[t][0] = dpwssd(VN, acc[t][0], w0, xb);
+                acc[t][1] = dpwssd(VN, acc[t][1], w1, xb);
+            }
+        }
+        const int64_t c = s * S / 128;
+        const __m256 s0 = _mm256_loadu_ps(sc + s * W4P_ROWS), s1 = _mm256_loadu_ps(sc + s * W4P_ROWS + 8);
+        for (int t = 0; t < T; t++) {
+            const __m256 d = _mm256_set1_ps(xd[(t0 + t) * q->nch + c]);
+            _mm256_storeu_ps(facc[t], _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][0]), _mm256_mul_ps(s0, d),
+                                                      _mm256_loadu_ps(facc[t])));
+            _mm256_storeu_ps(facc[t] + 8, _mm256_fmadd_ps(_mm256_cvtepi32_ps(acc[t][1]), _mm256_mul_ps(s1, d),
+                                                          _mm256_loadu_ps(facc[t] + 8)));
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < nr; r++)
+            y[(t0 + t) * ldy + j0 + r] = bias ? facc[t][r] + bias[j0 + r] : facc[t][r];
+}
+
+AI void w4p_run(const el_qf_info *q, const int32_t *tile, const float *sc, const int16_t *xq, const float *xd,
+                int64_t m, const int VN, int64_t j0, int nr, const float *bias, float *y, int64_t ldy) {
+    int64_t t = 0; /* 6 tokens x 16 rows: 12 accumulators (4 tokens without AVX-VNNI measured no faster) */
+    for (; t + 6 <= m; t += 6)
+        w4p_tokens(q, tile, sc, xq, xd, t, 6, VN, j0, nr, bias, y, ldy);
+    switch (m - t) {
+    case 5:
+        w4p_tokens(q, tile, sc, xq, xd, t, 5, VN, j0, nr, bias, y, ldy);
+        break;
+    case 4:
+        w4p_tokens(q, tile, sc, xq, xd, t, 4, VN, j0, nr, bias, y, ldy);
+        break;
+    case 3:
+        w4p_tokens(q, tile, sc, xq, xd, t, 3, VN, j0, nr, bias, y, ldy);
+        break;
+    case 2:
+        w4p_tokens(q, tile, sc, xq, xd, t, 2, VN, j0, nr, bias, y, ldy);
+        break;
+    case 1:
+        w4p_tokens(q, tile, sc, xq, xd, t, 1, VN, j0, nr, bias, y, ldy);
+        break;
+    default:
+        break;
+    }
+}
+
+/* w4a16 prefill: tiles of 16 rows of W expanded once to int16 (q - z), exact int32 sums per segment
+ * (vpmaddwd / vpdpwssd: 16 MACs per instruction) over all m tokens, f32 scales per group and chunk */
+static void w4p_gemm(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                     const float *bias, float *y, int64_t ldy, void *scr) {
+    int32_t *tile = scr;
+    float *sc = (float *)(tile + W4P_ROWS * q->kx / 2);
+    const int16_t *xq = prep;
+    const float *xd = (const float *)((const uint8_t *)prep + q->xb_bytes);
+    const bool vn = use_avxvnni();
+    for (int64_t j = n0; j < n1; j += W4P_ROWS) {
+        const int nr = n1 - j < W4P_ROWS ? (int)(n1 - j) : W4P_ROWS;
+        w4p_expand(q, j, n1, tile, sc);
+        if (vn)
+            w4p_run(q, tile, sc, xq, xd, m, 1, j, nr, bias, y, ldy);
+        else
+            w4p_run(q, tile, sc, xq, xd, m, 0, j, nr, bias, y, ldy);
+    }
+}
+
 static void qf_gemm(const el_qf_info *q, const float *x, int64_t m, int64_t n0, int64_t n1, const float *bias,
                     float *y, int64_t ldy, float *wf) {
     const int64_t rb = rows_per_block(q), k = q->k;
@@ -552,8 +719,11 @@ static void qf_gemm(const el_qf_info *q, const float *x, int64_t m, int64_t n0, 
 void el_qf_matmul_avx2(const el_qf_info *q, const float *x, const void *prep, int64_t m, int64_t n0,
                        int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     const float *xf = q->fmt == EL_QF_FMT_FP8 && q->act ? (const float *)prep : x;
-    if (m > EL_QF_MDEC)
-        qf_gemm(q, xf, m, n0, n1, bias, y, ldy, (float *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
+    void *scr = (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    if (m > EL_QF_MDEC && q->fmt == EL_QF_FMT_W4)
+        w4p_gemm(q, prep, m, n0, n1, bias, y, ldy, scr);
+    else if (m > EL_QF_MDEC)
+        qf_gemm(q, xf, m, n0, n1, bias, y, ldy, scr);
     else if (q->fmt == EL_QF_FMT_FP8)
         fp8_matmul(q, xf, m, n0, n1, bias, y, ldy);
     else
