@@ -7,18 +7,23 @@
  *     64 even elements then the 64 odd ones (the low / high nibbles of the chunk's 64 weight bytes), so the
  *     same layout as the AVX-512 kernel: [m][nch][3 limbs][even 64 | odd 64] bytes. A weight byte gives
  *     two nibbles as u8 with one and / shift each (nvfp4: then vpshufb to 2 e2m1 + 12, 0..24), vpmaddubsw
- *     (u8 x s8, pairs <= 2 * 24 * 128, no saturation) and vpmaddwd by ones give exact int32 sums per
- *     limb of 8 consecutive elements per lane, the limbs are combined in f32 and multiplied by the
- *     per-lane group scale times d. The offset of the unsigned weights (the zero point z, 8 when
- *     symmetric; nvfp4: 12) comes in once per row as -sum_g s_g z_g X_g from group sums X_g of the
- *     represented x that come with the prepared activations:
+ *     (u8 x s8, pairs <= 2 * 24 * 128, no saturation) and vpmaddwd by ones (or AVX-VNNI vpdpbusd where
+ *     cpuid has it) give exact int32 sums per limb of 8 consecutive elements per lane, the limbs are
+ *     combined in f32 and multiplied by the per-lane group scale times d. The offset of the unsigned
+ *     weights (the zero point z, 8 when symmetric; nvfp4: 12) comes in once per row as -sum_g s_g z_g X_g
+ *     from group sums X_g of the represented x that come with the prepared activations:
  *       prep = int8 limbs [m][ldx = nch * 384] | f32 X [m][G] | f32 d [m][nch]
  *   fp8: the e4m3 codes become f16 bit patterns (value / 256, exact) and F16C converts them to f32; FMA
  *     with x as f32 (weight-only: no prepared x; static activations: x's e4m3 round trip, f32 [m][k], the
  *     products then exact as the reference's).
- * Prefill (m > EL_QF_MDEC): blocks of rows of W dequantized to f32 (the reference's values without the
- *   fp8 row scale / the nvfp4 global scale, applied to the outputs) into per-thread scratch, then the
- *   dense AVX2 kernel (edgellm_cpu_matmul) over all m rows of x: each weight is expanded once. */
+ * Prefill (m > EL_QF_MDEC), each weight expanded once into per-thread scratch for all m rows of x:
+ *   w4a16: x as int16 per chunk of 128 (x / d, d = 2^(e - 15) from the chunk's max |x|; error <= d / 2)
+ *     [m][kx] | f32 d [m][nch]; tiles of 16 rows of W as int16 q - z, each pair of elements (one weight
+ *     byte) of the 16 rows side by side, and register tiles of 6 tokens x 16 rows: vpmaddwd (+ vpaddd) or
+ *     AVX-VNNI vpdpwssd on a broadcast pair of x, exact int32 per segment (one group within one chunk),
+ *     then f32 times the 16 rows' group scales and d.
+ *   fp8 / nvfp4: blocks of rows of W dequantized to f32 (the reference's values without the fp8 row scale
+ *     / the nvfp4 global scale, applied to the outputs), then the dense AVX2 kernel (edgellm_cpu_matmul). */
 #include "kernels/cpu/qfloat_avx2.h"
 
 #if defined(__x86_64__)
