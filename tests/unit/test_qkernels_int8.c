@@ -209,6 +209,14 @@ int main(void) {
         test_kernels(quick);
         printf("test_qkernels_int8: AVX2: %lld kernel cases, %lld not bit-exact\n", (long long)g_cases,
                (long long)g_bad_cases);
+        /* AVX2 without AVX-VNNI (vpmaddubsw instead of vpdpbusd where the CPU has AVX-VNNI) */
+        setenv("EDGELLM_CPU_AVXVNNI", "0", 1);
+        g_cases = g_bad_cases = 0;
+        test_kernels(quick);
+        printf("test_qkernels_int8: AVX2 without AVX-VNNI: %lld kernel cases, %lld not bit-exact\n",
+               (long long)g_cases, (long long)g_bad_cases);
+        test_backend();
+        unsetenv("EDGELLM_CPU_AVXVNNI");
         test_backend();
         setenv("EDGELLM_CPU_ISA", "scalar", 1);
         CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 64));

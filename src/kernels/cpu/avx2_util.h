@@ -3,8 +3,13 @@
 #ifndef EL_AVX2_UTIL_H
 #define EL_AVX2_UTIL_H
 
+#include <cpuid.h>
 #include <immintrin.h>
+#include <stdatomic.h>
+#include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
 
 #define EL_AVX2_AI static inline __attribute__((always_inline))
 
@@ -57,6 +62,27 @@ EL_AVX2_AI __m256i el_avx2_hsum8x8_epi32(const __m256i *v) {
     /* ab: [r0 r1 r2 r3 (low 128 halves) | r0 r1 r2 r3 (high)], cd: the same for r4..r7 */
     const __m256i lo = _mm256_permute2x128_si256(ab, cd, 0x20), hi = _mm256_permute2x128_si256(ab, cd, 0x31);
     return _mm256_add_epi32(lo, hi);
+}
+
+/* AVX-VNNI (cpuid 7.1 eax bit 4: vpdpbusd / vpdpwssd on ymm, VEX encoded), unless EDGELLM_CPU_AVXVNNI=0
+ * (read on every call: tests and benchmarks compare both paths) */
+static inline bool el_avx2_vnni(void) {
+    static _Atomic int cached = -1;
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        unsigned a = 0, b = 0, c = 0, d = 0;
+        v = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)) ? 1 : 0;
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    const char *e = getenv("EDGELLM_CPU_AVXVNNI");
+    return v == 1 && !(e && !strcmp(e, "0"));
+}
+
+/* acc += u8 a x s8 b summed per 4-byte group (AVX-VNNI; only where el_avx2_vnni()). Inline asm: the
+ * translation units are compiled for plain AVX2. */
+EL_AVX2_AI __m256i el_avx2_dpbusd(__m256i acc, __m256i a, __m256i b) {
+    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
+    return acc;
 }
 
 #endif

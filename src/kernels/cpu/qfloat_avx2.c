@@ -29,10 +29,7 @@
 #if defined(__x86_64__)
 #include "kernels/cpu/avx2_util.h"
 
-#include <cpuid.h>
 #include <math.h>
-#include <stdatomic.h>
-#include <stdlib.h>
 
 #define AI EL_AVX2_AI
 
@@ -275,12 +272,6 @@ AI __m256 limbs_f32(__m256i a0, __m256i a1, __m256i a2) {
                            _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(a1, 8), a0)));
 }
 
-/* acc += u8 a x s8 b over 4-byte groups (AVX-VNNI, VEX encoded; only run where cpuid has it). Inline asm:
- * this file is compiled for plain AVX2. */
-AI __m256i dpbusd_vex(__m256i acc, __m256i a, __m256i b) {
-    __asm__("%{vex%} vpdpbusd %2, %1, %0" : "+x"(acc) : "x"(a), "x"(b));
-    return acc;
-}
 
 /* int32 lane l = sum over the n (2 or 4) pairs p of the products of the bytes 4 l .. 4 l + 3 of w[p] (u8)
  * and of the 32 bytes at x + xo[p] (s8): vpdpbusd (VN) or vpmaddubsw + vpmaddwd, whose int16 sums stay
@@ -289,7 +280,7 @@ AI __m256i limb_dot(const int VN, const int n, const __m256i *w, const uint8_t *
     if (VN) {
         __m256i a = _mm256_setzero_si256();
         for (int p = 0; p < n; p++)
-            a = dpbusd_vex(a, w[p], _mm256_loadu_si256((const __m256i *)(x + xo[p])));
+            a = el_avx2_dpbusd(a, w[p], _mm256_loadu_si256((const __m256i *)(x + xo[p])));
         return a;
     }
     __m256i s = _mm256_maddubs_epi16(w[0], _mm256_loadu_si256((const __m256i *)(x + xo[0])));
@@ -404,19 +395,6 @@ AI void limb_rows_m(const el_qf_info *q, const kc *K, const uint8_t *xb, const f
     }
 }
 
-/* AVX-VNNI (cpuid 7.1 eax bit 4), unless EDGELLM_CPU_AVXVNNI=0 (read on every call: tests and benchmarks
- * compare both paths) */
-static bool use_avxvnni(void) {
-    static _Atomic int cached = -1;
-    int v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v < 0) {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        v = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)) ? 1 : 0;
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    const char *e = getenv("EDGELLM_CPU_AVXVNNI");
-    return v == 1 && !(e && !strcmp(e, "0"));
-}
 
 static void limb_matmul(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
                         const float *bias, float *y, int64_t ldy) {
@@ -439,7 +417,7 @@ static void limb_matmul(const el_qf_info *q, const void *prep, int64_t m, int64_
     }
     const uint8_t *xb = prep;
     const float *xs = (const float *)(xb + q->xb_bytes);
-    if (use_avxvnni())
+    if (el_avx2_vnni())
         limb_rows_m(q, &K, xb, xs, m, n0, n1, 1, bias, y, ldy);
     else
         limb_rows_m(q, &K, xb, xs, m, n0, n1, 0, bias, y, ldy);
@@ -688,7 +666,7 @@ static void w4p_gemm(const el_qf_info *q, const void *prep, int64_t m, int64_t n
     float *sc = (float *)(tile + W4P_ROWS * q->kx / 2);
     const int16_t *xq = prep;
     const float *xd = (const float *)((const uint8_t *)prep + q->xb_bytes);
-    const bool vn = use_avxvnni();
+    const bool vn = el_avx2_vnni();
     for (int64_t j = n0; j < n1; j += W4P_ROWS) {
         const int nr = n1 - j < W4P_ROWS ? (int)(n1 - j) : W4P_ROWS;
         w4p_expand(q, j, n1, tile, sc);

@@ -61,14 +61,24 @@ static void w8a8_quantize(const void *w, const float *x, int64_t m, int64_t k, i
     }
 }
 
-static inline __m256i dot32(__m256i acc, __m256i aw, __m256i w, __m256i x) {
-    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, w));
+/* the weight operand of a row, once per row for all tokens: |w| (sign trick) or, with AVX-VNNI, w + 128 */
+static inline __attribute__((always_inline)) __m256i wop(const int VN, __m256i wv) {
+    return VN ? _mm256_xor_si256(wv, _mm256_set1_epi8((char)0x80)) : _mm256_abs_epi8(wv);
+}
+
+/* acc += the 32 products of w (wv, its operand aw) and x: vpmaddubsw on |w| x sign(x, w), or vpdpbusd on
+ * (w + 128) x x (the caller subtracts 128 * sum(x)) */
+static inline __attribute__((always_inline)) __m256i dot32(const int VN, __m256i acc, __m256i aw, __m256i wv,
+                                                           __m256i x) {
+    if (VN) return el_avx2_dpbusd(acc, aw, x);
+    const __m256i p = _mm256_maddubs_epi16(aw, _mm256_sign_epi8(x, wv));
     return _mm256_add_epi32(acc, _mm256_madd_epi16(p, _mm256_set1_epi16(1)));
 }
 
-/* out[t * R + r] = sum_c W[r, c] * xq[t, c], R <= 4 rows, T <= 2 tokens */
-static inline __attribute__((always_inline)) void tile(const int R, const int T, const int8_t *w, int64_t k,
-                                                       const int8_t *x, int64_t kp, int32_t *out) {
+/* out[t * R + r] = sum_c W[r, c] * xq[t, c], R <= 4 rows, T <= 2 tokens (xs: the tokens' sums of xq) */
+static inline __attribute__((always_inline)) void tile(const int VN, const int R, const int T, const int8_t *w,
+                                                       int64_t k, const int8_t *x, int64_t kp, const int32_t *xs,
+                                                       int32_t *out) {
     __m256i acc[8];
     for (int i = 0; i < 8; i++)
         acc[i] = _mm256_setzero_si256();
@@ -81,9 +91,9 @@ static inline __attribute__((always_inline)) void tile(const int R, const int T,
             for (int o = 0; o < 128; o += 64)
                 _mm_prefetch((const char *)(w + 4 * k + 4 * c + o), _MM_HINT_T0);
         for (int r = 0; r < R; r++) {
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + r * k + c)), aw = _mm256_abs_epi8(wv);
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)(w + r * k + c)), aw = wop(VN, wv);
             for (int t = 0; t < T; t++)
-                acc[t * R + r] = dot32(acc[t * R + r], aw, wv, xv[t]);
+                acc[t * R + r] = dot32(VN, acc[t * R + r], aw, wv, xv[t]);
         }
     }
     if (kv < k) { /* the row tail through a zero-padded copy (x is zero past k) */
@@ -93,13 +103,28 @@ static inline __attribute__((always_inline)) void tile(const int R, const int T,
         for (int r = 0; r < R; r++) {
             int8_t tmp[32] = {0};
             memcpy(tmp, w + r * k + kv, (size_t)(k - kv));
-            const __m256i wv = _mm256_loadu_si256((const __m256i *)tmp), aw = _mm256_abs_epi8(wv);
+            const __m256i wv = _mm256_loadu_si256((const __m256i *)tmp), aw = wop(VN, wv);
             for (int t = 0; t < T; t++)
-                acc[t * R + r] = dot32(acc[t * R + r], aw, wv, xv[t]);
+                acc[t * R + r] = dot32(VN, acc[t * R + r], aw, wv, xv[t]);
         }
     }
-    for (int i = 0; i < R * T; i++)
-        out[i] = el_avx2_hsum_epi32(acc[i]);
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) { /* exact int32 (wrap-around) */
+            const uint32_t off = VN ? 128u * (uint32_t)xs[t] : 0u;
+            out[t * R + r] = (int32_t)((uint32_t)el_avx2_hsum_epi32(acc[t * R + r]) - off);
+        }
+}
+
+static void tile_rt(const int VN, int R, int T, const int8_t *wr, int64_t k, const int8_t *xr, int64_t kp,
+                    const int32_t *xs, int32_t *isum) {
+    if (R == 4 && T == 2)
+        tile(VN, 4, 2, wr, k, xr, kp, xs, isum);
+    else if (R == 4)
+        tile(VN, 4, 1, wr, k, xr, kp, xs, isum);
+    else if (T == 2)
+        tile(VN, 1, 2, wr, k, xr, kp, xs, isum);
+    else
+        tile(VN, 1, 1, wr, k, xr, kp, xs, isum);
 }
 
 static void w8a8_matmul(const void *act, int64_t m, int64_t k, const void *w, int64_t n0, int64_t n1,
@@ -111,21 +136,19 @@ static void w8a8_matmul(const void *act, int64_t m, int64_t k, const void *w, in
     const uint8_t *a = act;
     const float *sx = (const float *)a;
     const int8_t *xq = (const int8_t *)(a + el_qi8_off_xq(EL_DTYPE_Q_W8A8, m, k));
+    const int32_t *xs = (const int32_t *)(a + el_qi8_off_xsum(EL_DTYPE_Q_W8A8, m, k));
     const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
+    const bool vn = el_avx2_vnni();
     int32_t isum[8];
     for (int64_t t = 0; t < m;) {
         const int T = m - t >= 2 ? 2 : 1;
         for (int64_t j = n0; j < n1;) {
             const int R = n1 - j >= 4 ? 4 : 1;
             const int8_t *wr = qs + j * k, *xr = xq + t * kp;
-            if (R == 4 && T == 2)
-                tile(4, 2, wr, k, xr, kp, isum);
-            else if (R == 4)
-                tile(4, 1, wr, k, xr, kp, isum);
-            else if (T == 2)
-                tile(1, 2, wr, k, xr, kp, isum);
+            if (vn)
+                tile_rt(1, R, T, wr, k, xr, kp, xs + t, isum);
             else
-                tile(1, 1, wr, k, xr, kp, isum);
+                tile_rt(0, R, T, wr, k, xr, kp, xs + t, isum);
             for (int tt = 0; tt < T; tt++)
                 for (int r = 0; r < R; r++) {
                     const float v = ((float)isum[tt * R + r] * sw[j + r]) * sx[t + tt];
@@ -177,21 +200,25 @@ static inline int ld16(const uint8_t *p) {
     return v;
 }
 
-/* the int32 partial sums (8 lanes) of one block of one row of W against one block of x */
-static inline __attribute__((always_inline)) __m256i ggml_dot(const int Q8, const uint8_t *blk, __m256i xv) {
+/* the int32 partial sums (8 lanes) of one block of one row of W against one block of x; with AVX-VNNI
+ * (vpdpbusd) q8_0 gives the sums of (w + 128) x (the caller subtracts 128 * the block sum of x) */
+static inline __attribute__((always_inline)) __m256i ggml_dot(const int VN, const int Q8, const uint8_t *blk,
+                                                              __m256i xv) {
     const __m256i ones = _mm256_set1_epi16(1);
     if (Q8) {
         const __m256i wv = _mm256_loadu_si256((const __m256i *)(blk + 2));
+        if (VN) return el_avx2_dpbusd(_mm256_setzero_si256(), _mm256_xor_si256(wv, _mm256_set1_epi8((char)0x80)), xv);
         return _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_abs_epi8(wv), _mm256_sign_epi8(xv, wv)), ones);
     }
     const __m128i b = _mm_loadu_si128((const __m128i *)(blk + 2)); /* elements i (low nibble), i + 16 (high) */
     const __m256i wv = _mm256_and_si256(
         _mm256_inserti128_si256(_mm256_castsi128_si256(b), _mm_srli_epi16(b, 4), 1), _mm256_set1_epi8(0x0f));
+    if (VN) return el_avx2_dpbusd(_mm256_setzero_si256(), wv, xv);
     return _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
 }
 
 /* 8 rows of W (row stride rb, block stride bb) x T rows of x (t0..): y[t, j0 + r] for r < nr */
-static inline __attribute__((always_inline)) void ggml_tile(const int Q8, const int T, const uint8_t *w,
+static inline __attribute__((always_inline)) void ggml_tile(const int VN, const int Q8, const int T, const uint8_t *w,
                                                             int64_t rb, int64_t nb, const float *dx,
                                                             const int32_t *xs, const int8_t *xq, int64_t k,
                                                             int64_t t0, int64_t j0, int nr, const float *bias,
@@ -215,9 +242,9 @@ static inline __attribute__((always_inline)) void ggml_tile(const int Q8, const 
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + ti * k + b * 32));
             __m256i v[8];
             for (int r = 0; r < 8; r++)
-                v[r] = ggml_dot(Q8, p + r * rb, xv);
+                v[r] = ggml_dot(VN, Q8, p + r * rb, xv);
             __m256i isum = el_avx2_hsum8x8_epi32(v);
-            if (!Q8) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32(8 * xs[ti * nb + b]));
+            if (!Q8 || VN) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((Q8 ? 128 : 8) * xs[ti * nb + b]));
             const __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(dx[ti * nb + b]));
             facc[t] = _mm256_add_ps(facc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), dd)); /* no FMA: as the ref */
         }
@@ -231,21 +258,22 @@ static inline __attribute__((always_inline)) void ggml_tile(const int Q8, const 
     }
 }
 
-static void ggml_tiles(const int Q8, const uint8_t *w, int64_t rb, int64_t nb, const float *dx, const int32_t *xs,
-                       const int8_t *xq, int64_t k, int64_t m, int64_t j0, int nr, const float *bias, float *y,
-                       int64_t ldy) {
+static inline __attribute__((always_inline)) void ggml_tiles(const int VN, const int Q8, const uint8_t *w, int64_t rb,
+                                                             int64_t nb, const float *dx, const int32_t *xs,
+                                                             const int8_t *xq, int64_t k, int64_t m, int64_t j0,
+                                                             int nr, const float *bias, float *y, int64_t ldy) {
     if (m == 1) {
-        ggml_tile(Q8, 1, w, rb, nb, dx, xs, xq, k, 0, j0, nr, bias, y, ldy, 1);
+        ggml_tile(VN, Q8, 1, w, rb, nb, dx, xs, xq, k, 0, j0, nr, bias, y, ldy, 1);
         return;
     }
     int64_t t = 0;
     for (; t + 4 <= m; t += 4)
-        ggml_tile(Q8, 4, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+        ggml_tile(VN, Q8, 4, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
     if (t + 2 <= m) {
-        ggml_tile(Q8, 2, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+        ggml_tile(VN, Q8, 2, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
         t += 2;
     }
-    if (t < m) ggml_tile(Q8, 1, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+    if (t < m) ggml_tile(VN, Q8, 1, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
 }
 
 static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, const void *w, int64_t n0,
@@ -255,6 +283,7 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
     const float *dx = (const float *)act;
     const int32_t *xs = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
     const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
+    const bool vn = el_avx2_vnni();
     for (int64_t j = n0; j < n1; j += 8) {
         const int nr = n1 - j < 8 ? (int)(n1 - j) : 8;
         const uint8_t *src = (const uint8_t *)w + j * rb;
@@ -263,10 +292,14 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
             memset((uint8_t *)scratch + nr * rb, 0, (size_t)((8 - nr) * rb));
             src = scratch;
         }
-        if (Q8)
-            ggml_tiles(1, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+        if (vn && Q8)
+            ggml_tiles(1, 1, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+        else if (vn)
+            ggml_tiles(1, 0, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+        else if (Q8)
+            ggml_tiles(0, 1, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
         else
-            ggml_tiles(0, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            ggml_tiles(0, 0, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
     }
 }
 
