@@ -22,8 +22,10 @@
  *     byte) of the 16 rows side by side, and register tiles of 6 tokens x 16 rows: vpmaddwd (+ vpaddd) or
  *     AVX-VNNI vpdpwssd on a broadcast pair of x, exact int32 per segment (one group within one chunk),
  *     then f32 times the 16 rows' group scales and d.
- *   fp8 / nvfp4: blocks of rows of W dequantized to f32 (the reference's values without the fp8 row scale
- *     / the nvfp4 global scale, applied to the outputs), then the dense AVX2 kernel (edgellm_cpu_matmul). */
+ *   nvfp4: the same kernel with 2 e2m1 (-12..12) as the int16 weights and e4m3(block scale) * global / 2
+ *     as the group scales (g = 16).
+ *   fp8: blocks of rows of W as their e4m3 values in f32 (the row scales applied to the outputs), then the
+ *     dense AVX2 kernel (edgellm_cpu_matmul). */
 #include "kernels/cpu/qfloat_avx2.h"
 
 #if defined(__x86_64__)
@@ -48,7 +50,7 @@ size_t el_qf_sizes_avx2(el_qf_info *q, int64_t m) {
         q->ldx = q->nch * 384;
         q->xb_bytes = pad64((size_t)(m * q->ldx));
         q->xs_bytes = (size_t)(m * (q->G + q->nch)) * 4;
-    } else if (q->fmt == EL_QF_FMT_W4) {
+    } else { /* w4a16 / nvfp4 prefill: int16 x */
         q->ldx = q->kx;
         q->xb_bytes = pad64((size_t)(m * q->kx) * 2);
         q->xs_bytes = (size_t)(m * q->nch) * 4;
@@ -70,7 +72,7 @@ static int64_t rows_per_block(const el_qf_info *q) {
 
 size_t el_qf_scratch_avx2(const el_qf_info *q, int64_t m) {
     if (m <= EL_QF_MDEC) return 0;
-    if (q->fmt == EL_QF_FMT_W4) /* the int16 tile, then f32 scales [segments][16 rows] */
+    if (q->fmt != EL_QF_FMT_FP8) /* the int16 tile, then f32 scales [segments][16 rows] */
         return (size_t)(W4P_ROWS * q->kx) * 2 + (size_t)(q->kx / w4p_seg(q)) * W4P_ROWS * 4 + 128;
     return (size_t)(rows_per_block(q) * q->k) * 4 + 64;
 }
@@ -195,10 +197,9 @@ void el_qf_prep_avx2(const el_qf_info *q, const float *x, int64_t m, int64_t i0,
         return;
     }
     if (m > EL_QF_MDEC) {
-        if (q->fmt == EL_QF_FMT_W4)
-            for (int64_t i = i0; i < i1; i++)
-                prep_w4p_row(q, x + i * q->k, (int16_t *)prep + i * q->kx,
-                             (float *)((uint8_t *)prep + q->xb_bytes) + i * q->nch);
+        for (int64_t i = i0; i < i1; i++)
+            prep_w4p_row(q, x + i * q->k, (int16_t *)prep + i * q->kx,
+                         (float *)((uint8_t *)prep + q->xb_bytes) + i * q->nch);
         return;
     }
     uint8_t *xb = prep;
@@ -271,7 +272,6 @@ AI __m256 limbs_f32(__m256i a0, __m256i a1, __m256i a2) {
     return _mm256_fmadd_ps(_mm256_cvtepi32_ps(a2), _mm256_set1_ps(65536.0f),
                            _mm256_cvtepi32_ps(_mm256_add_epi32(_mm256_slli_epi32(a1, 8), a0)));
 }
-
 
 /* int32 lane l = sum over the n (2 or 4) pairs p of the products of the bytes 4 l .. 4 l + 3 of w[p] (u8)
  * and of the 32 bytes at x + xo[p] (s8): vpdpbusd (VN) or vpmaddubsw + vpmaddwd, whose int16 sums stay
@@ -395,7 +395,6 @@ AI void limb_rows_m(const el_qf_info *q, const kc *K, const uint8_t *xb, const f
     }
 }
 
-
 static void limb_matmul(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
                         const float *bias, float *y, int64_t ldy) {
     kc K;
@@ -499,62 +498,15 @@ static void fp8_matmul(const el_qf_info *q, const float *x, int64_t m, int64_t n
 
 /* ---- prefill: dequantize blocks of rows, then the dense kernel -------------------------------------- */
 
-/* Row j of W as f32 into out (k): w4a16 the reference's (q - z) * s; fp8 the e4m3 values; nvfp4 e2m1 times
- * the e4m3 block scale (fp8 row scale and nvfp4 global scale left to the outputs). */
-static void deq_row(const el_qf_info *q, int64_t j, float *out) {
-    const int64_t k = q->k;
-    const uint8_t *wr = q->qs + j * q->rowb;
-    int64_t c = 0;
-    if (q->fmt == EL_QF_FMT_FP8) {
-        const __m256 f = _mm256_set1_ps(256.0f);
-        for (; c + 8 <= k; c += 8)
-            _mm256_storeu_ps(out + c,
-                             _mm256_mul_ps(el_avx2_e4m3x8(_mm_loadl_epi64((const __m128i *)(wr + c))), f));
-        for (; c < k; c++)
-            out[c] = el_e4m3_to_f32(wr[c]);
-        return;
-    }
-    const int64_t g = q->g;
-    const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
-    const uint8_t *bs = q->sc + j * q->G, *zs = q->zs ? q->zs + j * q->G : NULL;
-    const __m256 e2m1 = _mm256_setr_ps(0, 0.5f, 1, 1.5f, 2, 3, 4, 6);
-    const __m128i nm = _mm_set1_epi8(0x0f);
-    for (; c + 32 <= k; c += 32) { /* 16 bytes: 32 elements, 8 at a time in one group (g >= 8) */
-        const __m128i b = _mm_loadu_si128((const __m128i *)(wr + c / 2));
-        const __m128i lo = _mm_and_si128(b, nm), hi = _mm_and_si128(_mm_srli_epi16(b, 4), nm);
-        const __m128i il[2] = {_mm_unpacklo_epi8(lo, hi), _mm_unpackhi_epi8(lo, hi)};
-        for (int t = 0; t < 4; t++) {
-            const __m128i q8 = t & 1 ? _mm_unpackhi_epi64(il[t / 2], il[t / 2]) : il[t / 2];
-            const __m256i qi = _mm256_cvtepu8_epi32(q8);
-            const int64_t e = c + 8 * t;
-            __m256 v;
-            if (q->fmt == EL_QF_FMT_NV4) {
-                v = _mm256_permutevar8x32_ps(e2m1, qi); /* the low 3 bits */
-                v = _mm256_xor_ps(v, _mm256_castsi256_ps(
-                                         _mm256_slli_epi32(_mm256_and_si256(qi, _mm256_set1_epi32(8)), 28)));
-                v = _mm256_mul_ps(v, _mm256_set1_ps(el_e4m3_to_f32(bs[e / 16])));
-            } else {
-                const float z = zs ? (float)zs[e / g] : 8.0f;
-                v = _mm256_sub_ps(_mm256_cvtepi32_ps(qi), _mm256_set1_ps(z));
-                v = _mm256_mul_ps(v, _mm256_set1_ps(_cvtsh_ss(s16[e / g])));
-            }
-            _mm256_storeu_ps(out + e, v);
-        }
-    }
-    for (; c < k; c++) {
-        const unsigned v = el_w4_get(wr, c);
-        if (q->fmt == EL_QF_FMT_NV4)
-            out[c] = el_e2m1_to_f32((uint8_t)v) * el_e4m3_to_f32(bs[c / 16]);
-        else
-            out[c] = (float)((int)v - (zs ? (int)zs[c / g] : 8)) * _cvtsh_ss(s16[c / g]);
-    }
-}
-
-/* Rows j0 .. j0 + 15 of W (zero rows past n1) expanded to the int16 tile: per pair p of elements (weight byte
- * p of each row) 16 dwords (q0 - z) | (q1 - z) << 16, rows side by side; sc: per segment the 16 rows' f32
- * group scales (0 past the row's groups and for the zero rows). */
+/* Rows j0 .. j0 + 15 of W (zero rows past n1) expanded to the int16 tile: per pair p of elements (weight
+ * byte p of each row) 16 dwords (q0 - z) | (q1 - z) << 16 (nvfp4: 2 e2m1 each), rows side by side; sc: per
+ * segment the 16 rows' f32 group scales (0 past the row's groups and for the zero rows). */
 static void w4p_expand(const el_qf_info *q, int64_t j0, int64_t n1, int32_t *tile, float *sc) {
     const int64_t np = q->kx / 2, S = w4p_seg(q), nseg = q->kx / S, bpg = q->g / 2;
+    const bool nv = q->fmt == EL_QF_FMT_NV4; /* 2 e2m1 (-12..12) with scale e4m3 * global / 2, no offset */
+    int val[16];
+    for (int i = 0; i < 16; i++)
+        val[i] = nv ? (int)(2.0f * el_e2m1_to_f32((uint8_t)i)) : i;
     for (int r = 0; r < W4P_ROWS; r++) {
         const int64_t j = j0 + r;
         if (j >= n1) {
@@ -567,10 +519,10 @@ static void w4p_expand(const el_qf_info *q, int64_t j0, int64_t n1, int32_t *til
         const uint8_t *wr = q->qs + j * q->rowb, *zs = q->zs ? q->zs + j * q->G : NULL;
         const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
         for (int64_t gi = 0; gi < q->G; gi++) {
-            const int z = zs ? zs[gi] : 8;
+            const int z = nv ? 0 : zs ? zs[gi] : 8;
             const int64_t p1 = (gi + 1) * bpg;
             for (int64_t p = gi * bpg; p < p1; p++) {
-                const int lo = (wr[p] & 15) - z, hi = (wr[p] >> 4) - z;
+                const int lo = val[wr[p] & 15] - z, hi = val[wr[p] >> 4] - z;
                 tile[p * W4P_ROWS + r] = (int32_t)((uint32_t)(uint16_t)(int16_t)lo | ((uint32_t)hi << 16));
             }
         }
@@ -578,7 +530,8 @@ static void w4p_expand(const el_qf_info *q, int64_t j0, int64_t n1, int32_t *til
             tile[p * W4P_ROWS + r] = 0;
         for (int64_t s = 0; s < nseg; s++) {
             const int64_t gi = s * S / q->g;
-            sc[s * W4P_ROWS + r] = gi < q->G ? _cvtsh_ss(s16[gi]) : 0.0f;
+            const float f = nv ? el_e4m3_to_f32(q->sc[j * q->G + gi]) * q->gscale * 0.5f : _cvtsh_ss(s16[gi]);
+            sc[s * W4P_ROWS + r] = gi < q->G ? f : 0.0f;
         }
     }
 }
@@ -677,25 +630,32 @@ static void w4p_gemm(const el_qf_info *q, const void *prep, int64_t m, int64_t n
     }
 }
 
-static void qf_gemm(const el_qf_info *q, const float *x, int64_t m, int64_t n0, int64_t n1, const float *bias,
-                    float *y, int64_t ldy, float *wf) {
+/* fp8 prefill: blocks of rows of W as their e4m3 values in f32 (exact), the dense AVX2 kernel over all m
+ * rows of x, then the row scales (times act_scale with static activations) */
+static void fp8_gemm(const el_qf_info *q, const float *x, int64_t m, int64_t n0, int64_t n1,
+                     const float *bias, float *y, int64_t ldy, float *wf) {
     const int64_t rb = rows_per_block(q), k = q->k;
-    const bool post = q->fmt != EL_QF_FMT_W4;
+    const __m256 f256 = _mm256_set1_ps(256.0f);
     for (int64_t jb = n0; jb < n1; jb += rb) {
         const int64_t nr = jb + rb < n1 ? rb : n1 - jb;
-        for (int64_t r = 0; r < nr; r++)
-            deq_row(q, jb + r, wf + r * k);
-        edgellm_cpu_matmul(x, m, k, wf, EL_DTYPE_F32, 0, nr, post ? NULL : (bias ? bias + jb : NULL), y + jb,
-                           ldy, NULL);
-        if (post)
-            for (int64_t i = 0; i < m; i++) {
-                float *yi = y + i * ldy + jb;
-                for (int64_t r = 0; r < nr; r++) {
-                    const float rs =
-                        q->fmt == EL_QF_FMT_FP8 ? ((const float *)q->sc)[jb + r] * q->post : q->gscale;
-                    yi[r] = bias ? yi[r] * rs + bias[jb + r] : yi[r] * rs;
-                }
+        for (int64_t r = 0; r < nr; r++) {
+            const uint8_t *wr = q->qs + (jb + r) * q->rowb;
+            float *out = wf + r * k;
+            int64_t c = 0;
+            for (; c + 8 <= k; c += 8)
+                _mm256_storeu_ps(
+                    out + c, _mm256_mul_ps(el_avx2_e4m3x8(_mm_loadl_epi64((const __m128i *)(wr + c))), f256));
+            for (; c < k; c++)
+                out[c] = el_e4m3_to_f32(wr[c]);
+        }
+        edgellm_cpu_matmul(x, m, k, wf, EL_DTYPE_F32, 0, nr, NULL, y + jb, ldy, NULL);
+        for (int64_t i = 0; i < m; i++) { /* along the rows of y */
+            float *yi = y + i * ldy + jb;
+            for (int64_t r = 0; r < nr; r++) {
+                const float rs = ((const float *)q->sc)[jb + r] * q->post;
+                yi[r] = bias ? yi[r] * rs + bias[jb + r] : yi[r] * rs;
             }
+        }
     }
 }
 
@@ -703,10 +663,10 @@ void el_qf_matmul_avx2(const el_qf_info *q, const float *x, const void *prep, in
                        int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     const float *xf = q->fmt == EL_QF_FMT_FP8 && q->act ? (const float *)prep : x;
     void *scr = (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
-    if (m > EL_QF_MDEC && q->fmt == EL_QF_FMT_W4)
+    if (m > EL_QF_MDEC && q->fmt != EL_QF_FMT_FP8)
         w4p_gemm(q, prep, m, n0, n1, bias, y, ldy, scr);
     else if (m > EL_QF_MDEC)
-        qf_gemm(q, xf, m, n0, n1, bias, y, ldy, scr);
+        fp8_gemm(q, xf, m, n0, n1, bias, y, ldy, scr);
     else if (q->fmt == EL_QF_FMT_FP8)
         fp8_matmul(q, xf, m, n0, n1, bias, y, ldy);
     else
