@@ -3,7 +3,9 @@
 # issue's points (batch 1 prompt 128 and 2048 = decode at context ~128 and ~2048; batch 8 prompt 512), for
 # bf16 and each format in $QUANTS (e.g. QUANTS="int4_rtn fp8"), then (NCU=1, default) the per-kernel GPU
 # time of a few bf16 decode steps (Nsight Compute, one metric), so launch gaps show against kernel time.
-# Usage: BUILD=... OUT=... [QUANTS=...] [NCU=0] tests/gpu/profile.sh [shape ...]   (after tests/gpu/run.sh built $BUILD)
+# FORMATS replaces the list (default "bf16 $QUANTS"); NCU_FORMATS: the formats profiled with ncu (default bf16).
+# Usage: BUILD=... OUT=... [QUANTS=...] [FORMATS=...] [NCU=0] [NCU_FORMATS=...] tests/gpu/profile.sh [shape ...]
+#   (after tests/gpu/run.sh built $BUILD)
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-$ROOT/gpu-out}
@@ -13,7 +15,7 @@ mkdir -p "$OUT"
 for shape in "${@:-llama3.2-1b}"; do
   S=/tmp/prof-$shape
   "$E" synth --shape "$shape" --dtype bf16 --output $S.hf --overwrite >/dev/null || { echo "profile: synth $shape failed"; continue; }
-  for q in bf16 ${QUANTS:-}; do
+  for q in ${FORMATS:-bf16 ${QUANTS:-}}; do
     qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128"
     t0=$(date +%s)
     if ! "$E" export --model $S.hf --output $S.exp $qa --overwrite >/dev/null ||
@@ -24,11 +26,11 @@ for shape in "${@:-llama3.2-1b}"; do
     for args in "--prompt-len 128 --gen-len 128" "--prompt-len 2048 --gen-len 128" "--prompt-len 512 --gen-len 64 --batch 8"; do
       echo "--- bench $args"; timeout 200 "$E" bench --engine $S.eng $args --reps 2 2>&1 | grep -vE '^\s*$'
     done
-    if [ $q = bf16 ] && [ "${NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
-      echo "=== $shape ncu (prompt 16, 3 decode steps)"
+    if [[ " ${NCU_FORMATS:-bf16} " == *" $q "* ]] && [ "${NCU:-1}" = 1 ] && command -v ncu >/dev/null; then
+      echo "=== $shape $q ncu (prompt 16, 3 decode steps)"
       timeout 240 ncu --clock-control none --metrics gpu__time_duration.sum --csv --print-units base \
-        "$E" bench --engine $S.eng --prompt-len 16 --gen-len 3 --reps 1 > "$OUT/ncu-$shape.csv" 2>/dev/null
-      python3 - "$OUT/ncu-$shape.csv" <<'PY'
+        "$E" bench --engine $S.eng --prompt-len 16 --gen-len 3 --reps 1 > "$OUT/ncu-$shape-$q.csv" 2>/dev/null
+      python3 - "$OUT/ncu-$shape-$q.csv" <<'PY'
 import csv, sys, collections
 rows = [r for r in csv.reader(open(sys.argv[1])) if len(r) > 10]
 if not rows: print("ncu: no rows"); sys.exit()

@@ -5,15 +5,15 @@
 #   fixtures' HF logits, and decode tok/s of `edgellm synth` checkpoints built for --backend cuda.
 # Logs go to $OUT (default ./gpu-out). Missing build dependencies (libcjson, pcre2, utf8proc, xxhash,
 # pkg-config) are taken from .gpu-debs/*.deb (dpkg -x into a private prefix) when the system lacks them.
-# Usage: tests/gpu/run.sh [--no-decode] [--no-e2e] [--no-ctest] [--build-only]       Ends with "N passed, N failed" (steps).
+# Usage: tests/gpu/run.sh [--no-decode] [--no-e2e] [--no-ctest] [--no-bench] [--build-only]       Ends with "N passed, N failed" (steps).
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 OUT=${OUT:-$ROOT/gpu-out}
 mkdir -p "$OUT"
 BUILD=${BUILD:-/tmp/edgellm-build-gpu}
-DO_DECODE=1 DO_E2E=1 DO_CTEST=1 BUILD_ONLY=0
+DO_DECODE=1 DO_E2E=1 DO_CTEST=1 DO_BENCH=1 BUILD_ONLY=0
 for a in "$@"; do
-  case $a in --no-decode) DO_DECODE=0 ;; --no-e2e) DO_E2E=0 ;; --no-ctest) DO_CTEST=0 ;; --build-only) BUILD_ONLY=1 ;; esac
+  case $a in --no-decode) DO_DECODE=0 ;; --no-bench) DO_BENCH=0 ;; --no-e2e) DO_E2E=0 ;; --no-ctest) DO_CTEST=0 ;; --build-only) BUILD_ONLY=1 ;; esac
 done
 exec > >(tee -a "$OUT/run.log") 2>&1
 passed=0 failed=0
@@ -72,8 +72,10 @@ if [ $BUILD_ONLY = 1 ]; then echo "run.sh: $passed passed, $failed failed"; exit
 # ---- CUDA op tests (vs edgellm_ref_*) ----
 step "test_cuda_ops" ops.log bash -c "cd '$ROOT/tests' && timeout 300 '$BUILD/tests/test_cuda_ops'"
 # ---- micro-benchmarks ----
-step "bench_cuda" bench.log timeout 240 "$BUILD/bench_cuda"
-step "bench_cuda --qgemv" qbench.log timeout 300 "$BUILD/bench_cuda" --qgemv
+if [ $DO_BENCH = 1 ]; then
+  step "bench_cuda" bench.log timeout 240 "$BUILD/bench_cuda"
+  step "bench_cuda --qgemv" qbench.log timeout 300 "$BUILD/bench_cuda" --qgemv
+fi
 # ---- end-to-end parity on CUDA ----
 if [ $DO_E2E = 1 ] && [ -f "$ROOT/src/runtime/runtime.c" ]; then
   mkdir -p "$BUILD/tmp"

@@ -55,6 +55,37 @@ template <> __device__ __forceinline__ void elk_st<ELK_BF16>(void *p, int64_t i,
     ((__nv_bfloat16 *)p)[i] = __float2bfloat16_rn(v);
 }
 
+/* One 16-byte read-only vector, streamed: ld.global.nc.L1::no_allocate (weights are read once per
+ * kernel; L1 stays for the activations). Not volatile: the loads may be reordered and batched. */
+static __device__ __forceinline__ uint4 elk_ldg_stream(const void *p) {
+    uint4 r;
+    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
+        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+        : "l"(p));
+    return r;
+}
+
+/* el_qhdr (src/kernels/quant.h), 64 bytes at the start of every quantized weight, read on the device */
+struct elk_qhdr {
+    uint32_t magic, format, n, k, group, flags;
+    float act_scale, global_scale;
+    uint64_t scales_off, zeros_off, quants_off, nbytes;
+};
+#define ELK_QF_STATIC_ACT 1u
+
+/* 8 nibbles of u (element t = bits 4t..4t+3) -> q as 2^23 + q (f32 bit pattern), element order */
+static __device__ __forceinline__ void elk_nib8(uint32_t u, float *f) {
+    const uint32_t lo = u & 0x0f0f0f0fu, hi = (u >> 4) & 0x0f0f0f0fu;
+    f[0] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5440));
+    f[1] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5440));
+    f[2] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5441));
+    f[3] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5441));
+    f[4] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5442));
+    f[5] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5442));
+    f[6] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5443));
+    f[7] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5443));
+}
+
 static __device__ __forceinline__ float elk_warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

@@ -37,14 +37,6 @@
 
 #define FG_THREADS 128
 
-static __device__ __forceinline__ uint4 fg_ldg(const void *p) {
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
-
 /* One 16-byte weight vector as floats: 8 for F16/BF16, 4 for F32. */
 template <int WT> struct fgv;
 template <> struct fgv<ELK_BF16> {
@@ -175,8 +167,8 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const fg_args a) {
         const bool a0 = v < nv, b0 = v + FG_THREADS < nv;
 #pragma unroll
         for (int r = 0; r < NR; r++) {
-            if (a0) wa[r] = fg_ldg(wrow[r] + v * 16);
-            if (b0) wb[r] = fg_ldg(wrow[r] + (v + FG_THREADS) * 16);
+            if (a0) wa[r] = elk_ldg_stream(wrow[r] + v * 16);
+            if (b0) wb[r] = elk_ldg_stream(wrow[r] + (v + FG_THREADS) * 16);
         }
         pdl_wait();
         for (; v < nv; v += 2 * FG_THREADS) {
@@ -186,8 +178,8 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const fg_args a) {
             const int64_t vn = v + 2 * FG_THREADS;
 #pragma unroll
             for (int r = 0; r < NR; r++) {
-                if (vn < nv) wa[r] = fg_ldg(wrow[r] + vn * 16);
-                if (vn + FG_THREADS < nv) wb[r] = fg_ldg(wrow[r] + (vn + FG_THREADS) * 16);
+                if (vn < nv) wa[r] = elk_ldg_stream(wrow[r] + vn * 16);
+                if (vn + FG_THREADS < nv) wb[r] = elk_ldg_stream(wrow[r] + (vn + FG_THREADS) * 16);
             }
         }
     } else {

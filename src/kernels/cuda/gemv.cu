@@ -182,14 +182,6 @@ static __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint
         : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
 }
 
-static __device__ __forceinline__ uint4 ldg_stream_nv(const void *p) { /* reorderable: weights are read-only */
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
-
 /* (x0, x1) -> bf16x2 hi and lo with x ~= hi + lo; lower half = x0. */
 static __device__ __forceinline__ void split2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
     __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
@@ -213,7 +205,7 @@ static __device__ __forceinline__ void tc_load(tc_chunk<T> &c, const tc_rows<T> 
 #pragma unroll
     for (int i = 0; i < T; i++)
 #pragma unroll
-        for (int h = 0; h < 2; h++) c.w[i][h] = kin ? ldg_stream_nv(wr.p[i][h] + off * 2) : make_uint4(0, 0, 0, 0);
+        for (int h = 0; h < 2; h++) c.w[i][h] = kin ? elk_ldg_stream(wr.p[i][h] + off * 2) : make_uint4(0, 0, 0, 0);
     if (kin && xon) {
         c.xa = __ldg((const float4 *)(xr + off));
         c.xb = __ldg((const float4 *)(xr + off + 4));

@@ -38,22 +38,6 @@
 #define QG_THREADS 128
 #define QG_WARPS (QG_THREADS / 32)
 
-/* el_qhdr (src/kernels/quant.h), 64 bytes, read on the device */
-struct qhdr {
-    uint32_t magic, format, n, k, group, flags;
-    float act_scale, global_scale;
-    uint64_t scales_off, zeros_off, quants_off, nbytes;
-};
-#define QF_STATIC_ACT 1u
-
-static __device__ __forceinline__ uint4 ldg16(const void *p) {
-    uint4 r;
-    asm("ld.global.nc.L1::no_allocate.v4.u32 {%0, %1, %2, %3}, [%4];"
-        : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
-        : "l"(p));
-    return r;
-}
-
 /* ---- scalar conversions (the reference's, bit for bit) ---- */
 static __device__ __forceinline__ float e4m3_f32(uint32_t v) {
     const uint32_t e = (v >> 3) & 15, m = v & 7;
@@ -99,18 +83,6 @@ static __device__ __forceinline__ void e4m3x4(uint32_t u, float *f) {
     float2 fa = __half22float2(*reinterpret_cast<__half2 *>(&a));
     float2 fb = __half22float2(*reinterpret_cast<__half2 *>(&b));
     f[0] = fa.x, f[1] = fa.y, f[2] = fb.x, f[3] = fb.y;
-}
-/* 8 nibbles of u (element t = bits 4t..4t+3) -> q as 2^23 + q (f32 bit pattern), element order */
-static __device__ __forceinline__ void nib8(uint32_t u, float *f) {
-    const uint32_t lo = u & 0x0f0f0f0fu, hi = (u >> 4) & 0x0f0f0f0fu;
-    f[0] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5440));
-    f[1] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5440));
-    f[2] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5441));
-    f[3] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5441));
-    f[4] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5442));
-    f[5] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5442));
-    f[6] = __uint_as_float(__byte_perm(lo, 0x4b00, 0x5443));
-    f[7] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5443));
 }
 /* 8 e2m1 nibbles of u -> values * 2^-14 (exact), element order */
 static __device__ __forceinline__ void e2m1x8(uint32_t u, float *f) {
@@ -193,7 +165,7 @@ template <int M, int R>
 __global__ void __launch_bounds__(QG_THREADS)
     k_w4a16(const float *__restrict__ x, int64_t k, const uint8_t *__restrict__ w, int64_t n,
             const float *__restrict__ bias, float *__restrict__ y, int64_t ldy, int ks, bool xvec) {
-    const qhdr *h = (const qhdr *)w;
+    const elk_qhdr *h = (const elk_qhdr *)w;
     const int64_t g = h->group, G = (k + g - 1) / g, rb = G * g / 2;
     const uint16_t *s16 = (const uint16_t *)(w + h->scales_off);
     const uint8_t *zs = h->zeros_off ? w + h->zeros_off : nullptr;
@@ -228,7 +200,7 @@ __global__ void __launch_bounds__(QG_THREADS)
             uint4 q[R];
 #pragma unroll
             for (int r = 0; r < R; r++)
-                q[r] = ldg16(qrow[r] + c * 16);
+                q[r] = elk_ldg_stream(qrow[r] + c * 16);
             const int gi = p2 ? c >> sh : (int)((unsigned)c / cpg);
             float sc[R], mz[R];
 #pragma unroll
@@ -248,7 +220,7 @@ __global__ void __launch_bounds__(QG_THREADS)
 #pragma unroll
                 for (int r = 0; r < R; r++) {
                     const uint32_t u = wi == 0 ? q[r].x : wi == 1 ? q[r].y : wi == 2 ? q[r].z : q[r].w;
-                    nib8(u, wf[r]);
+                    elk_nib8(u, wf[r]);
 #pragma unroll
                     for (int j = 0; j < 8; j++)
                         wf[r][j] -= mz[r];
@@ -338,7 +310,7 @@ __global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
                const uint8_t *__restrict__ w, int64_t n, const float *__restrict__ bias,
                float *__restrict__ y, int64_t ldy) {
     __shared__ float red[TCQ_WARPS][T][4][32];
-    const qhdr *h = (const qhdr *)w;
+    const elk_qhdr *h = (const elk_qhdr *)w;
     const int64_t g = h->group, G = (k + g - 1) / g, rb = G * g / 2;
     const uint16_t *s16 = (const uint16_t *)(w + h->scales_off);
     const uint8_t *zs = h->zeros_off ? w + h->zeros_off : nullptr;
@@ -367,7 +339,7 @@ __global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
         for (int i = 0; i < T; i++)
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
-                c.q[i][hh] = ldg16(qs + rows[i][hh] * rb + kb * 64 + 16 * tg);
+                c.q[i][hh] = elk_ldg_stream(qs + rows[i][hh] * rb + kb * 64 + 16 * tg);
                 c.s[i][hh] = f16_f32(__ldg(s16 + rows[i][hh] * G + gi));
                 const uint32_t z = zs ? __ldg(zs + rows[i][hh] * G + gi) : 8u;
                 c.mz[i][hh] = (0x4300u | z) * 0x00010001u; /* bf16x2 (128 + z, 128 + z) */
@@ -500,7 +472,7 @@ template <int M, int R>
 __global__ void __launch_bounds__(QG_THREADS)
     k_fp8(const float *__restrict__ x, const float *__restrict__ xe, int64_t k, const uint8_t *__restrict__ w,
           int64_t n, const float *__restrict__ bias, float *__restrict__ y, int64_t ldy, int ks, bool xvec) {
-    const qhdr *h = (const qhdr *)w;
+    const elk_qhdr *h = (const elk_qhdr *)w;
     const float act = h->act_scale;
     const float *xs = act > 0 ? xe : x; /* static: the e4m3-quantized activations (as f32 values) */
     const float *sw = (const float *)(w + h->scales_off);
@@ -524,7 +496,7 @@ __global__ void __launch_bounds__(QG_THREADS)
             uint4 q[R];
 #pragma unroll
             for (int r = 0; r < R; r++)
-                q[r] = ldg16(qs + rows[r] * k + c * 16);
+                q[r] = elk_ldg_stream(qs + rows[r] * k + c * 16);
 #pragma unroll
             for (int wi = 0; wi < 4; wi++) {
                 float wf[R][4];
@@ -568,7 +540,7 @@ __global__ void __launch_bounds__(QG_THREADS)
     k_w8a8(const int8_t *__restrict__ xq, const float *__restrict__ sx, int64_t k,
            const uint8_t *__restrict__ w, int64_t n, const float *__restrict__ bias, float *__restrict__ y,
            int64_t ldy, int ks) {
-    const qhdr *h = (const qhdr *)w;
+    const elk_qhdr *h = (const elk_qhdr *)w;
     const float *sw = (const float *)(w + h->scales_off);
     const int8_t *qs = (const int8_t *)(w + h->quants_off);
     const qg_pos p = qg_where(ks, R);
@@ -590,7 +562,7 @@ __global__ void __launch_bounds__(QG_THREADS)
             uint4 q[R];
 #pragma unroll
             for (int r = 0; r < R; r++)
-                q[r] = ldg16(qs + rows[r] * k + c * 16);
+                q[r] = elk_ldg_stream(qs + rows[r] * k + c * 16);
 #pragma unroll
             for (int mi = 0; mi < M; mi++) {
                 const int4 xv = __ldg((const int4 *)(xq + mi * kq + c * 16));
@@ -627,7 +599,7 @@ template <int M, int R>
 __global__ void __launch_bounds__(QG_THREADS)
     k_nvfp4(const float *__restrict__ x, int64_t k, const uint8_t *__restrict__ w, int64_t n,
             const float *__restrict__ bias, float *__restrict__ y, int64_t ldy, int ks, bool xvec) {
-    const qhdr *h = (const qhdr *)w;
+    const elk_qhdr *h = (const elk_qhdr *)w;
     const int64_t B = (k + 15) / 16;
     const uint8_t *bs = w + h->scales_off, *qs = w + h->quants_off;
     const qg_pos p = qg_where(ks, R);
@@ -650,7 +622,7 @@ __global__ void __launch_bounds__(QG_THREADS)
             float sc[R][2];
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                q[r] = ldg16(qs + rows[r] * B * 8 + c * 16);
+                q[r] = elk_ldg_stream(qs + rows[r] * B * 8 + c * 16);
                 const uint32_t s2 = __ldg((const uint16_t *)(bs + rows[r] * B + 2 * c));
                 float f4[4];
                 e4m3x4(s2, f4);
@@ -783,11 +755,11 @@ __global__ void __launch_bounds__(QG_THREADS)
 __global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, int64_t k, const uint8_t *w,
                                                   int8_t *__restrict__ xq, float *__restrict__ sx) {
     __shared__ float red[32];
-    const qhdr *h = (const qhdr *)w;
+    const elk_qhdr *h = (const elk_qhdr *)w;
     const float *xr = x + blockIdx.x * k;
     const int64_t kq = (k + 15) & ~(int64_t)15;
     float inv, s;
-    if (h->flags & QF_STATIC_ACT) {
+    if (h->flags & ELK_QF_STATIC_ACT) {
         s = h->act_scale;
         inv = __fdiv_rn(1.0f, s);
     } else {
@@ -818,7 +790,7 @@ __global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, i
 /* fp8 static activations: xe = e4m3(clamp(x / act_scale, +-448)) as f32; nothing for weight-only fp8 */
 __global__ void k_act_fp8(const float *__restrict__ x, int64_t total, const uint8_t *w,
                           float *__restrict__ xe) {
-    const qhdr *h = (const qhdr *)w;
+    const elk_qhdr *h = (const elk_qhdr *)w;
     const float act = h->act_scale;
     if (!(act > 0)) return;
     const float inv = __fdiv_rn(1.0f, act);
@@ -995,8 +967,8 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
     const int64_t j = n0 + blockIdx.x;
     __nv_bfloat16 *o = dst + (int64_t)blockIdx.x * k;
     const bool vec = (k & 7) == 0;
-    qhdr h = {};
-    if (wt != ELK_Q8_0 && wt != ELK_Q4_0) h = *(const qhdr *)w;
+    elk_qhdr h = {};
+    if (wt != ELK_Q8_0 && wt != ELK_Q4_0) h = *(const elk_qhdr *)w;
     const int g = h.group ? (int)h.group : 1, G = (k + g - 1) / g, B = (k + 15) / 16, nb = k / 32;
     const uint8_t *qr = w + h.quants_off;
     const uint16_t *s16 = (const uint16_t *)(w + h.scales_off);
@@ -1077,9 +1049,9 @@ __global__ void __launch_bounds__(256)
     const float *xr = x + blockIdx.x * k;
     __nv_bfloat16 *ob = xb + blockIdx.x * k;
     if (wt == ELK_Q_W8A8) {
-        const qhdr *h = (const qhdr *)w;
+        const elk_qhdr *h = (const elk_qhdr *)w;
         float inv, s;
-        if (h->flags & QF_STATIC_ACT) {
+        if (h->flags & ELK_QF_STATIC_ACT) {
             s = h->act_scale;
             inv = __fdiv_rn(1.0f, s);
         } else {
@@ -1099,7 +1071,7 @@ __global__ void __launch_bounds__(256)
             ob[c] = __float2bfloat16_rn(fminf(fmaxf(rintf(__fmul_rn(xr[c], inv)), -127.0f), 127.0f));
         if (threadIdx.x == 0) rs[blockIdx.x] = s;
     } else if (wt == ELK_Q_FP8) {
-        const float act = ((const qhdr *)w)->act_scale;
+        const float act = ((const elk_qhdr *)w)->act_scale;
         if (act > 0) {
             const float inv = __fdiv_rn(1.0f, act);
             for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
@@ -1139,7 +1111,7 @@ __global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t
     if (j >= n) return;
     float cs = 1.0f; /* per-column scale */
     if (wt == ELK_Q_W8A8 || wt == ELK_Q_FP8 || wt == ELK_Q_NVFP4) {
-        const qhdr *h = (const qhdr *)w;
+        const elk_qhdr *h = (const elk_qhdr *)w;
         const float *sw = (const float *)(w + h->scales_off);
         if (wt == ELK_Q_W8A8)
             cs = sw[j];

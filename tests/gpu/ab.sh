@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# tests/gpu/ab.sh - A/B of one environment variable on batch-1 decode: for each shape and format, one engine
+# (synth -> export -> build --backend cuda), then `edgellm bench` (prompt 128, gen 128) once per value.
+# Usage: BUILD=... VAR=EDGELLM_FG_WARP VALUES="0 1" FORMATS="bf16 int4_rtn" tests/gpu/ab.sh shape...
+set -u -o pipefail
+BUILD=${BUILD:-/tmp/edgellm-build-gpu}
+E=$BUILD/edgellm
+for shape in "$@"; do
+  S=/tmp/ab-$shape
+  "$E" synth --shape "$shape" --dtype bf16 --output $S.hf --overwrite >/dev/null || { echo "ab: synth $shape failed"; continue; }
+  for q in ${FORMATS:-bf16}; do
+    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128"
+    "$E" export --model $S.hf --output $S.exp $qa --overwrite >/dev/null &&
+      "$E" build --input $S.exp --engine $S.eng --backend cuda --max-batch-size 1 --max-input-len 256 \
+        --max-kv-cache-capacity 512 --overwrite >/dev/null || { echo "ab: $shape $q export/build failed"; continue; }
+    rm -rf $S.exp
+    for v in ${VALUES:-0 1}; do
+      r=$(env "${VAR:-EDGELLM_FG_WARP}=$v" timeout 120 "$E" bench --engine $S.eng --prompt-len 128 --gen-len 128 --reps 2 2>&1 |
+          grep -E '^decode' | tr '\n' ' ')
+      echo "ab $shape $q ${VAR:-EDGELLM_FG_WARP}=$v: $r"
+    done
+    rm -rf $S.eng
+  done
+  rm -rf $S.hf
+done
