@@ -34,13 +34,16 @@ typedef struct qcase {
 
 static double g_worst = 0, g_worst_dec = 0, g_worst_fp8act = 0;
 static int g_ran = 0;
-/* 1: rows of x of very different magnitudes (1e-3 .. 1e3, one all zero, one ~1e-36 that needs the 2^96
- * pre-scale of the w4a16 prefill activations) and the NMSE taken per row (the worst row) */
+/* 1: rows of x of very different magnitudes (1e-3 .. 1e3, one all zero, one tiny: g_tiny) and the NMSE
+ * taken per row (the worst row). w4a16 takes 1e-36 (32767 / max |x| overflows f32 without the 2^96
+ * pre-scale of its int16 prefill activations); nvfp4 / fp8 1e-30 (products with their row / global
+ * scales would be subnormal at 1e-36) */
 static int g_rowscale = 0;
+static float g_tiny = 1e-36f;
 
 static float row_scale(int64_t i) {
     if (!g_rowscale) return 1.0f;
-    static const float sc[7] = {1.0f, 1e3f, 0.0f, 1e-36f, 1e-3f, 37.0f, 0.01f};
+    const float sc[7] = {1.0f, 1e3f, 0.0f, g_tiny, 1e-3f, 37.0f, 0.01f};
     return sc[i % 7];
 }
 
@@ -189,8 +192,8 @@ static int kernel_cases(bool quick) {
                 run_case(&cases[c], ms[b], n, ks[a], (ci++ & 1) != 0);
             }
     /* w4a16 prefill (int16 x, expanded tiles of 64 rows of W, register tiles of 6 rows of x): every tail of
-     * 6 in m, n with empty / partial vectors of a tile, odd k and k not a multiple of the group, with
-     * and without zero points; then rows of very different magnitudes */
+     * 6 in m, n with empty / partial vectors of a tile, odd k and k not a multiple of the group, with and
+     * without zero points; the same for nvfp4 / fp8; then rows of very different magnitudes */
     {
         const int64_t pm[] = {6, 7, 8, 9, 10, 11, 12, 13, 40};
         const int64_t pn[] = {1, 16, 17, 33, 100, 130};
@@ -203,6 +206,14 @@ static int kernel_cases(bool quick) {
                     const qcase c = {EL_DTYPE_Q_W4A16, pg[gi], z != 0, 0};
                     run_case(&c, pm[a], pn[(a + gi + (size_t)z) % 6], pk[(a + gi) % 3], (a + (size_t)z) % 2 == 0);
                 }
+        /* nvfp4 and fp8 prefill (f16 tiles of W and the dense kernel) on the same tails */
+        const qcase fc[3] = {{EL_DTYPE_Q_NVFP4, 16, false, 0}, {EL_DTYPE_Q_FP8, 128, false, 0},
+                             {EL_DTYPE_Q_FP8, 128, false, 0.02f}};
+        for (size_t a = 0; a < sizeof pm / sizeof pm[0]; a++)
+            for (size_t f = 0; f < 3; f++) {
+                if (quick && a % 3) continue;
+                run_case(&fc[f], pm[a], pn[(a + f) % 6], pk[(a + 2 * f) % 3] + (int64_t)f, (a + f) % 2 == 0);
+            }
         g_rowscale = 1;
         for (size_t gi = 0; gi < 3; gi++)
             for (int z = 0; z < 2; z++) {
@@ -210,6 +221,9 @@ static int kernel_cases(bool quick) {
                 run_case(&c, 14, 37, 392, z != 0);
                 run_case(&c, 3, 37, 392, z == 0); /* decode: the same rows */
             }
+        g_tiny = 1e-30f;
+        for (size_t f = 0; f < 2; f++)
+            run_case(&fc[f], 14, 37, 392, f == 0);
         g_rowscale = 0;
     }
     /* a group size the kernels do not take (24): prep_bytes says 0 and the backend uses the reference */
