@@ -232,11 +232,10 @@ static inline __attribute__((always_inline)) void ggml_tile(const int VN, const 
         if (PF) /* the next tile (8 rows = 8 rb contiguous bytes), 8 bb bytes of it per block */
             for (int64_t o = 0; o < 8 * bb; o += 64)
                 _mm_prefetch((const char *)(w + 8 * rb + b * 8 * bb + o), _MM_HINT_T0);
-        /* the 8 rows' f16 scales */
-        __m128i d16 = _mm_cvtsi32_si128(ld16(p));
-        for (int r = 1; r < 8; r++)
-            d16 = _mm_insert_epi16(d16, ld16(p + r * rb), r);
-        const __m256 dw = _mm256_cvtph_ps(d16);
+        /* the 8 rows' f16 scales (constant lane indices: no insert with a loop variable, which needs -O2) */
+        const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
+            (short)ld16(p), (short)ld16(p + rb), (short)ld16(p + 2 * rb), (short)ld16(p + 3 * rb),
+            (short)ld16(p + 4 * rb), (short)ld16(p + 5 * rb), (short)ld16(p + 6 * rb), (short)ld16(p + 7 * rb)));
         for (int t = 0; t < T; t++) {
             const int64_t ti = t0 + t;
             const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + ti * k + b * 32));
