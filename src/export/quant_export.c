@@ -232,6 +232,8 @@ typedef struct tapstat {
     float *samp;  /* (cap_samp, cols) sampled rows for AWQ */
     int64_t n_samp;
     double *H;       /* (cols, cols) X^T X for GPTQ, or NULL */
+    double *Hd;      /* AWQ clipping: the diagonal blocks of X^T X, (ceil(cols / gd), gd, gd), or NULL */
+    int64_t gd;
     float *tok_amax; /* per-row max |x| (for the percentile algorithm) */
     int64_t n_tok, cap_tok;
     float *seq; /* attention input only: (n_seq, seq_t, cols) whole calibration sequences (AWQ q/k/v loss) */
@@ -244,6 +246,7 @@ typedef struct calib {
     float *kamax, *vamax;
     int64_t stride, cap_samp;
     int64_t chunk, cap_seq, seq_t; /* the chunk being evaluated; sequences kept for the attention loss */
+    int64_t gram_group;            /* > 0: collect Hd with the int4 group size of each tap (pick_group) */
     bool failed;
 } calib;
 
@@ -254,6 +257,7 @@ static void calib_free(calib *c) {
             el_free(c->ts[i].asum);
             el_free(c->ts[i].samp);
             el_free(c->ts[i].H);
+            el_free(c->ts[i].Hd);
             el_free(c->ts[i].tok_amax);
             el_free(c->ts[i].seq);
         }
@@ -261,6 +265,15 @@ static void calib_free(calib *c) {
     el_free(c->kamax);
     el_free(c->vamax);
     memset(c, 0, sizeof *c);
+}
+
+/* Group size for a row length k: the requested one when it divides k, else the largest of 128/64/32
+ * (not above the request) that does, else 32 with the row padded to whole groups. */
+static int64_t pick_group(int64_t req, int64_t k) {
+    if (k % req == 0) return req;
+    for (int64_t g = req / 2; g >= 32; g /= 2)
+        if (k % g == 0) return g;
+    return 32;
 }
 
 static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x, int64_t n, int64_t cols) {
@@ -281,7 +294,11 @@ static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x
         t->samp = el_calloc((size_t)(c->cap_samp * cols), sizeof(float));
         t->cap_tok = 1024;
         t->tok_amax = el_malloc((size_t)t->cap_tok * sizeof(float));
-        if (!t->amax || !t->asum || !t->samp || !t->tok_amax) {
+        if (c->gram_group > 0 && !t->H) {
+            t->gd = pick_group(c->gram_group, cols);
+            t->Hd = el_calloc((size_t)((cols + t->gd - 1) / t->gd * t->gd * t->gd), sizeof(double));
+        }
+        if (!t->amax || !t->asum || !t->samp || !t->tok_amax || (c->gram_group > 0 && !t->H && !t->Hd)) {
             c->failed = true;
             return;
         }
@@ -331,9 +348,9 @@ static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x
             memcpy(t->seq + ((t->n_seq - 1) * c->seq_t + t->seq_pos) * cols, x + r * cols,
                    (size_t)cols * sizeof(float));
     }
-    if (t->H) { /* H += X^T X: the SIMD f32 matmul on X^T for this chunk, accumulated in f64 */
-        float *xt = el_malloc((size_t)(n * cols) * sizeof(float)),
-              *y = el_malloc((size_t)(cols * cols) * sizeof(float));
+    if (t->H || t->Hd) { /* H += X^T X (or its diagonal blocks of gd): SIMD f32 matmuls on X^T, f64 sums */
+        const int64_t bw = t->H ? cols : t->gd;
+        float *xt = el_malloc((size_t)(n * cols) * sizeof(float)), *y = el_malloc((size_t)(bw * bw) * sizeof(float));
         if (!xt || !y) {
             el_free(xt);
             el_free(y);
@@ -343,10 +360,14 @@ static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x
         for (int64_t r = 0; r < n; r++)
             for (int64_t j = 0; j < cols; j++)
                 xt[j * n + r] = x[r * cols + j];
-        edgellm_cpu_matmul(xt, cols, n, xt, EL_DTYPE_F32, 0, cols, NULL, y, cols, NULL);
-        for (int64_t i = 0; i < cols; i++)
-            for (int64_t j = i; j < cols; j++)
-                t->H[i * cols + j] += (double)y[i * cols + j];
+        for (int64_t c0 = 0; c0 < cols; c0 += bw) {
+            const int64_t gl = c0 + bw < cols ? bw : cols - c0;
+            double *d = t->H ? t->H : t->Hd + c0 * bw; /* block c0 / bw of bw x bw */
+            edgellm_cpu_matmul(xt + c0 * n, gl, n, xt + c0 * n, EL_DTYPE_F32, 0, gl, NULL, y, gl, NULL);
+            for (int64_t i = 0; i < gl; i++)
+                for (int64_t j = i; j < gl; j++)
+                    d[i * bw + j] += (double)y[i * gl + j];
+        }
         el_free(xt);
         el_free(y);
     }
@@ -570,15 +591,6 @@ done:
 /* ---- int4 algorithms ------------------------------------------------------------------------------------
  */
 
-/* Group size for a row length k: the requested one when it divides k, else the largest of 128/64/32
- * (not above the request) that does, else 32 with the row padded to whole groups. */
-static int64_t pick_group(int64_t req, int64_t k) {
-    if (k % req == 0) return req;
-    for (int64_t g = req / 2; g >= 32; g /= 2)
-        if (k % g == 0) return g;
-    return 32;
-}
-
 /* Symmetric int4 scale of w[c0, c1) (ggml q4_0 style, all 16 levels used): the value of largest
  * magnitude m (times shrink) maps to level -8, s = f16(m / -8) (the sign of s follows -m), levels
  * q = clamp(rne(w / s), -8, 7), w ~ q * s. */
@@ -733,17 +745,17 @@ static uint8_t nvfp4_block(const float *w, int64_t len, float gs, const float *g
     return be;
 }
 
-/* nvfp4 of W (n, k): scales u8 (n, B), quants u8 (n, B * 8) low nibble first (either may be NULL), the
- * dequantized W into deq when not NULL (may alias w). gram: B blocks of 16 x 16 or NULL (ModelOpt RTN). */
-static double nvfp4_quant(const float *w, int64_t n, int64_t k, float gs, const float *gram, uint8_t *scales,
-                          uint8_t *quants, float *deq) {
+/* nvfp4 of W (n, k) as ModelOpt (RTN): scales u8 (n, B), quants u8 (n, B * 8) low nibble first (either may
+ * be NULL), the dequantized W into deq when not NULL (may alias w). */
+static double nvfp4_quant(const float *w, int64_t n, int64_t k, float gs, uint8_t *scales, uint8_t *quants,
+                          float *deq) {
     const int64_t B = (k + 15) / 16;
     double err = 0;
     for (int64_t j = 0; j < n; j++)
         for (int64_t b = 0; b < B; b++) {
             const int64_t c0 = b * 16, len = c0 + 16 < k ? 16 : k - c0;
             uint8_t q[16] = {0};
-            const uint8_t e = nvfp4_block(w + j * k + c0, len, gs, gram ? gram + b * 256 : NULL, q, &err);
+            const uint8_t e = nvfp4_block(w + j * k + c0, len, gs, NULL, q, &err);
             if (scales) scales[j * B + b] = e;
             if (quants)
                 for (int64_t c = 0; c < 16; c += 2)
@@ -762,7 +774,7 @@ static double nvfp4_quant(const float *w, int64_t n, int64_t k, float gs, const 
 enum { FQ_INT4 = 0, FQ_INT4_ASYM = 1, FQ_NVFP4 = 2 };
 static void fake_quant(int fmt, float *w, int64_t n, int64_t k, int64_t g) {
     if (fmt == FQ_NVFP4)
-        nvfp4_quant(w, n, k, nvfp4_global(w, n, k), NULL, NULL, NULL, w);
+        nvfp4_quant(w, n, k, nvfp4_global(w, n, k), NULL, NULL, w);
     else if (fmt == FQ_INT4_ASYM)
         int4_fake_asym(w, n, k, g, w);
     else
@@ -1026,13 +1038,16 @@ done:
 }
 
 /* AWQ weight clipping (AutoAWQ auto_clip): per output row and group, the max |w| shrunk by
- * 0..45% (10 steps) that minimizes the group's output error on 64 sampled inputs; W is clamped.
- * Rows are split over the thread pool. */
+ * 0..45% (10 steps) that minimizes the group's output error over the calibration tokens, sum_x (x dw)^2 =
+ * dw^T (X^T X) dw with the group's diagonal block of X^T X (all tokens; without it: 64 sampled inputs);
+ * W is clamped. Rows are split over the thread pool. */
 typedef struct clip_task {
     lin *L;
     const tapstat *t;
     int64_t g, S;
     bool failed, asym;
+    const double *G; /* X^T X (full: k x k, else the g x g diagonal blocks; upper triangles) or NULL */
+    bool full;
 } clip_task;
 
 static void clip_run(void *ctx, int ith, int nth) {
@@ -1071,7 +1086,14 @@ static void clip_run(void *ctx, int ith, int nth) {
                         dw[c] = wr[c0 + c] - int4_level(wr[c0 + c], sc) * sc;
                 }
                 double err = 0;
-                for (int64_t r = 0; r < S; r++) {
+                for (int64_t r = 0; a->G && r < gl; r++) { /* dw^T G dw from the upper triangle */
+                    const double *gr = a->G + (a->full ? (c0 + r) * k + c0 : c0 * g + r * g);
+                    double e = 0.5 * gr[r] * dw[r];
+                    for (int64_t c = r + 1; c < gl; c++)
+                        e += gr[c] * dw[c];
+                    err += 2 * e * dw[r];
+                }
+                for (int64_t r = 0; !a->G && r < S; r++) {
                     const float *xr = a->t->samp + r * k + c0;
                     float e = 0;
                     for (int64_t c = 0; c < gl; c++)
@@ -1097,7 +1119,9 @@ static void clip_run(void *ctx, int ith, int nth) {
 }
 
 static edgellm_status awq_clip(el_threadpool *tp, bool asym, lin *L, const tapstat *t, int64_t g) {
-    clip_task a = {L, t, g, t->n_samp < 64 ? t->n_samp : 64, false, asym};
+    const bool blk = t->Hd && t->gd == g;
+    clip_task a = {L, t, g, t->n_samp < 64 ? t->n_samp : 64, false, asym, t->H ? t->H : blk ? t->Hd : NULL,
+                   t->H != NULL};
     if (a.S == 0) return EDGELLM_STATUS_OK;
     pool_run(tp, clip_run, &a);
     return a.failed ? el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in the AWQ clip search")
@@ -1125,10 +1149,58 @@ static bool cholesky(double *a, int64_t n) {
     return true;
 }
 
+/* The grid GPTQ rounds to: int4 (m: symmetric levels, one f16 scale per group of m->g, as RTN) or, with
+ * m NULL, nvfp4 (one e4m3 scale per block of 16 at global scale gs, chosen by nvfp4_block with the block's
+ * Hessian; e2m1 codes, one per element, into fp4_codes (n, k); scale codes into fp4_scales (n, B)). */
+typedef struct gptq_grid {
+    el_int4_mat *m;
+    float gs;
+    uint8_t *fp4_scales, *fp4_codes;
+} gptq_grid;
+
+/* Group / block start at column c0 (the weights as updated so far): the scale of every row into scale. */
+static void gptq_group(const gptq_grid *q, const float *w, int64_t n, int64_t k, int64_t c0, const double *Hsym,
+                       float *scale) {
+    if (q->m) {
+        const int64_t c1 = c0 + q->m->g < k ? c0 + q->m->g : k;
+        for (int64_t j = 0; j < n; j++) {
+            uint16_t sh;
+            scale[j] = int4_scale(w + j * k, c0, c1, 1.0f, &sh);
+            q->m->s[j * q->m->G + c0 / q->m->g] = sh;
+            q->m->z[j * q->m->G + c0 / q->m->g] = 8;
+        }
+        return;
+    }
+    const int64_t len = c0 + 16 < k ? 16 : k - c0, B = (k + 15) / 16;
+    float gram[256];
+    for (int64_t a = 0; a < len; a++)
+        for (int64_t b = 0; b < len; b++)
+            gram[a * 16 + b] = (float)(a <= b ? Hsym[(c0 + a) * k + c0 + b] : Hsym[(c0 + b) * k + c0 + a]);
+    for (int64_t j = 0; j < n; j++) {
+        uint8_t codes[16];
+        double e = 0;
+        const uint8_t sc = nvfp4_block(w + j * k + c0, len, q->gs, gram, codes, &e);
+        q->fp4_scales[j * B + c0 / 16] = sc;
+        scale[j] = el_e4m3_to_f32(sc) * q->gs;
+    }
+}
+
+/* Rounds w[j][c] = x on the grid at the row's current scale s; returns the dequantized value. */
+static float gptq_round(const gptq_grid *q, int64_t j, int64_t c, int64_t k, float x, float s) {
+    if (q->m) {
+        const float l = int4_level(x, s);
+        q->m->q[j * q->m->kp + c] = (uint8_t)(l + 8);
+        return l * s;
+    }
+    const uint8_t code = s > 0 ? el_f32_to_e2m1(x / s) : 0;
+    q->fp4_codes[j * k + c] = code;
+    return el_e2m1_to_f32(code) * s;
+}
+
 /* GPTQ (Frantar et al.): H = X^T X (+ 1% mean-diagonal dampening), U = upper Cholesky factor of H^-1,
- * columns quantized in order with the OBS error update, lazy batches of 128 columns, group scales
- * (symmetric, f16(amax / 7)) taken from the updated weights when a group starts. W is modified. */
-static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double *Hsym, el_int4_mat *m) {
+ * columns quantized in order with the OBS error update, lazy batches of 128 columns, group / block scales
+ * taken from the updated weights when a group starts (gptq_group). W is modified. */
+static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double *Hsym, const gptq_grid *gq) {
     double *H = el_malloc((size_t)(k * k) * sizeof(double)), *Hi = el_calloc((size_t)(k * k), sizeof(double));
     float *err = el_malloc((size_t)(n * 128) * sizeof(float));
     edgellm_status st = EDGELLM_STATUS_OK;
@@ -1180,7 +1252,7 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
         goto done;
     }
     /* U[i][j] = H[j][i] (lower L') */
-    const int64_t g = m->g;
+    const int64_t g = gq->m ? gq->m->g : 16;
     float *scale = el_malloc((size_t)n * sizeof(float));
     if (!scale) {
         st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in GPTQ");
@@ -1189,21 +1261,11 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
     for (int64_t b0 = 0; b0 < k; b0 += 128) {
         int64_t b1 = b0 + 128 < k ? b0 + 128 : k;
         for (int64_t i = b0; i < b1; i++) {
-            if (i % g == 0) {
-                int64_t c1 = i + g < k ? i + g : k;
-                for (int64_t j = 0; j < n; j++) {
-                    uint16_t sh;
-                    scale[j] = int4_scale(w + j * k, i, c1, 1.0f, &sh);
-                    m->s[j * m->G + i / g] = sh;
-                    m->z[j * m->G + i / g] = 8;
-                }
-            }
+            if (i % g == 0) gptq_group(gq, w, n, k, i, Hsym, scale);
             const double d = H[i * k + i]; /* U[i][i] */
             for (int64_t j = 0; j < n; j++) {
-                float x = w[j * k + i], s = scale[j];
-                float q = int4_level(x, s);
-                m->q[j * m->kp + i] = (uint8_t)(q + 8);
-                float e = (float)((x - q * s) / d);
+                const float x = w[j * k + i];
+                float e = (float)((x - gptq_round(gq, j, i, k, x, scale[j])) / d);
                 err[j * 128 + (i - b0)] = e;
                 for (int64_t c = i + 1; c < b1; c++)
                     w[j * k + c] -= e * (float)H[c * k + i];
@@ -1218,9 +1280,9 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
                 w[j * k + c] -= (float)v;
             }
     }
-    for (int64_t j = 0; j < n; j++)
-        for (int64_t c = k; c < m->kp; c++)
-            m->q[j * m->kp + c] = 8;
+    for (int64_t j = 0; gq->m && j < n; j++)
+        for (int64_t c = k; c < gq->m->kp; c++)
+            gq->m->q[j * gq->m->kp + c] = 8;
     el_free(scale);
 done:
     el_free(H);
@@ -1289,29 +1351,35 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
         cJSON_AddItemToArray(q->excluded, cJSON_CreateString(prefix));
         EL_TRY(add_f32(q->out, L->name, 2, n, k, L->w));
     } else if (sch == QS_NVFP4) {
-        /* ModelOpt NVFP4; with calibration inputs, each block scale is searched for the least output error */
+        /* ModelOpt NVFP4; with the calibration Hessian, GPTQ on the nvfp4 grid (block scales searched) */
         const int64_t B = (k + 15) / 16;
-        uint8_t *wq = el_malloc((size_t)(n * B * 8)), *ws = el_malloc((size_t)(n * B));
-        const bool cal = t && t->n_samp > 0;
-        float *gram = cal ? el_calloc((size_t)(B * 256), sizeof(float)) : NULL;
-        if (!wq || !ws || (cal && !gram)) {
+        uint8_t *wq = el_malloc((size_t)(n * B * 8)), *ws = el_malloc((size_t)(n * B)),
+                *codes = H ? el_malloc((size_t)(n * k)) : NULL;
+        if (!wq || !ws || (H && !codes)) {
             el_free(wq);
             el_free(ws);
-            el_free(gram);
+            el_free(codes);
             return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         }
-        for (int64_t r = 0; cal && r < t->n_samp; r++) /* per block X^T X of the sampled inputs */
-            for (int64_t b = 0; b < B; b++) {
-                const float *xb = t->samp + r * k + b * 16;
-                const int64_t len = b * 16 + 16 < k ? 16 : k - b * 16;
-                for (int64_t i = 0; i < len; i++)
-                    for (int64_t j = 0; j < len; j++)
-                        gram[b * 256 + i * 16 + j] += xb[i] * xb[j];
-            }
         const float gs = nvfp4_global(L->w, n, k);
-        nvfp4_quant(L->w, n, k, gs, gram, ws, wq, NULL);
-        el_free(gram);
-        edgellm_status s = olist_add(q->out, L->name, EL_DTYPE_U8, 2, n, B * 8, wq, NULL);
+        edgellm_status s = EDGELLM_STATUS_OK;
+        if (H) {
+            const gptq_grid gq = {NULL, gs, ws, codes};
+            s = gptq_quantize(L->w, n, k, H, &gq);
+            for (int64_t j = 0; s >= 0 && j < n; j++)
+                for (int64_t c = 0; c < B * 16; c += 2)
+                    wq[j * B * 8 + c / 2] = (uint8_t)((c < k ? codes[j * k + c] : 0) |
+                                                      ((c + 1 < k ? codes[j * k + c + 1] : 0) << 4));
+            el_free(codes);
+        } else {
+            nvfp4_quant(L->w, n, k, gs, ws, wq, NULL);
+        }
+        if (s < 0) {
+            el_free(wq);
+            el_free(ws);
+            return s;
+        }
+        s = olist_add(q->out, L->name, EL_DTYPE_U8, 2, n, B * 8, wq, NULL);
         if (s >= 0) s = qname(name, sizeof name, prefix, "weight_scale");
         if (s < 0) {
             el_free(ws);
@@ -1365,8 +1433,9 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
         el_int4_mat m;
         EL_TRY(el_int4_alloc(&m, n, k, g));
         edgellm_status s = EDGELLM_STATUS_OK;
+        const gptq_grid gq = {&m, 0, NULL, NULL};
         if (sch == QS_INT4_GPTQ && H)
-            s = gptq_quantize(L->w, n, k, H, &m);
+            s = gptq_quantize(L->w, n, k, H, &gq);
         else if (sch == QS_INT4_AWQ && q->awq_asym)
             int4_rtn_asym(L->w, n, k, &m);
         else
@@ -1440,6 +1509,10 @@ static void apply_smooth(lin *ls, int nl, float *norm, lin *prev, const float *s
             for (int64_t i = 0; i < k; i++)
                 for (int64_t j = i; j < k; j++)
                     t->H[i * k + j] /= (double)s[i] * (double)s[j];
+        for (int64_t c0 = 0; t->Hd && c0 < k; c0 += t->gd) /* diagonal blocks of gd */
+            for (int64_t i = c0; i < c0 + t->gd && i < k; i++)
+                for (int64_t j = i; j < c0 + t->gd && j < k; j++)
+                    t->Hd[c0 * t->gd + (i - c0) * t->gd + (j - c0)] /= (double)s[i] * (double)s[j];
         /* per-token maxima are no longer exact after smoothing: recompute from the bound */
         t->n_tok = 0;
     }
@@ -1526,7 +1599,9 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     const bool awq = sch == QS_INT4_AWQ || sch == QS_NVFP4;
     const int afmt = sch == QS_NVFP4 ? FQ_NVFP4 : q.awq_asym ? FQ_INT4_ASYM : FQ_INT4;
     const bool need_cal = sch != QS_INT4_RTN || kv_fp8;
-    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, sch == QS_INT4_GPTQ, awq, &cal)) < 0) goto fail;
+    cal.gram_group = sch == QS_INT4_AWQ ? p->group_size : 0; /* the AWQ clip loss */
+    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, sch == QS_INT4_GPTQ || sch == QS_NVFP4, awq, &cal)) < 0)
+        goto fail;
     if (awq && el_num_cpus() > 1) q.tp = el_threadpool_create(el_num_cpus());
 
     /* index the plan by canonical name */

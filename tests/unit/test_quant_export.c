@@ -3,6 +3,7 @@
  *    sotu-qwen3 on the first EDGELLM_QUANT_TOKENS (default 2048) tokens of sotu_2006_2021.txt and
  *    stories260K on a small story text, perplexity (window 512) vs the bf16/f32 engine, with the
  *    targets of docs/quantization.md (on a slice: the full-file numbers come from scripts/quant_table.sh);
+ *  - sotu-qwen3 int4_awq strictly better than int4_rtn on the full text with the default calibration;
  *  - HF GPTQ and AutoAWQ checkpoints written by our exporter re-import bit-exactly;
  *  - GPTQ/AWQ packing with asymmetric zeros round-trips through safetensors into the w4a16 layout;
  *  - the group-size fallback of stories260K, --exclude and --lm-head-quantization bookkeeping.
@@ -87,21 +88,49 @@ static void accuracy_table(const char *model, const char *tag, const char *text,
         CHECKF(awq <= base * 1.05, "%s int4_awq %.3f vs %.3f", tag, awq, base);
         CHECKF(gptq <= awq * 1.01, "%s int4_gptq %.3f vs awq %.3f", tag, gptq, awq);
         CHECKF(nvfp4 <= base * 1.06, "%s nvfp4 %.3f vs %.3f", tag, nvfp4, base);
-        /* "int4_awq better than int4_rtn" is not asserted here: on sotu-qwen3 the two are within
-         * +-0.3% of each other on every text tried (on this slice RTN is ahead; docs/quantization.md) */
+        /* "int4_awq better than int4_rtn" is the issue's target on the full text with the default
+         * calibration (test_sotu_awq_vs_rtn); on this slice with 16 x 256 calibration RTN is ahead */
     } else {
         /* stories260K (dim 64: groups 64, down_proj 32 padded). Met: AWQ clearly better than RTN at the
-         * same group sizes, GPTQ <= AWQ + 1%. Not met (docs/quantization.md): int4_awq <= +5%
-         * (here ~+9%) and nvfp4 <= +6% (here ~+8.6%); bounded at their current level instead. */
+         * same group sizes, GPTQ <= AWQ + 1%. Not met on the full text (docs/quantization.md): int4_awq
+         * <= +5% (here ~+7.7%) and nvfp4 <= +6% (~+5.9% here, +6.6% on the table's calibration); bounded
+         * at their current level instead. */
         CHECKF(awq <= rtn * 0.97, "%s int4_awq %.3f not clearly better than int4_rtn %.3f", tag, awq, rtn);
         CHECKF(gptq <= awq * 1.01, "%s int4_gptq %.3f vs awq %.3f", tag, gptq, awq);
-        CHECKF(awq <= base * 1.10 && nvfp4 <= base * 1.10 && gptq <= base * 1.065 && rtn <= base * 1.15,
+        CHECKF(awq <= base * 1.09 && nvfp4 <= base * 1.07 && gptq <= base * 1.065 && rtn <= base * 1.15,
                "%s 4-bit formats beyond their bounds (awq %.3f nvfp4 %.3f gptq %.3f rtn %.3f, base %.3f)",
                tag, awq, nvfp4, gptq, rtn, base);
         CHECKF(nvfp4 <= rtn * 0.97, "%s nvfp4 %.3f not clearly better than int4_rtn %.3f", tag, nvfp4, rtn);
     }
     /* quantization does change the model (the test can fail) */
     CHECKF(fabs(rtn - base) > 1e-6, "%s int4_rtn identical to the base model", tag);
+    free(ids);
+}
+
+/* The issue's target "int4_awq strictly better than int4_rtn at the same group size" for sotu-qwen3, as
+ * scripts/quant_table.sh measures it: the full sotu_2006_2021.txt (155k tokens), group 128, the default
+ * calibration (the shipped text, 512 x 512 asked). */
+static void test_sotu_awq_vs_rtn(void) {
+    const char *model = "fixtures/models/sotu-qwen3";
+    char e[2][1200];
+    static const char *qs[2] = {"int4_rtn", "int4_awq"};
+    double ppl[2];
+    int32_t *ids = NULL;
+    size_t n = 0;
+    for (int i = 0; i < 2; i++) {
+        char name[64];
+        snprintf(name, sizeof name, "full-%s", qs[i]);
+        edgellm_export_params ep = edgellm_export_params_default();
+        ep.quantization = qs[i];
+        ppl[i] = INFINITY;
+        if (!export_build(model, name, &ep, e[i], sizeof e[i])) continue;
+        if (!ids) ids = tu_tokenize_file(e[i], "fixtures/data/sotu_2006_2021.txt", (size_t)1 << 30, &n);
+        if (ids) ppl[i] = tu_perplexity(e[i], ids, n);
+    }
+    CHECK(ids && n > 150000);
+    printf("sotu full text (%zu tokens): int4_rtn %.3f, int4_awq %.3f\n", n, ppl[0], ppl[1]);
+    CHECKF(isfinite(ppl[0]) && ppl[1] < ppl[0], "sotu int4_awq %.3f not better than int4_rtn %.3f on the full text",
+           ppl[1], ppl[0]);
     free(ids);
 }
 
@@ -416,6 +445,7 @@ int main(void) {
                    128, true);
     accuracy_table("fixtures/models/stories260K-hf", "stories", "fixtures/data/stories_small.txt",
                    "fixtures/data/stories_calib.txt", max_tok, 128, false);
+    test_sotu_awq_vs_rtn();
     el_rm_rf(g_dir);
     return t_finish("test_quant_export");
 }
