@@ -219,8 +219,11 @@ typedef struct kc {
 } kc;
 
 /* 8 scale entries of row j from entry e (w4a16 f16, nvfp4 e4m3 * sfac), zero past the row's G */
-AI __m256 scales8(const el_qf_info *q, const kc *K, int64_t j, int64_t e, const int FMT) {
-    const int64_t nv = q->G - e;
+AI __m256 scales8(const el_qf_info *q, const kc *K, int64_t j, int64_t e, const int FMT, const int SAFE) {
+    /* SAFE = 0: 8 entries read as they are (those past the chunk's own are not used: the caller's chunk is
+     * not the row's last, and the reads stay inside the layout, whose quants follow the scales); SAFE = 1:
+     * through a zero-padded copy (no function call in the hot loop otherwise: it would spill the tile) */
+    const int64_t nv = SAFE ? q->G - e : 8;
     if (FMT == EL_QF_FMT_NV4) {
         const uint8_t *s = q->sc + j * q->G + e;
         __m128i b;
@@ -249,7 +252,7 @@ AI void zero_corr(const el_qf_info *q, const kc *K, int64_t j, const float *xg, 
     for (int i = 0; i < MR; i++)
         acc[i] = _mm256_setzero_ps();
     for (int64_t e = 0; e < G; e += 8) {
-        __m256 sz = scales8(q, K, j, e, FMT);
+        __m256 sz = scales8(q, K, j, e, FMT, 1);
         if (FMT == EL_QF_FMT_NV4)
             sz = _mm256_mul_ps(sz, _mm256_set1_ps(12.0f));
         else if (!zs)
@@ -289,73 +292,82 @@ AI __m256i limb_dot(const int VN, const int n, const __m256i *w, const uint8_t *
     return _mm256_madd_epi16(s, _mm256_set1_epi16(1));
 }
 
-/* one row j of W against MR rows of x: out[i] = sum_c W[j, c] x[i, c] (+ bias). SM: 0 one scale per chunk
- * (g >= 128), 1 per-lane scales (g <= 64, nvfp4). VN: AVX-VNNI. */
-AI void limb_row(const el_qf_info *q, const kc *K, const uint8_t *xb, const float *xs, int64_t m, int64_t j,
-                 const int MR, const int FMT, const int SM, const int VN, const float *bias, float *y,
-                 int64_t ldy) {
+/* chunk c of row j (wr: its weights, s16: its w4a16 scales) against MR rows of x, into tot. SM: 0 one scale
+ * per chunk (g >= 128), 1 per-lane scales (g <= 64, nvfp4). VN: AVX-VNNI. LAST: the row's last chunk (through
+ * zero-padded copies; the other chunks load directly, with no function call in the loop). */
+AI void limb_chunk(const el_qf_info *q, const kc *K, const uint8_t *xb, const float *xd, const uint8_t *wr,
+                   const uint16_t *s16, int64_t j, int64_t c, const int MR, const int FMT, const int SM,
+                   const int VN, const int LAST, __m256 *tot) {
     const int64_t nch = q->nch, ldx = q->ldx;
-    const float *xg = xs, *xd = xs + m * q->G;
-    const uint8_t *wr = q->qs + j * q->rowb;
-    const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
     const __m256i nm = _mm256_set1_epi8(0x0f);
-    __m256 tot[4];
-    for (int i = 0; i < MR; i++)
-        tot[i] = _mm256_setzero_ps();
-    for (int64_t c = 0; c < nch; c++) {
-        const uint8_t *wp = wr + c * 64;
-        __builtin_prefetch(wp + 2048, 0, 0); /* the stream through W, ahead of the hardware prefetcher */
-        __m256i w0, w1;
-        if (c < nch - 1) {
-            w0 = _mm256_loadu_si256((const __m256i *)wp);
-            w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));
-        } else { /* the last chunk through a zero-padded copy */
-            uint8_t t[64] = {0};
-            memcpy(t, wp, (size_t)q->tailb);
-            w0 = _mm256_loadu_si256((const __m256i *)t);
-            w1 = _mm256_loadu_si256((const __m256i *)(t + 32));
+    const uint8_t *wp = wr + c * 64;
+    __builtin_prefetch(wp + 2048, 0, 0); /* the stream through W, ahead of the hardware prefetcher */
+    __m256i w0, w1;
+    if (!LAST) {
+        w0 = _mm256_loadu_si256((const __m256i *)wp);
+        w1 = _mm256_loadu_si256((const __m256i *)(wp + 32));
+    } else {
+        uint8_t t[64] = {0};
+        memcpy(t, wp, (size_t)q->tailb);
+        w0 = _mm256_loadu_si256((const __m256i *)t);
+        w1 = _mm256_loadu_si256((const __m256i *)(t + 32));
+    }
+    __m256i we[2] = {_mm256_and_si256(w0, nm), _mm256_and_si256(w1, nm)};
+    __m256i wo[2] = {_mm256_and_si256(_mm256_srli_epi16(w0, 4), nm),
+                     _mm256_and_si256(_mm256_srli_epi16(w1, 4), nm)};
+    if (FMT == EL_QF_FMT_NV4)
+        for (int h = 0; h < 2; h++) {
+            we[h] = _mm256_shuffle_epi8(K->nvtab, we[h]);
+            wo[h] = _mm256_shuffle_epi8(K->nvtab, wo[h]);
         }
-        __m256i we[2] = {_mm256_and_si256(w0, nm), _mm256_and_si256(w1, nm)};
-        __m256i wo[2] = {_mm256_and_si256(_mm256_srli_epi16(w0, 4), nm),
-                         _mm256_and_si256(_mm256_srli_epi16(w1, 4), nm)};
-        if (FMT == EL_QF_FMT_NV4)
-            for (int h = 0; h < 2; h++) {
-                we[h] = _mm256_shuffle_epi8(K->nvtab, we[h]);
-                wo[h] = _mm256_shuffle_epi8(K->nvtab, wo[h]);
-            }
-        __m256 sv[2];
-        if (SM == 0) {
-            sv[0] = _mm256_set1_ps(_cvtsh_ss(s16[K->cpg == 1 ? c : c / K->cpg])); /* no idiv for g = 128 */
-        } else if (K->gpc == 16) {
-            sv[0] = scales8(q, K, j, c * 16, FMT);
-            sv[1] = scales8(q, K, j, c * 16 + 8, FMT);
+    __m256 sv[2];
+    if (SM == 0) {
+        sv[0] = _mm256_set1_ps(_cvtsh_ss(s16[K->cpg == 1 ? c : c / K->cpg])); /* no idiv for g = 128 */
+    } else if (K->gpc == 16) {
+        sv[0] = scales8(q, K, j, c * 16, FMT, LAST);
+        sv[1] = scales8(q, K, j, c * 16 + 8, FMT, LAST);
+    } else {
+        const __m256 s = scales8(q, K, j, c * K->gpc, FMT, LAST);
+        sv[0] = _mm256_permutevar8x32_ps(s, K->sidx[0]);
+        sv[1] = _mm256_permutevar8x32_ps(s, K->sidx[1]);
+    }
+    for (int i = 0; i < MR; i++) {
+        const uint8_t *xp = xb + i * ldx + c * 384;
+        const __m256 d = _mm256_set1_ps(xd[i * nch + c]);
+        if (SM == 0) { /* both halves in one group */
+            const __m256i wv[4] = {we[0], we[1], wo[0], wo[1]};
+            const int xo[4] = {0, 32, 64, 96};
+            __m256i a[3];
+            for (int l = 0; l < 3; l++)
+                a[l] = limb_dot(VN, 4, wv, xp + 128 * l, xo);
+            tot[i] = _mm256_fmadd_ps(limbs_f32(a[0], a[1], a[2]), _mm256_mul_ps(sv[0], d), tot[i]);
         } else {
-            const __m256 s = scales8(q, K, j, c * K->gpc, FMT);
-            sv[0] = _mm256_permutevar8x32_ps(s, K->sidx[0]);
-            sv[1] = _mm256_permutevar8x32_ps(s, K->sidx[1]);
-        }
-        for (int i = 0; i < MR; i++) {
-            const uint8_t *xp = xb + i * ldx + c * 384;
-            const __m256 d = _mm256_set1_ps(xd[i * nch + c]);
-            if (SM == 0) { /* both halves in one group */
-                const __m256i wv[4] = {we[0], we[1], wo[0], wo[1]};
-                const int xo[4] = {0, 32, 64, 96};
+            for (int h = 0; h < 2; h++) {
+                const __m256i wv[2] = {we[h], wo[h]};
+                const int xo[2] = {32 * h, 64 + 32 * h};
                 __m256i a[3];
                 for (int l = 0; l < 3; l++)
-                    a[l] = limb_dot(VN, 4, wv, xp + 128 * l, xo);
-                tot[i] = _mm256_fmadd_ps(limbs_f32(a[0], a[1], a[2]), _mm256_mul_ps(sv[0], d), tot[i]);
-            } else {
-                for (int h = 0; h < 2; h++) {
-                    const __m256i wv[2] = {we[h], wo[h]};
-                    const int xo[2] = {32 * h, 64 + 32 * h};
-                    __m256i a[3];
-                    for (int l = 0; l < 3; l++)
-                        a[l] = limb_dot(VN, 2, wv, xp + 128 * l, xo);
-                    tot[i] = _mm256_fmadd_ps(limbs_f32(a[0], a[1], a[2]), _mm256_mul_ps(sv[h], d), tot[i]);
-                }
+                    a[l] = limb_dot(VN, 2, wv, xp + 128 * l, xo);
+                tot[i] = _mm256_fmadd_ps(limbs_f32(a[0], a[1], a[2]), _mm256_mul_ps(sv[h], d), tot[i]);
             }
         }
     }
+}
+
+/* one row j of W against MR rows of x: out[i] = sum_c W[j, c] x[i, c] (+ bias) */
+AI void limb_row(const el_qf_info *q, const kc *K, const uint8_t *xb, const float *xs, int64_t m, int64_t j,
+                 const int MR, const int FMT, const int SM, const int VN, const float *bias, float *y,
+                 int64_t ldy) {
+    const int64_t nch = q->nch;
+    const float *xg = xs, *xd = xs + m * q->G;
+    const uint8_t *wr = q->qs + j * q->rowb;
+    const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
+    __m256 tot[4];
+    for (int i = 0; i < MR; i++)
+        tot[i] = _mm256_setzero_ps();
+    for (int64_t c = 0; c < nch - 1; c++)
+        limb_chunk(q, K, xb, xd, wr, s16, j, c, MR, FMT, SM, VN, 0, tot);
+    limb_chunk(q, K, xb, xd, wr, s16, j, nch - 1, MR, FMT, SM, VN, 1, tot);
     float corr[4];
     zero_corr(q, K, j, xg, MR, FMT, corr);
     for (int i = 0; i < MR; i++) {
