@@ -92,14 +92,14 @@ static void accuracy_table(const char *model, const char *tag, const char *text,
          * calibration (test_sotu_awq_vs_rtn); on this slice with 16 x 256 calibration RTN is ahead */
     } else {
         /* stories260K (dim 64: groups 64, down_proj 32 padded). Met: AWQ clearly better than RTN at the
-         * same group sizes, GPTQ <= AWQ + 1%. Not met on the full text (docs/quantization.md): int4_awq
-         * <= +5% (here ~+7.7%) and nvfp4 <= +6% (~+5.9% here, +6.6% on the table's calibration); bounded
-         * at their current level instead. */
+         * same group sizes, GPTQ <= AWQ + 1%, nvfp4 <= +6% (~+4.7% here, +4.97% on the full table). Not
+         * met (docs/quantization.md): int4_awq <= +5% (here ~+7.7%); bounded at its current level. */
         CHECKF(awq <= rtn * 0.97, "%s int4_awq %.3f not clearly better than int4_rtn %.3f", tag, awq, rtn);
         CHECKF(gptq <= awq * 1.01, "%s int4_gptq %.3f vs awq %.3f", tag, gptq, awq);
-        CHECKF(awq <= base * 1.09 && nvfp4 <= base * 1.07 && gptq <= base * 1.065 && rtn <= base * 1.15,
-               "%s 4-bit formats beyond their bounds (awq %.3f nvfp4 %.3f gptq %.3f rtn %.3f, base %.3f)",
-               tag, awq, nvfp4, gptq, rtn, base);
+        CHECKF(nvfp4 <= base * 1.06, "%s nvfp4 %.3f vs %.3f", tag, nvfp4, base);
+        CHECKF(awq <= base * 1.09 && gptq <= base * 1.065 && rtn <= base * 1.15,
+               "%s 4-bit formats beyond their bounds (awq %.3f gptq %.3f rtn %.3f, base %.3f)", tag, awq, gptq,
+               rtn, base);
         CHECKF(nvfp4 <= rtn * 0.97, "%s nvfp4 %.3f not clearly better than int4_rtn %.3f", tag, nvfp4, rtn);
     }
     /* quantization does change the model (the test can fail) */
