@@ -49,7 +49,7 @@ size_t edgellm_cpu_qmm_i8_scratch(el_dtype wt, int64_t m, int64_t k) {
     if (!el_qi8_ggml(wt)) return 0;
     const int64_t nb = k / 32, rb = nb * (wt == EL_DTYPE_Q8_0 ? 34 : 18);
     return (size_t)(nb * 64 * 9 + 16 * rb + 64); /* AVX-512: a transposed 16-row tile + a padded last tile
-                                                   * (AVX2: a padded last tile of 8 rows) */
+                                                   * (AVX2: a packed 8-row tile + a padded last tile) */
 }
 
 void edgellm_cpu_qmm_i8_quantize(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,

@@ -10,11 +10,13 @@
  * w8a8: register tiles of R <= 4 rows of W x T <= 2 rows of x along k, one horizontal sum per output; the
  *   next 4 rows are prefetched as one contiguous stretch.
  * q8_0 / q4_0: the reference sums each output block by block in f32 (acc += isum_b * (d_w * d_x)), so the
- *   kernel keeps 8 rows of W in the 8 lanes of a vector: per block, the 8 rows' int32 partial sums are
- *   reduced together by one hadd tree into the 8 exact block sums, then converted and accumulated in f32
- *   in the reference's order. Tiles of 8 rows x T <= 4 rows of x (the tile's weights stay in L1/L2 while
- *   the token groups pass over it); m = 1 reads W once, prefetching the next tile (8 contiguous rows)
- *   while this one runs: the hardware prefetchers do not follow 8 interleaved row streams (2-3x slower).
+ *   kernel keeps 8 rows of W in the 8 lanes of a vector and accumulates in f32 in the reference's order.
+ *   Decode (m = 1) reads the weights as they are: per block the 8 rows' int32 partial sums are reduced
+ *   together by one hadd tree into the 8 exact block sums; the next tile (8 contiguous rows) is prefetched
+ *   while this one runs (the hardware prefetchers do not follow 8 interleaved row streams: 2-3x slower).
+ *   Prefill (m >= 2) transposes each 8-row tile once into scratch (per block the 8 f32 scales and 8 vectors
+ *   of 8 rows x 4 bytes), so that a broadcast 4-byte group of x gives 8 row sums with no reduction, for
+ *   all m tokens (4 at a time) over the tile in L1/L2.
  * The w8a8 activations are quantized by a plain C loop with the reference's operations (fmaxf, nearbyintf);
  * the ggml ones (d = amax / 127, q = roundf(x / d)) with AVX2 as qint8_avx512.c does. */
 #include "kernels/cpu/qint8.h"
@@ -218,62 +220,163 @@ static inline __attribute__((always_inline)) __m256i ggml_dot(const int VN, cons
     return _mm256_madd_epi16(_mm256_maddubs_epi16(wv, xv), ones);
 }
 
-/* 8 rows of W (row stride rb, block stride bb) x T rows of x (t0..): y[t, j0 + r] for r < nr */
-static inline __attribute__((always_inline)) void ggml_tile(const int VN, const int Q8, const int T, const uint8_t *w,
-                                                            int64_t rb, int64_t nb, const float *dx,
+/* the f16 scales of block p of 8 rows (stride rb) as f32 (constant lane indices: an insert with a loop
+ * index would need -O2 to compile) */
+static inline __m256 dw8(const uint8_t *p, int64_t rb) {
+    return _mm256_cvtph_ps(_mm_setr_epi16((short)ld16(p), (short)ld16(p + rb), (short)ld16(p + 2 * rb),
+                                          (short)ld16(p + 3 * rb), (short)ld16(p + 4 * rb), (short)ld16(p + 5 * rb),
+                                          (short)ld16(p + 6 * rb), (short)ld16(p + 7 * rb)));
+}
+
+/* facc += the block's exact sums (offset-corrected: 8 * sum x for q4_0, 128 * sum x for q8_0 on AVX-VNNI)
+ * times d_w * d_x, in the reference's f32 order (no FMA) */
+static inline __attribute__((always_inline)) __m256 acc_block(const int Q8, const int VN, __m256 facc, __m256i isum,
+                                                              __m256 dw, int32_t xsum, float dx) {
+    if (!Q8 || VN) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((Q8 ? 128 : 8) * xsum));
+    return _mm256_add_ps(facc, _mm256_mul_ps(_mm256_cvtepi32_ps(isum), _mm256_mul_ps(dw, _mm256_set1_ps(dx))));
+}
+
+/* y[j0 + r] = the 8 lanes of v (+ bias) for r < nr */
+static inline void store_rows(__m256 v, int nr, const float *bias, int64_t j0, float *y) {
+    float o[8];
+    _mm256_storeu_ps(o, v);
+    for (int r = 0; r < nr; r++)
+        y[j0 + r] = bias ? o[r] + bias[j0 + r] : o[r];
+}
+
+/* decode (m = 1): 8 rows of W (row stride rb) straight from the weights, the next 8 rows prefetched */
+static inline __attribute__((always_inline)) void ggml_decode(const int VN, const int Q8, const uint8_t *w,
+                                                              int64_t rb, int64_t nb, const float *dx,
+                                                              const int32_t *xs, const int8_t *xq, int64_t j0,
+                                                              int nr, const float *bias, float *y) {
+    const int64_t bb = Q8 ? 34 : 18;
+    __m256 facc = _mm256_setzero_ps();
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * bb;
+        /* the next tile (8 rows = 8 rb contiguous bytes), 8 bb bytes of it per block */
+        for (int64_t o = 0; o < 8 * bb; o += 64)
+            _mm_prefetch((const char *)(w + 8 * rb + b * 8 * bb + o), _MM_HINT_T0);
+        const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + b * 32));
+        __m256i v[8];
+        for (int r = 0; r < 8; r++)
+            v[r] = ggml_dot(VN, Q8, p + r * rb, xv);
+        facc = acc_block(Q8, VN, facc, el_avx2_hsum8x8_epi32(v), dw8(p, rb), xs[b], dx[b]);
+    }
+    store_rows(facc, nr, bias, j0, y);
+}
+
+/* Prefill (m >= 2): each 8-row tile is transposed once into scratch, per block: the 8 rows' f32 scales,
+ * then per 4-byte group q of the block the 8 rows' 4 bytes side by side (q4_0: the nibbles as u8; q8_0:
+ * w + 128 with AVX-VNNI, else |w| and then w for the sign), so that one broadcast 4-byte group of x gives
+ * the 8 rows' partial sums with no horizontal reduction (as the AVX-512 kernel's 16-row tiles). */
+static int64_t pk_block_bytes(int Q8, int VN) {
+    return 32 + 32 * (Q8 && !VN ? 16 : 8);
+}
+
+/* 8 rows of 8 dwords -> o[q] = dword q of rows 0..7 */
+static inline __attribute__((always_inline)) void transpose8x8(const __m256i *r, __m256i *o) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i + 0] = _mm256_unpacklo_epi64(t[4 * i + 0], t[4 * i + 2]); /* dwords 0 / 4 */
+        u[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i + 0], t[4 * i + 2]); /* 1 / 5 */
+        u[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]); /* 2 / 6 */
+        u[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]); /* 3 / 7 */
+    }
+    for (int q = 0; q < 4; q++) {
+        o[q] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x20);
+        o[q + 4] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x31);
+    }
+}
+
+static inline __attribute__((always_inline)) void pk_tile(const int Q8, const int VN, const uint8_t *w,
+                                                          int64_t rb, int64_t nb, uint8_t *dst) {
+    const int64_t bb = Q8 ? 34 : 18, pb = pk_block_bytes(Q8, VN);
+    for (int64_t b = 0; b < nb; b++, dst += pb) {
+        const uint8_t *p = w + b * bb;
+        __m256i rows[8], o[8];
+        for (int r = 0; r < 8; r++) {
+            if (Q8) {
+                rows[r] = _mm256_loadu_si256((const __m256i *)(p + r * rb + 2));
+            } else {
+                const __m128i v = _mm_loadu_si128((const __m128i *)(p + r * rb + 2));
+                rows[r] = _mm256_and_si256(_mm256_inserti128_si256(_mm256_castsi128_si256(v), _mm_srli_epi16(v, 4), 1),
+                                           _mm256_set1_epi8(0x0f));
+            }
+        }
+        transpose8x8(rows, o);
+        _mm256_store_ps((float *)(void *)dst, dw8(p, rb));
+        __m256i *ov = (__m256i *)(void *)(dst + 32);
+        for (int q = 0; q < 8; q++) {
+            if (!Q8)
+                _mm256_store_si256(ov + q, o[q]);
+            else if (VN)
+                _mm256_store_si256(ov + q, _mm256_xor_si256(o[q], _mm256_set1_epi8((char)0x80)));
+            else {
+                _mm256_store_si256(ov + q, _mm256_abs_epi8(o[q]));
+                _mm256_store_si256(ov + 8 + q, o[q]);
+            }
+        }
+    }
+}
+
+/* T tokens from t0 over a packed tile: y[t, j0 + r] for r < nr */
+static inline __attribute__((always_inline)) void pk_tokens(const int Q8, const int VN, const int T,
+                                                            const uint8_t *tile, int64_t nb, const float *dx,
                                                             const int32_t *xs, const int8_t *xq, int64_t k,
                                                             int64_t t0, int64_t j0, int nr, const float *bias,
-                                                            float *y, int64_t ldy, const int PF) {
-    const int64_t bb = Q8 ? 34 : 18;
+                                                            float *y, int64_t ldy) {
+    const int64_t pb = pk_block_bytes(Q8, VN);
+    const __m256i ones = _mm256_set1_epi16(1);
     __m256 facc[4];
     for (int t = 0; t < T; t++)
         facc[t] = _mm256_setzero_ps();
     for (int64_t b = 0; b < nb; b++) {
-        const uint8_t *p = w + b * bb;
-        if (PF) /* the next tile (8 rows = 8 rb contiguous bytes), 8 bb bytes of it per block */
-            for (int64_t o = 0; o < 8 * bb; o += 64)
-                _mm_prefetch((const char *)(w + 8 * rb + b * 8 * bb + o), _MM_HINT_T0);
-        /* the 8 rows' f16 scales (constant lane indices: no insert with a loop variable, which needs -O2) */
-        const __m256 dw = _mm256_cvtph_ps(_mm_setr_epi16(
-            (short)ld16(p), (short)ld16(p + rb), (short)ld16(p + 2 * rb), (short)ld16(p + 3 * rb),
-            (short)ld16(p + 4 * rb), (short)ld16(p + 5 * rb), (short)ld16(p + 6 * rb), (short)ld16(p + 7 * rb)));
+        const uint8_t *tb = tile + b * pb;
+        const __m256i *wv = (const __m256i *)(const void *)(tb + 32);
+        const __m256 dw = _mm256_load_ps((const float *)(const void *)tb);
         for (int t = 0; t < T; t++) {
-            const int64_t ti = t0 + t;
-            const __m256i xv = _mm256_loadu_si256((const __m256i *)(xq + ti * k + b * 32));
-            __m256i v[8];
-            for (int r = 0; r < 8; r++)
-                v[r] = ggml_dot(VN, Q8, p + r * rb, xv);
-            __m256i isum = el_avx2_hsum8x8_epi32(v);
-            if (!Q8 || VN) isum = _mm256_sub_epi32(isum, _mm256_set1_epi32((Q8 ? 128 : 8) * xs[ti * nb + b]));
-            const __m256 dd = _mm256_mul_ps(dw, _mm256_set1_ps(dx[ti * nb + b]));
-            facc[t] = _mm256_add_ps(facc[t], _mm256_mul_ps(_mm256_cvtepi32_ps(isum), dd)); /* no FMA: as the ref */
+            const int8_t *xb = xq + (t0 + t) * k + b * 32;
+            __m256i isum = _mm256_setzero_si256(), s16 = _mm256_setzero_si256();
+            for (int q = 0; q < 8; q++) {
+                int32_t x4;
+                memcpy(&x4, xb + 4 * q, 4);
+                const __m256i xv = _mm256_set1_epi32(x4);
+                if (VN)
+                    isum = el_avx2_dpbusd(isum, _mm256_load_si256(wv + q), xv);
+                else if (!Q8) /* int16 sums of 8 groups: <= 8 * 2 * 15 * 127 < 2^15 */
+                    s16 = _mm256_add_epi16(s16, _mm256_maddubs_epi16(_mm256_load_si256(wv + q), xv));
+                else { /* |w| x sign(x, w) */
+                    const __m256i sx = _mm256_sign_epi8(xv, _mm256_load_si256(wv + 8 + q));
+                    isum = _mm256_add_epi32(isum, _mm256_madd_epi16(_mm256_maddubs_epi16(_mm256_load_si256(wv + q), sx),
+                                                                    ones));
+                }
+            }
+            if (!VN && !Q8) isum = _mm256_madd_epi16(s16, ones);
+            facc[t] = acc_block(Q8, VN, facc[t], isum, dw, xs[(t0 + t) * nb + b], dx[(t0 + t) * nb + b]);
         }
     }
-    for (int t = 0; t < T; t++) {
-        float o[8];
-        _mm256_storeu_ps(o, facc[t]);
-        float *yt = y + (t0 + t) * ldy + j0;
-        for (int r = 0; r < nr; r++)
-            yt[r] = bias ? o[r] + bias[j0 + r] : o[r];
-    }
+    for (int t = 0; t < T; t++)
+        store_rows(facc[t], nr, bias, j0, y + (t0 + t) * ldy);
 }
 
-static inline __attribute__((always_inline)) void ggml_tiles(const int VN, const int Q8, const uint8_t *w, int64_t rb,
-                                                             int64_t nb, const float *dx, const int32_t *xs,
-                                                             const int8_t *xq, int64_t k, int64_t m, int64_t j0,
-                                                             int nr, const float *bias, float *y, int64_t ldy) {
-    if (m == 1) {
-        ggml_tile(VN, Q8, 1, w, rb, nb, dx, xs, xq, k, 0, j0, nr, bias, y, ldy, 1);
-        return;
-    }
+static inline __attribute__((always_inline)) void pk_run(const int Q8, const int VN, const uint8_t *src, int64_t rb,
+                                                         int64_t nb, uint8_t *tile, const float *dx,
+                                                         const int32_t *xs, const int8_t *xq, int64_t k, int64_t m,
+                                                         int64_t j0, int nr, const float *bias, float *y,
+                                                         int64_t ldy) {
+    pk_tile(Q8, VN, src, rb, nb, tile);
     int64_t t = 0;
     for (; t + 4 <= m; t += 4)
-        ggml_tile(VN, Q8, 4, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+        pk_tokens(Q8, VN, 4, tile, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy);
     if (t + 2 <= m) {
-        ggml_tile(VN, Q8, 2, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+        pk_tokens(Q8, VN, 2, tile, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy);
         t += 2;
     }
-    if (t < m) ggml_tile(VN, Q8, 1, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy, 0);
+    if (t < m) pk_tokens(Q8, VN, 1, tile, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy);
 }
 
 static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, const void *w, int64_t n0,
@@ -284,22 +387,34 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
     const int32_t *xs = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
     const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
     const bool vn = el_avx2_vnni();
+    /* scratch (edgellm_cpu_qmm_i8_scratch): the packed tile (prefill), then a zero-padded last tile */
+    uint8_t *tile = (uint8_t *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
+    uint8_t *part = tile + nb * pk_block_bytes(Q8, vn);
     for (int64_t j = n0; j < n1; j += 8) {
         const int nr = n1 - j < 8 ? (int)(n1 - j) : 8;
         const uint8_t *src = (const uint8_t *)w + j * rb;
         if (nr < 8) { /* a last tile of < 8 rows through a zero-padded copy */
-            memcpy(scratch, src, (size_t)(nr * rb));
-            memset((uint8_t *)scratch + nr * rb, 0, (size_t)((8 - nr) * rb));
-            src = scratch;
+            memcpy(part, src, (size_t)(nr * rb));
+            memset(part + nr * rb, 0, (size_t)((8 - nr) * rb));
+            src = part;
         }
-        if (vn && Q8)
-            ggml_tiles(1, 1, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+        if (m >= 2) {
+            if (vn && Q8)
+                pk_run(1, 1, src, rb, nb, tile, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            else if (vn)
+                pk_run(0, 1, src, rb, nb, tile, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            else if (Q8)
+                pk_run(1, 0, src, rb, nb, tile, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            else
+                pk_run(0, 0, src, rb, nb, tile, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+        } else if (vn && Q8)
+            ggml_decode(1, 1, src, rb, nb, dx, xs, xq, j, nr, bias, y);
         else if (vn)
-            ggml_tiles(1, 0, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            ggml_decode(1, 0, src, rb, nb, dx, xs, xq, j, nr, bias, y);
         else if (Q8)
-            ggml_tiles(0, 1, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            ggml_decode(0, 1, src, rb, nb, dx, xs, xq, j, nr, bias, y);
         else
-            ggml_tiles(0, 0, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            ggml_decode(0, 0, src, rb, nb, dx, xs, xq, j, nr, bias, y);
     }
 }
 
