@@ -165,6 +165,7 @@ void el_hasher_free(el_hasher *h);
 double el_time_ms(void);       /* monotonic */
 uint64_t el_peak_rss_bytes(void);
 int el_num_cpus(void);
+uint64_t el_phys_mem_bytes(void); /* physical memory of the machine (0 if unknown) */
 /* Safe multiply for sizes; false on overflow. */
 static inline bool el_mul_ok(size_t a, size_t b, size_t *out) {
     if (a && b > SIZE_MAX / a) return false;

@@ -44,6 +44,11 @@ uint64_t el_peak_rss_bytes(void) {
     return (uint64_t)ru.ru_maxrss * 1024u;
 }
 
+uint64_t el_phys_mem_bytes(void) {
+    const long pages = sysconf(_SC_PHYS_PAGES), psz = sysconf(_SC_PAGESIZE);
+    return pages > 0 && psz > 0 ? (uint64_t)pages * (uint64_t)psz : 0;
+}
+
 int el_num_cpus(void) {
     long n = sysconf(_SC_NPROCESSORS_ONLN);
     return n > 0 ? (int)n : 1;

@@ -447,6 +447,24 @@ static void default_calib_path(char *out, size_t cap) {
     el_buf_free(&b);
 }
 
+/* Bytes of the GPTQ Hessians (X^T X in doubles) of every layer's four linear inputs, all held at once. */
+static double hessian_bytes(const el_hparams *hp) {
+    const double cols[TP_N] = {(double)hp->n_embd, (double)(hp->n_head * hp->head_dim), (double)hp->n_embd,
+                               (double)hp->n_ff};
+    double hb = 0;
+    for (int t = 0; t < TP_N; t++)
+        hb += cols[t] * cols[t] * 8.0 * (double)hp->n_layer;
+    return hb;
+}
+
+/* Memory the Hessians may take: 60% of the machine's physical memory (EDGELLM_CALIB_MEM_MB overrides). */
+static double hessian_budget(void) {
+    const char *e = getenv("EDGELLM_CALIB_MEM_MB");
+    if (e && *e) return atof(e) * 1e6;
+    const double phys = (double)el_phys_mem_bytes();
+    return phys > 0 ? 0.6 * phys : 1e300;
+}
+
 /* Exports the float model to a temporary dir, builds an engine, runs the calibration text through it
  * with the tap installed. */
 static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, const el_hparams *hp,
@@ -533,9 +551,7 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     }
     if (want_h) {
         const int64_t cols[TP_N] = {hp->n_embd, hp->n_head * hp->head_dim, hp->n_embd, hp->n_ff};
-        double hb = 0;
-        for (int t = 0; t < TP_N; t++)
-            hb += (double)cols[t] * (double)cols[t] * 8.0 * (double)hp->n_layer;
+        const double hb = hessian_bytes(hp);
         if (hb > 2e9)
             EL_LOG_WARN("GPTQ: the Hessians of all layers take %.1f GB", hb / 1e9);
         else
@@ -1601,8 +1617,23 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     const int afmt = sch == QS_NVFP4 ? FQ_NVFP4 : q.awq_asym ? FQ_INT4_ASYM : FQ_INT4;
     const bool need_cal = sch != QS_INT4_RTN || kv_fp8;
     cal.gram_group = sch == QS_INT4_AWQ ? p->group_size : 0; /* the AWQ clip loss */
-    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, sch == QS_INT4_GPTQ || sch == QS_NVFP4, awq, &cal)) < 0)
-        goto fail;
+    /* GPTQ keeps every layer's Hessian until the export: int4_gptq needs them (a clear error when they do not
+     * fit), nvfp4 uses them when they fit and otherwise quantizes with the block-scale search alone */
+    bool want_h = sch == QS_INT4_GPTQ || sch == QS_NVFP4;
+    if (want_h && hessian_bytes(&hp) > hessian_budget()) {
+        const double hb = hessian_bytes(&hp) / 1e6, bud = hessian_budget() / 1e6;
+        if (sch == QS_INT4_GPTQ) {
+            s = el_err(EDGELLM_STATUS_NO_MEMORY,
+                       "int4_gptq: the GPTQ Hessians of all %lld layers need %.0f MB, more than the %.0f MB "
+                       "allowed (60%% of physical memory, EDGELLM_CALIB_MEM_MB); use int4_awq",
+                       (long long)hp.n_layer, hb, bud);
+            goto fail;
+        }
+        EL_LOG_INFO("nvfp4: the GPTQ Hessians would need %.0f MB (allowed %.0f MB): block-scale search without "
+                    "GPTQ", hb, bud);
+        want_h = false;
+    }
+    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, want_h, awq, &cal)) < 0) goto fail;
     if (awq && el_num_cpus() > 1) q.tp = el_threadpool_create(el_num_cpus());
 
     /* index the plan by canonical name */

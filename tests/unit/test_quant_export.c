@@ -18,6 +18,7 @@
 
 #include <cjson/cJSON.h>
 #include <math.h>
+#include <unistd.h>
 
 static char g_dir[1024];
 static bool g_table;
@@ -429,6 +430,31 @@ static void test_cli(void) {
     t = tu_read(log, &n);
     CHECK(t && tu_contains(t, "unknown quantization 'int9'"));
     el_free(t);
+    /* GPTQ Hessians over the memory allowed (EDGELLM_CALIB_MEM_MB): int4_gptq stops with a clear error and
+     * leaves no output; nvfp4 falls back to the block-scale search and exports */
+    char y[1100];
+    snprintf(y, sizeof y, "%s/x-mem", g_dir);
+    const char *qm[2] = {"int4_gptq", "nvfp4"};
+    for (int i = 0; i < 2; i++) {
+        snprintf(cmd, sizeof cmd,
+                 "EDGELLM_CALIB_MEM_MB=0.01 %s export --model fixtures/models/stories260K-hf --output %s "
+                 "--quantization %s --calib-file fixtures/data/stories_calib.txt --calib-samples 2 "
+                 "--calib-seq-len 64 --progress --overwrite 2> %s",
+                 cli, y, qm[i], log);
+        const int rc = system(cmd);
+        t = tu_read(log, &n);
+        snprintf(x, sizeof x, "%s/config.json", y);
+        if (i == 0) {
+            CHECKF(rc != 0 && t && tu_contains(t, "int4_gptq: the GPTQ Hessians of all 5 layers need"),
+                   "int4_gptq over the Hessian budget: rc %d, log %s", rc, t ? t : "(none)");
+            CHECK(access(y, F_OK) != 0);
+        } else {
+            CHECKF(rc == 0 && t && tu_contains(t, "block-scale search without GPTQ"),
+                   "nvfp4 over the Hessian budget: rc %d, log %s", rc, t ? t : "(none)");
+            CHECK(access(x, F_OK) == 0);
+        }
+        el_free(t);
+    }
 }
 
 int main(void) {
