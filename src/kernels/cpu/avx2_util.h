@@ -64,6 +64,25 @@ EL_AVX2_AI __m256i el_avx2_hsum8x8_epi32(const __m256i *v) {
     return _mm256_add_epi32(lo, hi);
 }
 
+/* 8 rows of 8 dwords -> o[q] = dword q of rows 0..7 */
+EL_AVX2_AI void el_avx2_transpose8x8(const __m256i *r, __m256i *o) {
+    __m256i t[8], u[8];
+    for (int i = 0; i < 4; i++) {
+        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
+        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
+    }
+    for (int i = 0; i < 2; i++) {
+        u[4 * i + 0] = _mm256_unpacklo_epi64(t[4 * i + 0], t[4 * i + 2]); /* dwords 0 / 4 */
+        u[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i + 0], t[4 * i + 2]); /* 1 / 5 */
+        u[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]); /* 2 / 6 */
+        u[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]); /* 3 / 7 */
+    }
+    for (int q = 0; q < 4; q++) {
+        o[q] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x20);
+        o[q + 4] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x31);
+    }
+}
+
 /* AVX-VNNI (cpuid 7.1 eax bit 4: vpdpbusd / vpdpwssd on ymm, VEX encoded), unless EDGELLM_CPU_AVXVNNI=0
  * (read on every call: tests and benchmarks compare both paths) */
 static inline bool el_avx2_vnni(void) {

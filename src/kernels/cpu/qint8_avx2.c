@@ -273,24 +273,6 @@ static int64_t pk_block_bytes(int Q8, int VN) {
     return 32 + 32 * (Q8 && !VN ? 16 : 8);
 }
 
-/* 8 rows of 8 dwords -> o[q] = dword q of rows 0..7 */
-static inline __attribute__((always_inline)) void transpose8x8(const __m256i *r, __m256i *o) {
-    __m256i t[8], u[8];
-    for (int i = 0; i < 4; i++) {
-        t[2 * i] = _mm256_unpacklo_epi32(r[2 * i], r[2 * i + 1]);
-        t[2 * i + 1] = _mm256_unpackhi_epi32(r[2 * i], r[2 * i + 1]);
-    }
-    for (int i = 0; i < 2; i++) {
-        u[4 * i + 0] = _mm256_unpacklo_epi64(t[4 * i + 0], t[4 * i + 2]); /* dwords 0 / 4 */
-        u[4 * i + 1] = _mm256_unpackhi_epi64(t[4 * i + 0], t[4 * i + 2]); /* 1 / 5 */
-        u[4 * i + 2] = _mm256_unpacklo_epi64(t[4 * i + 1], t[4 * i + 3]); /* 2 / 6 */
-        u[4 * i + 3] = _mm256_unpackhi_epi64(t[4 * i + 1], t[4 * i + 3]); /* 3 / 7 */
-    }
-    for (int q = 0; q < 4; q++) {
-        o[q] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x20);
-        o[q + 4] = _mm256_permute2x128_si256(u[q], u[4 + q], 0x31);
-    }
-}
 
 static inline __attribute__((always_inline)) void pk_tile(const int Q8, const int VN, const uint8_t *w,
                                                           int64_t rb, int64_t nb, uint8_t *dst) {
@@ -307,7 +289,7 @@ static inline __attribute__((always_inline)) void pk_tile(const int Q8, const in
                                            _mm256_set1_epi8(0x0f));
             }
         }
-        transpose8x8(rows, o);
+        el_avx2_transpose8x8(rows, o);
         _mm256_store_ps((float *)(void *)dst, dw8(p, rb));
         __m256i *ov = (__m256i *)(void *)(dst + 32);
         for (int q = 0; q < 8; q++) {
