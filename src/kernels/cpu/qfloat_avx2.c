@@ -24,8 +24,8 @@
  *     then f32 times the 16 rows' group scales and d.
  *   nvfp4: the same kernel with 2 e2m1 (-12..12) as the int16 weights and e4m3(block scale) * global / 2
  *     as the group scales (g = 16).
- *   fp8: blocks of rows of W as their e4m3 values in f32 (the row scales applied to the outputs), then the
- *     dense AVX2 kernel (edgellm_cpu_matmul). */
+ *   fp8: tiles of 16 rows of W as their e4m3 values in f32 (exact; the row scales applied to the outputs),
+ *     rows side by side per element, and 6 x 16 register tiles of f32 FMAs on broadcast x. */
 #include "kernels/cpu/qfloat_avx2.h"
 
 #if defined(__x86_64__)
