@@ -89,11 +89,12 @@ void edgellm_cpu_rope(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64_t
 el_cpu_isa el_cpu_isa_get(void);
 
 /* (added) Weight-only / float-activation quantized matmul (w4a16, fp8, nvfp4 layouts of kernels/quant.h)
- * on AVX-512 BF16 (src/kernels/cpu/qfloat*.c). Per matmul call: qf_prep_bytes (0 = not handled on this
- * CPU / ISA / layout: run el_ref_qmatmul instead), qf_prep once over all rows [0, m) of x, in any row
- * ranges [i0, i1) (x (m, k) -> a 64-byte aligned buffer of that size: the activations as bf16 hi + lo or
- * int8 limbs for small m, int16 for w4a16 prefill), then qf_matmul on any row ranges [n0, n1) of W, e.g.
- * one per thread, each with its own scratch of qf_scratch bytes (prefill: expanded / dequantized rows of W).
+ * on AVX-512 BF16, else AVX2 + FMA + F16C (src/kernels/cpu/qfloat*.c). Per matmul call: qf_prep_bytes
+ * (0 = not handled on this CPU / ISA / layout: run el_ref_qmatmul instead), qf_prep once over all rows
+ * [0, m) of x, in any row ranges [i0, i1) (x (m, k) -> a 64-byte aligned buffer of that size: the
+ * activations as bf16 hi + lo or int8 limbs for small m, int16 for w4a16 prefill; per ISA), then qf_matmul
+ * on any row ranges [n0, n1) of W, e.g. one per thread, each with its own scratch of qf_scratch bytes
+ * (prefill: expanded / dequantized rows of W).
  * Matches el_ref_qmatmul to NMSE < 1e-6 (tests/unit/test_qkernels_float.c). */
 size_t edgellm_cpu_qf_prep_bytes(const void *w, el_dtype wt, int64_t m, int64_t k);
 size_t edgellm_cpu_qf_scratch(const void *w, el_dtype wt, int64_t m, int64_t k);
@@ -102,8 +103,8 @@ void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el
 void edgellm_cpu_qf_matmul(const float *x, const void *prep, int64_t m, int64_t k, const void *w, el_dtype wt,
                            int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
 
-/* (added) Int8-activation quantized matmul (w8a8, q8_0, q4_0 layouts of kernels/quant.h) on AVX-512 VNNI
- * (src/kernels/cpu/qint8*.c), bit-exact with el_ref_qmatmul. qmm_i8_supported false (other CPU / ISA,
+/* (added) Int8-activation quantized matmul (w8a8, q8_0, q4_0 layouts of kernels/quant.h) on AVX-512 VNNI,
+ * else AVX2 (src/kernels/cpu/qint8*.c), bit-exact with el_ref_qmatmul. qmm_i8_supported false (other CPU / ISA,
  * ggml k not a multiple of 32): run el_ref_qmatmul instead. Per matmul call: qmm_i8_quantize x (m, k)
  * into a 64-byte aligned buffer of qmm_i8_act_bytes (ONCE, rows [i0, i1) per thread if split), then
  * qmm_i8 on any row ranges [n0, n1) of W (multiples of 16 rows keep whole tiles), each with its own
