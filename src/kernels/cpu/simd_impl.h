@@ -341,6 +341,25 @@ EL_AI void FN(pv)(float *acc, const float *p, const void *vc, const el_dtype kt,
 
 /* Two q heads of one kv head at once (GQA): every K / V vector is loaded and converted once for both. */
 #define ATT_PAIR_OK(HDC) ((HDC) > 0 && ATT_HDC_OK(HDC) && 2 * (HDC) / VW <= 16)
+/* the lane-wise products of both heads with K row off, summed over the row's vectors (not reduced) */
+EL_AI void FN(dot2)(const V *qa, const V *qb, const void *kc, const el_dtype kt, int64_t off, const int HDC, V *ra,
+                    V *rb) {
+    V a0 = vzero(), a1 = vzero(), b0 = vzero(), b1 = vzero();
+    for (int c = 0; c + 1 < HDC / VW; c += 2) {
+        const V k0 = FN(ldw)(kc, kt, off + c * VW), k1 = FN(ldw)(kc, kt, off + (c + 1) * VW);
+        a0 = vfma(qa[c], k0, a0);
+        b0 = vfma(qb[c], k0, b0);
+        a1 = vfma(qa[c + 1], k1, a1);
+        b1 = vfma(qb[c + 1], k1, b1);
+    }
+    if ((HDC / VW) % 2) {
+        const V k0 = FN(ldw)(kc, kt, off + (HDC / VW - 1) * VW);
+        a0 = vfma(qa[HDC / VW - 1], k0, a0);
+        b0 = vfma(qb[HDC / VW - 1], k0, b0);
+    }
+    *ra = vadd(a0, a1);
+    *rb = vadd(b0, b1);
+}
 EL_AI void FN(scores2)(const float *q0, const float *q1, const void *kc, const el_dtype kt, int64_t off0,
                        const int HDC, int64_t nb, float scale, float *sc0, float *sc1) {
     V qa[ATT_NV(HDC)], qb[ATT_NV(HDC)];
@@ -348,23 +367,23 @@ EL_AI void FN(scores2)(const float *q0, const float *q1, const void *kc, const e
         qa[c] = vld(q0 + c * VW);
         qb[c] = vld(q1 + c * VW);
     }
-    for (int64_t b = 0; b < nb; b++) {
-        const int64_t off = off0 + b * HDC;
-        V a0 = vzero(), a1 = vzero(), b0 = vzero(), b1 = vzero();
-        for (int c = 0; c + 1 < HDC / VW; c += 2) {
-            const V k0 = FN(ldw)(kc, kt, off + c * VW), k1 = FN(ldw)(kc, kt, off + (c + 1) * VW);
-            a0 = vfma(qa[c], k0, a0);
-            b0 = vfma(qb[c], k0, b0);
-            a1 = vfma(qa[c + 1], k1, a1);
-            b1 = vfma(qb[c + 1], k1, b1);
-        }
-        if ((HDC / VW) % 2) {
-            const V k0 = FN(ldw)(kc, kt, off + (HDC / VW - 1) * VW);
-            a0 = vfma(qa[HDC / VW - 1], k0, a0);
-            b0 = vfma(qb[HDC / VW - 1], k0, b0);
-        }
-        sc0[b] = vhsum(vadd(a0, a1)) * scale;
-        sc1[b] = vhsum(vadd(b0, b1)) * scale;
+    int64_t b = 0;
+#ifdef HAVE_VHSUM_N
+    /* VW positions at once, the VW horizontal sums of each head by one reduction tree (instead of one
+     * reduction per position and head): prefill attention 1 thread +18% */
+    const V vs = vset1(scale);
+    for (; b + VW <= nb; b += VW) {
+        V ta[VW], tb[VW];
+        for (int i = 0; i < VW; i++) FN(dot2)(qa, qb, kc, kt, off0 + (b + i) * HDC, HDC, &ta[i], &tb[i]);
+        vst(sc0 + b, vmul(vhsum_n(ta), vs));
+        vst(sc1 + b, vmul(vhsum_n(tb), vs));
+    }
+#endif
+    for (; b < nb; b++) {
+        V ra, rb;
+        FN(dot2)(qa, qb, kc, kt, off0 + b * HDC, HDC, &ra, &rb);
+        sc0[b] = vhsum(ra) * scale;
+        sc1[b] = vhsum(rb) * scale;
     }
 }
 EL_AI void FN(pv2)(float *acc0, float *acc1, const float *p0, const float *p1, const void *vc, const el_dtype kt,
