@@ -147,16 +147,22 @@ void edgellm_cpu_add(float *y, const float *x, int64_t i0, int64_t i1) {
 void edgellm_cpu_rope(float *x, int64_t t0, int64_t t1, int64_t n_heads, int64_t head_dim, int64_t n_rot,
                       const int32_t *pos, const float *inv_freq, float attn_scale) {
     const int64_t half = n_rot / 2;
-    for (int64_t t = t0; t < t1; t++) {
-        for (int64_t i = 0; i < half; i++) {
-            const float a = (float)pos[t] * inv_freq[i];
-            const float c = cosf(a) * attn_scale, s = sinf(a) * attn_scale;
-            float *xh = x + t * n_heads * head_dim + i;
-            for (int64_t h = 0; h < n_heads; h++, xh += head_dim) {
-                const float x1 = xh[0], x2 = xh[half];
-                xh[0] = x1 * c - x2 * s;
-                xh[half] = x2 * c + x1 * s;
+    float cs[2][256]; /* cos / sin of up to 256 frequencies, then every head along i (contiguous) */
+    for (int64_t t = t0; t < t1; t++)
+        for (int64_t i0 = 0; i0 < half; i0 += 256) {
+            const int64_t ni = half - i0 < 256 ? half - i0 : 256;
+            for (int64_t i = 0; i < ni; i++) {
+                const float a = (float)pos[t] * inv_freq[i0 + i];
+                cs[0][i] = cosf(a) * attn_scale;
+                cs[1][i] = sinf(a) * attn_scale;
+            }
+            for (int64_t h = 0; h < n_heads; h++) {
+                float *xh = x + (t * n_heads + h) * head_dim + i0;
+                for (int64_t i = 0; i < ni; i++) {
+                    const float x1 = xh[i], x2 = xh[half + i];
+                    xh[i] = x1 * cs[0][i] - x2 * cs[1][i];
+                    xh[half + i] = x2 * cs[0][i] + x1 * cs[1][i];
+                }
             }
         }
-    }
 }
