@@ -17,6 +17,7 @@ static inline V vset1(float f) { return _mm256_set1_ps(f); }
 static inline V vfma(V a, V b, V c) { return _mm256_fmadd_ps(a, b, c); }
 static inline V vadd(V a, V b) { return _mm256_add_ps(a, b); }
 static inline V vsub(V a, V b) { return _mm256_sub_ps(a, b); }
+static inline V vmax(V a, V b) { return _mm256_max_ps(a, b); } /* b where either is NaN */
 static inline V vmul(V a, V b) { return _mm256_mul_ps(a, b); }
 static inline V vdiv(V a, V b) { return _mm256_div_ps(a, b); }
 static inline float vhsum(V v) {

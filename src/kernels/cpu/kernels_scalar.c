@@ -18,6 +18,7 @@ static inline V vset1(float f) { return f; }
 static inline V vfma(V a, V b, V c) { return a * b + c; }
 static inline V vadd(V a, V b) { return a + b; }
 static inline V vsub(V a, V b) { return a - b; }
+static inline V vmax(V a, V b) { return a > b ? a : b; }
 static inline V vmul(V a, V b) { return a * b; }
 static inline V vdiv(V a, V b) { return a / b; }
 static inline float vhsum(V v) { return v; }

@@ -442,8 +442,14 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
                                     sc[g + 1]);
                 for (; g < ng; g++) FN(scores)(qg + g * hd, kc, kt, base + p0 * hd, hd, HDC, nb, scale, sc[g]);
                 for (int64_t g = 0; g < ng; g++) {
-                    float bm = sc[g][0];
-                    for (int64_t b = 1; b < nb; b++) bm = sc[g][b] > bm ? sc[g][b] : bm;
+                    /* block max: VW lanes at a time (a NaN score is skipped, as by the scalar compare) */
+                    V bmv = vset1(sc[g][0]);
+                    int64_t b0 = 0;
+                    for (; b0 + VW <= nb; b0 += VW) bmv = vmax(vld(&sc[g][b0]), bmv);
+                    float lanes[VW], bm = sc[g][0];
+                    vst(lanes, bmv);
+                    for (int i = 0; i < VW; i++) bm = lanes[i] > bm ? lanes[i] : bm;
+                    for (; b0 < nb; b0++) bm = sc[g][b0] > bm ? sc[g][b0] : bm;
                     const float mnew = bm > mrun[g] ? bm : mrun[g];
                     if (mrun[g] != -INFINITY && mnew != mrun[g]) {
                         const float corr = expf(mrun[g] - mnew);
