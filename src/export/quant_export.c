@@ -1144,25 +1144,181 @@ static edgellm_status awq_clip(el_threadpool *tp, bool asym, lin *L, const tapst
                     : EDGELLM_STATUS_OK;
 }
 
-/* Cholesky of the symmetric positive definite A (n, n) in place: lower L with A = L L^T. */
-static bool cholesky(double *a, int64_t n) {
-    for (int64_t j = 0; j < n; j++) {
-        double d = a[j * n + j];
-        for (int64_t p = 0; p < j; p++)
-            d -= a[j * n + p] * a[j * n + p];
-        if (!(d > 0)) return false;
-        d = sqrt(d);
-        a[j * n + j] = d;
-        for (int64_t i = j + 1; i < n; i++) {
-            double v = a[i * n + j];
-            for (int64_t p = 0; p < j; p++)
-                v -= a[i * n + p] * a[j * n + p];
-            a[i * n + j] = v / d;
+/* ---- GPTQ ---------------------------------------------------------------------------------------------------
+ * The dense algebra runs blocked, vectorized (vector extensions) and over the thread pool, but each element is
+ * still computed by the operations of the plain scalar loops in the same order: every sum runs over p in
+ * increasing order from the same start value (the terms it skips or adds in addition are exact zeros added to
+ * +0), so the result depends neither on the blocking nor on the number of threads (bit-identical exports). */
+
+typedef double gq_v2d __attribute__((vector_size(16)));
+static inline gq_v2d gq_ld2(const double *p) {
+    gq_v2d v;
+    memcpy(&v, p, sizeof v);
+    return v;
+}
+static inline void gq_st2(double *p, gq_v2d v) { memcpy(p, &v, sizeof v); }
+
+/* acc[r] (4 rows of 4 columns) -= (sub) or += A(r, p) * B[p * ldb + 0..3] for p = p0 .. p1 - 1 in order;
+ * A(r, p) = A[r * lda + p], or A[p * lda + r] when at (A given transposed). */
+static inline __attribute__((always_inline)) void gq_mk44(gq_v2d acc[4][2], const double *A, int64_t lda, bool at,
+                                                          const double *B, int64_t ldb, int64_t p0, int64_t p1,
+                                                          bool sub) {
+    for (int64_t p = p0; p < p1; p++) {
+        const gq_v2d b0 = gq_ld2(B + p * ldb), b1 = gq_ld2(B + p * ldb + 2);
+        for (int r = 0; r < 4; r++) {
+            const double a = at ? A[p * lda + r] : A[r * lda + p];
+            const gq_v2d av = {a, a};
+            if (sub) {
+                acc[r][0] -= av * b0;
+                acc[r][1] -= av * b1;
+            } else {
+                acc[r][0] += av * b0;
+                acc[r][1] += av * b1;
+            }
         }
-        for (int64_t i = 0; i < j; i++)
-            a[i * n + j] = 0;
     }
+}
+
+/* the same for one element (row r, column c) */
+static inline double gq_dot1(double v, const double *A, int64_t lda, bool at, int64_t r, const double *B,
+                             int64_t ldb, int64_t c, int64_t p0, int64_t p1, bool sub) {
+    for (int64_t p = p0; p < p1; p++) {
+        const double t = (at ? A[p * lda + r] : A[r * lda + p]) * B[p * ldb + c];
+        v = sub ? v - t : v + t;
+    }
+    return v;
+}
+
+#define GQ_ALL (INT64_MIN / 4)
+/* C (M, N) -= (sub) or += A (M, P) B (P, N), each element's sum in order of p. The sum of C[r][c] may start
+ * at p = max(r + prow, c + pcol) (GQ_ALL: 0) when the terms below are zeros; lower: only c <= r is needed. */
+typedef struct gq_gemm {
+    double *C;
+    const double *A, *B;
+    int64_t ldc, lda, ldb, M, N, P, prow, pcol;
+    bool at, sub, lower;
+} gq_gemm;
+
+static void gq_gemm_run(void *ctx, int ith, int nth) {
+    const gq_gemm *g = ctx;
+    enum { NT = 64, PT = 256 };
+    for (int64_t ct = 0; ct < g->N; ct += NT) {
+        const int64_t c1t = ct + NT < g->N ? ct + NT : g->N;
+        for (int64_t pt = 0; pt < g->P; pt += PT) {
+            const int64_t p1t = pt + PT < g->P ? pt + PT : g->P;
+            for (int64_t r0 = 4 * (int64_t)ith; r0 < g->M; r0 += 4 * (int64_t)nth) {
+                const double *A = g->at ? g->A + r0 : g->A + r0 * g->lda;
+                for (int64_t c0 = ct; c0 < c1t && !(g->lower && c0 > r0 + 3); c0 += 4) {
+                    int64_t pb = pt;
+                    if (r0 + g->prow > pb) pb = r0 + g->prow;
+                    if (c0 + g->pcol > pb) pb = c0 + g->pcol;
+                    if (pb >= p1t) continue;
+                    double *C = g->C + r0 * g->ldc + c0;
+                    if (r0 + 4 <= g->M && c0 + 4 <= c1t) {
+                        gq_v2d acc[4][2];
+                        for (int r = 0; r < 4; r++) {
+                            acc[r][0] = gq_ld2(C + r * g->ldc);
+                            acc[r][1] = gq_ld2(C + r * g->ldc + 2);
+                        }
+                        gq_mk44(acc, A, g->lda, g->at, g->B + c0, g->ldb, pb, p1t, g->sub);
+                        for (int r = 0; r < 4; r++) {
+                            gq_st2(C + r * g->ldc, acc[r][0]);
+                            gq_st2(C + r * g->ldc + 2, acc[r][1]);
+                        }
+                    } else {
+                        for (int64_t r = 0; r < 4 && r0 + r < g->M; r++)
+                            for (int64_t c = 0; c < 4 && c0 + c < c1t; c++)
+                                C[r * g->ldc + c] = gq_dot1(C[r * g->ldc + c], A, g->lda, g->at, r, g->B + c0,
+                                                            g->ldb, c, pb, p1t, g->sub);
+                    }
+                }
+            }
+        }
+    }
+}
+
+/* Cholesky, the panel's rows at and below J1: a[i][j] for j in [J0, J1) from the updated sums */
+typedef struct gq_chol {
+    double *a;
+    int64_t n, J0, J1;
+} gq_chol;
+
+static void gq_chol_run(void *ctx, int ith, int nth) {
+    const gq_chol *c = ctx;
+    const int64_t n = c->n;
+    double *a = c->a;
+    for (int64_t i = c->J1 + ith; i < n; i += nth)
+        for (int64_t j = c->J0; j < c->J1; j++) {
+            double v = a[i * n + j];
+            for (int64_t p = c->J0; p < j; p++)
+                v -= a[i * n + p] * a[j * n + p];
+            a[i * n + j] = v / a[j * n + j];
+        }
+}
+
+/* Cholesky of the symmetric positive definite A (n, n) in place: lower L with A = L L^T (the upper triangle
+ * zeroed). Left-looking in panels of 32 columns: a[i][j] = (a[i][j] - sum_{p<j} a[i][p] a[j][p]) / a[j][j], the
+ * part p < J0 as a product with the panel rows transposed into pt (n * 32 doubles). */
+static bool cholesky(el_threadpool *tp, double *a, int64_t n, double *pt) {
+    enum { NB = 32 };
+    for (int64_t J0 = 0; J0 < n; J0 += NB) {
+        const int64_t J1 = J0 + NB < n ? J0 + NB : n, nb = J1 - J0;
+        if (J0 > 0) {
+            for (int64_t jj = 0; jj < nb; jj++)
+                for (int64_t p = 0; p < J0; p++)
+                    pt[p * nb + jj] = a[(J0 + jj) * n + p];
+            gq_gemm g = {a + J0 * n + J0, a + J0 * n, pt, n, n, nb, n - J0, nb, J0, GQ_ALL, GQ_ALL,
+                         false, true, false};
+            pool_run(tp, gq_gemm_run, &g);
+        }
+        for (int64_t j = J0; j < J1; j++) {
+            double d = a[j * n + j];
+            for (int64_t p = J0; p < j; p++)
+                d -= a[j * n + p] * a[j * n + p];
+            if (!(d > 0)) return false;
+            d = sqrt(d);
+            a[j * n + j] = d;
+            for (int64_t i = j + 1; i < J1; i++) {
+                double v = a[i * n + j];
+                for (int64_t p = J0; p < j; p++)
+                    v -= a[i * n + p] * a[j * n + p];
+                a[i * n + j] = v / d;
+            }
+        }
+        gq_chol c = {a, n, J0, J1};
+        pool_run(tp, gq_chol_run, &c);
+    }
+    for (int64_t i = 0; i < n; i++)
+        for (int64_t j = i + 1; j < n; j++)
+            a[i * n + j] = 0;
     return true;
+}
+
+/* Li = L^-1 (lower; Li zeroed on entry), rows [I0, I1) once the sums over p < I0 are in: Li[i][j] =
+ * -sum_{p=j}^{i-1} L[i][p] Li[p][j] / L[i][i], Li[i][i] = 1 / L[i][i]; the columns are independent (threads). */
+typedef struct gq_linv {
+    const double *L;
+    double *Li;
+    int64_t k, I0, I1;
+} gq_linv;
+
+static void gq_linv_run(void *ctx, int ith, int nth) {
+    const gq_linv *c = ctx;
+    const int64_t k = c->k, c0 = c->I1 * ith / nth, c1 = c->I1 * (ith + 1) / nth;
+    double *Li = c->Li;
+    for (int64_t i = c->I0; i < c->I1; i++) {
+        double *li = Li + i * k;
+        for (int64_t p = c->I0; p < i; p++) {
+            const double lp = c->L[i * k + p], *lr = Li + p * k;
+            const int64_t e = p + 1 < c1 ? p + 1 : c1;
+            for (int64_t j = c0; j < e; j++)
+                li[j] -= lp * lr[j];
+        }
+        const double d = c->L[i * k + i];
+        for (int64_t j = c0; j < (i < c1 ? i : c1); j++)
+            li[j] = li[j] / d;
+        if (i >= c0 && i < c1) li[i] = 1.0 / d;
+    }
 }
 
 /* The grid GPTQ rounds to: int4 (m: symmetric levels, one f16 scale per group of m->g, as RTN) or, with
@@ -1174,31 +1330,23 @@ typedef struct gptq_grid {
     uint8_t *fp4_scales, *fp4_codes;
 } gptq_grid;
 
-/* Group / block start at column c0 (the weights as updated so far): the scale of every row into scale. */
-static void gptq_group(const gptq_grid *q, const float *w, int64_t n, int64_t k, int64_t c0, const double *Hsym,
-                       float *scale) {
+/* Group / block start at column c0 of row j (the weights as updated so far): the row's scale. gram: the
+ * block's 16 x 16 Hessian (nvfp4). */
+static float gptq_group(const gptq_grid *q, const float *w, int64_t j, int64_t k, int64_t c0, const float *gram) {
     if (q->m) {
         const int64_t c1 = c0 + q->m->g < k ? c0 + q->m->g : k;
-        for (int64_t j = 0; j < n; j++) {
-            uint16_t sh;
-            scale[j] = int4_scale(w + j * k, c0, c1, 1.0f, &sh);
-            q->m->s[j * q->m->G + c0 / q->m->g] = sh;
-            q->m->z[j * q->m->G + c0 / q->m->g] = 8;
-        }
-        return;
+        uint16_t sh;
+        const float s = int4_scale(w + j * k, c0, c1, 1.0f, &sh);
+        q->m->s[j * q->m->G + c0 / q->m->g] = sh;
+        q->m->z[j * q->m->G + c0 / q->m->g] = 8;
+        return s;
     }
     const int64_t len = c0 + 16 < k ? 16 : k - c0, B = (k + 15) / 16;
-    float gram[256];
-    for (int64_t a = 0; a < len; a++)
-        for (int64_t b = 0; b < len; b++)
-            gram[a * 16 + b] = (float)(a <= b ? Hsym[(c0 + a) * k + c0 + b] : Hsym[(c0 + b) * k + c0 + a]);
-    for (int64_t j = 0; j < n; j++) {
-        uint8_t codes[16];
-        double e = 0;
-        const uint8_t sc = nvfp4_block(w + j * k + c0, len, q->gs, gram, codes, &e);
-        q->fp4_scales[j * B + c0 / 16] = sc;
-        scale[j] = el_e4m3_to_f32(sc) * q->gs;
-    }
+    uint8_t codes[16];
+    double e = 0;
+    const uint8_t sc = nvfp4_block(w + j * k + c0, len, q->gs, gram, codes, &e);
+    q->fp4_scales[j * B + c0 / 16] = sc;
+    return el_e4m3_to_f32(sc) * q->gs;
 }
 
 /* Rounds w[j][c] = x on the grid at the row's current scale s; returns the dequantized value. */
@@ -1213,14 +1361,14 @@ static float gptq_round(const gptq_grid *q, int64_t j, int64_t c, int64_t k, flo
     return el_e2m1_to_f32(code) * s;
 }
 
-/* GPTQ (Frantar et al.): H = X^T X (+ 1% mean-diagonal dampening), U = upper Cholesky factor of H^-1,
- * columns quantized in order with the OBS error update, lazy batches of 128 columns, group / block scales
- * taken from the updated weights when a group starts (gptq_group). W is modified. */
-static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double *Hsym, const gptq_grid *gq) {
-    double *H = el_malloc((size_t)(k * k) * sizeof(double)), *Hi = el_calloc((size_t)(k * k), sizeof(double));
-    float *err = el_malloc((size_t)(n * 128) * sizeof(float));
+/* U (k, k, row-major upper) with H^-1 = U^T U for the dampened Hessian of Hsym (upper triangle used), as
+ * GPTQ: H = L L^T, H^-1 = L^-T L^-1, U = the transposed lower Cholesky factor of H^-1. */
+static edgellm_status gptq_inverse(el_threadpool *tp, const double *Hsym, int64_t k, double **U_out) {
+    enum { IB = 64 };
+    double *H = el_malloc((size_t)(k * k) * sizeof(double)), *Hi = el_calloc((size_t)(k * k), sizeof(double)),
+           *pt = el_malloc((size_t)(k * 32) * sizeof(double));
     edgellm_status st = EDGELLM_STATUS_OK;
-    if (!H || !Hi || !err) {
+    if (!H || !Hi || !pt) {
         st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in GPTQ");
         goto done;
     }
@@ -1229,82 +1377,144 @@ static edgellm_status gptq_quantize(float *w, int64_t n, int64_t k, const double
             H[i * k + j] = i <= j ? Hsym[i * k + j] : Hsym[j * k + i];
     double mean = 0;
     for (int64_t i = 0; i < k; i++) {
-        if (H[i * k + i] == 0) { /* dead input: never active */
-            H[i * k + i] = 1;
-            for (int64_t j = 0; j < n; j++)
-                w[j * k + i] = 0;
-        }
+        if (H[i * k + i] == 0) H[i * k + i] = 1; /* dead input: never active */
         mean += H[i * k + i];
     }
     double damp = 0.01 * mean / (double)k;
     for (int64_t i = 0; i < k; i++)
         H[i * k + i] += damp;
     /* H^-1 via Cholesky: H = L L^T, H^-1 = L^-T L^-1 */
-    if (!cholesky(H, k)) {
+    if (!cholesky(tp, H, k, pt)) {
         st = el_err(EDGELLM_STATUS_FORMAT, "GPTQ: Hessian is not positive definite");
         goto done;
     }
-    /* Hi = L^-1 (lower) */
-    for (int64_t i = 0; i < k; i++) {
-        Hi[i * k + i] = 1.0 / H[i * k + i];
-        for (int64_t j = 0; j < i; j++) {
-            double v = 0;
-            for (int64_t p = j; p < i; p++)
-                v -= H[i * k + p] * Hi[p * k + j];
-            Hi[i * k + j] = v / H[i * k + i];
+    /* Hi = L^-1 (lower), in blocks of IB rows: the sums over the rows above the block as a product */
+    for (int64_t I0 = 0; I0 < k; I0 += IB) {
+        const int64_t I1 = I0 + IB < k ? I0 + IB : k;
+        if (I0 > 0) {
+            gq_gemm g = {Hi + I0 * k, H + I0 * k, Hi, k, k, k, I1 - I0, I0, I0, GQ_ALL, 0, false, true, false};
+            pool_run(tp, gq_gemm_run, &g);
         }
+        gq_linv c = {H, Hi, k, I0, I1};
+        pool_run(tp, gq_linv_run, &c);
     }
-    /* H = L^-T L^-1 (full inverse) */
+    /* H = L^-T L^-1 (full inverse): H[i][j] = sum_{p>=i} Hi[p][i] Hi[p][j] for j <= i, mirrored */
+    memset(H, 0, (size_t)(k * k) * sizeof(double));
+    gq_gemm g = {H, Hi, Hi, k, k, k, k, k, k, 0, GQ_ALL, true, false, true};
+    pool_run(tp, gq_gemm_run, &g);
     for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j <= i; j++) {
-            double v = 0;
-            for (int64_t p = i; p < k; p++)
-                v += Hi[p * k + i] * Hi[p * k + j];
-            H[i * k + j] = H[j * k + i] = v;
-        }
+        for (int64_t j = 0; j < i; j++)
+            H[j * k + i] = H[i * k + j];
     /* upper Cholesky factor of H^-1: U = L'^T with H^-1 = L' L'^T */
-    if (!cholesky(H, k)) {
+    if (!cholesky(tp, H, k, pt)) {
         st = el_err(EDGELLM_STATUS_FORMAT, "GPTQ: inverse Hessian is not positive definite");
         goto done;
     }
-    /* U[i][j] = H[j][i] (lower L') */
-    const int64_t g = gq->m ? gq->m->g : 16;
-    float *scale = el_malloc((size_t)n * sizeof(float));
-    if (!scale) {
-        st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in GPTQ");
-        goto done;
-    }
-    for (int64_t b0 = 0; b0 < k; b0 += 128) {
-        int64_t b1 = b0 + 128 < k ? b0 + 128 : k;
-        for (int64_t i = b0; i < b1; i++) {
-            if (i % g == 0) gptq_group(gq, w, n, k, i, Hsym, scale);
-            const double d = H[i * k + i]; /* U[i][i] */
-            for (int64_t j = 0; j < n; j++) {
-                const float x = w[j * k + i];
-                float e = (float)((x - gptq_round(gq, j, i, k, x, scale[j])) / d);
-                err[j * 128 + (i - b0)] = e;
-                for (int64_t c = i + 1; c < b1; c++)
-                    w[j * k + c] -= e * (float)H[c * k + i];
-            }
-        }
-        /* lazy batch: propagate the block's errors to the remaining columns */
-        for (int64_t j = 0; j < n; j++)
-            for (int64_t c = b1; c < k; c++) {
-                double v = 0;
-                for (int64_t i = b0; i < b1; i++)
-                    v += (double)err[j * 128 + (i - b0)] * H[c * k + i];
-                w[j * k + c] -= (float)v;
-            }
-    }
-    for (int64_t j = 0; gq->m && j < n; j++)
-        for (int64_t c = k; c < gq->m->kp; c++)
-            gq->m->q[j * gq->m->kp + c] = 8;
-    el_free(scale);
+    for (int64_t i = 0; i < k; i++)
+        for (int64_t c = 0; c < k; c++)
+            Hi[i * k + c] = H[c * k + i];
+    *U_out = Hi;
+    Hi = NULL;
 done:
     el_free(H);
     el_free(Hi);
-    el_free(err);
+    el_free(pt);
     return st;
+}
+
+/* GPTQ over rows [j0, j1) of a thread (the rows are independent once U is known). */
+typedef struct gq_rows {
+    const gptq_grid *gq;
+    float *w, *scale;
+    const double *U;
+    const float *gram; /* (k / 16) blocks of 16 x 16 (nvfp4) */
+    double *err;       /* (n, 128) */
+    int64_t n, k, g;
+} gq_rows;
+
+static void gq_rows_run(void *ctx, int ith, int nth) {
+    const gq_rows *c = ctx;
+    const int64_t n = c->n, k = c->k, nq = (n + 3) / 4;
+    const int64_t j0 = 4 * (nq * ith / nth), j1e = 4 * (nq * (ith + 1) / nth), j1 = j1e < n ? j1e : n;
+    const double *U = c->U;
+    float *w = c->w;
+    for (int64_t b0 = 0; b0 < k; b0 += 128) {
+        const int64_t b1 = b0 + 128 < k ? b0 + 128 : k;
+        for (int64_t j = j0; j < j1; j++) {
+            float *wr = w + j * k, s = c->scale[j];
+            double *er = c->err + j * 128;
+            for (int64_t i = b0; i < b1; i++) {
+                if (i % c->g == 0) s = gptq_group(c->gq, w, j, k, i, c->gram ? c->gram + (i / 16) * 256 : NULL);
+                const double d = U[i * k + i];
+                const float x = wr[i];
+                const float e = (float)((x - gptq_round(c->gq, j, i, k, x, s)) / d);
+                er[i - b0] = e;
+                const double *u = U + i * k;
+                for (int64_t cc = i + 1; cc < b1; cc++)
+                    wr[cc] -= e * (float)u[cc];
+            }
+            c->scale[j] = s;
+        }
+        /* lazy batch: propagate the block's errors to the remaining columns, w -= (float)(err U) */
+        const double *B = U + b0 * k;
+        const int64_t P = b1 - b0;
+        for (int64_t ct = b1; ct < k; ct += 64) {
+            const int64_t c1t = ct + 64 < k ? ct + 64 : k;
+            for (int64_t r0 = j0; r0 < j1; r0 += 4)
+                for (int64_t c0 = ct; c0 < c1t; c0 += 4) {
+                    if (r0 + 4 <= j1 && c0 + 4 <= c1t) {
+                        gq_v2d acc[4][2] = {{{0, 0}, {0, 0}}, {{0, 0}, {0, 0}}, {{0, 0}, {0, 0}}, {{0, 0}, {0, 0}}};
+                        gq_mk44(acc, c->err + r0 * 128, 128, false, B + c0, k, 0, P, false);
+                        for (int r = 0; r < 4; r++)
+                            for (int q = 0; q < 4; q++)
+                                w[(r0 + r) * k + c0 + q] -= (float)acc[r][q / 2][q % 2];
+                    } else {
+                        for (int64_t r = 0; r < 4 && r0 + r < j1; r++)
+                            for (int64_t q = 0; q < 4 && c0 + q < c1t; q++)
+                                w[(r0 + r) * k + c0 + q] -= (float)gq_dot1(0, c->err + r0 * 128, 128, false, r,
+                                                                           B + c0, k, q, 0, P, false);
+                    }
+                }
+        }
+    }
+}
+
+/* GPTQ (Frantar et al.): H = X^T X (+ 1% mean-diagonal dampening), U = upper Cholesky factor of H^-1
+ * (gptq_inverse; U may come from a previous linear with the same Hessian), columns quantized in order with
+ * the OBS error update, lazy batches of 128 columns, group / block scales taken from the updated weights when a
+ * group starts (gptq_group). Rows are spread over the thread pool. W is modified. */
+static edgellm_status gptq_quantize(el_threadpool *tp, float *w, int64_t n, int64_t k, const double *Hsym,
+                                    const double *U, const gptq_grid *gq) {
+    for (int64_t i = 0; i < k; i++)
+        if (Hsym[i * k + i] == 0) /* dead input: never active */
+            for (int64_t j = 0; j < n; j++)
+                w[j * k + i] = 0;
+    const int64_t nb = (k + 15) / 16;
+    double *err = el_malloc((size_t)(n * 128) * sizeof(double));
+    float *scale = el_calloc((size_t)n, sizeof(float)),
+          *gram = gq->m ? NULL : el_malloc((size_t)(nb * 256) * sizeof(float));
+    if (!err || !scale || (!gq->m && !gram)) {
+        el_free(err);
+        el_free(scale);
+        el_free(gram);
+        return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in GPTQ");
+    }
+    for (int64_t b = 0; gram && b < nb; b++) {
+        const int64_t c0 = b * 16, len = c0 + 16 < k ? 16 : k - c0;
+        for (int64_t a = 0; a < len; a++)
+            for (int64_t e = 0; e < len; e++)
+                gram[b * 256 + a * 16 + e] =
+                    (float)(a <= e ? Hsym[(c0 + a) * k + c0 + e] : Hsym[(c0 + e) * k + c0 + a]);
+    }
+    gq_rows r = {gq, w, scale, U, gram, err, n, k, gq->m ? gq->m->g : 16};
+    pool_run(tp, gq_rows_run, &r);
+    for (int64_t j = 0; gq->m && j < n; j++)
+        for (int64_t c = k; c < gq->m->kp; c++)
+            gq->m->q[j * gq->m->kp + c] = 8;
+    el_free(err);
+    el_free(scale);
+    el_free(gram);
+    return EDGELLM_STATUS_OK;
 }
 
 /* ---- per-linear writers -----------------------------------------------------------------------------------
@@ -1318,8 +1528,11 @@ typedef struct qctx {
     cJSON *group_overrides; /* {"prefix": g} */
     cJSON *excluded;        /* ["prefix", ...] */
     bool percentile;
-    el_threadpool *tp; /* AWQ search / clip (NULL: one thread) */
+    el_threadpool *tp; /* AWQ search / clip, GPTQ (NULL: one thread) */
     bool awq_asym;     /* int4_awq with zero points (AutoAWQ zero_point=True) */
+    const double *gptq_h; /* the Hessian whose GPTQ factor gptq_u (gptq_k columns) is: q/k/v, gate/up share it */
+    double *gptq_u;
+    int64_t gptq_k;
 } qctx;
 
 static void prefix_of(const char *wname, char *out, size_t cap) {
@@ -1358,6 +1571,20 @@ static edgellm_status write_int4(qctx *q, const char *prefix, const el_int4_mat 
     return EDGELLM_STATUS_OK;
 }
 
+/* The GPTQ factor U of the Hessian H (k columns): computed, or the one of the previous linear with H. */
+static edgellm_status gptq_factor(qctx *q, const double *H, int64_t k, const double **U) {
+    if (q->gptq_h != H || q->gptq_k != k || !q->gptq_u) {
+        el_free(q->gptq_u);
+        q->gptq_u = NULL;
+        q->gptq_h = NULL;
+        EL_TRY(gptq_inverse(q->tp, H, k, &q->gptq_u));
+        q->gptq_h = H;
+        q->gptq_k = k;
+    }
+    *U = q->gptq_u;
+    return EDGELLM_STATUS_OK;
+}
+
 /* Quantizes one linear per the scheme. t: its input statistics (NULL for the lm_head). H for GPTQ. */
 static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *t, const double *H) {
     char prefix[512], name[640];
@@ -1381,7 +1608,9 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
         edgellm_status s = EDGELLM_STATUS_OK;
         if (H) {
             const gptq_grid gq = {NULL, gs, ws, codes};
-            s = gptq_quantize(L->w, n, k, H, &gq);
+            const double *U = NULL;
+            s = gptq_factor(q, H, k, &U);
+            if (s >= 0) s = gptq_quantize(q->tp, L->w, n, k, H, U, &gq);
             for (int64_t j = 0; s >= 0 && j < n; j++)
                 for (int64_t c = 0; c < B * 16; c += 2)
                     wq[j * B * 8 + c / 2] = (uint8_t)((c < k ? codes[j * k + c] : 0) |
@@ -1450,9 +1679,11 @@ static edgellm_status quant_linear(qctx *q, qscheme sch, lin *L, const tapstat *
         EL_TRY(el_int4_alloc(&m, n, k, g));
         edgellm_status s = EDGELLM_STATUS_OK;
         const gptq_grid gq = {&m, 0, NULL, NULL};
-        if (sch == QS_INT4_GPTQ && H)
-            s = gptq_quantize(L->w, n, k, H, &gq);
-        else if (sch == QS_INT4_AWQ && q->awq_asym)
+        if (sch == QS_INT4_GPTQ && H) {
+            const double *U = NULL;
+            s = gptq_factor(q, H, k, &U);
+            if (s >= 0) s = gptq_quantize(q->tp, L->w, n, k, H, U, &gq);
+        } else if (sch == QS_INT4_AWQ && q->awq_asym)
             int4_rtn_asym(L->w, n, k, &m);
         else
             int4_rtn(L->w, n, k, &m);
@@ -1562,7 +1793,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     bool began = false;
     float *fw[7] = {0}, *fb[7] = {0}, *n1 = NULL, *n2 = NULL, *inv = NULL, *qkn[2] = {NULL, NULL};
     int32_t *apos = NULL;
-    qctx q = {sch, p, &cal, &out, NULL, NULL, false, NULL, false};
+    qctx q = {sch, p, &cal, &out, NULL, NULL, false, NULL, false, NULL, NULL, 0};
     /* experiment switch: AutoAWQ's zero-point variant (on sotu-qwen3 it is worse than the symmetric
      * signed-max scale: +2.97% vs +2.58%, so symmetric is the default) */
     q.awq_asym = getenv("EDGELLM_AWQ_ZERO_POINT") != NULL;
@@ -1634,7 +1865,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         want_h = false;
     }
     if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, want_h, awq, &cal)) < 0) goto fail;
-    if (awq && el_num_cpus() > 1) q.tp = el_threadpool_create(el_num_cpus());
+    if ((awq || want_h) && el_num_cpus() > 1) q.tp = el_threadpool_create(el_num_cpus());
 
     /* index the plan by canonical name */
     const el_dtype wdt = plan.items[0].src->dtype; /* the embedding dtype: unquantized 2-D weights keep it */
@@ -1777,6 +2008,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         /* norms (possibly smoothed: f32) */
         snprintf(nm, sizeof nm, "model.layers.%lld.input_layernorm.weight", (long long)l);
         if ((s = add_f32(&out, nm, 1, E, 0, n1)) < 0) goto fail;
+        q.gptq_h = NULL; /* a layer's Hessians are unchanged while its linears are quantized */
         for (int i = 0; i < 7; i++) {
             snprintf(nm, sizeof nm, "model.layers.%lld.%s.weight", (long long)l, lnames[i]);
             L[i].name = nm;
@@ -1949,6 +2181,7 @@ done:
     cJSON_Delete(q.group_overrides);
     cJSON_Delete(q.excluded);
     el_threadpool_free(q.tp);
+    el_free(q.gptq_u);
     return s;
 }
 
