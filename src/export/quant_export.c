@@ -718,7 +718,7 @@ static float nvfp4_global(const float *w, int64_t n, int64_t k) {
 }
 
 /* One block w[0, len) (len <= 16) at global scale gs: the e4m3 block scale code and the e2m1 codes.
- * ModelOpt's scale is e4m3(amax / 6 / gs); with gram (len x len, row stride 16: X^T X of the block's
+ * ModelOpt's scale is e4m3(amax / 6 / gs); with gram (len x len symmetric, row stride 16: X^T X of the block's
  * calibration inputs) the codes from that one down to 8 steps smaller (the block max then clips to 6)
  * and one step larger are tried, keeping the one with the least output error dw^T G dw (ties: the
  * larger scale). */
@@ -741,13 +741,15 @@ static uint8_t nvfp4_block(const float *w, int64_t len, float gs, const float *g
         for (int64_t c = 0; c < len; c++)
             dw[c] = sc > 0 ? w[c] - el_e2m1_to_f32(el_f32_to_e2m1(w[c] / sc)) * sc : w[c];
         double err = 0;
-        if (gram) {
-            for (int64_t i = 0; i < len; i++) {
-                double r = 0;
-                for (int64_t j = 0; j < len; j++)
-                    r += (double)gram[i * 16 + j] * dw[j];
-                err += r * dw[i];
+        if (gram) { /* r = G dw, each r[i] summed over j in order; G is symmetric: row j read for column j */
+            double r[16] = {0};
+            for (int64_t j = 0; j < len; j++) {
+                const double dj = dw[j];
+                for (int64_t i = 0; i < len; i++)
+                    r[i] += (double)gram[j * 16 + i] * dj;
             }
+            for (int64_t i = 0; i < len; i++)
+                err += r[i] * dw[i];
         }
         if (err < best) {
             best = err;
@@ -1150,24 +1152,26 @@ static edgellm_status awq_clip(el_threadpool *tp, bool asym, lin *L, const tapst
  * increasing order from the same start value (the terms it skips or adds in addition are exact zeros added to
  * +0), so the result depends neither on the blocking nor on the number of threads (bit-identical exports). */
 
-typedef double gq_v2d __attribute__((vector_size(16)));
-static inline gq_v2d gq_ld2(const double *p) {
-    gq_v2d v;
-    memcpy(&v, p, sizeof v);
-    return v;
-}
-static inline void gq_st2(double *p, gq_v2d v) { memcpy(p, &v, sizeof v); }
+typedef double gq_v4d __attribute__((vector_size(32)));
+/* the row-parallel kernels also built for AVX2 (picked at load time; no FMA: the same roundings) */
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#define GQ_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define GQ_CLONES
+#endif
 
-/* acc[r] (4 rows of 4 columns) -= (sub) or += A(r, p) * B[p * ldb + 0..3] for p = p0 .. p1 - 1 in order;
+/* acc[r] (4 rows of 8 columns) -= (sub) or += A(r, p) * B[p * ldb + 0..7] for p = p0 .. p1 - 1 in order;
  * A(r, p) = A[r * lda + p], or A[p * lda + r] when at (A given transposed). */
-static inline __attribute__((always_inline)) void gq_mk44(gq_v2d acc[4][2], const double *A, int64_t lda, bool at,
+static inline __attribute__((always_inline)) void gq_mk48(gq_v4d acc[4][2], const double *A, int64_t lda, bool at,
                                                           const double *B, int64_t ldb, int64_t p0, int64_t p1,
                                                           bool sub) {
     for (int64_t p = p0; p < p1; p++) {
-        const gq_v2d b0 = gq_ld2(B + p * ldb), b1 = gq_ld2(B + p * ldb + 2);
+        gq_v4d b0, b1;
+        memcpy(&b0, B + p * ldb, sizeof b0);
+        memcpy(&b1, B + p * ldb + 4, sizeof b1);
         for (int r = 0; r < 4; r++) {
             const double a = at ? A[p * lda + r] : A[r * lda + p];
-            const gq_v2d av = {a, a};
+            const gq_v4d av = {a, a, a, a};
             if (sub) {
                 acc[r][0] -= av * b0;
                 acc[r][1] -= av * b1;
@@ -1199,7 +1203,7 @@ typedef struct gq_gemm {
     bool at, sub, lower;
 } gq_gemm;
 
-static void gq_gemm_run(void *ctx, int ith, int nth) {
+GQ_CLONES static void gq_gemm_run(void *ctx, int ith, int nth) {
     const gq_gemm *g = ctx;
     enum { NT = 64, PT = 256 };
     for (int64_t ct = 0; ct < g->N; ct += NT) {
@@ -1208,26 +1212,30 @@ static void gq_gemm_run(void *ctx, int ith, int nth) {
             const int64_t p1t = pt + PT < g->P ? pt + PT : g->P;
             for (int64_t r0 = 4 * (int64_t)ith; r0 < g->M; r0 += 4 * (int64_t)nth) {
                 const double *A = g->at ? g->A + r0 : g->A + r0 * g->lda;
-                for (int64_t c0 = ct; c0 < c1t && !(g->lower && c0 > r0 + 3); c0 += 4) {
+                for (int64_t c0 = ct; c0 < c1t && !(g->lower && c0 > r0 + 3); c0 += 8) {
                     int64_t pb = pt;
                     if (r0 + g->prow > pb) pb = r0 + g->prow;
                     if (c0 + g->pcol > pb) pb = c0 + g->pcol;
                     if (pb >= p1t) continue;
                     double *C = g->C + r0 * g->ldc + c0;
-                    if (r0 + 4 <= g->M && c0 + 4 <= c1t) {
-                        gq_v2d acc[4][2];
-                        for (int r = 0; r < 4; r++) {
-                            acc[r][0] = gq_ld2(C + r * g->ldc);
-                            acc[r][1] = gq_ld2(C + r * g->ldc + 2);
-                        }
-                        gq_mk44(acc, A, g->lda, g->at, g->B + c0, g->ldb, pb, p1t, g->sub);
-                        for (int r = 0; r < 4; r++) {
-                            gq_st2(C + r * g->ldc, acc[r][0]);
-                            gq_st2(C + r * g->ldc + 2, acc[r][1]);
-                        }
+                    if (r0 + 4 <= g->M && c0 + 8 <= c1t) {
+                        gq_v4d acc[4][2];
+                        for (int r = 0; r < 4; r++)
+                            memcpy(acc[r], C + r * g->ldc, sizeof acc[r]);
+                        const double *B = g->B + c0;
+                        if (g->at && g->sub) /* constant flags: the kernel without branches */
+                            gq_mk48(acc, A, g->lda, true, B, g->ldb, pb, p1t, true);
+                        else if (g->at)
+                            gq_mk48(acc, A, g->lda, true, B, g->ldb, pb, p1t, false);
+                        else if (g->sub)
+                            gq_mk48(acc, A, g->lda, false, B, g->ldb, pb, p1t, true);
+                        else
+                            gq_mk48(acc, A, g->lda, false, B, g->ldb, pb, p1t, false);
+                        for (int r = 0; r < 4; r++)
+                            memcpy(C + r * g->ldc, acc[r], sizeof acc[r]);
                     } else {
                         for (int64_t r = 0; r < 4 && r0 + r < g->M; r++)
-                            for (int64_t c = 0; c < 4 && c0 + c < c1t; c++)
+                            for (int64_t c = 0; c < 8 && c0 + c < c1t; c++)
                                 C[r * g->ldc + c] = gq_dot1(C[r * g->ldc + c], A, g->lda, g->at, r, g->B + c0,
                                                             g->ldb, c, pb, p1t, g->sub);
                     }
@@ -1432,7 +1440,7 @@ typedef struct gq_rows {
     int64_t n, k, g;
 } gq_rows;
 
-static void gq_rows_run(void *ctx, int ith, int nth) {
+GQ_CLONES static void gq_rows_run(void *ctx, int ith, int nth) {
     const gq_rows *c = ctx;
     const int64_t n = c->n, k = c->k, nq = (n + 3) / 4;
     const int64_t j0 = 4 * (nq * ith / nth), j1e = 4 * (nq * (ith + 1) / nth), j1 = j1e < n ? j1e : n;
@@ -1461,16 +1469,17 @@ static void gq_rows_run(void *ctx, int ith, int nth) {
         for (int64_t ct = b1; ct < k; ct += 64) {
             const int64_t c1t = ct + 64 < k ? ct + 64 : k;
             for (int64_t r0 = j0; r0 < j1; r0 += 4)
-                for (int64_t c0 = ct; c0 < c1t; c0 += 4) {
-                    if (r0 + 4 <= j1 && c0 + 4 <= c1t) {
-                        gq_v2d acc[4][2] = {{{0, 0}, {0, 0}}, {{0, 0}, {0, 0}}, {{0, 0}, {0, 0}}, {{0, 0}, {0, 0}}};
-                        gq_mk44(acc, c->err + r0 * 128, 128, false, B + c0, k, 0, P, false);
+                for (int64_t c0 = ct; c0 < c1t; c0 += 8) {
+                    if (r0 + 4 <= j1 && c0 + 8 <= c1t) {
+                        gq_v4d acc[4][2];
+                        memset(acc, 0, sizeof acc);
+                        gq_mk48(acc, c->err + r0 * 128, 128, false, B + c0, k, 0, P, false);
                         for (int r = 0; r < 4; r++)
-                            for (int q = 0; q < 4; q++)
-                                w[(r0 + r) * k + c0 + q] -= (float)acc[r][q / 2][q % 2];
+                            for (int q = 0; q < 8; q++)
+                                w[(r0 + r) * k + c0 + q] -= (float)acc[r][q / 4][q % 4];
                     } else {
                         for (int64_t r = 0; r < 4 && r0 + r < j1; r++)
-                            for (int64_t q = 0; q < 4 && c0 + q < c1t; q++)
+                            for (int64_t q = 0; q < 8 && c0 + q < c1t; q++)
                                 w[(r0 + r) * k + c0 + q] -= (float)gq_dot1(0, c->err + r0 * 128, 128, false, r,
                                                                            B + c0, k, q, 0, P, false);
                     }
