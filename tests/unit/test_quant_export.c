@@ -471,7 +471,9 @@ int main(void) {
                    128, true);
     accuracy_table("fixtures/models/stories260K-hf", "stories", "fixtures/data/stories_small.txt",
                    "fixtures/data/stories_calib.txt", max_tok, 128, false);
-    test_sotu_awq_vs_rtn();
+    /* the full-text comparison (default 512 x 512 calibration, 155k tokens twice) runs in the Release suite;
+     * the sanitizer build (EDGELLM_TEST_QUICK) covers the same export paths in the tables above */
+    if (!getenv("EDGELLM_TEST_QUICK")) test_sotu_awq_vs_rtn();
     el_rm_rf(g_dir);
     return t_finish("test_quant_export");
 }
