@@ -56,6 +56,14 @@ void edgellm_ref_add(float *y, const float *x, int64_t n);
 typedef enum el_cpu_isa { EL_ISA_SCALAR = 0, EL_ISA_AVX2 = 1, EL_ISA_AVX512 = 2 } el_cpu_isa;
 el_cpu_isa el_cpu_isa_detect(void); /* best ISA this CPU supports (cpuid + xgetbv)            */
 const char *el_cpu_isa_name(el_cpu_isa isa);
+/* Instruction-set extensions beyond the ISA levels (raw cpuid bits, read once; the OS register state they
+ * need is that of the ISA level they are used with: AVX-VNNI with AVX2, the AVX-512 ones with AVX512). */
+typedef enum el_cpu_feat {
+    EL_FEAT_AVX512_VNNI, /* cpuid 7.0 ecx bit 11: vpdpbusd / vpdpwssd on zmm      */
+    EL_FEAT_AVX512_BF16, /* cpuid 7.1 eax bit 5: vdpbf16ps                         */
+    EL_FEAT_AVX_VNNI,    /* cpuid 7.1 eax bit 4: VEX vpdpbusd / vpdpwssd on ymm      */
+} el_cpu_feat;
+bool el_cpu_has(el_cpu_feat f);
 /* Forces a lower ISA (tests); returns the one in effect. Until called, the kernels use the best ISA,
  * lowered by the environment variable EDGELLM_CPU_ISA=scalar|avx2|avx512 when set. */
 el_cpu_isa el_cpu_isa_set(el_cpu_isa isa);

@@ -3,9 +3,9 @@
 #ifndef EL_AVX2_UTIL_H
 #define EL_AVX2_UTIL_H
 
-#include <cpuid.h>
+#include "kernels/kernels.h"
+
 #include <immintrin.h>
-#include <stdatomic.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -86,15 +86,8 @@ EL_AVX2_AI void el_avx2_transpose8x8(const __m256i *r, __m256i *o) {
 /* AVX-VNNI (cpuid 7.1 eax bit 4: vpdpbusd / vpdpwssd on ymm, VEX encoded), unless EDGELLM_CPU_AVXVNNI=0
  * (read on every call: tests and benchmarks compare both paths) */
 static inline bool el_avx2_vnni(void) {
-    static _Atomic int cached = -1;
-    int v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v < 0) {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        v = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 4)) ? 1 : 0;
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
     const char *e = getenv("EDGELLM_CPU_AVXVNNI");
-    return v == 1 && !(e && !strcmp(e, "0"));
+    return el_cpu_has(EL_FEAT_AVX_VNNI) && !(e && !strcmp(e, "0"));
 }
 
 /* acc += u8 a x s8 b summed per 4-byte group (AVX-VNNI; only where el_avx2_vnni()). Inline asm: the

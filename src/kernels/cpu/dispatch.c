@@ -46,6 +46,24 @@ el_cpu_isa el_cpu_isa_detect(void) {
     return (el_cpu_isa)v;
 }
 
+bool el_cpu_has(el_cpu_feat f) {
+    static _Atomic int cached = -1; /* bit f set: feature f present */
+    int v = atomic_load_explicit(&cached, memory_order_relaxed);
+    if (v < 0) {
+        v = 0;
+#if defined(__x86_64__)
+        unsigned a, b, c, d;
+        if (__get_cpuid_count(7, 0, &a, &b, &c, &d) && (c & (1u << 11))) v |= 1 << EL_FEAT_AVX512_VNNI;
+        if (__get_cpuid_count(7, 1, &a, &b, &c, &d)) {
+            if (a & (1u << 5)) v |= 1 << EL_FEAT_AVX512_BF16;
+            if (a & (1u << 4)) v |= 1 << EL_FEAT_AVX_VNNI;
+        }
+#endif
+        atomic_store_explicit(&cached, v, memory_order_relaxed);
+    }
+    return (v >> f) & 1;
+}
+
 const char *el_cpu_isa_name(el_cpu_isa isa) {
     switch (isa) {
     case EL_ISA_SCALAR: return "scalar";

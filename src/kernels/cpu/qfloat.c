@@ -2,25 +2,8 @@
  * the AVX-512 BF16 kernels of qfloat_avx512.c when the CPU and the ISA in effect allow them, else the
  * AVX2 + FMA + F16C kernels of qfloat_avx2.c (CPUs without AVX-512 BF16 / VNNI, or EDGELLM_CPU_ISA=avx2),
  * else prep_bytes says 0 and the caller runs the scalar reference el_ref_qmatmul. Compiled without ISA
- * flags: only cpuid here. */
+ * flags: only the feature checks here (el_cpu_has). */
 #include "kernels/cpu/qfloat_avx2.h"
-
-#include <stdatomic.h>
-
-#if defined(__x86_64__)
-#include <cpuid.h>
-
-static bool has_avx512_bf16(void) {
-    static _Atomic int cached = -1;
-    int v = atomic_load_explicit(&cached, memory_order_relaxed);
-    if (v < 0) {
-        unsigned a = 0, b = 0, c = 0, d = 0;
-        v = __get_cpuid_count(7, 1, &a, &b, &c, &d) && (a & (1u << 5)) ? 1 : 0;
-        atomic_store_explicit(&cached, v, memory_order_relaxed);
-    }
-    return v == 1;
-}
-#endif
 
 enum { QF_NONE = 0, QF_AVX2 = 1, QF_AVX512 = 2 };
 
@@ -28,7 +11,8 @@ enum { QF_NONE = 0, QF_AVX2 = 1, QF_AVX512 = 2 };
 static int qf_path(void) {
 #if defined(__x86_64__)
     const el_cpu_isa isa = el_cpu_isa_get();
-    if (isa == EL_ISA_AVX512 && has_avx512_bf16() && __builtin_cpu_supports("avx512vnni")) return QF_AVX512;
+    if (isa == EL_ISA_AVX512 && el_cpu_has(EL_FEAT_AVX512_BF16) && el_cpu_has(EL_FEAT_AVX512_VNNI))
+        return QF_AVX512;
     return isa >= EL_ISA_AVX2 ? QF_AVX2 : QF_NONE;
 #else
     return QF_NONE;

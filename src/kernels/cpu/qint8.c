@@ -7,16 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static bool have_vnni(void) {
-#if defined(__x86_64__)
-    static int cached = -1;
-    if (cached < 0) cached = __builtin_cpu_supports("avx512vnni") ? 1 : 0;
-    return cached == 1;
-#else
-    return false;
-#endif
-}
-
 /* The ISA in effect for these kernels: the detected one, lowered by EDGELLM_CPU_ISA (read on every call,
  * so that tests can switch; el_cpu_isa_set is not seen here) */
 static el_cpu_isa isa_now(void) {
@@ -32,7 +22,7 @@ static int path(el_dtype wt, int64_t k) {
     if (wt != EL_DTYPE_Q_W8A8 && !el_qi8_ggml(wt)) return 0;
     if (k <= 0 || (el_qi8_ggml(wt) && k % 32)) return 0;
     const el_cpu_isa isa = isa_now();
-    if (isa == EL_ISA_AVX512 && have_vnni()) return 2;
+    if (isa == EL_ISA_AVX512 && el_cpu_has(EL_FEAT_AVX512_VNNI)) return 2;
     return isa >= EL_ISA_AVX2 ? 1 : 0;
 }
 
