@@ -447,13 +447,21 @@ static void default_calib_path(char *out, size_t cap) {
     el_buf_free(&b);
 }
 
+/* Width of the linear input at each tap (TP_ATTN, TP_O, TP_MLP, TP_DOWN). */
+static void tap_cols(const el_hparams *hp, int64_t cols[TP_N]) {
+    cols[TP_ATTN] = hp->n_embd;
+    cols[TP_O] = hp->n_head * hp->head_dim;
+    cols[TP_MLP] = hp->n_embd;
+    cols[TP_DOWN] = hp->n_ff;
+}
+
 /* Bytes of the GPTQ Hessians (X^T X in doubles) of every layer's four linear inputs, all held at once. */
 static double hessian_bytes(const el_hparams *hp) {
-    const double cols[TP_N] = {(double)hp->n_embd, (double)(hp->n_head * hp->head_dim), (double)hp->n_embd,
-                               (double)hp->n_ff};
+    int64_t cols[TP_N];
+    tap_cols(hp, cols);
     double hb = 0;
     for (int t = 0; t < TP_N; t++)
-        hb += cols[t] * cols[t] * 8.0 * (double)hp->n_layer;
+        hb += (double)cols[t] * (double)cols[t] * 8.0 * (double)hp->n_layer;
     return hb;
 }
 
@@ -550,7 +558,8 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
         goto done;
     }
     if (want_h) {
-        const int64_t cols[TP_N] = {hp->n_embd, hp->n_head * hp->head_dim, hp->n_embd, hp->n_ff};
+        int64_t cols[TP_N];
+        tap_cols(hp, cols);
         const double hb = hessian_bytes(hp);
         if (hb > 2e9)
             EL_LOG_WARN("GPTQ: the Hessians of all layers take %.1f GB", hb / 1e9);
@@ -1860,8 +1869,8 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     /* GPTQ keeps every layer's Hessian until the export: int4_gptq needs them (a clear error when they do not
      * fit), nvfp4 uses them when they fit and otherwise quantizes with the block-scale search alone */
     bool want_h = sch == QS_INT4_GPTQ || sch == QS_NVFP4;
-    if (want_h && hessian_bytes(&hp) > hessian_budget()) {
-        const double hb = hessian_bytes(&hp) / 1e6, bud = hessian_budget() / 1e6;
+    const double hb = want_h ? hessian_bytes(&hp) / 1e6 : 0, bud = want_h ? hessian_budget() / 1e6 : 0;
+    if (want_h && hb > bud) {
         if (sch == QS_INT4_GPTQ) {
             s = el_err(EDGELLM_STATUS_NO_MEMORY,
                        "int4_gptq: the GPTQ Hessians of all %lld layers need %.0f MB, more than the %.0f MB "
