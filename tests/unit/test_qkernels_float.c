@@ -3,7 +3,8 @@
  * src/kernels/cpu/qfloat*.c) against the scalar reference el_ref_qmatmul on the same layout: random
  * shapes with odd n, k not a multiple of the group, m from 1 (decode) to prefill sizes, with and
  * without bias, split row ranges; then the CPU backend's quantized matmul (2 threads). Decode (m <= 4)
- * represents the activations to ~2^-16 (bf16 hi + lo; w4a16: 22-bit integer limbs per chunk); prefill
+ * represents the activations to ~2^-16 (bf16 hi + lo; w4a16: 16-bit integers per chunk in two 8-bit
+ * limbs on AVX-512, error <= 2^-16 of the chunk's max |x|, 22-bit in three limbs on AVX2); prefill
  * rounds fp8 / nvfp4 weights to f16 tiles (~1e-7) and w4a16 activations to int16 per chunk of 128 (~1e-7
  * here, error <= 2^-16 of the chunk's max |x|). NMSE <= 1e-5 is required (the task bound) and the worst
  * cases of decode and prefill are printed. fp8 with static activations has exact products (e4m3 x e4m3)

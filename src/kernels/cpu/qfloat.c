@@ -1,8 +1,8 @@
 /* qfloat.c - dispatch of the weight-only / float-activation quantized matmul (w4a16, fp8, nvfp4):
- * the AVX-512 BF16 kernels of qfloat_avx512.c when the CPU and the ISA in effect allow them, else the
- * AVX2 + FMA + F16C kernels of qfloat_avx2.c (CPUs without AVX-512 BF16 / VNNI, or EDGELLM_CPU_ISA=avx2),
- * else prep_bytes says 0 and the caller runs the scalar reference el_ref_qmatmul. Compiled without ISA
- * flags: only the feature checks here (el_cpu_has). */
+ * the AVX-512 BF16 kernels of qfloat_avx512.c (w4a16 decode: qfloat_w4dec_avx512.c, VNNI) when the CPU
+ * and the ISA in effect allow them, else the AVX2 + FMA + F16C kernels of qfloat_avx2.c (CPUs without
+ * AVX-512 BF16 / VNNI, or EDGELLM_CPU_ISA=avx2), else prep_bytes says 0 and the caller runs the scalar
+ * reference el_ref_qmatmul. Compiled without ISA flags: only the feature checks here (el_cpu_has). */
 #include "kernels/cpu/qfloat_avx2.h"
 
 enum { QF_NONE = 0, QF_AVX2 = 1, QF_AVX512 = 2 };
@@ -45,7 +45,9 @@ void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el
     size_t n;
     if (i1 <= i0 || !qf_setup(w, wt, m, k, &q, &p, &n)) return;
 #if defined(__x86_64__)
-    if (p == QF_AVX512)
+    if (p == QF_AVX512 && q.fmt == EL_QF_FMT_W4 && m <= EL_QF_MDEC)
+        el_w4d_prep_avx512(&q, x, m, i0, i1, prep);
+    else if (p == QF_AVX512)
         el_qf_prep_avx512(&q, x, m, i0, i1, prep);
     else
         el_qf_prep_avx2(&q, x, m, i0, i1, prep);
@@ -74,7 +76,9 @@ void edgellm_cpu_qf_matmul(const float *x, const void *prep, int64_t m, int64_t 
     size_t n;
     if (n1 <= n0 || !qf_setup(w, wt, m, k, &q, &p, &n)) return;
 #if defined(__x86_64__)
-    if (p == QF_AVX512)
+    if (p == QF_AVX512 && q.fmt == EL_QF_FMT_W4 && m <= EL_QF_MDEC)
+        el_w4d_matmul_avx512(&q, prep, m, n0, n1, bias, y, ldy);
+    else if (p == QF_AVX512)
         el_qf_matmul_avx512(&q, x, prep, m, n0, n1, bias, y, ldy, scratch);
     else
         el_qf_matmul_avx2(&q, x, prep, m, n0, n1, bias, y, ldy, scratch);

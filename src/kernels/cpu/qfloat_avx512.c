@@ -1,21 +1,15 @@
 /* qfloat_avx512.c - AVX-512 (BF16, VNNI) kernels for the weight-only / float-activation quantized
- * formats w4a16, nvfp4 and fp8 (layouts in kernels/quant.h, prepared activations in qfloat_impl.h).
+ * formats nvfp4, fp8 and (prefill only) w4a16 (layouts in kernels/quant.h, prepared activations in
+ * qfloat_impl.h; w4a16 decode: qfloat_w4dec_avx512.c).
  *
  * Decode (m <= EL_QF_MDEC):
- *   w4a16: x is prepared per chunk of 128 as a 22-bit integer times a power of 2 (exact scaling, error
- *     <= 2^-22 of the chunk's max |x|) in three signed 8-bit limbs; the weight bytes give the low and the
- *     high nibbles (even / odd elements) as u8 with one and / shift each, and vpdpbusd (64 u8 x s8
- *     products per instruction) sums q * limb exactly in int32 per limb; the limbs are combined in f32,
- *     times s * d per chunk; the zero point comes in once per row as -z * sum_g s_g X_g from group sums
- *     that come with x. m = 1 reads each row front to back, the rows one after the other (one sequential
- *     stream through W, what the prefetchers follow best).
- *   nvfp4 / fp8: x split once per call into two bf16 parts, hi = bf16(x) and lo = bf16(x - hi) (~2^-16
- *     relative; bf16 alone gives an NMSE of ~5e-6, too close to 1e-5); the weight values are exact in bf16
- *     (e2m1 from a 16-entry vpermw table on the nibbles of 16-bit words, e4m3 by shifts with subnormals
- *     from an 8-entry table), so vdpbf16ps (hi and lo) gives exact products with f32 sums. fp8 with static
- *     activations needs no lo part: the e4m3 activations are exact in bf16.
- *   The f32 lanes of a chunk hold elements 8 l .. 8 l + 7, so a lane never straddles a group of 8..128
- *   (or multiples of 128) elements: group / block scales are applied per lane with one FMA per chunk.
+ *   x split once per call into two bf16 parts, hi = bf16(x) and lo = bf16(x - hi) (~2^-16 relative; bf16
+ *     alone gives an NMSE of ~5e-6, too close to 1e-5); the weight values are exact in bf16 (e2m1 from a
+ *     16-entry vpermw table on the nibbles of 16-bit words, e4m3 by shifts with subnormals from an 8-entry
+ *     table), so vdpbf16ps (hi and lo) gives exact products with f32 sums. fp8 with static activations
+ *     needs no lo part: the e4m3 activations are exact in bf16.
+ *   The f32 lanes of an nvfp4 chunk hold elements 8 l .. 8 l + 7, so a lane never straddles a block of 16:
+ *   block scales are applied per lane with one FMA per chunk.
  *   Tiles of MR (<= 4) rows of x by NR (8, 4 or 1) rows of W (one W load and expansion for all MR rows).
  * Prefill (m > EL_QF_MDEC):
  *   w4a16: w4p_gemm below. x per row and chunk of 128 as int16 (rne(x * 32767 / max |x|), error <= 2^-16
@@ -46,12 +40,6 @@ static uint16_t bf16_bits(float f) { /* exact values only */
  * before every vdpbf16ps (a register move per instruction in the hot loops). */
 AI VF dp(VF acc, VI a, VI b) {
     __asm__("vdpbf16ps %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
-    return acc;
-}
-
-/* acc += sum over 4-byte groups of u8 a times s8 b (inline asm for the same reason as dp) */
-AI VI dpbusd(VI acc, VI a, VI b) {
-    __asm__("vpdpbusd %2, %1, %0" : "+v"(acc) : "v"(a), "v"(b));
     return acc;
 }
 
@@ -113,91 +101,18 @@ AI void nib_perm(const VI *v, VI *o) {
     o[3] = _mm512_shuffle_i64x2(pb, qb, _MM_SHUFFLE(3, 2, 3, 2));
 }
 
-/* per chunk of 128: 128 hi words then 128 lo words, both permuted; xg (w4a16): the group sums of hi + lo */
-static void prep_nib_row(const el_qf_info *q, const float *x, uint16_t *xb, float *xg) {
-    const int64_t k = q->k;
-    const VI ones = _mm512_set1_epi16((short)0x3f80);
-    if (xg) memset(xg, 0, sizeof(float) * (size_t)q->G);
+/* nvfp4, per chunk of 128: 128 hi words then 128 lo words, both permuted */
+static void prep_nib_row(const el_qf_info *q, const float *x, uint16_t *xb) {
     for (int64_t c = 0; c < q->nch; c++) {
-        const int64_t e0 = c * 128;
         VI vh[4], vl[4], oh[4], ol[4];
         for (int t = 0; t < 4; t++)
-            split32(x, e0 + 32 * t, k, &vh[t], &vl[t]);
+            split32(x, c * 128 + 32 * t, q->k, &vh[t], &vl[t]);
         nib_perm(vh, oh);
         nib_perm(vl, ol);
         uint16_t *o = xb + c * 256;
         for (int r = 0; r < 4; r++) {
             _mm512_storeu_si512(o + 32 * r, oh[r]);
             _mm512_storeu_si512(o + 128 + 32 * r, ol[r]);
-        }
-        if (xg) { /* lane l: elements 8 l .. 8 l + 7 of the chunk */
-            VF s = _mm512_setzero_ps();
-            for (int r = 0; r < 4; r++)
-                s = dp(dp(s, oh[r], ones), ol[r], ones);
-            if (q->g >= 128) {
-                xg[e0 / q->g] += _mm512_reduce_add_ps(s);
-            } else {
-                float l[16];
-                _mm512_storeu_ps(l, s);
-                for (int i = 0; i < 16 && e0 + 8 * i < q->G * q->g; i++)
-                    xg[(e0 + 8 * i) / q->g] += l[i];
-            }
-        }
-    }
-}
-
-/* w4a16 (vpdpbusd): per chunk of 128 elements, x / d (d = 2^e with max |x| / d < 2^22, so the scaling is
- * exact) rounded to an integer and split into balanced signed bytes x2 * 2^16 + x1 * 2^8 + x0 (|x2| <= 64);
- * each limb stored as the 64 even elements then the 64 odd ones (the low / high nibbles of 64 weight
- * bytes). xg: group sums of the represented x; xd: the chunk factors d. */
-static void prep_w4_row(const el_qf_info *q, const float *x, uint8_t *xb, float *xg, float *xd) {
-    const int64_t k = q->k, g = q->g;
-    static const uint32_t ev[16] = {0, 2, 4, 6, 8, 10, 12, 14, 16, 18, 20, 22, 24, 26, 28, 30};
-    const VI iev = _mm512_loadu_si512(ev), iod = _mm512_add_epi32(iev, _mm512_set1_epi32(1));
-    memset(xg, 0, sizeof(float) * (size_t)q->G);
-    for (int64_t c = 0; c < q->nch; c++) {
-        const int64_t e0 = c * 128;
-        VF v[8];
-        VF mx = _mm512_setzero_ps();
-        for (int t = 0; t < 8; t++) {
-            v[t] = ld16(x, e0 + 16 * t, k);
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(v[t]));
-        }
-        const float a = _mm512_reduce_max_ps(mx);
-        int ex = 0;
-        if (a > 0) frexpf(a, &ex); /* a < 2^ex */
-        const int sh = 22 - ex;    /* x * 2^sh: |.| < 2^22, two exact power-of-2 steps (no overflow) */
-        const VF s1 = _mm512_set1_ps(ldexpf(1.0f, sh / 2)), s2 = _mm512_set1_ps(ldexpf(1.0f, sh - sh / 2));
-        const float d = a > 0 ? ldexpf(1.0f, -sh) : 0.0f;
-        xd[c] = d;
-        VI n[8];
-        for (int t = 0; t < 8; t++) {
-            n[t] = _mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(v[t], s1), s2)); /* RNE */
-            if (a > 0 && e0 + 16 * t < q->G * g) {
-                const float sum = (float)_mm512_reduce_add_epi32(n[t]) * d;
-                if (g >= 16)
-                    xg[(e0 + 16 * t) / g] += sum;
-                else {
-                    int32_t l[16];
-                    _mm512_storeu_si512(l, n[t]);
-                    for (int i = 0; i < 16; i++)
-                        xg[(e0 + 16 * t + i) / g] += (float)l[i] * d;
-                }
-            }
-        }
-        for (int p = 0; p < 4; p++) { /* elements 32 p .. 32 p + 31: even and odd halves */
-            VI h[2] = {_mm512_permutex2var_epi32(n[2 * p], iev, n[2 * p + 1]),
-                       _mm512_permutex2var_epi32(n[2 * p], iod, n[2 * p + 1])};
-            for (int eo = 0; eo < 2; eo++) {
-                const VI x0 = _mm512_srai_epi32(_mm512_slli_epi32(h[eo], 24), 24);
-                const VI r1 = _mm512_srai_epi32(_mm512_sub_epi32(h[eo], x0), 8);
-                const VI x1 = _mm512_srai_epi32(_mm512_slli_epi32(r1, 24), 24);
-                const VI x2 = _mm512_srai_epi32(_mm512_sub_epi32(r1, x1), 8);
-                uint8_t *o = xb + c * 384 + eo * 64 + p * 16;
-                _mm_storeu_si128((__m128i *)o, _mm512_cvtepi32_epi8(x0));
-                _mm_storeu_si128((__m128i *)(o + 128), _mm512_cvtepi32_epi8(x1));
-                _mm_storeu_si128((__m128i *)(o + 256), _mm512_cvtepi32_epi8(x2));
-            }
         }
     }
 }
@@ -262,37 +177,23 @@ void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, int64_t i
         return;
     }
     uint16_t *xb = prep;
-    float *xs = q->xs_bytes ? (float *)((char *)prep + q->xb_bytes) : NULL;
     for (int64_t i = i0; i < i1; i++) {
         if (q->fmt == EL_QF_FMT_FP8)
             prep_fp8_row(q, x + i * q->k, xb + i * q->ldx);
-        else if (q->fmt == EL_QF_FMT_W4)
-            prep_w4_row(q, x + i * q->k, (uint8_t *)(xb + i * q->ldx), xs + i * q->G,
-                        xs + m * q->G + i * q->nch);
         else
-            prep_nib_row(q, x + i * q->k, xb + i * q->ldx, NULL);
+            prep_nib_row(q, x + i * q->k, xb + i * q->ldx);
     }
 }
 
 /* ---- matmul ------------------------------------------------------------------------------------- */
 
 typedef struct kc {
-    VI tab;                 /* nibble -> bf16 (w4a16: q - 8, nvfp4: e2m1), duplicated to 32 entries   */
+    VI tab;                 /* nibble -> bf16 (nvfp4: e2m1; fp8: subnormals), duplicated to 32 entries */
     VI sidx;                /* lane l -> index of its group among the chunk's (l * 8 / g)              */
     __mmask64 tailm;        /* bytes of the last chunk                                                 */
-    __mmask16 sfull, slast; /* scale / zero entries of a full and of the last chunk (g <= 128)      */
-    int64_t gpc;            /* groups (blocks) per chunk when g <= 128, else 0                         */
+    __mmask16 sfull, slast; /* scale entries of a full and of the last chunk                          */
 } kc;
 
-/* group scales (f32) of row j, chunk c, one per lane */
-AI VF w4_scale(const el_qf_info *q, const kc *K, int64_t j, int64_t c, bool last) {
-    const uint16_t *s = (const uint16_t *)q->sc + j * q->G;
-    if (K->gpc) {
-        const __m256i h = _mm256_maskz_loadu_epi16(last ? K->slast : K->sfull, s + c * K->gpc);
-        return _mm512_permutexvar_ps(K->sidx, _mm512_cvtph_ps(h));
-    }
-    return _mm512_set1_ps(_cvtsh_ss(s[c * 128 / q->g]));
-}
 /* e4m3 codes in the low byte of each dword -> f32 (exact, subnormals included) */
 AI VF e4m3_f32(VI e) {
     const VI nrm = _mm512_add_epi32(_mm512_slli_epi32(_mm512_and_si512(e, _mm512_set1_epi32(0x7f)), 20),
@@ -310,63 +211,11 @@ AI VF nv4_scale(const el_qf_info *q, const kc *K, int64_t j, int64_t c, bool las
     return _mm512_permutexvar_ps(K->sidx, f);
 }
 
-/* w4a16 zero-point correction of row j for x row xg (group sums): -z * sum_g s_g X_g (the kernel dots q) */
-AI float w4_corr(const el_qf_info *q, int64_t j, const float *xg, const int ZS) {
-    const uint16_t *s = (const uint16_t *)q->sc + j * q->G;
-    VF acc = _mm512_setzero_ps();
-    for (int64_t g0 = 0; g0 < q->G; g0 += 16) {
-        const int64_t nv = q->G - g0 < 16 ? q->G - g0 : 16;
-        const __mmask16 mk = (__mmask16)((1u << nv) - 1);
-        const VF sc = _mm512_cvtph_ps(_mm256_maskz_loadu_epi16(mk, s + g0));
-        VF zc = _mm512_set1_ps(-8.0f);
-        if (ZS)
-            zc = _mm512_sub_ps(_mm512_setzero_ps(), _mm512_cvtepi32_ps(_mm512_cvtepu8_epi32(
-                                                        _mm_maskz_loadu_epi8(mk, q->zs + j * q->G + g0))));
-        acc = _mm512_fmadd_ps(_mm512_mul_ps(sc, zc), _mm512_maskz_loadu_ps(mk, xg + g0), acc);
-    }
-    return _mm512_reduce_add_ps(acc);
-}
-
-#define QF_SF_MAX 256 /* chunks per row whose scales are converted up front (scale mode 0) */
-
-/* One chunk c of NR rows of W against MR rows of x. SM (scale mode): 0 = one scale per chunk from
- * sf (g >= 128), 1 = per-lane scales loaded here (g < 128, nvfp4). LAST: the row's last chunk (masked). */
+/* nvfp4: one chunk c of NR rows of W against MR rows of x. LAST: the row's last chunk (masked). */
 AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, int64_t j, int64_t c,
-                  const int MR, const int NR, const int FMT, const int SM, const int PF, const int LAST,
-                  float (*sf)[QF_SF_MAX], VF (*tot)[8], const float *xd) {
+                  const int MR, const int NR, const int PF, const int LAST, VF (*tot)[8]) {
     const int64_t rowb = q->rowb;
     const uint8_t *w0 = q->qs + j * rowb + c * 64;
-    if (FMT == EL_QF_FMT_W4) { /* u8 nibbles x three s8 limbs of x (vpdpbusd), exact int32 per limb */
-        VI xl[2][6];
-        if (MR <= 2)
-            for (int i = 0; i < MR; i++)
-                for (int u = 0; u < 6; u++)
-                    xl[i][u] = _mm512_loadu_si512((const uint8_t *)(xb + i * ldx) + c * 384 + u * 64);
-        const VI nm = _mm512_set1_epi8(0x0f);
-        for (int r = 0; r < NR; r++) {
-            const uint8_t *wp = w0 + r * rowb;
-            if (PF) __builtin_prefetch(wp + 4 * NR * rowb, 0, 0); /* 4 tiles ahead (DRAM latency) */
-            const VI wv = LAST ? _mm512_maskz_loadu_epi8(K->tailm, wp) : _mm512_loadu_si512(wp);
-            const VI we = _mm512_and_si512(wv, nm), wo = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nm);
-            VF s = SM == 0 ? _mm512_set1_ps(sf[r][c]) : w4_scale(q, K, j + r, c, LAST);
-            for (int i = 0; i < MR; i++) {
-                const uint8_t *xp = (const uint8_t *)(xb + i * ldx) + c * 384;
-                VI a[3];
-                for (int l = 0; l < 3; l++) {
-                    a[l] = dpbusd(_mm512_setzero_si512(), we,
-                                  MR <= 2 ? xl[i][2 * l] : _mm512_loadu_si512(xp + 128 * l));
-                    a[l] =
-                        dpbusd(a[l], wo, MR <= 2 ? xl[i][2 * l + 1] : _mm512_loadu_si512(xp + 128 * l + 64));
-                }
-                const VI a01 = _mm512_add_epi32(_mm512_slli_epi32(a[1], 8), a[0]);
-                const VF f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[2]), _mm512_set1_ps(65536.0f),
-                                             _mm512_cvtepi32_ps(a01));
-                tot[i][r] =
-                    _mm512_fmadd_ps(f, _mm512_mul_ps(s, _mm512_set1_ps(xd[i * q->nch + c])), tot[i][r]);
-            }
-        }
-        return;
-    }
     VI xv[2][8];
     if (MR <= 2)
         for (int i = 0; i < MR; i++)
@@ -381,13 +230,7 @@ AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t 
         t[1] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 4), K->tab);
         t[2] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 8), K->tab);
         t[3] = _mm512_permutexvar_epi16(_mm512_srli_epi16(wv, 12), K->tab);
-        VF s;
-        if (SM == 0)
-            s = _mm512_set1_ps(sf[r][c]);
-        else if (FMT == EL_QF_FMT_NV4)
-            s = nv4_scale(q, K, j + r, c, LAST);
-        else
-            s = w4_scale(q, K, j + r, c, LAST);
+        const VF s = nv4_scale(q, K, j + r, c, LAST);
         for (int i = 0; i < MR; i++) {
             const uint16_t *xp = xb + i * ldx + c * 256;
             VF a = _mm512_setzero_ps(), b = _mm512_setzero_ps();
@@ -400,76 +243,21 @@ AI void nib_chunk(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t 
     }
 }
 
-/* MR rows of x (prepared, stride ldx elements) by NR rows of W from row j: out[i * NR + r]. x of a chunk
- * is loaded once for the NR rows (MR <= 2). */
-AI void nib_tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, const float *xg,
-                 int64_t j, const int MR, const int NR, const int FMT, const int ZS, const int SM,
-                 const int PF, float *out) {
+/* nvfp4: MR rows of x (prepared, stride ldx elements) by NR rows of W from row j: out[i * NR + r]. x of a
+ * chunk is loaded once for the NR rows (MR <= 2). */
+AI void nib_tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t ldx, int64_t j, const int MR,
+                 const int NR, const int PF, float *out) {
     VF tot[4][8];
     for (int i = 0; i < MR; i++)
         for (int r = 0; r < NR; r++)
             tot[i][r] = _mm512_setzero_ps();
-    const int64_t nch = q->nch;
-    float sf[SM == 0 ? 8 : 1][QF_SF_MAX];
-    if (SM == 0)
-        for (int r = 0; r < NR; r++) {
-            const uint16_t *s = (const uint16_t *)q->sc + (j + r) * q->G;
-            if (q->g == 128) {
-                int64_t c = 0;
-                for (; c + 16 <= nch; c += 16)
-                    _mm512_storeu_ps(sf[r] + c,
-                                     _mm512_cvtph_ps(_mm256_loadu_si256((const __m256i *)(s + c))));
-                for (; c < nch; c++)
-                    sf[r][c] = _cvtsh_ss(s[c]);
-            } else {
-                for (int64_t c = 0; c < nch; c++)
-                    sf[r][c] = _cvtsh_ss(s[c * 128 / q->g]);
-            }
-        }
     int64_t c = 0;
-    const float *xd = FMT == EL_QF_FMT_W4 ? xg + MR * q->G : NULL; /* decode: MR == m */
-    if (FMT == EL_QF_FMT_W4 && MR == 1) {
-        /* one token: each row read front to back, the rows one after the other (a single sequential
-         * stream through W, which the prefetchers follow best); x stays in L1 */
-        const VI nm = _mm512_set1_epi8(0x0f);
-        const uint8_t *xp0 = (const uint8_t *)xb;
-        for (int r = 0; r < NR; r++) {
-            const uint8_t *wr = q->qs + (j + r) * q->rowb;
-            VF t0 = _mm512_setzero_ps(), t1 = _mm512_setzero_ps(); /* two chains across chunks */
-            for (int64_t cc = 0; cc < nch; cc++) {
-                const uint8_t *wp = wr + cc * 64, *xp = xp0 + cc * 384;
-                if (PF) __builtin_prefetch(wp + 2048, 0, 0);
-                const VI wv = cc == nch - 1 ? _mm512_maskz_loadu_epi8(K->tailm, wp) : _mm512_loadu_si512(wp);
-                const VI we = _mm512_and_si512(wv, nm), wo = _mm512_and_si512(_mm512_srli_epi16(wv, 4), nm);
-                VI a[3];
-                for (int l = 0; l < 3; l++) {
-                    a[l] = dpbusd(_mm512_setzero_si512(), we, _mm512_loadu_si512(xp + 128 * l));
-                    a[l] = dpbusd(a[l], wo, _mm512_loadu_si512(xp + 128 * l + 64));
-                }
-                const VI a01 = _mm512_add_epi32(_mm512_slli_epi32(a[1], 8), a[0]);
-                const VF f = _mm512_fmadd_ps(_mm512_cvtepi32_ps(a[2]), _mm512_set1_ps(65536.0f),
-                                             _mm512_cvtepi32_ps(a01));
-                const VF sv =
-                    SM == 0 ? _mm512_set1_ps(sf[r][cc] * xd[cc])
-                            : _mm512_mul_ps(w4_scale(q, K, j + r, cc, cc == nch - 1), _mm512_set1_ps(xd[cc]));
-                if (cc & 1)
-                    t1 = _mm512_fmadd_ps(f, sv, t1);
-                else
-                    t0 = _mm512_fmadd_ps(f, sv, t0);
-            }
-            tot[0][r] = _mm512_add_ps(t0, t1);
-        }
-    } else {
-        for (; c < nch - 1; c++)
-            nib_chunk(q, K, xb, ldx, j, c, MR, NR, FMT, SM, PF, 0, sf, tot, xd);
-        nib_chunk(q, K, xb, ldx, j, c, MR, NR, FMT, SM, 0, 1, sf, tot, xd);
-    }
+    for (; c < q->nch - 1; c++)
+        nib_chunk(q, K, xb, ldx, j, c, MR, NR, PF, 0, tot);
+    nib_chunk(q, K, xb, ldx, j, c, MR, NR, 0, 1, tot);
     for (int i = 0; i < MR; i++)
-        for (int r = 0; r < NR; r++) {
-            float v = _mm512_reduce_add_ps(tot[i][r]);
-            if (FMT == EL_QF_FMT_W4) v += w4_corr(q, j + r, xg + i * q->G, ZS);
-            out[i * NR + r] = v;
-        }
+        for (int r = 0; r < NR; r++)
+            out[i * NR + r] = _mm512_reduce_add_ps(tot[i][r]);
 }
 
 /* fp8 e4m3 codes (one per 16-bit word) -> bf16 */
@@ -507,15 +295,14 @@ AI void fp8_tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t l
             out[i * NR + r] = _mm512_reduce_add_ps(tot[i][r]);
 }
 
-AI void tile(const el_qf_info *q, const kc *K, const uint16_t *xb, const float *xs, int64_t j, const int MR,
-             const int NR, const int FMT, const int ZS, const int PF, const float *bias, float *y,
-             int64_t ldy) {
+/* LO: fp8 with lo words (weight-only) */
+AI void tile(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t j, const int MR, const int NR,
+             const int FMT, const int LO, const int PF, const float *bias, float *y, int64_t ldy) {
     float out[32];
     if (FMT == EL_QF_FMT_FP8)
-        fp8_tile(q, K, xb, q->ldx, j, MR, NR, ZS, PF, out); /* ZS: fp8 with lo words (weight-only) */
+        fp8_tile(q, K, xb, q->ldx, j, MR, NR, LO, PF, out);
     else
-        nib_tile(q, K, xb, q->ldx, xs, j, MR, NR, FMT, ZS & 1, ZS >> 1, PF,
-                 out); /* ZS: zeros | scale mode << 1 */
+        nib_tile(q, K, xb, q->ldx, j, MR, NR, PF, out);
     for (int r = 0; r < NR; r++) {
         float rs = 1.0f;
         if (FMT == EL_QF_FMT_FP8) rs = ((const float *)q->sc)[j + r] * q->post;
@@ -528,58 +315,35 @@ AI void tile(const el_qf_info *q, const kc *K, const uint16_t *xb, const float *
     }
 }
 
-AI void tile_mr(const el_qf_info *q, const kc *K, const uint16_t *xb, const float *xs, int64_t j, int mr,
-                const int NR, const int FMT, const int ZS, const int PF, const float *bias, float *y,
-                int64_t ldy) {
+AI void tile_mr(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t j, int mr, const int NR,
+                const int FMT, const int LO, const int PF, const float *bias, float *y, int64_t ldy) {
     switch (mr) {
     case 4:
-        tile(q, K, xb, xs, j, 4, NR, FMT, ZS, PF, bias, y, ldy);
+        tile(q, K, xb, j, 4, NR, FMT, LO, PF, bias, y, ldy);
         break;
     case 3:
-        tile(q, K, xb, xs, j, 3, NR, FMT, ZS, PF, bias, y, ldy);
+        tile(q, K, xb, j, 3, NR, FMT, LO, PF, bias, y, ldy);
         break;
     case 2:
-        tile(q, K, xb, xs, j, 2, NR, FMT, ZS, PF, bias, y, ldy);
+        tile(q, K, xb, j, 2, NR, FMT, LO, PF, bias, y, ldy);
         break;
     default:
-        tile(q, K, xb, xs, j, 1, NR, FMT, ZS, PF, bias, y, ldy);
+        tile(q, K, xb, j, 1, NR, FMT, LO, PF, bias, y, ldy);
         break;
     }
 }
 
-#define QF_TB 64 /* rows of x per prefill block    */
-#define QF_RB 32 /* rows of W per prefill block    */
-
-AI void mm_fmt(const el_qf_info *q, const kc *K, const uint16_t *xb, const float *xs, int64_t m, int64_t n0,
-               int64_t n1, const float *bias, float *y, int64_t ldy, const int FMT, const int ZS) {
-    if (m <= 4) { /* W streams once */
-        int64_t j = n0;
-        if (m == 1 && FMT != EL_QF_FMT_FP8) /* 8 rows: more independent vdpbf16ps chains */
-            for (; j + 8 <= n1; j += 8)
-                tile(q, K, xb, xs, j, 1, 8, FMT, ZS, 1, bias, y, ldy);
-        for (; j + 4 <= n1; j += 4)
-            tile_mr(q, K, xb, xs, j, (int)m, 4, FMT, ZS, 1, bias, y, ldy);
-        for (; j < n1; j++)
-            tile_mr(q, K, xb, xs, j, (int)m, 1, FMT, ZS, 0, bias, y, ldy);
-        return;
-    }
-    for (int64_t i0 = 0; i0 < m; i0 += QF_TB) {
-        const int64_t i1 = i0 + QF_TB < m ? i0 + QF_TB : m;
-        for (int64_t jb = n0; jb < n1; jb += QF_RB) {
-            const int64_t je = jb + QF_RB < n1 ? jb + QF_RB : n1;
-            for (int64_t i = i0; i < i1; i += 4) {
-                const int mr = (int)(i1 - i < 4 ? i1 - i : 4);
-                const uint16_t *xi = xb + i * q->ldx;
-                const float *xsi = xs ? xs + i * q->G : NULL;
-                float *yi = y + i * ldy;
-                int64_t j = jb;
-                for (; j + 4 <= je; j += 4)
-                    tile_mr(q, K, xi, xsi, j, mr, 4, FMT, ZS, 0, bias, yi, ldy);
-                for (; j < je; j++)
-                    tile_mr(q, K, xi, xsi, j, mr, 1, FMT, ZS, 0, bias, yi, ldy);
-            }
-        }
-    }
+/* decode (m <= EL_QF_MDEC): W streams once */
+AI void mm_fmt(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t m, int64_t n0, int64_t n1,
+               const float *bias, float *y, int64_t ldy, const int FMT, const int LO) {
+    int64_t j = n0;
+    if (m == 1 && FMT != EL_QF_FMT_FP8) /* 8 rows: more independent vdpbf16ps chains */
+        for (; j + 8 <= n1; j += 8)
+            tile(q, K, xb, j, 1, 8, FMT, LO, 1, bias, y, ldy);
+    for (; j + 4 <= n1; j += 4)
+        tile_mr(q, K, xb, j, (int)m, 4, FMT, LO, 1, bias, y, ldy);
+    for (; j < n1; j++)
+        tile_mr(q, K, xb, j, (int)m, 1, FMT, LO, 0, bias, y, ldy);
 }
 
 /* ---- prefill: dequantize blocks of rows, then the dense kernel -------------------------------------- */
@@ -863,40 +627,28 @@ void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, 
     uint32_t sidx[16];
     memset(&K, 0, sizeof K);
     const uint16_t *xb = prep;
-    const float *xs = q->xs_bytes ? (const float *)((const char *)prep + q->xb_bytes) : NULL;
     K.tailm = q->tailb >= 64 ? ~(__mmask64)0 : (((__mmask64)1 << q->tailb) - 1);
     if (q->fmt == EL_QF_FMT_FP8) {
         for (int i = 0; i < 32; i++)
             tab[i] = bf16_bits((float)(i & 7) / 512.0f);
         K.tab = _mm512_loadu_si512(tab);
         if (q->act)
-            mm_fmt(q, &K, xb, NULL, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 0);
+            mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 0);
         else
-            mm_fmt(q, &K, xb, NULL, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 1);
+            mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 1);
         return;
     }
+    /* nvfp4 (w4a16 decode: qfloat_w4dec_avx512.c) */
     for (int i = 0; i < 32; i++)
-        tab[i] = q->fmt == EL_QF_FMT_NV4 ? bf16_bits(el_e2m1_to_f32((uint8_t)(i & 15)))
-                                         : bf16_bits((float)((i & 15) - 8));
+        tab[i] = bf16_bits(el_e2m1_to_f32((uint8_t)(i & 15)));
     K.tab = _mm512_loadu_si512(tab);
-    K.gpc = q->g <= 128 ? 128 / q->g : 0;
     for (int l = 0; l < 16; l++)
-        sidx[l] = K.gpc ? (uint32_t)(l * 8 / q->g) : 0;
+        sidx[l] = (uint32_t)(l * 8 / q->g);
     K.sidx = _mm512_loadu_si512(sidx);
-    if (K.gpc) {
-        const int64_t nlast = q->G - (q->nch - 1) * K.gpc;
-        K.sfull = (__mmask16)((1u << K.gpc) - 1);
-        K.slast = (__mmask16)((1u << nlast) - 1);
-    }
-    const bool sm0 = q->g >= 128 && q->nch <= QF_SF_MAX; /* one scale per chunk, converted up front */
-    if (q->fmt == EL_QF_FMT_NV4)
-        mm_fmt(q, &K, xb, NULL, m, n0, n1, bias, y, ldy, EL_QF_FMT_NV4, 2);
-    else if (q->zs)
-        sm0 ? mm_fmt(q, &K, xb, xs, m, n0, n1, bias, y, ldy, EL_QF_FMT_W4, 1)
-            : mm_fmt(q, &K, xb, xs, m, n0, n1, bias, y, ldy, EL_QF_FMT_W4, 3);
-    else
-        sm0 ? mm_fmt(q, &K, xb, xs, m, n0, n1, bias, y, ldy, EL_QF_FMT_W4, 0)
-            : mm_fmt(q, &K, xb, xs, m, n0, n1, bias, y, ldy, EL_QF_FMT_W4, 2);
+    const int64_t gpc = 128 / q->g, nlast = q->G - (q->nch - 1) * gpc;
+    K.sfull = (__mmask16)((1u << gpc) - 1);
+    K.slast = (__mmask16)((1u << nlast) - 1);
+    mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_NV4, 0);
 }
 
 #endif

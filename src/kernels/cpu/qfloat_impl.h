@@ -10,15 +10,14 @@
  *        unpacks 16-bit words of nibbles: position r * 32 + i holds element 4 i + r of the chunk (r =
  *        nibble index in the word). fp8: natural order; with a static activation scale the e4m3 round
  *        trip of x / act_scale (exact in bf16, no lo part).
- *   w4a16 instead: per chunk of 128, x / d as a 22-bit integer (d = a power of 2 from the chunk's max |x|)
- *        in three signed 8-bit limbs x = (x2 * 2^16 + x1 * 2^8 + x0) * d, each limb as 64 bytes of the
- *        even elements then 64 of the odd ones (384 bytes; ldx = nch * 192 16-bit units); after xs,
- *        f32 [m][nch] the chunk factors d.
+ *   w4a16 instead (qfloat_w4dec_avx512.c): per chunk of 128, n = rne(x / d) (d = max |x| / 32639) in two
+ *        signed 8-bit limbs n = x1 * 2^8 + x0, each limb as 64 bytes of the even elements then 64 of the
+ *        odd ones (256 bytes; ldx = nch * 128 16-bit units); after xs, f32 [m][nch] the chunk factors d,
+ *        then f32 [m][nch] the chunk sums of the represented x.
  *   w4a16 prefill (m > EL_QF_MDEC): int16 [m][kx], per chunk of 128 rne(x * 32767 / a) (a = the chunk's
  *        max |x|, zero past k), then f32 [m][nch] the chunk factors a / 32767.
- *   xs   f32 [m][G] (w4a16): the sum of the (represented) x over each group, for the offset correction:
- *        the kernel dots the bf16 values 128 + q (0x4300 | q, no table) and subtracts
- *        sum_g s_g (128 + z_g) X_g once per row.
+ *   xs   f32 [m][G] (w4a16 decode): the sum of the (represented) x over each group X_g, for the offset
+ *        correction: the kernel dots the unsigned nibbles q and adds -sum_g s_g z_g X_g once per row.
  */
 #ifndef EL_QFLOAT_IMPL_H
 #define EL_QFLOAT_IMPL_H
@@ -83,7 +82,7 @@ static inline bool el_qf_info_of(const void *w, el_dtype wt, int64_t k, el_qf_in
     }
     q->tailb = q->rowb - (q->nch - 1) * q->cb;
     q->ldx = q->act ? q->kx : 2 * q->kx;
-    if (q->fmt == EL_QF_FMT_W4) q->ldx = q->nch * 192; /* 384 bytes of int8 limbs per chunk */
+    if (q->fmt == EL_QF_FMT_W4) q->ldx = q->nch * 128; /* 256 bytes of int8 limbs per chunk */
     q->xb_bytes = 0;
     q->xs_bytes = 0;
     return true;
@@ -115,7 +114,7 @@ static inline size_t el_qf_prep_size(el_qf_info *q, int64_t m) {
         q->xs_bytes = 0;
     } else {
         q->xb_bytes = ((size_t)(m * q->ldx) * 2 + 63) & ~(size_t)63;
-        q->xs_bytes = q->fmt == EL_QF_FMT_W4 ? (size_t)(m * (q->G + q->nch)) * 4 : 0;
+        q->xs_bytes = q->fmt == EL_QF_FMT_W4 ? (size_t)(m * (q->G + 2 * q->nch)) * 4 : 0;
     }
     return q->xb_bytes + q->xs_bytes;
 }
@@ -138,6 +137,10 @@ static inline size_t el_qf_scratch_size(const el_qf_info *q, int64_t m) {
 void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep);
 void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, int64_t m, int64_t n0,
                          int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
+/* w4a16 decode (m <= EL_QF_MDEC): qfloat_w4dec_avx512.c */
+void el_w4d_prep_avx512(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep);
+void el_w4d_matmul_avx512(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                          const float *bias, float *y, int64_t ldy);
 #endif
 
 #endif
