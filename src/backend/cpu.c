@@ -539,10 +539,10 @@ static void at_run(void *c, int ith, int nth) {
     (void)ith;
     (void)nth;
     at_task *t = c;
-    for (;;) {
-        int64_t a = atomic_fetch_add(&t->next, t->chunk);
-        if (a >= t->n_items) break;
-        int64_t b = a + t->chunk < t->n_items ? a + t->chunk : t->n_items;
+    for (;;) { /* from the last items (prefill: the longest contexts) to the first */
+        const int64_t d = atomic_fetch_add(&t->next, t->chunk);
+        if (d >= t->n_items) break;
+        const int64_t b = t->n_items - d, a = b - t->chunk > 0 ? b - t->chunk : 0;
         edgellm_cpu_attention_items(t->q, a, b, t->n_head, t->n_head_kv, t->head_dim, t->slot, t->pos, t->kc,
                                     t->vc, t->kt, t->k_scale, t->v_scale, t->cap, t->scale, t->out);
     }
@@ -569,8 +569,11 @@ static edgellm_status cpu_attention(el_backend *be, const float *q, int64_t n_to
     }
     at_task t = {q,    n_tok * n_head_kv, n_head,  n_head_kv, head_dim, slot, pos, k_cache, v_cache,
                  kv_t, k_scale,           v_scale, cap,       scale,    out,  1,   0};
-    /* short contexts: hand out several items at a time to keep the counter off the critical path */
+    /* short contexts: hand out several items at a time to keep the counter off the critical path;
+     * several tokens: whole tokens, 64 q heads' worth of them (the kernels' prefill tiles: all q heads of
+     * a kv head for consecutive tokens of one sequence, 4 tiles of 16 lanes per pass over K / V) */
     if ((int64_t)max_pos < 64) t.chunk = t.n_items / (4 * cb->nth) > 1 ? t.n_items / (4 * cb->nth) : 1;
+    else if (n_tok > 1) t.chunk = (n_head / n_head_kv < 64 ? 64 / (n_head / n_head_kv) : 1) * n_head_kv;
     if (cb->nth <= 1 || t.n_items < 2 || (double)t.n_items * (max_pos + 1.0) * (double)head_dim < 16384.0)
         at_run(&t, 0, 1);
     else

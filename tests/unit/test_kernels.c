@@ -252,8 +252,10 @@ typedef struct attn_case {
     float scale, k_scale, v_scale;
 } attn_case;
 
+/* prefill: 0 decode (slots 0 / 1, scattered positions), 1 a prompt (slot 1, positions 0..), 2 a later chunk of
+ * a prompt (slot 1, positions 100..: blocks the causal limits cross in their middle) */
 static void attn_case_init(attn_case *a, int64_t n_tok, int64_t n_head, int64_t n_kv, int64_t hd, el_dtype kt,
-                           bool prefill) {
+                           int prefill) {
     a->n_tok = n_tok;
     a->n_head = n_head;
     a->n_kv = n_kv;
@@ -269,7 +271,7 @@ static void attn_case_init(attn_case *a, int64_t n_tok, int64_t n_head, int64_t 
     static const int32_t dpos[] = {0, 1, 63, 64, 65, 200, 299, 127, 5};
     for (int64_t t = 0; t < n_tok; t++) {
         a->slot[t] = prefill ? 1 : (int32_t)(t % 2);
-        a->pos[t] = prefill ? (int32_t)t : dpos[t % 9];
+        a->pos[t] = prefill ? (int32_t)(t + (prefill == 2 ? 100 : 0)) : dpos[t % 9];
     }
     a->q = frand_buf((size_t)(n_tok * n_head * hd));
     for (int64_t i = 0; i < n_tok * n_head * hd; i++) a->q[i] *= 3.0f; /* peakier softmax */
@@ -291,7 +293,7 @@ static void test_attention_isa(const char *isa) {
     for (size_t hi = 0; hi < 5; hi++) {
         for (size_t gi = 0; gi < 3; gi++) {
             for (int di = 0; di < 4; di++) {
-                for (int pf = 0; pf < 2; pf++) {
+                for (int pf = 0; pf < 3; pf++) {
                     attn_case a;
                     attn_case_init(&a, pf ? 70 : 9, 2 * groups[gi], 2, hds[hi], k_kv_dtypes[di], pf);
                     size_t no = (size_t)(a.n_tok * a.n_head * a.hd);
@@ -306,7 +308,8 @@ static void test_attention_isa(const char *isa) {
                                           a.vc, a.kt, a.k_scale, a.v_scale, a.cap, a.scale, c, NULL);
                     char ctx[128];
                     snprintf(ctx, sizeof ctx, "%s hd=%lld heads=%lld/%lld kv=%s %s", isa, (long long)a.hd,
-                             (long long)a.n_head, (long long)a.n_kv, el_dtype_name(a.kt), pf ? "prefill" : "decode");
+                             (long long)a.n_head, (long long)a.n_kv, el_dtype_name(a.kt),
+                             pf == 2 ? "prefill@100" : pf ? "prefill" : "decode");
                     check_close("cpu_attention", r, c, no, tol_for(a.kt), ctx);
                     free(r);
                     free(c);
@@ -392,7 +395,7 @@ static void test_backend(int nth) {
     for (int di = 0; di < 4; di++) {
         el_dtype kt = k_kv_dtypes[di];
         attn_case a;
-        attn_case_init(&a, 70, 8, 2, 64, kt, true);
+        attn_case_init(&a, 70, 8, 2, 64, kt, 1);
         size_t no = (size_t)(a.n_tok * a.n_head * a.hd);
         float *r = malloc(no * 4), *c = malloc(no * 4);
         const float ks = a.k_scale, vs = a.v_scale;

@@ -408,9 +408,121 @@ EL_AI void FN(pv2)(float *acc0, float *acc1, const float *p0, const float *p1, c
     }
 }
 
+#if VW >= 8
+/* Prefill tiles: the G q heads of one kv head for up to VW / G consecutive tokens of one slot sit in the VW
+ * lanes (lane l: token t0 + l / G, head g = l % G). The scores of a position are one vector (q transposed
+ * once per tile, each K element broadcast: no horizontal sums), the online softmax runs lane-wise, and P V
+ * broadcasts each V element against the lanes' probabilities. Per block of positions, K and V rows are
+ * converted to f32 once for up to ATT_TILES tiles (VW * ATT_TILES q heads). Positions past a lane's own
+ * (causal) get probability 0. */
+#define ATT_PT (VW >= 16 ? 16 : 8) /* positions (scores) / head dims (P V) per register tile */
+#define ATT_TILE_HD 128            /* largest head_dim of the tiles (stack buffers) */
+#define ATT_TILES 4                /* tiles sharing each converted block of K / V */
+#define ATT_TB 32                  /* positions per block (a multiple of ATT_PT) */
+typedef struct FN(att_tile) {
+    float qt[ATT_TILE_HD * VW], ot[ATT_TILE_HD * VW]; /* q and the output sums, transposed: [d][lane] */
+    V mrun, lrun;
+    int32_t lim[VW], minp, maxp;
+} FN(att_tile);
+
+/* one block (positions p0 .. p0 + nbp - 1, kf / vf rows, zero past the block) of tile T */
+EL_AI void FN(att_tile_block)(FN(att_tile) * T, const float *kf, const float *vf, int64_t p0, int64_t nbp, V vs,
+                              const int HDC) {
+    float s[ATT_TB * VW];
+    for (int64_t b0 = 0; b0 < nbp; b0 += ATT_PT) { /* scores of ATT_PT positions for all lanes */
+        V a[ATT_PT];
+        for (int i = 0; i < ATT_PT; i++) a[i] = vzero();
+        const float *kp = kf + b0 * HDC;
+        for (int d = 0; d < HDC; d++, kp++) {
+            const V qd = vld(T->qt + d * VW);
+            for (int i = 0; i < ATT_PT; i++) a[i] = vfma(vset1(kp[i * HDC]), qd, a[i]);
+        }
+        for (int i = 0; i < ATT_PT; i++) vst(s + (b0 + i) * VW, vmul(a[i], vs));
+    }
+    const int64_t mb = T->minp + 1 - p0 > 0 ? T->minp + 1 - p0 : 0;
+    for (int64_t b = mb; b < nbp; b++) /* causal: past a lane's position (and the padding) */
+        for (int l = 0; l < VW; l++)
+            if (p0 + b > T->lim[l]) s[b * VW + l] = -INFINITY;
+    V m = T->mrun; /* a NaN score is skipped, as by the scalar compare */
+    for (int64_t b = 0; b < nbp; b++) m = vmax(vld(s + b * VW), m);
+    const V corr = vexp(vsub(T->mrun, m)); /* first block: ~0 times the zero sums */
+    for (int64_t b = 0; b < nbp; b++) vst(s + b * VW, vexp(vsub(vld(s + b * VW), m)));
+    for (int64_t b = mb; b < nbp; b++)
+        for (int l = 0; l < VW; l++)
+            if (p0 + b > T->lim[l]) s[b * VW + l] = 0.0f;
+    V sum = vzero();
+    for (int64_t b = 0; b < nbp; b++) sum = vadd(sum, vld(s + b * VW));
+    T->lrun = vfma(T->lrun, corr, sum);
+    T->mrun = m;
+    for (int d0 = 0; d0 < HDC; d0 += ATT_PT) { /* ot[d] = ot[d] * corr + sum_b p[b] V[b][d] */
+        V a[ATT_PT];
+        for (int i = 0; i < ATT_PT; i++) a[i] = vmul(vld(T->ot + (d0 + i) * VW), corr);
+        const float *vp = vf + d0;
+        for (int64_t b = 0; b < nbp; b++, vp += HDC) {
+            const V pb = vld(s + b * VW);
+            for (int i = 0; i < ATT_PT; i++) a[i] = vfma(vset1(vp[i]), pb, a[i]);
+        }
+        for (int i = 0; i < ATT_PT; i++) vst(T->ot + (d0 + i) * VW, a[i]);
+    }
+}
+
+/* tokens t0 .. t0 + nt - 1 (one slot, nt <= ATT_TILES * (VW / G)) for kv head kvh */
+EL_AI void FN(attn_tiles)(const float *q, int64_t t0, int64_t nt, int64_t n_head, int64_t n_head_kv, int64_t G,
+                          int64_t kvh, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
+                          const el_dtype kt, int64_t cap, float scale, float vscale, float *out, const int HDC) {
+    FN(att_tile) T[ATT_TILES];
+    float kf[ATT_TB * ATT_TILE_HD], vf[ATT_TB * ATT_TILE_HD];
+    const int64_t tpt = VW / G, ntile = (nt + tpt - 1) / tpt;
+    int32_t maxp = 0;
+    for (int64_t j = 0; j < ntile; j++) {
+        FN(att_tile) *P = &T[j];
+        const int64_t tj = t0 + j * tpt, nl = (nt - j * tpt < tpt ? nt - j * tpt : tpt) * G;
+        P->maxp = 0;
+        P->minp = INT32_MAX;
+        for (int l = 0; l < VW; l++) { /* unused lanes: q = 0, position 0 only */
+            P->lim[l] = l < nl ? pos[tj + l / G] : 0;
+            P->maxp = P->lim[l] > P->maxp ? P->lim[l] : P->maxp;
+            if (l < nl) P->minp = P->lim[l] < P->minp ? P->lim[l] : P->minp;
+            const float *ql = q + ((tj + l / G) * n_head + kvh * G + l % G) * HDC;
+            for (int d = 0; d < HDC; d++) P->qt[d * VW + l] = l < nl ? ql[d] : 0.0f;
+        }
+        for (int i = 0; i < HDC * VW; i++) P->ot[i] = 0.0f;
+        P->mrun = vset1(-INFINITY);
+        P->lrun = vzero();
+        maxp = P->maxp > maxp ? P->maxp : maxp;
+    }
+    const V vs = vset1(scale);
+    const int64_t base = ((int64_t)slot[t0] * n_head_kv + kvh) * cap * HDC;
+    for (int64_t p0 = 0; p0 <= maxp; p0 += ATT_TB) {
+        const int64_t nb = maxp + 1 - p0 < ATT_TB ? maxp + 1 - p0 : ATT_TB;
+        const int64_t nbp = (nb + ATT_PT - 1) / ATT_PT * ATT_PT;
+        for (int64_t b = 0; b < nbp; b++)
+            for (int c = 0; c < HDC / VW; c++) {
+                const int64_t off = base + (p0 + b) * HDC + c * VW;
+                vst(kf + b * HDC + c * VW, b < nb ? FN(ldw)(kc, kt, off) : vzero());
+                vst(vf + b * HDC + c * VW, b < nb ? FN(ldw)(vc, kt, off) : vzero());
+            }
+        for (int64_t j = 0; j < ntile; j++) {
+            if (T[j].maxp < p0) continue;
+            const int64_t nbj = T[j].maxp + 1 - p0 < nb ? T[j].maxp + 1 - p0 : nb;
+            FN(att_tile_block)(&T[j], kf, vf, p0, (nbj + ATT_PT - 1) / ATT_PT * ATT_PT, vs, HDC);
+        }
+    }
+    for (int64_t j = 0; j < ntile; j++) {
+        const int64_t tj = t0 + j * tpt, nl = (nt - j * tpt < tpt ? nt - j * tpt : tpt) * G;
+        float inv[VW];
+        vst(inv, vdiv(vset1(vscale), T[j].lrun));
+        for (int l = 0; l < nl; l++) {
+            float *o = out + ((tj + l / G) * n_head + kvh * G + l % G) * HDC;
+            for (int d = 0; d < HDC; d++) o[d] = T[j].ot[d * VW + l] * inv[l];
+        }
+    }
+}
+#endif
+
 /* vscale: multiplies the output (the fp8 cache's v_scale, 1 for float caches); the k_scale of an fp8
  * cache is folded into scale by the caller. */
-EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
+EL_AI void FN(attn_items)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
                       const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
                       const el_dtype kt, int64_t cap, float scale, float vscale, float *out, const int HDC) {
     float acc[EL_ATTN_ACC_FLOATS];
@@ -488,6 +600,33 @@ EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, in
             }
         }
     }
+}
+
+/* items [i0, i1) as prefill tiles where whole tokens of one slot follow each other, else one by one */
+EL_AI void FN(attn_t)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
+                      const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
+                      const el_dtype kt, int64_t cap, float scale, float vscale, float *out, const int HDC) {
+#if VW >= 8
+    const int64_t G = n_head / n_head_kv;
+    if (HDC > 0 && HDC <= ATT_TILE_HD && HDC % ATT_PT == 0 && HDC % VW == 0 && G <= VW / 2 &&
+        i0 % n_head_kv == 0 && i1 % n_head_kv == 0) {
+        const int64_t te = i1 / n_head_kv;
+        for (int64_t t = i0 / n_head_kv; t < te;) {
+            int64_t nt = 1;
+            while (nt < ATT_TILES * (VW / G) && t + nt < te && slot[t + nt] == slot[t]) nt++;
+            if (nt == 1)
+                FN(attn_items)(q, t * n_head_kv, (t + 1) * n_head_kv, n_head, n_head_kv, hd, slot, pos, kc, vc, kt,
+                               cap, scale, vscale, out, HDC);
+            else
+                for (int64_t kvh = 0; kvh < n_head_kv; kvh++)
+                    FN(attn_tiles)(q, t, nt, n_head, n_head_kv, G, kvh, slot, pos, kc, vc, kt, cap, scale, vscale,
+                                   out, HDC);
+            t += nt;
+        }
+        return;
+    }
+#endif
+    FN(attn_items)(q, i0, i1, n_head, n_head_kv, hd, slot, pos, kc, vc, kt, cap, scale, vscale, out, HDC);
 }
 
 EL_AI void FN(attn_hd)(const float *q, int64_t i0, int64_t i1, int64_t n_head, int64_t n_head_kv, int64_t hd,
