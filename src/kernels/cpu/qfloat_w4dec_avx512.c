@@ -256,30 +256,46 @@ AI VF lane_scales(const el_qf_info *q, const lanes *L, int64_t j, int64_t c, boo
     return _mm512_set1_ps(_cvtsh_ss(s[c * 128 / q->g]));
 }
 
-/* MR rows of x (any group size): row j of W front to back, once for all of them */
-AI void decm_row(const el_qf_info *q, const lanes *L, const uint8_t *xb, const float *xs, int64_t m, int64_t j,
-                 const int MR, const int ZS, const float *bias, float *y, int64_t ldy) {
+/* MR rows of x (any group size) by NR (1, 2) rows of W from row j, each read front to back once for all
+ * rows of x (NR = 2: twice the independent FMA chains, x of a chunk loaded once for both) */
+AI void decm_rows(const el_qf_info *q, const lanes *L, const uint8_t *xb, const float *xs, int64_t m, int64_t j,
+                  const int MR, const int NR, const int ZS, const float *bias, float *y, int64_t ldy) {
     const int64_t nch = q->nch, ldx = nch * 256;
     const float *xd = xs + m * q->G;
-    const uint8_t *wr = q->qs + j * q->rowb;
-    VF t[4];
-    for (int i = 0; i < MR; i++)
-        t[i] = _mm512_setzero_ps();
+    VF t[2][4];
+    for (int r = 0; r < NR; r++)
+        for (int i = 0; i < MR; i++)
+            t[r][i] = _mm512_setzero_ps();
     for (int64_t c = 0; c < nch; c++) {
         const bool last = c == nch - 1;
-        const uint8_t *wp = wr + c * 64;
-        __builtin_prefetch(wp + W4_PFD, 0, 0);
-        const VI wv = last ? _mm512_maskz_loadu_epi8(L->tailm, wp) : _mm512_loadu_si512(wp);
-        const VF s = lane_scales(q, L, j, c, last);
+        VI wv[2];
+        VF s[2];
+        for (int r = 0; r < NR; r++) {
+            const uint8_t *wp = q->qs + (j + r) * q->rowb + c * 64;
+            __builtin_prefetch(wp + W4_PFD, 0, 0);
+            wv[r] = last ? _mm512_maskz_loadu_epi8(L->tailm, wp) : _mm512_loadu_si512(wp);
+            s[r] = lane_scales(q, L, j + r, c, last);
+        }
         for (int i = 0; i < MR; i++) {
             VI xv[4];
             load_x(xb + i * ldx + c * 256, xv);
-            const VF f = _mm512_mul_ps(s, _mm512_set1_ps(xd[i * nch + c]));
-            t[i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w4_dot(wv, xv)), f, t[i]);
+            const VF d = _mm512_set1_ps(xd[i * nch + c]);
+            for (int r = 0; r < NR; r++)
+                t[r][i] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(w4_dot(wv[r], xv)), _mm512_mul_ps(s[r], d), t[r][i]);
         }
     }
-    for (int i = 0; i < MR; i++)
-        y[i * ldy + j] = _mm512_reduce_add_ps(t[i]) + row_corr(q, j, xs + i * q->G, ZS) + (bias ? bias[j] : 0.0f);
+    for (int r = 0; r < NR; r++)
+        for (int i = 0; i < MR; i++)
+            y[i * ldy + j + r] = _mm512_reduce_add_ps(t[r][i]) + row_corr(q, j + r, xs + i * q->G, ZS) +
+                                 (bias ? bias[j + r] : 0.0f);
+}
+
+AI void decm_mr(const el_qf_info *q, const lanes *L, const uint8_t *xb, const float *xs, int64_t m, int64_t n0,
+                int64_t n1, const int MR, const int ZS, const float *bias, float *y, int64_t ldy) {
+    int64_t j = n0;
+    for (; j + 2 <= n1; j += 2)
+        decm_rows(q, L, xb, xs, m, j, MR, 2, ZS, bias, y, ldy);
+    if (j < n1) decm_rows(q, L, xb, xs, m, j, MR, 1, ZS, bias, y, ldy);
 }
 
 AI void decm(const el_qf_info *q, const uint8_t *xb, const float *xs, int64_t m, int64_t n0, int64_t n1,
@@ -296,13 +312,12 @@ AI void decm(const el_qf_info *q, const uint8_t *xb, const float *xs, int64_t m,
         L.sfull = (__mmask16)((1u << L.gpc) - 1);
         L.slast = (__mmask16)((1u << (q->G - (q->nch - 1) * L.gpc)) - 1);
     }
-    for (int64_t j = n0; j < n1; j++)
-        switch (m) {
-        case 4: decm_row(q, &L, xb, xs, m, j, 4, ZS, bias, y, ldy); break;
-        case 3: decm_row(q, &L, xb, xs, m, j, 3, ZS, bias, y, ldy); break;
-        case 2: decm_row(q, &L, xb, xs, m, j, 2, ZS, bias, y, ldy); break;
-        default: decm_row(q, &L, xb, xs, m, j, 1, ZS, bias, y, ldy); break;
-        }
+    switch (m) {
+    case 4: decm_mr(q, &L, xb, xs, m, n0, n1, 4, ZS, bias, y, ldy); break;
+    case 3: decm_mr(q, &L, xb, xs, m, n0, n1, 3, ZS, bias, y, ldy); break;
+    case 2: decm_mr(q, &L, xb, xs, m, n0, n1, 2, ZS, bias, y, ldy); break;
+    default: decm_mr(q, &L, xb, xs, m, n0, n1, 1, ZS, bias, y, ldy); break;
+    }
 }
 
 void el_w4d_matmul_avx512(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
