@@ -11,7 +11,7 @@
  *          sequence of 512/2048/8192 tokens): TFLOP/s of the tensor-core and the split-KV kernels
  * Times: median of several timed repetitions after a warm-up.
  *   qgemv  (--qgemv only) quantized-weight GEMVs per format on the same shapes: GB/s of quantized bytes
- * usage: bench_cuda [--quick] [--qgemv]
+ * usage: bench_cuda [--quick] [--qgemv]   (--qgemv: QB_FMT="w4a16 g128" one format, QB_SHAPE="down lm_head" shapes)
  */
 #include "backend/backend.h"
 #include "kernels/quant.h"
@@ -284,38 +284,36 @@ static void bench_qgemv(bool quick) {
         "qgemv quantized weights, f32 x/y; GB/s of quantized weight bytes; %% of the d2d copy bandwidth\n");
     for (int fi = 0; fi < nf; fi++) {
         const qbench *f = &fmts[fi];
+        if (getenv("QB_FMT") && strcmp(getenv("QB_FMT"), f->name)) continue; /* QB_FMT="w4a16 g128": one format */
         for (int s = 0; s < ns; s++) {
             const shape *sh = &shapes[s];
             if (!f->all_shapes && strcmp(sh->model, "llama3.1-8b")) continue;
+            if (getenv("QB_SHAPE") && !strstr(getenv("QB_SHAPE"), sh->name)) continue; /* QB_SHAPE="down lm_head" */
             size_t bytes = 0;
             void *h = qb_make(f, sh->n, sh->k, &bytes);
             int copies = (int)(((size_t)384 << 20) / bytes) + 1;
             if (copies > 64) copies = 64;
             void *w[64];
-            for (int c = 0; c < copies; c++) {
-                if (c == 0)
-                    OK(be->iface.weight_map(be, h, bytes, &w[0]));
-                else {
-                    OK(be->iface.alloc(be, bytes, &w[c]));
-                    CK(cudaMemcpy(w[c], w[0], bytes, cudaMemcpyDeviceToDevice));
-                }
-            }
+            for (int c = 0; c < copies; c++) /* each through weight_map: the backend records w4a16 group sizes */
+                OK(be->iface.weight_map(be, h, bytes, &w[c]));
             free(h);
             int calls = copies < 8 ? 8 * copies : copies;
             if (quick && calls > 16) calls = 16;
-            /* w4a16 g128: the fp32-FMA ("fma") and the tensor-core ("mma") kernel (elk_qgemv_tc_mode 1 / 2) */
-            const int nmodes = f->t == EL_DTYPE_Q_W4A16 && f->group % 128 == 0 ? 2 : 1;
+            /* w4a16 g128: the fp32-FMA ("fma"), the bf16 tensor-core ("mma") and at m = 1 the int8 tensor-core
+             * ("imma", qmma.cu) kernel (elk_qgemv_tc_mode 1 / 2 / 0) */
+            const int nmodes = f->t == EL_DTYPE_Q_W4A16 && f->group % 128 == 0 ? 3 : 1;
+            static const char *const mname[3] = {"fma", "mma", "imma"};
             for (int64_t m = 1; m <= 8; m += 7)
                 for (int mode = 0; mode < nmodes; mode++) {
-                    if (m == 8 && !f->m8) continue;
-                    elk_qgemv_tc_mode = mode ? 2 : 1;
+                    if (m == 8 && (!f->m8 || mode == 2)) continue;
+                    elk_qgemv_tc_mode = nmodes == 1 ? 0 : mode == 0 ? 1 : mode == 1 ? 2 : 0;
                     double t = time_qmatmuls(x, m, sh->k, w, copies, f->t, sh->n, y, calls, quick ? 3 : 7);
                     double gbs = (double)bytes / (t * 1e-3) / 1e9;
-                    printf("qgemv %-13s %-11s %-8s n %6lld k %6lld m %lld %s: %8.2f us %7.0f GB/s %5.1f%% of copy\n",
+                    printf("qgemv %-13s %-11s %-8s n %6lld k %6lld m %lld %-4s: %8.2f us %7.0f GB/s %5.1f%% of copy\n",
                            f->name, sh->model, sh->name, (long long)sh->n, (long long)sh->k, (long long)m,
-                           nmodes == 1 ? "   " : mode ? "mma" : "fma", t * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
+                           nmodes == 1 ? "   " : mname[mode], t * 1e3, gbs, 100.0 * gbs / g_copy_gbs);
                 }
-            elk_qgemv_tc_mode = 1;
+            elk_qgemv_tc_mode = 0;
             for (int c = 0; c < copies; c++)
                 be->iface.dealloc(be, w[c]);
         }

@@ -103,6 +103,9 @@ typedef struct el_backend_i {
                                  float eps, int64_t n_rot, const int32_t *pos, const float *inv_freq,
                                  float attn_scale, const int32_t *slot, void *k_cache, void *v_cache, el_dtype kv_t,
                                  int64_t cap);
+    /* (optional) whether norm_matmul / norm_swiglu also take this quantized weight w (a weight_map result)
+     * of dtype wt. NULL = float weights only. */
+    bool (*fused_quant)(el_backend *be, const void *w, el_dtype wt);
 } el_backend_i;
 
 struct el_backend {

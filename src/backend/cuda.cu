@@ -21,6 +21,7 @@
 
 extern "C" {
 #include "backend/backend.h"
+#include "kernels/quant.h"
 }
 #include "kernels/cuda/cuda_kernels.cuh"
 #include "kernels/cuda/fused.cuh"
@@ -35,6 +36,7 @@ extern "C" {
 typedef struct cu_alloc {
     void *p = NULL;
     size_t n;
+    int64_t qgroup; /* a w4a16 weight (weight_map) the int8-mma kernels take (qmma.cu): its group size; else 0 */
 } cu_alloc;
 
 typedef struct cu_gemm_plan {
@@ -123,6 +125,7 @@ static edgellm_status track(cu_ctx *c, void *p, size_t n) {
     }
     c->allocs[c->n_allocs].p = p;
     c->allocs[c->n_allocs].n = n;
+    c->allocs[c->n_allocs].qgroup = 0;
     c->n_allocs++;
     c->cur_bytes += n;
     if (c->cur_bytes > c->peak_bytes) c->peak_bytes = c->cur_bytes;
@@ -180,8 +183,24 @@ static edgellm_status be_weight_map(el_backend *be, const void *host, size_t n, 
         be_dealloc(be, p);
         return cu_fail(e, __FILE__, __LINE__);
     }
+    el_qhdr h;
+    if (n >= sizeof h) memcpy(&h, host, sizeof h);
+    if (n >= sizeof h && h.magic == EL_QHDR_MAGIC && h.format == EL_DTYPE_Q_W4A16 && elk_w4a16_mma_ok(h.k, h.group) &&
+        c->n_allocs && c->allocs[c->n_allocs - 1].p == p)
+        c->allocs[c->n_allocs - 1].qgroup = h.group;
     *out = p;
     return EDGELLM_STATUS_OK;
+}
+
+/* The group size of a w4a16 weight the int8-mma kernels take (weight_map recorded it), else 0. */
+static int64_t w4_group(const cu_ctx *c, const void *w) {
+    for (size_t i = c->n_allocs; i-- > 0;)
+        if (c->allocs[i].p == w) return c->allocs[i].qgroup;
+    return 0;
+}
+
+static bool be_fused_quant(el_backend *be, const void *w, el_dtype wt) {
+    return wt == EL_DTYPE_Q_W4A16 && w4_group(ctx_of(be), w) > 0;
 }
 
 static edgellm_status be_upload(el_backend *be, void *dst, const void *src, size_t n) {
@@ -382,6 +401,11 @@ static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, c
                       el_dtype_name(wt), (long long)m, (long long)k, (long long)n, (long long)ldy);
     if (m == 0 || n == 0) return EDGELLM_STATUS_OK;
     void *s = NULL;
+    const int64_t g4 = m == 1 && wt == EL_DTYPE_Q_W4A16 && elk_qgemv_tc_mode == 0 ? w4_group(c, w) : 0;
+    if (g4) { /* int16 x on int8 tensor cores (qmma.cu) */
+        CU_TRY(elk_fused_w4a16(c->st, x, k, g4, NULL, 0.f, 1, &w, &n, &bias, &y, ELK_FG_STORE, c->n_sm, false));
+        return EDGELLM_STATUS_OK;
+    }
     if (m <= 8) {
         size_t need = elk_qgemv_scratch((int)wt, m, k);
         if (need) EL_TRY(scratch(c, need, &s));
@@ -525,20 +549,39 @@ static edgellm_status be_add(el_backend *be, float *y, const float *x, int64_t n
     return EDGELLM_STATUS_OK;
 }
 
-/* ---- fused decode ops (kernels/cuda/fused.cu) ---- */
+/* ---- fused decode ops (kernels/cuda/fused.cu, w4a16: qmma.cu) ---- */
+
+/* The common group size of w4a16 weights w[0..n_w) the int8-mma kernels take; 0 (and the error set) if none. */
+static int64_t fused_w4_group(const cu_ctx *c, int n_w, const void *const *w, const char *op) {
+    const int64_t g = w4_group(c, w[0]);
+    for (int i = 1; i < n_w; i++)
+        if (w4_group(c, w[i]) != g) {
+            el_err(EDGELLM_STATUS_INVALID_ARG, "cuda %s: w4a16 weights of different group sizes", op);
+            return 0;
+        }
+    if (!g) el_err(EDGELLM_STATUS_INVALID_ARG, "cuda %s: w4a16 weight not mapped by this backend or its group "
+                   "size is not 32, 64 or 128 times a power of 2", op);
+    return g;
+}
 
 static edgellm_status be_norm_matmul(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
                                      int n_w, const void *const *w, el_dtype wt, const int64_t *n,
                                      const float *const *bias, float *const *y, bool accumulate) {
     cu_ctx *c = ctx_of(be);
-    if (!float_type(wt) || k <= 0 || n_w < 1 || n_w > 3)
+    if ((!float_type(wt) && wt != EL_DTYPE_Q_W4A16) || k <= 0 || n_w < 1 || n_w > 3)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_matmul: bad weight dtype %s or shape (k=%lld, %d weights)",
                       el_dtype_name(wt), (long long)k, n_w);
     for (int i = 0; i < n_w; i++)
         if (n[i] < 0 || n[i] > 0x7fffffff)
             return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_matmul: bad n %lld", (long long)n[i]);
-    CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), n_w, w, n, bias, y,
-                          accumulate ? ELK_FG_ACCUM : ELK_FG_STORE, c->n_sm, c->pdl));
+    const int mode = accumulate ? ELK_FG_ACCUM : ELK_FG_STORE;
+    if (wt == EL_DTYPE_Q_W4A16) {
+        const int64_t g = fused_w4_group(c, n_w, w, "norm_matmul");
+        if (!g) return EDGELLM_STATUS_INVALID_ARG;
+        CU_TRY(elk_fused_w4a16(c->st, x, k, g, norm_w, eps, n_w, w, n, bias, y, mode, c->n_sm, c->pdl));
+        return EDGELLM_STATUS_OK;
+    }
+    CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), n_w, w, n, bias, y, mode, c->n_sm, c->pdl));
     return EDGELLM_STATUS_OK;
 }
 
@@ -546,13 +589,19 @@ static edgellm_status be_norm_swiglu(el_backend *be, const float *x, int64_t k, 
                                      const void *wg, const void *wu, el_dtype wt, int64_t n, const float *bg,
                                      const float *bu, float *out) {
     cu_ctx *c = ctx_of(be);
-    if (!float_type(wt) || k <= 0 || n < 0 || n > 0x7fffffff)
+    if ((!float_type(wt) && wt != EL_DTYPE_Q_W4A16) || k <= 0 || n < 0 || n > 0x7fffffff)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_swiglu: bad weight dtype %s or shape (k=%lld n=%lld)",
                       el_dtype_name(wt), (long long)k, (long long)n);
     const void *w[2] = {wg, wu};
     const int64_t nn[2] = {n, n};
     const float *b[2] = {bg, bu};
     float *y[2] = {out, NULL};
+    if (wt == EL_DTYPE_Q_W4A16) {
+        const int64_t g = fused_w4_group(c, 2, w, "norm_swiglu");
+        if (!g) return EDGELLM_STATUS_INVALID_ARG;
+        CU_TRY(elk_fused_w4a16(c->st, x, k, g, norm_w, eps, 2, w, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));
+        return EDGELLM_STATUS_OK;
+    }
     CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), 2, w, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));
     return EDGELLM_STATUS_OK;
 }
@@ -682,6 +731,7 @@ static const el_backend_i cuda_iface = {
     be_attention, be_swiglu,    be_add,       be_graph_begin,   be_graph_end,    be_graph_has,  be_graph_launch,
     be_peak_memory, be_sample,
     be_norm_matmul, be_norm_swiglu, be_qk_rope_kv,
+    be_fused_quant,
 };
 
 static edgellm_status create_fail(el_backend *be, cudaError_t e, const char *file, int line) {
@@ -721,6 +771,12 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     c->n_sm = prop.multiProcessorCount;
     c->smem_optin = prop.sharedMemPerBlockOptin;
     c->pdl = prop.major >= 9 && !getenv("EDGELLM_NO_PDL");
+    /* A/B switches of the w4a16 decode path (tests/gpu/ab.sh): EDGELLM_NO_QFUSED=1 runs the unfused op chain
+     * for w4a16 layers; EDGELLM_QGEMV_MODE=1 / 2 picks the fp32-FMA / bf16 tensor-core GEMV at m = 1 too */
+    const char *nq = getenv("EDGELLM_NO_QFUSED");
+    if (nq && strcmp(nq, "0")) be->iface.fused_quant = NULL;
+    const char *qm = getenv("EDGELLM_QGEMV_MODE");
+    if (qm && (qm[0] == '1' || qm[0] == '2') && !qm[1]) elk_qgemv_tc_mode = qm[0] - '0';
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
     if ((e = cudaMallocHost((void **)&c->up_stage, CU_STAGE_BYTES)) != cudaSuccess)

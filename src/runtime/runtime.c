@@ -425,6 +425,10 @@ static edgellm_status tap(edgellm_runtime *rt, int64_t layer, el_tap_point pt, c
  * up to float rounding order. ---- */
 
 static bool float_dtype(el_dtype t) { return t == EL_DTYPE_F32 || t == EL_DTYPE_F16 || t == EL_DTYPE_BF16; }
+/* whether the backend's fused ops take weight w of dtype t: the float types, and the quantized ones it says */
+static bool fused_w(const edgellm_runtime *rt, const void *w, el_dtype t) {
+    return float_dtype(t) || (rt->be->iface.fused_quant && rt->be->iface.fused_quant(rt->be, w, t));
+}
 
 /* x -> input_layernorm -> q, k, v */
 static edgellm_status step_qkv(edgellm_runtime *rt, const layer_w *L, int64_t l, int64_t n) {
@@ -432,7 +436,8 @@ static edgellm_status step_qkv(edgellm_runtime *rt, const layer_w *L, int64_t l,
     const el_backend_i *B = &be->iface;
     const el_hparams *hp = &rt->hp;
     const int64_t E = hp->n_embd, QD = hp->n_head * hp->head_dim, KD = hp->n_head_kv * hp->head_dim;
-    if (n == 1 && !rt->tap && B->norm_matmul && L->q_t == L->k_t && L->q_t == L->v_t && float_dtype(L->q_t)) {
+    if (n == 1 && !rt->tap && B->norm_matmul && L->q_t == L->k_t && L->q_t == L->v_t &&
+        fused_w(rt, L->q, L->q_t) && fused_w(rt, L->k, L->k_t) && fused_w(rt, L->v, L->v_t)) {
         const void *w[3] = {L->q, L->k, L->v};
         const int64_t nn[3] = {QD, KD, KD};
         const float *b[3] = {L->q_b, L->k_b, L->v_b};
@@ -477,7 +482,7 @@ static edgellm_status step_o(edgellm_runtime *rt, const layer_w *L, int64_t l, i
     const el_backend_i *B = &be->iface;
     const int64_t E = rt->hp.n_embd, QD = rt->hp.n_head * rt->hp.head_dim;
     if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_O_IN, rt->att, n, QD));
-    if (n == 1 && B->norm_matmul && float_dtype(L->o_t)) {
+    if (n == 1 && B->norm_matmul && fused_w(rt, L->o, L->o_t)) {
         const void *w = L->o;
         const float *b = L->o_b;
         float *y = rt->x;
@@ -493,7 +498,8 @@ static edgellm_status step_mlp(edgellm_runtime *rt, const layer_w *L, int64_t l,
     const el_backend_i *B = &be->iface;
     const int64_t E = rt->hp.n_embd, F = rt->hp.n_ff;
     const float eps = rt->hp.norm_eps;
-    if (n == 1 && !rt->tap && B->norm_swiglu && L->gate_t == L->up_t && float_dtype(L->gate_t)) {
+    if (n == 1 && !rt->tap && B->norm_swiglu && L->gate_t == L->up_t &&
+        fused_w(rt, L->gate, L->gate_t) && fused_w(rt, L->up, L->up_t)) {
         EL_TRY(B->norm_swiglu(be, rt->x, E, L->ffn_norm, eps, L->gate, L->up, L->gate_t, F, L->gate_b, L->up_b,
                               rt->g));
     } else {
@@ -504,7 +510,7 @@ static edgellm_status step_mlp(edgellm_runtime *rt, const layer_w *L, int64_t l,
         EL_TRY(B->swiglu(be, rt->g, rt->u, rt->g, n * F));
     }
     if (rt->tap) EL_TRY(tap(rt, l, EL_TAP_DOWN_IN, rt->g, n, F));
-    if (n == 1 && B->norm_matmul && float_dtype(L->down_t)) {
+    if (n == 1 && B->norm_matmul && fused_w(rt, L->down, L->down_t)) {
         const void *w = L->down;
         const float *b = L->down_b;
         float *y = rt->x;
@@ -518,7 +524,7 @@ static edgellm_status step_mlp(edgellm_runtime *rt, const layer_w *L, int64_t l,
 static edgellm_status lm_head_rows(edgellm_runtime *rt, const float *hidden, int64_t nr, float *hsel) {
     el_backend *be = rt->be;
     const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
-    if (nr == 1 && be->iface.norm_matmul && float_dtype(rt->head_t) && rt->out_norm_t == EL_DTYPE_F32) {
+    if (nr == 1 && be->iface.norm_matmul && fused_w(rt, rt->lm_head, rt->head_t) && rt->out_norm_t == EL_DTYPE_F32) {
         const void *w = rt->lm_head;
         float *y = rt->logits_dev;
         return be->iface.norm_matmul(be, hidden, E, rt->out_norm, rt->hp.norm_eps, 1, &w, rt->head_t, &V, NULL, &y,

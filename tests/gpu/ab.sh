@@ -2,6 +2,7 @@
 # tests/gpu/ab.sh - A/B of one environment variable on batch-1 decode: for each shape and format, one engine
 # (synth -> export -> build --backend cuda), then `edgellm bench` (prompt 128, gen 128) once per value.
 # Usage: BUILD=... VAR=EDGELLM_FG_WARP VALUES="0 1" FORMATS="bf16 int4_rtn" tests/gpu/ab.sh shape...
+#   VALUES="A=1 A=1,B=2": each value a comma-separated list of assignments (VAR unused)
 set -u -o pipefail
 BUILD=${BUILD:-/tmp/edgellm-build-gpu}
 E=$BUILD/edgellm
@@ -15,9 +16,11 @@ for shape in "$@"; do
         --max-kv-cache-capacity 512 --overwrite >/dev/null || { echo "ab: $shape $q export/build failed"; continue; }
     rm -rf $S.exp
     for v in ${VALUES:-0 1}; do
-      r=$(env "${VAR:-EDGELLM_FG_WARP}=$v" timeout 120 "$E" bench --engine $S.eng --prompt-len 128 --gen-len 128 --reps 2 2>&1 |
+      # a value with '=' is a comma-separated list of assignments (several variables at once)
+      if [[ $v == *=* ]]; then IFS=, read -r -a asg <<< "$v"; else asg=("${VAR:-EDGELLM_FG_WARP}=$v"); fi
+      r=$(env "${asg[@]}" timeout 120 "$E" bench --engine $S.eng --prompt-len 128 --gen-len 128 --reps 2 2>&1 |
           grep -E '^decode' | tr '\n' ' ')
-      echo "ab $shape $q ${VAR:-EDGELLM_FG_WARP}=$v: $r"
+      echo "ab $shape $q ${asg[*]}: $r"
     done
     rm -rf $S.eng
   done

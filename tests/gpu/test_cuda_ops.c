@@ -14,7 +14,7 @@
 
 static el_backend *be;
 extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu: 0 auto, 1 never tensor cores, 2 always (bf16) */
-extern int elk_qgemv_tc_mode;   /* src/kernels/cuda/qgemv.cu: 0 tc for m >= 2, 1 never, 2 always (w4a16) */
+extern int elk_qgemv_tc_mode;   /* src/kernels/cuda/qgemv.cu: 0 int8 mma m = 1 / bf16 mma m >= 2, 1 FMA, 2 bf16 mma */
 extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where it applies, 1 never */
 extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 never, 2 always */
 extern int elk_attn_prefill_rows; /* attention_prefill.cu: query rows per CTA, 0 auto, 64, 128 */
@@ -619,7 +619,14 @@ static void test_qmatmul(void) {
             run_qmatmul(&QF[fi], ms[mi], 4096, 300, 0, 300);
         }
     run_qmatmul(&QF[2], 5, 998, 50, 0, 50);
+    /* m = 1 on the fp32-FMA kernel (the default m = 1 kernel is qmma.cu's, run by the loop above) */
     elk_qgemv_tc_mode = 1;
+    printf("w4a16 GEMV: fp32-FMA kernel at m = 1\n");
+    for (int fi = 2; fi <= 6; fi++) {
+        run_qmatmul(&QF[fi], 1, 1024, 1000, 1, 1000);
+        run_qmatmul(&QF[fi], 1, 1020, 77, 0, 77);
+    }
+    elk_qgemv_tc_mode = 0;
     /* prefill bigger than one dequantized chunk (32M elements): two GEMMs */
     run_qmatmul(&QF[2], 12, 4096, 9000, 1, 9000);
     /* k % 32 != 0 is refused for the ggml formats */
@@ -724,9 +731,22 @@ static void test_errors(void) {
 
 /* ---- fused decode ops (src/kernels/cuda/fused.cu) against the reference op chains ---- */
 
-/* norm_matmul: n_w weights sharing k; with norm: h = rmsnorm(x), else x; accumulate: y += (pre-filled). */
-static void run_norm_matmul(int64_t k, int n_w, const int64_t *n, el_dtype wt, bool norm, bool with_bias, bool accum,
-                            double tol) {
+/* A random (n, k) weight of the fused ops: float type wt, or quantized as qf (then wt = qf->t). */
+static void *fused_weight(el_dtype wt, const qfmt *qf, int64_t n, int64_t k, size_t *nb) {
+    if (qf) return make_qweight(qf, n, k, 0.f, nb);
+    *nb = (size_t)(n * k) * el_dtype_size(wt);
+    return rand_typed(wt, n * k, 0.5f);
+}
+static void fused_ref(const float *h, int64_t k, const void *w, el_dtype wt, int64_t n, const float *b, float *y) {
+    if (el_dtype_is_quant(wt)) el_ref_qmatmul(h, 1, k, w, wt, n, 0, n, b, y, n);
+    else edgellm_ref_matmul(h, 1, k, w, wt, n, b, y);
+}
+
+/* norm_matmul: n_w weights sharing k; with norm: h = rmsnorm(x), else x; accumulate: y += (pre-filled).
+ * qf: quantized weights of that format (wt ignored), NULL: float weights of type wt. */
+static void run_norm_matmul_q(int64_t k, int n_w, const int64_t *n, el_dtype wt, bool norm, bool with_bias,
+                              bool accum, double tol, const qfmt *qf) {
+    if (qf) wt = qf->t;
     const float eps = 1e-5f;
     float *x = rand_f32(k, 2.f), *g = rand_f32(k, 1.f), *h = el_malloc(k * 4);
     if (norm) edgellm_ref_rmsnorm(x, g, EL_DTYPE_F32, 1, k, eps, h);
@@ -735,8 +755,10 @@ static void run_norm_matmul(int64_t k, int n_w, const int64_t *n, el_dtype wt, b
     void *hw[3] = {0}, *dw[3] = {0};
     float *hb[3] = {0}, *db[3] = {0}, *hy0[3] = {0}, *dy[3] = {0};
     for (int i = 0; i < n_w; i++) {
-        hw[i] = rand_typed(wt, n[i] * k, 0.5f);
-        CHECK_OK(be->iface.weight_map(be, hw[i], n[i] * k * el_dtype_size(wt), &dw[i]));
+        size_t nb = 0;
+        hw[i] = fused_weight(wt, qf, n[i], k, &nb);
+        CHECK_OK(be->iface.weight_map(be, hw[i], nb, &dw[i]));
+        if (qf) CHECK(be->iface.fused_quant && be->iface.fused_quant(be, dw[i], wt));
         if (with_bias && i != 1) { /* matrix 1 without bias: per-matrix NULL */
             hb[i] = rand_f32(n[i], 1.f);
             db[i] = dput(hb[i], n[i] * 4);
@@ -750,11 +772,12 @@ static void run_norm_matmul(int64_t k, int n_w, const int64_t *n, el_dtype wt, b
     CHECK_OK(be->iface.norm_matmul(be, dx, k, norm ? dg : NULL, eps, n_w, cw, wt, n, cb, dy, accum));
     for (int i = 0; i < n_w; i++) {
         float *ref = el_malloc(n[i] * 4), *got = el_malloc(n[i] * 4);
-        edgellm_ref_matmul(h, 1, k, hw[i], wt, n[i], hb[i], ref);
+        fused_ref(h, k, hw[i], wt, n[i], hb[i], ref);
         if (accum) edgellm_ref_add(ref, hy0[i], n[i]);
         dget(got, dy[i], n[i] * 4);
-        char nm[128];
-        snprintf(nm, sizeof nm, "norm_matmul %s k %lld n %lld (%d of %d)%s%s%s", el_dtype_name(wt), (long long)k,
+        char nm[160];
+        snprintf(nm, sizeof nm, "norm_matmul %s k %lld n %lld (%d of %d)%s%s%s", qf ? qf->name : el_dtype_name(wt),
+                 (long long)k,
                  (long long)n[i], i + 1, n_w, norm ? " norm" : "", hb[i] ? " +bias" : "", accum ? " +=" : "");
         report(nm, t_nmse(ref, got, n[i]), tol);
         el_free(ref), el_free(got);
@@ -766,34 +789,46 @@ static void run_norm_matmul(int64_t k, int n_w, const int64_t *n, el_dtype wt, b
     el_free(x), el_free(g), el_free(h);
 }
 
-static void run_norm_swiglu(int64_t k, int64_t n, el_dtype wt, bool norm, bool with_bias, double tol) {
+static void run_norm_matmul(int64_t k, int n_w, const int64_t *n, el_dtype wt, bool norm, bool with_bias, bool accum,
+                            double tol) {
+    run_norm_matmul_q(k, n_w, n, wt, norm, with_bias, accum, tol, NULL);
+}
+
+static void run_norm_swiglu_q(int64_t k, int64_t n, el_dtype wt, bool norm, bool with_bias, double tol,
+                              const qfmt *qf) {
     const float eps = 1e-6f;
+    if (qf) wt = qf->t;
     float *x = rand_f32(k, 3.f), *g = rand_f32(k, 1.f), *h = el_malloc(k * 4);
     if (norm) edgellm_ref_rmsnorm(x, g, EL_DTYPE_F32, 1, k, eps, h);
     else memcpy(h, x, k * 4);
-    void *wg = rand_typed(wt, n * k, 0.5f), *wu = rand_typed(wt, n * k, 0.5f);
+    size_t nbg = 0, nbu = 0;
+    void *wg = fused_weight(wt, qf, n, k, &nbg), *wu = fused_weight(wt, qf, n, k, &nbu);
     float *bg = with_bias ? rand_f32(n, 1.f) : NULL, *bu = with_bias ? rand_f32(n, 1.f) : NULL;
     float *rg = el_malloc(n * 4), *ru = el_malloc(n * 4), *ref = el_malloc(n * 4), *got = el_malloc(n * 4);
-    edgellm_ref_matmul(h, 1, k, wg, wt, n, bg, rg);
-    edgellm_ref_matmul(h, 1, k, wu, wt, n, bu, ru);
+    fused_ref(h, k, wg, wt, n, bg, rg);
+    fused_ref(h, k, wu, wt, n, bu, ru);
     edgellm_ref_swiglu(rg, ru, ref, n);
     float *dx = dput(x, k * 4), *dg = dput(g, k * 4), *dout = dput(NULL, n * 4);
     float *dbg = bg ? dput(bg, n * 4) : NULL, *dbu = bu ? dput(bu, n * 4) : NULL;
     void *dwg = NULL, *dwu = NULL;
-    CHECK_OK(be->iface.weight_map(be, wg, n * k * el_dtype_size(wt), &dwg));
-    CHECK_OK(be->iface.weight_map(be, wu, n * k * el_dtype_size(wt), &dwu));
+    CHECK_OK(be->iface.weight_map(be, wg, nbg, &dwg));
+    CHECK_OK(be->iface.weight_map(be, wu, nbu, &dwu));
     dpoison(dout, n);
     CHECK_OK(be->iface.norm_swiglu(be, dx, k, norm ? dg : NULL, eps, dwg, dwu, wt, n, dbg, dbu, dout));
     dget(got, dout, n * 4);
-    char nm[128];
-    snprintf(nm, sizeof nm, "norm_swiglu %s k %lld n %lld%s%s", el_dtype_name(wt), (long long)k, (long long)n,
-             norm ? " norm" : "", bg ? " +bias" : "");
+    char nm[160];
+    snprintf(nm, sizeof nm, "norm_swiglu %s k %lld n %lld%s%s", qf ? qf->name : el_dtype_name(wt), (long long)k,
+             (long long)n, norm ? " norm" : "", bg ? " +bias" : "");
     report(nm, t_nmse(ref, got, n), tol);
     be->iface.dealloc(be, dx), be->iface.dealloc(be, dg), be->iface.dealloc(be, dout);
     be->iface.dealloc(be, dwg), be->iface.dealloc(be, dwu);
     if (dbg) be->iface.dealloc(be, dbg), be->iface.dealloc(be, dbu);
     el_free(x), el_free(g), el_free(h), el_free(wg), el_free(wu), el_free(bg), el_free(bu);
     el_free(rg), el_free(ru), el_free(ref), el_free(got);
+}
+
+static void run_norm_swiglu(int64_t k, int64_t n, el_dtype wt, bool norm, bool with_bias, double tol) {
+    run_norm_swiglu_q(k, n, wt, norm, with_bias, tol, NULL);
 }
 
 /* qk_rope_kv vs rmsnorm (q_norm/k_norm) + rope(q) + rope(k) + kv_store */
@@ -880,6 +915,34 @@ static void test_fused(void) {
         run_norm_swiglu(100, 50, wt, true, true, tol);
     }
     run_norm_matmul(1024, 1, (const int64_t[]){20000}, EL_DTYPE_BF16, true, false, false, 1e-5); /* lm_head-like */
+    /* w4a16 weights (qmma.cu): g128 +- zero points, g64, g32, g16 (the element-by-element path); k tails
+     * (partial 128-blocks, unaligned x rows when k % 4 != 0), odd n, long k (more than one load batch) */
+    for (int fi = 2; fi <= 5; fi++) {
+        const qfmt *qf = &QF[fi];
+        const int64_t qkv[3] = {1024, 256, 256}, odd[3] = {37, 5, 5}, one[1] = {1000};
+        run_norm_matmul_q(2048, 3, qkv, EL_DTYPE_F32, true, true, false, 1e-5, qf);
+        run_norm_matmul_q(1056, 3, odd, EL_DTYPE_F32, true, false, false, 1e-5, qf);
+        run_norm_matmul_q(4096, 1, qkv, EL_DTYPE_F32, false, true, true, 1e-5, qf);
+        run_norm_matmul_q(998, 1, one, EL_DTYPE_F32, false, false, true, 1e-5, qf);
+        run_norm_swiglu_q(1024, 3072, EL_DTYPE_F32, true, false, 1e-5, qf);
+        run_norm_swiglu_q(14336 / 4, 700, EL_DTYPE_F32, true, true, 1e-5, qf);
+        run_norm_swiglu_q(544, 50, EL_DTYPE_F32, false, false, 1e-5, qf);
+    }
+    run_norm_matmul_q(14336, 1, (const int64_t[]){4096}, EL_DTYPE_F32, false, false, true, 1e-5, &QF[2]); /* down */
+    run_norm_matmul_q(4096, 1, (const int64_t[]){30000}, EL_DTYPE_F32, true, false, false, 1e-5, &QF[2]);
+    { /* w4a16 g16: not taken by the fused ops (the runtime asks fused_quant and runs the op chain) */
+        size_t nb = 0;
+        void *hw = make_qweight(&QF[6], 64, 256, 0.f, &nb), *dw = NULL;
+        CHECK_OK(be->iface.weight_map(be, hw, nb, &dw));
+        CHECK(be->iface.fused_quant && !be->iface.fused_quant(be, dw, EL_DTYPE_Q_W4A16));
+        const void *cw[1] = {dw};
+        const int64_t n1[1] = {64};
+        float *y1[1] = {NULL};
+        CHECK(be->iface.norm_matmul(be, NULL, 256, NULL, 0.f, 1, cw, EL_DTYPE_Q_W4A16, n1, NULL, y1, false) ==
+              EDGELLM_STATUS_INVALID_ARG);
+        be->iface.dealloc(be, dw);
+        el_free(hw);
+    }
     for (int ti = 0; ti < 3; ti++) {
         run_qk_rope_kv(3, 8, 2, 128, 128, true, FT[ti]);
         run_qk_rope_kv(4, 6, 3, 64, 32, false, FT[ti]);

@@ -1,7 +1,7 @@
 /*
  * fused.cuh - host launchers of the fused decode kernels (fused.cu), used by the CUDA backend's optional
  * fused ops (src/backend/backend.h). Conventions as cuda_kernels.cuh: activations f32, weights (n, k)
- * row-major F32/F16/BF16 (ELK_* type codes), launchers enqueue on `st` and return the launch error.
+ * row-major F32/F16/BF16 or w4a16 (ELK_* type codes), launchers enqueue on `st` and return the launch error.
  * pdl: launch with programmatic dependent launch (sm_90+ only; the kernels wait for their predecessor
  * in the stream before they touch activations, see fused.cu).
  */
@@ -23,6 +23,15 @@
 cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
                            int n_w, const void *const *w, const int64_t *n, const float *const *bias,
                            float *const *y, int mode, int n_sm, bool pdl);
+
+/* qmma.cu: the ops of elk_fused_gemv for ELK_Q_W4A16 weights (kernels/quant.h, 64-byte aligned) that all
+ * have group size `group` (elk_w4a16_mma_ok(k, group): 32, 64 or 128 * 2^i, k up to ~80k): x
+ * quantized to 16-bit integers per 128 elements, int8 tensor cores, the modes of elk_fused_gemv. The plain
+ * GEMV y = x W^T + b at m = 1 is n_w = 1, no norm, ELK_FG_STORE. */
+bool elk_w4a16_mma_ok(int64_t k, int64_t group);
+cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t group, const float *norm_w, float eps,
+                            int n_w, const void *const *w, const int64_t *n, const float *const *bias, float *const *y,
+                            int mode, int n_sm, bool pdl);
 
 /* q (n_tok, n_head, hd) and k, v (n_tok, n_head_kv, hd) f32: q and k rmsnormed per head when q_norm /
  * k_norm (f32 (hd)) are given, RoPE as elk_rope (n_rot, pos, inv_freq, attn_scale) in place on q and k,

@@ -428,10 +428,12 @@ __global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
     }
 }
 
-/* w4a16 kernel choice: 0 = tensor cores for m >= 2, 1 = never (the fp32-FMA kernel), 2 = for every m.
- * The tensor-core kernel is exact only for g % 128 == 0 (other groups run its per-element path). */
+/* w4a16 kernel choice: 0 = the fp32-FMA kernel at m = 1 (the CUDA backend calls qmma.cu's int8 tensor-core
+ * kernel instead where the group size allows) and the bf16 tensor-core kernel below for m >= 2, 1 = the
+ * fp32-FMA kernel for every m (also in the backend), 2 = the bf16 tensor-core kernel for every m.
+ * The bf16 tensor-core kernel is exact only for g % 128 == 0 (other groups run its per-element path). */
 extern "C" int elk_qgemv_tc_mode; /* tests and bench_cuda set it */
-int elk_qgemv_tc_mode = 0; /* measured (H100, run 0950): mma wins 2-5x for 2 <= m <= 8, FMA wins at m = 1 */
+int elk_qgemv_tc_mode = 0; /* measured (H100, run 0950): bf16 mma wins 2-5x for 2 <= m <= 8 over FMA */
 
 /* x (m, k) -> xsp: per (token, 128-wide k block, tg) the 16 bf16x2 hi pairs then the 16 lo pairs that
  * thread tg of k_w4a16_tc feeds to its mma (pair t of word wi = elements 8 wi + t and 8 wi + t + 4 of the

@@ -1,0 +1,451 @@
+/*
+ * qmma.cu - one-token GEMVs of w4a16 weights (int4 codes, f16 group scales, optional u8 zero points;
+ * kernels/quant.h) on int8 tensor cores: the plain GEMV of elk_qgemv at m = 1 and the fused decode ops of
+ * elk_fused_gemv (rmsnorm + up to 3 matrices, residual add, gate/up + SwiGLU) for w4a16 weights.
+ *
+ * Why: the fp32-FMA kernel (qgemv.cu k_w4a16) spends ~3 instructions per int4 element (nibble -> float,
+ * zero point, FMA) and reaches 30-57% of the copy bandwidth on Llama-3.1-8B shapes; here one mma.sync
+ * m16n8k32 (u8 x s8 -> s32) consumes 512 codes, so the kernel is left with the loads and ~1 instruction
+ * per 2 codes of unpacking.
+ *
+ * Activations: u = x (or x * norm_w when the op has a norm; rmsnorm's scalar rsqrt(mean(x^2) + eps) is
+ * applied to the finished dot products) is quantized per 128-element block b to integers
+ * v = rint(u * 32639 / max_b|u|), |error| <= max_b|u| / 65278 per element (the CPU w4a16 prefill uses the
+ * same int16-per-128 scheme). v = 256 hi + lo with hi in [-127, 127], lo in [-128, 127] (both int8), so
+ * sum q v = 256 sum q hi + sum q lo exactly in int32 (q = 0..15). With zero point z (8 when symmetric):
+ * sum (q - z) v = 256 Dh + Dl - z sum v; the group scale and max_b|u| / 32639 multiply that in f32.
+ * Each block (CTA) converts all of x once into shared memory, already in the mma B-fragment order, while
+ * its first weight loads are in flight.
+ *
+ * mma m16n8k32: A = 16 weight rows (g, g + 8 for lane group g = lane / 4) x 32 codes, B = 32 x 8. Lane
+ * (g, tg = lane % 4) loads 16 bytes (32 codes) of rows g and g + 8 at k = 128 kb + 32 tg; word j of them
+ * (codes 8 j .. 8 j + 7) gives A registers a0 = word & 0x0f0f0f0f (codes 0, 2, 4, 6 of the word, rows g)
+ * and a2 = (word >> 4) & 0x0f0f0f0f (codes 1, 3, 5, 7), a1 / a3 the same for row g + 8; mma j = 0..3 covers
+ * the 128-block. The k order inside an mma is free as long as B agrees: B column 2c holds the hi bytes and
+ * column 2c + 1 the lo bytes of the x elements of group c of the block (group c = the lanes tg whose
+ * 32 codes lie in group c: c = 0 for g >= 128, tg / 2 for g = 64, tg for g = 32), zero elsewhere, so D
+ * column pair c is group c's (Dh, Dl) and lands in lane tg = c (D holds columns 2 tg, 2 tg + 1). |D| <=
+ * 15 * 128 * 128 < 2^22, so D converts to float exactly by the 2^23 + 2^22 bit trick.
+ * 8 warps split the 128-blocks of a 16-row tile (or of the gate and the up tile for SwiGLU) and sum
+ * through shared memory. Group sizes other than 32, 64 and multiples of 128 take an element-by-element
+ * path in the same kernel (correct, slow).
+ */
+#include "kernels/cuda/common.cuh"
+#include "kernels/cuda/fused.cuh"
+#include "kernels/cuda/pdl.cuh"
+
+#include <string.h>
+
+#define QM_WARPS 8
+#define QM_THREADS (QM_WARPS * 32)
+#define QM_XMAX 32639.f /* hi = (v + 128) >> 8 stays within [-127, 127] */
+#define QM_SMEM_PER_BLOCK (256 + 4 + 16) /* B fragments, block scale, 4 chunk sums */
+
+struct qm_args {
+    const float *x, *g; /* g: norm weight or NULL */
+    float eps;
+    int64_t k;
+    const uint8_t *w[3];
+    const float *b[3];
+    float *y[3];
+    int64_t n[3];
+    unsigned tile_end[3]; /* tiles [tile_end[i-1], tile_end[i]) belong to matrix i (STORE/ACCUM) */
+    int nkb, per;         /* 128-blocks of k; blocks per warp */
+    int group;            /* group size of every matrix: 32, 64 or 128 * 2^gsh */
+    int gsh;
+    int64_t G, rb, codes; /* groups per row, code bytes per row, G * group */
+    bool xvec;            /* x (and g) 16-byte aligned, k % 4 == 0 */
+};
+
+static __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                                uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k32.row.col.s32.u8.s8.s32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* |v| < 2^22 -> float, exact */
+static __device__ __forceinline__ float qm_i2f(int v) {
+    return __int_as_float(v + 0x4B400000) - 12582912.f;
+}
+
+static __device__ __forceinline__ uint32_t qm_word(const uint4 &q, int j) {
+    return j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
+}
+
+static __device__ __forceinline__ uint32_t qm_pack4(int a, int b, int c, int d) {
+    return (uint32_t)(a & 0xff) | (uint32_t)(b & 0xff) << 8 | (uint32_t)(c & 0xff) << 16 | (uint32_t)d << 24;
+}
+
+/* cp.async: 16 bytes (src_bytes < 16: the rest zero-filled), L2 only; 4 bytes through L1 */
+static __device__ __forceinline__ void qm_cp16(void *dst, const void *src, int src_bytes) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(d), "l"(src), "r"(src_bytes) : "memory");
+}
+static __device__ __forceinline__ void qm_cp4(void *dst, const void *src) {
+    const unsigned d = (unsigned)__cvta_generic_to_shared(dst);
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4;" ::"r"(d), "l"(src) : "memory");
+}
+static __device__ __forceinline__ void qm_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
+template <int N> static __device__ __forceinline__ void qm_wait() {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* One pipeline stage of a warp: the 16 rows x 128 codes of one block of T matrices, per lane its own
+ * 16 code bytes of rows g and g + 8, the aligned 4-byte words holding their scale and zero point. */
+template <int T> struct qm_stage {
+    uint4 q[T][2][32];
+    uint32_t s[T][2][32];
+    uint32_t z[T][2][32];
+};
+template <int T> struct qm_cfg {
+    static constexpr int S = T == 1 ? 8 : 4; /* stages per warp (S - 1 blocks in flight) */
+    static constexpr size_t WARP_BYTES = (size_t)S * sizeof(qm_stage<T>);
+    static constexpr size_t BYTES = QM_WARPS * WARP_BYTES;
+};
+
+/* Persistent: block c takes tiles c, c + gridDim.x, ...; warp w the 128-blocks [w per, (w + 1) per) of
+ * each, streamed through its S-stage cp.async ring across tile boundaries. */
+template <int MODE>
+__global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
+    constexpr int T = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices per tile */
+    constexpr int S = qm_cfg<T>::S;
+    extern __shared__ __align__(16) uint8_t qm_sm[];
+    __shared__ float red[2][QM_WARPS][T][16];
+    __shared__ float redn[32];
+    const int nkb = a.nkb, grp = a.group;
+    const int gpb = grp >= 128 ? 1 : 128 / grp; /* groups per 128-block */
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tg = lane & 3;
+    qm_stage<T> *ring = (qm_stage<T> *)(qm_sm + warp * qm_cfg<T>::WARP_BYTES);
+    uint32_t *xs = (uint32_t *)(qm_sm + qm_cfg<T>::BYTES); /* [nkb][2 (hi, lo)][4 tg][4 j][2] */
+    float *xsc = (float *)(xs + nkb * 64);                  /* [nkb] max|u| / 32639 */
+    float *xsum = xsc + nkb;                                /* [nkb][4] sum of v over each 32-code chunk */
+    const int64_t k = a.k, G = a.G;
+    const unsigned ntiles = a.tile_end[MODE == ELK_FG_SWIGLU ? 0 : 2];
+    const unsigned nt_c = blockIdx.x < ntiles ? (ntiles - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
+    const int kb_lo = warp * a.per, per_w = max(0, min(nkb, kb_lo + a.per) - kb_lo);
+    const int total = (int)nt_c * per_w;
+    /* the matrices' sections (headers read once) */
+    __shared__ const uint8_t *mq[3], *ms[3], *mz[3];
+    if (threadIdx.x < 3 && a.w[threadIdx.x]) {
+        const elk_qhdr *h = (const elk_qhdr *)a.w[threadIdx.x];
+        mq[threadIdx.x] = a.w[threadIdx.x] + h->quants_off;
+        ms[threadIdx.x] = a.w[threadIdx.x] + h->scales_off;
+        mz[threadIdx.x] = h->zeros_off ? a.w[threadIdx.x] + h->zeros_off : nullptr;
+    }
+    __syncthreads();
+
+    /* tile -> (matrix, first row) */
+    auto where = [&](unsigned ti, int &mi, int64_t &row0) {
+        unsigned tile = blockIdx.x + ti * gridDim.x;
+        mi = 0;
+        if (MODE != ELK_FG_SWIGLU && tile >= a.tile_end[0]) {
+            mi = tile >= a.tile_end[1] ? 2 : 1;
+            tile -= mi == 1 ? a.tile_end[0] : a.tile_end[1];
+        }
+        row0 = (int64_t)tile * 16;
+    };
+    /* issue cursor: item i = (tile ci, block kb_lo + cj); the lane's row pointers of tile ci */
+    unsigned ci = 0;
+    int cj = 0, ii = 0;
+    const uint8_t *cq[T][2], *cs[T][2], *cz[T][2];
+    auto cursor_tile = [&]() {
+        if (ci >= nt_c) return;
+        int mi;
+        int64_t row0;
+        where(ci, mi, row0);
+        const int64_t n = a.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
+        const int64_t r[2] = {min(row0 + gq, n - 1), min(row0 + gq + 8, n - 1)}; /* past n: row n - 1 */
+#pragma unroll
+        for (int t = 0; t < T; t++) {
+            const int m = T == 2 ? t : mi;
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                cq[t][hh] = mq[m] + r[hh] * a.rb;
+                cs[t][hh] = ms[m] + r[hh] * G * 2;
+                cz[t][hh] = mz[m] ? mz[m] + r[hh] * G : nullptr;
+            }
+        }
+    };
+    cursor_tile();
+    auto issue = [&]() { /* the next item (ii), then advance the cursor */
+        if (ii < total) {
+            qm_stage<T> &st = ring[ii % S];
+            const int kb = kb_lo + cj;
+            const int64_t gi = grp >= 128 ? (int64_t)(kb >> a.gsh) : (int64_t)kb * gpb + tg;
+            const bool in = (int64_t)kb * 128 + tg * 32 < a.codes;
+#pragma unroll
+            for (int t = 0; t < T; t++)
+#pragma unroll
+                for (int hh = 0; hh < 2; hh++) {
+                    qm_cp16(&st.q[t][hh][lane], in ? cq[t][hh] + (int64_t)kb * 64 + tg * 16 : cq[t][hh], in ? 16 : 0);
+                    if (tg < gpb) {
+                        qm_cp4(&st.s[t][hh][lane], (const void *)((uintptr_t)(cs[t][hh] + gi * 2) & ~(uintptr_t)3));
+                        if (cz[t][hh])
+                            qm_cp4(&st.z[t][hh][lane], (const void *)((uintptr_t)(cz[t][hh] + gi) & ~(uintptr_t)3));
+                    }
+                }
+            if (++cj == per_w) {
+                cj = 0;
+                ci++;
+                cursor_tile();
+            }
+        }
+        ii++;
+        qm_commit(); /* one group per item, empty past the end: the wait counts stay uniform */
+    };
+    /* weights are constant: fill the ring during the previous kernel (programmatic dependent launch) */
+#pragma unroll 1
+    for (int i = 0; i < S - 1; i++)
+        issue();
+    pdl_launch_dependents();
+    pdl_wait();
+
+    /* x -> shared memory: 16 lanes per 128-block, 8 elements per lane (two blocks per warp and step) */
+    const float *__restrict__ x = a.x;
+    const float *__restrict__ g = a.g;
+    float ss = 0.f;
+    for (int kb2 = warp; 2 * kb2 < nkb; kb2 += QM_WARPS) {
+        const int kb = 2 * kb2 + (lane >> 4), l16 = lane & 15;
+        const int64_t e0 = (int64_t)kb * 128 + l16 * 8;
+        float u[8];
+        if (a.xvec && e0 + 8 <= k) {
+#pragma unroll
+            for (int i = 0; i < 2; i++) {
+                const float4 t = __ldg((const float4 *)(x + e0) + i);
+                u[4 * i] = t.x, u[4 * i + 1] = t.y, u[4 * i + 2] = t.z, u[4 * i + 3] = t.w;
+            }
+            if (g) {
+#pragma unroll
+                for (int i = 0; i < 2; i++) {
+                    const float4 t = __ldg((const float4 *)(g + e0) + i);
+#pragma unroll
+                    for (int j = 0; j < 4; j++)
+                        ss = fmaf(u[4 * i + j], u[4 * i + j], ss);
+                    u[4 * i] *= t.x, u[4 * i + 1] *= t.y, u[4 * i + 2] *= t.z, u[4 * i + 3] *= t.w;
+                }
+            }
+        } else {
+#pragma unroll
+            for (int i = 0; i < 8; i++) {
+                const bool in = kb < nkb && e0 + i < k;
+                u[i] = in ? __ldg(x + e0 + i) : 0.f;
+                if (g) {
+                    ss = fmaf(u[i], u[i], ss);
+                    u[i] *= in ? __ldg(g + e0 + i) : 0.f;
+                }
+            }
+        }
+        float amax = 0.f;
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            amax = fmaxf(amax, fabsf(u[i]));
+#pragma unroll
+        for (int o = 8; o > 0; o >>= 1)
+            amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
+        const float inv = amax > 0.f ? QM_XMAX / amax : 0.f;
+        int hi[8], lo[8], sum = 0;
+#pragma unroll
+        for (int i = 0; i < 8; i++) {
+            const int v = __float2int_rn(u[i] * inv);
+            hi[i] = (v + 128) >> 8;
+            lo[i] = v - hi[i] * 256;
+            sum += v;
+        }
+        sum += __shfl_xor_sync(0xffffffffu, sum, 1);
+        sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        if (kb < nkb) {
+            const int ct = l16 >> 2, j = l16 & 3;
+            uint2 *hp = (uint2 *)(xs + ((kb * 2 + 0) * 4 + ct) * 8 + j * 2);
+            uint2 *lp = (uint2 *)(xs + ((kb * 2 + 1) * 4 + ct) * 8 + j * 2);
+            *hp = make_uint2(qm_pack4(hi[0], hi[2], hi[4], hi[6]), qm_pack4(hi[1], hi[3], hi[5], hi[7]));
+            *lp = make_uint2(qm_pack4(lo[0], lo[2], lo[4], lo[6]), qm_pack4(lo[1], lo[3], lo[5], lo[7]));
+            if (j == 0) xsum[kb * 4 + ct] = (float)sum;
+            if (l16 == 0) xsc[kb] = amax / QM_XMAX;
+        }
+    }
+    float rn = 1.f;
+    if (g) rn = rsqrtf(elk_block_sum(ss, redn) / (float)k + a.eps);
+    __syncthreads();
+
+    /* lane (gq, tg) feeds B column gq: hi (gq even) or lo bytes of group gq / 2, if its codes are in it */
+    const int mygrp = grp >= 128 ? 0 : tg * 32 / grp;
+    const bool bon = (gq >> 1) == mygrp;
+    int i = 0;
+    for (unsigned ti = 0; ti < nt_c; ti++) {
+        float acc[T][2];
+#pragma unroll
+        for (int t = 0; t < T; t++)
+            acc[t][0] = acc[t][1] = 0.f;
+        int mi;
+        int64_t row0;
+        where(ti, mi, row0);
+        const int64_t nrow = a.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
+        const int64_t rr[2] = {min(row0 + gq, nrow - 1), min(row0 + gq + 8, nrow - 1)};
+        bool zpt[T];
+#pragma unroll
+        for (int t = 0; t < T; t++)
+            zpt[t] = mz[T == 2 ? t : mi] != nullptr;
+        /* element row * G + gi of the scale (zero) arrays: its half (byte) in the aligned word copied */
+        const int e0 = (int)((rr[0] * G) & 3), e1 = (int)((rr[1] * G) & 3);
+        for (int j = 0; j < per_w; j++, i++) {
+            qm_wait<S - 2>(); /* item i landed (S - 1 groups were ahead of it) */
+            const qm_stage<T> &st = ring[i % S];
+            const int kb = kb_lo + j;
+            uint4 b0 = make_uint4(0, 0, 0, 0), b1 = b0;
+            if (bon) {
+                const uint4 *p = (const uint4 *)(xs + ((kb * 2 + (gq & 1)) * 4 + tg) * 8);
+                b0 = p[0], b1 = p[1];
+            }
+            const uint32_t bb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
+            float sx; /* sum of v over this lane's group */
+            const float *cs = xsum + kb * 4;
+            if (gpb == 1)
+                sx = (cs[0] + cs[1]) + (cs[2] + cs[3]);
+            else if (gpb == 2)
+                sx = tg < 2 ? cs[2 * tg] + cs[2 * tg + 1] : 0.f;
+            else
+                sx = cs[tg];
+            const float bs = xsc[kb];
+            const int gi = grp >= 128 ? kb >> a.gsh : kb * gpb + tg;
+#pragma unroll
+            for (int t = 0; t < T; t++) {
+                int d[4] = {0, 0, 0, 0};
+#pragma unroll
+                for (int jj = 0; jj < 4; jj++) {
+                    const uint32_t u0 = qm_word(st.q[t][0][lane], jj), u1 = qm_word(st.q[t][1][lane], jj);
+                    mma_u8s8(d, u0 & 0x0f0f0f0fu, u1 & 0x0f0f0f0fu, (u0 >> 4) & 0x0f0f0f0fu,
+                             (u1 >> 4) & 0x0f0f0f0fu, bb[2 * jj], bb[2 * jj + 1]);
+                }
+                if (tg < gpb) {
+#pragma unroll
+                    for (int hh = 0; hh < 2; hh++) {
+                        const int e = (hh ? e1 : e0) + gi;
+                        const float sw = __half2float(
+                            __ushort_as_half((unsigned short)(st.s[t][hh][lane] >> ((int)(e & 1) * 16))));
+                        const float z = zpt[t] ? (float)((st.z[t][hh][lane] >> ((int)(e & 3) * 8)) & 0xffu) : 8.f;
+                        const float v = fmaf(qm_i2f(d[2 * hh]), 256.f, qm_i2f(d[2 * hh + 1])) - z * sx;
+                        acc[t][hh] = fmaf(v, sw * bs, acc[t][hh]);
+                    }
+                }
+            }
+            issue(); /* item i + S - 1, into the stage read last iteration */
+        }
+#pragma unroll
+        for (int t = 0; t < T; t++)
+#pragma unroll
+            for (int hh = 0; hh < 2; hh++) {
+                float v = acc[t][hh];
+                v += __shfl_xor_sync(0xffffffffu, v, 1);
+                v += __shfl_xor_sync(0xffffffffu, v, 2);
+                if (tg == 0) red[ti & 1][warp][t][gq + 8 * hh] = v;
+            }
+        __syncthreads(); /* one barrier per tile: red alternates, so tile ti + 2 writes after this one's reads */
+        if (threadIdx.x < 16) {
+            const int r = threadIdx.x;
+            const int64_t n = a.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
+            const int64_t row = row0 + r;
+            if (row < n) {
+                float s = 0.f;
+#pragma unroll
+                for (int w = 0; w < QM_WARPS; w++)
+                    s += red[ti & 1][w][0][r];
+                s *= rn;
+                const float *b0 = a.b[MODE == ELK_FG_SWIGLU ? 0 : mi];
+                float *y = a.y[MODE == ELK_FG_SWIGLU ? 0 : mi];
+                if (b0) s += b0[row];
+                if (MODE == ELK_FG_SWIGLU) {
+                    float up = 0.f;
+#pragma unroll
+                    for (int w = 0; w < QM_WARPS; w++)
+                        up += red[ti & 1][w][T - 1][r];
+                    up *= rn;
+                    if (a.b[1]) up += a.b[1][row];
+                    y[row] = s / (1.f + expf(-s)) * up;
+                } else if (MODE == ELK_FG_ACCUM) {
+                    y[row] += s;
+                } else {
+                    y[row] = s;
+                }
+            }
+        }
+    }
+    qm_wait<0>();
+}
+
+template <int MODE> static cudaError_t qm_launch(cudaStream_t st, qm_args &a, int n_sm, bool pdl) {
+    constexpr int T = MODE == ELK_FG_SWIGLU ? 2 : 1;
+    const int nm = MODE == ELK_FG_SWIGLU ? 1 : 3;
+    int64_t tiles = 0;
+    for (int i = 0; i < 3; i++) {
+        if (i < nm) tiles += (a.n[i] + 15) / 16;
+        if (tiles > 0x7fffffff) return cudaErrorInvalidValue;
+        a.tile_end[i] = (unsigned)tiles;
+    }
+    if (tiles == 0) return cudaSuccess;
+    const size_t smem = qm_cfg<T>::BYTES + (size_t)a.nkb * QM_SMEM_PER_BLOCK;
+    static size_t smem_set[3]; /* the dynamic shared memory enabled so far, per mode */
+    if (smem > smem_set[MODE]) {
+        const cudaError_t e = cudaFuncSetAttribute(k_q4mma<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)smem);
+        if (e != cudaSuccess) return e;
+        smem_set[MODE] = smem;
+    }
+    static int occ[3], occ_smem[3]; /* blocks per SM for the smem of the last launch, per mode */
+    if (occ_smem[MODE] != (int)smem) {
+        int b = 0;
+        const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_q4mma<MODE>, QM_THREADS, smem);
+        if (e != cudaSuccess) return e;
+        occ[MODE] = b > 0 ? b : 1;
+        occ_smem[MODE] = (int)smem;
+    }
+    const int64_t slots = (int64_t)n_sm * occ[MODE];
+    const unsigned grid = (unsigned)(tiles < slots ? tiles : slots);
+    return elk_launch_ex(k_q4mma<MODE>, dim3(grid), dim3(QM_THREADS), smem, st, pdl, a);
+}
+
+static int qm_gsh(int64_t group) { /* group = 128 << gsh; -1 if not */
+    for (int sh = 0; sh < 24; sh++)
+        if (group == (int64_t)128 << sh) return sh;
+    return -1;
+}
+
+bool elk_w4a16_mma_ok(int64_t k, int64_t group) {
+    return k > 0 && (group == 32 || group == 64 || qm_gsh(group) >= 0) &&
+           qm_cfg<2>::BYTES + (size_t)((k + 127) / 128) * QM_SMEM_PER_BLOCK <= 200 * 1024;
+}
+
+cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t group, const float *norm_w, float eps,
+                            int n_w, const void *const *w, const int64_t *n, const float *const *bias, float *const *y,
+                            int mode, int n_sm, bool pdl) {
+    if (!elk_w4a16_mma_ok(k, group) || n_w < 1 || n_w > 3 || (mode == ELK_FG_SWIGLU && n_w != 2))
+        return cudaErrorInvalidValue;
+    qm_args a;
+    memset(&a, 0, sizeof a);
+    a.x = x;
+    a.g = norm_w;
+    a.eps = eps;
+    a.k = k;
+    a.nkb = (int)((k + 127) / 128);
+    a.per = (a.nkb + QM_WARPS - 1) / QM_WARPS;
+    a.group = (int)group;
+    a.gsh = group >= 128 ? qm_gsh(group) : 0;
+    a.G = (k + group - 1) / group;
+    a.codes = a.G * group;
+    a.rb = a.codes / 2;
+    a.xvec = k % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)norm_w & 15) == 0;
+    for (int i = 0; i < n_w; i++) {
+        if (((uintptr_t)w[i] & 63) || n[i] < 0 || n[i] > 0x7fffffff) return cudaErrorInvalidValue;
+        a.w[i] = (const uint8_t *)w[i];
+        a.b[i] = bias ? bias[i] : NULL;
+        if (mode != ELK_FG_SWIGLU || i == 0) {
+            a.y[i] = y[i];
+            a.n[i] = n[i];
+        }
+    }
+    if (n_sm <= 0) n_sm = 1;
+    if (mode == ELK_FG_SWIGLU) return qm_launch<ELK_FG_SWIGLU>(st, a, n_sm, pdl);
+    if (mode == ELK_FG_ACCUM) return qm_launch<ELK_FG_ACCUM>(st, a, n_sm, pdl);
+    return qm_launch<ELK_FG_STORE>(st, a, n_sm, pdl);
+}
