@@ -212,6 +212,12 @@ static edgellm_status cpu_kv_store(el_backend *be, const float *k, const float *
 #ifndef EL_MM_CHUNKS_PER_THREAD
 #define EL_MM_CHUNKS_PER_THREAD 2
 #endif
+/* float-activation quantized decode (m = 1; w4a16 walks a thread's rows as two long sequential streams):
+ * one stretch of W per thread (2 per thread were ~5% slower end to end, int4 Qwen3-0.6B shape, 2 threads;
+ * the int8-activation kernels showed no difference and keep EL_MM_CHUNKS_PER_THREAD) */
+#ifndef EL_QMM_DECODE_CHUNKS_PER_THREAD
+#define EL_QMM_DECODE_CHUNKS_PER_THREAD 1
+#endif
 
 typedef struct mm_task {
     const float *x;
@@ -327,7 +333,8 @@ static edgellm_status cpu_qmm_simd(cpu_be *cb, bool i8, size_t act, size_t each,
         q_run(&t, 0, 1);
         return EDGELLM_STATUS_OK;
     }
-    int64_t chunk = (n / (EL_MM_CHUNKS_PER_THREAD * (int64_t)nth)) & ~(int64_t)15;
+    const int64_t per = m == 1 && !i8 ? EL_QMM_DECODE_CHUNKS_PER_THREAD : EL_MM_CHUNKS_PER_THREAD;
+    int64_t chunk = (n / (per * (int64_t)nth)) & ~(int64_t)15;
     /* w4a16 prefill: compute-bound, one expanded tile of 64 rows of W per grab, so that the threads finish
      * together (within one tile) also when one of them loses time to another process */
     if (wt == EL_DTYPE_Q_W4A16 && m > 4 && chunk > 64) chunk = 64;
