@@ -17,8 +17,14 @@
  * Each block (CTA) converts all of x once into shared memory, already in the mma B-fragment order, while
  * its first weight loads are in flight.
  *
+ * Blocks are persistent (as many as fit on the SMs; block c takes the 16-row tiles c, c + grid, ...) and
+ * every warp streams its 128-blocks of each tile (8 warps split k) through an S-stage cp.async ring in
+ * shared memory (S - 1 blocks of 1 KB in flight per warp, crossing tile boundaries), so the weight stream
+ * does not stop for the per-tile reduction; the first S - 1 blocks are requested before the programmatic
+ * dependent launch wait, during the previous kernel.
+ *
  * mma m16n8k32: A = 16 weight rows (g, g + 8 for lane group g = lane / 4) x 32 codes, B = 32 x 8. Lane
- * (g, tg = lane % 4) loads 16 bytes (32 codes) of rows g and g + 8 at k = 128 kb + 32 tg; word j of them
+ * (g, tg = lane % 4) holds 16 bytes (32 codes) of rows g and g + 8 at k = 128 kb + 32 tg; word j of them
  * (codes 8 j .. 8 j + 7) gives A registers a0 = word & 0x0f0f0f0f (codes 0, 2, 4, 6 of the word, rows g)
  * and a2 = (word >> 4) & 0x0f0f0f0f (codes 1, 3, 5, 7), a1 / a3 the same for row g + 8; mma j = 0..3 covers
  * the 128-block. The k order inside an mma is free as long as B agrees: B column 2c holds the hi bytes and
@@ -26,9 +32,8 @@
  * 32 codes lie in group c: c = 0 for g >= 128, tg / 2 for g = 64, tg for g = 32), zero elsewhere, so D
  * column pair c is group c's (Dh, Dl) and lands in lane tg = c (D holds columns 2 tg, 2 tg + 1). |D| <=
  * 15 * 128 * 128 < 2^22, so D converts to float exactly by the 2^23 + 2^22 bit trick.
- * 8 warps split the 128-blocks of a 16-row tile (or of the gate and the up tile for SwiGLU) and sum
- * through shared memory. Group sizes other than 32, 64 and multiples of 128 take an element-by-element
- * path in the same kernel (correct, slow).
+ * The 8 warps' partial sums meet in shared memory once per tile. Group sizes other than 32, 64 and
+ * 128 * 2^i are not taken (elk_w4a16_mma_ok): the backend keeps the fp32-FMA kernel and the op chain.
  */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fused.cuh"
@@ -99,26 +104,24 @@ template <int T> struct qm_stage {
     uint32_t s[T][2][32];
     uint32_t z[T][2][32];
 };
-template <int T> struct qm_cfg {
-    static constexpr int S = T == 1 ? 8 : 4; /* stages per warp (S - 1 blocks in flight) */
+template <int T, int S> struct qm_cfg { /* S stages per warp: S - 1 blocks in flight */
     static constexpr size_t WARP_BYTES = (size_t)S * sizeof(qm_stage<T>);
     static constexpr size_t BYTES = QM_WARPS * WARP_BYTES;
 };
 
 /* Persistent: block c takes tiles c, c + gridDim.x, ...; warp w the 128-blocks [w per, (w + 1) per) of
  * each, streamed through its S-stage cp.async ring across tile boundaries. */
-template <int MODE>
+template <int MODE, int S>
 __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     constexpr int T = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices per tile */
-    constexpr int S = qm_cfg<T>::S;
     extern __shared__ __align__(16) uint8_t qm_sm[];
     __shared__ float red[2][QM_WARPS][T][16];
     __shared__ float redn[32];
     const int nkb = a.nkb, grp = a.group;
     const int gpb = grp >= 128 ? 1 : 128 / grp; /* groups per 128-block */
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tg = lane & 3;
-    qm_stage<T> *ring = (qm_stage<T> *)(qm_sm + warp * qm_cfg<T>::WARP_BYTES);
-    uint32_t *xs = (uint32_t *)(qm_sm + qm_cfg<T>::BYTES); /* [nkb][2 (hi, lo)][4 tg][4 j][2] */
+    qm_stage<T> *ring = (qm_stage<T> *)(qm_sm + warp * qm_cfg<T, S>::WARP_BYTES);
+    uint32_t *xs = (uint32_t *)(qm_sm + qm_cfg<T, S>::BYTES); /* [nkb][2 (hi, lo)][4 tg][4 j][2] */
     float *xsc = (float *)(xs + nkb * 64);                  /* [nkb] max|u| / 32639 */
     float *xsum = xsc + nkb;                                /* [nkb][4] sum of v over each 32-code chunk */
     const int64_t k = a.k, G = a.G;
@@ -206,6 +209,7 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     const float *__restrict__ x = a.x;
     const float *__restrict__ g = a.g;
     float ss = 0.f;
+#pragma unroll 4 /* independent iterations: their x loads in flight together */
     for (int kb2 = warp; 2 * kb2 < nkb; kb2 += QM_WARPS) {
         const int kb = 2 * kb2 + (lane >> 4), l16 = lane & 15;
         const int64_t e0 = (int64_t)kb * 128 + l16 * 8;
@@ -374,8 +378,33 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     qm_wait<0>();
 }
 
-template <int MODE> static cudaError_t qm_launch(cudaStream_t st, qm_args &a, int n_sm, bool pdl) {
+template <int MODE, int S> static cudaError_t qm_launch_s(cudaStream_t st, const qm_args &a, unsigned tiles, int n_sm,
+                                                         bool pdl) {
     constexpr int T = MODE == ELK_FG_SWIGLU ? 2 : 1;
+    const size_t smem = qm_cfg<T, S>::BYTES + (size_t)a.nkb * QM_SMEM_PER_BLOCK;
+    static size_t smem_set; /* the dynamic shared memory enabled so far */
+    static int occ, occ_smem; /* blocks per SM at the smem of the last launch */
+    if (smem > smem_set) {
+        const cudaError_t e = cudaFuncSetAttribute(k_q4mma<MODE, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   (int)smem);
+        if (e != cudaSuccess) return e;
+        smem_set = smem;
+    }
+    if (occ_smem != (int)smem) {
+        int b = 0;
+        const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_q4mma<MODE, S>, QM_THREADS, smem);
+        if (e != cudaSuccess) return e;
+        occ = b > 0 ? b : 1;
+        occ_smem = (int)smem;
+    }
+    const int64_t slots = (int64_t)n_sm * occ;
+    const unsigned grid = (unsigned)(tiles < slots ? tiles : slots);
+    return elk_launch_ex(k_q4mma<MODE, S>, dim3(grid), dim3(QM_THREADS), smem, st, pdl, a);
+}
+
+/* Stages: 8 (7 blocks in flight per warp) for one matrix per tile, 6 when that leaves room for only one block of
+ * 256 threads per SM (long k: the x fragments grow), 4 for SwiGLU tiles (two matrices per stage). */
+template <int MODE> static cudaError_t qm_launch(cudaStream_t st, qm_args &a, int n_sm, bool pdl) {
     const int nm = MODE == ELK_FG_SWIGLU ? 1 : 3;
     int64_t tiles = 0;
     for (int i = 0; i < 3; i++) {
@@ -384,25 +413,14 @@ template <int MODE> static cudaError_t qm_launch(cudaStream_t st, qm_args &a, in
         a.tile_end[i] = (unsigned)tiles;
     }
     if (tiles == 0) return cudaSuccess;
-    const size_t smem = qm_cfg<T>::BYTES + (size_t)a.nkb * QM_SMEM_PER_BLOCK;
-    static size_t smem_set[3]; /* the dynamic shared memory enabled so far, per mode */
-    if (smem > smem_set[MODE]) {
-        const cudaError_t e = cudaFuncSetAttribute(k_q4mma<MODE>, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                                   (int)smem);
-        if (e != cudaSuccess) return e;
-        smem_set[MODE] = smem;
+    if constexpr (MODE == ELK_FG_SWIGLU) {
+        return qm_launch_s<MODE, 4>(st, a, (unsigned)tiles, n_sm, pdl);
+    } else {
+        const size_t x_smem = (size_t)a.nkb * QM_SMEM_PER_BLOCK;
+        if (2 * (qm_cfg<1, 8>::BYTES + x_smem + 2048) <= 227 * 1024)
+            return qm_launch_s<MODE, 8>(st, a, (unsigned)tiles, n_sm, pdl);
+        return qm_launch_s<MODE, 6>(st, a, (unsigned)tiles, n_sm, pdl);
     }
-    static int occ[3], occ_smem[3]; /* blocks per SM for the smem of the last launch, per mode */
-    if (occ_smem[MODE] != (int)smem) {
-        int b = 0;
-        const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_q4mma<MODE>, QM_THREADS, smem);
-        if (e != cudaSuccess) return e;
-        occ[MODE] = b > 0 ? b : 1;
-        occ_smem[MODE] = (int)smem;
-    }
-    const int64_t slots = (int64_t)n_sm * occ[MODE];
-    const unsigned grid = (unsigned)(tiles < slots ? tiles : slots);
-    return elk_launch_ex(k_q4mma<MODE>, dim3(grid), dim3(QM_THREADS), smem, st, pdl, a);
 }
 
 static int qm_gsh(int64_t group) { /* group = 128 << gsh; -1 if not */
@@ -413,7 +431,7 @@ static int qm_gsh(int64_t group) { /* group = 128 << gsh; -1 if not */
 
 bool elk_w4a16_mma_ok(int64_t k, int64_t group) {
     return k > 0 && (group == 32 || group == 64 || qm_gsh(group) >= 0) &&
-           qm_cfg<2>::BYTES + (size_t)((k + 127) / 128) * QM_SMEM_PER_BLOCK <= 200 * 1024;
+           qm_cfg<1, 8>::BYTES + (size_t)((k + 127) / 128) * QM_SMEM_PER_BLOCK <= 200 * 1024;
 }
 
 cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t group, const float *norm_w, float eps,
