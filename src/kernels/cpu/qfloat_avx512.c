@@ -18,17 +18,10 @@
  *     x makes 32 products for 16 rows; register tiles of 6 rows of x by 64 rows of W (24 int32 sums),
  *     converted to f32 once per group (x scale * group scale). ~86% of the vpdpwssd issue rate.
  *   fp8 / nvfp4: qf_gemm (dequantized f16 tiles and the dense kernel). */
-#include "kernels/cpu/qfloat_impl.h"
+#include "kernels/cpu/qfloat_avx512_util.h"
 
 #if defined(__x86_64__)
-#include <immintrin.h>
 #include <math.h>
-#include <stdint.h>
-
-#define AI static inline __attribute__((always_inline))
-
-typedef __m512i VI;
-typedef __m512 VF;
 
 static uint16_t bf16_bits(float f) { /* exact values only */
     uint32_t u;
@@ -44,12 +37,6 @@ AI VF dp(VF acc, VI a, VI b) {
 }
 
 /* ---- prepare ------------------------------------------------------------------------------------- */
-
-AI VF ld16(const float *x, int64_t s, int64_t k) {
-    if (s + 16 <= k) return _mm512_loadu_ps(x + s);
-    if (s >= k) return _mm512_setzero_ps();
-    return _mm512_maskz_loadu_ps((__mmask16)((1u << (k - s)) - 1), x + s);
-}
 
 /* f32 -> the f32 value of its e4m3 rounding (RNE, saturating at 448), as el_f32_to_e4m3 */
 AI VF e4m3_round(VF v) {
@@ -136,24 +123,13 @@ static void prep_fp8_row(const el_qf_info *q, const float *x, uint16_t *xb) {
 }
 
 /* w4a16 prefill: row x (k) -> int16 xq (kx, zero past k), per chunk of 128 xq = rne(x * 32767 / a) with
- * a = max |x| of the chunk (saturated to +-32767) and xd[c] = a / 32767. Chunks with a < 2^-96 are first
- * scaled by 2^96 (exact), so that 32767 / a does not overflow. */
+ * a = max |x| of the chunk (q16_chunk; saturated to +-32767) and xd[c] = a / 32767. */
 static void prep_w4p_row(const el_qf_info *q, const float *x, int16_t *xq, float *xd) {
     for (int64_t c = 0; c < q->nch; c++) {
-        const int64_t e0 = c * 128;
-        VF v[8];
-        VF mx = _mm512_setzero_ps();
-        for (int t = 0; t < 8; t++) {
-            v[t] = ld16(x, e0 + 16 * t, q->k);
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(v[t]));
-        }
-        const float a = _mm512_reduce_max_ps(mx), pre = a < 0x1p-96f ? 0x1p96f : 1.0f;
-        const VF vp = _mm512_set1_ps(pre), inv = _mm512_set1_ps(a > 0 ? 32767.0f / (a * pre) : 0.0f);
-        xd[c] = a / 32767.0f;
+        VI n[8];
+        xd[c] = q16_chunk(x, c * 128, q->k, 32767.0f, n) / 32767.0f;
         for (int t = 0; t < 8; t++)
-            _mm256_storeu_si256(
-                (__m256i *)(xq + e0 + 16 * t),
-                _mm512_cvtsepi32_epi16(_mm512_cvtps_epi32(_mm512_mul_ps(_mm512_mul_ps(v[t], vp), inv))));
+            _mm256_storeu_si256((__m256i *)(xq + c * 128 + 16 * t), _mm512_cvtsepi32_epi16(n[t]));
     }
 }
 
