@@ -33,6 +33,9 @@ typedef struct cpu_be {
      * grown on demand (the first call of a shape allocates, decode steps reuse it) */
     uint8_t *qbuf;
     size_t qcap;
+    /* fused decode ops: normed x, row results, prepared activations, per-thread scratch (grown on demand) */
+    uint8_t *fbuf;
+    size_t fcap;
 } cpu_be;
 
 static cpu_be *CB(el_backend *be) { return (cpu_be *)be->ctx; }
@@ -43,6 +46,7 @@ static void cpu_free(el_backend *be) {
     cpu_be *cb = CB(be);
     el_threadpool_free(cb->tp);
     el_free_aligned(cb->qbuf);
+    el_free_aligned(cb->fbuf);
     el_free(cb);
 }
 
@@ -529,6 +533,229 @@ static edgellm_status cpu_add(el_backend *be, float *y, const float *x, int64_t 
     return EDGELLM_STATUS_OK;
 }
 
+/* ---- fused decode ops (one token): norm_matmul / norm_swiglu ---------------------------------------
+ * Quantized weights with SIMD kernels (cpu_fused_quant): h = rmsnorm(x) and the activations of each weight
+ * prepared on the calling thread, then one pool run over the rows of all the call's weights (grabs split at
+ * the weights' boundaries; 16-row aligned), the residual add or silu * up applied per grab: one run instead
+ * of the chain's three to five (rmsnorm, a matmul per weight, add / swiglu), the same kernels on the same
+ * rows, so the same results. Other weights: the chain through this backend's own ops. */
+
+enum { FQ_MAX = 3, FQ_SET = 0, FQ_ADD = 1, FQ_SWIGLU = 2 };
+
+typedef struct fq_task {
+    int n_w, mode;                             /* FQ_SWIGLU: w[0] gate, w[1] up (n rows each), into y[0] */
+    const void *w[FQ_MAX];
+    el_dtype wt;
+    bool i8;                                   /* the int8-activation kernels, else the float-activation ones */
+    int64_t k, n[FQ_MAX], off[FQ_MAX + 1];     /* weight i: rows [off[i], off[i + 1]) of the concatenation */
+    const float *h, *bias[FQ_MAX];
+    float *y[FQ_MAX], *tmp;                    /* tmp: row results before the add / the product (off[] indexed) */
+    uint8_t *act[FQ_MAX], *scr;
+    size_t scr_each;
+    int64_t total, chunk;
+    _Atomic int64_t next;
+} fq_task;
+
+static size_t fq_pad(size_t v) { return (v + 63) & ~(size_t)63; }
+
+/* rows [a, b) of weight i into out (indexed by row) */
+static void fq_rows(const fq_task *t, int i, int64_t a, int64_t b, float *out, void *scr) {
+    if (t->i8)
+        edgellm_cpu_qmm_i8(t->act[i], 1, t->k, t->w[i], t->wt, t->n[i], a, b, t->bias[i], out, t->n[i], scr);
+    else
+        edgellm_cpu_qf_matmul(t->h, t->act[i], 1, t->k, t->w[i], t->wt, a, b, t->bias[i], out, t->n[i], scr);
+}
+
+static void fq_run(void *c, int ith, int nth) {
+    (void)nth;
+    fq_task *t = c;
+    void *scr = t->scr + (size_t)ith * t->scr_each;
+    for (;;) {
+        const int64_t a = atomic_fetch_add_explicit(&t->next, t->chunk, memory_order_relaxed);
+        if (a >= t->total) break;
+        const int64_t b = a + t->chunk < t->total ? a + t->chunk : t->total;
+        if (t->mode == FQ_SWIGLU) {
+            fq_rows(t, 0, a, b, t->tmp, scr);
+            fq_rows(t, 1, a, b, t->tmp + t->n[0], scr);
+            edgellm_cpu_swiglu(t->tmp, t->tmp + t->n[0], t->y[0], a, b);
+            continue;
+        }
+        for (int i = 0; i < t->n_w; i++) {
+            const int64_t lo = (a > t->off[i] ? a : t->off[i]) - t->off[i];
+            const int64_t hi = (b < t->off[i + 1] ? b : t->off[i + 1]) - t->off[i];
+            if (lo >= hi) continue;
+            if (t->mode == FQ_SET) {
+                fq_rows(t, i, lo, hi, t->y[i], scr);
+            } else {
+                fq_rows(t, i, lo, hi, t->tmp + t->off[i], scr);
+                edgellm_cpu_add(t->y[i], t->tmp + t->off[i], lo, hi);
+            }
+        }
+    }
+}
+
+/* whether the fused ops take weight w (k from its header): the SIMD kernels of its format apply */
+static bool fq_kernels(const cpu_be *cb, const void *w, el_dtype wt, int64_t *k, bool *i8) {
+    if (cb->ref || !w) return false;
+    el_qhdr h;
+    memcpy(&h, w, sizeof h);
+    if (h.magic != EL_QHDR_MAGIC || h.format != (uint32_t)wt || h.k == 0) return false;
+    *k = (int64_t)h.k;
+    switch (wt) {
+    case EL_DTYPE_Q_W8A8: *i8 = true; return edgellm_cpu_qmm_i8_supported(wt, *k);
+    case EL_DTYPE_Q_W4A16:
+    case EL_DTYPE_Q_FP8:
+    case EL_DTYPE_Q_NVFP4: *i8 = false; return edgellm_cpu_qf_prep_bytes(w, wt, 1, *k) > 0;
+    default: return false;
+    }
+}
+
+static bool cpu_fused_quant(el_backend *be, const void *w, el_dtype wt) {
+    int64_t k;
+    bool i8;
+    return fq_kernels(CB(be), w, wt, &k, &i8);
+}
+
+/* the fused path: t's weights, n, bias, y and mode set; x (k) normed by norm_w (or taken as is) */
+static edgellm_status fq_exec(cpu_be *cb, fq_task *t, const float *x, const float *norm_w, float eps) {
+    const int nth = cb->tp ? cb->nth : 1;
+    size_t act[FQ_MAX], each = 0;
+    t->off[0] = 0;
+    for (int i = 0; i < t->n_w; i++) {
+        t->off[i + 1] = t->off[i] + t->n[i];
+        act[i] = fq_pad(t->i8 ? edgellm_cpu_qmm_i8_act_bytes(t->wt, 1, t->k)
+                              : edgellm_cpu_qf_prep_bytes(t->w[i], t->wt, 1, t->k));
+        const size_t e = t->i8 ? edgellm_cpu_qmm_i8_scratch(t->wt, 1, t->k)
+                               : edgellm_cpu_qf_scratch(t->w[i], t->wt, 1, t->k);
+        if (e > each) each = e;
+    }
+    t->scr_each = fq_pad(each);
+    size_t need = fq_pad((size_t)t->k * 4) + fq_pad((size_t)t->off[t->n_w] * 4) + (size_t)nth * t->scr_each;
+    for (int i = 0; i < t->n_w; i++)
+        need += act[i];
+    if (need > cb->fcap) {
+        el_free_aligned(cb->fbuf);
+        cb->fcap = 0;
+        cb->fbuf = el_aligned_alloc(need);
+        if (!cb->fbuf) return el_err(EDGELLM_STATUS_NO_MEMORY, "fused matmul: out of memory (%zu bytes)", need);
+        cb->fcap = need;
+    }
+    uint8_t *p = cb->fbuf;
+    float *h = (float *)p;
+    p += fq_pad((size_t)t->k * 4);
+    t->tmp = (float *)p;
+    p += fq_pad((size_t)t->off[t->n_w] * 4);
+    for (int i = 0; i < t->n_w; i++) {
+        t->act[i] = p;
+        p += act[i];
+    }
+    t->scr = p;
+    if (norm_w) {
+        edgellm_cpu_rmsnorm(x, norm_w, EL_DTYPE_F32, 0, 1, t->k, eps, h);
+        t->h = h;
+    } else {
+        t->h = x;
+    }
+    for (int i = 0; i < t->n_w; i++) {
+        if (t->i8)
+            edgellm_cpu_qmm_i8_quantize(t->w[i], t->wt, t->h, 1, t->k, 0, 1, t->act[i]);
+        else
+            edgellm_cpu_qf_prep(t->h, 1, t->k, t->w[i], t->wt, 0, 1, t->act[i]);
+    }
+    t->total = t->mode == FQ_SWIGLU ? t->n[0] : t->off[t->n_w];
+    /* as the chain's matmuls: int8 kernels 2 grabs per thread, the float-activation ones 1 (cpu_qmm_simd) */
+    const int64_t per = t->i8 ? EL_MM_CHUNKS_PER_THREAD : EL_QMM_DECODE_CHUNKS_PER_THREAD;
+    const int64_t chunk = (t->total / (per * (int64_t)nth)) & ~(int64_t)15;
+    t->chunk = chunk < 16 ? 16 : chunk;
+    atomic_init(&t->next, 0);
+    if (nth > 1 && (double)t->total * (double)t->k >= 65536.0)
+        el_threadpool_run(cb->tp, fq_run, t);
+    else
+        fq_run(t, 0, 1);
+    return EDGELLM_STATUS_OK;
+}
+
+/* the chain's normed x (k floats) for the unfused path: into the fused buffer */
+static edgellm_status fq_scratch(cpu_be *cb, size_t need) {
+    if (need <= cb->fcap) return EDGELLM_STATUS_OK;
+    el_free_aligned(cb->fbuf);
+    cb->fcap = 0;
+    cb->fbuf = el_aligned_alloc(need);
+    if (!cb->fbuf) return el_err(EDGELLM_STATUS_NO_MEMORY, "fused ops: out of memory (%zu bytes)", need);
+    cb->fcap = need;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status cpu_norm_matmul(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
+                                      int n_w, const void *const *w, el_dtype wt, const int64_t *n,
+                                      const float *const *bias, float *const *y, bool accumulate) {
+    cpu_be *cb = CB(be);
+    if (!x || k <= 0 || n_w < 1 || n_w > FQ_MAX || !w || !n || !y)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "norm_matmul: bad arguments");
+    fq_task t;
+    memset(&t, 0, sizeof t);
+    t.n_w = n_w;
+    t.wt = wt;
+    t.mode = accumulate ? FQ_ADD : FQ_SET;
+    bool fused = true;
+    int64_t nmax = 0;
+    for (int i = 0; i < n_w; i++) {
+        int64_t kw = 0;
+        bool i8 = false;
+        if (!w[i] || !y[i] || n[i] <= 0) return el_err(EDGELLM_STATUS_INVALID_ARG, "norm_matmul: bad arguments");
+        fused = fused && fq_kernels(cb, w[i], wt, &kw, &i8) && kw == k && (i == 0 || i8 == t.i8);
+        t.i8 = i8;
+        t.w[i] = w[i];
+        t.n[i] = n[i];
+        t.bias[i] = bias ? bias[i] : NULL;
+        t.y[i] = y[i];
+        if (n[i] > nmax) nmax = n[i];
+    }
+    t.k = k;
+    if (fused) return fq_exec(cb, &t, x, norm_w, eps);
+    /* the chain */
+    EL_TRY(fq_scratch(cb, fq_pad((size_t)k * 4) + (size_t)nmax * 4));
+    float *h = (float *)cb->fbuf, *tmp = (float *)(cb->fbuf + fq_pad((size_t)k * 4));
+    if (norm_w) EL_TRY(cpu_rmsnorm(be, x, norm_w, EL_DTYPE_F32, 1, k, eps, h));
+    for (int i = 0; i < n_w; i++) {
+        EL_TRY(cpu_matmul(be, norm_w ? h : x, 1, k, w[i], wt, n[i], t.bias[i], accumulate ? tmp : y[i], n[i]));
+        if (accumulate) EL_TRY(cpu_add(be, y[i], tmp, n[i]));
+    }
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status cpu_norm_swiglu(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
+                                      const void *wg, const void *wu, el_dtype wt, int64_t n, const float *bg,
+                                      const float *bu, float *out) {
+    cpu_be *cb = CB(be);
+    if (!x || k <= 0 || !wg || !wu || n <= 0 || !out)
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "norm_swiglu: bad arguments");
+    fq_task t;
+    memset(&t, 0, sizeof t);
+    int64_t kg = 0, ku = 0;
+    bool ig = false, iu = false;
+    t.n_w = 2;
+    t.mode = FQ_SWIGLU;
+    t.wt = wt;
+    t.k = k;
+    t.w[0] = wg;
+    t.w[1] = wu;
+    t.n[0] = t.n[1] = n;
+    t.bias[0] = bg;
+    t.bias[1] = bu;
+    t.y[0] = out;
+    if (fq_kernels(cb, wg, wt, &kg, &ig) && fq_kernels(cb, wu, wt, &ku, &iu) && kg == k && ku == k && ig == iu) {
+        t.i8 = ig;
+        return fq_exec(cb, &t, x, norm_w, eps);
+    }
+    EL_TRY(fq_scratch(cb, fq_pad((size_t)k * 4) + (size_t)n * 8));
+    float *h = (float *)cb->fbuf, *g = (float *)(cb->fbuf + fq_pad((size_t)k * 4)), *u = g + n;
+    if (norm_w) EL_TRY(cpu_rmsnorm(be, x, norm_w, EL_DTYPE_F32, 1, k, eps, h));
+    EL_TRY(cpu_matmul(be, norm_w ? h : x, 1, k, wg, wt, n, bg, g, n));
+    EL_TRY(cpu_matmul(be, norm_w ? h : x, 1, k, wu, wt, n, bu, u, n));
+    return cpu_swiglu(be, g, u, out, n);
+}
+
 /* ---- attention: (token, kv head) items handed out dynamically (causal prefill is uneven) ---------- */
 
 typedef struct at_task {
@@ -631,6 +858,9 @@ edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **ou
     i->attention = cpu_attention;
     i->swiglu = cpu_swiglu;
     i->add = cpu_add;
+    i->norm_matmul = cpu_norm_matmul;
+    i->norm_swiglu = cpu_norm_swiglu;
+    i->fused_quant = cpu_fused_quant;
     i->peak_memory = cpu_peak;
     cb->base.ctx = cb;
     *out = &cb->base;
