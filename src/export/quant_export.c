@@ -247,8 +247,28 @@ typedef struct calib {
     int64_t stride, cap_samp;
     int64_t chunk, cap_seq, seq_t; /* the chunk being evaluated; sequences kept for the attention loss */
     int64_t gram_group;            /* > 0: collect Hd with the int4 group size of each tap (pick_group) */
+    bool h_only;                   /* a later GPTQ pass: only the Hessians (of the layers that have one) */
     bool failed;
 } calib;
+
+/* The calibration engine and token chunks, kept for further Hessian passes (GPTQ over the memory budget). */
+typedef struct calib_run {
+    edgellm_runtime *rt;
+    int32_t *ids, *pos, *slot;
+    int8_t *want;
+    int64_t n_chunks, seq;
+    char edir[4096];
+} calib_run;
+
+static void calib_run_free(calib_run *r) {
+    edgellm_runtime_free(r->rt);
+    edgellm_free(r->ids);
+    el_free(r->pos);
+    el_free(r->slot);
+    el_free(r->want);
+    if (r->edir[0]) el_rm_rf(r->edir);
+    memset(r, 0, sizeof *r);
+}
 
 static void calib_free(calib *c) {
     if (c->ts)
@@ -276,9 +296,39 @@ static int64_t pick_group(int64_t req, int64_t k) {
     return 32;
 }
 
+/* H += X^T X (or its diagonal blocks of gd): SIMD f32 matmuls on X^T, f64 sums */
+static void tap_gram(calib *c, tapstat *t, const float *x, int64_t n, int64_t cols) {
+    const int64_t bw = t->H ? cols : t->gd;
+    float *xt = el_malloc((size_t)(n * cols) * sizeof(float)), *y = el_malloc((size_t)(bw * bw) * sizeof(float));
+    if (!xt || !y) {
+        el_free(xt);
+        el_free(y);
+        c->failed = true;
+        return;
+    }
+    for (int64_t r = 0; r < n; r++)
+        for (int64_t j = 0; j < cols; j++)
+            xt[j * n + r] = x[r * cols + j];
+    for (int64_t c0 = 0; c0 < cols; c0 += bw) {
+        const int64_t gl = c0 + bw < cols ? bw : cols - c0;
+        double *d = t->H ? t->H : t->Hd + c0 * bw; /* block c0 / bw of bw x bw */
+        edgellm_cpu_matmul(xt + c0 * n, gl, n, xt + c0 * n, EL_DTYPE_F32, 0, gl, NULL, y, gl, NULL);
+        for (int64_t i = 0; i < gl; i++)
+            for (int64_t j = i; j < gl; j++)
+                d[i * bw + j] += (double)y[i * gl + j];
+    }
+    el_free(xt);
+    el_free(y);
+}
+
 static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x, int64_t n, int64_t cols) {
     calib *c = user;
     if (c->failed || layer < 0 || layer >= c->n_layer) return;
+    if (c->h_only) { /* statistics done in the first pass */
+        tapstat *t = (int)pt < TP_N ? &c->ts[layer * TP_N + (int)pt] : NULL;
+        if (t && t->H) tap_gram(c, t, x, n, cols);
+        return;
+    }
     if (pt == EL_TAP_K || pt == EL_TAP_V) {
         float *a = pt == EL_TAP_K ? &c->kamax[layer] : &c->vamax[layer];
         for (int64_t i = 0; i < n * cols; i++)
@@ -348,29 +398,7 @@ static void calib_tap(void *user, int64_t layer, el_tap_point pt, const float *x
             memcpy(t->seq + ((t->n_seq - 1) * c->seq_t + t->seq_pos) * cols, x + r * cols,
                    (size_t)cols * sizeof(float));
     }
-    if (t->H || t->Hd) { /* H += X^T X (or its diagonal blocks of gd): SIMD f32 matmuls on X^T, f64 sums */
-        const int64_t bw = t->H ? cols : t->gd;
-        float *xt = el_malloc((size_t)(n * cols) * sizeof(float)), *y = el_malloc((size_t)(bw * bw) * sizeof(float));
-        if (!xt || !y) {
-            el_free(xt);
-            el_free(y);
-            c->failed = true;
-            return;
-        }
-        for (int64_t r = 0; r < n; r++)
-            for (int64_t j = 0; j < cols; j++)
-                xt[j * n + r] = x[r * cols + j];
-        for (int64_t c0 = 0; c0 < cols; c0 += bw) {
-            const int64_t gl = c0 + bw < cols ? bw : cols - c0;
-            double *d = t->H ? t->H : t->Hd + c0 * bw; /* block c0 / bw of bw x bw */
-            edgellm_cpu_matmul(xt + c0 * n, gl, n, xt + c0 * n, EL_DTYPE_F32, 0, gl, NULL, y, gl, NULL);
-            for (int64_t i = 0; i < gl; i++)
-                for (int64_t j = i; j < gl; j++)
-                    d[i * bw + j] += (double)y[i * gl + j];
-        }
-        el_free(xt);
-        el_free(y);
-    }
+    if (t->H || t->Hd) tap_gram(c, t, x, n, cols);
 }
 
 static int cmp_f32(const void *a, const void *b) {
@@ -473,10 +501,54 @@ static double hessian_budget(void) {
     return phys > 0 ? 0.6 * phys : 1e300;
 }
 
+/* GPTQ Hessians of layers [l0, l1) allocated (zero), those of every other layer freed. */
+static edgellm_status hessians_window(calib *c, const el_hparams *hp, int64_t l0, int64_t l1) {
+    int64_t cols[TP_N];
+    tap_cols(hp, cols);
+    for (int64_t l = 0; l < hp->n_layer; l++)
+        for (int t = 0; t < TP_N; t++) {
+            tapstat *ts = &c->ts[l * TP_N + t];
+            if (l < l0 || l >= l1) {
+                el_free(ts->H);
+                ts->H = NULL;
+            } else if (!ts->H && !(ts->H = el_calloc((size_t)(cols[t] * cols[t]), sizeof(double))))
+                return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory for GPTQ Hessians");
+        }
+    return EDGELLM_STATUS_OK;
+}
+
+/* Runs the calibration chunks of r through its engine once (c's tap installed). */
+static edgellm_status calib_chunks(calib_run *r, calib *c, bool progress_on, const char *what) {
+    edgellm_status s;
+    double t0 = el_time_ms();
+    for (int64_t ch = 0; ch < r->n_chunks; ch++) {
+        if ((s = edgellm_runtime_kv_clear(r->rt, 0, 0)) < 0) return s;
+        edgellm_batch b = {(int32_t)r->seq, r->ids + ch * r->seq, r->pos, r->slot, r->want};
+        c->chunk = ch;
+        if ((s = edgellm_runtime_eval(r->rt, &b, NULL)) < 0) return s;
+        if (c->failed) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory collecting calibration statistics");
+        progress(progress_on, what, ch + 1, r->n_chunks, t0);
+    }
+    EL_LOG_INFO("%s: %lld tokens in %.1f s", what, (long long)(r->n_chunks * r->seq), (el_time_ms() - t0) / 1000.0);
+    return EDGELLM_STATUS_OK;
+}
+
+/* A further GPTQ pass: the Hessians of layers [l0, l1) from the same calibration chunks (the other
+ * statistics came from the first pass). */
+static edgellm_status calib_h_pass(calib_run *r, calib *c, const el_hparams *hp, int64_t l0, int64_t l1,
+                                   bool progress_on) {
+    EL_TRY(hessians_window(c, hp, l0, l1));
+    EL_LOG_INFO("GPTQ: Hessians of layers %lld..%lld", (long long)l0, (long long)(l1 - 1));
+    c->h_only = true;
+    return calib_chunks(r, c, progress_on, "calibrate (GPTQ)");
+}
+
 /* Exports the float model to a temporary dir, builds an engine, runs the calibration text through it
- * with the tap installed. */
+ * with the tap installed: all statistics, and the GPTQ Hessians of the first h_layers layers. keep: when
+ * not NULL, the engine and chunks are handed over for more passes (calib_h_pass, then calib_run_free). */
 static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, const el_hparams *hp,
-                                      const edgellm_export_params *p, bool want_h, bool want_seq, calib *c) {
+                                      const edgellm_export_params *p, int64_t h_layers, bool want_seq, calib *c,
+                                      calib_run *keep) {
     edgellm_status s;
     char xdir[4096], edir[4096], cpath[4096];
     snprintf(xdir, sizeof xdir, "%s/calib-export", tmp_root);
@@ -557,22 +629,13 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
         s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         goto done;
     }
-    if (want_h) {
-        int64_t cols[TP_N];
-        tap_cols(hp, cols);
-        const double hb = hessian_bytes(hp);
+    if (h_layers > 0) {
+        const double hb = hessian_bytes(hp) * (double)h_layers / (double)hp->n_layer;
         if (hb > 2e9)
-            EL_LOG_WARN("GPTQ: the Hessians of all layers take %.1f GB", hb / 1e9);
+            EL_LOG_WARN("GPTQ: the Hessians of %lld layers take %.1f GB", (long long)h_layers, hb / 1e9);
         else
             EL_LOG_INFO("GPTQ: Hessians %.1f MB", hb / 1e6);
-        for (int64_t l = 0; l < hp->n_layer; l++)
-            for (int t = 0; t < TP_N; t++) {
-                c->ts[l * TP_N + t].H = el_calloc((size_t)(cols[t] * cols[t]), sizeof(double));
-                if (!c->ts[l * TP_N + t].H) {
-                    s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory for GPTQ Hessians");
-                    goto done;
-                }
-            }
+        if ((s = hessians_window(c, hp, 0, h_layers)) < 0) goto done;
     }
     edgellm_runtime_params rp = edgellm_runtime_params_default();
     if ((s = edgellm_runtime_create(edir, &rp, &rt)) < 0) goto done;
@@ -586,20 +649,16 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     }
     for (int64_t i = 0; i < seq; i++)
         pos[i] = (int32_t)i;
-    double t0 = el_time_ms();
-    for (int64_t ch = 0; ch < n_chunks; ch++) {
-        if ((s = edgellm_runtime_kv_clear(rt, 0, 0)) < 0) goto done;
-        edgellm_batch b = {(int32_t)seq, ids + ch * seq, pos, slot, want};
-        c->chunk = ch;
-        if ((s = edgellm_runtime_eval(rt, &b, NULL)) < 0) goto done;
-        if (c->failed) {
-            s = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory collecting calibration statistics");
-            goto done;
-        }
-        progress(p->progress, "calibrate", ch + 1, n_chunks, t0);
+    {
+        calib_run r = {rt, ids, pos, slot, want, n_chunks, seq, ""};
+        if ((s = calib_chunks(&r, c, p->progress, "calibrate")) < 0) goto done;
     }
-    EL_LOG_INFO("calibration: %lld tokens in %.1f s", (long long)(n_chunks * seq),
-                (el_time_ms() - t0) / 1000.0);
+    if (keep) { /* hand the engine over: freed by calib_run_free */
+        *keep = (calib_run){rt, ids, pos, slot, want, n_chunks, seq, ""};
+        snprintf(keep->edir, sizeof keep->edir, "%s", edir);
+        rt = NULL, ids = NULL, pos = NULL, slot = NULL, want = NULL;
+        edir[0] = 0;
+    }
     s = EDGELLM_STATUS_OK;
 done:
     edgellm_runtime_free(rt);
@@ -609,7 +668,7 @@ done:
     el_free(pos);
     el_free(slot);
     el_free(want);
-    el_rm_rf(edir);
+    if (edir[0]) el_rm_rf(edir);
     return s;
 }
 
@@ -1807,6 +1866,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     el_export_plan plan = {0};
     olist out = {0};
     calib cal = {0};
+    calib_run crun = {0};
     char tmp[4096] = "";
     bool began = false;
     float *fw[7] = {0}, *fb[7] = {0}, *n1 = NULL, *n2 = NULL, *inv = NULL, *qkn[2] = {NULL, NULL};
@@ -1866,23 +1926,37 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     const int afmt = sch == QS_NVFP4 ? FQ_NVFP4 : q.awq_asym ? FQ_INT4_ASYM : FQ_INT4;
     const bool need_cal = sch != QS_INT4_RTN || kv_fp8;
     cal.gram_group = sch == QS_INT4_AWQ ? p->group_size : 0; /* the AWQ clip loss */
-    /* GPTQ keeps every layer's Hessian until the export: int4_gptq needs them (a clear error when they do not
-     * fit), nvfp4 uses them when they fit and otherwise quantizes with the block-scale search alone */
+    /* GPTQ (int4_gptq, nvfp4) needs each layer's Hessian: as many layers' as the memory allowed takes per
+     * pass over the calibration data (one pass when all fit; the exports are the same). When not even one
+     * layer's fit, int4_gptq stops with a clear error, nvfp4 quantizes with the block-scale search alone. */
     bool want_h = sch == QS_INT4_GPTQ || sch == QS_NVFP4;
     const double hb = want_h ? hessian_bytes(&hp) / 1e6 : 0, bud = want_h ? hessian_budget() / 1e6 : 0;
+    const double hb_layer = hb / (double)hp.n_layer;
+    int64_t h_win = want_h ? hp.n_layer : 0; /* layers per pass */
     if (want_h && hb > bud) {
-        if (sch == QS_INT4_GPTQ) {
-            s = el_err(EDGELLM_STATUS_NO_MEMORY,
-                       "int4_gptq: the GPTQ Hessians of all %lld layers need %.0f MB, more than the %.0f MB "
-                       "allowed (60%% of physical memory, EDGELLM_CALIB_MEM_MB); use int4_awq",
-                       (long long)hp.n_layer, hb, bud);
-            goto fail;
+        if (hb_layer > bud) {
+            if (sch == QS_INT4_GPTQ) {
+                s = el_err(EDGELLM_STATUS_NO_MEMORY,
+                           "int4_gptq: the GPTQ Hessians of one layer need %.0f MB, more than the %.0f MB allowed "
+                           "(60%% of physical memory, EDGELLM_CALIB_MEM_MB); use int4_awq",
+                           hb_layer, bud);
+                goto fail;
+            }
+            EL_LOG_INFO("nvfp4: the GPTQ Hessians of one layer would need %.0f MB (allowed %.0f MB): block-scale "
+                        "search without GPTQ", hb_layer, bud);
+            want_h = false;
+            h_win = 0;
+        } else {
+            h_win = (int64_t)(bud / hb_layer);
+            EL_LOG_INFO("GPTQ: the Hessians of all %lld layers need %.0f MB (allowed %.0f MB): %lld passes over the "
+                        "calibration data, %lld layers each", (long long)hp.n_layer, hb, bud,
+                        (long long)((hp.n_layer + h_win - 1) / h_win), (long long)h_win);
         }
-        EL_LOG_INFO("nvfp4: the GPTQ Hessians would need %.0f MB (allowed %.0f MB): block-scale search without "
-                    "GPTQ", hb, bud);
-        want_h = false;
     }
-    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, want_h, awq, &cal)) < 0) goto fail;
+    if (need_cal && (s = run_calibration(hf_dir, tmp, &hp, p, h_win, awq, &cal, h_win < hp.n_layer ? &crun : NULL)) <
+                        0)
+        goto fail;
+    int64_t h_hi = h_win; /* the Hessians held: layers [h_hi - h_win, h_hi) */
     if ((awq || want_h) && el_num_cpus() > 1) q.tp = el_threadpool_create(el_num_cpus());
 
     /* index the plan by canonical name */
@@ -1902,6 +1976,13 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
     for (int64_t l = 0; l < hp.n_layer; l++) {
         char nm[256];
         lin L[7];
+        if (want_h && l == h_hi) { /* the next window of Hessians: one more pass over the calibration data */
+            el_free(q.gptq_u); /* the cached factor belongs to a Hessian about to be freed */
+            q.gptq_u = NULL;
+            q.gptq_h = NULL;
+            h_hi = l + h_win < hp.n_layer ? l + h_win : hp.n_layer;
+            if ((s = calib_h_pass(&crun, &cal, &hp, l, h_hi, p->progress)) < 0) goto fail;
+        }
         for (int i = 0; i < 7; i++) {
             snprintf(nm, sizeof nm, "model.layers.%lld.%s.weight", (long long)l, lnames[i]);
             const el_st_tensor *t = FIND(nm);
@@ -2066,6 +2147,7 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         }
         progress(p->progress, "quantize", l + 1, hp.n_layer, t0);
     }
+    calib_run_free(&crun); /* its engine lies in the output's staging directory */
     {
         const el_st_tensor *tn = FIND("model.norm.weight");
         if ((s = olist_add(&out, "model.norm.weight", tn->dtype, 1, tn->shape[0], 0, NULL, tn)) < 0)
@@ -2191,6 +2273,7 @@ done:
     el_free(qkn[0]);
     el_free(qkn[1]);
     calib_free(&cal);
+    calib_run_free(&crun);
     olist_free(&out);
     el_export_plan_free(&plan);
     el_st_close(&st);
