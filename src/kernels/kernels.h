@@ -53,9 +53,12 @@ void edgellm_ref_swiglu(const float *gate, const float *up, float *out, int64_t 
 void edgellm_ref_add(float *y, const float *x, int64_t n);
 
 /* ---- CPU SIMD kernels ------------------------------------------------------------------------- */
-typedef enum el_cpu_isa { EL_ISA_SCALAR = 0, EL_ISA_AVX2 = 1, EL_ISA_AVX512 = 2 } el_cpu_isa;
+/* x86-64: SCALAR < AVX2 < AVX512; aarch64: SCALAR < NEON (el_cpu_isa_ok tells which this CPU runs) */
+typedef enum el_cpu_isa { EL_ISA_SCALAR = 0, EL_ISA_AVX2 = 1, EL_ISA_AVX512 = 2, EL_ISA_NEON = 3 } el_cpu_isa;
+#define EL_ISA_COUNT 4
 el_cpu_isa el_cpu_isa_detect(void); /* best ISA this CPU supports (cpuid + xgetbv)            */
 const char *el_cpu_isa_name(el_cpu_isa isa);
+bool el_cpu_isa_ok(el_cpu_isa isa); /* this CPU runs the kernels of isa (scalar always)        */
 /* Instruction-set extensions beyond the ISA levels (raw cpuid bits, read once; the OS register state they
  * need is that of the ISA level they are used with: AVX-VNNI with AVX2, the AVX-512 ones with AVX512). */
 typedef enum el_cpu_feat {
@@ -64,8 +67,8 @@ typedef enum el_cpu_feat {
     EL_FEAT_AVX_VNNI,    /* cpuid 7.1 eax bit 4: VEX vpdpbusd / vpdpwssd on ymm      */
 } el_cpu_feat;
 bool el_cpu_has(el_cpu_feat f);
-/* Forces a lower ISA (tests); returns the one in effect. Until called, the kernels use the best ISA,
- * lowered by the environment variable EDGELLM_CPU_ISA=scalar|avx2|avx512 when set. */
+/* Forces a lower ISA (tests); returns the one in effect (the best when isa is not el_cpu_isa_ok). Until
+ * called, the kernels use the best ISA, or EDGELLM_CPU_ISA=scalar|avx2|avx512|neon when set and available. */
 el_cpu_isa el_cpu_isa_set(el_cpu_isa isa);
 
 /* Bytes of scratch per thread the matmul kernel wants for (m, k): 0 for dense f32/f16/bf16. */

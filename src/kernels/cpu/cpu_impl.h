@@ -22,6 +22,9 @@ extern const el_cpu_kern el_cpu_kern_scalar;
 extern const el_cpu_kern el_cpu_kern_avx2;
 extern const el_cpu_kern el_cpu_kern_avx512;
 #endif
+#if defined(__aarch64__)
+extern const el_cpu_kern el_cpu_kern_neon;
+#endif
 
 /* Largest head_dim * (q heads processed together) the attention kernels keep on the stack. */
 #define EL_ATTN_ACC_FLOATS 4096

@@ -38,6 +38,8 @@ el_cpu_isa el_cpu_isa_detect(void) {
     if (v < 0) {
 #if defined(__x86_64__)
         v = (int)detect_x86();
+#elif defined(__aarch64__)
+        v = EL_ISA_NEON; /* Advanced SIMD is part of every ARMv8-A core */
 #else
         v = EL_ISA_SCALAR;
 #endif
@@ -69,16 +71,24 @@ const char *el_cpu_isa_name(el_cpu_isa isa) {
     case EL_ISA_SCALAR: return "scalar";
     case EL_ISA_AVX2: return "avx2";
     case EL_ISA_AVX512: return "avx512";
+    case EL_ISA_NEON: return "neon";
     }
     return "unknown";
 }
 
 static _Atomic int g_isa = -1; /* in effect; -1 = not chosen yet (the best detected) */
 
+bool el_cpu_isa_ok(el_cpu_isa isa) {
+    const el_cpu_isa best = el_cpu_isa_detect();
+    if (isa == EL_ISA_SCALAR) return true;
+    if (best == EL_ISA_NEON) return isa == EL_ISA_NEON;
+    return isa != EL_ISA_NEON && (int)isa >= 0 && isa <= best;
+}
+
 el_cpu_isa el_cpu_isa_set(el_cpu_isa isa) {
     el_cpu_isa best = el_cpu_isa_detect();
     if ((int)isa < 0) isa = EL_ISA_SCALAR;
-    if (isa > best) isa = best;
+    if (!el_cpu_isa_ok(isa)) isa = best; /* above this CPU (x86 levels), or another architecture's */
     atomic_store(&g_isa, (int)isa);
     return isa;
 }
@@ -89,8 +99,8 @@ static int isa_default(void) {
     el_cpu_isa isa = el_cpu_isa_detect();
     const char *e = getenv("EDGELLM_CPU_ISA");
     if (e) {
-        for (int i = EL_ISA_SCALAR; i <= EL_ISA_AVX512; i++)
-            if (!strcmp(e, el_cpu_isa_name((el_cpu_isa)i)) && i < (int)isa) isa = (el_cpu_isa)i;
+        for (int i = EL_ISA_SCALAR; i < EL_ISA_COUNT; i++)
+            if (!strcmp(e, el_cpu_isa_name((el_cpu_isa)i)) && el_cpu_isa_ok((el_cpu_isa)i)) isa = (el_cpu_isa)i;
     }
     return (int)isa;
 }
@@ -105,6 +115,9 @@ static const el_cpu_kern *kern(void) {
 #if defined(__x86_64__)
     if (v == EL_ISA_AVX512) return &el_cpu_kern_avx512;
     if (v == EL_ISA_AVX2) return &el_cpu_kern_avx2;
+#endif
+#if defined(__aarch64__)
+    if (v == EL_ISA_NEON) return &el_cpu_kern_neon;
 #endif
     return &el_cpu_kern_scalar;
 }

@@ -24,6 +24,8 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <immintrin.h>
 #define TP_PAUSE() _mm_pause()
+#elif defined(__aarch64__)
+#define TP_PAUSE() __asm__ __volatile__("yield")
 #else
 #define TP_PAUSE() ((void)0)
 #endif
