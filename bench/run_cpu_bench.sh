@@ -107,7 +107,7 @@ for shape in $SHAPES; do
     fi
     esuf=$efmt; [ -n "$hq" ] && esuf="$efmt-head-$hq"
     exp="$WORK/$tag.$esuf.export" eng="$WORK/$tag.$esuf.engine" gguf="$WORK/$tag.$gtype.gguf"
-    ejson="null" ljson="null" enote="" lnote=""
+    ejson="null" etjson="null" ljson="null" enote="" lnote=""
     # edgellm: export -> build -> bench
     if [ ! -f "$eng/.complete" ]; then
       case "$efmt" in
@@ -134,6 +134,11 @@ for shape in $SHAPES; do
       else
         enote="bench failed: $(tail -1 "$WORK/$tag.$efmt.bench.log" || true)"
       fi
+      # tg as llama-bench (and llamacpp_bench.mjs) measures it: TG tokens from an empty cache (a 1-token prompt)
+      log "edgellm bench $tag $efmt (tg$TG from an empty cache)"
+      if out=$("$EDGELLM" bench --engine "$eng" --prompt-len 1 --gen-len "$TG" --threads "$THREADS" --reps "$REPS" --json "${EB_MEMBW[@]}" 2>>"$WORK/$tag.$efmt.bench.log"); then
+        etjson=$(echo "$out" | grep '^{' | tail -1 || true); [ -n "$etjson" ] || etjson=null
+      fi
     fi
     # llama.cpp: GGUF from our exporter (same weights) -> node-llama-cpp
     if [ ! -f "$gguf" ]; then
@@ -155,9 +160,9 @@ for shape in $SHAPES; do
         lnote="llama.cpp failed: $(tail -1 "$WORK/$tag.$gtype.llamacpp.log" || true)"
       fi
     fi
-    $PY - "$tag" "$esuf" "$gtype" "$gguf" "$WORK/$tag.$efmt.info.json" "$ejson" "$ljson" "$enote" "$lnote" "$PP" "$TG" "$lbw" >> "$JSONL" <<'EOF'
+    $PY - "$tag" "$esuf" "$gtype" "$gguf" "$WORK/$tag.$efmt.info.json" "$ejson" "$ljson" "$enote" "$lnote" "$PP" "$TG" "$lbw" "$etjson" >> "$JSONL" <<'EOF'
 import json, struct, sys, os
-tag, efmt, gtype, gguf, info_path, ej, lj, enote, lnote, pp, tg, lbw = sys.argv[1:13]
+tag, efmt, gtype, gguf, info_path, ej, lj, enote, lnote, pp, tg, lbw, etj = sys.argv[1:14]
 pp, tg = int(pp), int(tg)
 def gguf_info(path):  # tensor bytes by name + hparams from a GGUF file
     if not os.path.exists(path): return None
@@ -191,10 +196,11 @@ def gguf_info(path):  # tensor bytes by name + hparams from a GGUF file
     return kv, tens
 def med(d, k): return (d or {}).get(k, {}).get("median")
 e = json.loads(ej) if ej != "null" else None
+et = json.loads(etj) if etj != "null" else None  # tg from an empty cache (1-token prompt), as llama-bench's tg
 l = json.loads(lj) if lj != "null" else None
 g = gguf_info(gguf)
 row = {"kind": "pair", "model": tag, "edgellm": efmt, "llamacpp": gtype, "edgellm_note": enote or None,
-       "llamacpp_note": lnote or None, "edgellm_raw": e, "llamacpp_raw": l}
+       "llamacpp_note": lnote or None, "edgellm_raw": e, "edgellm_tg_raw": et, "llamacpp_raw": l}
 if g:
     kv, tens = g
     arch = kv["general.architecture"]
@@ -217,6 +223,10 @@ if g:
         row["edgellm_decode_gb_s"] = e.get("decode_gb_s")
         row["edgellm_prefill_gflop_s"] = row["edgellm_pp"] * flops_tok / 1e9
         row["edgellm_membw_gb_s"] = e.get("membw_gb_s")
+        row["edgellm_tg_ctx_pp"] = row["edgellm_tg"]  # decode at KV context pp .. pp + tg
+    if et:  # the tg column: same start as llama.cpp's (empty cache)
+        row["edgellm_tg"], row["edgellm_decode_gb_s"] = med(et, "decode_tok_s"), et.get("decode_gb_s")
+        row["edgellm_membw_gb_s"] = et.get("membw_gb_s") or row.get("edgellm_membw_gb_s")
 print(json.dumps(row))
 EOF
   done
@@ -234,8 +244,9 @@ pct = lambda g, b=None: "n/a" if g is None or not (b or bw) else f"{100 * g / (b
 L = [f"CPU: {m['cpu']}, {m['threads']} threads; streaming-read bandwidth ({m['threads']} threads, bench_membw): "
      f"{f(bw)} GB/s; {datetime.datetime.utcnow():%Y-%m-%d %H:%M} UTC; medians of {reps} reps.", "",
      f"| model | edgellm | llama.cpp | pp{pp} edgellm | pp{pp} llama.cpp | pp ratio | tg{tg} edgellm | tg{tg} llama.cpp | tg ratio "
-     f"| decode GB/s edgellm (of membw) | decode GB/s llama.cpp (of membw) | prefill GFLOP/s edgellm | prefill GFLOP/s llama.cpp |",
-     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+     f"| decode GB/s edgellm (of membw) | decode GB/s llama.cpp (of membw) | prefill GFLOP/s edgellm | prefill GFLOP/s llama.cpp "
+     f"| tg{tg} edgellm at context {pp} |",
+     "|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
 notes = []
 for r in rows:
     if r["kind"] != "pair": continue
@@ -244,14 +255,16 @@ for r in rows:
              f"{ratio(g('edgellm_pp'), g('llamacpp_pp'))} | {f(g('edgellm_tg'), 2)} | {f(g('llamacpp_tg'), 2)} | "
              f"{ratio(g('edgellm_tg'), g('llamacpp_tg'))} | {f(g('edgellm_decode_gb_s'))} ({pct(g('edgellm_decode_gb_s'), g('edgellm_membw_gb_s'))}) | "
              f"{f(g('llamacpp_decode_gb_s'))} ({pct(g('llamacpp_decode_gb_s'), g('llamacpp_membw_gb_s'))}) | {f(g('edgellm_prefill_gflop_s'))} | "
-             f"{f(g('llamacpp_prefill_gflop_s'))} |")
+             f"{f(g('llamacpp_prefill_gflop_s'))} | {f(g('edgellm_tg_ctx_pp'), 2)} |")
     for k in ("edgellm_note", "llamacpp_note"):
         if r.get(k): notes.append(f"- {r['model']} {r['edgellm']}/{r['llamacpp']}: {r[k]}")
     lr = r.get("llamacpp_raw") or {}
     if lr and "persistent" not in lr.get("threadpool", ""):
         notes.append(f"- {r['model']} {r['llamacpp']}: llama.cpp ran WITHOUT the persistent thread pool ({lr.get('threadpool')})")
 L.append("")
-L.append("ratio = edgellm / llama.cpp. Decode GB/s = tok/s x (weight bytes read per token + KV bytes); edgellm's from "
+L.append("ratio = edgellm / llama.cpp. tg: generation from an empty cache on both sides (llama-bench's tg; edgellm: "
+         "`edgellm bench --prompt-len 1`); the last column is edgellm's decode after the pp prompt (context pp .. pp+tg). "
+         "Decode GB/s = tok/s x (weight bytes read per token + KV bytes); edgellm's from "
          "`edgellm bench` (KV at context prompt+gen/2), llama.cpp's from the GGUF tensor sizes (tied embeddings read in "
          "full as the output matrix) + f16 KV at context tg/2; 'of membw' = of the streaming-read bandwidth measured in the "
          "same run (edgellm: `edgellm bench --membw`, the higher of before/after; llama.cpp: bench_membw just before), "
