@@ -649,12 +649,10 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     }
     for (int64_t i = 0; i < seq; i++)
         pos[i] = (int32_t)i;
-    {
-        calib_run r = {rt, ids, pos, slot, want, n_chunks, seq, ""};
-        if ((s = calib_chunks(&r, c, p->progress, "calibrate")) < 0) goto done;
-    }
+    calib_run r = {rt, ids, pos, slot, want, n_chunks, seq, ""};
+    if ((s = calib_chunks(&r, c, p->progress, "calibrate")) < 0) goto done;
     if (keep) { /* hand the engine over: freed by calib_run_free */
-        *keep = (calib_run){rt, ids, pos, slot, want, n_chunks, seq, ""};
+        *keep = r;
         snprintf(keep->edir, sizeof keep->edir, "%s", edir);
         rt = NULL, ids = NULL, pos = NULL, slot = NULL, want = NULL;
         edir[0] = 0;
