@@ -30,6 +30,7 @@
  */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fused.cuh"
+#include "kernels/cuda/fused_ops.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 #include <math.h>
@@ -69,17 +70,6 @@ template <> struct fgv<ELK_F32> {
         f[2] = __uint_as_float(u.z);
         f[3] = __uint_as_float(u.w);
     }
-};
-
-struct fg_args {
-    const float *x, *g; /* g: norm weight or NULL */
-    float eps;
-    int64_t k;
-    const void *w[3];
-    const float *b[3];
-    float *y[3];
-    int64_t n[3];
-    unsigned tile_end[3]; /* blocks [tile_end[i-1], tile_end[i]) belong to matrix i (STORE/ACCUM) */
 };
 
 /* acc[r] += (x g) . w_r over one 16-byte vector v of every row (ss += x . x when norm) */
@@ -122,19 +112,13 @@ static __device__ __forceinline__ void fg_step(const uint4 (&wv)[NR], const floa
 }
 
 template <int WT, int R, int MODE, bool VEC>
-__global__ void __launch_bounds__(FG_THREADS) k_fgemv(const fg_args a) {
+__global__ void __launch_bounds__(FG_THREADS) k_fgemv(const elk_fg_ops a) {
     constexpr int NM = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices read per block */
     constexpr int NR = NM * R;
     constexpr int ESZ = WT == ELK_F32 ? 4 : 2;
-    unsigned tile = blockIdx.x;
-    int mi = 0;
-    if (MODE != ELK_FG_SWIGLU && tile >= a.tile_end[0]) {
-        mi = tile >= a.tile_end[1] ? 2 : 1;
-        tile -= mi == 1 ? a.tile_end[0] : a.tile_end[1];
-    }
+    int mi;
+    const unsigned tile = elk_fg_tile<MODE>(a, blockIdx.x, mi);
     const void *w0 = mi == 0 ? a.w[0] : mi == 1 ? a.w[1] : a.w[2];
-    const float *b0 = mi == 0 ? a.b[0] : mi == 1 ? a.b[1] : a.b[2];
-    float *y = mi == 0 ? a.y[0] : mi == 1 ? a.y[1] : a.y[2];
     const int64_t n = mi == 0 ? a.n[0] : mi == 1 ? a.n[1] : a.n[2];
     const int64_t k = a.k;
     const int64_t row0 = (int64_t)tile * R;
@@ -220,41 +204,27 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const fg_args a) {
             s2 += red[i][NR];
         scale = rsqrtf(s2 / (float)k + a.eps);
     }
-    float s = 0.f;
+    float s = 0.f, u = 0.f;
 #pragma unroll
     for (int i = 0; i < FG_THREADS / 32; i++)
         s += red[i][r];
-    s *= scale;
-    if (b0) s += b0[row];
     if (MODE == ELK_FG_SWIGLU) {
-        float u = 0.f;
 #pragma unroll
         for (int i = 0; i < FG_THREADS / 32; i++)
             u += red[i][R + r];
-        u *= scale;
-        if (a.b[1]) u += a.b[1][row];
-        y[row] = s / (1.f + expf(-s)) * u;
-    } else if (MODE == ELK_FG_ACCUM) {
-        y[row] += s;
-    } else {
-        y[row] = s;
     }
+    elk_fg_store<MODE>(a, mi, row, s * scale, u * scale);
 }
 
 template <int WT, int MODE>
-static cudaError_t fg_launch(cudaStream_t st, const fg_args &a, int64_t rows, bool vec, int n_sm, bool pdl) {
+static cudaError_t fg_launch(cudaStream_t st, const elk_fg_ops &a, int64_t rows, bool vec, int n_sm, bool pdl) {
     const int R = !vec ? 1 : rows >= (int64_t)n_sm * 16 ? 4 : rows >= (int64_t)n_sm * 8 ? 2 : 1;
-    fg_args b = a;
-    const int nm = MODE == ELK_FG_SWIGLU ? 1 : 3;
-    int64_t blocks = 0;
-    for (int i = 0; i < 3; i++) {
-        if (i < nm) blocks += (b.n[i] + R - 1) / R;
-        if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
-        b.tile_end[i] = (unsigned)blocks;
-    }
+    elk_fg_ops b = a;
+    const int64_t blocks = elk_fg_tiles(b, R, MODE);
+    if (blocks < 0) return cudaErrorInvalidValue;
     if (blocks == 0) return cudaSuccess;
     const unsigned nb = (unsigned)blocks;
-    void (*kern)(const fg_args) = !vec     ? k_fgemv<WT, 1, MODE, false>
+    void (*kern)(const elk_fg_ops) = !vec     ? k_fgemv<WT, 1, MODE, false>
                                   : R == 4 ? k_fgemv<WT, 4, MODE, true>
                                   : R == 2 ? k_fgemv<WT, 2, MODE, true>
                                            : k_fgemv<WT, 1, MODE, true>;
@@ -262,7 +232,7 @@ static cudaError_t fg_launch(cudaStream_t st, const fg_args &a, int64_t rows, bo
 }
 
 template <int WT>
-static cudaError_t fg_mode(cudaStream_t st, const fg_args &a, int64_t rows, bool vec, int mode, int n_sm,
+static cudaError_t fg_mode(cudaStream_t st, const elk_fg_ops &a, int64_t rows, bool vec, int mode, int n_sm,
                            bool pdl) {
     if (mode == ELK_FG_SWIGLU) return fg_launch<WT, ELK_FG_SWIGLU>(st, a, rows, vec, n_sm, pdl);
     if (mode == ELK_FG_ACCUM) return fg_launch<WT, ELK_FG_ACCUM>(st, a, rows, vec, n_sm, pdl);
@@ -272,28 +242,14 @@ static cudaError_t fg_mode(cudaStream_t st, const fg_args &a, int64_t rows, bool
 cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
                            int n_w, const void *const *w, const int64_t *n, const float *const *bias,
                            float *const *y, int mode, int n_sm, bool pdl) {
-    if (k <= 0 || n_w < 1 || n_w > 3 || (mode == ELK_FG_SWIGLU && n_w != 2)) return cudaErrorInvalidValue;
+    elk_fg_ops a;
+    if (!elk_fg_fill(a, x, k, norm_w, eps, n_w, w, n, bias, y, mode)) return cudaErrorInvalidValue;
     if (n_sm <= 0) n_sm = 1;
-    fg_args a;
-    memset(&a, 0, sizeof a);
-    a.x = x;
-    a.g = norm_w;
-    a.eps = eps;
-    a.k = k;
     const int V = wt == ELK_F32 ? 4 : 8;
     bool vec = k % V == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)norm_w & 15) == 0;
-    int64_t rows = 0;
-    for (int i = 0; i < n_w; i++) {
-        a.w[i] = w[i];
-        a.b[i] = bias ? bias[i] : NULL;
-        if (mode != ELK_FG_SWIGLU || i == 0) {
-            a.y[i] = y[i];
-            a.n[i] = n[i];
-            if (n[i] < 0) return cudaErrorInvalidValue;
-            rows += n[i];
-        }
+    const int64_t rows = a.n[0] + a.n[1] + a.n[2]; /* SWIGLU: n[0] (the pair's rows) */
+    for (int i = 0; i < n_w; i++)
         vec = vec && ((uintptr_t)w[i] & 15) == 0;
-    }
     if (wt == ELK_BF16) return fg_mode<ELK_BF16>(st, a, rows, vec, mode, n_sm, pdl);
     if (wt == ELK_F16) return fg_mode<ELK_F16>(st, a, rows, vec, mode, n_sm, pdl);
     return fg_mode<ELK_F32>(st, a, rows, vec, mode, n_sm, pdl);

@@ -37,6 +37,7 @@
  */
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fused.cuh"
+#include "kernels/cuda/fused_ops.cuh"
 #include "kernels/cuda/pdl.cuh"
 
 #include <string.h>
@@ -47,14 +48,7 @@
 #define QM_SMEM_PER_BLOCK (256 + 4 + 16) /* B fragments, block scale, 4 chunk sums */
 
 struct qm_args {
-    const float *x, *g; /* g: norm weight or NULL */
-    float eps;
-    int64_t k;
-    const uint8_t *w[3];
-    const float *b[3];
-    float *y[3];
-    int64_t n[3];
-    unsigned tile_end[3]; /* tiles [tile_end[i-1], tile_end[i]) belong to matrix i (STORE/ACCUM) */
+    elk_fg_ops f;         /* the op (tile_end: 16-row tiles) */
     int nkb, per;         /* 128-blocks of k; blocks per warp */
     int group;            /* group size of every matrix: 32, 64 or 128 * 2^gsh */
     int gsh;
@@ -124,30 +118,25 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     uint32_t *xs = (uint32_t *)(qm_sm + qm_cfg<T, S>::BYTES); /* [nkb][2 (hi, lo)][4 tg][4 j][2] */
     float *xsc = (float *)(xs + nkb * 64);                  /* [nkb] max|u| / 32639 */
     float *xsum = xsc + nkb;                                /* [nkb][4] sum of v over each 32-code chunk */
-    const int64_t k = a.k, G = a.G;
-    const unsigned ntiles = a.tile_end[MODE == ELK_FG_SWIGLU ? 0 : 2];
+    const int64_t k = a.f.k, G = a.G;
+    const unsigned ntiles = a.f.tile_end[MODE == ELK_FG_SWIGLU ? 0 : 2];
     const unsigned nt_c = blockIdx.x < ntiles ? (ntiles - blockIdx.x + gridDim.x - 1) / gridDim.x : 0;
     const int kb_lo = warp * a.per, per_w = max(0, min(nkb, kb_lo + a.per) - kb_lo);
     const int total = (int)nt_c * per_w;
     /* the matrices' sections (headers read once) */
     __shared__ const uint8_t *mq[3], *ms[3], *mz[3];
-    if (threadIdx.x < 3 && a.w[threadIdx.x]) {
-        const elk_qhdr *h = (const elk_qhdr *)a.w[threadIdx.x];
-        mq[threadIdx.x] = a.w[threadIdx.x] + h->quants_off;
-        ms[threadIdx.x] = a.w[threadIdx.x] + h->scales_off;
-        mz[threadIdx.x] = h->zeros_off ? a.w[threadIdx.x] + h->zeros_off : nullptr;
+    if (threadIdx.x < 3 && a.f.w[threadIdx.x]) {
+        const uint8_t *w = (const uint8_t *)a.f.w[threadIdx.x];
+        const elk_qhdr *h = (const elk_qhdr *)w;
+        mq[threadIdx.x] = w + h->quants_off;
+        ms[threadIdx.x] = w + h->scales_off;
+        mz[threadIdx.x] = h->zeros_off ? w + h->zeros_off : nullptr;
     }
     __syncthreads();
 
     /* tile -> (matrix, first row) */
     auto where = [&](unsigned ti, int &mi, int64_t &row0) {
-        unsigned tile = blockIdx.x + ti * gridDim.x;
-        mi = 0;
-        if (MODE != ELK_FG_SWIGLU && tile >= a.tile_end[0]) {
-            mi = tile >= a.tile_end[1] ? 2 : 1;
-            tile -= mi == 1 ? a.tile_end[0] : a.tile_end[1];
-        }
-        row0 = (int64_t)tile * 16;
+        row0 = (int64_t)elk_fg_tile<MODE>(a.f, blockIdx.x + ti * gridDim.x, mi) * 16;
     };
     /* issue cursor: item i = (tile ci, block kb_lo + cj); the lane's row pointers of tile ci */
     unsigned ci = 0;
@@ -158,7 +147,7 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
         int mi;
         int64_t row0;
         where(ci, mi, row0);
-        const int64_t n = a.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
+        const int64_t n = a.f.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
         const int64_t r[2] = {min(row0 + gq, n - 1), min(row0 + gq + 8, n - 1)}; /* past n: row n - 1 */
 #pragma unroll
         for (int t = 0; t < T; t++) {
@@ -206,8 +195,8 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     pdl_wait();
 
     /* x -> shared memory: 16 lanes per 128-block, 8 elements per lane (two blocks per warp and step) */
-    const float *__restrict__ x = a.x;
-    const float *__restrict__ g = a.g;
+    const float *__restrict__ x = a.f.x;
+    const float *__restrict__ g = a.f.g;
     float ss = 0.f;
 #pragma unroll 4 /* independent iterations: their x loads in flight together */
     for (int kb2 = warp; 2 * kb2 < nkb; kb2 += QM_WARPS) {
@@ -270,7 +259,7 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
         }
     }
     float rn = 1.f;
-    if (g) rn = rsqrtf(elk_block_sum(ss, redn) / (float)k + a.eps);
+    if (g) rn = rsqrtf(elk_block_sum(ss, redn) / (float)k + a.f.eps);
     __syncthreads();
 
     /* lane (gq, tg) feeds B column gq: hi (gq even) or lo bytes of group gq / 2, if its codes are in it */
@@ -285,7 +274,7 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
         int mi;
         int64_t row0;
         where(ti, mi, row0);
-        const int64_t nrow = a.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
+        const int64_t nrow = a.f.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
         const int64_t rr[2] = {min(row0 + gq, nrow - 1), min(row0 + gq + 8, nrow - 1)};
         bool zpt[T];
 #pragma unroll
@@ -348,30 +337,16 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
         __syncthreads(); /* one barrier per tile: red alternates, so tile ti + 2 writes after this one's reads */
         if (threadIdx.x < 16) {
             const int r = threadIdx.x;
-            const int64_t n = a.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
+            const int64_t n = a.f.n[MODE == ELK_FG_SWIGLU ? 0 : mi];
             const int64_t row = row0 + r;
             if (row < n) {
-                float s = 0.f;
+                float s = 0.f, up = 0.f;
 #pragma unroll
-                for (int w = 0; w < QM_WARPS; w++)
+                for (int w = 0; w < QM_WARPS; w++) {
                     s += red[ti & 1][w][0][r];
-                s *= rn;
-                const float *b0 = a.b[MODE == ELK_FG_SWIGLU ? 0 : mi];
-                float *y = a.y[MODE == ELK_FG_SWIGLU ? 0 : mi];
-                if (b0) s += b0[row];
-                if (MODE == ELK_FG_SWIGLU) {
-                    float up = 0.f;
-#pragma unroll
-                    for (int w = 0; w < QM_WARPS; w++)
-                        up += red[ti & 1][w][T - 1][r];
-                    up *= rn;
-                    if (a.b[1]) up += a.b[1][row];
-                    y[row] = s / (1.f + expf(-s)) * up;
-                } else if (MODE == ELK_FG_ACCUM) {
-                    y[row] += s;
-                } else {
-                    y[row] = s;
+                    if (MODE == ELK_FG_SWIGLU) up += red[ti & 1][w][T - 1][r];
                 }
+                elk_fg_store<MODE>(a.f, mi, row, s * rn, up * rn);
             }
         }
     }
@@ -405,13 +380,8 @@ template <int MODE, int S> static cudaError_t qm_launch_s(cudaStream_t st, const
 /* Stages: 8 (7 blocks in flight per warp) for one matrix per tile, 6 when that leaves room for only one block of
  * 256 threads per SM (long k: the x fragments grow), 4 for SwiGLU tiles (two matrices per stage). */
 template <int MODE> static cudaError_t qm_launch(cudaStream_t st, qm_args &a, int n_sm, bool pdl) {
-    const int nm = MODE == ELK_FG_SWIGLU ? 1 : 3;
-    int64_t tiles = 0;
-    for (int i = 0; i < 3; i++) {
-        if (i < nm) tiles += (a.n[i] + 15) / 16;
-        if (tiles > 0x7fffffff) return cudaErrorInvalidValue;
-        a.tile_end[i] = (unsigned)tiles;
-    }
+    const int64_t tiles = elk_fg_tiles(a.f, 16, MODE);
+    if (tiles < 0) return cudaErrorInvalidValue;
     if (tiles == 0) return cudaSuccess;
     if constexpr (MODE == ELK_FG_SWIGLU) {
         return qm_launch_s<MODE, 4>(st, a, (unsigned)tiles, n_sm, pdl);
@@ -437,14 +407,12 @@ bool elk_w4a16_mma_ok(int64_t k, int64_t group) {
 cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t group, const float *norm_w, float eps,
                             int n_w, const void *const *w, const int64_t *n, const float *const *bias, float *const *y,
                             int mode, int n_sm, bool pdl) {
-    if (!elk_w4a16_mma_ok(k, group) || n_w < 1 || n_w > 3 || (mode == ELK_FG_SWIGLU && n_w != 2))
-        return cudaErrorInvalidValue;
     qm_args a;
     memset(&a, 0, sizeof a);
-    a.x = x;
-    a.g = norm_w;
-    a.eps = eps;
-    a.k = k;
+    if (!elk_w4a16_mma_ok(k, group) || !elk_fg_fill(a.f, x, k, norm_w, eps, n_w, w, n, bias, y, mode))
+        return cudaErrorInvalidValue;
+    for (int i = 0; i < n_w; i++)
+        if ((uintptr_t)w[i] & 63) return cudaErrorInvalidValue;
     a.nkb = (int)((k + 127) / 128);
     a.per = (a.nkb + QM_WARPS - 1) / QM_WARPS;
     a.group = (int)group;
@@ -453,15 +421,6 @@ cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t 
     a.codes = a.G * group;
     a.rb = a.codes / 2;
     a.xvec = k % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)norm_w & 15) == 0;
-    for (int i = 0; i < n_w; i++) {
-        if (((uintptr_t)w[i] & 63) || n[i] < 0 || n[i] > 0x7fffffff) return cudaErrorInvalidValue;
-        a.w[i] = (const uint8_t *)w[i];
-        a.b[i] = bias ? bias[i] : NULL;
-        if (mode != ELK_FG_SWIGLU || i == 0) {
-            a.y[i] = y[i];
-            a.n[i] = n[i];
-        }
-    }
     if (n_sm <= 0) n_sm = 1;
     if (mode == ELK_FG_SWIGLU) return qm_launch<ELK_FG_SWIGLU>(st, a, n_sm, pdl);
     if (mode == ELK_FG_ACCUM) return qm_launch<ELK_FG_ACCUM>(st, a, n_sm, pdl);
