@@ -86,6 +86,23 @@ static __device__ __forceinline__ void elk_nib8(uint32_t u, float *f) {
     f[7] = __uint_as_float(__byte_perm(hi, 0x4b00, 0x5443));
 }
 
+/* mma.sync m16n8k16 bf16 x bf16 -> f32 (d += A B), fragments as the PTX ISA lays them out */
+static __device__ __forceinline__ void elk_mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
+                                                    uint32_t b0, uint32_t b1) {
+    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
+        "{%0, %1, %2, %3};"
+        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
+}
+
+/* (x0, x1) -> bf16x2 hi and lo with x ~= hi + lo (to ~2^-17 relative); lower half = x0. */
+static __device__ __forceinline__ void elk_split_bf16x2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
+    __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
+    __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
+    hi = *reinterpret_cast<uint32_t *>(&h);
+    lo = *reinterpret_cast<uint32_t *>(&l);
+}
+
 static __device__ __forceinline__ float elk_warp_sum(float v) {
 #pragma unroll
     for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);

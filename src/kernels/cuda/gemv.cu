@@ -174,22 +174,6 @@ __global__ void __launch_bounds__(GEMV_THREADS) k_gemv_scalar(const float *__res
 /* ---- tensor-core path (BF16 weights, 2 <= m <= 8) ---- */
 #define TC_WARPS 8
 
-static __device__ __forceinline__ void mma_bf16(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
-                                                uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/* (x0, x1) -> bf16x2 hi and lo with x ~= hi + lo; lower half = x0. */
-static __device__ __forceinline__ void split2(float x0, float x1, uint32_t &hi, uint32_t &lo) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
-    __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
-    hi = *reinterpret_cast<uint32_t *>(&h);
-    lo = *reinterpret_cast<uint32_t *>(&l);
-}
-
 template <int T> struct tc_chunk {
     uint4 w[T][2];
     float4 xa, xb;
@@ -216,17 +200,17 @@ static __device__ __forceinline__ void tc_load(tc_chunk<T> &c, const tc_rows<T> 
 
 template <int T> static __device__ __forceinline__ void tc_compute(float (&acc)[T][4], const tc_chunk<T> &c) {
     uint32_t hi[4], lo[4];
-    split2(c.xa.x, c.xa.y, hi[0], lo[0]);
-    split2(c.xa.z, c.xa.w, hi[1], lo[1]);
-    split2(c.xb.x, c.xb.y, hi[2], lo[2]);
-    split2(c.xb.z, c.xb.w, hi[3], lo[3]);
+    elk_split_bf16x2(c.xa.x, c.xa.y, hi[0], lo[0]);
+    elk_split_bf16x2(c.xa.z, c.xa.w, hi[1], lo[1]);
+    elk_split_bf16x2(c.xb.x, c.xb.y, hi[2], lo[2]);
+    elk_split_bf16x2(c.xb.z, c.xb.w, hi[3], lo[3]);
 #pragma unroll
     for (int i = 0; i < T; i++) {
         const uint4 &r0 = c.w[i][0], &r1 = c.w[i][1]; /* rows g and g + 8 of tile i */
-        mma_bf16(acc[i], r0.x, r1.x, r0.y, r1.y, hi[0], hi[1]);
-        mma_bf16(acc[i], r0.x, r1.x, r0.y, r1.y, lo[0], lo[1]);
-        mma_bf16(acc[i], r0.z, r1.z, r0.w, r1.w, hi[2], hi[3]);
-        mma_bf16(acc[i], r0.z, r1.z, r0.w, r1.w, lo[2], lo[3]);
+        elk_mma_bf16(acc[i], r0.x, r1.x, r0.y, r1.y, hi[0], hi[1]);
+        elk_mma_bf16(acc[i], r0.x, r1.x, r0.y, r1.y, lo[0], lo[1]);
+        elk_mma_bf16(acc[i], r0.z, r1.z, r0.w, r1.w, hi[2], hi[3]);
+        elk_mma_bf16(acc[i], r0.z, r1.z, r0.w, r1.w, lo[2], lo[3]);
     }
 }
 

@@ -273,22 +273,6 @@ __global__ void __launch_bounds__(QG_THREADS)
  * are summed through shared memory; a block owns 16 * T rows (T = 1 for now). */
 #define TCQ_WARPS 8
 
-static __device__ __forceinline__ void mma_bf16_q(float (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2,
-                                                  uint32_t a3, uint32_t b0, uint32_t b1) {
-    asm("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 {%0, %1, %2, %3}, {%4, %5, %6, %7}, {%8, %9}, "
-        "{%0, %1, %2, %3};"
-        : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
-        : "r"(a0), "r"(a1), "r"(a2), "r"(a3), "r"(b0), "r"(b1));
-}
-
-/* (x0, x1) -> bf16x2 hi and lo, x ~= hi + lo; lower half = x0 */
-static __device__ __forceinline__ void split2q(float x0, float x1, uint32_t &hi, uint32_t &lo) {
-    __nv_bfloat162 h = __floats2bfloat162_rn(x0, x1);
-    __nv_bfloat162 l = __floats2bfloat162_rn(x0 - __low2float(h), x1 - __high2float(h));
-    hi = *reinterpret_cast<uint32_t *>(&h);
-    lo = *reinterpret_cast<uint32_t *>(&l);
-}
-
 /* pair t of word u: nibbles t (low half) and t + 4 (high half) as bf16x2 (q - z) */
 static __device__ __forceinline__ uint32_t nib_pair(uint32_t u, int t, uint32_t mz2) {
     uint32_t v = ((u >> (4 * t)) & 0x000f000fu) | 0x43004300u; /* 128 + q */
@@ -371,8 +355,8 @@ __global__ void __launch_bounds__(TCQ_WARPS * 32, 2)
                 const uint32_t a2 = nib_pair(u0[p1 >> 2], p1 & 3, c.mz[i][0]);
                 const uint32_t a1 = nib_pair(u1[p0 >> 2], p0 & 3, c.mz[i][1]);
                 const uint32_t a3 = nib_pair(u1[p1 >> 2], p1 & 3, c.mz[i][1]);
-                mma_bf16_q(blk, a0, a1, a2, a3, hi[p0], hi[p1]);
-                mma_bf16_q(blk, a0, a1, a2, a3, lo[p0], lo[p1]);
+                elk_mma_bf16(blk, a0, a1, a2, a3, hi[p0], hi[p1]);
+                elk_mma_bf16(blk, a0, a1, a2, a3, lo[p0], lo[p1]);
             }
             acc[i][0] = fmaf(blk[0], c.s[i][0], acc[i][0]);
             acc[i][1] = fmaf(blk[1], c.s[i][0], acc[i][1]);
@@ -449,7 +433,7 @@ __global__ void k_xsplit(const float *__restrict__ x, int64_t k, int64_t nkb, in
 #pragma unroll
     for (int p = 0; p < 16; p++) {
         const int64_t c0 = base + 8 * (p >> 2) + (p & 3), c1 = c0 + 4;
-        split2q(c0 < k ? xr[c0] : 0.f, c1 < k ? xr[c1] : 0.f, hi[p], lo[p]);
+        elk_split_bf16x2(c0 < k ? xr[c0] : 0.f, c1 < k ? xr[c1] : 0.f, hi[p], lo[p]);
     }
     uint4 *o = (uint4 *)(xsp + id * 32);
 #pragma unroll
