@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
 
@@ -829,6 +830,10 @@ edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **ou
     cpu_be *cb = el_calloc(1, sizeof *cb);
     if (!cb) return el_err(EDGELLM_STATUS_NO_MEMORY, "cpu backend: out of memory");
     cb->nth = p->n_threads > 0 ? p->n_threads : el_num_cpus();
+    /* EDGELLM_THREADS=N overrides every CPU backend's thread count (e.g. 1 under qemu-user, whose
+     * pthread_create hangs on this project's build machine; docs/kernels.md) */
+    const char *env_nth = getenv("EDGELLM_THREADS");
+    if (env_nth && atoi(env_nth) > 0) cb->nth = atoi(env_nth);
     cb->ref = p->use_reference;
     atomic_init(&cb->cur, 0);
     atomic_init(&cb->peak, 0);

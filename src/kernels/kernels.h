@@ -65,6 +65,7 @@ typedef enum el_cpu_feat {
     EL_FEAT_AVX512_VNNI, /* cpuid 7.0 ecx bit 11: vpdpbusd / vpdpwssd on zmm      */
     EL_FEAT_AVX512_BF16, /* cpuid 7.1 eax bit 5: vdpbf16ps                         */
     EL_FEAT_AVX_VNNI,    /* cpuid 7.1 eax bit 4: VEX vpdpbusd / vpdpwssd on ymm      */
+    EL_FEAT_DOTPROD,     /* aarch64 HWCAP_ASIMDDP (ARMv8.2 SDOT / UDOT)              */
 } el_cpu_feat;
 bool el_cpu_has(el_cpu_feat f);
 /* Forces a lower ISA (tests); returns the one in effect (the best when isa is not el_cpu_isa_ok). Until

@@ -1,7 +1,8 @@
 /* test_cpu_fused.c - the CPU backend's fused decode ops (norm_matmul, norm_swiglu) against the op chain they
  * replace (rmsnorm, a matmul per weight, add / swiglu) through the same backend: bit-identical results for
  * every weight format, with and without the norm, bias and the residual add, q / k / v-like groups of three
- * weights of different heights, on 1 and 2 threads and on each SIMD path this CPU has (the quantized formats
+ * weights of different heights, on 1 and 2 threads and on each SIMD path this CPU has (aarch64: NEON with and
+ * without SDOT; the quantized formats
  * take the fused path wherever their SIMD kernels apply: fused_quant), then on the scalar reference. */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
@@ -124,9 +125,12 @@ static void fused_case(el_backend *be, const fcase *c, int64_t k, bool with_norm
 int main(void) {
     const el_cpu_isa best = el_cpu_isa_detect();
     const int64_t ks[] = {256, 1024, 384};
+    const bool arm = best == EL_ISA_NEON; /* aarch64: NEON with SDOT (where present), without, scalar */
     for (int pass = 0; pass < 3; pass++) { /* each SIMD path this CPU has, then the scalar reference path */
-        const el_cpu_isa isa = pass == 0 ? EL_ISA_AVX512 : pass == 1 ? EL_ISA_AVX2 : EL_ISA_SCALAR;
-        if (best < isa) continue;
+        const el_cpu_isa isa = pass == 2 ? EL_ISA_SCALAR : arm ? EL_ISA_NEON : pass == 0 ? EL_ISA_AVX512 : EL_ISA_AVX2;
+        if (!arm && best < isa) continue;
+        if (arm && pass == 0 && !el_cpu_has(EL_FEAT_DOTPROD)) continue;
+        if (arm) setenv("EDGELLM_CPU_DOTPROD", pass == 0 ? "1" : "0", 1);
         el_cpu_isa_set(isa);
         setenv("EDGELLM_CPU_ISA", el_cpu_isa_name(isa), 1); /* the int8-activation kernels read it per call */
         for (int nth = 1; nth <= 2; nth++) {
@@ -144,13 +148,16 @@ int main(void) {
             /* the quantized formats take the fused path wherever the ISA has their kernels */
             if (isa == EL_ISA_AVX512)
                 CHECKF(n_fused == 7 * 4, "avx512 %d threads: %d of 28 quantized cases fused", nth, n_fused);
+            if (isa == EL_ISA_NEON) /* w4a16 (groups >= 32) and w8a8 */
+                CHECKF(n_fused == 4 * 4, "neon %d threads: %d of 16 quantized cases fused", nth, n_fused);
             if (isa == EL_ISA_SCALAR) CHECKF(n_fused == 0, "scalar: %d cases fused", n_fused);
-            printf("cpu_fused [%s, %d thread%s]: %d cases, %d on the fused path\n", el_cpu_isa_name(isa), nth,
-                   nth > 1 ? "s" : "", n_run, n_fused);
+            printf("cpu_fused [%s%s, %d thread%s]: %d cases, %d on the fused path\n", el_cpu_isa_name(isa),
+                   arm && pass < 2 ? (pass == 0 ? " sdot" : " v8.0") : "", nth, nth > 1 ? "s" : "", n_run, n_fused);
             el_backend_free(be);
         }
     }
     el_cpu_isa_set(best);
     unsetenv("EDGELLM_CPU_ISA");
+    unsetenv("EDGELLM_CPU_DOTPROD");
     return t_finish("test_cpu_fused");
 }

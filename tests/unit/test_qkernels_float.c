@@ -10,7 +10,8 @@
  * cases of decode and prefill are printed. fp8 with static activations has exact products (e4m3 x e4m3)
  * in both paths, so there the bound is 1e-10. All of it runs on each SIMD path this CPU has: AVX-512, then
  * AVX2 (qfloat_avx2.c: decode w4a16 / nvfp4 with 22-bit limbs, fp8 exact e4m3 in f32; prefill f32
- * dequantized rows) with and without AVX-VNNI. */
+ * dequantized rows) with and without AVX-VNNI; on aarch64 NEON (qneon*.c: w4a16 with groups >= 32, 16-bit x
+ * per chunk of 128 in two int8 limbs as AVX-512 decode, for all m) with and without SDOT. */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
@@ -251,7 +252,18 @@ int main(void) {
     /* each SIMD path this CPU has: AVX-512 (BF16 / VNNI where present), AVX2 with and without AVX-VNNI */
     const el_cpu_isa best = el_cpu_isa_detect();
     int total = 0;
-    for (int pass = 0; pass < 3; pass++) {
+    /* aarch64: the NEON kernels (w4a16, group >= 32) with SDOT where the CPU has it, then without */
+    for (int dp = 1; best == EL_ISA_NEON && dp >= 0; dp--) {
+        if (dp && !el_cpu_has(EL_FEAT_DOTPROD)) continue;
+        setenv("EDGELLM_CPU_DOTPROD", dp ? "1" : "0", 1);
+        const int ran = kernel_cases(quick);
+        unsetenv("EDGELLM_CPU_DOTPROD");
+        total += ran;
+        printf("qkernels_float [neon%s]: %d kernel cases, worst nmse vs el_ref_qmatmul: decode %.3g, prefill %.3g\n",
+               dp ? " sdot" : " v8.0", ran, g_worst_dec, g_worst);
+        CHECKF(ran > 0, "neon: no kernel cases ran");
+    }
+    for (int pass = 0; pass < 3 && best != EL_ISA_NEON; pass++) {
         const el_cpu_isa isa = pass == 0 ? EL_ISA_AVX512 : EL_ISA_AVX2;
         if (best < isa || (pass == 0 && best == EL_ISA_AVX2)) continue;
         el_cpu_isa_set(isa);

@@ -1,5 +1,6 @@
-/* test_qkernels_int8.c - the AVX-512 VNNI and the AVX2 int8-activation quantized matmuls (w8a8 dynamic /
- * static, q8_0, q4_0; kernels/cpu/qint8*.c; each ISA this CPU has) against the scalar reference
+/* test_qkernels_int8.c - the AVX-512 VNNI and the AVX2 (aarch64: NEON with and without SDOT) int8-activation
+ * quantized matmuls (w8a8 dynamic / static, q8_0, q4_0; kernels/cpu/qint8*.c, qneon*.c; each ISA this CPU
+ * has) against the scalar reference
  * el_ref_qmatmul on the same (original) layout: bit-exact outputs on random shapes (odd n, k not a multiple
  * of 64, m from 1 to prefill sizes, bias or not, ldy > n, row ranges split at tile and non-tile boundaries),
  * weights from el_quantize_ref and raw random bytes (int8 -128 included), activations with rounding ties and
@@ -185,10 +186,45 @@ static void test_backend(void) {
     rb->iface.free(rb);
 }
 
+/* aarch64: the NEON kernels (qneon.h) with SDOT where the CPU has it, then the ARMv8.0 ones
+ * (EDGELLM_CPU_DOTPROD=0), then the scalar ISA (the reference on both sides) */
+static void test_neon(bool quick) {
+    CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 17));
+    CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 64));
+    CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q4_0, 64));
+    CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q4_0, 48));
+    for (int dp = 1; dp >= 0; dp--) {
+        if (dp && !el_cpu_has(EL_FEAT_DOTPROD)) {
+            printf("test_qkernels_int8: no dot product instructions here, SDOT kernels not run\n");
+            continue;
+        }
+        setenv("EDGELLM_CPU_DOTPROD", dp ? "1" : "0", 1);
+        g_cases = g_bad_cases = 0;
+        test_kernels(quick);
+        printf("test_qkernels_int8: NEON%s: %lld kernel cases, %lld not bit-exact\n", dp ? " SDOT" : " (v8.0)",
+               (long long)g_cases, (long long)g_bad_cases);
+        CHECK(g_cases > 0);
+        test_backend();
+    }
+    unsetenv("EDGELLM_CPU_DOTPROD");
+    const char *isa0 = getenv("EDGELLM_CPU_ISA");
+    setenv("EDGELLM_CPU_ISA", "scalar", 1);
+    CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 64));
+    test_backend();
+    if (isa0)
+        setenv("EDGELLM_CPU_ISA", isa0, 1);
+    else
+        unsetenv("EDGELLM_CPU_ISA");
+}
+
 int main(void) {
     const bool quick = getenv("EDGELLM_TEST_QUICK") != NULL;
     CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W4A16, 64));
     CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 48)); /* ggml needs k % 32 == 0 */
+    if (el_cpu_isa_detect() == EL_ISA_NEON) {
+        test_neon(quick);
+        return t_finish("test_qkernels_int8");
+    }
     const char *isa0 = getenv("EDGELLM_CPU_ISA");
     if (!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 64)) {
         printf("test_qkernels_int8: no AVX-512 VNNI here, VNNI kernel checks skipped\n");

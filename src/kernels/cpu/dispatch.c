@@ -7,6 +7,13 @@
 #include <stdlib.h>
 #include <string.h>
 
+#if defined(__aarch64__) && defined(__linux__)
+#include <sys/auxv.h>
+#ifndef HWCAP_ASIMDDP
+#define HWCAP_ASIMDDP (1 << 20)
+#endif
+#endif
+
 #if defined(__x86_64__)
 #include <cpuid.h>
 
@@ -60,6 +67,8 @@ bool el_cpu_has(el_cpu_feat f) {
             if (a & (1u << 5)) v |= 1 << EL_FEAT_AVX512_BF16;
             if (a & (1u << 4)) v |= 1 << EL_FEAT_AVX_VNNI;
         }
+#elif defined(__aarch64__) && defined(__linux__)
+        if (getauxval(AT_HWCAP) & HWCAP_ASIMDDP) v |= 1 << EL_FEAT_DOTPROD;
 #endif
         atomic_store_explicit(&cached, v, memory_order_relaxed);
     }

@@ -1,8 +1,10 @@
 /* qint8.c - entry points of the int8-activation quantized matmuls (w8a8, q8_0, q4_0): sizes of the
  * shared activation buffer and of the per-thread scratch, and dispatch to the AVX-512 VNNI kernels
- * (qint8_avx512.c) or, on CPUs with AVX2 but no AVX-512 VNNI, the AVX2 kernels (qint8_avx2.c).
+ * (qint8_avx512.c) or, on CPUs with AVX2 but no AVX-512 VNNI, the AVX2 kernels (qint8_avx2.c); on aarch64
+ * the NEON kernels (qneon.h: SDOT where the CPU has it).
  * Otherwise edgellm_cpu_qmm_i8_supported is false and the caller runs el_ref_qmatmul. */
 #include "kernels/cpu/qint8.h"
+#include "kernels/cpu/qneon.h"
 
 #include <stdlib.h>
 #include <string.h>
@@ -13,15 +15,16 @@ static el_cpu_isa isa_now(void) {
     el_cpu_isa isa = el_cpu_isa_detect();
     const char *e = getenv("EDGELLM_CPU_ISA");
     if (e && !strcmp(e, "scalar")) isa = EL_ISA_SCALAR;
-    if (e && !strcmp(e, "avx2") && isa > EL_ISA_AVX2) isa = EL_ISA_AVX2;
+    if (e && !strcmp(e, "avx2") && isa == EL_ISA_AVX512) isa = EL_ISA_AVX2;
     return isa;
 }
 
-/* 2: AVX-512 VNNI kernels, 1: AVX2, 0: none (reference) */
+/* 3: NEON (qneon.h; aarch64), 2: AVX-512 VNNI kernels, 1: AVX2, 0: none (reference) */
 static int path(el_dtype wt, int64_t k) {
     if (wt != EL_DTYPE_Q_W8A8 && !el_qi8_ggml(wt)) return 0;
     if (k <= 0 || (el_qi8_ggml(wt) && k % 32)) return 0;
     const el_cpu_isa isa = isa_now();
+    if (isa == EL_ISA_NEON) return 3;
     if (isa == EL_ISA_AVX512 && el_cpu_has(EL_FEAT_AVX512_VNNI)) return 2;
     return isa >= EL_ISA_AVX2 ? 1 : 0;
 }
@@ -49,6 +52,8 @@ void edgellm_cpu_qmm_i8_quantize(const void *w, el_dtype wt, const float *x, int
     const int p = path(wt, k);
     if (p == 2) el_qi8_quantize_avx512(w, wt, x, m, k, i0, i1, act);
     if (p == 1) el_qi8_quantize_avx2(w, wt, x, m, k, i0, i1, act);
+#elif defined(__aarch64__)
+    if (path(wt, k) == 3) el_qi8_quantize_neon(w, wt, x, m, k, i0, i1, act);
 #else
     (void)w, (void)wt, (void)x, (void)m, (void)k, (void)act;
 #endif
@@ -61,6 +66,10 @@ void edgellm_cpu_qmm_i8(const void *act, int64_t m, int64_t k, const void *w, el
     const int p = path(wt, k);
     if (p == 2) el_qi8_matmul_avx512(act, m, k, w, wt, n, n0, n1, bias, y, ldy, scratch);
     if (p == 1) el_qi8_matmul_avx2(act, m, k, w, wt, n, n0, n1, bias, y, ldy, scratch);
+#elif defined(__aarch64__)
+    if (path(wt, k) == 3)
+        (el_qn_dotprod() ? el_qi8_matmul_neondp : el_qi8_matmul_neon)(act, m, k, w, wt, n, n0, n1, bias, y, ldy,
+                                                                      scratch);
 #else
     (void)act, (void)k, (void)w, (void)wt, (void)n, (void)bias, (void)y, (void)ldy, (void)scratch;
 #endif

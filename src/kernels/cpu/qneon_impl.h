@@ -1,0 +1,471 @@
+/* qneon_impl.h - bodies of the NEON quantized-format kernels (qneon.h), included once by qneon.c (QN_DP 0:
+ * ARMv8.0, names *_neon) and once by qneon_dp.c (QN_DP 1: built with +dotprod, names *_neondp). The only
+ * difference is qn_dot: 16 int8 products summed into 4 int32 lanes by one SDOT, or on ARMv8.0 by
+ * vmull_s8 + vmlal_high_s8 (pairs of products in int16: |a b + a' b'| <= 2 * 128 * 127 < 2^15 since one
+ * operand is never -128: activations are clamped to +-127, nibbles are 0..15) and vpadalq_s16.
+ *
+ * w8a8 (bit-exact with el_ref_qmatmul): register tiles of R <= 4 rows of W x T <= 4 tokens, 16 bytes of k
+ *   per step, one horizontal sum per output; blocks of ~128 KiB of W under which all token groups pass.
+ * q8_0 / q4_0 (bit-exact): 4 rows of W in the 4 f32 lanes, accumulated block by block in the reference's
+ *   order (acc += (float)isum * (d_w * d_x), no FMA); per block the 4 rows' int32 partial sums are reduced
+ *   by two vpaddq; q4_0 dots the unsigned nibbles and subtracts 8 * (block sum of x). Up to 4 tokens share
+ *   each loaded (unpacked) block of the 4 rows.
+ * w4a16 (group >= 32): x per chunk of 128 as n = rne(x / d), d = max |x| / 32639, split into two int8
+ *   limbs n = 256 x1 + x0 (x0 in -128..127); per segment (one group within one chunk: min(g, 128)
+ *   elements) the exact int32 sum of q * n = 256 (q . x1) + (q . x0) minus z * (segment sum of n), times
+ *   s_g * d in f32 (FMA into 4 lanes per output). */
+#if !defined(QN_DP)
+#error "define QN_DP before including qneon_impl.h"
+#endif
+
+#include <arm_neon.h>
+#include <math.h>
+#include <string.h>
+
+#if QN_DP
+#define QN_FN(name) name##_neondp
+#else
+#define QN_FN(name) name##_neon
+#endif
+#define QN_AI static inline __attribute__((always_inline))
+
+QN_AI int32x4_t qn_dot(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if QN_DP
+    return vdotq_s32(acc, a, b);
+#else
+    int16x8_t p = vmull_s8(vget_low_s8(a), vget_low_s8(b));
+    p = vmlal_high_s8(p, a, b);
+    return vpadalq_s16(acc, p);
+#endif
+}
+
+/* ---- w8a8 ------------------------------------------------------------------------------------------- */
+
+/* out[t * R + r] = sum_c W[r, c] * xq[t, c] (exact int32, wrap-around as the reference) */
+QN_AI void w8_tile(const int R, const int T, const int8_t *w, int64_t k, const int8_t *x, int64_t kp,
+                   int32_t *out) {
+    int32x4_t acc[16];
+    for (int i = 0; i < R * T; i++)
+        acc[i] = vdupq_n_s32(0);
+    const int64_t kv = k & ~(int64_t)15;
+    for (int64_t c = 0; c < kv; c += 16) {
+        int8x16_t xv[4];
+        for (int t = 0; t < T; t++)
+            xv[t] = vld1q_s8(x + t * kp + c);
+        for (int r = 0; r < R; r++) {
+            const int8x16_t wv = vld1q_s8(w + r * k + c);
+            for (int t = 0; t < T; t++)
+                acc[t * R + r] = qn_dot(acc[t * R + r], wv, xv[t]);
+        }
+    }
+    if (kv < k) { /* the row tail through a zero-padded copy (x is zero past k up to kp) */
+        int8x16_t xv[4];
+        for (int t = 0; t < T; t++)
+            xv[t] = vld1q_s8(x + t * kp + kv);
+        for (int r = 0; r < R; r++) {
+            int8_t tmp[16] = {0};
+            memcpy(tmp, w + r * k + kv, (size_t)(k - kv));
+            const int8x16_t wv = vld1q_s8(tmp);
+            for (int t = 0; t < T; t++)
+                acc[t * R + r] = qn_dot(acc[t * R + r], wv, xv[t]);
+        }
+    }
+    for (int i = 0; i < R * T; i++)
+        out[i] = vaddvq_s32(acc[i]);
+}
+
+static void w8_tile_rt(int R, int T, const int8_t *w, int64_t k, const int8_t *x, int64_t kp, int32_t *out) {
+    if (R == 4) {
+        if (T == 4) w8_tile(4, 4, w, k, x, kp, out);
+        if (T == 3) w8_tile(4, 3, w, k, x, kp, out);
+        if (T == 2) w8_tile(4, 2, w, k, x, kp, out);
+        if (T == 1) w8_tile(4, 1, w, k, x, kp, out);
+    } else {
+        if (T == 4) w8_tile(1, 4, w, k, x, kp, out);
+        if (T == 3) w8_tile(1, 3, w, k, x, kp, out);
+        if (T == 2) w8_tile(1, 2, w, k, x, kp, out);
+        if (T == 1) w8_tile(1, 1, w, k, x, kp, out);
+    }
+}
+
+static void w8a8_matmul(const void *act, int64_t m, int64_t k, const void *w, int64_t n0, int64_t n1,
+                        const float *bias, float *y, int64_t ldy) {
+    el_qhdr h;
+    memcpy(&h, w, sizeof h);
+    const float *sw = (const float *)((const uint8_t *)w + h.scales_off);
+    const int8_t *qs = (const int8_t *)((const uint8_t *)w + h.quants_off);
+    const uint8_t *a = act;
+    const float *sx = (const float *)a;
+    const int8_t *xq = (const int8_t *)(a + el_qi8_off_xq(EL_DTYPE_Q_W8A8, m, k));
+    const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
+    int32_t isum[16];
+    /* blocks of rows of W (~128 KiB) under which all the token groups pass (W read from memory once) */
+    const int64_t rb = m <= 4 ? n1 - n0 : ((int64_t)131072 / k + 3) & ~(int64_t)3;
+    for (int64_t jb = n0; jb < n1; jb += rb) {
+        const int64_t je = jb + rb < n1 ? jb + rb : n1;
+        for (int64_t t = 0; t < m;) {
+            const int T = m - t >= 4 ? 4 : (int)(m - t);
+            for (int64_t j = jb; j < je;) {
+                const int R = je - j >= 4 ? 4 : 1;
+                w8_tile_rt(R, T, qs + j * k, k, xq + t * kp, kp, isum);
+                for (int tt = 0; tt < T; tt++)
+                    for (int r = 0; r < R; r++) {
+                        const float v = ((float)isum[tt * R + r] * sw[j + r]) * sx[t + tt];
+                        y[(t + tt) * ldy + j + r] = bias ? v + bias[j + r] : v;
+                    }
+                j += R;
+            }
+            t += T;
+        }
+    }
+}
+
+/* ---- q8_0 / q4_0 ------------------------------------------------------------------------------------ */
+
+/* the f16 scales of block p of 4 rows (stride rb) as f32 */
+QN_AI float32x4_t gg_dw4(const uint8_t *p, int64_t rb) {
+    uint16_t d[4];
+    for (int r = 0; r < 4; r++)
+        memcpy(&d[r], p + r * rb, 2);
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(d)));
+}
+
+/* T tokens from t0 over 4 rows of W (row stride rb) from j0: y[t, j0 + r] for r < nr */
+QN_AI void gg_tile(const int Q8, const int T, const uint8_t *w, int64_t rb, int64_t nb, const float *dx,
+                   const int32_t *xs, const int8_t *xq, int64_t k, int64_t t0, int64_t j0, int nr, const float *bias,
+                   float *y, int64_t ldy) {
+    const int64_t bb = Q8 ? 34 : 18;
+    float32x4_t facc[4];
+    for (int t = 0; t < T; t++)
+        facc[t] = vdupq_n_f32(0.0f);
+    for (int64_t b = 0; b < nb; b++) {
+        const uint8_t *p = w + b * bb;
+        int8x16_t wl[4], wh[4]; /* elements 0..15 and 16..31 of the block, per row */
+        for (int r = 0; r < 4; r++) {
+            if (Q8) {
+                wl[r] = vld1q_s8((const int8_t *)(p + r * rb + 2));
+                wh[r] = vld1q_s8((const int8_t *)(p + r * rb + 18));
+            } else {
+                const uint8x16_t v = vld1q_u8(p + r * rb + 2);
+                wl[r] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15)));
+                wh[r] = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+            }
+        }
+        const float32x4_t dw = gg_dw4(p, rb);
+        for (int t = 0; t < T; t++) {
+            const int8_t *xb = xq + (t0 + t) * k + b * 32;
+            const int8x16_t xl = vld1q_s8(xb), xh = vld1q_s8(xb + 16);
+            int32x4_t s[4];
+            for (int r = 0; r < 4; r++)
+                s[r] = qn_dot(qn_dot(vdupq_n_s32(0), wl[r], xl), wh[r], xh);
+            int32x4_t isum = vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]));
+            if (!Q8) isum = vsubq_s32(isum, vdupq_n_s32(8 * xs[(t0 + t) * nb + b]));
+            /* the reference's f32 operations: acc += (float)isum * (d_w * d_x) */
+            facc[t] = vaddq_f32(facc[t], vmulq_f32(vcvtq_f32_s32(isum), vmulq_n_f32(dw, dx[(t0 + t) * nb + b])));
+        }
+    }
+    for (int t = 0; t < T; t++) {
+        float o[4];
+        vst1q_f32(o, facc[t]);
+        for (int r = 0; r < nr; r++)
+            y[(t0 + t) * ldy + j0 + r] = bias ? o[r] + bias[j0 + r] : o[r];
+    }
+}
+
+QN_AI void gg_rows(const int Q8, const uint8_t *w, int64_t rb, int64_t nb, const float *dx, const int32_t *xs,
+                   const int8_t *xq, int64_t k, int64_t m, int64_t j0, int nr, const float *bias, float *y,
+                   int64_t ldy) {
+    int64_t t = 0;
+    for (; t + 4 <= m; t += 4)
+        gg_tile(Q8, 4, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy);
+    if (m - t == 3) gg_tile(Q8, 3, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy);
+    if (m - t == 2) gg_tile(Q8, 2, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy);
+    if (m - t == 1) gg_tile(Q8, 1, w, rb, nb, dx, xs, xq, k, t, j0, nr, bias, y, ldy);
+}
+
+static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, const void *w, int64_t n0,
+                        int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
+    const int Q8 = wt == EL_DTYPE_Q8_0;
+    const int64_t nb = k / 32, rb = nb * (Q8 ? 34 : 18);
+    const float *dx = (const float *)act;
+    const int32_t *xs = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
+    const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
+    uint8_t *part = scratch; /* edgellm_cpu_qmm_i8_scratch >= 16 rows */
+    for (int64_t j = n0; j < n1; j += 4) {
+        const int nr = n1 - j < 4 ? (int)(n1 - j) : 4;
+        const uint8_t *src = (const uint8_t *)w + j * rb;
+        if (nr < 4) { /* a last tile of < 4 rows through a zero-padded copy */
+            memcpy(part, src, (size_t)(nr * rb));
+            memset(part + nr * rb, 0, (size_t)((4 - nr) * rb));
+            src = part;
+        }
+        if (Q8)
+            gg_rows(1, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+        else
+            gg_rows(0, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+    }
+}
+
+void QN_FN(el_qi8_matmul)(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n, int64_t n0,
+                          int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
+    (void)n;
+    if (wt == EL_DTYPE_Q_W8A8)
+        w8a8_matmul(act, m, k, w, n0, n1, bias, y, ldy);
+    else
+        ggml_matmul(wt, act, m, k, w, n0, n1, bias, y, ldy, scratch);
+}
+
+/* ---- w4a16 ------------------------------------------------------------------------------------------ */
+
+/* w4a16 prepared activations (el_qn_w4_prep_size): per token row, int8 limbs [nch][4 blocks of 32][x1 of
+ * the 16 even elements | x1 odd | x0 even | x0 odd] (256 bytes per chunk), then f32 d [m][nch], then
+ * int32 segment sums of n [m][nseg], then f32 post [m]: rows with max |x| < 2^-40 are prepared as x * 2^64
+ * (32639 / max |x| would overflow, d be subnormal) and their outputs multiplied by post = 2^-64 */
+typedef struct qn_w4 {
+    int64_t L, nseg, ldb; /* segment elements; segments per row of W; limb bytes per token row */
+    size_t off_d, off_n, off_p;
+} qn_w4;
+
+static inline qn_w4 qn_w4_geom(const el_qf_info *q, int64_t m) {
+    qn_w4 g;
+    g.L = q->g < 128 ? q->g : 128;
+    g.nseg = q->G * q->g / g.L;
+    g.ldb = q->nch * 256;
+    g.off_d = ((size_t)(m * g.ldb) + 63) & ~(size_t)63;
+    g.off_n = g.off_d + (((size_t)(m * q->nch) * 4 + 63) & ~(size_t)63);
+    g.off_p = g.off_n + (((size_t)(m * g.nseg) * 4 + 63) & ~(size_t)63);
+    return g;
+}
+
+/* acc (hi: x1, lo: x0) += the products of 32 nibbles (we: even elements, wo: odd) with block xp of a token */
+QN_AI void w4_block(int32x4_t *hi, int32x4_t *lo, int8x16_t we, int8x16_t wo, const int8_t *xp) {
+    *hi = qn_dot(qn_dot(*hi, we, vld1q_s8(xp)), wo, vld1q_s8(xp + 16));
+    *lo = qn_dot(qn_dot(*lo, we, vld1q_s8(xp + 32)), wo, vld1q_s8(xp + 48));
+}
+
+/* R rows of W from j, T tokens from t0 */
+QN_AI void w4_tile(const int R, const int T, const el_qf_info *q, const qn_w4 *g, const uint8_t *prep, int64_t m,
+                   int64_t t0, int64_t j, const float *bias, float *y, int64_t ldy) {
+    const int8_t *xl = (const int8_t *)prep + t0 * g->ldb;
+    const float *dd = (const float *)(prep + g->off_d) + t0 * q->nch;
+    const int32_t *nn = (const int32_t *)(prep + g->off_n) + t0 * g->nseg;
+    const float *post = (const float *)(prep + g->off_p) + t0;
+    const uint16_t *sc = (const uint16_t *)(const void *)q->sc;
+    (void)m;
+    float32x4_t facc[8];
+    for (int i = 0; i < R * T; i++)
+        facc[i] = vdupq_n_f32(0.0f);
+    for (int64_t s = 0; s < g->nseg; s++) {
+        int32x4_t hi[8], lo[8];
+        for (int i = 0; i < R * T; i++)
+            hi[i] = lo[i] = vdupq_n_s32(0);
+        for (int64_t e = s * g->L; e < (s + 1) * g->L; e += 32) {
+            int8x16_t we[2], wo[2];
+            for (int r = 0; r < R; r++) {
+                const uint8x16_t v = vld1q_u8(q->qs + (j + r) * q->rowb + e / 2);
+                we[r] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15)));
+                wo[r] = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+            }
+            for (int t = 0; t < T; t++)
+                for (int r = 0; r < R; r++)
+                    w4_block(&hi[t * R + r], &lo[t * R + r], we[r], wo[r], xl + t * g->ldb + e * 2);
+        }
+        const int64_t c = s * g->L / 128, gi = s * g->L / q->g;
+        for (int r = 0; r < R; r++) {
+            uint16_t s16;
+            memcpy(&s16, sc + (j + r) * q->G + gi, 2);
+            const float sg = el_f16_to_f32(s16);
+            const int32_t z = q->zs ? q->zs[(j + r) * q->G + gi] : 8;
+            for (int t = 0; t < T; t++) {
+                int32x4_t is = vaddq_s32(vshlq_n_s32(hi[t * R + r], 8), lo[t * R + r]);
+                is = vsubq_s32(is, vsetq_lane_s32(z * nn[t * g->nseg + s], vdupq_n_s32(0), 0));
+                facc[t * R + r] = vfmaq_n_f32(facc[t * R + r], vcvtq_f32_s32(is), sg * dd[t * q->nch + c]);
+            }
+        }
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) {
+            const float v = vaddvq_f32(facc[t * R + r]) * post[t];
+            y[(t0 + t) * ldy + j + r] = bias ? v + bias[j + r] : v;
+        }
+}
+
+QN_AI void w4_rows(const int R, const el_qf_info *q, const qn_w4 *g, const uint8_t *prep, int64_t m, int64_t t0,
+                   int64_t t1, int64_t j, const float *bias, float *y, int64_t ldy) {
+    int64_t t = t0;
+    for (; t + 4 <= t1; t += 4)
+        w4_tile(R, 4, q, g, prep, m, t, j, bias, y, ldy);
+    if (t1 - t == 3) w4_tile(R, 3, q, g, prep, m, t, j, bias, y, ldy);
+    if (t1 - t == 2) w4_tile(R, 2, q, g, prep, m, t, j, bias, y, ldy);
+    if (t1 - t == 1) w4_tile(R, 1, q, g, prep, m, t, j, bias, y, ldy);
+}
+
+void QN_FN(el_qn_w4_matmul)(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                            const float *bias, float *y, int64_t ldy) {
+    const qn_w4 g = qn_w4_geom(q, m);
+    /* blocks of ~64 rows x 16 tokens (W and x blocks of ~k / 2 * 64 and 2 k * 16 bytes stay in L2) */
+    const int64_t RB = 64, TB = m <= 4 ? m : 16;
+    for (int64_t jb = n0; jb < n1; jb += RB) {
+        const int64_t je = jb + RB < n1 ? jb + RB : n1;
+        for (int64_t tb = 0; tb < m; tb += TB) {
+            const int64_t te = tb + TB < m ? tb + TB : m;
+            int64_t j = jb;
+            for (; j + 2 <= je; j += 2)
+                w4_rows(2, q, &g, prep, m, tb, te, j, bias, y, ldy);
+            if (j < je) w4_rows(1, q, &g, prep, m, tb, te, j, bias, y, ldy);
+        }
+    }
+}
+
+#if !QN_DP
+/* ---- activations (no dot products: compiled once, in qneon.c) ------------------------------------- */
+
+/* max |x| over 4-aligned v (n % 4 == 0) and a scalar tail, fmaxf semantics (NaN ignored) */
+static float qn_amax(const float *x, int64_t n) {
+    float32x4_t mx = vdupq_n_f32(0.0f);
+    const int64_t nv = n & ~(int64_t)3;
+    for (int64_t c = 0; c < nv; c += 4)
+        mx = vmaxnmq_f32(mx, vabsq_f32(vld1q_f32(x + c)));
+    float a = vmaxnmvq_f32(mx);
+    for (int64_t c = nv; c < n; c++)
+        a = fmaxf(a, fabsf(x[c]));
+    return a;
+}
+
+/* w8a8: xq = clamp(rne(x * inv), -127, 127) as the reference (f32 multiply, round to nearest even) */
+static void w8a8_quantize(const void *w, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1, void *act) {
+    uint8_t *a = act;
+    const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
+    float *sx = (float *)a;
+    int32_t *xs = (int32_t *)(a + el_qi8_off_xsum(EL_DTYPE_Q_W8A8, m, k));
+    int8_t *xq = (int8_t *)(a + el_qi8_off_xq(EL_DTYPE_Q_W8A8, m, k));
+    el_qhdr h;
+    memcpy(&h, w, sizeof h);
+    for (int64_t i = i0; i < i1; i++) {
+        const float *xr = x + i * k;
+        float inv, s;
+        if (h.flags & EL_QF_STATIC_ACT) {
+            s = h.act_scale;
+            inv = 1.0f / s;
+        } else {
+            const float amax = qn_amax(xr, k);
+            inv = amax > 0 ? 127.0f / amax : 0.0f;
+            s = amax / 127.0f;
+        }
+        int8_t *q = xq + i * kp;
+        memset(q, 0, (size_t)kp);
+        int32x4_t sum = vdupq_n_s32(0);
+        const int32x4_t lim = vdupq_n_s32(127);
+        for (int64_t c = 0; c < k; c += 4) {
+            float tmp[4] = {0};
+            const float *p = xr + c;
+            if (c + 4 > k) {
+                memcpy(tmp, p, (size_t)(k - c) * 4);
+                p = tmp;
+            }
+            int32x4_t v = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(p), inv));
+            v = vmaxq_s32(vminq_s32(v, lim), vnegq_s32(lim));
+            sum = vaddq_s32(sum, v);
+            int8_t o[8];
+            vst1_s8(o, vmovn_s16(vcombine_s16(vmovn_s32(v), vdup_n_s16(0))));
+            memcpy(q + c, o, (size_t)(c + 4 > k ? k - c : 4));
+        }
+        sx[i] = s;
+        xs[i] = vaddvq_s32(sum);
+    }
+}
+
+/* ggml: per block of 32, d = amax / 127, q = roundf(x / d) (ties away: FCVTAS), scale f16(d) */
+static void ggml_quantize(el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1, void *act) {
+    uint8_t *a = act;
+    const int64_t nb = k / 32;
+    float *dx = (float *)a;
+    int32_t *xs = (int32_t *)(a + el_qi8_off_xsum(wt, m, k));
+    int8_t *xq = (int8_t *)(a + el_qi8_off_xq(wt, m, k));
+    for (int64_t i = i0; i < i1; i++)
+        for (int64_t b = 0; b < nb; b++) {
+            const float *xb = x + i * k + b * 32;
+            const float amax = qn_amax(xb, 32);
+            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+            dx[i * nb + b] = el_f16_to_f32(el_f32_to_f16(d));
+            int32x4_t q[8], sum = vdupq_n_s32(0);
+            for (int u = 0; u < 8; u++) {
+                q[u] = vcvtaq_s32_f32(vmulq_n_f32(vld1q_f32(xb + 4 * u), id));
+                sum = vaddq_s32(sum, q[u]);
+            }
+            for (int u = 0; u < 8; u += 2)
+                vst1_s8(xq + i * k + b * 32 + 4 * u, vmovn_s16(vcombine_s16(vmovn_s32(q[u]), vmovn_s32(q[u + 1]))));
+            xs[i * nb + b] = vaddvq_s32(sum);
+        }
+}
+
+void el_qi8_quantize_neon(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1,
+                          void *act) {
+    if (el_qi8_ggml(wt))
+        ggml_quantize(wt, x, m, k, i0, i1, act);
+    else
+        w8a8_quantize(w, x, m, k, i0, i1, act);
+}
+
+size_t el_qn_w4_prep_size(const el_qf_info *q, int64_t m) {
+    const qn_w4 g = qn_w4_geom(q, m);
+    return g.off_p + (size_t)m * 4;
+}
+
+/* 16 int32 n (4 vectors) -> 16 int8 limbs x1 (hi) and x0 (lo) */
+static inline void w4_limbs(const int32x4_t *n, int8_t *hi, int8_t *lo) {
+    int32x4_t h[4], l[4];
+    for (int u = 0; u < 4; u++) {
+        h[u] = vshrq_n_s32(vaddq_s32(n[u], vdupq_n_s32(128)), 8);
+        l[u] = vsubq_s32(n[u], vshlq_n_s32(h[u], 8));
+    }
+    vst1q_s8(hi, vcombine_s8(vmovn_s16(vcombine_s16(vmovn_s32(h[0]), vmovn_s32(h[1]))),
+                             vmovn_s16(vcombine_s16(vmovn_s32(h[2]), vmovn_s32(h[3])))));
+    vst1q_s8(lo, vcombine_s8(vmovn_s16(vcombine_s16(vmovn_s32(l[0]), vmovn_s32(l[1]))),
+                             vmovn_s16(vcombine_s16(vmovn_s32(l[2]), vmovn_s32(l[3])))));
+}
+
+void el_qn_w4_prep_neon(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep) {
+    const qn_w4 g = qn_w4_geom(q, m);
+    uint8_t *pb = prep;
+    float tmp[128];
+    for (int64_t i = i0; i < i1; i++) {
+        int8_t *xl = (int8_t *)pb + i * g.ldb;
+        float *dd = (float *)(pb + g.off_d) + i * q->nch;
+        int32_t *nn = (int32_t *)(pb + g.off_n) + i * g.nseg;
+        for (int64_t s = 0; s < g.nseg; s++)
+            nn[s] = 0;
+        const float ra = qn_amax(x + i * q->k, q->k), pre = ra > 0 && ra < 0x1p-40f ? 0x1p64f : 1.0f;
+        ((float *)(pb + g.off_p))[i] = 1.0f / pre;
+        for (int64_t c = 0; c < q->nch; c++) {
+            const int64_t c0 = c * 128, len = q->k - c0 < 128 ? q->k - c0 : 128;
+            const float *xc = x + i * q->k + c0;
+            if (len < 128 || pre != 1.0f) { /* the last chunks (past k when g > 128) zero-padded, tiny rows scaled */
+                for (int64_t e = 0; e < 128; e++)
+                    tmp[e] = e < len ? xc[e] * pre : 0.0f;
+                xc = tmp;
+            }
+            const float amax = qn_amax(xc, 128);
+            const float inv = amax > 0 ? 32639.0f / amax : 0.0f;
+            dd[c] = amax / 32639.0f;
+            const int32x4_t lim = vdupq_n_s32(32639);
+            for (int b = 0; b < 4; b++) {
+                int32x4_t ne[4], no[4], sum = vdupq_n_s32(0);
+                for (int u = 0; u < 4; u++) { /* elements 8 u + 2 i (even) and 8 u + 2 i + 1 (odd) */
+                    const float32x4x2_t v = vld2q_f32(xc + b * 32 + 8 * u);
+                    ne[u] = vcvtnq_s32_f32(vmulq_n_f32(v.val[0], inv));
+                    no[u] = vcvtnq_s32_f32(vmulq_n_f32(v.val[1], inv));
+                    ne[u] = vmaxq_s32(vminq_s32(ne[u], lim), vnegq_s32(lim));
+                    no[u] = vmaxq_s32(vminq_s32(no[u], lim), vnegq_s32(lim));
+                    sum = vaddq_s32(sum, vaddq_s32(ne[u], no[u]));
+                }
+                int8_t *xb = xl + c * 256 + b * 64;
+                w4_limbs(ne, xb, xb + 32);
+                w4_limbs(no, xb + 16, xb + 48);
+                const int64_t s = (c0 + b * 32) / g.L;
+                if (s < g.nseg) nn[s] += vaddvq_s32(sum);
+            }
+        }
+    }
+}
+#endif
