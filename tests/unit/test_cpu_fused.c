@@ -146,10 +146,9 @@ int main(void) {
                     n_run++;
                 }
             /* the quantized formats take the fused path wherever the ISA has their kernels */
-            if (isa == EL_ISA_AVX512)
-                CHECKF(n_fused == 7 * 4, "avx512 %d threads: %d of 28 quantized cases fused", nth, n_fused);
-            if (isa == EL_ISA_NEON) /* w4a16 (groups >= 32) and w8a8 */
-                CHECKF(n_fused == 4 * 4, "neon %d threads: %d of 16 quantized cases fused", nth, n_fused);
+            if (isa == EL_ISA_AVX512 || isa == EL_ISA_NEON)
+                CHECKF(n_fused == 7 * 4, "%s %d threads: %d of 28 quantized cases fused", el_cpu_isa_name(isa), nth,
+                       n_fused);
             if (isa == EL_ISA_SCALAR) CHECKF(n_fused == 0, "scalar: %d cases fused", n_fused);
             printf("cpu_fused [%s%s, %d thread%s]: %d cases, %d on the fused path\n", el_cpu_isa_name(isa),
                    arm && pass < 2 ? (pass == 0 ? " sdot" : " v8.0") : "", nth, nth > 1 ? "s" : "", n_run, n_fused);

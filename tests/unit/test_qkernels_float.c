@@ -10,8 +10,9 @@
  * cases of decode and prefill are printed. fp8 with static activations has exact products (e4m3 x e4m3)
  * in both paths, so there the bound is 1e-10. All of it runs on each SIMD path this CPU has: AVX-512, then
  * AVX2 (qfloat_avx2.c: decode w4a16 / nvfp4 with 22-bit limbs, fp8 exact e4m3 in f32; prefill f32
- * dequantized rows) with and without AVX-VNNI; on aarch64 NEON (qneon*.c: w4a16 with groups >= 32, 16-bit x
- * per chunk of 128 in two int8 limbs as AVX-512 decode, for all m) with and without SDOT. */
+ * dequantized rows) with and without AVX-VNNI; on aarch64 NEON (qneon*.c: w4a16 with groups >= 32 and nvfp4
+ * with 16-bit x per chunk of 128 in two int8 limbs as AVX-512 decode, fp8 in f32, for all m) with and
+ * without SDOT. */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
@@ -259,8 +260,9 @@ int main(void) {
         const int ran = kernel_cases(quick);
         unsetenv("EDGELLM_CPU_DOTPROD");
         total += ran;
-        printf("qkernels_float [neon%s]: %d kernel cases, worst nmse vs el_ref_qmatmul: decode %.3g, prefill %.3g\n",
-               dp ? " sdot" : " v8.0", ran, g_worst_dec, g_worst);
+        printf("qkernels_float [neon%s]: %d kernel cases, worst nmse vs el_ref_qmatmul: decode %.3g, prefill %.3g, "
+               "fp8 static activations %.3g\n",
+               dp ? " sdot" : " v8.0", ran, g_worst_dec, g_worst, g_worst_fp8act);
         CHECKF(ran > 0, "neon: no kernel cases ran");
     }
     for (int pass = 0; pass < 3 && best != EL_ISA_NEON; pass++) {

@@ -1,13 +1,14 @@
 /* qfloat.c - dispatch of the weight-only / float-activation quantized matmul (w4a16, fp8, nvfp4):
  * the AVX-512 BF16 kernels of qfloat_avx512.c (w4a16 decode: qfloat_w4dec_avx512.c, VNNI) when the CPU
  * and the ISA in effect allow them, else the AVX2 + FMA + F16C kernels of qfloat_avx2.c (CPUs without
- * AVX-512 BF16 / VNNI, or EDGELLM_CPU_ISA=avx2), on aarch64 the NEON w4a16 kernels of qneon.h (group >= 32),
+ * AVX-512 BF16 / VNNI, or EDGELLM_CPU_ISA=avx2), on aarch64 the NEON kernels of qneon.h (w4a16
+ * with group >= 32, nvfp4, fp8),
  * else prep_bytes says 0 and the caller runs the scalar
  * reference el_ref_qmatmul. Compiled without ISA flags: only the feature checks here (el_cpu_has). */
 #include "kernels/cpu/qfloat_avx2.h"
 #include "kernels/cpu/qneon.h"
 
-enum { QF_NONE = 0, QF_AVX2 = 1, QF_AVX512 = 2, QF_NEON = 3 /* aarch64: w4a16 with group >= 32 (qneon.h) */ };
+enum { QF_NONE = 0, QF_AVX2 = 1, QF_AVX512 = 2, QF_NEON = 3 /* aarch64 (qneon.h) */ };
 
 /* the kernels for the ISA in effect (el_cpu_isa_get: detected, lowered by EDGELLM_CPU_ISA / el_cpu_isa_set) */
 static int qf_path(void) {
@@ -30,7 +31,7 @@ static bool qf_setup(const void *w, el_dtype wt, int64_t m, int64_t k, el_qf_inf
 #if defined(__x86_64__)
     *prep = *p == QF_AVX512 ? el_qf_prep_size(q, m) : el_qf_sizes_avx2(q, m);
 #elif defined(__aarch64__)
-    *prep = q->fmt == EL_QF_FMT_W4 && q->g >= 32 ? el_qn_w4_prep_size(q, m) : 0;
+    *prep = q->fmt != EL_QF_FMT_W4 || q->g >= 32 ? el_qn_prep_size(q, m) : 0;
 #else
     *prep = 0;
 #endif
@@ -58,7 +59,7 @@ void edgellm_cpu_qf_prep(const float *x, int64_t m, int64_t k, const void *w, el
     else
         el_qf_prep_avx2(&q, x, m, i0, i1, prep);
 #elif defined(__aarch64__)
-    el_qn_w4_prep_neon(&q, x, m, i0, i1, prep);
+    el_qn_prep_neon(&q, x, m, i0, i1, prep);
 #else
     (void)x;
     (void)prep;
@@ -93,7 +94,7 @@ void edgellm_cpu_qf_matmul(const float *x, const void *prep, int64_t m, int64_t 
 #elif defined(__aarch64__)
     (void)x;
     (void)scratch;
-    (el_qn_dotprod() ? el_qn_w4_matmul_neondp : el_qn_w4_matmul_neon)(&q, prep, m, n0, n1, bias, y, ldy);
+    (el_qn_dotprod() ? el_qn_matmul_neondp : el_qn_matmul_neon)(&q, prep, m, n0, n1, bias, y, ldy);
 #else
     (void)x;
     (void)scratch;

@@ -1,7 +1,7 @@
 /* qneon.h - the AArch64 NEON kernels of the quantized formats (kernels/quant.h), declared for the dispatch in
- * qint8.c (w8a8, q8_0, q4_0) and qfloat.c (w4a16). The kernel bodies (qneon_impl.h) are compiled twice:
- * qneon.c for every ARMv8.0 core (plain NEON: vmull_s8 / vmlal_high_s8 / vpadalq_s16, names *_neon) and
- * qneon_dp.c with -march=armv8.2-a+dotprod (SDOT: vdotq_s32, names *_neondp), which runs only where
+ * qint8.c (w8a8, q8_0, q4_0) and qfloat.c (w4a16, nvfp4, fp8). The kernel bodies (qneon_impl.h) are compiled
+ * twice: qneon.c for every ARMv8.0 core (plain NEON: vmull_s8 / vmlal_high_s8 / vpadalq_s16, names *_neon)
+ * and qneon_dp.c with -march=armv8.2-a+dotprod (SDOT: vdotq_s32, names *_neondp), which runs only where
  * el_qn_dotprod() says so (HWCAP_ASIMDDP). docs/quantization.md ("ARM") describes the kernels. */
 #ifndef EL_QNEON_H
 #define EL_QNEON_H
@@ -29,13 +29,14 @@ void el_qi8_matmul_neon(const void *act, int64_t m, int64_t k, const void *w, el
 void el_qi8_matmul_neondp(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
                           int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
 
-/* w4a16 (group >= 32): x as two int8 limbs per element (qneon_impl.h), then SDOT / vmull on the nibbles. */
-size_t el_qn_w4_prep_size(const el_qf_info *q, int64_t m);
-void el_qn_w4_prep_neon(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep);
-void el_qn_w4_matmul_neon(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
-                          const float *bias, float *y, int64_t ldy);
-void el_qn_w4_matmul_neondp(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
-                            const float *bias, float *y, int64_t ldy);
+/* weight-only / float-activation formats (qfloat.c): w4a16 (group >= 32) and nvfp4 with x as two int8 limbs
+ * per element (SDOT / vmull on the nibbles, resp. their e2m1 values), fp8 with x in f32 (qneon_impl.h). */
+size_t el_qn_prep_size(const el_qf_info *q, int64_t m);
+void el_qn_prep_neon(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep);
+void el_qn_matmul_neon(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                       const float *bias, float *y, int64_t ldy);
+void el_qn_matmul_neondp(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                         const float *bias, float *y, int64_t ldy);
 #endif
 
 #endif

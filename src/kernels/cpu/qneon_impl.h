@@ -13,7 +13,12 @@
  * w4a16 (group >= 32): x per chunk of 128 as n = rne(x / d), d = max |x| / 32639, split into two int8
  *   limbs n = 256 x1 + x0 (x0 in -128..127); per segment (one group within one chunk: min(g, 128)
  *   elements) the exact int32 sum of q * n = 256 (q . x1) + (q . x0) minus z * (segment sum of n), times
- *   s_g * d in f32 (FMA into 4 lanes per output). */
+ *   s_g * d in f32 (FMA into 4 lanes per output).
+ * nvfp4: as w4a16 with the nibbles mapped to 2 x e2m1 (-12..12) by one vqtbl1q_s8 each; segments of 32 (two
+ *   blocks: SDOT lanes 0-1 are elements 0-15, lanes 2-3 16-31, so one f32 FMA with the lane scales [s0 s0 s1
+ *   s1] per 32 elements; the ARMv8.0 build uses qn_dot4, which keeps SDOT's lanes).
+ * fp8: e4m3 -> f16 bits (sign-extended code << 7 with bit 14 cleared = value / 256, vshll_n_s8 + and) ->
+ *   f32 (fcvtl), FMA with x in f32 (static activations: their exact e4m3 values, products exact). */
 #if !defined(QN_DP)
 #error "define QN_DP before including qneon_impl.h"
 #endif
@@ -132,8 +137,8 @@ QN_AI float32x4_t gg_dw4(const uint8_t *p, int64_t rb) {
 
 /* T tokens from t0 over 4 rows of W (row stride rb) from j0: y[t, j0 + r] for r < nr */
 QN_AI void gg_tile(const int Q8, const int T, const uint8_t *w, int64_t rb, int64_t nb, const float *dx,
-                   const int32_t *xs, const int8_t *xq, int64_t k, int64_t t0, int64_t j0, int nr, const float *bias,
-                   float *y, int64_t ldy) {
+                   const int32_t *xs, const int8_t *xq, int64_t k, int64_t t0, int64_t j0, int nr,
+                   const float *bias, float *y, int64_t ldy) {
     const int64_t bb = Q8 ? 34 : 18;
     float32x4_t facc[4];
     for (int t = 0; t < T; t++)
@@ -161,7 +166,8 @@ QN_AI void gg_tile(const int Q8, const int T, const uint8_t *w, int64_t rb, int6
             int32x4_t isum = vpaddq_s32(vpaddq_s32(s[0], s[1]), vpaddq_s32(s[2], s[3]));
             if (!Q8) isum = vsubq_s32(isum, vdupq_n_s32(8 * xs[(t0 + t) * nb + b]));
             /* the reference's f32 operations: acc += (float)isum * (d_w * d_x) */
-            facc[t] = vaddq_f32(facc[t], vmulq_f32(vcvtq_f32_s32(isum), vmulq_n_f32(dw, dx[(t0 + t) * nb + b])));
+            facc[t] =
+                vaddq_f32(facc[t], vmulq_f32(vcvtq_f32_s32(isum), vmulq_n_f32(dw, dx[(t0 + t) * nb + b])));
         }
     }
     for (int t = 0; t < T; t++) {
@@ -206,8 +212,8 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
     }
 }
 
-void QN_FN(el_qi8_matmul)(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n, int64_t n0,
-                          int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
+void QN_FN(el_qi8_matmul)(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
+                          int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     (void)n;
     if (wt == EL_DTYPE_Q_W8A8)
         w8a8_matmul(act, m, k, w, n0, n1, bias, y, ldy);
@@ -215,43 +221,75 @@ void QN_FN(el_qi8_matmul)(const void *act, int64_t m, int64_t k, const void *w, 
         ggml_matmul(wt, act, m, k, w, n0, n1, bias, y, ldy, scratch);
 }
 
-/* ---- w4a16 ------------------------------------------------------------------------------------------ */
+/* ---- w4a16 / nvfp4 (x as int8 limbs) and fp8 (x in f32) ----------------------------------------------- */
 
-/* w4a16 prepared activations (el_qn_w4_prep_size): per token row, int8 limbs [nch][4 blocks of 32][x1 of
- * the 16 even elements | x1 odd | x0 even | x0 odd] (256 bytes per chunk), then f32 d [m][nch], then
- * int32 segment sums of n [m][nseg], then f32 post [m]: rows with max |x| < 2^-40 are prepared as x * 2^64
- * (32639 / max |x| would overflow, d be subnormal) and their outputs multiplied by post = 2^-64 */
-typedef struct qn_w4 {
-    int64_t L, nseg, ldb; /* segment elements; segments per row of W; limb bytes per token row */
-    size_t off_d, off_n, off_p;
-} qn_w4;
+/* Prepared activations (el_qn_prep_size):
+ *   w4a16 / nvfp4: per token row int8 limbs [nch][4 blocks of 32][x1 of the 16 even elements | x1 odd | x0
+ *     even | x0 odd] (256 bytes per chunk of 128), then f32 d [m][nch], then int32 segment sums of n
+ *     [m][nseg] (w4a16 zero points), then f32 post [m]: rows with max |x| < 2^-40 are prepared as x * 2^64
+ *     (32639 / max |x| would overflow, d be subnormal) and their outputs multiplied by post = 2^-64.
+ *     Segments: w4a16 min(g, 128) elements (one scale, one d), nvfp4 32 (two blocks: lane scales).
+ *   fp8: f32 [m][kx], x (static activations: the values of its e4m3 codes), zero past k. */
+typedef struct qn_geo {
+    int64_t L, nseg, ldb; /* segment elements; segments per row of W; bytes per token row */
+    size_t off_d, off_n, off_p, size;
+} qn_geo;
 
-static inline qn_w4 qn_w4_geom(const el_qf_info *q, int64_t m) {
-    qn_w4 g;
-    g.L = q->g < 128 ? q->g : 128;
-    g.nseg = q->G * q->g / g.L;
+static inline qn_geo qn_geom(const el_qf_info *q, int64_t m) {
+    qn_geo g;
+    memset(&g, 0, sizeof g);
+    if (q->fmt == EL_QF_FMT_FP8) {
+        g.ldb = q->kx * 4;
+        g.size = (size_t)(m * g.ldb);
+        return g;
+    }
+    g.L = q->fmt == EL_QF_FMT_NV4 ? 32 : q->g < 128 ? q->g : 128;
+    g.nseg = (q->G * q->g + g.L - 1) / g.L;
     g.ldb = q->nch * 256;
     g.off_d = ((size_t)(m * g.ldb) + 63) & ~(size_t)63;
     g.off_n = g.off_d + (((size_t)(m * q->nch) * 4 + 63) & ~(size_t)63);
     g.off_p = g.off_n + (((size_t)(m * g.nseg) * 4 + 63) & ~(size_t)63);
+    g.size = g.off_p + (size_t)m * 4;
     return g;
 }
 
-/* acc (hi: x1, lo: x0) += the products of 32 nibbles (we: even elements, wo: odd) with block xp of a token */
-QN_AI void w4_block(int32x4_t *hi, int32x4_t *lo, int8x16_t we, int8x16_t wo, const int8_t *xp) {
-    *hi = qn_dot(qn_dot(*hi, we, vld1q_s8(xp)), wo, vld1q_s8(xp + 16));
-    *lo = qn_dot(qn_dot(*lo, we, vld1q_s8(xp + 32)), wo, vld1q_s8(xp + 48));
+/* as qn_dot with SDOT's lanes also on ARMv8.0 (lane l = bytes 4 l .. 4 l + 3): nvfp4's lane scales */
+QN_AI int32x4_t qn_dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
+#if QN_DP
+    return vdotq_s32(acc, a, b);
+#else
+    return vpadalq_s16(acc, vpaddq_s16(vmull_s8(vget_low_s8(a), vget_low_s8(b)), vmull_high_s8(a, b)));
+#endif
 }
 
-/* R rows of W from j, T tokens from t0 */
-QN_AI void w4_tile(const int R, const int T, const el_qf_info *q, const qn_w4 *g, const uint8_t *prep, int64_t m,
-                   int64_t t0, int64_t j, const float *bias, float *y, int64_t ldy) {
+/* acc (hi: x1, lo: x0) += the products of 32 weights (we: even elements, wo: odd) with block xp of a token */
+QN_AI void q4_block(const int NV, int32x4_t *hi, int32x4_t *lo, int8x16_t we, int8x16_t wo,
+                    const int8_t *xp) {
+    if (NV) {
+        *hi = qn_dot4(qn_dot4(*hi, we, vld1q_s8(xp)), wo, vld1q_s8(xp + 16));
+        *lo = qn_dot4(qn_dot4(*lo, we, vld1q_s8(xp + 32)), wo, vld1q_s8(xp + 48));
+    } else {
+        *hi = qn_dot(qn_dot(*hi, we, vld1q_s8(xp)), wo, vld1q_s8(xp + 16));
+        *lo = qn_dot(qn_dot(*lo, we, vld1q_s8(xp + 32)), wo, vld1q_s8(xp + 48));
+    }
+}
+
+/* e4m3 codes a, b as f16 bits of value / 256 (sign-extended code << 7, bit 14 cleared), lanes a a b b */
+QN_AI float32x4_t nv_scales(uint8_t a, uint8_t b) {
+    const uint16_t ha = (uint16_t)((uint16_t)((int8_t)a * 128) & 0xbfff),
+                   hb = (uint16_t)((uint16_t)((int8_t)b * 128) & 0xbfff);
+    const uint16_t h[4] = {ha, ha, hb, hb};
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
+}
+
+/* w4a16 (NV 0) / nvfp4 (NV 1): R rows of W from j, T tokens from t0 */
+QN_AI void q4_tile(const int NV, const int R, const int T, const el_qf_info *q, const qn_geo *g,
+                   const uint8_t *prep, int64_t t0, int64_t j, const float *bias, float *y, int64_t ldy) {
     const int8_t *xl = (const int8_t *)prep + t0 * g->ldb;
-    const float *dd = (const float *)(prep + g->off_d) + t0 * q->nch;
-    const int32_t *nn = (const int32_t *)(prep + g->off_n) + t0 * g->nseg;
-    const float *post = (const float *)(prep + g->off_p) + t0;
-    const uint16_t *sc = (const uint16_t *)(const void *)q->sc;
-    (void)m;
+    const float *dd = (const float *)(const void *)(prep + g->off_d) + t0 * q->nch;
+    const int32_t *nn = (const int32_t *)(const void *)(prep + g->off_n) + t0 * g->nseg;
+    const float *post = (const float *)(const void *)(prep + g->off_p) + t0;
+    const int8x16_t lut = {0, 1, 2, 3, 4, 6, 8, 12, 0, -1, -2, -3, -4, -6, -8, -12}; /* 2 x e2m1 */
     float32x4_t facc[8];
     for (int i = 0; i < R * T; i++)
         facc[i] = vdupq_n_f32(0.0f);
@@ -260,59 +298,138 @@ QN_AI void w4_tile(const int R, const int T, const el_qf_info *q, const qn_w4 *g
         for (int i = 0; i < R * T; i++)
             hi[i] = lo[i] = vdupq_n_s32(0);
         for (int64_t e = s * g->L; e < (s + 1) * g->L; e += 32) {
-            int8x16_t we[2], wo[2];
+            int8x16_t we[4], wo[4];
             for (int r = 0; r < R; r++) {
-                const uint8x16_t v = vld1q_u8(q->qs + (j + r) * q->rowb + e / 2);
-                we[r] = vreinterpretq_s8_u8(vandq_u8(v, vdupq_n_u8(15)));
-                wo[r] = vreinterpretq_s8_u8(vshrq_n_u8(v, 4));
+                const uint8_t *p = q->qs + (j + r) * q->rowb + e / 2;
+                /* nvfp4 with an odd block count: the last 32 elements are one block (8 bytes) */
+                const uint8x16_t v =
+                    NV && e / 2 + 16 > q->rowb ? vcombine_u8(vld1_u8(p), vdup_n_u8(0)) : vld1q_u8(p);
+                const uint8x16_t ve = vandq_u8(v, vdupq_n_u8(15)), vo = vshrq_n_u8(v, 4);
+                we[r] = NV ? vqtbl1q_s8(lut, ve) : vreinterpretq_s8_u8(ve);
+                wo[r] = NV ? vqtbl1q_s8(lut, vo) : vreinterpretq_s8_u8(vo);
             }
             for (int t = 0; t < T; t++)
                 for (int r = 0; r < R; r++)
-                    w4_block(&hi[t * R + r], &lo[t * R + r], we[r], wo[r], xl + t * g->ldb + e * 2);
+                    q4_block(NV, &hi[t * R + r], &lo[t * R + r], we[r], wo[r], xl + t * g->ldb + e * 2);
         }
         const int64_t c = s * g->L / 128, gi = s * g->L / q->g;
         for (int r = 0; r < R; r++) {
-            uint16_t s16;
-            memcpy(&s16, sc + (j + r) * q->G + gi, 2);
-            const float sg = el_f16_to_f32(s16);
-            const int32_t z = q->zs ? q->zs[(j + r) * q->G + gi] : 8;
+            float32x4_t sv;
+            int32_t z = 0;
+            if (NV) { /* blocks gi (lanes 0, 1) and gi + 1 (lanes 2, 3) */
+                const uint8_t *bs = q->sc + (j + r) * q->G + gi;
+                sv = nv_scales(bs[0], gi + 1 < q->G ? bs[1] : 0);
+            } else {
+                uint16_t s16;
+                memcpy(&s16, q->sc + ((j + r) * q->G + gi) * 2, 2);
+                sv = vdupq_n_f32(el_f16_to_f32(s16));
+                z = q->zs ? q->zs[(j + r) * q->G + gi] : 8;
+            }
             for (int t = 0; t < T; t++) {
                 int32x4_t is = vaddq_s32(vshlq_n_s32(hi[t * R + r], 8), lo[t * R + r]);
-                is = vsubq_s32(is, vsetq_lane_s32(z * nn[t * g->nseg + s], vdupq_n_s32(0), 0));
-                facc[t * R + r] = vfmaq_n_f32(facc[t * R + r], vcvtq_f32_s32(is), sg * dd[t * q->nch + c]);
+                if (!NV) is = vsubq_s32(is, vsetq_lane_s32(z * nn[t * g->nseg + s], vdupq_n_s32(0), 0));
+                facc[t * R + r] =
+                    vfmaq_f32(facc[t * R + r], vcvtq_f32_s32(is), vmulq_n_f32(sv, dd[t * q->nch + c]));
             }
         }
     }
+    /* nvfp4: the lane scales were e4m3 / 256 and the weights 2 x e2m1 */
+    const float gs = NV ? q->gscale * 128.0f : 1.0f;
     for (int t = 0; t < T; t++)
         for (int r = 0; r < R; r++) {
-            const float v = vaddvq_f32(facc[t * R + r]) * post[t];
+            const float v = vaddvq_f32(facc[t * R + r]) * post[t] * gs;
             y[(t0 + t) * ldy + j + r] = bias ? v + bias[j + r] : v;
         }
 }
 
-QN_AI void w4_rows(const int R, const el_qf_info *q, const qn_w4 *g, const uint8_t *prep, int64_t m, int64_t t0,
-                   int64_t t1, int64_t j, const float *bias, float *y, int64_t ldy) {
-    int64_t t = t0;
-    for (; t + 4 <= t1; t += 4)
-        w4_tile(R, 4, q, g, prep, m, t, j, bias, y, ldy);
-    if (t1 - t == 3) w4_tile(R, 3, q, g, prep, m, t, j, bias, y, ldy);
-    if (t1 - t == 2) w4_tile(R, 2, q, g, prep, m, t, j, bias, y, ldy);
-    if (t1 - t == 1) w4_tile(R, 1, q, g, prep, m, t, j, bias, y, ldy);
+/* fp8: R rows of W from j, T tokens from t0; e4m3 -> f16 bits (value / 256) -> f32, FMA with x in f32 */
+QN_AI void f8_tile(const int R, const int T, const el_qf_info *q, const uint8_t *prep, int64_t t0, int64_t j,
+                   const float *bias, float *y, int64_t ldy) {
+    const float *xp = (const float *)(const void *)prep + t0 * q->kx;
+    const float *sw = (const float *)(const void *)q->sc;
+    const uint16x8_t keep = vdupq_n_u16(0xbfff);
+    float32x4_t acc[8];
+    for (int i = 0; i < R * T; i++)
+        acc[i] = vdupq_n_f32(0.0f);
+    for (int64_t c = 0; c < q->k; c += 16) {
+        float32x4_t wf[4][4];
+        for (int r = 0; r < R; r++) {
+            const int8_t *p = (const int8_t *)q->qs + (j + r) * q->k + c;
+            int8_t tmp[16] = {0};
+            if (c + 16 > q->k) { /* the row tail through a zero-padded copy (x is zero past k) */
+                memcpy(tmp, p, (size_t)(q->k - c));
+                p = tmp;
+            }
+            const int8x16_t b = vld1q_s8(p);
+            const uint16x8_t l16 = vreinterpretq_u16_s16(vshll_n_s8(vget_low_s8(b), 7)),
+                             h16 = vreinterpretq_u16_s16(vshll_high_n_s8(b, 7));
+            const float16x8_t lo = vreinterpretq_f16_u16(vandq_u16(l16, keep)),
+                              hi = vreinterpretq_f16_u16(vandq_u16(h16, keep));
+            wf[r][0] = vcvt_f32_f16(vget_low_f16(lo));
+            wf[r][1] = vcvt_high_f32_f16(lo);
+            wf[r][2] = vcvt_f32_f16(vget_low_f16(hi));
+            wf[r][3] = vcvt_high_f32_f16(hi);
+        }
+        for (int t = 0; t < T; t++)
+            for (int i = 0; i < 4; i++) {
+                const float32x4_t xv = vld1q_f32(xp + t * q->kx + c + 4 * i);
+                for (int r = 0; r < R; r++)
+                    acc[t * R + r] = vfmaq_f32(acc[t * R + r], wf[r][i], xv);
+            }
+    }
+    for (int t = 0; t < T; t++)
+        for (int r = 0; r < R; r++) {
+            const float v = (vaddvq_f32(acc[t * R + r]) * 256.0f) * (sw[j + r] * q->post);
+            y[(t0 + t) * ldy + j + r] = bias ? v + bias[j + r] : v;
+        }
 }
 
-void QN_FN(el_qn_w4_matmul)(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
-                            const float *bias, float *y, int64_t ldy) {
-    const qn_w4 g = qn_w4_geom(q, m);
-    /* blocks of ~64 rows x 16 tokens (W and x blocks of ~k / 2 * 64 and 2 k * 16 bytes stay in L2) */
+QN_AI void qn_tile(const int F, const int R, const int T, const el_qf_info *q, const qn_geo *g,
+                   const uint8_t *prep, int64_t t0, int64_t j, const float *bias, float *y, int64_t ldy) {
+    if (F == EL_QF_FMT_FP8)
+        f8_tile(R, T, q, prep, t0, j, bias, y, ldy);
+    else
+        q4_tile(F == EL_QF_FMT_NV4, R, T, q, g, prep, t0, j, bias, y, ldy);
+}
+
+/* R rows of W from j x tokens [tb, te) of format F, up to 4 tokens at a time */
+QN_AI void qn_rows(const int F, const int R, const el_qf_info *q, const qn_geo *g, const uint8_t *prep,
+                   int64_t tb, int64_t te, int64_t j, const float *bias, float *y, int64_t ldy) {
+    int64_t t = tb;
+    for (; t + 4 <= te; t += 4)
+        qn_tile(F, R, 4, q, g, prep, t, j, bias, y, ldy);
+    if (te - t == 3) qn_tile(F, R, 3, q, g, prep, t, j, bias, y, ldy);
+    if (te - t == 2) qn_tile(F, R, 2, q, g, prep, t, j, bias, y, ldy);
+    if (te - t == 1) qn_tile(F, R, 1, q, g, prep, t, j, bias, y, ldy);
+}
+
+/* rows [jb, je) x tokens [tb, te): 4 rows at a time for one token (decode), else 2 rows x up to 4 tokens */
+QN_AI void qn_block(const int F, const el_qf_info *q, const qn_geo *g, const uint8_t *prep, int64_t tb,
+                    int64_t te, int64_t jb, int64_t je, const float *bias, float *y, int64_t ldy) {
+    int64_t j = jb;
+    if (te - tb == 1)
+        for (; j + 4 <= je; j += 4)
+            qn_tile(F, 4, 1, q, g, prep, tb, j, bias, y, ldy);
+    for (; j + 2 <= je; j += 2)
+        qn_rows(F, 2, q, g, prep, tb, te, j, bias, y, ldy);
+    if (j < je) qn_rows(F, 1, q, g, prep, tb, te, j, bias, y, ldy);
+}
+
+void QN_FN(el_qn_matmul)(const el_qf_info *q, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                         const float *bias, float *y, int64_t ldy) {
+    const qn_geo g = qn_geom(q, m);
+    /* blocks of 64 rows x 16 tokens (W and x blocks of ~32 k / 64 k bytes stay in L2) */
     const int64_t RB = 64, TB = m <= 4 ? m : 16;
     for (int64_t jb = n0; jb < n1; jb += RB) {
         const int64_t je = jb + RB < n1 ? jb + RB : n1;
         for (int64_t tb = 0; tb < m; tb += TB) {
             const int64_t te = tb + TB < m ? tb + TB : m;
-            int64_t j = jb;
-            for (; j + 2 <= je; j += 2)
-                w4_rows(2, q, &g, prep, m, tb, te, j, bias, y, ldy);
-            if (j < je) w4_rows(1, q, &g, prep, m, tb, te, j, bias, y, ldy);
+            if (q->fmt == EL_QF_FMT_W4)
+                qn_block(EL_QF_FMT_W4, q, &g, prep, tb, te, jb, je, bias, y, ldy);
+            else if (q->fmt == EL_QF_FMT_NV4)
+                qn_block(EL_QF_FMT_NV4, q, &g, prep, tb, te, jb, je, bias, y, ldy);
+            else
+                qn_block(EL_QF_FMT_FP8, q, &g, prep, tb, te, jb, je, bias, y, ldy);
         }
     }
 }
@@ -333,7 +450,8 @@ static float qn_amax(const float *x, int64_t n) {
 }
 
 /* w8a8: xq = clamp(rne(x * inv), -127, 127) as the reference (f32 multiply, round to nearest even) */
-static void w8a8_quantize(const void *w, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1, void *act) {
+static void w8a8_quantize(const void *w, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1,
+                          void *act) {
     uint8_t *a = act;
     const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
     float *sx = (float *)a;
@@ -376,7 +494,8 @@ static void w8a8_quantize(const void *w, const float *x, int64_t m, int64_t k, i
 }
 
 /* ggml: per block of 32, d = amax / 127, q = roundf(x / d) (ties away: FCVTAS), scale f16(d) */
-static void ggml_quantize(el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1, void *act) {
+static void ggml_quantize(el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1,
+                          void *act) {
     uint8_t *a = act;
     const int64_t nb = k / 32;
     float *dx = (float *)a;
@@ -394,22 +513,22 @@ static void ggml_quantize(el_dtype wt, const float *x, int64_t m, int64_t k, int
                 sum = vaddq_s32(sum, q[u]);
             }
             for (int u = 0; u < 8; u += 2)
-                vst1_s8(xq + i * k + b * 32 + 4 * u, vmovn_s16(vcombine_s16(vmovn_s32(q[u]), vmovn_s32(q[u + 1]))));
+                vst1_s8(xq + i * k + b * 32 + 4 * u,
+                        vmovn_s16(vcombine_s16(vmovn_s32(q[u]), vmovn_s32(q[u + 1]))));
             xs[i * nb + b] = vaddvq_s32(sum);
         }
 }
 
-void el_qi8_quantize_neon(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1,
-                          void *act) {
+void el_qi8_quantize_neon(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
+                          int64_t i1, void *act) {
     if (el_qi8_ggml(wt))
         ggml_quantize(wt, x, m, k, i0, i1, act);
     else
         w8a8_quantize(w, x, m, k, i0, i1, act);
 }
 
-size_t el_qn_w4_prep_size(const el_qf_info *q, int64_t m) {
-    const qn_w4 g = qn_w4_geom(q, m);
-    return g.off_p + (size_t)m * 4;
+size_t el_qn_prep_size(const el_qf_info *q, int64_t m) {
+    return qn_geom(q, m).size;
 }
 
 /* 16 int32 n (4 vectors) -> 16 int8 limbs x1 (hi) and x0 (lo) */
@@ -425,8 +544,29 @@ static inline void w4_limbs(const int32x4_t *n, int8_t *hi, int8_t *lo) {
                              vmovn_s16(vcombine_s16(vmovn_s32(l[2]), vmovn_s32(l[3])))));
 }
 
-void el_qn_w4_prep_neon(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep) {
-    const qn_w4 g = qn_w4_geom(q, m);
+/* fp8: x, or the values of its e4m3 codes (static activations, as the reference), zero past k */
+static void f8_prep(const el_qf_info *q, const float *x, int64_t i0, int64_t i1, float *xp) {
+    for (int64_t i = i0; i < i1; i++) {
+        const float *xr = x + i * q->k;
+        float *o = xp + i * q->kx;
+        for (int64_t c = 0; c < q->k; c++) {
+            float v = xr[c];
+            if (q->act) {
+                v *= q->inv;
+                v = el_e4m3_to_f32(el_f32_to_e4m3(v < -448.0f ? -448.0f : v > 448.0f ? 448.0f : v));
+            }
+            o[c] = v;
+        }
+        memset(o + q->k, 0, (size_t)(q->kx - q->k) * 4);
+    }
+}
+
+void el_qn_prep_neon(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep) {
+    if (q->fmt == EL_QF_FMT_FP8) {
+        f8_prep(q, x, i0, i1, prep);
+        return;
+    }
+    const qn_geo g = qn_geom(q, m);
     uint8_t *pb = prep;
     float tmp[128];
     for (int64_t i = i0; i < i1; i++) {
@@ -440,7 +580,8 @@ void el_qn_w4_prep_neon(const el_qf_info *q, const float *x, int64_t m, int64_t 
         for (int64_t c = 0; c < q->nch; c++) {
             const int64_t c0 = c * 128, len = q->k - c0 < 128 ? q->k - c0 : 128;
             const float *xc = x + i * q->k + c0;
-            if (len < 128 || pre != 1.0f) { /* the last chunks (past k when g > 128) zero-padded, tiny rows scaled */
+            if (len < 128 ||
+                pre != 1.0f) { /* the last chunks (past k when g > 128) zero-padded, tiny rows scaled */
                 for (int64_t e = 0; e < 128; e++)
                     tmp[e] = e < len ? xc[e] * pre : 0.0f;
                 xc = tmp;
