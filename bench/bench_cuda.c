@@ -11,7 +11,11 @@
  *          sequence of 512/2048/8192 tokens): TFLOP/s of the tensor-core and the split-KV kernels
  * Times: median of several timed repetitions after a warm-up.
  *   qgemv  (--qgemv only) quantized-weight GEMVs per format on the same shapes: GB/s of quantized bytes
- * usage: bench_cuda [--quick] [--qgemv]   (--qgemv: QB_FMT="w4a16 g128" one format, QB_SHAPE="down lm_head" shapes)
+ *   qgemm  prefill GEMMs (m = 2048 tokens) on the Llama-3.1-8B layer shapes: bf16 weights, and w8a8 / static fp8
+ *          on the int8 / fp8 GEMMs ("codes") and on the bf16 GEMM of dequantized weights ("bf16"), TFLOP/s
+ *          (2 m n k per call; activation quantization and epilogue included; also alone with --qgemm)
+ * usage: bench_cuda [--quick] [--qgemv] [--qgemm]   (--qgemv: QB_FMT="w4a16 g128" one format, QB_SHAPE="down
+ *        lm_head" shapes)
  */
 #include "backend/backend.h"
 #include "kernels/quant.h"
@@ -36,6 +40,8 @@ extern int elk_attn_stage_mode;   /* src/kernels/cuda/attention.cu */
 extern int elk_qgemv_tc_mode;     /* src/kernels/cuda/qgemv.cu */
 extern int elk_attn_prefill_mode; /* src/kernels/cuda/attention_prefill.cu */
 extern int elk_attn_prefill_rows; /* src/kernels/cuda/attention_prefill.cu */
+extern int el_cuda_qgemm_mode;    /* src/backend/cuda.cu: 1 int8 / fp8 prefill GEMMs, 0 bf16 on dequantized W */
+extern unsigned long long el_cuda_qgemm_count[3]; /* src/backend/cuda.cu: prefill GEMMs run: int8, fp8, bf16 */
 
 #define CK(x)                                                                                          \
     do {                                                                                               \
@@ -322,6 +328,62 @@ static void bench_qgemv(bool quick) {
     be->iface.dealloc(be, y);
 }
 
+/* Prefill GEMMs, m = 2048: bf16 weights (the backend's bf16 GEMM), then w8a8 dynamic and static fp8 on the codes
+ * (el_cuda_qgemm_mode 1) and on dequantized bf16 weights (mode 0). The path that ran is read from the backend's
+ * counters (a shape or device the int8 / fp8 GEMMs do not take shows "bf16" for both). */
+static void bench_qgemm(bool quick) {
+    const shape shapes[] = {
+        {"llama3.1-8b", "q/o", 4096, 4096},
+        {"llama3.1-8b", "k/v", 1024, 4096},
+        {"llama3.1-8b", "gate/up", 14336, 4096},
+        {"llama3.1-8b", "down", 4096, 14336},
+    };
+    const qbench fmts[] = {
+        {"w8a8 dyn", EL_DTYPE_Q_W8A8, 0, 0, 0, true, true},
+        {"fp8 static", EL_DTYPE_Q_FP8, 0, EL_QF_PER_CHANNEL, 0.01f, true, true},
+    };
+    const int64_t m = 2048;
+    const int calls = quick ? 2 : 4, reps = quick ? 3 : 5;
+    float *x, *y;
+    OK(be->iface.alloc(be, (size_t)(m * 14336 * 4), (void **)&x));
+    OK(be->iface.alloc(be, (size_t)(m * 14336 * 4), (void **)&y));
+    fill_f32(x, (size_t)(m * 14336));
+    static const char *const pname[3] = {"int8", "fp8", "bf16"};
+    for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
+        const shape *sh = &shapes[s];
+        const double flop = 2.0 * (double)m * (double)sh->n * (double)sh->k;
+        void *wb;
+        OK(be->iface.alloc(be, (size_t)(sh->n * sh->k * 2), &wb));
+        fill_bf16(wb, (size_t)(sh->n * sh->k));
+        double t = time_qmatmuls(x, m, sh->k, &wb, 1, EL_DTYPE_BF16, sh->n, y, calls, reps);
+        printf("qgemm %-11s %-8s m %lld n %6lld k %6lld bf16 weights     : %8.3f ms %6.0f TFLOP/s\n", sh->model,
+               sh->name, (long long)m, (long long)sh->n, (long long)sh->k, t, flop / (t * 1e-3) / 1e12);
+        be->iface.dealloc(be, wb);
+        for (size_t fi = 0; fi < sizeof fmts / sizeof fmts[0]; fi++) {
+            size_t bytes = 0;
+            void *h = qb_make(&fmts[fi], sh->n, sh->k, &bytes), *w;
+            OK(be->iface.weight_map(be, h, bytes, &w));
+            free(h);
+            for (int mode = 1; mode >= 0; mode--) {
+                el_cuda_qgemm_mode = mode;
+                unsigned long long c0[3];
+                memcpy(c0, el_cuda_qgemm_count, sizeof c0);
+                t = time_qmatmuls(x, m, sh->k, &w, 1, fmts[fi].t, sh->n, y, calls, reps);
+                int path = 2;
+                for (int i = 0; i < 3; i++)
+                    if (el_cuda_qgemm_count[i] != c0[i]) path = i;
+                printf("qgemm %-11s %-8s m %lld n %6lld k %6lld %-10s %-5s: %8.3f ms %6.0f TFLOP/s (ran: %s)\n",
+                       sh->model, sh->name, (long long)m, (long long)sh->n, (long long)sh->k, fmts[fi].name,
+                       mode ? "codes" : "bf16", t, flop / (t * 1e-3) / 1e12, pname[path]);
+            }
+            el_cuda_qgemm_mode = 1;
+            be->iface.dealloc(be, w);
+        }
+    }
+    be->iface.dealloc(be, x);
+    be->iface.dealloc(be, y);
+}
+
 static void bench_gemm(void) {
     const int64_t N = 8192;
     float *x, *y;
@@ -520,10 +582,11 @@ static void bench_attention_prefill(void) {
 }
 
 int main(int argc, char **argv) {
-    bool quick = false, qonly = false;
+    bool quick = false, qonly = false, qgemm_only = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--quick")) quick = true;
         if (!strcmp(argv[i], "--qgemv")) qonly = true;
+        if (!strcmp(argv[i], "--qgemm")) qgemm_only = true;
     }
     el_backend_params p = {0};
     if (el_backend_cuda_create(&p, &be) != EDGELLM_STATUS_OK) {
@@ -539,10 +602,16 @@ int main(int argc, char **argv) {
         be->iface.free(be);
         return 0;
     }
+    if (qgemm_only) {
+        bench_qgemm(quick);
+        be->iface.free(be);
+        return 0;
+    }
     bench_gemv(quick);
     bench_attention();
     bench_attention_prefill();
     bench_gemm();
+    bench_qgemm(quick);
     be->iface.free(be);
     return 0;
 }

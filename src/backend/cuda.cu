@@ -6,7 +6,8 @@
  * weights into device memory. upload() goes through a pinned staging ring so that it returns before
  * the copy ran (the caller may reuse its buffer at once). Ops: kernels of src/kernels/cuda; matmul is a
  * bandwidth-bound GEMV for m <= 8 and cuBLASLt for m > 8 (x converted to the weight type, tensor cores,
- * fp32 accumulate and output; f32 weights in plain fp32, no TF32). Scratch (converted activations,
+ * fp32 accumulate and output; f32 weights in plain fp32, no TF32); quantized weights: qmatmul (w8a8 / static
+ * fp8 prefill on cuBLASLt int8 / fp8 GEMMs of the codes, other formats on bf16 GEMMs of dequantized rows). Scratch (converted activations,
  * attention partials) grows at first use and is never freed while the backend lives (a captured graph
  * may hold an old buffer), so steady-state decode does no cudaMalloc.
  * Graphs: graph_begin/graph_end capture the stream (relaxed mode) and keep the executable graph under
@@ -37,11 +38,20 @@ typedef struct cu_alloc {
     void *p = NULL;
     size_t n;
     int64_t qgroup; /* a w4a16 weight (weight_map) the int8-mma kernels take (qmma.cu): its group size; else 0 */
+    /* a w8a8 / fp8 weight (weight_map): its header's format, shape and quants offset, and (fp8) whether its
+     * activations are static (act_scale > 0): what the int8 / fp8 prefill GEMMs need on the host; qfmt 0: none */
+    int qfmt;
+    int64_t qn, qk;
+    uint64_t qoff;
+    bool qstatic;
 } cu_alloc;
 
+/* A cached cuBLASLt matmul (descriptors and algorithm) for one shape and type combination: wt = the weight
+ * (A) type, float (bf16/f16/f32 x bf16/f16/f32 -> f32), EL_DTYPE_Q_W8A8 (int8 x int8 -> int32) or
+ * EL_DTYPE_Q_FP8 (e4m3 x e4m3 -> f32); unsupported: cuBLASLt offered no algorithm (cached too) */
 typedef struct cu_gemm_plan {
-    bool used;
-    int64_t m, n, k, ldy;
+    bool used, unsupported;
+    int64_t m, n, k, ldb, ldy;
     int wt, align_a, align_b, align_c;
     cublasLtMatmulDesc_t op;
     cublasLtMatrixLayout_t a, b, c;
@@ -55,6 +65,7 @@ typedef struct cu_graph {
 
 typedef struct cu_ctx {
     int dev, n_sm;
+    int cc; /* compute capability, major * 10 + minor (fp8 GEMMs: 89 and up) */
     bool pdl; /* fused kernels use programmatic dependent launch (sm_90+, EDGELLM_NO_PDL unset) */
     size_t smem_optin;
     cudaStream_t st;
@@ -110,6 +121,15 @@ static cu_ctx *ctx_of(el_backend *be) {
     return c;
 }
 
+/* Prefill GEMMs of w8a8 / static fp8 weights: 1 = on the codes (cuBLASLt int8 / fp8) where shape and device
+ * allow it, 0 = the bf16 GEMM on dequantized weights for every format (EDGELLM_CUDA_QGEMM=0 at backend creation;
+ * tests and benchmarks set it). Counts of quantized prefill GEMMs run since the process started, by path:
+ * [0] int8, [1] fp8, [2] bf16 on dequantized weights (one per matmul call). */
+extern "C" int el_cuda_qgemm_mode;
+extern "C" unsigned long long el_cuda_qgemm_count[3];
+int el_cuda_qgemm_mode = 1;
+unsigned long long el_cuda_qgemm_count[3];
+
 static bool float_type(el_dtype t) { return t == EL_DTYPE_F32 || t == EL_DTYPE_F16 || t == EL_DTYPE_BF16; }
 static int elk_type(el_dtype t) { return t == EL_DTYPE_F32 ? ELK_F32 : t == EL_DTYPE_F16 ? ELK_F16 : ELK_BF16; }
 
@@ -123,10 +143,10 @@ static edgellm_status track(cu_ctx *c, void *p, size_t n) {
         c->allocs = na;
         c->cap_allocs = nc;
     }
-    c->allocs[c->n_allocs].p = p;
-    c->allocs[c->n_allocs].n = n;
-    c->allocs[c->n_allocs].qgroup = 0;
-    c->n_allocs++;
+    cu_alloc *a = &c->allocs[c->n_allocs++];
+    *a = cu_alloc{};
+    a->p = p;
+    a->n = n;
     c->cur_bytes += n;
     if (c->cur_bytes > c->peak_bytes) c->peak_bytes = c->cur_bytes;
     return EDGELLM_STATUS_OK;
@@ -184,19 +204,33 @@ static edgellm_status be_weight_map(el_backend *be, const void *host, size_t n, 
         return cu_fail(e, __FILE__, __LINE__);
     }
     el_qhdr h;
+    cu_alloc *a = c->n_allocs && c->allocs[c->n_allocs - 1].p == p ? &c->allocs[c->n_allocs - 1] : NULL;
     if (n >= sizeof h) memcpy(&h, host, sizeof h);
-    if (n >= sizeof h && h.magic == EL_QHDR_MAGIC && h.format == EL_DTYPE_Q_W4A16 && elk_w4a16_mma_ok(h.k, h.group) &&
-        c->n_allocs && c->allocs[c->n_allocs - 1].p == p)
-        c->allocs[c->n_allocs - 1].qgroup = h.group;
+    if (a && n >= sizeof h && h.magic == EL_QHDR_MAGIC && h.nbytes <= n) {
+        if (h.format == EL_DTYPE_Q_W4A16 && elk_w4a16_mma_ok(h.k, h.group)) a->qgroup = h.group;
+        if (h.format == EL_DTYPE_Q_W8A8 || h.format == EL_DTYPE_Q_FP8) {
+            a->qfmt = (int)h.format;
+            a->qn = h.n;
+            a->qk = h.k;
+            a->qoff = h.quants_off;
+            a->qstatic = h.act_scale > 0;
+        }
+    }
     *out = p;
     return EDGELLM_STATUS_OK;
 }
 
+/* The allocation record of a device pointer this backend returned (alloc / weight_map), else NULL. */
+static const cu_alloc *find_alloc(const cu_ctx *c, const void *p) {
+    for (size_t i = c->n_allocs; i-- > 0;)
+        if (c->allocs[i].p == p) return &c->allocs[i];
+    return NULL;
+}
+
 /* The group size of a w4a16 weight the int8-mma kernels take (weight_map recorded it), else 0. */
 static int64_t w4_group(const cu_ctx *c, const void *w) {
-    for (size_t i = c->n_allocs; i-- > 0;)
-        if (c->allocs[i].p == w) return c->allocs[i].qgroup;
-    return 0;
+    const cu_alloc *a = find_alloc(c, w);
+    return a ? a->qgroup : 0;
 }
 
 static bool be_fused_quant(el_backend *be, const void *w, el_dtype wt) {
@@ -322,42 +356,33 @@ static cudaDataType_t lt_type(el_dtype t) {
 
 static void plan_destroy(cu_gemm_plan *p) {
     if (!p->used) return;
-    cublasLtMatrixLayoutDestroy(p->a);
-    cublasLtMatrixLayoutDestroy(p->b);
-    cublasLtMatrixLayoutDestroy(p->c);
-    cublasLtMatmulDescDestroy(p->op);
+    if (p->a) cublasLtMatrixLayoutDestroy(p->a);
+    if (p->b) cublasLtMatrixLayoutDestroy(p->b);
+    if (p->c) cublasLtMatrixLayoutDestroy(p->c);
+    if (p->op) cublasLtMatmulDescDestroy(p->op);
     p->used = false;
 }
 
-/* Column-major view: Y^T (n, m, ld ldy) = W^T^T (n, k) * X^T (k, m): A = W stored (k, n) ld k with op T,
- * B = x (k, m) ld k, C = D = y. */
-static edgellm_status gemm_plan(cu_ctx *c, int64_t m, int64_t n, int64_t k, el_dtype wt, int64_t ldy, int al_a,
-                                int al_b, int al_c, cu_gemm_plan **out) {
-    for (int i = 0; i < CU_GEMM_CACHE; i++) {
-        cu_gemm_plan *p = &c->plans[i];
-        if (p->used && p->m == m && p->n == n && p->k == k && p->wt == (int)wt && p->ldy == ldy &&
-            p->align_a == al_a && p->align_b == al_b && p->align_c == al_c) {
-            *out = p;
-            return EDGELLM_STATUS_OK;
-        }
-    }
-    cu_gemm_plan *p = &c->plans[c->plan_next];
-    c->plan_next = (c->plan_next + 1) % CU_GEMM_CACHE;
-    plan_destroy(p);
-    memset(p, 0, sizeof *p);
-    cudaDataType_t ab = lt_type(wt);
-    LT_TRY(cublasLtMatmulDescCreate(&p->op, CUBLAS_COMPUTE_32F, CUDA_R_32F));
-    cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
-    LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta));
-    LT_TRY(cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->a, ab, (uint64_t)k, (uint64_t)n, k));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->b, ab, (uint64_t)k, (uint64_t)m, k));
-    LT_TRY(cublasLtMatrixLayoutCreate(&p->c, CUDA_R_32F, (uint64_t)n, (uint64_t)m, ldy));
-    p->used = true; /* descriptors exist from here on: plan_destroy frees them */
+/* Descriptors and algorithm of plan p (its key fields set, descriptors NULL); the first failing status. */
+static cublasStatus_t plan_build(cu_ctx *c, cu_gemm_plan *p) {
+    const el_dtype wt = (el_dtype)p->wt;
+    const bool i8 = wt == EL_DTYPE_Q_W8A8, f8 = wt == EL_DTYPE_Q_FP8;
+    const cudaDataType_t ab = i8 ? CUDA_R_8I : f8 ? CUDA_R_8F_E4M3 : lt_type(wt), cd = i8 ? CUDA_R_32I : CUDA_R_32F;
+    cublasStatus_t s = cublasLtMatmulDescCreate(&p->op, i8 ? CUBLAS_COMPUTE_32I : CUBLAS_COMPUTE_32F, cd);
+    if (s != CUBLAS_STATUS_SUCCESS) return s; /* the scale type (alpha, beta) is C's: int32 for int8, else f32 */
+    const cublasOperation_t ta = CUBLAS_OP_T, tb = CUBLAS_OP_N;
+    const int8_t fast = 0; /* fp8: accumulation promoted to fp32 at intervals (the library default, stated) */
+    if ((s = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSA, &ta, sizeof ta)) ||
+        (s = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_TRANSB, &tb, sizeof tb)) ||
+        (f8 && (s = cublasLtMatmulDescSetAttribute(p->op, CUBLASLT_MATMUL_DESC_FAST_ACCUM, &fast, sizeof fast))) ||
+        (s = cublasLtMatrixLayoutCreate(&p->a, ab, (uint64_t)p->k, (uint64_t)p->n, p->k)) ||
+        (s = cublasLtMatrixLayoutCreate(&p->b, ab, (uint64_t)p->k, (uint64_t)p->m, p->ldb)) ||
+        (s = cublasLtMatrixLayoutCreate(&p->c, cd, (uint64_t)p->n, (uint64_t)p->m, p->ldy)))
+        return s;
     cublasLtMatmulPreference_t pref;
-    LT_TRY(cublasLtMatmulPreferenceCreate(&pref));
+    if ((s = cublasLtMatmulPreferenceCreate(&pref))) return s;
     size_t ws = CU_LT_WS_BYTES;
-    uint32_t ua = (uint32_t)al_a, ub = (uint32_t)al_b, uc = (uint32_t)al_c;
+    uint32_t ua = (uint32_t)p->align_a, ub = (uint32_t)p->align_b, uc = (uint32_t)p->align_c;
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MAX_WORKSPACE_BYTES, &ws, sizeof ws);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_A_BYTES, &ua, sizeof ua);
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_B_BYTES, &ub, sizeof ub);
@@ -365,30 +390,111 @@ static edgellm_status gemm_plan(cu_ctx *c, int64_t m, int64_t n, int64_t k, el_d
     cublasLtMatmulPreferenceSetAttribute(pref, CUBLASLT_MATMUL_PREF_MIN_ALIGNMENT_D_BYTES, &uc, sizeof uc);
     cublasLtMatmulHeuristicResult_t res;
     int nres = 0;
-    cublasStatus_t s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &nres);
+    s = cublasLtMatmulAlgoGetHeuristic(c->lt, p->op, p->a, p->b, p->c, p->c, pref, 1, &res, &nres);
     cublasLtMatmulPreferenceDestroy(pref);
-    if (s != CUBLAS_STATUS_SUCCESS || nres < 1) {
-        plan_destroy(p);
-        return el_err(EDGELLM_STATUS_DEVICE, "cuda matmul: cuBLASLt has no algorithm for m=%lld n=%lld k=%lld %s "
-                      "(status %d)", (long long)m, (long long)n, (long long)k, el_dtype_name(wt), (int)s);
+    if (s == CUBLAS_STATUS_SUCCESS && nres < 1) s = CUBLAS_STATUS_NOT_SUPPORTED;
+    if (s == CUBLAS_STATUS_SUCCESS) p->algo = res.algo;
+    return s;
+}
+
+/* Column-major view: Y^T (n, m, ld ldy) = W^T^T (n, k) * X^T (k, m): A = W stored (k, n) ld k with op T ("TN",
+ * as the int8 and fp8 kernels require), B = x (k, m) ld ldb, C = D = y; types by wt (cu_gemm_plan), al_* the
+ * pointer / leading-dimension alignments in bytes (ptr_align). Float wt: DEVICE error when cuBLASLt fails or
+ * has no algorithm. int8 / fp8: UNSUPPORTED without an error message instead (the caller takes the bf16
+ * path), remembered in the cache. */
+static edgellm_status gemm_plan(cu_ctx *c, int64_t m, int64_t n, int64_t k, el_dtype wt, int64_t ldb, int64_t ldy,
+                                int al_a, int al_b, int al_c, cu_gemm_plan **out) {
+    for (int i = 0; i < CU_GEMM_CACHE; i++) {
+        cu_gemm_plan *p = &c->plans[i];
+        if (p->used && p->m == m && p->n == n && p->k == k && p->wt == (int)wt && p->ldb == ldb && p->ldy == ldy &&
+            p->align_a == al_a && p->align_b == al_b && p->align_c == al_c) {
+            *out = p;
+            return p->unsupported ? EDGELLM_STATUS_UNSUPPORTED : EDGELLM_STATUS_OK;
+        }
     }
-    p->algo = res.algo;
+    cu_gemm_plan *p = &c->plans[c->plan_next];
+    c->plan_next = (c->plan_next + 1) % CU_GEMM_CACHE;
+    plan_destroy(p);
+    memset(p, 0, sizeof *p);
+    p->used = true; /* plan_destroy frees the descriptors that exist */
     p->m = m;
     p->n = n;
     p->k = k;
     p->wt = (int)wt;
+    p->ldb = ldb;
     p->ldy = ldy;
     p->align_a = al_a;
     p->align_b = al_b;
     p->align_c = al_c;
+    const cublasStatus_t s = plan_build(c, p);
+    if (s != CUBLAS_STATUS_SUCCESS) {
+        if (wt == EL_DTYPE_Q_W8A8 || wt == EL_DTYPE_Q_FP8) {
+            EL_LOG_WARN("cuda matmul: no cuBLASLt %s GEMM for m=%lld n=%lld k=%lld (status %d): bf16 path",
+                        wt == EL_DTYPE_Q_W8A8 ? "int8" : "fp8", (long long)m, (long long)n, (long long)k, (int)s);
+            p->unsupported = true;
+            *out = p;
+            return EDGELLM_STATUS_UNSUPPORTED;
+        }
+        plan_destroy(p);
+        return el_err(EDGELLM_STATUS_DEVICE, "cuda matmul: cuBLASLt has no algorithm for m=%lld n=%lld k=%lld %s "
+                      "(status %d)", (long long)m, (long long)n, (long long)k, el_dtype_name(wt), (int)s);
+    }
     *out = p;
     return EDGELLM_STATUS_OK;
 }
 
+/* Prefill (m > 8) of w8a8 and static-fp8 weights on the codes themselves: x quantized exactly as
+ * el_ref_qmatmul does (elk_qgemm_act), one cuBLASLt GEMM, then the scales and the bias in the reference's
+ * order. w8a8: int8 x int8 -> int32 sums (exact) written into y itself, converted in place by
+ * elk_qepilogue_i32: bit-identical to the reference. Static fp8 (sm_89+): e4m3 x e4m3 -> f32 (every product
+ * exact, only the summation order differs), elk_qepilogue. Needs a weight mapped by weight_map (its header is
+ * read there: the quants offset, static or not) and cuBLASLt's alignment rules for these kernels (A must be
+ * transposed, "TN"; int8: rows of W and k multiples of 4, leading dimensions multiples of 4; fp8: k a multiple
+ * of 16 and 16-byte leading dimensions and pointers). Returns UNSUPPORTED, with nothing enqueued that matters,
+ * where any of this does not hold (the caller runs the bf16 path). */
+static edgellm_status qgemm_codes(cu_ctx *c, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
+                                  int64_t n, const float *bias, float *y, int64_t ldy) {
+    const bool i8 = wt == EL_DTYPE_Q_W8A8;
+    if (!el_cuda_qgemm_mode || (!i8 && wt != EL_DTYPE_Q_FP8) || m > 0x7fffffff) return EDGELLM_STATUS_UNSUPPORTED;
+    const cu_alloc *a = find_alloc(c, w);
+    if (!a || a->qfmt != (int)wt || a->qn != n || a->qk != k || (a->qoff & 63)) return EDGELLM_STATUS_UNSUPPORTED;
+    if (!i8 && (!a->qstatic || c->cc < 89)) return EDGELLM_STATUS_UNSUPPORTED; /* weight-only fp8, pre-Ada */
+    if (i8 ? (k % 4 || n % 4 || ldy % 4) : (k % 16 || n % 4 || ldy % 4 || ((uintptr_t)y & 15)))
+        return EDGELLM_STATUS_UNSUPPORTED;
+    const void *wq = (const char *)w + a->qoff;
+    void *s = NULL;
+    EL_TRY(scratch(c, elk_qgemm_act_scratch((int)wt, m, k), &s));
+    const int64_t ldq = (k + 15) & ~(int64_t)15; /* elk_qgemm_act's row stride */
+    cu_gemm_plan *p = NULL;
+    EL_TRY(gemm_plan(c, m, n, k, wt, ldq, ldy, ptr_align(wq, k), ptr_align(s, ldq), ptr_align(y, ldy * 4), &p));
+    float *sx = NULL;
+    CU_TRY(elk_qgemm_act(c->st, x, m, k, w, (int)wt, s, &sx));
+    const int32_t ione = 1, izero = 0;
+    const float fone = 1.f, fzero = 0.f;
+    cublasStatus_t ls = cublasLtMatmul(c->lt, p->op, i8 ? (const void *)&ione : (const void *)&fone, wq, p->a, s, p->b,
+                                       i8 ? (const void *)&izero : (const void *)&fzero, y, p->c, y, p->c, &p->algo,
+                                       c->lt_ws, CU_LT_WS_BYTES, c->st);
+    if (ls == CUBLAS_STATUS_NOT_SUPPORTED || ls == CUBLAS_STATUS_INVALID_VALUE) {
+        /* refused before any work: only the activations were written (scratch); the bf16 path from now on */
+        EL_LOG_WARN("cuda matmul: cuBLASLt refused the %s GEMM m=%lld n=%lld k=%lld (status %d): bf16 path",
+                    i8 ? "int8" : "fp8", (long long)m, (long long)n, (long long)k, (int)ls);
+        p->unsupported = true;
+        return EDGELLM_STATUS_UNSUPPORTED;
+    }
+    if (ls != CUBLAS_STATUS_SUCCESS) return lt_fail(ls, "cublasLtMatmul (int8/fp8)", __FILE__, __LINE__);
+    if (i8)
+        CU_TRY(elk_qepilogue_i32(c->st, y, m, n, ldy, w, sx, bias));
+    else
+        CU_TRY(elk_qepilogue(c->st, y, m, n, ldy, w, (int)wt, NULL, bias));
+    el_cuda_qgemm_count[i8 ? 0 : 1]++;
+    return EDGELLM_STATUS_OK;
+}
+
 /* Quantized weights (kernels/quant.h layouts, kernels in src/kernels/cuda/qgemv.cu). m <= 8: the format's
- * GEMV (activation quantization in a pre-kernel on scratch). m > 8: rows of W dequantized to bf16 into
- * scratch, at most CU_QDEQ_ELEMS elements per cuBLASLt bf16 GEMM (the scratch is sized by the largest
- * call and reused), then the format's scales and the bias in an epilogue. */
+ * GEMV (activation quantization in a pre-kernel on scratch). m > 8: w8a8 / static fp8 on int8 / fp8 tensor
+ * cores where possible (qgemm_codes); otherwise rows of W dequantized to bf16 into scratch, at most
+ * CU_QDEQ_ELEMS elements per cuBLASLt bf16 GEMM (the scratch is sized by the largest call and reused), then the
+ * format's scales and the bias in an epilogue. */
 #define CU_QDEQ_ELEMS ((int64_t)32 << 20)
 static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
                               int64_t n, const float *bias, float *y, int64_t ldy) {
@@ -412,6 +518,8 @@ static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, c
         CU_TRY(elk_qgemv(c->st, x, m, k, w, (int)wt, n, bias, y, ldy, c->n_sm, s));
         return EDGELLM_STATUS_OK;
     }
+    const edgellm_status qs = qgemm_codes(c, x, m, k, w, wt, n, bias, y, ldy);
+    if (qs != EDGELLM_STATUS_UNSUPPORTED) return qs;
     int64_t rows = CU_QDEQ_ELEMS / k;
     if (rows >= n)
         rows = n;
@@ -427,12 +535,13 @@ static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, c
         const int64_t nr = n - n0 < rows ? n - n0 : rows;
         CU_TRY(elk_qdequant_bf16(c->st, w, (int)wt, n, k, n0, n0 + nr, wd));
         cu_gemm_plan *p = NULL;
-        EL_TRY(gemm_plan(c, m, nr, k, EL_DTYPE_BF16, ldy, ptr_align(wd, k * 2), ptr_align(xbf, k * 2),
+        EL_TRY(gemm_plan(c, m, nr, k, EL_DTYPE_BF16, k, ldy, ptr_align(wd, k * 2), ptr_align(xbf, k * 2),
                          ptr_align(y + n0, ldy * 4), &p));
         LT_TRY(cublasLtMatmul(c->lt, p->op, &alpha, wd, p->a, xbf, p->b, &beta, y + n0, p->c, y + n0, p->c,
                               &p->algo, c->lt_ws, CU_LT_WS_BYTES, c->st));
     }
     CU_TRY(elk_qepilogue(c->st, y, m, n, ldy, w, (int)wt, rs, bias));
+    el_cuda_qgemm_count[2]++;
     return EDGELLM_STATUS_OK;
 }
 
@@ -460,7 +569,8 @@ static edgellm_status be_matmul(el_backend *be, const float *x, int64_t m, int64
     }
     int esz = wt == EL_DTYPE_F32 ? 4 : 2;
     cu_gemm_plan *p = NULL;
-    EL_TRY(gemm_plan(c, m, n, k, wt, ldy, ptr_align(w, k * esz), ptr_align(b, k * esz), ptr_align(y, ldy * 4), &p));
+    EL_TRY(gemm_plan(c, m, n, k, wt, k, ldy, ptr_align(w, k * esz), ptr_align(b, k * esz), ptr_align(y, ldy * 4),
+                     &p));
     float alpha = 1.f, beta = 0.f;
     LT_TRY(cublasLtMatmul(c->lt, p->op, &alpha, w, p->a, b, p->b, &beta, y, p->c, y, p->c, &p->algo, c->lt_ws,
                           CU_LT_WS_BYTES, c->st));
@@ -769,12 +879,16 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     cudaDeviceProp prop;
     if ((e = cudaGetDeviceProperties(&prop, dev)) != cudaSuccess) return create_fail(be, e, __FILE__, __LINE__);
     c->n_sm = prop.multiProcessorCount;
+    c->cc = prop.major * 10 + prop.minor;
     c->smem_optin = prop.sharedMemPerBlockOptin;
     c->pdl = prop.major >= 9 && !getenv("EDGELLM_NO_PDL");
     /* A/B switches of the w4a16 decode path (tests/gpu/ab.sh): EDGELLM_NO_QFUSED=1 runs the unfused op chain
      * for w4a16 layers; EDGELLM_QGEMV_MODE=1 / 2 picks the fp32-FMA / bf16 tensor-core GEMV at m = 1 too */
     const char *nq = getenv("EDGELLM_NO_QFUSED");
     if (nq && strcmp(nq, "0")) be->iface.fused_quant = NULL;
+    /* EDGELLM_CUDA_QGEMM=0: w8a8 / static-fp8 prefill on the bf16 GEMM of dequantized weights (A/B) */
+    const char *qg = getenv("EDGELLM_CUDA_QGEMM");
+    if (qg && !strcmp(qg, "0")) el_cuda_qgemm_mode = 0;
     const char *qm = getenv("EDGELLM_QGEMV_MODE");
     if (qm && (qm[0] == '1' || qm[0] == '2') && !qm[1]) elk_qgemv_tc_mode = qm[0] - '0';
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)

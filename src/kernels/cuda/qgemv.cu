@@ -32,6 +32,10 @@
  * and static fp8 multiply the integer / e4m3 codes (weights and activations exact in bf16, products exact
  * in the fp32 accumulator) and apply the scales in the epilogue, nvfp4 multiplies e2m1 * e4m3 block scale
  * (exact) and applies the global scale in the epilogue; w4a16 and ggml weights are rounded to bf16.
+ * w8a8 and static fp8 prefill normally skip the dequantization: elk_qgemm_act quantizes x exactly as the
+ * reference (the decode pre-kernel's w8a8 rows and scales, e4m3 codes for fp8) for the backend's cuBLASLt
+ * int8 (int32 sums) / fp8 (f32 sums) GEMM on the weight's codes, then elk_qepilogue_i32 / elk_qepilogue.
+ * The activation quantization of every path goes through w8a8_row_scale / w8a8_code / fp8_act_code.
  */
 #include "kernels/cuda/common.cuh"
 
@@ -736,40 +740,50 @@ __global__ void __launch_bounds__(QG_THREADS)
     });
 }
 
-/* ---- activation pre-kernels (decode) ---- */
+/* ---- activation quantization (the reference's, bit for bit; used by the decode pre-kernels, the prefill
+ * preparation for the bf16 GEMM and the int8 / fp8 prefill GEMMs) ---- */
+/* w8a8: the token row's inv and s_x (dynamic: from max |x| over the row, block-wide; static: hdr.act_scale).
+ * Every thread of the block calls it and gets the values; `red` is __shared__ float[32]. */
+static __device__ __forceinline__ void w8a8_row_scale(const elk_qhdr *h, const float *xr, int64_t k, float *red,
+                                                      float &inv, float &s) {
+    if (h->flags & ELK_QF_STATIC_ACT) {
+        s = h->act_scale;
+        inv = __fdiv_rn(1.0f, s);
+        return;
+    }
+    float a = 0.f;
+    for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
+        a = fmaxf(a, fabsf(xr[c]));
+    a = elk_warp_max(a);
+    __syncthreads();
+    if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
+    __syncthreads();
+    a = red[0]; /* every warp reads all the warp maxima */
+    for (int i = 1; i < (int)(blockDim.x >> 5); i++)
+        a = fmaxf(a, red[i]);
+    inv = a > 0 ? __fdiv_rn(127.0f, a) : 0.0f;
+    s = __fdiv_rn(a, 127.0f);
+}
+/* w8a8 code of one activation as a float: clamp(rne(x * inv), -127, 127) */
+static __device__ __forceinline__ float w8a8_code(float x, float inv) {
+    return fminf(fmaxf(rintf(__fmul_rn(x, inv)), -127.0f), 127.0f);
+}
+/* static fp8 code of one activation: e4m3(clamp(x * inv, -448, 448)), RNE */
+static __device__ __forceinline__ uint32_t fp8_act_code(float x, float inv) {
+    return f32_e4m3(fminf(fmaxf(__fmul_rn(x, inv), -448.0f), 448.0f));
+}
+
+/* ---- activation pre-kernels ---- */
 /* w8a8: one block (256 threads) per token: xq (kq = k rounded up to 16, zero padded), sx */
 __global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, int64_t k, const uint8_t *w,
                                                   int8_t *__restrict__ xq, float *__restrict__ sx) {
     __shared__ float red[32];
-    const elk_qhdr *h = (const elk_qhdr *)w;
     const float *xr = x + blockIdx.x * k;
     const int64_t kq = (k + 15) & ~(int64_t)15;
     float inv, s;
-    if (h->flags & ELK_QF_STATIC_ACT) {
-        s = h->act_scale;
-        inv = __fdiv_rn(1.0f, s);
-    } else {
-        float a = 0.f;
-        for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
-            a = fmaxf(a, fabsf(xr[c]));
-        a = elk_warp_max(a);
-        __syncthreads();
-        if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
-        __syncthreads();
-        a = red[0]; /* every warp reads all the warp maxima */
-        for (int i = 1; i < (int)(blockDim.x >> 5); i++)
-            a = fmaxf(a, red[i]);
-        inv = a > 0 ? __fdiv_rn(127.0f, a) : 0.0f;
-        s = __fdiv_rn(a, 127.0f);
-    }
-    for (int64_t c = threadIdx.x; c < kq; c += blockDim.x) {
-        int v = 0;
-        if (c < k) {
-            const float r = rintf(__fmul_rn(xr[c], inv));
-            v = (int)fminf(fmaxf(r, -127.0f), 127.0f);
-        }
-        xq[blockIdx.x * kq + c] = (int8_t)v;
-    }
+    w8a8_row_scale((const elk_qhdr *)w, xr, k, red, inv, s);
+    for (int64_t c = threadIdx.x; c < kq; c += blockDim.x)
+        xq[blockIdx.x * kq + c] = (int8_t)(c < k ? (int)w8a8_code(xr[c], inv) : 0);
     if (threadIdx.x == 0) sx[blockIdx.x] = s;
 }
 
@@ -781,10 +795,8 @@ __global__ void k_act_fp8(const float *__restrict__ x, int64_t total, const uint
     if (!(act > 0)) return;
     const float inv = __fdiv_rn(1.0f, act);
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
-         i += (int64_t)gridDim.x * blockDim.x) {
-        const float v = fminf(fmaxf(__fmul_rn(x[i], inv), -448.0f), 448.0f);
-        xe[i] = e4m3_f32(f32_e4m3(v));
-    }
+         i += (int64_t)gridDim.x * blockDim.x)
+        xe[i] = e4m3_f32(fp8_act_code(x[i], inv));
 }
 
 /* ggml: one warp per 32-block: xq = roundf(x / d) (half away from zero), xd = f16(d) as f32 */
@@ -1035,34 +1047,17 @@ __global__ void __launch_bounds__(256)
     const float *xr = x + blockIdx.x * k;
     __nv_bfloat16 *ob = xb + blockIdx.x * k;
     if (wt == ELK_Q_W8A8) {
-        const elk_qhdr *h = (const elk_qhdr *)w;
         float inv, s;
-        if (h->flags & ELK_QF_STATIC_ACT) {
-            s = h->act_scale;
-            inv = __fdiv_rn(1.0f, s);
-        } else {
-            float a = 0.f;
-            for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
-                a = fmaxf(a, fabsf(xr[c]));
-            a = elk_warp_max(a);
-            if ((threadIdx.x & 31) == 0) red[threadIdx.x >> 5] = a;
-            __syncthreads();
-            a = red[0]; /* every warp reads all the warp maxima */
-            for (int i = 1; i < (int)(blockDim.x >> 5); i++)
-                a = fmaxf(a, red[i]);
-            inv = a > 0 ? __fdiv_rn(127.0f, a) : 0.0f;
-            s = __fdiv_rn(a, 127.0f);
-        }
+        w8a8_row_scale((const elk_qhdr *)w, xr, k, red, inv, s);
         for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
-            ob[c] = __float2bfloat16_rn(fminf(fmaxf(rintf(__fmul_rn(xr[c], inv)), -127.0f), 127.0f));
+            ob[c] = __float2bfloat16_rn(w8a8_code(xr[c], inv));
         if (threadIdx.x == 0) rs[blockIdx.x] = s;
     } else if (wt == ELK_Q_FP8) {
         const float act = ((const elk_qhdr *)w)->act_scale;
         if (act > 0) {
             const float inv = __fdiv_rn(1.0f, act);
             for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
-                ob[c] = __float2bfloat16_rn(
-                    e4m3_f32(f32_e4m3(fminf(fmaxf(__fmul_rn(xr[c], inv), -448.0f), 448.0f))));
+                ob[c] = __float2bfloat16_rn(e4m3_f32(fp8_act_code(xr[c], inv)));
         } else {
             for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
                 ob[c] = __float2bfloat16_rn(xr[c]);
@@ -1090,9 +1085,11 @@ cudaError_t elk_qprep_act_bf16(cudaStream_t st, const float *x, int64_t m, int64
     return cudaGetLastError();
 }
 
-/* grid (column blocks of 256, token rows strided by gridDim.y) */
-__global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t ldy, const uint8_t *w,
-                            int wt, const float *__restrict__ rs, const float *__restrict__ bias) {
+/* grid (column blocks of 256, token rows strided by gridDim.y). I32: y holds the int32 sums of the int8 GEMM
+ * (w8a8), converted in place */
+template <bool I32>
+__global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t ldy, const uint8_t *w, int wt,
+                            const float *__restrict__ rs, const float *__restrict__ bias) {
     const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n) return;
     float cs = 1.0f; /* per-column scale */
@@ -1108,17 +1105,80 @@ __global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t
     }
     const float b = bias ? bias[j] : 0.0f;
     for (int64_t i = blockIdx.y; i < m; i += gridDim.y) {
-        float v = __fmul_rn(y[i * ldy + j], cs);
+        const float acc = I32 ? (float)__float_as_int(y[i * ldy + j]) : y[i * ldy + j];
+        float v = __fmul_rn(acc, cs);
         if (wt == ELK_Q_W8A8) v = __fmul_rn(v, rs[i]);
         y[i * ldy + j] = bias ? v + b : v;
     }
+}
+
+static cudaError_t qepilogue(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w, int wt,
+                             const float *rs, const float *bias, bool i32) {
+    dim3 grid((unsigned)((n + 255) / 256), (unsigned)(m < 1024 ? m : 1024));
+    if (i32)
+        k_qepilogue<true><<<grid, 256, 0, st>>>(y, m, n, ldy, (const uint8_t *)w, wt, rs, bias);
+    else
+        k_qepilogue<false><<<grid, 256, 0, st>>>(y, m, n, ldy, (const uint8_t *)w, wt, rs, bias);
+    return cudaGetLastError();
 }
 
 cudaError_t elk_qepilogue(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w, int wt,
                           const float *rs, const float *bias) {
     if (m <= 0 || n <= 0) return cudaSuccess;
     if (wt != ELK_Q_W8A8 && wt != ELK_Q_FP8 && wt != ELK_Q_NVFP4 && !bias) return cudaSuccess;
-    dim3 grid((unsigned)((n + 255) / 256), (unsigned)(m < 1024 ? m : 1024));
-    k_qepilogue<<<grid, 256, 0, st>>>(y, m, n, ldy, (const uint8_t *)w, wt, rs, bias);
+    return qepilogue(st, y, m, n, ldy, w, wt, rs, bias, false);
+}
+
+/* ---- prefill on int8 / fp8 tensor cores (the backend's cuBLASLt GEMMs on the quantized codes) ---- */
+
+/* static fp8: e4m3 codes of x (m, kq), zero padded beyond k; 4 codes (one 32-bit word) per thread and step */
+__global__ void k_act_fp8_codes(const float *__restrict__ x, int64_t m, int64_t k, int64_t kq, const uint8_t *w,
+                                uint32_t *__restrict__ xq, bool xvec) {
+    const float inv = __fdiv_rn(1.0f, ((const elk_qhdr *)w)->act_scale);
+    const int64_t wpr = kq / 4, total = m * wpr; /* 32-bit words per row (kq % 16 == 0), words */
+    for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
+        const int64_t i = e / wpr, c0 = (e - i * wpr) * 4;
+        float f[4];
+        ldx<4>(x + i * k, c0, k, xvec, f); /* zeros beyond k: code 0 */
+        uint32_t v = 0;
+#pragma unroll
+        for (int t = 0; t < 4; t++)
+            v |= fp8_act_code(f[t], inv) << (8 * t);
+        xq[e] = v;
+    }
+}
+
+static inline int64_t round16(int64_t k) {
+    return (k + 15) & ~(int64_t)15;
+}
+
+size_t elk_qgemm_act_scratch(int wt, int64_t m, int64_t k) {
+    if (wt == ELK_Q_W8A8) return elk_qgemv_scratch(wt, m, k); /* the decode pre-kernel's layout, any m */
+    if (wt == ELK_Q_FP8) return al256((size_t)m * (size_t)round16(k));
+    return 0;
+}
+
+cudaError_t elk_qgemm_act(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, void *scratch,
+                          float **sx) {
+    const int64_t kq = round16(k);
+    *sx = NULL;
+    if (m <= 0) return cudaSuccess;
+    if (m > 0x7fffffff || k <= 0 || !scratch || ((uintptr_t)scratch & 255) || (wt != ELK_Q_W8A8 && wt != ELK_Q_FP8))
+        return cudaErrorInvalidValue;
+    if (wt == ELK_Q_W8A8) {
+        *sx = (float *)((char *)scratch + al256((size_t)m * (size_t)kq));
+        k_act_w8a8<<<(unsigned)m, 256, 0, st>>>(x, k, (const uint8_t *)w, (int8_t *)scratch, *sx);
+    } else {
+        const int64_t words = m * (kq / 4);
+        const unsigned grid = (unsigned)(words < (int64_t)1024 * 256 ? (words + 255) / 256 : 1024);
+        k_act_fp8_codes<<<grid, 256, 0, st>>>(x, m, k, kq, (const uint8_t *)w, (uint32_t *)scratch,
+                                              k % 4 == 0 && ((uintptr_t)x & 15) == 0);
+    }
     return cudaGetLastError();
+}
+
+cudaError_t elk_qepilogue_i32(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w,
+                              const float *sx, const float *bias) {
+    if (m <= 0 || n <= 0) return cudaSuccess;
+    return qepilogue(st, y, m, n, ldy, w, ELK_Q_W8A8, sx, bias, true);
 }
