@@ -45,13 +45,12 @@
 #define QM_WARPS 8
 #define QM_THREADS (QM_WARPS * 32)
 #define QM_XMAX 32639.f /* hi = (v + 128) >> 8 stays within [-127, 127] */
-#define QM_SMEM_PER_BLOCK (256 + 4 + 16) /* B fragments, block scale, 4 chunk sums */
+#define QM_SMEM_PER_BLOCK (256 + 4 + 16) /* B fragments, block scale, 4 chunk sums (1 block sum when g >= 128) */
 
 struct qm_args {
     elk_fg_ops f;         /* the op (tile_end: 16-row tiles) */
     int nkb, per;         /* 128-blocks of k; blocks per warp */
-    int group;            /* group size of every matrix: 32, 64 or 128 * 2^gsh */
-    int gsh;
+    int gsh;              /* group size of every matrix: 32, 64 or 128 << gsh (the kernel's GPB) */
     int64_t G, rb, codes; /* groups per row, code bytes per row, G * group */
     bool xvec;            /* x (and g) 16-byte aligned, k % 4 == 0 */
 };
@@ -73,8 +72,10 @@ static __device__ __forceinline__ uint32_t qm_word(const uint4 &q, int j) {
     return j == 0 ? q.x : j == 1 ? q.y : j == 2 ? q.z : q.w;
 }
 
-static __device__ __forceinline__ uint32_t qm_pack4(int a, int b, int c, int d) {
-    return (uint32_t)(a & 0xff) | (uint32_t)(b & 0xff) << 8 | (uint32_t)(c & 0xff) << 16 | (uint32_t)d << 24;
+/* byte B (0 or 1) of a, b, c, d packed into one word, a lowest */
+static __device__ __forceinline__ uint32_t qm_bytes4(uint32_t a, uint32_t b, uint32_t c, uint32_t d, int B) {
+    const unsigned sel = B ? 0x0051u : 0x0040u;
+    return __byte_perm(__byte_perm(a, b, sel), __byte_perm(c, d, sel), 0x5410u);
 }
 
 /* cp.async: 16 bytes (src_bytes < 16: the rest zero-filled), L2 only; 4 bytes through L1 */
@@ -104,15 +105,17 @@ template <int T, int S> struct qm_cfg { /* S stages per warp: S - 1 blocks in fl
 };
 
 /* Persistent: block c takes tiles c, c + gridDim.x, ...; warp w the 128-blocks [w per, (w + 1) per) of
- * each, streamed through its S-stage cp.async ring across tile boundaries. */
-template <int MODE, int S>
+ * each, streamed through its S-stage cp.async ring across tile boundaries. GPB: groups per 128-block (1 for
+ * group >= 128, 2 for 64, 4 for 32), fixed at compile time so the common g >= 128 case carries no per-lane
+ * group bookkeeping in its inner loop. */
+template <int MODE, int S, int GPB>
 __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     constexpr int T = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices per tile */
+    constexpr int gpb = GPB;
     extern __shared__ __align__(16) uint8_t qm_sm[];
     __shared__ float red[2][QM_WARPS][T][16];
     __shared__ float redn[32];
-    const int nkb = a.nkb, grp = a.group;
-    const int gpb = grp >= 128 ? 1 : 128 / grp; /* groups per 128-block */
+    const int nkb = a.nkb;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5, gq = lane >> 2, tg = lane & 3;
     qm_stage<T> *ring = (qm_stage<T> *)(qm_sm + warp * qm_cfg<T, S>::WARP_BYTES);
     uint32_t *xs = (uint32_t *)(qm_sm + qm_cfg<T, S>::BYTES); /* [nkb][2 (hi, lo)][4 tg][4 j][2] */
@@ -140,7 +143,7 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     };
     /* issue cursor: item i = (tile ci, block kb_lo + cj); the lane's row pointers of tile ci */
     unsigned ci = 0;
-    int cj = 0, ii = 0;
+    int cj = 0, ii = 0, islot = 0; /* islot = ii % S */
     const uint8_t *cq[T][2], *cs[T][2], *cz[T][2];
     auto cursor_tile = [&]() {
         if (ci >= nt_c) return;
@@ -163,16 +166,22 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     cursor_tile();
     auto issue = [&]() { /* the next item (ii), then advance the cursor */
         if (ii < total) {
-            qm_stage<T> &st = ring[ii % S];
+            qm_stage<T> &st = ring[islot];
             const int kb = kb_lo + cj;
-            const int64_t gi = grp >= 128 ? (int64_t)(kb >> a.gsh) : (int64_t)kb * gpb + tg;
-            const bool in = (int64_t)kb * 128 + tg * 32 < a.codes;
+            const int64_t gi = gpb == 1 ? (int64_t)(kb >> a.gsh) : (int64_t)kb * gpb + tg;
+            const bool in = kb * 128 + tg * 32 < a.codes; /* codes < 2^31: k is bounded by elk_w4a16_mma_ok */
 #pragma unroll
             for (int t = 0; t < T; t++)
 #pragma unroll
                 for (int hh = 0; hh < 2; hh++) {
                     qm_cp16(&st.q[t][hh][lane], in ? cq[t][hh] + (int64_t)kb * 64 + tg * 16 : cq[t][hh], in ? 16 : 0);
-                    if (tg < gpb) {
+                    if (gpb == 1) { /* lane tg < 2: the words of row g + 8 tg, in slot 0 */
+                        if (hh == 0 && tg < 2) {
+                            const uint8_t *ps = tg ? cs[t][1] : cs[t][0], *pz = tg ? cz[t][1] : cz[t][0];
+                            qm_cp4(&st.s[t][0][lane], (const void *)((uintptr_t)(ps + gi * 2) & ~(uintptr_t)3));
+                            if (pz) qm_cp4(&st.z[t][0][lane], (const void *)((uintptr_t)(pz + gi) & ~(uintptr_t)3));
+                        }
+                    } else if (tg < gpb) {
                         qm_cp4(&st.s[t][hh][lane], (const void *)((uintptr_t)(cs[t][hh] + gi * 2) & ~(uintptr_t)3));
                         if (cz[t][hh])
                             qm_cp4(&st.z[t][hh][lane], (const void *)((uintptr_t)(cz[t][hh] + gi) & ~(uintptr_t)3));
@@ -185,6 +194,7 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
             }
         }
         ii++;
+        islot = islot == S - 1 ? 0 : islot + 1;
         qm_commit(); /* one group per item, empty past the end: the wait counts stay uniform */
     };
     /* weights are constant: fill the ring during the previous kernel (programmatic dependent launch) */
@@ -238,23 +248,30 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
         for (int o = 8; o > 0; o >>= 1)
             amax = fmaxf(amax, __shfl_xor_sync(0xffffffffu, amax, o));
         const float inv = amax > 0.f ? QM_XMAX / amax : 0.f;
-        int hi[8], lo[8], sum = 0;
+        /* w = bits of 1.5 * 2^23 + rint(u inv) = 0x4B400000 + v (|v| < 2^22): byte 0 of w is lo (v mod 256),
+         * byte 1 of w + 128 is hi = (v + 128) >> 8 (0x4B400000 is a multiple of 2^16) */
+        uint32_t w[8], wh[8], usum = 0u - 8u * 0x4B400000u;
 #pragma unroll
         for (int i = 0; i < 8; i++) {
-            const int v = __float2int_rn(u[i] * inv);
-            hi[i] = (v + 128) >> 8;
-            lo[i] = v - hi[i] * 256;
-            sum += v;
+            w[i] = __float_as_uint(fmaf(u[i], inv, 12582912.f));
+            wh[i] = w[i] + 128u;
+            usum += w[i];
         }
+        int sum = (int)usum; /* sum of the 8 v, exact */
         sum += __shfl_xor_sync(0xffffffffu, sum, 1);
         sum += __shfl_xor_sync(0xffffffffu, sum, 2);
+        if (gpb == 1) { /* one group per block: its sum, times the symmetric zero point 8 */
+            sum += __shfl_xor_sync(0xffffffffu, sum, 4);
+            sum += __shfl_xor_sync(0xffffffffu, sum, 8);
+        }
         if (kb < nkb) {
             const int ct = l16 >> 2, j = l16 & 3;
             uint2 *hp = (uint2 *)(xs + ((kb * 2 + 0) * 4 + ct) * 8 + j * 2);
             uint2 *lp = (uint2 *)(xs + ((kb * 2 + 1) * 4 + ct) * 8 + j * 2);
-            *hp = make_uint2(qm_pack4(hi[0], hi[2], hi[4], hi[6]), qm_pack4(hi[1], hi[3], hi[5], hi[7]));
-            *lp = make_uint2(qm_pack4(lo[0], lo[2], lo[4], lo[6]), qm_pack4(lo[1], lo[3], lo[5], lo[7]));
-            if (j == 0) xsum[kb * 4 + ct] = (float)sum;
+            *hp = make_uint2(qm_bytes4(wh[0], wh[2], wh[4], wh[6], 1), qm_bytes4(wh[1], wh[3], wh[5], wh[7], 1));
+            *lp = make_uint2(qm_bytes4(w[0], w[2], w[4], w[6], 0), qm_bytes4(w[1], w[3], w[5], w[7], 0));
+            if (gpb > 1 && j == 0) xsum[kb * 4 + ct] = (float)sum;
+            if (gpb == 1 && l16 == 0) xsum[kb] = (float)sum;
             if (l16 == 0) xsc[kb] = amax / QM_XMAX;
         }
     }
@@ -262,10 +279,11 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     if (g) rn = rsqrtf(elk_block_sum(ss, redn) / (float)k + a.f.eps);
     __syncthreads();
 
-    /* lane (gq, tg) feeds B column gq: hi (gq even) or lo bytes of group gq / 2, if its codes are in it */
-    const int mygrp = grp >= 128 ? 0 : tg * 32 / grp;
-    const bool bon = (gq >> 1) == mygrp;
-    int i = 0;
+    /* lane (gq, tg) feeds B column gq: hi (gq even) or lo bytes of group gq / 2, if its codes are in it; one
+     * group per block (gpb 1): columns 2, 3 repeat 0, 1, so lane tg = 1 holds (Dh, Dl) of row g + 8 in d[2..3] */
+    const int mygrp = gpb == 1 ? 0 : tg / (4 / gpb);
+    const bool bon = gpb == 1 ? gq < 4 : (gq >> 1) == mygrp;
+    int i = 0, rslot = 0; /* rslot = i % S */
     for (unsigned ti = 0; ti < nt_c; ti++) {
         float acc[T][2];
 #pragma unroll
@@ -284,7 +302,8 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
         const int e0 = (int)((rr[0] * G) & 3), e1 = (int)((rr[1] * G) & 3);
         for (int j = 0; j < per_w; j++, i++) {
             qm_wait<S - 2>(); /* item i landed (S - 1 groups were ahead of it) */
-            const qm_stage<T> &st = ring[i % S];
+            const qm_stage<T> &st = ring[rslot];
+            rslot = rslot == S - 1 ? 0 : rslot + 1;
             const int kb = kb_lo + j;
             uint4 b0 = make_uint4(0, 0, 0, 0), b1 = b0;
             if (bon) {
@@ -293,25 +312,34 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
             }
             const uint32_t bb[8] = {b0.x, b0.y, b0.z, b0.w, b1.x, b1.y, b1.z, b1.w};
             float sx; /* sum of v over this lane's group */
-            const float *cs = xsum + kb * 4;
             if (gpb == 1)
-                sx = (cs[0] + cs[1]) + (cs[2] + cs[3]);
+                sx = xsum[kb];
             else if (gpb == 2)
-                sx = tg < 2 ? cs[2 * tg] + cs[2 * tg + 1] : 0.f;
+                sx = tg < 2 ? xsum[kb * 4 + 2 * tg] + xsum[kb * 4 + 2 * tg + 1] : 0.f;
             else
-                sx = cs[tg];
+                sx = xsum[kb * 4 + tg];
             const float bs = xsc[kb];
-            const int gi = grp >= 128 ? kb >> a.gsh : kb * gpb + tg;
+            const int gi = gpb == 1 ? kb >> a.gsh : kb * gpb + tg;
 #pragma unroll
             for (int t = 0; t < T; t++) {
                 int d[4] = {0, 0, 0, 0};
+                const uint4 q0 = st.q[t][0][lane], q1 = st.q[t][1][lane]; /* one 16-byte shared load each */
 #pragma unroll
                 for (int jj = 0; jj < 4; jj++) {
-                    const uint32_t u0 = qm_word(st.q[t][0][lane], jj), u1 = qm_word(st.q[t][1][lane], jj);
+                    const uint32_t u0 = qm_word(q0, jj), u1 = qm_word(q1, jj);
                     mma_u8s8(d, u0 & 0x0f0f0f0fu, u1 & 0x0f0f0f0fu, (u0 >> 4) & 0x0f0f0f0fu,
                              (u1 >> 4) & 0x0f0f0f0fu, bb[2 * jj], bb[2 * jj + 1]);
                 }
-                if (tg < gpb) {
+                if (gpb == 1) { /* lane tg < 2: row g + 8 tg */
+                    if (tg < 2) {
+                        const int e = (tg ? e1 : e0) + gi;
+                        const float sw = __half2float(
+                            __ushort_as_half((unsigned short)(st.s[t][0][lane] >> ((int)(e & 1) * 16))));
+                        const float z = zpt[t] ? (float)((st.z[t][0][lane] >> ((int)(e & 3) * 8)) & 0xffu) : 8.f;
+                        const float v = fmaf(qm_i2f(tg ? d[2] : d[0]), 256.f, qm_i2f(tg ? d[3] : d[1])) - z * sx;
+                        acc[t][0] = fmaf(v, sw * bs, acc[t][0]);
+                    }
+                } else if (tg < gpb) {
 #pragma unroll
                     for (int hh = 0; hh < 2; hh++) {
                         const int e = (hh ? e1 : e0) + gi;
@@ -329,6 +357,10 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
         for (int t = 0; t < T; t++)
 #pragma unroll
             for (int hh = 0; hh < 2; hh++) {
+                if (gpb == 1) { /* lane tg < 2 has row g + 8 tg */
+                    if (hh == 0 && tg < 2) red[ti & 1][warp][t][gq + 8 * tg] = acc[t][0];
+                    continue;
+                }
                 float v = acc[t][hh];
                 v += __shfl_xor_sync(0xffffffffu, v, 1);
                 v += __shfl_xor_sync(0xffffffffu, v, 2);
@@ -353,44 +385,51 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     qm_wait<0>();
 }
 
-template <int MODE, int S> static cudaError_t qm_launch_s(cudaStream_t st, const qm_args &a, unsigned tiles, int n_sm,
-                                                         bool pdl) {
+template <int MODE, int S, int GPB>
+static cudaError_t qm_launch_s(cudaStream_t st, const qm_args &a, unsigned tiles, int n_sm, bool pdl) {
     constexpr int T = MODE == ELK_FG_SWIGLU ? 2 : 1;
     const size_t smem = qm_cfg<T, S>::BYTES + (size_t)a.nkb * QM_SMEM_PER_BLOCK;
     static size_t smem_set; /* the dynamic shared memory enabled so far */
     static int occ, occ_smem; /* blocks per SM at the smem of the last launch */
     if (smem > smem_set) {
-        const cudaError_t e = cudaFuncSetAttribute(k_q4mma<MODE, S>, cudaFuncAttributeMaxDynamicSharedMemorySize,
+        const cudaError_t e = cudaFuncSetAttribute(k_q4mma<MODE, S, GPB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    (int)smem);
         if (e != cudaSuccess) return e;
         smem_set = smem;
     }
     if (occ_smem != (int)smem) {
         int b = 0;
-        const cudaError_t e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_q4mma<MODE, S>, QM_THREADS, smem);
+        const cudaError_t e =
+            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_q4mma<MODE, S, GPB>, QM_THREADS, smem);
         if (e != cudaSuccess) return e;
         occ = b > 0 ? b : 1;
         occ_smem = (int)smem;
     }
     const int64_t slots = (int64_t)n_sm * occ;
     const unsigned grid = (unsigned)(tiles < slots ? tiles : slots);
-    return elk_launch_ex(k_q4mma<MODE, S>, dim3(grid), dim3(QM_THREADS), smem, st, pdl, a);
+    return elk_launch_ex(k_q4mma<MODE, S, GPB>, dim3(grid), dim3(QM_THREADS), smem, st, pdl, a);
 }
 
 /* Stages: 8 (7 blocks in flight per warp) for one matrix per tile, 6 when that leaves room for only one block of
  * 256 threads per SM (long k: the x fragments grow), 4 for SwiGLU tiles (two matrices per stage). */
-template <int MODE> static cudaError_t qm_launch(cudaStream_t st, qm_args &a, int n_sm, bool pdl) {
+template <int MODE, int GPB> static cudaError_t qm_launch(cudaStream_t st, qm_args &a, int n_sm, bool pdl) {
     const int64_t tiles = elk_fg_tiles(a.f, 16, MODE);
     if (tiles < 0) return cudaErrorInvalidValue;
     if (tiles == 0) return cudaSuccess;
     if constexpr (MODE == ELK_FG_SWIGLU) {
-        return qm_launch_s<MODE, 4>(st, a, (unsigned)tiles, n_sm, pdl);
+        return qm_launch_s<MODE, 4, GPB>(st, a, (unsigned)tiles, n_sm, pdl);
     } else {
         const size_t x_smem = (size_t)a.nkb * QM_SMEM_PER_BLOCK;
         if (2 * (qm_cfg<1, 8>::BYTES + x_smem + 2048) <= 227 * 1024)
-            return qm_launch_s<MODE, 8>(st, a, (unsigned)tiles, n_sm, pdl);
-        return qm_launch_s<MODE, 6>(st, a, (unsigned)tiles, n_sm, pdl);
+            return qm_launch_s<MODE, 8, GPB>(st, a, (unsigned)tiles, n_sm, pdl);
+        return qm_launch_s<MODE, 6, GPB>(st, a, (unsigned)tiles, n_sm, pdl);
     }
+}
+
+template <int GPB> static cudaError_t qm_launch_mode(cudaStream_t st, qm_args &a, int mode, int n_sm, bool pdl) {
+    if (mode == ELK_FG_SWIGLU) return qm_launch<ELK_FG_SWIGLU, GPB>(st, a, n_sm, pdl);
+    if (mode == ELK_FG_ACCUM) return qm_launch<ELK_FG_ACCUM, GPB>(st, a, n_sm, pdl);
+    return qm_launch<ELK_FG_STORE, GPB>(st, a, n_sm, pdl);
 }
 
 static int qm_gsh(int64_t group) { /* group = 128 << gsh; -1 if not */
@@ -415,14 +454,12 @@ cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t 
         if ((uintptr_t)w[i] & 63) return cudaErrorInvalidValue;
     a.nkb = (int)((k + 127) / 128);
     a.per = (a.nkb + QM_WARPS - 1) / QM_WARPS;
-    a.group = (int)group;
     a.gsh = group >= 128 ? qm_gsh(group) : 0;
     a.G = (k + group - 1) / group;
     a.codes = a.G * group;
     a.rb = a.codes / 2;
     a.xvec = k % 4 == 0 && ((uintptr_t)x & 15) == 0 && ((uintptr_t)norm_w & 15) == 0;
     if (n_sm <= 0) n_sm = 1;
-    if (mode == ELK_FG_SWIGLU) return qm_launch<ELK_FG_SWIGLU>(st, a, n_sm, pdl);
-    if (mode == ELK_FG_ACCUM) return qm_launch<ELK_FG_ACCUM>(st, a, n_sm, pdl);
-    return qm_launch<ELK_FG_STORE>(st, a, n_sm, pdl);
+    if (group >= 128) return qm_launch_mode<1>(st, a, mode, n_sm, pdl);
+    return group == 64 ? qm_launch_mode<2>(st, a, mode, n_sm, pdl) : qm_launch_mode<4>(st, a, mode, n_sm, pdl);
 }
