@@ -340,9 +340,9 @@ static edgellm_status cpu_qmm_simd(cpu_be *cb, bool i8, size_t act, size_t each,
     }
     const int64_t per = m == 1 && !i8 ? EL_QMM_DECODE_CHUNKS_PER_THREAD : EL_MM_CHUNKS_PER_THREAD;
     int64_t chunk = (n / (per * (int64_t)nth)) & ~(int64_t)15;
-    /* w4a16 prefill: compute-bound, one expanded tile of 64 rows of W per grab, so that the threads finish
-     * together (within one tile) also when one of them loses time to another process */
-    if (wt == EL_DTYPE_Q_W4A16 && m > 4 && chunk > 64) chunk = 64;
+    /* w4a16 / fp8 / nvfp4 prefill: compute-bound, one expanded tile of 64 rows of W per grab, so that the
+     * threads finish together (within one tile) also when one of them loses time to another process */
+    if (!i8 && m > 4 && chunk > 64) chunk = 64;
     t.mm.chunk = chunk < 16 ? 16 : chunk;
     el_threadpool_run(cb->tp, q_run, &t);
     return EDGELLM_STATUS_OK;

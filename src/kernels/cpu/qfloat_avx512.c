@@ -17,7 +17,12 @@
  *     one dword per row (16 rows in the 16 lanes of a vector), so that one vpdpwssd with a broadcast pair of
  *     x makes 32 products for 16 rows; register tiles of 6 rows of x by 64 rows of W (24 int32 sums),
  *     converted to f32 once per group (x scale * group scale). ~86% of the vpdpwssd issue rate.
- *   fp8 / nvfp4: qf_gemm (dequantized f16 tiles and the dense kernel). */
+ *   fp8 / nvfp4: bfp_gemm below, the same tile scheme on vdpbf16ps: x as bf16 hi + lo per row (fp8 with
+ *     static activations: the e4m3 values alone), natural order; 64 rows of W expanded once into scratch
+ *     as exact bf16 values (e4m3; e2m1 x e4m3 block scale: <= 6 significant bits), per pair of elements
+ *     one dword per row; register tiles of 6 rows of x by 64 rows of W: per pair 4 weight vectors and a
+ *     broadcast hi (and lo) pair of x per row feed 24 (48) vdpbf16ps into 24 f32 sums; row / global scale
+ *     and bias at the end. ~88% of the vdpbf16ps issue rate (16 useful MACs per instruction with lo). */
 #include "kernels/cpu/qfloat_avx512_util.h"
 
 #if defined(__x86_64__)
@@ -104,11 +109,12 @@ static void prep_nib_row(const el_qf_info *q, const float *x, uint16_t *xb) {
     }
 }
 
-/* per chunk of 32: static activations: the e4m3 values (exact in bf16); else 32 hi then 32 lo words */
-static void prep_fp8_row(const el_qf_info *q, const float *x, uint16_t *xb) {
+/* fp8, and nvfp4 prefill: per chunk of 32 (natural order, kx / 32 chunks): static activations (fp8): the
+ * e4m3 values (exact in bf16); else 32 hi then 32 lo words */
+static void prep_bf16_row(const el_qf_info *q, const float *x, uint16_t *xb) {
     const int64_t k = q->k;
     const VF inv = _mm512_set1_ps(q->inv);
-    for (int64_t c = 0; c < q->nch; c++) {
+    for (int64_t c = 0; c < q->kx / 32; c++) {
         if (q->act) {
             const VF a = e4m3_round(_mm512_mul_ps(ld16(x, c * 32, k), inv));
             const VF b = e4m3_round(_mm512_mul_ps(ld16(x, c * 32 + 16, k), inv));
@@ -140,22 +146,10 @@ void el_qf_prep_avx512(const el_qf_info *q, const float *x, int64_t m, int64_t i
             prep_w4p_row(q, x + i * q->k, (int16_t *)prep + i * q->kx, xd + i * q->nch);
         return;
     }
-    if (m > EL_QF_MDEC) { /* prefill: f32 x as it is, or the e4m3 activation values */
-        if (!q->act) return;
-        const VF inv = _mm512_set1_ps(q->inv);
-        float *xf = prep;
-        for (int64_t i = i0 * q->k; i < i1 * q->k; i += 16) {
-            const int64_t n = i1 * q->k - i < 16 ? i1 * q->k - i : 16;
-            const __mmask16 mk = (__mmask16)((1u << n) - 1);
-            _mm512_mask_storeu_ps(xf + i, mk,
-                                  e4m3_round(_mm512_mul_ps(_mm512_maskz_loadu_ps(mk, x + i), inv)));
-        }
-        return;
-    }
     uint16_t *xb = prep;
     for (int64_t i = i0; i < i1; i++) {
-        if (q->fmt == EL_QF_FMT_FP8)
-            prep_fp8_row(q, x + i * q->k, xb + i * q->ldx);
+        if (q->fmt == EL_QF_FMT_FP8 || m > EL_QF_MDEC)
+            prep_bf16_row(q, x + i * q->k, xb + i * q->ldx);
         else
             prep_nib_row(q, x + i * q->k, xb + i * q->ldx);
     }
@@ -322,117 +316,6 @@ AI void mm_fmt(const el_qf_info *q, const kc *K, const uint16_t *xb, int64_t m, 
         tile_mr(q, K, xb, j, (int)m, 1, FMT, LO, 0, bias, y, ldy);
 }
 
-/* ---- prefill: dequantize blocks of rows, then the dense kernel -------------------------------------- */
-
-/* Row j of W as f32 into out (k): w4a16 the reference's values (q - z) * s; fp8 the e4m3 values and nvfp4
- * e2m1 * e4m3(block scale), both without the row / global scale (applied to the dot products, exact in
- * f16). Returns max |value|. */
-static float deq_row(const el_qf_info *q, int64_t j, float *out) {
-    const int64_t k = q->k;
-    static const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
-    static const uint32_t il0[16] = {0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23};
-    const VI i0 = _mm512_loadu_si512(il0), i1 = _mm512_add_epi32(i0, _mm512_set1_epi32(8));
-    const uint8_t *wr = q->qs + j * q->rowb;
-    VF mx = _mm512_setzero_ps();
-    float smx = 0;
-    int64_t c = 0;
-    if (q->fmt == EL_QF_FMT_FP8) {
-        for (; c + 16 <= k; c += 16) {
-            const VF v = e4m3_f32(_mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wr + c))));
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(v));
-            _mm512_storeu_ps(out + c, v);
-        }
-        for (; c < k; c++) {
-            out[c] = el_e4m3_to_f32(wr[c]);
-            smx = fmaxf(smx, fabsf(out[c]));
-        }
-        return fmaxf(smx, _mm512_reduce_max_ps(mx));
-    }
-    const int64_t g = q->g;
-    VF tab;
-    if (q->fmt == EL_QF_FMT_NV4) {
-        tab = _mm512_loadu_ps(e2m1);
-    } else {
-        float t[16];
-        for (int i = 0; i < 16; i++)
-            t[i] = (float)(i - 8);
-        tab = _mm512_loadu_ps(t);
-    }
-    const uint16_t *s16 = (const uint16_t *)q->sc + j * q->G;
-    const uint8_t *bs = q->sc + j * q->G, *zs = q->zs ? q->zs + j * q->G : NULL;
-    if (g % 32 == 0 || q->fmt == EL_QF_FMT_NV4)
-        for (; c + 32 <= k; c += 32) { /* 16 bytes: 32 elements in one group (nvfp4: two blocks) */
-            const VI d = _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)(wr + c / 2)));
-            const VF lo = _mm512_permutexvar_ps(d, tab),
-                     hi = _mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), tab);
-            VF o0 = _mm512_permutex2var_ps(lo, i0, hi), o1 = _mm512_permutex2var_ps(lo, i1, hi);
-            if (q->fmt == EL_QF_FMT_NV4) {
-                o0 = _mm512_mul_ps(o0, _mm512_set1_ps(el_e4m3_to_f32(bs[c / 16])));
-                o1 = _mm512_mul_ps(o1, _mm512_set1_ps(el_e4m3_to_f32(bs[c / 16 + 1])));
-            } else {
-                const VF sv = _mm512_set1_ps(_cvtsh_ss(s16[c / g]));
-                if (zs) {
-                    const VF zo = _mm512_set1_ps((float)(8 - (int)zs[c / g]));
-                    o0 = _mm512_add_ps(o0, zo);
-                    o1 = _mm512_add_ps(o1, zo);
-                }
-                o0 = _mm512_mul_ps(o0, sv);
-                o1 = _mm512_mul_ps(o1, sv);
-            }
-            mx = _mm512_max_ps(mx, _mm512_max_ps(_mm512_abs_ps(o0), _mm512_abs_ps(o1)));
-            _mm512_storeu_ps(out + c, o0);
-            _mm512_storeu_ps(out + c + 16, o1);
-        }
-    for (; c < k; c++) {
-        const unsigned v = el_w4_get(wr, c);
-        if (q->fmt == EL_QF_FMT_NV4)
-            out[c] = el_e2m1_to_f32((uint8_t)v) * el_e4m3_to_f32(bs[c / 16]);
-        else
-            out[c] = (float)((int)v - (zs ? (int)zs[c / g] : 8)) * _cvtsh_ss(s16[c / g]);
-        smx = fmaxf(smx, fabsf(out[c]));
-    }
-    return fmaxf(smx, _mm512_reduce_max_ps(mx));
-}
-
-/* Blocks of rows of W dequantized into scratch as f16 (fp8 and nvfp4 values are exact in f16; w4a16's
- * (q - z) * s rounds to 11 bits, ~1e-7 NMSE, half the tile traffic of f32; a block with values beyond
- * the f16 range stays f32), then the dense kernel over all m rows of x, then the row / global scales. */
-static void qf_gemm(const el_qf_info *q, const float *x, int64_t m, int64_t n0, int64_t n1, const float *bias,
-                    float *y, int64_t ldy, void *scr) {
-    const int64_t rb = el_qf_rows_per_block(q), k = q->k;
-    float *wf = scr;
-    uint16_t *wh = scr; /* converted in place: f16 element i is written after f32 elements <= i are read */
-    const bool post = q->fmt != EL_QF_FMT_W4;
-    for (int64_t jb = n0; jb < n1; jb += rb) {
-        const int64_t nr = jb + rb < n1 ? rb : n1 - jb;
-        float amax = 0;
-        for (int64_t r = 0; r < nr; r++)
-            amax = fmaxf(amax, deq_row(q, jb + r, wf + r * k));
-        el_dtype tt = EL_DTYPE_F32;
-        if (amax < 65000.0f) {
-            for (int64_t i = 0; i < nr * k; i += 16) {
-                const int64_t n = nr * k - i < 16 ? nr * k - i : 16;
-                const __mmask16 mk = (__mmask16)((1u << n) - 1);
-                const VF v = _mm512_maskz_loadu_ps(mk, wf + i);
-                _mm256_mask_storeu_epi16(wh + i, mk,
-                                         _mm512_cvtps_ph(v, _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC));
-            }
-            tt = EL_DTYPE_F16;
-        }
-        edgellm_cpu_matmul(x, m, k, tt == EL_DTYPE_F16 ? (const void *)wh : (const void *)wf, tt, 0, nr,
-                           post ? NULL : (bias ? bias + jb : NULL), y + jb, ldy, NULL);
-        if (post) /* along the rows of y (contiguous), not down its columns */
-            for (int64_t i = 0; i < m; i++) {
-                float *yi = y + i * ldy + jb;
-                for (int64_t r = 0; r < nr; r++) {
-                    const float rs =
-                        q->fmt == EL_QF_FMT_FP8 ? ((const float *)q->sc)[jb + r] * q->post : q->gscale;
-                    yi[r] = bias ? yi[r] * rs + bias[jb + r] : yi[r] * rs;
-                }
-            }
-    }
-}
-
 /* ---- prefill w4a16: int16 x times int16 (q - z) tiles, vpdpwssd ------------------------------------ */
 
 /* acc += sum over pairs of int16 a times int16 b (inline asm for the same reason as dp) */
@@ -587,15 +470,158 @@ static void w4p_gemm(const el_qf_info *q, const void *prep, int64_t m, int64_t n
     }
 }
 
+/* ---- prefill fp8 / nvfp4: bf16 x (hi + lo) times bf16 W tiles, vdpbf16ps ------------------------------ */
+
+/* 16 dwords = 16 pairs of bf16 (element 2 i in the low, 2 i + 1 in the high half) of f32 e (even elements)
+ * and o (odd), both exact in bf16 (the bf16 bits are the top half of the f32 bits) */
+AI VI bf16_pairs(VF e, VF o) {
+    return _mm512_ternarylogic_epi32(_mm512_set1_epi32((int)0xffff0000u), _mm512_castps_si512(o),
+                                     _mm512_srli_epi32(_mm512_castps_si512(e), 16), 0xca); /* a ? b : c */
+}
+
+/* fp8: elements 32 c .. 32 c + 31 of row j (zero past k) -> 16 bf16 pairs (e4m3 values, exact) */
+AI VI bfp_fp8_pairs(const el_qf_info *q, const kc *K, int64_t j, int64_t c) {
+    const __mmask32 lm = c == q->nch - 1 ? (__mmask32)K->tailm : ~(__mmask32)0;
+    return e4m3_bf16(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(lm, q->qs + j * q->rowb + c * 32)), K->tab);
+}
+
+/* nvfp4: elements 128 c .. 128 c + 127 of row j (zero past k) -> 64 bf16 pairs into o: the e2m1 values
+ * times their e4m3 block scale (<= 6 significant bits: exact in bf16; the global scale comes later) */
+AI void bfp_nv4_pairs(const el_qf_info *q, const kc *K, int64_t j, int64_t c, VI *o) {
+    static const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+    const bool last = c == q->nch - 1;
+    const VI wv = _mm512_maskz_loadu_epi8(last ? K->tailm : ~(__mmask64)0, q->qs + j * q->rowb + c * 64);
+    const VF s8 = e4m3_f32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(last ? K->slast : K->sfull,
+                                                                      q->sc + j * q->G + c * 8)));
+    static const uint32_t blk[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
+    const VF tab = _mm512_loadu_ps(e2m1);
+    const VI bi = _mm512_loadu_si512(blk);
+    for (int u = 0; u < 4; u++) { /* 16 bytes: blocks 2 u (pairs 0..7) and 2 u + 1 (pairs 8..15) */
+        const VI d = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(wv, u)); /* byte i: elements 2 i, 2 i + 1 */
+        const VF s = _mm512_permutexvar_ps(_mm512_add_epi32(bi, _mm512_set1_epi32(2 * u)), s8);
+        o[u] = bf16_pairs(_mm512_mul_ps(_mm512_permutexvar_ps(d, tab), s),
+                          _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), tab), s));
+    }
+}
+
+/* Rows j0 .. j0 + nr - 1 (nr <= EL_QF_W4P_ROWS) of W into tile as bf16 pairs: per pair p (elements 2 p,
+ * 2 p + 1; kx / 2 pairs) EL_QF_W4P_ROWS dwords, dword r = the pair of row j0 + r (rows >= nr: 0). Per 16
+ * rows and step (fp8: 32 elements, nvfp4: 128) the rows' pairs are staged and put through 16 x 16 dword
+ * transposes (16 rows in the 16 lanes of a vector). */
+static void bfp_expand(const el_qf_info *q, const kc *K, int64_t j0, int nr, int32_t *tile) {
+    const int nvec = q->fmt == EL_QF_FMT_FP8 ? 1 : 4; /* vectors of 16 pairs per row and step */
+    for (int v = 0; v < EL_QF_W4P_ROWS / 16; v++) {
+        const int nv = nr - 16 * v < 0 ? 0 : nr - 16 * v > 16 ? 16 : nr - 16 * v;
+        for (int64_t c = 0; c < q->nch; c++) {
+            VI st[4][16];
+            for (int i = 0; i < 16; i++) {
+                VI o[4];
+                if (i < nv && (q->fmt != EL_QF_FMT_FP8 || !(c & 1))) /* each line, 512 bytes ahead */
+                    __builtin_prefetch(q->qs + (j0 + 16 * v + i) * q->rowb + c * q->cb + 512, 0, 0);
+                if (i >= nv)
+                    o[0] = o[1] = o[2] = o[3] = _mm512_setzero_si512();
+                else if (q->fmt == EL_QF_FMT_FP8)
+                    o[0] = bfp_fp8_pairs(q, K, j0 + 16 * v + i, c);
+                else
+                    bfp_nv4_pairs(q, K, j0 + 16 * v + i, c, o);
+                for (int u = 0; u < nvec; u++)
+                    st[u][i] = o[u];
+            }
+            for (int u = 0; u < nvec; u++) {
+                transpose16x16_epi32(st[u]);
+                int32_t *tp = tile + (c * 16 * nvec + 16 * u) * EL_QF_W4P_ROWS + 16 * v;
+                for (int t = 0; t < 16; t++)
+                    _mm512_store_si512(tp + t * EL_QF_W4P_ROWS, st[u][t]);
+            }
+        }
+    }
+}
+
+#define BFP_MR 6 /* rows of x per register tile (by W4P_NV vectors of 16 rows of W) */
+
+/* MR rows of x (prepared bf16, stride ldx words: per 32 elements 32 hi words, then with LO 32 lo words)
+ * times the expanded tile: MR * W4P_NV f32 sums over the whole row, then times the row scale (fp8: scale x
+ * activation scale; nvfp4: the global scale), plus bias: y[i][j0 + r] for r < nr. */
+AI void bfp_tile(const el_qf_info *q, const uint16_t *xb, const int32_t *tile, const int MR, const int LO,
+                 int64_t j0, int nr, const float *bias, float *y, int64_t ldy) {
+    const int64_t ldx = q->ldx / 2, np = q->kx / 2; /* in dwords: x stride, pairs per row */
+    const int32_t *x32 = (const int32_t *)xb;
+    VF f[BFP_MR][W4P_NV];
+    for (int i = 0; i < MR; i++)
+        for (int v = 0; v < W4P_NV; v++)
+            f[i][v] = _mm512_setzero_ps();
+    for (int64_t p0 = 0; p0 < np; p0 += 16) {
+        const int32_t *xp = x32 + (LO ? 2 * p0 : p0);
+        for (int t = 0; t < 16; t++) {
+            VI w[W4P_NV];
+            for (int v = 0; v < W4P_NV; v++)
+                w[v] = _mm512_load_si512(tile + (p0 + t) * EL_QF_W4P_ROWS + 16 * v);
+            for (int i = 0; i < MR; i++) {
+                const VI xh = _mm512_set1_epi32(xp[i * ldx + t]);
+                for (int v = 0; v < W4P_NV; v++)
+                    f[i][v] = dp(f[i][v], w[v], xh);
+                if (LO) {
+                    const VI xl = _mm512_set1_epi32(xp[i * ldx + 16 + t]);
+                    for (int v = 0; v < W4P_NV; v++)
+                        f[i][v] = dp(f[i][v], w[v], xl);
+                }
+            }
+        }
+    }
+    for (int v = 0; v < W4P_NV; v++) {
+        const int nv = nr - 16 * v < 0 ? 0 : nr - 16 * v > 16 ? 16 : nr - 16 * v;
+        const __mmask16 mk = (__mmask16)((1u << nv) - 1);
+        const VF rs = q->fmt == EL_QF_FMT_FP8
+                          ? _mm512_mul_ps(_mm512_maskz_loadu_ps(mk, (const float *)q->sc + j0 + 16 * v),
+                                          _mm512_set1_ps(q->post))
+                          : _mm512_set1_ps(q->gscale);
+        const VF bv = bias ? _mm512_maskz_loadu_ps(mk, bias + j0 + 16 * v) : _mm512_setzero_ps();
+        for (int i = 0; i < MR; i++)
+            _mm512_mask_storeu_ps(y + i * ldy + j0 + 16 * v, mk, _mm512_fmadd_ps(f[i][v], rs, bv));
+    }
+}
+
+AI void bfp_rows(const el_qf_info *q, const uint16_t *xb, int64_t m, const int32_t *tile, const int LO, int64_t jb,
+                 int nr, const float *bias, float *y, int64_t ldy) {
+    int64_t i = 0;
+    for (; i + BFP_MR <= m; i += BFP_MR)
+        bfp_tile(q, xb + i * q->ldx, tile, BFP_MR, LO, jb, nr, bias, y + i * ldy, ldy);
+    switch (m - i) {
+#define BFP_TAIL(R)                                                                                          \
+    case R:                                                                                                  \
+        bfp_tile(q, xb + i * q->ldx, tile, R, LO, jb, nr, bias, y + i * ldy, ldy);                           \
+        break;
+        BFP_TAIL(5)
+        BFP_TAIL(4)
+        BFP_TAIL(3)
+        BFP_TAIL(2)
+        BFP_TAIL(1)
+#undef BFP_TAIL
+    default:
+        break;
+    }
+}
+
+/* rows [n0, n1) of y for all m rows of x: per tile of EL_QF_W4P_ROWS rows of W, expanded once into scratch,
+ * all rows of x in register tiles of BFP_MR. LO: x with lo words (all but fp8 with static activations). */
+static void bfp_gemm(const el_qf_info *q, const kc *K, const void *prep, int64_t m, int64_t n0, int64_t n1,
+                     const float *bias, float *y, int64_t ldy, void *scr) {
+    for (int64_t jb = n0; jb < n1; jb += EL_QF_W4P_ROWS) {
+        const int nr = (int)(n1 - jb < EL_QF_W4P_ROWS ? n1 - jb : EL_QF_W4P_ROWS);
+        bfp_expand(q, K, jb, nr, scr);
+        if (q->act)
+            bfp_rows(q, prep, m, scr, 0, jb, nr, bias, y, ldy);
+        else
+            bfp_rows(q, prep, m, scr, 1, jb, nr, bias, y, ldy);
+    }
+}
+
 void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, int64_t m, int64_t n0,
                          int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
-    if (m > EL_QF_MDEC) {
-        if (q->fmt == EL_QF_FMT_W4) {
-            w4p_gemm(q, prep, m, n0, n1, bias, y, ldy, (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
-            return;
-        }
-        qf_gemm(q, q->act ? (const float *)prep : x, m, n0, n1, bias, y, ldy,
-                (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63));
+    (void)x;
+    void *scr = (void *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
+    if (m > EL_QF_MDEC && q->fmt == EL_QF_FMT_W4) {
+        w4p_gemm(q, prep, m, n0, n1, bias, y, ldy, scr);
         return;
     }
     kc K;
@@ -608,7 +634,9 @@ void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, 
         for (int i = 0; i < 32; i++)
             tab[i] = bf16_bits((float)(i & 7) / 512.0f);
         K.tab = _mm512_loadu_si512(tab);
-        if (q->act)
+        if (m > EL_QF_MDEC)
+            bfp_gemm(q, &K, xb, m, n0, n1, bias, y, ldy, scr);
+        else if (q->act)
             mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 0);
         else
             mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 1);
@@ -624,7 +652,10 @@ void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, 
     const int64_t gpc = 128 / q->g, nlast = q->G - (q->nch - 1) * gpc;
     K.sfull = (__mmask16)((1u << gpc) - 1);
     K.slast = (__mmask16)((1u << nlast) - 1);
-    mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_NV4, 0);
+    if (m > EL_QF_MDEC)
+        bfp_gemm(q, &K, xb, m, n0, n1, bias, y, ldy, scr);
+    else
+        mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_NV4, 0);
 }
 
 #endif

@@ -6,10 +6,11 @@
  * chunks of 32 elements (32 bytes). The activations are prepared once per matmul call:
  *   xb   bf16 [m][ldx], per chunk its elements as hi = bf16(x) (RNE), then (except fp8 with static
  *        activations) the same count of lo = bf16(x - hi); zero past k; ldx = kx (x 2 with lo),
- *        kx = nch * chunk elements. Nibble formats store each chunk part permuted to the order the kernel
+ *        kx = nch * chunk elements. nvfp4 decode stores each chunk part permuted to the order the kernel
  *        unpacks 16-bit words of nibbles: position r * 32 + i holds element 4 i + r of the chunk (r =
- *        nibble index in the word). fp8: natural order; with a static activation scale the e4m3 round
- *        trip of x / act_scale (exact in bf16, no lo part).
+ *        nibble index in the word). fp8, and nvfp4 prefill (m > EL_QF_MDEC): natural order in parts of 32
+ *        (32 hi words, then 32 lo words); fp8 with a static activation scale: the e4m3 round trip of
+ *        x / act_scale (exact in bf16, no lo part).
  *   w4a16 instead (qfloat_w4dec_avx512.c): per chunk of 128, n = rne(x / d) (d = max |x| / 32639) in two
  *        signed 8-bit limbs n = x1 * 2^8 + x0, each limb as 64 bytes of the even elements then 64 of the
  *        odd ones (256 bytes; ldx = nch * 128 16-bit units); after xs, f32 [m][nch] the chunk factors d,
@@ -93,25 +94,23 @@ static inline bool el_qf_info_of(const void *w, el_dtype wt, int64_t k, el_qf_in
  *     row and chunk; error <= d / 2); EL_QF_W4P_ROWS rows of W expanded into per-thread scratch as int16
  *     q - z, pairs of elements interleaved by row (the 16 rows of a vector side by side), and vpdpwssd
  *     (32 int16 MACs per instruction, exact int32 sums per group) over all m rows of x;
- *   fp8 / nvfp4: blocks of rows of W dequantized into per-thread scratch and multiplied by the dense
- *     kernel (edgellm_cpu_matmul).
+ *   fp8 / nvfp4: x as bf16 hi + lo (fp8 with static activations: the e4m3 values, no lo) in natural order
+ *     per chunk of 32 (the fp8 decode layout, kx / 32 chunks); EL_QF_W4P_ROWS rows of W expanded into
+ *     per-thread scratch as exact bf16 values (fp8: e4m3; nvfp4: e2m1 x e4m3 block scale), pairs of
+ *     elements interleaved by row, and vdpbf16ps (32 MACs per instruction, f32 sums) over all m rows of x.
  * Either way each weight is expanded once for all m rows of x. */
 #define EL_QF_MDEC 4
-#define EL_QF_W4P_ROWS 64 /* rows of W per expanded w4a16 prefill tile (four vectors of 16) */
+#define EL_QF_W4P_ROWS 64 /* rows of W per expanded prefill tile (four vectors of 16) */
 
 /* w4a16 prefill: elements per segment (one int32 sum per segment: one weight group and one x chunk) */
 static inline int64_t el_qf_w4p_seg(const el_qf_info *q) { return q->g < 128 ? q->g : 128; }
 
 /* Prepared-activation sizes for m rows (each part 64-byte aligned). Prefill: w4a16 the int16 x [m][kx] then
- * f32 d [m][nch]; the others need none except fp8 with static activations (the f32 values of the e4m3
- * activations, m * k). */
+ * f32 d [m][nch]; fp8 / nvfp4 bf16 [m][ldx] as for decode (nvfp4 in natural order, not permuted). */
 static inline size_t el_qf_prep_size(el_qf_info *q, int64_t m) {
     if (m > EL_QF_MDEC && q->fmt == EL_QF_FMT_W4) {
         q->xb_bytes = ((size_t)(m * q->kx) * 2 + 63) & ~(size_t)63;
         q->xs_bytes = (size_t)(m * q->nch) * 4;
-    } else if (m > EL_QF_MDEC) {
-        q->xb_bytes = q->act ? ((size_t)(m * q->k) * 4 + 63) & ~(size_t)63 : 64;
-        q->xs_bytes = 0;
     } else {
         q->xb_bytes = ((size_t)(m * q->ldx) * 2 + 63) & ~(size_t)63;
         q->xs_bytes = q->fmt == EL_QF_FMT_W4 ? (size_t)(m * (q->G + 2 * q->nch)) * 4 : 0;
@@ -119,18 +118,13 @@ static inline size_t el_qf_prep_size(el_qf_info *q, int64_t m) {
     return q->xb_bytes + q->xs_bytes;
 }
 
-/* Rows of W dequantized per block in prefill (a multiple of 4, ~256 KiB of f32), and the per-thread
- * scratch bytes they take (0 for decode). */
-static inline int64_t el_qf_rows_per_block(const el_qf_info *q) {
-    int64_t rb = ((int64_t)1024 * 1024 / (q->k * 4)) & ~(int64_t)3;
-    return rb < 4 ? 4 : rb;
-}
+/* The per-thread scratch bytes of prefill (0 for decode): the expanded tile of EL_QF_W4P_ROWS rows of W. */
 static inline size_t el_qf_scratch_size(const el_qf_info *q, int64_t m) {
     if (m <= EL_QF_MDEC) return 0;
     if (q->fmt == EL_QF_FMT_W4) /* the int16 tile, then f32 scales [segments][rows] */
         return (size_t)(EL_QF_W4P_ROWS * q->kx) * 2 + (size_t)(EL_QF_W4P_ROWS * (q->kx / el_qf_w4p_seg(q))) * 4 +
                128;
-    return (size_t)(el_qf_rows_per_block(q) * q->k) * 4 + 64;
+    return (size_t)(EL_QF_W4P_ROWS * q->kx) * 2 + 64; /* fp8 / nvfp4: bf16 pairs [kx / 2][rows] */
 }
 
 #if defined(__x86_64__)
