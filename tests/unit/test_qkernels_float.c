@@ -10,7 +10,7 @@
  * cases of decode and prefill are printed. fp8 with static activations has exact products (e4m3 x e4m3)
  * in both paths, so there the bound is 1e-10. All of it runs on each SIMD path this CPU has: AVX-512, then
  * AVX2 (qfloat_avx2.c: decode w4a16 / nvfp4 with 22-bit limbs, fp8 exact e4m3 in f32; prefill f32
- * dequantized rows) with and without AVX-VNNI; on aarch64 NEON (qneon*.c: w4a16 with groups >= 32 and nvfp4
+ * dequantized rows) with and without AVX-VNNI; on aarch64 NEON (qneon*.c: w4a16 and nvfp4
  * with 16-bit x per chunk of 128 in two int8 limbs as AVX-512 decode, fp8 in f32, for all m) with and
  * without SDOT. */
 #include "backend/backend.h"
@@ -175,7 +175,8 @@ static const qcase cases[] = {
     {EL_DTYPE_Q_W4A16, 128, false, 0},   {EL_DTYPE_Q_W4A16, 64, false, 0},
     {EL_DTYPE_Q_W4A16, 32, false, 0},    {EL_DTYPE_Q_W4A16, 128, true, 0},
     {EL_DTYPE_Q_W4A16, 32, true, 0},     {EL_DTYPE_Q_W4A16, 256, true, 0},
-    {EL_DTYPE_Q_W4A16, 16, false, 0},    {EL_DTYPE_Q_FP8, 128, false, 0},
+    {EL_DTYPE_Q_W4A16, 16, false, 0},    {EL_DTYPE_Q_W4A16, 16, true, 0},
+    {EL_DTYPE_Q_W4A16, 8, true, 0},      {EL_DTYPE_Q_FP8, 128, false, 0},
     {EL_DTYPE_Q_FP8, 128, false, 0.02f}, {EL_DTYPE_Q_NVFP4, 16, false, 0},
 };
 
@@ -253,7 +254,7 @@ int main(void) {
     /* each SIMD path this CPU has: AVX-512 (BF16 / VNNI where present), AVX2 with and without AVX-VNNI */
     const el_cpu_isa best = el_cpu_isa_detect();
     int total = 0;
-    /* aarch64: the NEON kernels (w4a16, group >= 32) with SDOT where the CPU has it, then without */
+    /* aarch64: the NEON kernels with SDOT where the CPU has it, then without */
     for (int dp = 1; best == EL_ISA_NEON && dp >= 0; dp--) {
         if (dp && !el_cpu_has(EL_FEAT_DOTPROD)) continue;
         setenv("EDGELLM_CPU_DOTPROD", dp ? "1" : "0", 1);

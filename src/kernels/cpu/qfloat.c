@@ -1,8 +1,7 @@
 /* qfloat.c - dispatch of the weight-only / float-activation quantized matmul (w4a16, fp8, nvfp4):
  * the AVX-512 BF16 kernels of qfloat_avx512.c (w4a16 decode: qfloat_w4dec_avx512.c, VNNI) when the CPU
  * and the ISA in effect allow them, else the AVX2 + FMA + F16C kernels of qfloat_avx2.c (CPUs without
- * AVX-512 BF16 / VNNI, or EDGELLM_CPU_ISA=avx2), on aarch64 the NEON kernels of qneon.h (w4a16
- * with group >= 32, nvfp4, fp8),
+ * AVX-512 BF16 / VNNI, or EDGELLM_CPU_ISA=avx2), on aarch64 the NEON kernels of qneon.h,
  * else prep_bytes says 0 and the caller runs the scalar
  * reference el_ref_qmatmul. Compiled without ISA flags: only the feature checks here (el_cpu_has). */
 #include "kernels/cpu/qfloat_avx2.h"
@@ -31,7 +30,7 @@ static bool qf_setup(const void *w, el_dtype wt, int64_t m, int64_t k, el_qf_inf
 #if defined(__x86_64__)
     *prep = *p == QF_AVX512 ? el_qf_prep_size(q, m) : el_qf_sizes_avx2(q, m);
 #elif defined(__aarch64__)
-    *prep = q->fmt != EL_QF_FMT_W4 || q->g >= 32 ? el_qn_prep_size(q, m) : 0;
+    *prep = el_qn_prep_size(q, m);
 #else
     *prep = 0;
 #endif

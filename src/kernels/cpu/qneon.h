@@ -29,7 +29,7 @@ void el_qi8_matmul_neon(const void *act, int64_t m, int64_t k, const void *w, el
 void el_qi8_matmul_neondp(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
                           int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch);
 
-/* weight-only / float-activation formats (qfloat.c): w4a16 (group >= 32) and nvfp4 with x as two int8 limbs
+/* weight-only / float-activation formats (qfloat.c): w4a16 and nvfp4 with x as two int8 limbs
  * per element (SDOT / vmull on the nibbles, resp. their e2m1 values), fp8 with x in f32 (qneon_impl.h). */
 size_t el_qn_prep_size(const el_qf_info *q, int64_t m);
 void el_qn_prep_neon(const el_qf_info *q, const float *x, int64_t m, int64_t i0, int64_t i1, void *prep);

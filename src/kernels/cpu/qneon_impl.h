@@ -10,7 +10,7 @@
  *   order (acc += (float)isum * (d_w * d_x), no FMA); per block the 4 rows' int32 partial sums are reduced
  *   by two vpaddq; q4_0 dots the unsigned nibbles and subtracts 8 * (block sum of x). Up to 4 tokens share
  *   each loaded (unpacked) block of the 4 rows.
- * w4a16 (group >= 32): x per chunk of 128 as n = rne(x / d), d = max |x| / 32639, split into two int8
+ * w4a16: x per chunk of 128 as n = rne(x / d), d = max |x| / 32639, split into two int8
  *   limbs n = 256 x1 + x0 (x0 in -128..127); per segment (one group within one chunk: min(g, 128)
  *   elements) the exact int32 sum of q * n = 256 (q . x1) + (q . x0) minus z * (segment sum of n), times
  *   s_g * d in f32 (FMA into 4 lanes per output).
@@ -228,7 +228,8 @@ void QN_FN(el_qi8_matmul)(const void *act, int64_t m, int64_t k, const void *w, 
  *     even | x0 odd] (256 bytes per chunk of 128), then f32 d [m][nch], then int32 segment sums of n
  *     [m][nseg] (w4a16 zero points), then f32 post [m]: rows with max |x| < 2^-40 are prepared as x * 2^64
  *     (32639 / max |x| would overflow, d be subnormal) and their outputs multiplied by post = 2^-64.
- *     Segments: w4a16 min(g, 128) elements (one scale, one d), nvfp4 32 (two blocks: lane scales).
+ *     Segments: w4a16 min(g, 128) elements (one scale, one d), nvfp4 and w4a16 with g < 32: 32 elements
+ *     (lane scales: lane l of a SDOT covers elements 8 l .. 8 l + 7 of the 32).
  *   fp8: f32 [m][kx], x (static activations: the values of its e4m3 codes), zero past k. */
 typedef struct qn_geo {
     int64_t L, nseg, ldb; /* segment elements; segments per row of W; bytes per token row */
@@ -243,7 +244,7 @@ static inline qn_geo qn_geom(const el_qf_info *q, int64_t m) {
         g.size = (size_t)(m * g.ldb);
         return g;
     }
-    g.L = q->fmt == EL_QF_FMT_NV4 ? 32 : q->g < 128 ? q->g : 128;
+    g.L = q->fmt == EL_QF_FMT_NV4 || q->g < 32 ? 32 : q->g < 128 ? q->g : 128;
     g.nseg = (q->G * q->g + g.L - 1) / g.L;
     g.ldb = q->nch * 256;
     g.off_d = ((size_t)(m * g.ldb) + 63) & ~(size_t)63;
@@ -253,7 +254,7 @@ static inline qn_geo qn_geom(const el_qf_info *q, int64_t m) {
     return g;
 }
 
-/* as qn_dot with SDOT's lanes also on ARMv8.0 (lane l = bytes 4 l .. 4 l + 3): nvfp4's lane scales */
+/* as qn_dot with SDOT's lanes also on ARMv8.0 (lane l = bytes 4 l .. 4 l + 3): the lane scales */
 QN_AI int32x4_t qn_dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
 #if QN_DP
     return vdotq_s32(acc, a, b);
@@ -263,9 +264,9 @@ QN_AI int32x4_t qn_dot4(int32x4_t acc, int8x16_t a, int8x16_t b) {
 }
 
 /* acc (hi: x1, lo: x0) += the products of 32 weights (we: even elements, wo: odd) with block xp of a token */
-QN_AI void q4_block(const int NV, int32x4_t *hi, int32x4_t *lo, int8x16_t we, int8x16_t wo,
+QN_AI void q4_block(const int LM, int32x4_t *hi, int32x4_t *lo, int8x16_t we, int8x16_t wo,
                     const int8_t *xp) {
-    if (NV) {
+    if (LM) {
         *hi = qn_dot4(qn_dot4(*hi, we, vld1q_s8(xp)), wo, vld1q_s8(xp + 16));
         *lo = qn_dot4(qn_dot4(*lo, we, vld1q_s8(xp + 32)), wo, vld1q_s8(xp + 48));
     } else {
@@ -282,9 +283,37 @@ QN_AI float32x4_t nv_scales(uint8_t a, uint8_t b) {
     return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
 }
 
-/* w4a16 (NV 0) / nvfp4 (NV 1): R rows of W from j, T tokens from t0 */
-QN_AI void q4_tile(const int NV, const int R, const int T, const el_qf_info *q, const qn_geo *g,
+/* w4a16 with groups of 8 / 16 (g < 32): 32-element segments with lane scales, zero points subtracted from
+ * the nibbles (lane l: elements 8 l .. 8 l + 7, one group) */
+#define QN_FMT_W4S 4
+
+/* per lane l the zero point (4 equal bytes) of elements e + 8 l of row j */
+QN_AI int8x16_t w4s_zeros(const el_qf_info *q, int64_t j, int64_t e) {
+    if (!q->zs) return vdupq_n_s8(8);
+    uint32_t zl[4];
+    for (int l = 0; l < 4; l++) {
+        const int64_t gi = (e + 8 * l) / q->g;
+        zl[l] = (gi < q->G ? q->zs[j * q->G + gi] : 8u) * 0x01010101u;
+    }
+    return vreinterpretq_s8_u32(vld1q_u32(zl));
+}
+
+/* per lane l the f16 scale of elements e + 8 l of row j (0 past the row) as f32 */
+QN_AI float32x4_t w4s_scales(const el_qf_info *q, int64_t j, int64_t e) {
+    uint16_t h[4];
+    for (int l = 0; l < 4; l++) {
+        const int64_t gi = (e + 8 * l) / q->g;
+        h[l] = 0;
+        if (gi < q->G) memcpy(&h[l], q->sc + (j * q->G + gi) * 2, 2);
+    }
+    return vcvt_f32_f16(vreinterpret_f16_u16(vld1_u16(h)));
+}
+
+/* F: w4a16 (EL_QF_FMT_W4, g >= 32), nvfp4 (EL_QF_FMT_NV4), w4a16 g < 32 (QN_FMT_W4S): R rows of W from j,
+ * T tokens from t0 */
+QN_AI void q4_tile(const int F, const int R, const int T, const el_qf_info *q, const qn_geo *g,
                    const uint8_t *prep, int64_t t0, int64_t j, const float *bias, float *y, int64_t ldy) {
+    const int NV = F == EL_QF_FMT_NV4, LM = F != EL_QF_FMT_W4; /* LM: lane scales per 32 elements */
     const int8_t *xl = (const int8_t *)prep + t0 * g->ldb;
     const float *dd = (const float *)(const void *)(prep + g->off_d) + t0 * q->nch;
     const int32_t *nn = (const int32_t *)(const void *)(prep + g->off_n) + t0 * g->nseg;
@@ -301,16 +330,30 @@ QN_AI void q4_tile(const int NV, const int R, const int T, const el_qf_info *q, 
             int8x16_t we[4], wo[4];
             for (int r = 0; r < R; r++) {
                 const uint8_t *p = q->qs + (j + r) * q->rowb + e / 2;
-                /* nvfp4 with an odd block count: the last 32 elements are one block (8 bytes) */
-                const uint8x16_t v =
-                    NV && e / 2 + 16 > q->rowb ? vcombine_u8(vld1_u8(p), vdup_n_u8(0)) : vld1q_u8(p);
+                uint8x16_t v;
+                if (LM && e / 2 + 16 > q->rowb) { /* rows of G * g % 32 != 0 elements: the last bytes */
+                    uint8_t tmp[16] = {0};
+                    memcpy(tmp, p, (size_t)(q->rowb - e / 2));
+                    v = vld1q_u8(tmp);
+                } else {
+                    v = vld1q_u8(p);
+                }
                 const uint8x16_t ve = vandq_u8(v, vdupq_n_u8(15)), vo = vshrq_n_u8(v, 4);
-                we[r] = NV ? vqtbl1q_s8(lut, ve) : vreinterpretq_s8_u8(ve);
-                wo[r] = NV ? vqtbl1q_s8(lut, vo) : vreinterpretq_s8_u8(vo);
+                if (NV) {
+                    we[r] = vqtbl1q_s8(lut, ve);
+                    wo[r] = vqtbl1q_s8(lut, vo);
+                } else if (LM) {
+                    const int8x16_t zv = w4s_zeros(q, j + r, e);
+                    we[r] = vsubq_s8(vreinterpretq_s8_u8(ve), zv);
+                    wo[r] = vsubq_s8(vreinterpretq_s8_u8(vo), zv);
+                } else {
+                    we[r] = vreinterpretq_s8_u8(ve);
+                    wo[r] = vreinterpretq_s8_u8(vo);
+                }
             }
             for (int t = 0; t < T; t++)
                 for (int r = 0; r < R; r++)
-                    q4_block(NV, &hi[t * R + r], &lo[t * R + r], we[r], wo[r], xl + t * g->ldb + e * 2);
+                    q4_block(LM, &hi[t * R + r], &lo[t * R + r], we[r], wo[r], xl + t * g->ldb + e * 2);
         }
         const int64_t c = s * g->L / 128, gi = s * g->L / q->g;
         for (int r = 0; r < R; r++) {
@@ -319,6 +362,8 @@ QN_AI void q4_tile(const int NV, const int R, const int T, const el_qf_info *q, 
             if (NV) { /* blocks gi (lanes 0, 1) and gi + 1 (lanes 2, 3) */
                 const uint8_t *bs = q->sc + (j + r) * q->G + gi;
                 sv = nv_scales(bs[0], gi + 1 < q->G ? bs[1] : 0);
+            } else if (LM) {
+                sv = w4s_scales(q, j + r, s * 32);
             } else {
                 uint16_t s16;
                 memcpy(&s16, q->sc + ((j + r) * q->G + gi) * 2, 2);
@@ -327,7 +372,7 @@ QN_AI void q4_tile(const int NV, const int R, const int T, const el_qf_info *q, 
             }
             for (int t = 0; t < T; t++) {
                 int32x4_t is = vaddq_s32(vshlq_n_s32(hi[t * R + r], 8), lo[t * R + r]);
-                if (!NV) is = vsubq_s32(is, vsetq_lane_s32(z * nn[t * g->nseg + s], vdupq_n_s32(0), 0));
+                if (!LM) is = vsubq_s32(is, vsetq_lane_s32(z * nn[t * g->nseg + s], vdupq_n_s32(0), 0));
                 facc[t * R + r] =
                     vfmaq_f32(facc[t * R + r], vcvtq_f32_s32(is), vmulq_n_f32(sv, dd[t * q->nch + c]));
             }
@@ -389,7 +434,7 @@ QN_AI void qn_tile(const int F, const int R, const int T, const el_qf_info *q, c
     if (F == EL_QF_FMT_FP8)
         f8_tile(R, T, q, prep, t0, j, bias, y, ldy);
     else
-        q4_tile(F == EL_QF_FMT_NV4, R, T, q, g, prep, t0, j, bias, y, ldy);
+        q4_tile(F, R, T, q, g, prep, t0, j, bias, y, ldy);
 }
 
 /* R rows of W from j x tokens [tb, te) of format F, up to 4 tokens at a time */
@@ -424,7 +469,9 @@ void QN_FN(el_qn_matmul)(const el_qf_info *q, const void *prep, int64_t m, int64
         const int64_t je = jb + RB < n1 ? jb + RB : n1;
         for (int64_t tb = 0; tb < m; tb += TB) {
             const int64_t te = tb + TB < m ? tb + TB : m;
-            if (q->fmt == EL_QF_FMT_W4)
+            if (q->fmt == EL_QF_FMT_W4 && q->g < 32)
+                qn_block(QN_FMT_W4S, q, &g, prep, tb, te, jb, je, bias, y, ldy);
+            else if (q->fmt == EL_QF_FMT_W4)
                 qn_block(EL_QF_FMT_W4, q, &g, prep, tb, te, jb, je, bias, y, ldy);
             else if (q->fmt == EL_QF_FMT_NV4)
                 qn_block(EL_QF_FMT_NV4, q, &g, prep, tb, te, jb, je, bias, y, ldy);
