@@ -443,15 +443,44 @@ static edgellm_status gemm_plan(cu_ctx *c, int64_t m, int64_t n, int64_t k, el_d
     return EDGELLM_STATUS_OK;
 }
 
+/* One int8 / fp8 GEMM of plan p: D (p->n, p->m, ld p->ldy) = A^T B (alpha 1, beta 0; int32 scalars for int8).
+ * A refusal by cuBLASLt (NOT_SUPPORTED, INVALID_VALUE: nothing enqueued) marks the plan unsupported, is logged
+ * once and returns UNSUPPORTED. */
+static edgellm_status qgemm_run(cu_ctx *c, cu_gemm_plan *p, const void *a, const void *b, void *d) {
+    const bool i8 = p->wt == EL_DTYPE_Q_W8A8;
+    const int32_t ione = 1, izero = 0;
+    const float fone = 1.f, fzero = 0.f;
+    const cublasStatus_t ls =
+        cublasLtMatmul(c->lt, p->op, i8 ? (const void *)&ione : (const void *)&fone, a, p->a, b, p->b,
+                       i8 ? (const void *)&izero : (const void *)&fzero, d, p->c, d, p->c, &p->algo, c->lt_ws,
+                       CU_LT_WS_BYTES, c->st);
+    if (ls == CUBLAS_STATUS_NOT_SUPPORTED || ls == CUBLAS_STATUS_INVALID_VALUE) {
+        EL_LOG_WARN("cuda matmul: cuBLASLt refused the %s GEMM m=%lld n=%lld k=%lld (status %d): bf16 path",
+                    i8 ? "int8" : "fp8", (long long)p->m, (long long)p->n, (long long)p->k, (int)ls);
+        p->unsupported = true;
+        return EDGELLM_STATUS_UNSUPPORTED;
+    }
+    if (ls != CUBLAS_STATUS_SUCCESS) return lt_fail(ls, "cublasLtMatmul (int8/fp8)", __FILE__, __LINE__);
+    return EDGELLM_STATUS_OK;
+}
+
+/* Token counts of the int8 / fp8 GEMMs: the main GEMM takes a multiple of CU_QGEMM_TOK tokens (at least
+ * CU_QGEMM_TAIL) straight into y; the remaining (or all, below CU_QGEMM_TAIL) tokens go through one GEMM of
+ * CU_QGEMM_TAIL tokens, zero padded, into scratch (cuBLASLt's int8 / fp8 kernels have refused small and odd
+ * token counts in past releases: PyTorch pads _int_mm to 32 rows, vLLM pads fp8 inputs to 32). */
+#define CU_QGEMM_TOK 16
+#define CU_QGEMM_TAIL 32
+
 /* Prefill (m > 8) of w8a8 and static-fp8 weights on the codes themselves: x quantized exactly as
- * el_ref_qmatmul does (elk_qgemm_act), one cuBLASLt GEMM, then the scales and the bias in the reference's
- * order. w8a8: int8 x int8 -> int32 sums (exact) written into y itself, converted in place by
- * elk_qepilogue_i32: bit-identical to the reference. Static fp8 (sm_89+): e4m3 x e4m3 -> f32 (every product
- * exact, only the summation order differs), elk_qepilogue. Needs a weight mapped by weight_map (its header is
- * read there: the quants offset, static or not) and cuBLASLt's alignment rules for these kernels (A must be
- * transposed, "TN"; int8: rows of W and k multiples of 4, leading dimensions multiples of 4; fp8: k a multiple
- * of 16 and 16-byte leading dimensions and pointers). Returns UNSUPPORTED, with nothing enqueued that matters,
- * where any of this does not hold (the caller runs the bf16 path). */
+ * el_ref_qmatmul does (elk_qgemm_act), cuBLASLt GEMMs, then the scales and the bias in the reference's order
+ * (elk_qepilogue_acc). w8a8: int8 x int8 -> int32 sums (exact; the main GEMM writes them into y itself, converted
+ * in place): bit-identical to the reference. Static fp8 (sm_89+): e4m3 x e4m3 -> f32 (every product exact; the
+ * sums differ in order and in the fp8 tensor cores' accumulation). Needs a weight mapped by weight_map (its
+ * header is read there: the quants offset, static or not) and cuBLASLt's rules for these kernels: A transposed
+ * ("TN"); int8: 4-byte aligned pointers, k, rows of W and leading dimensions multiples of 4; fp8: 16-byte aligned
+ * pointers and leading dimensions, k and the rows of W multiples of 16. Returns UNSUPPORTED where any of this
+ * does not hold or cuBLASLt refuses; then the caller's bf16 path computes all of y again (whatever was written
+ * before is overwritten). */
 static edgellm_status qgemm_codes(cu_ctx *c, const float *x, int64_t m, int64_t k, const void *w, el_dtype wt,
                                   int64_t n, const float *bias, float *y, int64_t ldy) {
     const bool i8 = wt == EL_DTYPE_Q_W8A8;
@@ -459,33 +488,32 @@ static edgellm_status qgemm_codes(cu_ctx *c, const float *x, int64_t m, int64_t 
     const cu_alloc *a = find_alloc(c, w);
     if (!a || a->qfmt != (int)wt || a->qn != n || a->qk != k || (a->qoff & 63)) return EDGELLM_STATUS_UNSUPPORTED;
     if (!i8 && (!a->qstatic || c->cc < 89)) return EDGELLM_STATUS_UNSUPPORTED; /* weight-only fp8, pre-Ada */
-    if (i8 ? (k % 4 || n % 4 || ldy % 4) : (k % 16 || n % 4 || ldy % 4 || ((uintptr_t)y & 15)))
+    if (i8 ? (k % 4 || n % 4 || ldy % 4) : (k % 16 || n % 16 || ldy % 4 || ((uintptr_t)y & 15)))
         return EDGELLM_STATUS_UNSUPPORTED;
-    const void *wq = (const char *)w + a->qoff;
+    const int64_t m0 = m >= CU_QGEMM_TAIL ? m / CU_QGEMM_TOK * CU_QGEMM_TOK : 0, mt = m - m0; /* main, tail */
+    const int64_t rows = m0 + (mt ? CU_QGEMM_TAIL : 0), ldq = (k + 15) & ~(int64_t)15; /* elk_qgemm_act's stride */
+    const int64_t ldt = (n + 3) & ~(int64_t)3;                                          /* the tail's sums */
+    const size_t act = (elk_qgemm_act_scratch((int)wt, rows, k) + 255) & ~(size_t)255;
     void *s = NULL;
-    EL_TRY(scratch(c, elk_qgemm_act_scratch((int)wt, m, k), &s));
-    const int64_t ldq = (k + 15) & ~(int64_t)15; /* elk_qgemm_act's row stride */
-    cu_gemm_plan *p = NULL;
-    EL_TRY(gemm_plan(c, m, n, k, wt, ldq, ldy, ptr_align(wq, k), ptr_align(s, ldq), ptr_align(y, ldy * 4), &p));
+    EL_TRY(scratch(c, act + (mt ? (size_t)ldt * CU_QGEMM_TAIL * 4 : 0), &s));
+    char *xq = (char *)s, *dt = (char *)s + act;
+    const void *wq = (const char *)w + a->qoff;
     float *sx = NULL;
-    CU_TRY(elk_qgemm_act(c->st, x, m, k, w, (int)wt, s, &sx));
-    const int32_t ione = 1, izero = 0;
-    const float fone = 1.f, fzero = 0.f;
-    cublasStatus_t ls = cublasLtMatmul(c->lt, p->op, i8 ? (const void *)&ione : (const void *)&fone, wq, p->a, s, p->b,
-                                       i8 ? (const void *)&izero : (const void *)&fzero, y, p->c, y, p->c, &p->algo,
-                                       c->lt_ws, CU_LT_WS_BYTES, c->st);
-    if (ls == CUBLAS_STATUS_NOT_SUPPORTED || ls == CUBLAS_STATUS_INVALID_VALUE) {
-        /* refused before any work: only the activations were written (scratch); the bf16 path from now on */
-        EL_LOG_WARN("cuda matmul: cuBLASLt refused the %s GEMM m=%lld n=%lld k=%lld (status %d): bf16 path",
-                    i8 ? "int8" : "fp8", (long long)m, (long long)n, (long long)k, (int)ls);
-        p->unsupported = true;
-        return EDGELLM_STATUS_UNSUPPORTED;
+    CU_TRY(elk_qgemm_act(c->st, x, m, rows, k, w, (int)wt, s, &sx));
+    cu_gemm_plan *p = NULL;
+    if (m0) {
+        EL_TRY(gemm_plan(c, m0, n, k, wt, ldq, ldy, ptr_align(wq, k), ptr_align(xq, ldq), ptr_align(y, ldy * 4), &p));
+        EL_TRY(qgemm_run(c, p, wq, xq, y));
+        CU_TRY(elk_qepilogue_acc(c->st, y, ldy, i8, y, m0, n, ldy, w, (int)wt, sx, bias));
     }
-    if (ls != CUBLAS_STATUS_SUCCESS) return lt_fail(ls, "cublasLtMatmul (int8/fp8)", __FILE__, __LINE__);
-    if (i8)
-        CU_TRY(elk_qepilogue_i32(c->st, y, m, n, ldy, w, sx, bias));
-    else
-        CU_TRY(elk_qepilogue(c->st, y, m, n, ldy, w, (int)wt, NULL, bias));
+    if (mt) {
+        const char *xt = xq + m0 * ldq;
+        EL_TRY(gemm_plan(c, CU_QGEMM_TAIL, n, k, wt, ldq, ldt, ptr_align(wq, k), ptr_align(xt, ldq),
+                         ptr_align(dt, ldt * 4), &p));
+        EL_TRY(qgemm_run(c, p, wq, xt, dt));
+        CU_TRY(elk_qepilogue_acc(c->st, dt, ldt, i8, y + m0 * ldy, mt, n, ldy, w, (int)wt, sx ? sx + m0 : NULL,
+                                 bias));
+    }
     el_cuda_qgemm_count[i8 ? 0 : 1]++;
     return EDGELLM_STATUS_OK;
 }

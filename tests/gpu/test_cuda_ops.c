@@ -555,12 +555,12 @@ static bool q_int_exact(const qfmt *f) { /* integer dot products: results match 
 }
 
 /* The prefill path the backend must take for f at this shape (m > 8): 0 int8 GEMM, 1 fp8 GEMM, 2 bf16 GEMM on
- * dequantized weights (cuBLASLt's rules: int8 needs rows of W, k and ldy multiples of 4; fp8 k % 16 == 0, rows of
- * W and ldy multiples of 4, static activations, sm_89+; y is 256-byte aligned here) */
+ * dequantized weights (cuBLASLt's rules: int8 needs rows of W, k and ldy multiples of 4; fp8 k and the rows of W
+ * multiples of 16, ldy of 4, static activations, sm_89+; y is 256-byte aligned here) */
 static int qgemm_path(const qfmt *f, int64_t k, int64_t n, int64_t ldy) {
     if (!el_cuda_qgemm_mode) return 2;
     if (f->t == EL_DTYPE_Q_W8A8) return k % 4 == 0 && n % 4 == 0 && ldy % 4 == 0 ? 0 : 2;
-    if (f->t == EL_DTYPE_Q_FP8 && f->act > 0 && g_cc >= 89) return k % 16 == 0 && n % 4 == 0 && ldy % 4 == 0 ? 1 : 2;
+    if (f->t == EL_DTYPE_Q_FP8 && f->act > 0 && g_cc >= 89) return k % 16 == 0 && n % 16 == 0 && ldy % 4 == 0 ? 1 : 2;
     return 2;
 }
 
@@ -675,10 +675,11 @@ static void test_qmatmul(void) {
           EDGELLM_STATUS_INVALID_ARG);
 }
 
-/* Prefill of w8a8 (dynamic, static) and static fp8 on the int8 / fp8 cuBLASLt GEMMs: token counts from 9 to 2048,
- * k and n that are not multiples of 16 where the format allows it, ldy > n, and the shapes the GEMMs do not take
- * (bf16 path: k % 4 != 0, n % 4 != 0, ldy % 4 != 0; fp8: k % 16 != 0); then the same cases on the bf16 path
- * (el_cuda_qgemm_mode 0, EDGELLM_CUDA_QGEMM=0). */
+/* Prefill of w8a8 (dynamic, static) and static fp8 on the int8 / fp8 cuBLASLt GEMMs: token counts from 9 to 2048
+ * (below 32: one zero-padded 32-token GEMM into scratch; else a multiple of 16 straight into y plus such a tail for
+ * the rest), k and n that are not multiples of 16 where the format allows it, ldy > n, and the shapes the GEMMs do
+ * not take (bf16 path: k % 4, n % 4, ldy % 4; fp8: k % 16, n % 16); then the same on the bf16 path
+ * (el_cuda_qgemm_mode 0, as EDGELLM_CUDA_QGEMM=0). */
 static void test_qgemm_codes(void) {
     const qfmt *fs[4] = {&QF[0], &QF[1], &QF[7], &QF[8]}; /* w8a8 dynamic / static, fp8 static per-channel / tensor */
     typedef struct {
@@ -686,14 +687,15 @@ static void test_qgemm_codes(void) {
         int n_m; /* the first n_m token counts of ms */
     } qcase;
     const qcase cs[] = {
-        {1024, 1000, 0, 4}, /* every GEMM */
-        {1020, 100, 4, 4},  /* k % 16 != 0: int8 GEMM, fp8 on bf16; ldy > n */
-        {1008, 100, 0, 4},  /* n % 16 != 0, k % 32 != 0: both GEMMs */
+        {1024, 1024, 0, 8}, /* every GEMM, every split of the tokens */
+        {1008, 112, 0, 4},  /* k % 32 != 0: both GEMMs */
+        {1020, 100, 4, 4},  /* k, n % 16 != 0: int8 GEMM, fp8 on bf16; ldy > n */
+        {1024, 1000, 0, 3}, /* n % 16 != 0: int8 GEMM, fp8 on bf16 */
         {1022, 96, 0, 2},   /* k % 4 != 0: bf16 */
-        {512, 77, 0, 2},    /* n % 4 != 0: bf16 */
+        {512, 78, 0, 2},    /* n % 4 != 0: bf16 */
         {512, 200, 3, 2},   /* ldy % 4 != 0: bf16 */
     };
-    const int64_t ms[4] = {9, 16, 77, 512};
+    const int64_t ms[8] = {9, 77, 16, 512, 31, 33, 47, 48};
     printf("prefill GEMMs on int8 / fp8 codes (device compute capability %d.%d)\n", g_cc / 10, g_cc % 10);
     for (int mode = 1; mode >= 0; mode--) {
         el_cuda_qgemm_mode = mode;
@@ -703,7 +705,7 @@ static void test_qgemm_codes(void) {
                 for (int mi = 0; mi < cs[ci].n_m; mi++)
                     run_qmatmul(fs[fi], ms[mi], cs[ci].k, cs[ci].n, (int)((mi + ci) & 1), cs[ci].n + cs[ci].ldy_pad);
             run_qmatmul(fs[fi], 2048, 256, 128, fi & 1, 128);
-            if (mode) run_qmatmul(fs[fi], 2048, 1024, 256, 1, 260);
+            if (mode) run_qmatmul(fs[fi], 2047, 1024, 256, 1, 260);
         }
     }
     el_cuda_qgemm_mode = 1;

@@ -74,17 +74,18 @@ cudaError_t elk_qdequant_bf16(cudaStream_t st, const void *w, int wt, int64_t n,
 cudaError_t elk_qepilogue(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w, int wt,
                           const float *rs, const float *bias);
 /* Prefill on int8 / fp8 tensor cores (the backend's cuBLASLt GEMM on the codes themselves):
- *   elk_qgemm_act      the GEMM's B operand in `scratch` (256-byte aligned, elk_qgemm_act_scratch(wt, m, k) bytes):
- *                      w8a8: int8 codes (m, ldq) and *sx = the per-token scales (inside scratch), static fp8:
- *                      e4m3 codes (m, ldq); ldq = k rounded up to 16, zero padded; exactly el_ref_qmatmul's;
- *   elk_qepilogue_i32  w8a8: y (m, n, ldy) holds the GEMM's int32 sums; replaced in place by
- *                      ((float)isum * s_w[j]) * sx[i] + bias[j] (the reference's order; static fp8 takes
- *                      elk_qepilogue). */
-size_t elk_qgemm_act_scratch(int wt, int64_t m, int64_t k);
-cudaError_t elk_qgemm_act(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, void *scratch,
-                          float **sx);
-cudaError_t elk_qepilogue_i32(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w,
-                              const float *sx, const float *bias);
+ *   elk_qgemm_act      the GEMM's B operand, `rows` >= m token rows (rows from m on: zero padding), in `scratch`
+ *                      (256-byte aligned, elk_qgemm_act_scratch(wt, rows, k) bytes): w8a8: int8 codes (rows, ldq)
+ *                      and *sx = the per-token scales (inside scratch), static fp8: e4m3 codes (rows, ldq);
+ *                      ldq = k rounded up to 16, zero padded; exactly el_ref_qmatmul's quantization;
+ *   elk_qepilogue_acc  y (m, n, ldy) = scales * acc + bias, acc (m, n, lda) the GEMM's sums (i32: int32, w8a8;
+ *                      else f32), y itself or another buffer; the reference's order: w8a8 ((float)isum * s_w[j])
+ *                      * rs[i] + bias[j], fp8 sum * (s_w[j] * act_scale) + bias[j] (elk_qepilogue = in place). */
+size_t elk_qgemm_act_scratch(int wt, int64_t rows, int64_t k);
+cudaError_t elk_qgemm_act(cudaStream_t st, const float *x, int64_t m, int64_t rows, int64_t k, const void *w, int wt,
+                          void *scratch, float **sx);
+cudaError_t elk_qepilogue_acc(cudaStream_t st, const void *acc, int64_t lda, bool i32, float *y, int64_t m, int64_t n,
+                              int64_t ldy, const void *w, int wt, const float *rs, const float *bias);
 
 /* attention.cu. Split-KV attention: the cache positions of each token are cut into n_split chunks of
  * `chunk` positions (n_split * chunk >= cap); when n_split > 1, partial results go to `part` and a

@@ -34,7 +34,7 @@
  * (exact) and applies the global scale in the epilogue; w4a16 and ggml weights are rounded to bf16.
  * w8a8 and static fp8 prefill normally skip the dequantization: elk_qgemm_act quantizes x exactly as the
  * reference (the decode pre-kernel's w8a8 rows and scales, e4m3 codes for fp8) for the backend's cuBLASLt
- * int8 (int32 sums) / fp8 (f32 sums) GEMM on the weight's codes, then elk_qepilogue_i32 / elk_qepilogue.
+ * int8 (int32 sums) / fp8 (f32 sums) GEMM on the weight's codes, then elk_qepilogue_acc.
  * The activation quantization of every path goes through w8a8_row_scale / w8a8_code / fp8_act_code.
  */
 #include "kernels/cuda/common.cuh"
@@ -774,16 +774,18 @@ static __device__ __forceinline__ uint32_t fp8_act_code(float x, float inv) {
 }
 
 /* ---- activation pre-kernels ---- */
-/* w8a8: one block (256 threads) per token: xq (kq = k rounded up to 16, zero padded), sx */
-__global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, int64_t k, const uint8_t *w,
+/* w8a8: one block (256 threads) per token: xq (kq = k rounded up to 16, zero padded), sx; blocks from m on
+ * (padding rows of the prefill GEMM) write zero codes and scales */
+__global__ void __launch_bounds__(256) k_act_w8a8(const float *__restrict__ x, int64_t m, int64_t k, const uint8_t *w,
                                                   int8_t *__restrict__ xq, float *__restrict__ sx) {
     __shared__ float red[32];
-    const float *xr = x + blockIdx.x * k;
     const int64_t kq = (k + 15) & ~(int64_t)15;
-    float inv, s;
-    w8a8_row_scale((const elk_qhdr *)w, xr, k, red, inv, s);
+    const bool pad = blockIdx.x >= m;
+    const float *xr = x + (pad ? 0 : blockIdx.x * k);
+    float inv = 0.f, s = 0.f;
+    if (!pad) w8a8_row_scale((const elk_qhdr *)w, xr, k, red, inv, s);
     for (int64_t c = threadIdx.x; c < kq; c += blockDim.x)
-        xq[blockIdx.x * kq + c] = (int8_t)(c < k ? (int)w8a8_code(xr[c], inv) : 0);
+        xq[blockIdx.x * kq + c] = (int8_t)(!pad && c < k ? (int)w8a8_code(xr[c], inv) : 0);
     if (threadIdx.x == 0) sx[blockIdx.x] = s;
 }
 
@@ -894,7 +896,7 @@ template <int M> static cudaError_t qgemv_m(int wt, cudaStream_t st, const qg_ar
     case ELK_Q_W8A8: {
         int8_t *xq = (int8_t *)a.scr;
         float *sx = (float *)((char *)a.scr + al256((size_t)M * (size_t)((k + 15) & ~(int64_t)15)));
-        k_act_w8a8<<<M, 256, 0, st>>>(a.x, k, a.w, xq, sx);
+        k_act_w8a8<<<M, 256, 0, st>>>(a.x, M, k, a.w, xq, sx);
         k_w8a8<M, R><<<grid, QG_THREADS, 0, st>>>(xq, sx, k, a.w, n, a.bias, a.y, a.ldy, ks);
         break;
     }
@@ -1085,11 +1087,11 @@ cudaError_t elk_qprep_act_bf16(cudaStream_t st, const float *x, int64_t m, int64
     return cudaGetLastError();
 }
 
-/* grid (column blocks of 256, token rows strided by gridDim.y). I32: y holds the int32 sums of the int8 GEMM
- * (w8a8), converted in place */
+/* grid (column blocks of 256, token rows strided by gridDim.y): y = scales * acc + bias, acc (ld lda) = y itself
+ * (in place) or another buffer; I32: acc holds int32 sums (the int8 GEMM) */
 template <bool I32>
-__global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t ldy, const uint8_t *w, int wt,
-                            const float *__restrict__ rs, const float *__restrict__ bias) {
+__global__ void k_qepilogue(const float *acc, int64_t lda, float *y, int64_t m, int64_t n, int64_t ldy,
+                            const uint8_t *w, int wt, const float *__restrict__ rs, const float *__restrict__ bias) {
     const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
     if (j >= n) return;
     float cs = 1.0f; /* per-column scale */
@@ -1105,45 +1107,47 @@ __global__ void k_qepilogue(float *__restrict__ y, int64_t m, int64_t n, int64_t
     }
     const float b = bias ? bias[j] : 0.0f;
     for (int64_t i = blockIdx.y; i < m; i += gridDim.y) {
-        const float acc = I32 ? (float)__float_as_int(y[i * ldy + j]) : y[i * ldy + j];
-        float v = __fmul_rn(acc, cs);
+        const float a = acc[i * lda + j];
+        float v = __fmul_rn(I32 ? (float)__float_as_int(a) : a, cs);
         if (wt == ELK_Q_W8A8) v = __fmul_rn(v, rs[i]);
         y[i * ldy + j] = bias ? v + b : v;
     }
 }
 
-static cudaError_t qepilogue(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w, int wt,
-                             const float *rs, const float *bias, bool i32) {
+cudaError_t elk_qepilogue_acc(cudaStream_t st, const void *acc, int64_t lda, bool i32, float *y, int64_t m, int64_t n,
+                              int64_t ldy, const void *w, int wt, const float *rs, const float *bias) {
+    if (m <= 0 || n <= 0) return cudaSuccess;
     dim3 grid((unsigned)((n + 255) / 256), (unsigned)(m < 1024 ? m : 1024));
     if (i32)
-        k_qepilogue<true><<<grid, 256, 0, st>>>(y, m, n, ldy, (const uint8_t *)w, wt, rs, bias);
+        k_qepilogue<true><<<grid, 256, 0, st>>>((const float *)acc, lda, y, m, n, ldy, (const uint8_t *)w, wt, rs, bias);
     else
-        k_qepilogue<false><<<grid, 256, 0, st>>>(y, m, n, ldy, (const uint8_t *)w, wt, rs, bias);
+        k_qepilogue<false><<<grid, 256, 0, st>>>((const float *)acc, lda, y, m, n, ldy, (const uint8_t *)w, wt, rs, bias);
     return cudaGetLastError();
 }
 
 cudaError_t elk_qepilogue(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w, int wt,
                           const float *rs, const float *bias) {
-    if (m <= 0 || n <= 0) return cudaSuccess;
     if (wt != ELK_Q_W8A8 && wt != ELK_Q_FP8 && wt != ELK_Q_NVFP4 && !bias) return cudaSuccess;
-    return qepilogue(st, y, m, n, ldy, w, wt, rs, bias, false);
+    return elk_qepilogue_acc(st, y, ldy, false, y, m, n, ldy, w, wt, rs, bias);
 }
 
 /* ---- prefill on int8 / fp8 tensor cores (the backend's cuBLASLt GEMMs on the quantized codes) ---- */
 
 /* static fp8: e4m3 codes of x (m, kq), zero padded beyond k; 4 codes (one 32-bit word) per thread and step */
-__global__ void k_act_fp8_codes(const float *__restrict__ x, int64_t m, int64_t k, int64_t kq, const uint8_t *w,
-                                uint32_t *__restrict__ xq, bool xvec) {
+__global__ void k_act_fp8_codes(const float *__restrict__ x, int64_t m, int64_t rows, int64_t k, int64_t kq,
+                                const uint8_t *w, uint32_t *__restrict__ xq, bool xvec) {
     const float inv = __fdiv_rn(1.0f, ((const elk_qhdr *)w)->act_scale);
-    const int64_t wpr = kq / 4, total = m * wpr; /* 32-bit words per row (kq % 16 == 0), words */
+    const int64_t wpr = kq / 4, total = rows * wpr; /* 32-bit words per row (kq % 16 == 0), words */
     for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < total; e += (int64_t)gridDim.x * blockDim.x) {
         const int64_t i = e / wpr, c0 = (e - i * wpr) * 4;
-        float f[4];
-        ldx<4>(x + i * k, c0, k, xvec, f); /* zeros beyond k: code 0 */
         uint32_t v = 0;
+        if (i < m) { /* rows from m on: padding, code 0 */
+            float f[4];
+            ldx<4>(x + i * k, c0, k, xvec, f); /* zeros beyond k: code 0 */
 #pragma unroll
-        for (int t = 0; t < 4; t++)
-            v |= fp8_act_code(f[t], inv) << (8 * t);
+            for (int t = 0; t < 4; t++)
+                v |= fp8_act_code(f[t], inv) << (8 * t);
+        }
         xq[e] = v;
     }
 }
@@ -1152,33 +1156,28 @@ static inline int64_t round16(int64_t k) {
     return (k + 15) & ~(int64_t)15;
 }
 
-size_t elk_qgemm_act_scratch(int wt, int64_t m, int64_t k) {
-    if (wt == ELK_Q_W8A8) return elk_qgemv_scratch(wt, m, k); /* the decode pre-kernel's layout, any m */
-    if (wt == ELK_Q_FP8) return al256((size_t)m * (size_t)round16(k));
+size_t elk_qgemm_act_scratch(int wt, int64_t rows, int64_t k) {
+    if (wt == ELK_Q_W8A8) return elk_qgemv_scratch(wt, rows, k); /* the decode pre-kernel's layout, any m */
+    if (wt == ELK_Q_FP8) return al256((size_t)rows * (size_t)round16(k));
     return 0;
 }
 
-cudaError_t elk_qgemm_act(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, void *scratch,
-                          float **sx) {
+cudaError_t elk_qgemm_act(cudaStream_t st, const float *x, int64_t m, int64_t rows, int64_t k, const void *w, int wt,
+                          void *scratch, float **sx) {
     const int64_t kq = round16(k);
     *sx = NULL;
-    if (m <= 0) return cudaSuccess;
-    if (m > 0x7fffffff || k <= 0 || !scratch || ((uintptr_t)scratch & 255) || (wt != ELK_Q_W8A8 && wt != ELK_Q_FP8))
+    if (rows <= 0) return cudaSuccess;
+    if (rows > 0x7fffffff || m < 0 || m > rows || k <= 0 || !scratch || ((uintptr_t)scratch & 255) ||
+        (wt != ELK_Q_W8A8 && wt != ELK_Q_FP8))
         return cudaErrorInvalidValue;
     if (wt == ELK_Q_W8A8) {
-        *sx = (float *)((char *)scratch + al256((size_t)m * (size_t)kq));
-        k_act_w8a8<<<(unsigned)m, 256, 0, st>>>(x, k, (const uint8_t *)w, (int8_t *)scratch, *sx);
+        *sx = (float *)((char *)scratch + al256((size_t)rows * (size_t)kq));
+        k_act_w8a8<<<(unsigned)rows, 256, 0, st>>>(x, m, k, (const uint8_t *)w, (int8_t *)scratch, *sx);
     } else {
-        const int64_t words = m * (kq / 4);
+        const int64_t words = rows * (kq / 4);
         const unsigned grid = (unsigned)(words < (int64_t)1024 * 256 ? (words + 255) / 256 : 1024);
-        k_act_fp8_codes<<<grid, 256, 0, st>>>(x, m, k, kq, (const uint8_t *)w, (uint32_t *)scratch,
+        k_act_fp8_codes<<<grid, 256, 0, st>>>(x, m, rows, k, kq, (const uint8_t *)w, (uint32_t *)scratch,
                                               k % 4 == 0 && ((uintptr_t)x & 15) == 0);
     }
     return cudaGetLastError();
-}
-
-cudaError_t elk_qepilogue_i32(cudaStream_t st, float *y, int64_t m, int64_t n, int64_t ldy, const void *w,
-                              const float *sx, const float *bias) {
-    if (m <= 0 || n <= 0) return cudaSuccess;
-    return qepilogue(st, y, m, n, ldy, w, ELK_Q_W8A8, sx, bias, true);
 }
