@@ -7,9 +7,9 @@
  * the copy ran (the caller may reuse its buffer at once). Ops: kernels of src/kernels/cuda; matmul is a
  * bandwidth-bound GEMV for m <= 8 and cuBLASLt for m > 8 (x converted to the weight type, tensor cores,
  * fp32 accumulate and output; f32 weights in plain fp32, no TF32); quantized weights: qmatmul (w8a8 / static
- * fp8 prefill on cuBLASLt int8 / fp8 GEMMs of the codes, other formats on bf16 GEMMs of dequantized rows). Scratch (converted activations,
- * attention partials) grows at first use and is never freed while the backend lives (a captured graph
- * may hold an old buffer), so steady-state decode does no cudaMalloc.
+ * fp8 prefill on cuBLASLt int8 / fp8 GEMMs of the codes, other formats on bf16 GEMMs of dequantized rows).
+ * Scratch (converted activations, attention partials) grows at first use and is never freed while the
+ * backend lives (a captured graph may hold an old buffer), so steady-state decode does no cudaMalloc.
  * Graphs: graph_begin/graph_end capture the stream (relaxed mode) and keep the executable graph under
  * a key; graph_launch replays it. Ops read dynamic values (ids, positions, slots) from device buffers
  * and size their grids from static shapes only, so replays see the values uploaded before the launch.
@@ -38,6 +38,7 @@ typedef struct cu_alloc {
     void *p = NULL;
     size_t n;
     int64_t qgroup; /* a w4a16 weight (weight_map) the int8-mma kernels take (qmma.cu): its group size; else 0 */
+    elk_w4off w4off; /* and its section offsets (from the header weight_map uploaded) */
     /* a w8a8 / fp8 weight (weight_map): its header's format, shape and quants offset, and (fp8) whether its
      * activations are static (act_scale > 0): what the int8 / fp8 prefill GEMMs need on the host; qfmt 0: none */
     int qfmt;
@@ -207,7 +208,11 @@ static edgellm_status be_weight_map(el_backend *be, const void *host, size_t n, 
     cu_alloc *a = c->n_allocs && c->allocs[c->n_allocs - 1].p == p ? &c->allocs[c->n_allocs - 1] : NULL;
     if (n >= sizeof h) memcpy(&h, host, sizeof h);
     if (a && n >= sizeof h && h.magic == EL_QHDR_MAGIC && h.nbytes <= n) {
-        if (h.format == EL_DTYPE_Q_W4A16 && elk_w4a16_mma_ok(h.k, h.group)) a->qgroup = h.group;
+        if (h.format == EL_DTYPE_Q_W4A16 && elk_w4a16_mma_ok(h.k, h.group) && h.quants_off < h.nbytes &&
+            h.scales_off < h.nbytes && h.zeros_off < h.nbytes) {
+            a->qgroup = h.group;
+            a->w4off = elk_w4off{h.quants_off, h.scales_off, h.zeros_off};
+        }
         if (h.format == EL_DTYPE_Q_W8A8 || h.format == EL_DTYPE_Q_FP8) {
             a->qfmt = (int)h.format;
             a->qn = h.n;
@@ -227,9 +232,11 @@ static const cu_alloc *find_alloc(const cu_ctx *c, const void *p) {
     return NULL;
 }
 
-/* The group size of a w4a16 weight the int8-mma kernels take (weight_map recorded it), else 0. */
-static int64_t w4_group(const cu_ctx *c, const void *w) {
+/* The group size of a w4a16 weight the int8-mma kernels take (weight_map recorded it, with the section
+ * offsets: *off when off is not NULL), else 0. */
+static int64_t w4_group(const cu_ctx *c, const void *w, elk_w4off *off = NULL) {
     const cu_alloc *a = find_alloc(c, w);
+    if (a && off) *off = a->w4off;
     return a ? a->qgroup : 0;
 }
 
@@ -535,9 +542,10 @@ static edgellm_status qmatmul(cu_ctx *c, const float *x, int64_t m, int64_t k, c
                       el_dtype_name(wt), (long long)m, (long long)k, (long long)n, (long long)ldy);
     if (m == 0 || n == 0) return EDGELLM_STATUS_OK;
     void *s = NULL;
-    const int64_t g4 = m == 1 && wt == EL_DTYPE_Q_W4A16 && elk_qgemv_tc_mode == 0 ? w4_group(c, w) : 0;
+    elk_w4off off4;
+    const int64_t g4 = m == 1 && wt == EL_DTYPE_Q_W4A16 && elk_qgemv_tc_mode == 0 ? w4_group(c, w, &off4) : 0;
     if (g4) { /* int16 x on int8 tensor cores (qmma.cu) */
-        CU_TRY(elk_fused_w4a16(c->st, x, k, g4, NULL, 0.f, 1, &w, &n, &bias, &y, ELK_FG_STORE, c->n_sm, false));
+        CU_TRY(elk_fused_w4a16(c->st, x, k, g4, NULL, 0.f, 1, &w, &off4, &n, &bias, &y, ELK_FG_STORE, c->n_sm, false));
         return EDGELLM_STATUS_OK;
     }
     if (m <= 8) {
@@ -690,10 +698,10 @@ static edgellm_status be_add(el_backend *be, float *y, const float *x, int64_t n
 /* ---- fused decode ops (kernels/cuda/fused.cu, w4a16: qmma.cu) ---- */
 
 /* The common group size of w4a16 weights w[0..n_w) the int8-mma kernels take; 0 (and the error set) if none. */
-static int64_t fused_w4_group(const cu_ctx *c, int n_w, const void *const *w, const char *op) {
-    const int64_t g = w4_group(c, w[0]);
+static int64_t fused_w4_group(const cu_ctx *c, int n_w, const void *const *w, elk_w4off *off, const char *op) {
+    const int64_t g = w4_group(c, w[0], &off[0]);
     for (int i = 1; i < n_w; i++)
-        if (w4_group(c, w[i]) != g) {
+        if (w4_group(c, w[i], &off[i]) != g) {
             el_err(EDGELLM_STATUS_INVALID_ARG, "cuda %s: w4a16 weights of different group sizes", op);
             return 0;
         }
@@ -714,9 +722,10 @@ static edgellm_status be_norm_matmul(el_backend *be, const float *x, int64_t k, 
             return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_matmul: bad n %lld", (long long)n[i]);
     const int mode = accumulate ? ELK_FG_ACCUM : ELK_FG_STORE;
     if (wt == EL_DTYPE_Q_W4A16) {
-        const int64_t g = fused_w4_group(c, n_w, w, "norm_matmul");
+        elk_w4off off[3];
+        const int64_t g = fused_w4_group(c, n_w, w, off, "norm_matmul");
         if (!g) return EDGELLM_STATUS_INVALID_ARG;
-        CU_TRY(elk_fused_w4a16(c->st, x, k, g, norm_w, eps, n_w, w, n, bias, y, mode, c->n_sm, c->pdl));
+        CU_TRY(elk_fused_w4a16(c->st, x, k, g, norm_w, eps, n_w, w, off, n, bias, y, mode, c->n_sm, c->pdl));
         return EDGELLM_STATUS_OK;
     }
     CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), n_w, w, n, bias, y, mode, c->n_sm, c->pdl));
@@ -735,9 +744,10 @@ static edgellm_status be_norm_swiglu(el_backend *be, const float *x, int64_t k, 
     const float *b[2] = {bg, bu};
     float *y[2] = {out, NULL};
     if (wt == EL_DTYPE_Q_W4A16) {
-        const int64_t g = fused_w4_group(c, 2, w, "norm_swiglu");
+        elk_w4off off[2];
+        const int64_t g = fused_w4_group(c, 2, w, off, "norm_swiglu");
         if (!g) return EDGELLM_STATUS_INVALID_ARG;
-        CU_TRY(elk_fused_w4a16(c->st, x, k, g, norm_w, eps, 2, w, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));
+        CU_TRY(elk_fused_w4a16(c->st, x, k, g, norm_w, eps, 2, w, off, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));
         return EDGELLM_STATUS_OK;
     }
     CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), 2, w, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));

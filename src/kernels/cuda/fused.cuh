@@ -29,9 +29,15 @@ cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const flo
  * quantized to 16-bit integers per 128 elements, int8 tensor cores, the modes of elk_fused_gemv. The plain
  * GEMV y = x W^T + b at m = 1 is n_w = 1, no norm, ELK_FG_STORE. */
 bool elk_w4a16_mma_ok(int64_t k, int64_t group);
+/* Section offsets of a w4a16 weight (its el_qhdr's quants_off, scales_off, zeros_off: 0 = none), known to the
+ * host from the header it uploaded; given to elk_fused_w4a16 (off: n_w entries) they spare every block a
+ * header read before its first weight load. off NULL: the blocks read the headers. */
+typedef struct elk_w4off {
+    uint64_t quants, scales, zeros;
+} elk_w4off;
 cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t group, const float *norm_w, float eps,
-                            int n_w, const void *const *w, const int64_t *n, const float *const *bias, float *const *y,
-                            int mode, int n_sm, bool pdl);
+                            int n_w, const void *const *w, const elk_w4off *off, const int64_t *n,
+                            const float *const *bias, float *const *y, int mode, int n_sm, bool pdl);
 
 /* q (n_tok, n_head, hd) and k, v (n_tok, n_head_kv, hd) f32: q and k rmsnormed per head when q_norm /
  * k_norm (f32 (hd)) are given, RoPE as elk_rope (n_rot, pos, inv_freq, attn_scale) in place on q and k,

@@ -69,20 +69,34 @@ static __device__ __forceinline__ unsigned elk_fg_tile(const elk_fg_ops &a, unsi
     return tile;
 }
 
-/* Row `row` of matrix mi from its finished (norm-scaled) dot product s, and up's for SWIGLU. */
-template <int MODE>
-static __device__ __forceinline__ void elk_fg_store(const elk_fg_ops &a, int mi, int64_t row, float s, float up) {
+/* What the epilogue of row `row` of matrix mi reads besides the dot products: (bias or 0, the residual y[row]
+ * for ACCUM or 0); a kernel may load it early (after the programmatic dependent launch wait) to take the
+ * load latency off its tail. */
+template <int MODE> static __device__ __forceinline__ float2 elk_fg_pre(const elk_fg_ops &a, int mi, int64_t row) {
     const float *b0 = mi == 0 ? a.b[0] : mi == 1 ? a.b[1] : a.b[2];
+    const float *y = mi == 0 ? a.y[0] : mi == 1 ? a.y[1] : a.y[2];
+    return make_float2(b0 ? b0[row] : 0.f, MODE == ELK_FG_ACCUM ? y[row] : 0.f);
+}
+
+/* Row `row` of matrix mi from its finished (norm-scaled) dot product s, and up's for SWIGLU; pre from
+ * elk_fg_pre for the same row. */
+template <int MODE>
+static __device__ __forceinline__ void elk_fg_store(const elk_fg_ops &a, int mi, int64_t row, float s, float up,
+                                                    float2 pre) {
     float *y = mi == 0 ? a.y[0] : mi == 1 ? a.y[1] : a.y[2];
-    if (b0) s += b0[row];
+    s += pre.x;
     if (MODE == ELK_FG_SWIGLU) {
         if (a.b[1]) up += a.b[1][row];
         y[row] = s / (1.f + expf(-s)) * up;
     } else if (MODE == ELK_FG_ACCUM) {
-        y[row] += s;
+        y[row] = pre.y + s;
     } else {
         y[row] = s;
     }
+}
+template <int MODE>
+static __device__ __forceinline__ void elk_fg_store(const elk_fg_ops &a, int mi, int64_t row, float s, float up) {
+    elk_fg_store<MODE>(a, mi, row, s, up, elk_fg_pre<MODE>(a, mi, row));
 }
 
 #endif

@@ -53,6 +53,8 @@ struct qm_args {
     int gsh;              /* group size of every matrix: 32, 64 or 128 << gsh (the kernel's GPB) */
     int64_t G, rb, codes; /* groups per row, code bytes per row, G * group */
     bool xvec;            /* x (and g) 16-byte aligned, k % 4 == 0 */
+    bool have_off;        /* off: the sections' offsets (else read from the headers) */
+    elk_w4off off[3];
 };
 
 static __device__ __forceinline__ void mma_u8s8(int (&d)[4], uint32_t a0, uint32_t a1, uint32_t a2, uint32_t a3,
@@ -130,10 +132,16 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
     __shared__ const uint8_t *mq[3], *ms[3], *mz[3];
     if (threadIdx.x < 3 && a.f.w[threadIdx.x]) {
         const uint8_t *w = (const uint8_t *)a.f.w[threadIdx.x];
-        const elk_qhdr *h = (const elk_qhdr *)w;
-        mq[threadIdx.x] = w + h->quants_off;
-        ms[threadIdx.x] = w + h->scales_off;
-        mz[threadIdx.x] = h->zeros_off ? w + h->zeros_off : nullptr;
+        elk_w4off o;
+        if (a.have_off) {
+            o = a.off[threadIdx.x];
+        } else {
+            const elk_qhdr *h = (const elk_qhdr *)w;
+            o.quants = h->quants_off, o.scales = h->scales_off, o.zeros = h->zeros_off;
+        }
+        mq[threadIdx.x] = w + o.quants;
+        ms[threadIdx.x] = w + o.scales;
+        mz[threadIdx.x] = o.zeros ? w + o.zeros : nullptr;
     }
     __syncthreads();
 
@@ -298,6 +306,9 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
 #pragma unroll
         for (int t = 0; t < T; t++)
             zpt[t] = mz[T == 2 ? t : mi] != nullptr;
+        /* the epilogue's bias / residual of this tile's rows, loaded now (thread r < 16: row row0 + r) */
+        float2 pre = make_float2(0.f, 0.f);
+        if (threadIdx.x < 16 && row0 + threadIdx.x < nrow) pre = elk_fg_pre<MODE>(a.f, mi, row0 + threadIdx.x);
         /* element row * G + gi of the scale (zero) arrays: its half (byte) in the aligned word copied */
         const int e0 = (int)((rr[0] * G) & 3), e1 = (int)((rr[1] * G) & 3);
         for (int j = 0; j < per_w; j++, i++) {
@@ -378,7 +389,7 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
                     s += red[ti & 1][w][0][r];
                     if (MODE == ELK_FG_SWIGLU) up += red[ti & 1][w][T - 1][r];
                 }
-                elk_fg_store<MODE>(a.f, mi, row, s * rn, up * rn);
+                elk_fg_store<MODE>(a.f, mi, row, s * rn, up * rn, pre);
             }
         }
     }
@@ -444,14 +455,19 @@ bool elk_w4a16_mma_ok(int64_t k, int64_t group) {
 }
 
 cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t group, const float *norm_w, float eps,
-                            int n_w, const void *const *w, const int64_t *n, const float *const *bias, float *const *y,
-                            int mode, int n_sm, bool pdl) {
+                            int n_w, const void *const *w, const elk_w4off *off, const int64_t *n,
+                            const float *const *bias, float *const *y, int mode, int n_sm, bool pdl) {
     qm_args a;
     memset(&a, 0, sizeof a);
     if (!elk_w4a16_mma_ok(k, group) || !elk_fg_fill(a.f, x, k, norm_w, eps, n_w, w, n, bias, y, mode))
         return cudaErrorInvalidValue;
     for (int i = 0; i < n_w; i++)
         if ((uintptr_t)w[i] & 63) return cudaErrorInvalidValue;
+    if (off) {
+        a.have_off = true;
+        for (int i = 0; i < n_w; i++)
+            a.off[i] = off[i];
+    }
     a.nkb = (int)((k + 127) / 128);
     a.per = (a.nkb + QM_WARPS - 1) / QM_WARPS;
     a.gsh = group >= 128 ? qm_gsh(group) : 0;
