@@ -485,23 +485,31 @@ AI VI bfp_fp8_pairs(const el_qf_info *q, const kc *K, int64_t j, int64_t c) {
     return e4m3_bf16(_mm512_cvtepu8_epi16(_mm256_maskz_loadu_epi8(lm, q->qs + j * q->rowb + c * 32)), K->tab);
 }
 
+/* nvfp4: 16 bytes b (byte i: elements 2 i, 2 i + 1) -> 16 bf16 pairs of the e2m1 values times the block
+ * scales s (lanes 0..7: the first block of 16, 8..15: the second) */
+AI VI nv4_pairs16(__m128i b, VF tab, VF s) {
+    const VI d = _mm512_cvtepu8_epi32(b);
+    return bf16_pairs(_mm512_mul_ps(_mm512_permutexvar_ps(d, tab), s),
+                      _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), tab), s));
+}
+
 /* nvfp4: elements 128 c .. 128 c + 127 of row j (zero past k) -> 64 bf16 pairs into o: the e2m1 values
  * times their e4m3 block scale (<= 6 significant bits: exact in bf16; the global scale comes later) */
 AI void bfp_nv4_pairs(const el_qf_info *q, const kc *K, int64_t j, int64_t c, VI *o) {
     static const float e2m1[16] = {0, 0.5f, 1, 1.5f, 2, 3, 4, 6, -0.0f, -0.5f, -1, -1.5f, -2, -3, -4, -6};
+    static const uint32_t blk[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
     const bool last = c == q->nch - 1;
     const VI wv = _mm512_maskz_loadu_epi8(last ? K->tailm : ~(__mmask64)0, q->qs + j * q->rowb + c * 64);
     const VF s8 = e4m3_f32(_mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(last ? K->slast : K->sfull,
                                                                       q->sc + j * q->G + c * 8)));
-    static const uint32_t blk[16] = {0, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 1};
     const VF tab = _mm512_loadu_ps(e2m1);
-    const VI bi = _mm512_loadu_si512(blk);
-    for (int u = 0; u < 4; u++) { /* 16 bytes: blocks 2 u (pairs 0..7) and 2 u + 1 (pairs 8..15) */
-        const VI d = _mm512_cvtepu8_epi32(_mm512_extracti32x4_epi32(wv, u)); /* byte i: elements 2 i, 2 i + 1 */
-        const VF s = _mm512_permutexvar_ps(_mm512_add_epi32(bi, _mm512_set1_epi32(2 * u)), s8);
-        o[u] = bf16_pairs(_mm512_mul_ps(_mm512_permutexvar_ps(d, tab), s),
-                          _mm512_mul_ps(_mm512_permutexvar_ps(_mm512_srli_epi32(d, 4), tab), s));
-    }
+    const VI bi = _mm512_loadu_si512(blk); /* 16 bytes u: blocks 2 u (pairs 0..7) and 2 u + 1 (8..15) */
+#define NV4_SCALES(U) _mm512_permutexvar_ps(_mm512_add_epi32(bi, _mm512_set1_epi32(2 * (U))), s8)
+    o[0] = nv4_pairs16(_mm512_castsi512_si128(wv), tab, NV4_SCALES(0));
+    o[1] = nv4_pairs16(_mm512_extracti32x4_epi32(wv, 1), tab, NV4_SCALES(1)); /* literal lanes: -O0 too */
+    o[2] = nv4_pairs16(_mm512_extracti32x4_epi32(wv, 2), tab, NV4_SCALES(2));
+    o[3] = nv4_pairs16(_mm512_extracti32x4_epi32(wv, 3), tab, NV4_SCALES(3));
+#undef NV4_SCALES
 }
 
 /* Rows j0 .. j0 + nr - 1 (nr <= EL_QF_W4P_ROWS) of W into tile as bf16 pairs: per pair p (elements 2 p,
