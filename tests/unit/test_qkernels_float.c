@@ -4,9 +4,9 @@
  * shapes with odd n, k not a multiple of the group, m from 1 (decode) to prefill sizes, with and
  * without bias, split row ranges; then the CPU backend's quantized matmul (2 threads). Decode (m <= 4)
  * represents the activations to ~2^-16 (bf16 hi + lo; w4a16: 16-bit integers per chunk in two 8-bit
- * limbs on AVX-512, error <= 2^-16 of the chunk's max |x|, 22-bit in three limbs on AVX2); prefill
- * rounds fp8 / nvfp4 weights to f16 tiles (~1e-7) and w4a16 activations to int16 per chunk of 128 (~1e-7
- * here, error <= 2^-16 of the chunk's max |x|). NMSE <= 1e-5 is required (the task bound) and the worst
+ * limbs on AVX-512, error <= 2^-16 of the chunk's max |x|, 22-bit in three limbs on AVX2); AVX-512 prefill
+ * keeps the bf16 hi + lo of x for fp8 / nvfp4 (~7e-12 here) and rounds w4a16 activations to int16 per
+ * chunk of 128 (~1e-7 here, error <= 2^-16 of the chunk's max |x|). NMSE <= 1e-5 is required (the task bound) and the worst
  * cases of decode and prefill are printed. fp8 with static activations has exact products (e4m3 x e4m3)
  * in both paths, so there the bound is 1e-10. All of it runs on each SIMD path this CPU has: AVX-512, then
  * AVX2 (qfloat_avx2.c: decode w4a16 / nvfp4 with 22-bit limbs, fp8 exact e4m3 in f32; prefill f32
@@ -210,7 +210,7 @@ static int kernel_cases(bool quick) {
                     const qcase c = {EL_DTYPE_Q_W4A16, pg[gi], z != 0, 0};
                     run_case(&c, pm[a], pn[(a + gi + (size_t)z) % 6], pk[(a + gi) % 3], (a + (size_t)z) % 2 == 0);
                 }
-        /* nvfp4 and fp8 prefill (f16 tiles of W and the dense kernel) on the same tails */
+        /* nvfp4 and fp8 prefill (AVX-512: 64-row bf16 tiles of W, 6-row tiles of x) on the same tails */
         const qcase fc[3] = {{EL_DTYPE_Q_NVFP4, 16, false, 0}, {EL_DTYPE_Q_FP8, 128, false, 0},
                              {EL_DTYPE_Q_FP8, 128, false, 0.02f}};
         for (size_t a = 0; a < sizeof pm / sizeof pm[0]; a++)
