@@ -514,33 +514,38 @@ AI void bfp_nv4_pairs(const el_qf_info *q, const kc *K, int64_t j, int64_t c, VI
 
 /* Rows j0 .. j0 + nr - 1 (nr <= EL_QF_W4P_ROWS) of W into tile as bf16 pairs: per pair p (elements 2 p,
  * 2 p + 1; kx / 2 pairs) EL_QF_W4P_ROWS dwords, dword r = the pair of row j0 + r (rows >= nr: 0). Per 16
- * rows and step (fp8: 32 elements, nvfp4: 128) the rows' pairs are staged and put through 16 x 16 dword
- * transposes (16 rows in the 16 lanes of a vector). */
-static void bfp_expand(const el_qf_info *q, const kc *K, int64_t j0, int nr, int32_t *tile) {
-    const int nvec = q->fmt == EL_QF_FMT_FP8 ? 1 : 4; /* vectors of 16 pairs per row and step */
+ * rows: each row expanded front to back into stage (one sequential stream at a time, as decode reads W;
+ * 16 interleaved row streams stalled on memory, ~3x the time), then 16 x 16 dword transposes from stage
+ * (row stride el_qf_bfp_stage(q) dwords, padded against cache set conflicts) into the tile. */
+static void bfp_expand(const el_qf_info *q, const kc *K, int64_t j0, int nr, int32_t *tile, int32_t *stage) {
+    const int64_t np = q->kx / 2, sp = el_qf_bfp_stage(q);
     for (int v = 0; v < EL_QF_W4P_ROWS / 16; v++) {
         const int nv = nr - 16 * v < 0 ? 0 : nr - 16 * v > 16 ? 16 : nr - 16 * v;
-        for (int64_t c = 0; c < q->nch; c++) {
-            VI st[4][16];
-            for (int i = 0; i < 16; i++) {
-                VI o[4];
-                if (i < nv && (q->fmt != EL_QF_FMT_FP8 || !(c & 1))) /* each line, 512 bytes ahead */
-                    __builtin_prefetch(q->qs + (j0 + 16 * v + i) * q->rowb + c * q->cb + 512, 0, 0);
-                if (i >= nv)
-                    o[0] = o[1] = o[2] = o[3] = _mm512_setzero_si512();
-                else if (q->fmt == EL_QF_FMT_FP8)
-                    o[0] = bfp_fp8_pairs(q, K, j0 + 16 * v + i, c);
-                else
-                    bfp_nv4_pairs(q, K, j0 + 16 * v + i, c, o);
-                for (int u = 0; u < nvec; u++)
-                    st[u][i] = o[u];
+        for (int i = 0; i < nv; i++) {
+            const int64_t j = j0 + 16 * v + i;
+            int32_t *so = stage + i * sp;
+            if (q->fmt == EL_QF_FMT_FP8) {
+                for (int64_t c = 0; c < q->nch; c++) {
+                    if (!(c & 1)) __builtin_prefetch(q->qs + j * q->rowb + c * 32 + 1024, 0, 0);
+                    _mm512_store_si512(so + 16 * c, bfp_fp8_pairs(q, K, j, c));
+                }
+            } else {
+                for (int64_t c = 0; c < q->nch; c++) {
+                    VI o[4];
+                    __builtin_prefetch(q->qs + j * q->rowb + c * 64 + 1024, 0, 0);
+                    bfp_nv4_pairs(q, K, j, c, o);
+                    for (int u = 0; u < 4; u++)
+                        _mm512_store_si512(so + 64 * c + 16 * u, o[u]);
+                }
             }
-            for (int u = 0; u < nvec; u++) {
-                transpose16x16_epi32(st[u]);
-                int32_t *tp = tile + (c * 16 * nvec + 16 * u) * EL_QF_W4P_ROWS + 16 * v;
-                for (int t = 0; t < 16; t++)
-                    _mm512_store_si512(tp + t * EL_QF_W4P_ROWS, st[u][t]);
-            }
+        }
+        for (int64_t p0 = 0; p0 < np; p0 += 16) {
+            VI r[16];
+            for (int t = 0; t < 16; t++)
+                r[t] = t < nv ? _mm512_load_si512(stage + t * sp + p0) : _mm512_setzero_si512();
+            transpose16x16_epi32(r);
+            for (int t = 0; t < 16; t++)
+                _mm512_store_si512(tile + (p0 + t) * EL_QF_W4P_ROWS + 16 * v, r[t]);
         }
     }
 }
@@ -616,13 +621,20 @@ static void bfp_gemm(const el_qf_info *q, const kc *K, const void *prep, int64_t
                      const float *bias, float *y, int64_t ldy, void *scr) {
     for (int64_t jb = n0; jb < n1; jb += EL_QF_W4P_ROWS) {
         const int nr = (int)(n1 - jb < EL_QF_W4P_ROWS ? n1 - jb : EL_QF_W4P_ROWS);
-        bfp_expand(q, K, jb, nr, scr);
+        bfp_expand(q, K, jb, nr, scr, (int32_t *)scr + EL_QF_W4P_ROWS * q->kx / 2);
         if (q->act)
             bfp_rows(q, prep, m, scr, 0, jb, nr, bias, y, ldy);
         else
             bfp_rows(q, prep, m, scr, 1, jb, nr, bias, y, ldy);
     }
 }
+
+/* fp8 up to this many rows of x runs the decode tiles in passes of 4 rows over W (its prepared x is the
+ * same): expanding the bf16 tile (the 16 x 16 transposes) costs about as much as ~10 rows of x on the
+ * decode tiles, so for few rows the passes win (bench_qint8 1 4 8 fp8: 2.1 vs 3.1 ms per layer; m = 12
+ * 3.2 vs 3.4, kept on the tiles, which read W once); nvfp4's decode x layout differs and its expansion is
+ * cheaper: it takes the tiles from m = 5 */
+#define FP8_DEC_MAX 8
 
 void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, int64_t m, int64_t n0,
                          int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
@@ -642,12 +654,17 @@ void el_qf_matmul_avx512(const el_qf_info *q, const float *x, const void *prep, 
         for (int i = 0; i < 32; i++)
             tab[i] = bf16_bits((float)(i & 7) / 512.0f);
         K.tab = _mm512_loadu_si512(tab);
-        if (m > EL_QF_MDEC)
+        if (m > FP8_DEC_MAX) {
             bfp_gemm(q, &K, xb, m, n0, n1, bias, y, ldy, scr);
-        else if (q->act)
-            mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 0);
-        else
-            mm_fmt(q, &K, xb, m, n0, n1, bias, y, ldy, EL_QF_FMT_FP8, 1);
+            return;
+        }
+        for (int64_t i = 0; i < m; i += EL_QF_MDEC) { /* the same prepared x: the decode tiles, 4 rows a pass */
+            const int64_t mi = m - i < EL_QF_MDEC ? m - i : EL_QF_MDEC;
+            if (q->act)
+                mm_fmt(q, &K, xb + i * q->ldx, mi, n0, n1, bias, y + i * ldy, ldy, EL_QF_FMT_FP8, 0);
+            else
+                mm_fmt(q, &K, xb + i * q->ldx, mi, n0, n1, bias, y + i * ldy, ldy, EL_QF_FMT_FP8, 1);
+        }
         return;
     }
     /* nvfp4 (w4a16 decode: qfloat_w4dec_avx512.c) */

@@ -118,13 +118,18 @@ static inline size_t el_qf_prep_size(el_qf_info *q, int64_t m) {
     return q->xb_bytes + q->xs_bytes;
 }
 
-/* The per-thread scratch bytes of prefill (0 for decode): the expanded tile of EL_QF_W4P_ROWS rows of W. */
+/* fp8 / nvfp4 prefill: row stride (dwords) of the 16 staged rows of pairs (kx / 2, plus 16 against cache
+ * set conflicts) */
+static inline int64_t el_qf_bfp_stage(const el_qf_info *q) { return q->kx / 2 + 16; }
+
+/* The per-thread scratch bytes of prefill (0 for decode): the expanded tile of EL_QF_W4P_ROWS rows of W
+ * (fp8 / nvfp4: then the 16 staged rows). */
 static inline size_t el_qf_scratch_size(const el_qf_info *q, int64_t m) {
     if (m <= EL_QF_MDEC) return 0;
     if (q->fmt == EL_QF_FMT_W4) /* the int16 tile, then f32 scales [segments][rows] */
         return (size_t)(EL_QF_W4P_ROWS * q->kx) * 2 + (size_t)(EL_QF_W4P_ROWS * (q->kx / el_qf_w4p_seg(q))) * 4 +
                128;
-    return (size_t)(EL_QF_W4P_ROWS * q->kx) * 2 + 64; /* fp8 / nvfp4: bf16 pairs [kx / 2][rows] */
+    return (size_t)(EL_QF_W4P_ROWS * q->kx) * 2 + (size_t)(16 * el_qf_bfp_stage(q)) * 4 + 64; /* bf16 pairs */
 }
 
 #if defined(__x86_64__)
