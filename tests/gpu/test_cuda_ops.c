@@ -609,14 +609,15 @@ static void run_qmatmul(const qfmt *f, int64_t m, int64_t k, int64_t n, int with
      * bit-identical (checked above); on the bf16 GEMM of dequantized weights the codes are exact in bf16 and the
      * fp32 accumulator (sums exact below 2^24). Static fp8: every e4m3 product exact; the bf16 path sums in fp32
      * (1e-8); the fp8 GEMM sums in the fp8 tensor cores, whose accumulation keeps about 14 bits between the
-     * promotions to fp32 on Hopper (DeepSeek-V3 report, sec. 3.3.2; fast accumulation is off here): 1e-6 */
+     * promotions to fp32 on Hopper (DeepSeek-V3 report, sec. 3.3.2; fast accumulation is off here): measured
+     * worst 1.18e-8 over the 28 cases (H200, 2026-11-28), bound 1e-7 */
     double tol;
     if (m <= 8)
         tol = q_int_exact(f) ? 1e-10 : 1e-5;
     else if (f->t == EL_DTYPE_Q_W8A8)
         tol = 1e-10;
     else if (f->t == EL_DTYPE_Q_FP8 && f->act > 0)
-        tol = path == 1 ? 1e-6 : 1e-8;
+        tol = path == 1 ? 1e-7 : 1e-8;
     else
         tol = 1e-3;
     char nm[128];
