@@ -29,39 +29,21 @@
 
 /* ---- w8a8 ------------------------------------------------------------------------------------------- */
 
-static void w8a8_quantize(const void *w, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1, void *act) {
-    uint8_t *a = act;
-    const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
-    float *sx = (float *)a;
-    int32_t *xs = (int32_t *)(a + el_qi8_off_xsum(EL_DTYPE_Q_W8A8, m, k));
-    int8_t *xq = (int8_t *)(a + el_qi8_off_xq(EL_DTYPE_Q_W8A8, m, k));
-    el_qhdr h;
-    memcpy(&h, w, sizeof h);
-    for (int64_t i = i0; i < i1; i++) {
-        const float *xr = x + i * k;
-        float inv, s;
-        if (h.flags & EL_QF_STATIC_ACT) {
-            s = h.act_scale;
-            inv = 1.0f / s;
-        } else {
-            float amax = 0;
-            for (int64_t c = 0; c < k; c++)
-                amax = fmaxf(amax, fabsf(xr[c]));
-            inv = amax > 0 ? 127.0f / amax : 0.0f;
-            s = amax / 127.0f;
-        }
-        int32_t sum = 0;
-        int8_t *q = xq + i * kp;
-        for (int64_t c = 0; c < k; c++) {
-            float v = nearbyintf(xr[c] * inv);
-            v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
-            q[c] = (int8_t)v;
-            sum += q[c];
-        }
-        memset(q + k, 0, (size_t)(kp - k));
-        sx[i] = s;
-        xs[i] = sum;
+static void w8a8_quantize_row(const el_qhdr *h, const float *x, int64_t k, int8_t *q, float *sx, int32_t *xsum) {
+    float amax = 0, inv;
+    if (!(h->flags & EL_QF_STATIC_ACT))
+        for (int64_t c = 0; c < k; c++)
+            amax = fmaxf(amax, fabsf(x[c]));
+    *sx = el_qi8_w8a8_scale(h, amax, &inv);
+    int32_t sum = 0;
+    for (int64_t c = 0; c < k; c++) {
+        float v = nearbyintf(x[c] * inv);
+        v = v < -127.0f ? -127.0f : v > 127.0f ? 127.0f : v;
+        q[c] = (int8_t)v;
+        sum += q[c];
     }
+    memset(q + k, 0, (size_t)(el_qi8_kp(EL_DTYPE_Q_W8A8, k) - k));
+    *xsum = sum;
 }
 
 /* the weight operand of a row, once per row for all tokens: |w| (sign trick) or, with AVX-VNNI, w + 128 */
@@ -130,43 +112,14 @@ static void tile_rt(const int VN, int R, int T, const int8_t *wr, int64_t k, con
         tile(VN, 1, 1, wr, k, xr, kp, xs, isum);
 }
 
-static void w8a8_matmul(const void *act, int64_t m, int64_t k, const void *w, int64_t n0, int64_t n1,
-                        const float *bias, float *y, int64_t ldy) {
-    el_qhdr h;
-    memcpy(&h, w, sizeof h);
-    const float *sw = (const float *)((const uint8_t *)w + h.scales_off);
-    const int8_t *qs = (const int8_t *)((const uint8_t *)w + h.quants_off);
-    const uint8_t *a = act;
-    const float *sx = (const float *)a;
-    const int8_t *xq = (const int8_t *)(a + el_qi8_off_xq(EL_DTYPE_Q_W8A8, m, k));
-    const int32_t *xs = (const int32_t *)(a + el_qi8_off_xsum(EL_DTYPE_Q_W8A8, m, k));
-    const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
-    const bool vn = el_avx2_vnni();
-    int32_t isum[8];
-    /* blocks of rows of W (~128 KiB, in L2) under which all the token pairs pass: W is read from memory once,
-     * not once per pair of tokens (w8a8 prefill 134 -> 150 GMAC/s with AVX-VNNI on one core) */
-    const int64_t rb = m <= 2 ? n1 - n0 : ((int64_t)131072 / k + 3) & ~(int64_t)3;
-    for (int64_t jb = n0; jb < n1; jb += rb) {
-        const int64_t je = jb + rb < n1 ? jb + rb : n1;
-        for (int64_t t = 0; t < m;) {
-            const int T = m - t >= 2 ? 2 : 1;
-            for (int64_t j = jb; j < je;) {
-                const int R = je - j >= 4 ? 4 : 1;
-                const int8_t *wr = qs + j * k, *xr = xq + t * kp;
-                if (vn)
-                    tile_rt(1, R, T, wr, k, xr, kp, xs + t, isum);
-                else
-                    tile_rt(0, R, T, wr, k, xr, kp, xs + t, isum);
-                for (int tt = 0; tt < T; tt++)
-                    for (int r = 0; r < R; r++) {
-                        const float v = ((float)isum[tt * R + r] * sw[j + r]) * sx[t + tt];
-                        y[(t + tt) * ldy + j + r] = bias ? v + bias[j + r] : v;
-                    }
-                j += R;
-            }
-            t += T;
-        }
-    }
+/* the tile of el_qi8_w8a8_matmul (T <= 2): with AVX-VNNI or without */
+static void tile_vn(int R, int T, const int8_t *wr, int64_t k, const int8_t *xr, int64_t kp, const int32_t *xs,
+                    int32_t *isum) {
+    tile_rt(1, R, T, wr, k, xr, kp, xs, isum);
+}
+static void tile_sign(int R, int T, const int8_t *wr, int64_t k, const int8_t *xr, int64_t kp, const int32_t *xs,
+                      int32_t *isum) {
+    tile_rt(0, R, T, wr, k, xr, kp, xs, isum);
 }
 
 /* ---- q8_0 / q4_0 ------------------------------------------------------------------------------------ */
@@ -410,24 +363,14 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
 
 void el_qi8_quantize_avx2(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
                           int64_t i1, void *act) {
-    if (!el_qi8_ggml(wt)) {
-        w8a8_quantize(w, x, m, k, i0, i1, act);
-        return;
-    }
-    uint8_t *a = act;
-    const int64_t nb = k / 32;
-    float *dx = (float *)a;
-    int32_t *xs = (int32_t *)(a + el_qi8_off_xsum(wt, m, k));
-    int8_t *xq = (int8_t *)(a + el_qi8_off_xq(wt, m, k));
-    for (int64_t i = i0; i < i1; i++)
-        quant_ggml(x + i * k, k, xq + i * k, dx + i * nb, xs + i * nb);
+    el_qi8_quantize_rows(w, wt, x, m, k, i0, i1, act, w8a8_quantize_row, quant_ggml);
 }
 
 void el_qi8_matmul_avx2(const void *act, int64_t m, int64_t k, const void *w, el_dtype wt, int64_t n,
                         int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     (void)n;
     if (wt == EL_DTYPE_Q_W8A8)
-        w8a8_matmul(act, m, k, w, n0, n1, bias, y, ldy);
+        el_qi8_w8a8_matmul(act, m, k, w, n0, n1, bias, y, ldy, 2, el_avx2_vnni() ? tile_vn : tile_sign);
     else
         ggml_matmul(wt, act, m, k, w, n0, n1, bias, y, ldy, scratch);
 }

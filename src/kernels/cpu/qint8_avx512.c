@@ -69,23 +69,19 @@ AI __m512 round_away(__m512 v) {
 
 /* ---- activation quantization ------------------------------------------------------------------------ */
 
+static float amax512(const float *x, int64_t k) {
+    __m512 mx = _mm512_setzero_ps();
+    int64_t c = 0;
+    for (; c + 16 <= k; c += 16)
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
+    if (c < k)
+        mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - c)) - 1), x + c)));
+    return _mm512_reduce_max_ps(mx);
+}
+
 static void quant_w8a8(const el_qhdr *h, const float *x, int64_t k, int8_t *xq, float *sx, int32_t *xsum) {
-    float inv, s;
-    if (h->flags & EL_QF_STATIC_ACT) {
-        s = h->act_scale;
-        inv = 1.0f / s;
-    } else {
-        __m512 mx = _mm512_setzero_ps();
-        int64_t c = 0;
-        for (; c + 16 <= k; c += 16)
-            mx = _mm512_max_ps(mx, _mm512_abs_ps(_mm512_loadu_ps(x + c)));
-        if (c < k)
-            mx = _mm512_max_ps(mx,
-                               _mm512_abs_ps(_mm512_maskz_loadu_ps((__mmask16)((1u << (k - c)) - 1), x + c)));
-        const float a = _mm512_reduce_max_ps(mx);
-        inv = a > 0 ? 127.0f / a : 0.0f;
-        s = a / 127.0f;
-    }
+    float inv;
+    const float s = el_qi8_w8a8_scale(h, h->flags & EL_QF_STATIC_ACT ? 0.0f : amax512(x, k), &inv);
     const __m512 vi = _mm512_set1_ps(inv), lo = _mm512_set1_ps(-127.0f), hi = _mm512_set1_ps(127.0f);
     __m512i sum = _mm512_setzero_si512();
     const int64_t kp = (int64_t)el_qi8_pad64((size_t)k);
@@ -120,19 +116,7 @@ static void quant_ggml(const float *x, int64_t k, int8_t *xq, float *dx, int32_t
 
 void el_qi8_quantize_avx512(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
                             int64_t i1, void *act) {
-    uint8_t *a = act;
-    const int64_t ns = el_qi8_ns(wt, k), kp = el_qi8_kp(wt, k);
-    float *sc = (float *)a;
-    int32_t *xs = (int32_t *)(a + el_qi8_off_xsum(wt, m, k));
-    int8_t *xq = (int8_t *)(a + el_qi8_off_xq(wt, m, k));
-    el_qhdr h;
-    if (!el_qi8_ggml(wt)) memcpy(&h, w, sizeof h);
-    for (int64_t i = i0; i < i1; i++) {
-        if (el_qi8_ggml(wt))
-            quant_ggml(x + i * k, k, xq + i * kp, sc + i * ns, xs + i * ns);
-        else
-            quant_w8a8(&h, x + i * k, k, xq + i * kp, sc + i, xs + i);
-    }
+    el_qi8_quantize_rows(w, wt, x, m, k, i0, i1, act, quant_w8a8, quant_ggml);
 }
 
 /* ---- w8a8 ------------------------------------------------------------------------------------------- */
@@ -295,15 +279,11 @@ static void w8_block(const int8_t *qs, const float *sw, int64_t k, const int8_t 
 
 static void w8a8_matmul(const uint8_t *act, int64_t m, int64_t k, const void *w, int64_t n0, int64_t n1,
                         const float *bias, float *y, int64_t ldy) {
-    el_qhdr h;
-    memcpy(&h, w, sizeof h);
-    const float *sw = (const float *)((const uint8_t *)w + h.scales_off);
-    const int8_t *qs = (const int8_t *)((const uint8_t *)w + h.quants_off);
-    const el_dtype wt = EL_DTYPE_Q_W8A8;
-    const float *sx = (const float *)act;
-    const int32_t *xsum = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
-    const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
-    const int64_t kp = el_qi8_kp(wt, k);
+    const el_qi8_w8a8 p = el_qi8_w8a8_of(act, m, k, w);
+    const float *sw = p.sw, *sx = p.sx;
+    const int8_t *qs = p.qs, *xq = p.xq;
+    const int32_t *xsum = p.xsum;
+    const int64_t kp = p.kp;
     const int T0 = m >= 6 ? 6 : m >= 4 ? 4 : m >= 2 ? 2 : 1;
     if (m == 1) { /* decode: 16 rows at a time, each read front to back (28 -> 37 GB/s on 1 core) */
         int32_t isum[16];

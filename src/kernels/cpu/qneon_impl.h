@@ -93,36 +93,11 @@ static void w8_tile_rt(int R, int T, const int8_t *w, int64_t k, const int8_t *x
     }
 }
 
-static void w8a8_matmul(const void *act, int64_t m, int64_t k, const void *w, int64_t n0, int64_t n1,
-                        const float *bias, float *y, int64_t ldy) {
-    el_qhdr h;
-    memcpy(&h, w, sizeof h);
-    const float *sw = (const float *)((const uint8_t *)w + h.scales_off);
-    const int8_t *qs = (const int8_t *)((const uint8_t *)w + h.quants_off);
-    const uint8_t *a = act;
-    const float *sx = (const float *)a;
-    const int8_t *xq = (const int8_t *)(a + el_qi8_off_xq(EL_DTYPE_Q_W8A8, m, k));
-    const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
-    int32_t isum[16];
-    /* blocks of rows of W (~128 KiB) under which all the token groups pass (W read from memory once) */
-    const int64_t rb = m <= 4 ? n1 - n0 : ((int64_t)131072 / k + 3) & ~(int64_t)3;
-    for (int64_t jb = n0; jb < n1; jb += rb) {
-        const int64_t je = jb + rb < n1 ? jb + rb : n1;
-        for (int64_t t = 0; t < m;) {
-            const int T = m - t >= 4 ? 4 : (int)(m - t);
-            for (int64_t j = jb; j < je;) {
-                const int R = je - j >= 4 ? 4 : 1;
-                w8_tile_rt(R, T, qs + j * k, k, xq + t * kp, kp, isum);
-                for (int tt = 0; tt < T; tt++)
-                    for (int r = 0; r < R; r++) {
-                        const float v = ((float)isum[tt * R + r] * sw[j + r]) * sx[t + tt];
-                        y[(t + tt) * ldy + j + r] = bias ? v + bias[j + r] : v;
-                    }
-                j += R;
-            }
-            t += T;
-        }
-    }
+/* the tile of el_qi8_w8a8_matmul (T <= 4; signed dots need no code sums) */
+static void w8_tile_fn(int R, int T, const int8_t *w, int64_t k, const int8_t *x, int64_t kp, const int32_t *xs,
+                       int32_t *out) {
+    (void)xs;
+    w8_tile_rt(R, T, w, k, x, kp, out);
 }
 
 /* ---- q8_0 / q4_0 ------------------------------------------------------------------------------------ */
@@ -216,7 +191,7 @@ void QN_FN(el_qi8_matmul)(const void *act, int64_t m, int64_t k, const void *w, 
                           int64_t n0, int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     (void)n;
     if (wt == EL_DTYPE_Q_W8A8)
-        w8a8_matmul(act, m, k, w, n0, n1, bias, y, ldy);
+        el_qi8_w8a8_matmul(act, m, k, w, n0, n1, bias, y, ldy, 4, w8_tile_fn);
     else
         ggml_matmul(wt, act, m, k, w, n0, n1, bias, y, ldy, scratch);
 }
@@ -497,81 +472,50 @@ static float qn_amax(const float *x, int64_t n) {
 }
 
 /* w8a8: xq = clamp(rne(x * inv), -127, 127) as the reference (f32 multiply, round to nearest even) */
-static void w8a8_quantize(const void *w, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1,
-                          void *act) {
-    uint8_t *a = act;
-    const int64_t kp = el_qi8_kp(EL_DTYPE_Q_W8A8, k);
-    float *sx = (float *)a;
-    int32_t *xs = (int32_t *)(a + el_qi8_off_xsum(EL_DTYPE_Q_W8A8, m, k));
-    int8_t *xq = (int8_t *)(a + el_qi8_off_xq(EL_DTYPE_Q_W8A8, m, k));
-    el_qhdr h;
-    memcpy(&h, w, sizeof h);
-    for (int64_t i = i0; i < i1; i++) {
-        const float *xr = x + i * k;
-        float inv, s;
-        if (h.flags & EL_QF_STATIC_ACT) {
-            s = h.act_scale;
-            inv = 1.0f / s;
-        } else {
-            const float amax = qn_amax(xr, k);
-            inv = amax > 0 ? 127.0f / amax : 0.0f;
-            s = amax / 127.0f;
+static void w8a8_quantize_row(const el_qhdr *h, const float *xr, int64_t k, int8_t *q, float *sx, int32_t *xsum) {
+    float inv;
+    *sx = el_qi8_w8a8_scale(h, h->flags & EL_QF_STATIC_ACT ? 0.0f : qn_amax(xr, k), &inv);
+    memset(q, 0, (size_t)el_qi8_kp(EL_DTYPE_Q_W8A8, k));
+    int32x4_t sum = vdupq_n_s32(0);
+    const int32x4_t lim = vdupq_n_s32(127);
+    for (int64_t c = 0; c < k; c += 4) {
+        float tmp[4] = {0};
+        const float *p = xr + c;
+        if (c + 4 > k) {
+            memcpy(tmp, p, (size_t)(k - c) * 4);
+            p = tmp;
         }
-        int8_t *q = xq + i * kp;
-        memset(q, 0, (size_t)kp);
-        int32x4_t sum = vdupq_n_s32(0);
-        const int32x4_t lim = vdupq_n_s32(127);
-        for (int64_t c = 0; c < k; c += 4) {
-            float tmp[4] = {0};
-            const float *p = xr + c;
-            if (c + 4 > k) {
-                memcpy(tmp, p, (size_t)(k - c) * 4);
-                p = tmp;
-            }
-            int32x4_t v = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(p), inv));
-            v = vmaxq_s32(vminq_s32(v, lim), vnegq_s32(lim));
-            sum = vaddq_s32(sum, v);
-            int8_t o[8];
-            vst1_s8(o, vmovn_s16(vcombine_s16(vmovn_s32(v), vdup_n_s16(0))));
-            memcpy(q + c, o, (size_t)(c + 4 > k ? k - c : 4));
-        }
-        sx[i] = s;
-        xs[i] = vaddvq_s32(sum);
+        int32x4_t v = vcvtnq_s32_f32(vmulq_n_f32(vld1q_f32(p), inv));
+        v = vmaxq_s32(vminq_s32(v, lim), vnegq_s32(lim));
+        sum = vaddq_s32(sum, v);
+        int8_t o[8];
+        vst1_s8(o, vmovn_s16(vcombine_s16(vmovn_s32(v), vdup_n_s16(0))));
+        memcpy(q + c, o, (size_t)(c + 4 > k ? k - c : 4));
     }
+    *xsum = vaddvq_s32(sum);
 }
 
 /* ggml: per block of 32, d = amax / 127, q = roundf(x / d) (ties away: FCVTAS), scale f16(d) */
-static void ggml_quantize(el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0, int64_t i1,
-                          void *act) {
-    uint8_t *a = act;
-    const int64_t nb = k / 32;
-    float *dx = (float *)a;
-    int32_t *xs = (int32_t *)(a + el_qi8_off_xsum(wt, m, k));
-    int8_t *xq = (int8_t *)(a + el_qi8_off_xq(wt, m, k));
-    for (int64_t i = i0; i < i1; i++)
-        for (int64_t b = 0; b < nb; b++) {
-            const float *xb = x + i * k + b * 32;
-            const float amax = qn_amax(xb, 32);
-            const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
-            dx[i * nb + b] = el_f16_to_f32(el_f32_to_f16(d));
-            int32x4_t q[8], sum = vdupq_n_s32(0);
-            for (int u = 0; u < 8; u++) {
-                q[u] = vcvtaq_s32_f32(vmulq_n_f32(vld1q_f32(xb + 4 * u), id));
-                sum = vaddq_s32(sum, q[u]);
-            }
-            for (int u = 0; u < 8; u += 2)
-                vst1_s8(xq + i * k + b * 32 + 4 * u,
-                        vmovn_s16(vcombine_s16(vmovn_s32(q[u]), vmovn_s32(q[u + 1]))));
-            xs[i * nb + b] = vaddvq_s32(sum);
+static void ggml_quantize_row(const float *x, int64_t k, int8_t *xq, float *dx, int32_t *xsum) {
+    for (int64_t b = 0; b < k / 32; b++) {
+        const float *xb = x + b * 32;
+        const float amax = qn_amax(xb, 32);
+        const float d = amax / 127.0f, id = d != 0.0f ? 1.0f / d : 0.0f;
+        dx[b] = el_f16_to_f32(el_f32_to_f16(d));
+        int32x4_t q[8], sum = vdupq_n_s32(0);
+        for (int u = 0; u < 8; u++) {
+            q[u] = vcvtaq_s32_f32(vmulq_n_f32(vld1q_f32(xb + 4 * u), id));
+            sum = vaddq_s32(sum, q[u]);
         }
+        for (int u = 0; u < 8; u += 2)
+            vst1_s8(xq + b * 32 + 4 * u, vmovn_s16(vcombine_s16(vmovn_s32(q[u]), vmovn_s32(q[u + 1]))));
+        xsum[b] = vaddvq_s32(sum);
+    }
 }
 
 void el_qi8_quantize_neon(const void *w, el_dtype wt, const float *x, int64_t m, int64_t k, int64_t i0,
                           int64_t i1, void *act) {
-    if (el_qi8_ggml(wt))
-        ggml_quantize(wt, x, m, k, i0, i1, act);
-    else
-        w8a8_quantize(w, x, m, k, i0, i1, act);
+    el_qi8_quantize_rows(w, wt, x, m, k, i0, i1, act, w8a8_quantize_row, ggml_quantize_row);
 }
 
 size_t el_qn_prep_size(const el_qf_info *q, int64_t m) {
