@@ -74,6 +74,31 @@ static inline el_qi8_w8a8 el_qi8_w8a8_of(const void *act, int64_t m, int64_t k, 
     return p;
 }
 
+/* What a q8_0 / q4_0 matmul reads from the activation buffer: the q8_0 block scales dx of x, their code
+ * sums xsum and the codes xq (row stride k). */
+typedef struct el_qi8_ggml_act {
+    const float *dx;
+    const int32_t *xsum;
+    const int8_t *xq;
+} el_qi8_ggml_act;
+static inline el_qi8_ggml_act el_qi8_ggml_of(const void *act, el_dtype wt, int64_t m, int64_t k) {
+    const uint8_t *a = act;
+    el_qi8_ggml_act p = {(const float *)a, (const int32_t *)(a + el_qi8_off_xsum(wt, m, k)),
+                         (const int8_t *)(a + el_qi8_off_xq(wt, m, k))};
+    return p;
+}
+
+/* Rows [j, j + nr) of a q8_0 / q4_0 weight w (rb bytes per row) as a tile of `rows` rows: in place, or (nr <
+ * rows, the last tile) copied into part and zero padded. */
+static inline const uint8_t *el_qi8_ggml_tile_src(const void *w, int64_t j, int nr, int rows, int64_t rb,
+                                                  uint8_t *part) {
+    const uint8_t *src = (const uint8_t *)w + j * rb;
+    if (nr == rows) return src;
+    memcpy(part, src, (size_t)(nr * rb));
+    memset(part + nr * rb, 0, (size_t)((rows - nr) * rb));
+    return part;
+}
+
 /* An ISA's w8a8 tile: the exact int32 dot products isum[t * R + r] of R (4 or 1) rows of W (wr, stride k)
  * and T (1 .. the driver's tmax) rows of codes (xr, stride kp; xs their code sums). */
 typedef void (*el_qi8_w8a8_tile_fn)(int R, int T, const int8_t *wr, int64_t k, const int8_t *xr, int64_t kp,

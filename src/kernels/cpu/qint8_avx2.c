@@ -324,38 +324,31 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
                         int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     const int Q8 = wt == EL_DTYPE_Q8_0;
     const int64_t nb = k / 32, rb = nb * (Q8 ? 34 : 18);
-    const float *dx = (const float *)act;
-    const int32_t *xs = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
-    const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
+    const el_qi8_ggml_act xa = el_qi8_ggml_of(act, wt, m, k);
     const bool vn = el_avx2_vnni();
     /* scratch (edgellm_cpu_qmm_i8_scratch): the packed tile (prefill), then a zero-padded last tile */
     uint8_t *tile = (uint8_t *)(((uintptr_t)scratch + 31) & ~(uintptr_t)31);
     uint8_t *part = tile + nb * pk_block_bytes(Q8, vn);
     for (int64_t j = n0; j < n1; j += 8) {
         const int nr = n1 - j < 8 ? (int)(n1 - j) : 8;
-        const uint8_t *src = (const uint8_t *)w + j * rb;
-        if (nr < 8) { /* a last tile of < 8 rows through a zero-padded copy */
-            memcpy(part, src, (size_t)(nr * rb));
-            memset(part + nr * rb, 0, (size_t)((8 - nr) * rb));
-            src = part;
-        }
+        const uint8_t *src = el_qi8_ggml_tile_src(w, j, nr, 8, rb, part);
         if (m >= 2) {
             if (vn && Q8)
-                pk_run(1, 1, src, rb, nb, tile, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+                pk_run(1, 1, src, rb, nb, tile, xa.dx, xa.xsum, xa.xq, k, m, j, nr, bias, y, ldy);
             else if (vn)
-                pk_run(0, 1, src, rb, nb, tile, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+                pk_run(0, 1, src, rb, nb, tile, xa.dx, xa.xsum, xa.xq, k, m, j, nr, bias, y, ldy);
             else if (Q8)
-                pk_run(1, 0, src, rb, nb, tile, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+                pk_run(1, 0, src, rb, nb, tile, xa.dx, xa.xsum, xa.xq, k, m, j, nr, bias, y, ldy);
             else
-                pk_run(0, 0, src, rb, nb, tile, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+                pk_run(0, 0, src, rb, nb, tile, xa.dx, xa.xsum, xa.xq, k, m, j, nr, bias, y, ldy);
         } else if (vn && Q8)
-            ggml_decode(1, 1, src, rb, nb, dx, xs, xq, j, nr, bias, y);
+            ggml_decode(1, 1, src, rb, nb, xa.dx, xa.xsum, xa.xq, j, nr, bias, y);
         else if (vn)
-            ggml_decode(1, 0, src, rb, nb, dx, xs, xq, j, nr, bias, y);
+            ggml_decode(1, 0, src, rb, nb, xa.dx, xa.xsum, xa.xq, j, nr, bias, y);
         else if (Q8)
-            ggml_decode(0, 1, src, rb, nb, dx, xs, xq, j, nr, bias, y);
+            ggml_decode(0, 1, src, rb, nb, xa.dx, xa.xsum, xa.xq, j, nr, bias, y);
         else
-            ggml_decode(0, 0, src, rb, nb, dx, xs, xq, j, nr, bias, y);
+            ggml_decode(0, 0, src, rb, nb, xa.dx, xa.xsum, xa.xq, j, nr, bias, y);
     }
 }
 

@@ -417,21 +417,17 @@ AI void tile_run(const int T, const uint8_t *tile, int64_t nb, int bias_c, const
 static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, const void *w, int64_t n0,
                         int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch, int64_t n) {
     const int64_t nb = k / 32, bb = wt == EL_DTYPE_Q8_0 ? 34 : 18, rb = nb * bb;
-    const float *dx = (const float *)act;
-    const int32_t *xs = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
-    const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
+    const el_qi8_ggml_act xa = el_qi8_ggml_of(act, wt, m, k);
+    const float *dx = xa.dx;
+    const int32_t *xs = xa.xsum;
+    const int8_t *xq = xa.xq;
     uint8_t *tile = (uint8_t *)(((uintptr_t)scratch + 63) & ~(uintptr_t)63);
     uint8_t *part = tile + nb * TILE_BLOCK_BYTES; /* a last tile of < 16 rows, zero padded */
     const int bc = wt == EL_DTYPE_Q8_0 ? 128 : 8;
     (void)n;
     for (int64_t j = n0; j < n1; j += 16) {
         const int nr = n1 - j < 16 ? (int)(n1 - j) : 16;
-        const uint8_t *src = (const uint8_t *)w + j * rb;
-        if (nr < 16) {
-            memcpy(part, src, (size_t)(nr * rb));
-            memset(part + nr * rb, 0, (size_t)((16 - nr) * rb));
-            src = part;
-        }
+        const uint8_t *src = el_qi8_ggml_tile_src(w, j, nr, 16, rb, part);
         /* prefetch the next tile (16 contiguous rows) while this one is transposed: the hardware
          * prefetchers do not follow 16 interleaved row streams (2x slower decode without) */
         const bool pf = nr == 16 && j + 16 < n1;

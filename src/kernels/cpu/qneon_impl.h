@@ -168,22 +168,15 @@ static void ggml_matmul(el_dtype wt, const uint8_t *act, int64_t m, int64_t k, c
                         int64_t n1, const float *bias, float *y, int64_t ldy, void *scratch) {
     const int Q8 = wt == EL_DTYPE_Q8_0;
     const int64_t nb = k / 32, rb = nb * (Q8 ? 34 : 18);
-    const float *dx = (const float *)act;
-    const int32_t *xs = (const int32_t *)(act + el_qi8_off_xsum(wt, m, k));
-    const int8_t *xq = (const int8_t *)(act + el_qi8_off_xq(wt, m, k));
+    const el_qi8_ggml_act xa = el_qi8_ggml_of(act, wt, m, k);
     uint8_t *part = scratch; /* edgellm_cpu_qmm_i8_scratch >= 16 rows */
     for (int64_t j = n0; j < n1; j += 4) {
         const int nr = n1 - j < 4 ? (int)(n1 - j) : 4;
-        const uint8_t *src = (const uint8_t *)w + j * rb;
-        if (nr < 4) { /* a last tile of < 4 rows through a zero-padded copy */
-            memcpy(part, src, (size_t)(nr * rb));
-            memset(part + nr * rb, 0, (size_t)((4 - nr) * rb));
-            src = part;
-        }
+        const uint8_t *src = el_qi8_ggml_tile_src(w, j, nr, 4, rb, part);
         if (Q8)
-            gg_rows(1, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            gg_rows(1, src, rb, nb, xa.dx, xa.xsum, xa.xq, k, m, j, nr, bias, y, ldy);
         else
-            gg_rows(0, src, rb, nb, dx, xs, xq, k, m, j, nr, bias, y, ldy);
+            gg_rows(0, src, rb, nb, xa.dx, xa.xsum, xa.xq, k, m, j, nr, bias, y, ldy);
     }
 }
 
