@@ -3,11 +3,24 @@
 #define EL_TEST_H
 
 #include <math.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 static int t_failed, t_passed;
+
+/* xorshift64 step of the seeded generator *s (tests' reproducible random inputs); the new state */
+static inline uint64_t t_xorshift(uint64_t *s) {
+    *s ^= *s << 13;
+    *s ^= *s >> 7;
+    *s ^= *s << 17;
+    return *s;
+}
+/* uniform float in [-1, 1) from *s (24 random bits) */
+static inline float t_frand(uint64_t *s) {
+    return (float)((t_xorshift(s) >> 40) * (1.0 / 8388608.0)) - 1.0f;
+}
 
 #define CHECK(cond)                                                                                    \
     do {                                                                                               \

@@ -26,12 +26,7 @@ extern unsigned long long el_cuda_qgemm_count[3]; /* backend/cuda.cu: prefill GE
 static int g_cc; /* the device's compute capability, major * 10 + minor */
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
 
-static float frand(void) { /* uniform [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / 8388608.0)) - 1.f;
-}
+static float frand(void) { return t_frand(&rng); } /* uniform in [-1, 1) */
 static float *rand_f32(size_t n, float scale) {
     float *p = el_malloc(n * sizeof *p);
     for (size_t i = 0; i < n; i++) p[i] = frand() * scale;

@@ -21,12 +21,7 @@
 #include <stdint.h>
 
 static uint64_t rng = 0x9e3779b97f4a7c15ull;
-static float frand(void) { /* uniform in [-1, 1) */
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (float)((rng >> 40) * (1.0 / 8388608.0)) - 1.0f;
-}
+static float frand(void) { return t_frand(&rng); } /* uniform in [-1, 1) */
 
 typedef struct qcase {
     el_dtype t;
