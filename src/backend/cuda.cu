@@ -929,6 +929,9 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     if (qg && !strcmp(qg, "0")) el_cuda_qgemm_mode = 0;
     const char *qm = getenv("EDGELLM_QGEMV_MODE");
     if (qm && (qm[0] == '1' || qm[0] == '2') && !qm[1]) elk_qgemv_tc_mode = qm[0] - '0';
+    /* w4a16 decode: clusters of 2 blocks convert x once per cluster (sm_90+); EDGELLM_QMMA_CLUSTER=1..4 (A/B) */
+    const char *qc = getenv("EDGELLM_QMMA_CLUSTER");
+    elk_qmma_cluster = c->cc < 90 ? 1 : qc && qc[0] >= '1' && qc[0] <= '4' && !qc[1] ? qc[0] - '0' : 2;
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
     if ((e = cudaMallocHost((void **)&c->up_stage, CU_STAGE_BYTES)) != cudaSuccess)

@@ -43,6 +43,9 @@ extern "C" int elk_gemv_tc_mode;
 /* w4a16 GEMV kernel choice (qgemv.cu): 0 = fp32 FMA at m = 1 (the backend takes qmma.cu's int8 tensor cores
  * where it can), bf16 tensor cores for m >= 2; 1 = fp32 FMA for every m; 2 = bf16 tensor cores for every m */
 extern "C" int elk_qgemv_tc_mode;
+/* qmma.cu: blocks per thread block cluster that share the x conversion of the w4a16 decode kernels (1 = no
+ * clusters; 2..4 on sm_90+ devices only: the backend sets it from the device, EDGELLM_QMMA_CLUSTER overrides) */
+extern "C" int elk_qmma_cluster;
 cudaError_t elk_gemv(cudaStream_t st, const float *x, int64_t m, int64_t k, const void *w, int wt, int64_t n,
                      const float *bias, float *y, int64_t ldy, int n_sm);
 

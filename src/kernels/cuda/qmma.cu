@@ -42,6 +42,12 @@
 
 #include <string.h>
 
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 900
+#define QM_CLUSTERS 1 /* thread block clusters: x converted once per cluster, shared through DSMEM */
+#endif
+
+int elk_qmma_cluster = 1; /* cuda_kernels.cuh */
+
 #define QM_WARPS 8
 #define QM_THREADS (QM_WARPS * 32)
 #define QM_XMAX 32639.f /* hi = (v + 128) >> 8 stays within [-127, 127] */
@@ -92,6 +98,47 @@ static __device__ __forceinline__ void qm_cp4(void *dst, const void *src) {
 static __device__ __forceinline__ void qm_commit() { asm volatile("cp.async.commit_group;" ::: "memory"); }
 template <int N> static __device__ __forceinline__ void qm_wait() {
     asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+/* Thread block clusters (sm_90): the rank of this block, the number of blocks, a pointer to the same shared
+ * memory variable of block r, the cluster barrier (arrive: release; wait: acquire) */
+static __device__ __forceinline__ unsigned qm_crank() {
+#ifdef QM_CLUSTERS
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+#else
+    return 0;
+#endif
+}
+static __device__ __forceinline__ unsigned qm_csize() {
+#ifdef QM_CLUSTERS
+    unsigned r;
+    asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
+    return r;
+#else
+    return 1;
+#endif
+}
+template <typename P> static __device__ __forceinline__ P *qm_peer(P *p, unsigned r) {
+#ifdef QM_CLUSTERS
+    uint64_t o;
+    asm volatile("mapa.u64 %0, %1, %2;" : "=l"(o) : "l"(p), "r"(r));
+    return (P *)o;
+#else
+    (void)r;
+    return p;
+#endif
+}
+static __device__ __forceinline__ void qm_cluster_arrive() {
+#ifdef QM_CLUSTERS
+    asm volatile("barrier.cluster.arrive.release.aligned;" ::: "memory");
+#endif
+}
+static __device__ __forceinline__ void qm_cluster_wait() {
+#ifdef QM_CLUSTERS
+    asm volatile("barrier.cluster.wait.acquire.aligned;" ::: "memory");
+#endif
 }
 
 /* One pipeline stage of a warp: the 16 rows x 128 codes of one block of T matrices, per lane its own
@@ -209,15 +256,20 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
 #pragma unroll 1
     for (int i = 0; i < S - 1; i++)
         issue();
+    /* cluster: block r converts the 256-element pairs kb2 = w + 8 r (mod 8 csize) of x and stores them into
+     * every block's shared memory; the first barrier phase makes sure all blocks of the cluster run */
+    const unsigned crank = qm_crank(), csize = qm_csize();
+    if (csize > 1) qm_cluster_arrive();
     pdl_launch_dependents();
     pdl_wait();
+    if (csize > 1) qm_cluster_wait();
 
     /* x -> shared memory: 16 lanes per 128-block, 8 elements per lane (two blocks per warp and step) */
     const float *__restrict__ x = a.f.x;
     const float *__restrict__ g = a.f.g;
     float ss = 0.f;
 #pragma unroll 4 /* independent iterations: their x loads in flight together */
-    for (int kb2 = warp; 2 * kb2 < nkb; kb2 += QM_WARPS) {
+    for (int kb2 = warp + QM_WARPS * (int)crank; 2 * kb2 < nkb; kb2 += QM_WARPS * (int)csize) {
         const int kb = 2 * kb2 + (lane >> 4), l16 = lane & 15;
         const int64_t e0 = (int64_t)kb * 128 + l16 * 8;
         float u[8];
@@ -276,16 +328,31 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
             const int ct = l16 >> 2, j = l16 & 3;
             uint2 *hp = (uint2 *)(xs + ((kb * 2 + 0) * 4 + ct) * 8 + j * 2);
             uint2 *lp = (uint2 *)(xs + ((kb * 2 + 1) * 4 + ct) * 8 + j * 2);
-            *hp = make_uint2(qm_bytes4(wh[0], wh[2], wh[4], wh[6], 1), qm_bytes4(wh[1], wh[3], wh[5], wh[7], 1));
-            *lp = make_uint2(qm_bytes4(w[0], w[2], w[4], w[6], 0), qm_bytes4(w[1], w[3], w[5], w[7], 0));
-            if (gpb > 1 && j == 0) xsum[kb * 4 + ct] = (float)sum;
-            if (gpb == 1 && l16 == 0) xsum[kb] = (float)sum;
-            if (l16 == 0) xsc[kb] = amax / QM_XMAX;
+            const uint2 hv = make_uint2(qm_bytes4(wh[0], wh[2], wh[4], wh[6], 1), qm_bytes4(wh[1], wh[3], wh[5], wh[7], 1));
+            const uint2 lv = make_uint2(qm_bytes4(w[0], w[2], w[4], w[6], 0), qm_bytes4(w[1], w[3], w[5], w[7], 0));
+            for (unsigned r = 0; r < csize; r++) {
+                *qm_peer(hp, r) = hv;
+                *qm_peer(lp, r) = lv;
+                if (gpb > 1 && j == 0) *qm_peer(xsum + kb * 4 + ct, r) = (float)sum;
+                if (gpb == 1 && l16 == 0) *qm_peer(xsum + kb, r) = (float)sum;
+                if (l16 == 0) *qm_peer(xsc + kb, r) = amax / QM_XMAX;
+            }
         }
     }
+    /* sum(x^2) of each warp's part (0 without a norm) into slot 8 crank + warp of every block; then the
+     * barrier (cluster-wide when csize > 1) after which the x fragments and the slots are complete */
+    ss = elk_warp_sum(ss);
+    if (lane == 0)
+        for (unsigned r = 0; r < csize; r++)
+            *qm_peer(&redn[crank * QM_WARPS + warp], r) = ss;
+    if (csize > 1) {
+        qm_cluster_arrive();
+        qm_cluster_wait();
+    } else {
+        __syncthreads();
+    }
     float rn = 1.f;
-    if (g) rn = rsqrtf(elk_block_sum(ss, redn) / (float)k + a.f.eps);
-    __syncthreads();
+    if (g) rn = rsqrtf(elk_warp_sum(lane < QM_WARPS * (int)csize ? redn[lane] : 0.f) / (float)k + a.f.eps);
 
     /* lane (gq, tg) feeds B column gq: hi (gq even) or lo bytes of group gq / 2, if its codes are in it; one
      * group per block (gpb 1): columns 2, 3 repeat 0, 1, so lane tg = 1 holds (Dh, Dl) of row g + 8 in d[2..3] */
@@ -333,14 +400,17 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
             const int gi = gpb == 1 ? kb >> a.gsh : kb * gpb + tg;
 #pragma unroll
             for (int t = 0; t < T; t++) {
-                int d[4] = {0, 0, 0, 0};
+                int d[4] = {0, 0, 0, 0}, d2[4] = {0, 0, 0, 0}; /* two independent mma chains */
                 const uint4 q0 = st.q[t][0][lane], q1 = st.q[t][1][lane]; /* one 16-byte shared load each */
 #pragma unroll
                 for (int jj = 0; jj < 4; jj++) {
                     const uint32_t u0 = qm_word(q0, jj), u1 = qm_word(q1, jj);
-                    mma_u8s8(d, u0 & 0x0f0f0f0fu, u1 & 0x0f0f0f0fu, (u0 >> 4) & 0x0f0f0f0fu,
+                    mma_u8s8(jj & 1 ? d2 : d, u0 & 0x0f0f0f0fu, u1 & 0x0f0f0f0fu, (u0 >> 4) & 0x0f0f0f0fu,
                              (u1 >> 4) & 0x0f0f0f0fu, bb[2 * jj], bb[2 * jj + 1]);
                 }
+#pragma unroll
+                for (int c = 0; c < 4; c++)
+                    d[c] += d2[c];
                 if (gpb == 1) { /* lane tg < 2: row g + 8 tg */
                     if (tg < 2) {
                         const int e = (tg ? e1 : e0) + gi;
@@ -400,25 +470,52 @@ template <int MODE, int S, int GPB>
 static cudaError_t qm_launch_s(cudaStream_t st, const qm_args &a, unsigned tiles, int n_sm, bool pdl) {
     constexpr int T = MODE == ELK_FG_SWIGLU ? 2 : 1;
     const size_t smem = qm_cfg<T, S>::BYTES + (size_t)a.nkb * QM_SMEM_PER_BLOCK;
+    /* clusters of C blocks share the x conversion (sm_90+, set by the backend; at most 4: 8 C sum slots) */
+    const int C = elk_qmma_cluster >= 2 && elk_qmma_cluster <= 4 ? elk_qmma_cluster : 1;
     static size_t smem_set; /* the dynamic shared memory enabled so far */
-    static int occ, occ_smem; /* blocks per SM at the smem of the last launch */
+    static int occ, occ_smem, occ_c, occ_nsm; /* resident blocks at the smem, cluster size, SMs of the last launch */
     if (smem > smem_set) {
         const cudaError_t e = cudaFuncSetAttribute(k_q4mma<MODE, S, GPB>, cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    (int)smem);
         if (e != cudaSuccess) return e;
         smem_set = smem;
     }
-    if (occ_smem != (int)smem) {
-        int b = 0;
-        const cudaError_t e =
-            cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_q4mma<MODE, S, GPB>, QM_THREADS, smem);
-        if (e != cudaSuccess) return e;
-        occ = b > 0 ? b : 1;
-        occ_smem = (int)smem;
+    cudaLaunchConfig_t cfg = {};
+    cfg.blockDim = dim3(QM_THREADS);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = st;
+    cudaLaunchAttribute at[2] = {};
+    int na = 0;
+    if (pdl) {
+        at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[na++].val.programmaticStreamSerializationAllowed = 1;
     }
-    const int64_t slots = (int64_t)n_sm * occ;
-    const unsigned grid = (unsigned)(tiles < slots ? tiles : slots);
-    return elk_launch_ex(k_q4mma<MODE, S, GPB>, dim3(grid), dim3(QM_THREADS), smem, st, pdl, a);
+    if (C > 1) {
+        at[na].id = cudaLaunchAttributeClusterDimension;
+        at[na].val.clusterDim.x = (unsigned)C, at[na].val.clusterDim.y = 1, at[na++].val.clusterDim.z = 1;
+    }
+    cfg.attrs = at;
+    cfg.numAttrs = na;
+    if (occ_smem != (int)smem || occ_c != C || occ_nsm != n_sm) {
+        int b = 0;
+        cudaError_t e;
+        if (C > 1) { /* clusters that fit at once (GPC boundaries) */
+            cfg.gridDim = dim3((unsigned)C);
+            e = cudaOccupancyMaxActiveClusters(&b, k_q4mma<MODE, S, GPB>, &cfg);
+            b *= C;
+        } else {
+            e = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, k_q4mma<MODE, S, GPB>, QM_THREADS, smem);
+            b *= n_sm;
+        }
+        if (e != cudaSuccess) return e;
+        occ = b > C ? b : C;
+        occ_smem = (int)smem, occ_c = C, occ_nsm = n_sm;
+    }
+    /* every block converts its share of x, so idle blocks of a partial last cluster are fine */
+    unsigned grid = (unsigned)(tiles < (unsigned)occ ? tiles : (unsigned)occ);
+    grid = (grid + C - 1) / C * C;
+    cfg.gridDim = dim3(grid);
+    return cudaLaunchKernelEx(&cfg, k_q4mma<MODE, S, GPB>, a);
 }
 
 /* Stages: 8 (7 blocks in flight per warp) for one matrix per tile, 6 when that leaves room for only one block of
