@@ -32,6 +32,7 @@ extern "C" {
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
 #define CU_MAX_GRAPHS 256
 #define CU_ATT_COUNTERS 65536 /* (token, kv head) pairs of one attention call that merge without a 2nd kernel */
+#define CU_SAMPLE_ROWS 256     /* rows of one sample call that may be split over CTAs (2 MiB of scratch) */
 #define CU_GEMM_CACHE 64
 
 typedef struct cu_alloc {
@@ -39,8 +40,9 @@ typedef struct cu_alloc {
     size_t n;
     int64_t qgroup; /* a w4a16 weight (weight_map) the int8-mma kernels take (qmma.cu): its group size; else 0 */
     elk_w4off w4off; /* and its section offsets (from the header weight_map uploaded) */
-    /* a w8a8 / fp8 weight (weight_map): its header's format, shape and quants offset, and (fp8) whether its
-     * activations are static (act_scale > 0): what the int8 / fp8 prefill GEMMs need on the host; qfmt 0: none */
+    /* a w8a8 / fp8 / nvfp4 weight (weight_map): its header's format, shape and quants offset, and (fp8) whether
+     * its activations are static (act_scale > 0): what the int8 / fp8 prefill GEMMs and the fused decode ops need
+     * on the host; qfmt 0: none */
     int qfmt;
     int64_t qn, qk;
     uint64_t qoff;
@@ -77,6 +79,7 @@ typedef struct cu_ctx {
     uint64_t cur_bytes, peak_bytes;
     void *scratch;
     unsigned *att_cnt; /* CU_ATT_COUNTERS zeroed split counters of elk_attention_ex (zero between launches) */
+    void *samp_ws;     /* elk_sample scratch for CU_SAMPLE_ROWS rows (rows split over CTAs) */
     size_t scratch_size;
     void **retired;
     size_t n_retired, cap_retired;
@@ -213,7 +216,7 @@ static edgellm_status be_weight_map(el_backend *be, const void *host, size_t n, 
             a->qgroup = h.group;
             a->w4off = elk_w4off{h.quants_off, h.scales_off, h.zeros_off};
         }
-        if (h.format == EL_DTYPE_Q_W8A8 || h.format == EL_DTYPE_Q_FP8) {
+        if (h.format == EL_DTYPE_Q_W8A8 || h.format == EL_DTYPE_Q_FP8 || h.format == EL_DTYPE_Q_NVFP4) {
             a->qfmt = (int)h.format;
             a->qn = h.n;
             a->qk = h.k;
@@ -240,8 +243,19 @@ static int64_t w4_group(const cu_ctx *c, const void *w, elk_w4off *off = NULL) {
     return a ? a->qgroup : 0;
 }
 
+/* The allocation record of an fp8 / w8a8 / nvfp4 weight of dtype wt that elk_fused_q takes (mapped by weight_map,
+ * quants 16-byte aligned, k within the kernels' limit for the formats that stage activation codes), else NULL. */
+static const cu_alloc *fused_q_alloc(const cu_ctx *c, const void *w, el_dtype wt) {
+    if (wt != EL_DTYPE_Q_FP8 && wt != EL_DTYPE_Q_W8A8 && wt != EL_DTYPE_Q_NVFP4) return NULL;
+    const cu_alloc *a = find_alloc(c, w);
+    if (!a || a->qfmt != (int)wt || (a->qoff & 15)) return NULL;
+    const bool codes = wt == EL_DTYPE_Q_W8A8 || (wt == EL_DTYPE_Q_FP8 && a->qstatic);
+    return codes && a->qk > ELK_FQ_MAX_K ? NULL : a;
+}
+
 static bool be_fused_quant(el_backend *be, const void *w, el_dtype wt) {
-    return wt == EL_DTYPE_Q_W4A16 && w4_group(ctx_of(be), w) > 0;
+    if (wt == EL_DTYPE_Q_W4A16) return w4_group(ctx_of(be), w) > 0;
+    return fused_q_alloc(ctx_of(be), w, wt) != NULL;
 }
 
 static edgellm_status be_upload(el_backend *be, void *dst, const void *src, size_t n) {
@@ -710,11 +724,32 @@ static int64_t fused_w4_group(const cu_ctx *c, int n_w, const void *const *w, el
     return g;
 }
 
+/* the quantized dtypes the fused ops take (w4a16: qmma.cu; fp8, w8a8, nvfp4: fused.cu's elk_fused_q) */
+static bool fused_qtype(el_dtype t) {
+    return t == EL_DTYPE_Q_W4A16 || t == EL_DTYPE_Q_FP8 || t == EL_DTYPE_Q_W8A8 || t == EL_DTYPE_Q_NVFP4;
+}
+
+/* The quants offsets of fp8 / w8a8 / nvfp4 weights w[0..n_w) (n[i], k) for elk_fused_q and whether each has static
+ * activation scales (fp8); INVALID_ARG when fused_quant would refuse one or the shape is not the mapped one. */
+static edgellm_status fused_q_args(const cu_ctx *c, int n_w, const void *const *w, el_dtype wt, int64_t k,
+                                   const int64_t *n, uint64_t *qoff, bool *st, const char *op) {
+    for (int i = 0; i < n_w; i++) {
+        const cu_alloc *a = fused_q_alloc(c, w[i], wt);
+        if (!a || a->qk != k || a->qn != n[i])
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda %s: %s weight %d not mapped by this backend, not of shape "
+                          "(%lld, %lld) or k above %d", op, el_dtype_name(wt), i, (long long)n[i], (long long)k,
+                          ELK_FQ_MAX_K);
+        qoff[i] = a->qoff;
+        st[i] = wt == EL_DTYPE_Q_FP8 && a->qstatic;
+    }
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status be_norm_matmul(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
                                      int n_w, const void *const *w, el_dtype wt, const int64_t *n,
                                      const float *const *bias, float *const *y, bool accumulate) {
     cu_ctx *c = ctx_of(be);
-    if ((!float_type(wt) && wt != EL_DTYPE_Q_W4A16) || k <= 0 || n_w < 1 || n_w > 3)
+    if ((!float_type(wt) && !fused_qtype(wt)) || k <= 0 || n_w < 1 || n_w > 3)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_matmul: bad weight dtype %s or shape (k=%lld, %d weights)",
                       el_dtype_name(wt), (long long)k, n_w);
     for (int i = 0; i < n_w; i++)
@@ -728,6 +763,23 @@ static edgellm_status be_norm_matmul(el_backend *be, const float *x, int64_t k, 
         CU_TRY(elk_fused_w4a16(c->st, x, k, g, norm_w, eps, n_w, w, off, n, bias, y, mode, c->n_sm, c->pdl));
         return EDGELLM_STATUS_OK;
     }
+    if (!float_type(wt)) {
+        uint64_t qoff[3];
+        bool st[3];
+        EL_TRY(fused_q_args(c, n_w, w, wt, k, n, qoff, st, "norm_matmul"));
+        bool same = true;
+        for (int i = 1; i < n_w; i++)
+            same = same && st[i] == st[0];
+        if (same) {
+            CU_TRY(elk_fused_q(c->st, x, k, norm_w, eps, (int)wt, st[0], n_w, w, qoff, n, bias, y, mode, c->n_sm,
+                               c->pdl));
+            return EDGELLM_STATUS_OK;
+        }
+        for (int i = 0; i < n_w; i++) /* fp8 with and without static activation scales: one launch per weight */
+            CU_TRY(elk_fused_q(c->st, x, k, norm_w, eps, (int)wt, st[i], 1, &w[i], &qoff[i], &n[i],
+                               bias ? &bias[i] : NULL, &y[i], mode, c->n_sm, c->pdl));
+        return EDGELLM_STATUS_OK;
+    }
     CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), n_w, w, n, bias, y, mode, c->n_sm, c->pdl));
     return EDGELLM_STATUS_OK;
 }
@@ -736,7 +788,7 @@ static edgellm_status be_norm_swiglu(el_backend *be, const float *x, int64_t k, 
                                      const void *wg, const void *wu, el_dtype wt, int64_t n, const float *bg,
                                      const float *bu, float *out) {
     cu_ctx *c = ctx_of(be);
-    if ((!float_type(wt) && wt != EL_DTYPE_Q_W4A16) || k <= 0 || n < 0 || n > 0x7fffffff)
+    if ((!float_type(wt) && !fused_qtype(wt)) || k <= 0 || n < 0 || n > 0x7fffffff)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_swiglu: bad weight dtype %s or shape (k=%lld n=%lld)",
                       el_dtype_name(wt), (long long)k, (long long)n);
     const void *w[2] = {wg, wu};
@@ -748,6 +800,17 @@ static edgellm_status be_norm_swiglu(el_backend *be, const float *x, int64_t k, 
         const int64_t g = fused_w4_group(c, 2, w, off, "norm_swiglu");
         if (!g) return EDGELLM_STATUS_INVALID_ARG;
         CU_TRY(elk_fused_w4a16(c->st, x, k, g, norm_w, eps, 2, w, off, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));
+        return EDGELLM_STATUS_OK;
+    }
+    if (!float_type(wt)) {
+        uint64_t qoff[2];
+        bool st[2];
+        EL_TRY(fused_q_args(c, 2, w, wt, k, nn, qoff, st, "norm_swiglu"));
+        if (st[0] != st[1])
+            return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_swiglu: fp8 gate and up weights differ in having "
+                          "static activation scales");
+        CU_TRY(elk_fused_q(c->st, x, k, norm_w, eps, (int)wt, st[0], 2, w, qoff, nn, b, y, ELK_FG_SWIGLU, c->n_sm,
+                           c->pdl));
         return EDGELLM_STATUS_OK;
     }
     CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), 2, w, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));
@@ -849,6 +912,7 @@ static void be_free(el_backend *be) {
         for (size_t i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
         if (c->scratch) cudaFree(c->scratch);
         if (c->att_cnt) cudaFree(c->att_cnt);
+        if (c->samp_ws) cudaFree(c->samp_ws);
         if (c->lt_ws) cudaFree(c->lt_ws);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->up_stage) cudaFreeHost(c->up_stage);
@@ -869,7 +933,8 @@ static edgellm_status be_sample(el_backend *be, const float *logits, int64_t row
     if (rows < 0 || n_vocab < 1 || n_vocab > 0x7fffffff || ld < n_vocab)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda sample: bad shape (rows %lld, n_vocab %lld, ld %lld)",
                       (long long)rows, (long long)n_vocab, (long long)ld);
-    CU_TRY(elk_sample(c->st, logits, rows, n_vocab, ld, (const elk_sample_row *)params, ids));
+    CU_TRY(elk_sample(c->st, logits, rows, n_vocab, ld, (const elk_sample_row *)params, ids, c->samp_ws,
+                      CU_SAMPLE_ROWS));
     return EDGELLM_STATUS_OK;
 }
 
@@ -946,7 +1011,10 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     if ((e = cudaMalloc((void **)&c->att_cnt, CU_ATT_COUNTERS * sizeof(unsigned))) != cudaSuccess ||
         (e = cudaMemsetAsync(c->att_cnt, 0, CU_ATT_COUNTERS * sizeof(unsigned), c->st)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
-    c->cur_bytes = c->peak_bytes = CU_LT_WS_BYTES + CU_ATT_COUNTERS * sizeof(unsigned);
+    if ((e = cudaMalloc(&c->samp_ws, elk_sample_scratch_bytes(CU_SAMPLE_ROWS))) != cudaSuccess)
+        return create_fail(be, e, __FILE__, __LINE__);
+    c->cur_bytes = c->peak_bytes =
+        CU_LT_WS_BYTES + CU_ATT_COUNTERS * sizeof(unsigned) + elk_sample_scratch_bytes(CU_SAMPLE_ROWS);
     EL_LOG_INFO("cuda: %s, %d SMs, %.1f GiB, compute %d.%d", prop.name, c->n_sm,
                 (double)prop.totalGlobalMem / (1 << 30), prop.major, prop.minor);
     *out = be;

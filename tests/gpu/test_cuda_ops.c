@@ -804,9 +804,10 @@ static void test_errors(void) {
 
 /* ---- fused decode ops (src/kernels/cuda/fused.cu) against the reference op chains ---- */
 
-/* A random (n, k) weight of the fused ops: float type wt, or quantized as qf (then wt = qf->t). */
-static void *fused_weight(el_dtype wt, const qfmt *qf, int64_t n, int64_t k, size_t *nb) {
-    if (qf) return make_qweight(qf, n, k, 0.f, nb);
+/* A random (n, k) weight of the fused ops: float type wt, or quantized as qf (then wt = qf->t; xmax: max |h| for
+ * the static activation scale of qf). */
+static void *fused_weight(el_dtype wt, const qfmt *qf, int64_t n, int64_t k, float xmax, size_t *nb) {
+    if (qf) return make_qweight(qf, n, k, xmax, nb);
     *nb = (size_t)(n * k) * el_dtype_size(wt);
     return rand_typed(wt, n * k, 0.5f);
 }
@@ -815,21 +816,42 @@ static void fused_ref(const float *h, int64_t k, const void *w, el_dtype wt, int
     else edgellm_ref_matmul(h, 1, k, w, wt, n, b, y);
 }
 
+/* h of the reference chain: rmsnorm(x; g) (norm) or x. Quantized weights: the backend's rmsnorm, as in the op chain
+ * the runtime runs unfused (the activation codes of w8a8 / static fp8 depend on every bit of h); else the
+ * reference's. Returns max |h|. */
+static float fused_h(const float *x, const float *g, const float *dx, const float *dg, int64_t k, float eps,
+                     bool norm, bool quant, float *h) {
+    if (norm && quant) {
+        float *dh = dput(NULL, k * 4);
+        CHECK_OK(be->iface.rmsnorm(be, dx, dg, EL_DTYPE_F32, 1, k, eps, dh));
+        dget(h, dh, k * 4);
+        be->iface.dealloc(be, dh);
+    } else if (norm) {
+        edgellm_ref_rmsnorm(x, g, EL_DTYPE_F32, 1, k, eps, h);
+    } else {
+        memcpy(h, x, k * 4);
+    }
+    float m = 0.f;
+    for (int64_t i = 0; i < k; i++)
+        m = fmaxf(m, fabsf(h[i]));
+    return m;
+}
+
 /* norm_matmul: n_w weights sharing k; with norm: h = rmsnorm(x), else x; accumulate: y += (pre-filled).
- * qf: quantized weights of that format (wt ignored), NULL: float weights of type wt. */
-static void run_norm_matmul_q(int64_t k, int n_w, const int64_t *n, el_dtype wt, bool norm, bool with_bias,
-                              bool accum, double tol, const qfmt *qf) {
+ * qfs[i]: weight i quantized in that format (one el_dtype for all; wt ignored), NULL: float weights of type wt. */
+static void run_norm_matmul_qs(int64_t k, int n_w, const int64_t *n, el_dtype wt, bool norm, bool with_bias,
+                               bool accum, double tol, const qfmt *const *qfs) {
+    const qfmt *qf = qfs ? qfs[0] : NULL;
     if (qf) wt = qf->t;
     const float eps = 1e-5f;
     float *x = rand_f32(k, 2.f), *g = rand_f32(k, 1.f), *h = el_malloc(k * 4);
-    if (norm) edgellm_ref_rmsnorm(x, g, EL_DTYPE_F32, 1, k, eps, h);
-    else memcpy(h, x, k * 4);
     float *dx = dput(x, k * 4), *dg = dput(g, k * 4);
+    const float hmax = fused_h(x, g, dx, dg, k, eps, norm, qf != NULL, h);
     void *hw[3] = {0}, *dw[3] = {0};
     float *hb[3] = {0}, *db[3] = {0}, *hy0[3] = {0}, *dy[3] = {0};
     for (int i = 0; i < n_w; i++) {
         size_t nb = 0;
-        hw[i] = fused_weight(wt, qf, n[i], k, &nb);
+        hw[i] = fused_weight(wt, qf ? qfs[i] : NULL, n[i], k, hmax, &nb);
         CHECK_OK(be->iface.weight_map(be, hw[i], nb, &dw[i]));
         if (qf) CHECK(be->iface.fused_quant && be->iface.fused_quant(be, dw[i], wt));
         if (with_bias && i != 1) { /* matrix 1 without bias: per-matrix NULL */
@@ -849,7 +871,7 @@ static void run_norm_matmul_q(int64_t k, int n_w, const int64_t *n, el_dtype wt,
         if (accum) edgellm_ref_add(ref, hy0[i], n[i]);
         dget(got, dy[i], n[i] * 4);
         char nm[160];
-        snprintf(nm, sizeof nm, "norm_matmul %s k %lld n %lld (%d of %d)%s%s%s", qf ? qf->name : el_dtype_name(wt),
+        snprintf(nm, sizeof nm, "norm_matmul %s k %lld n %lld (%d of %d)%s%s%s", qf ? qfs[i]->name : el_dtype_name(wt),
                  (long long)k,
                  (long long)n[i], i + 1, n_w, norm ? " norm" : "", hb[i] ? " +bias" : "", accum ? " +=" : "");
         report(nm, t_nmse(ref, got, n[i]), tol);
@@ -862,6 +884,12 @@ static void run_norm_matmul_q(int64_t k, int n_w, const int64_t *n, el_dtype wt,
     el_free(x), el_free(g), el_free(h);
 }
 
+static void run_norm_matmul_q(int64_t k, int n_w, const int64_t *n, el_dtype wt, bool norm, bool with_bias,
+                              bool accum, double tol, const qfmt *qf) {
+    const qfmt *qfs[3] = {qf, qf, qf};
+    run_norm_matmul_qs(k, n_w, n, wt, norm, with_bias, accum, tol, qf ? qfs : NULL);
+}
+
 static void run_norm_matmul(int64_t k, int n_w, const int64_t *n, el_dtype wt, bool norm, bool with_bias, bool accum,
                             double tol) {
     run_norm_matmul_q(k, n_w, n, wt, norm, with_bias, accum, tol, NULL);
@@ -872,20 +900,20 @@ static void run_norm_swiglu_q(int64_t k, int64_t n, el_dtype wt, bool norm, bool
     const float eps = 1e-6f;
     if (qf) wt = qf->t;
     float *x = rand_f32(k, 3.f), *g = rand_f32(k, 1.f), *h = el_malloc(k * 4);
-    if (norm) edgellm_ref_rmsnorm(x, g, EL_DTYPE_F32, 1, k, eps, h);
-    else memcpy(h, x, k * 4);
-    size_t nbg = 0, nbu = 0;
-    void *wg = fused_weight(wt, qf, n, k, &nbg), *wu = fused_weight(wt, qf, n, k, &nbu);
+    float *dx = dput(x, k * 4), *dg = dput(g, k * 4), *dout = dput(NULL, n * 4);
+    const float hmax = fused_h(x, g, dx, dg, k, eps, norm, qf != NULL, h);
+    size_t nbg = 0, nbu = 0; /* static activation scales: up's differs from gate's (its own activation codes) */
+    void *wg = fused_weight(wt, qf, n, k, hmax, &nbg), *wu = fused_weight(wt, qf, n, k, hmax * 1.1f, &nbu);
     float *bg = with_bias ? rand_f32(n, 1.f) : NULL, *bu = with_bias ? rand_f32(n, 1.f) : NULL;
     float *rg = el_malloc(n * 4), *ru = el_malloc(n * 4), *ref = el_malloc(n * 4), *got = el_malloc(n * 4);
     fused_ref(h, k, wg, wt, n, bg, rg);
     fused_ref(h, k, wu, wt, n, bu, ru);
     edgellm_ref_swiglu(rg, ru, ref, n);
-    float *dx = dput(x, k * 4), *dg = dput(g, k * 4), *dout = dput(NULL, n * 4);
     float *dbg = bg ? dput(bg, n * 4) : NULL, *dbu = bu ? dput(bu, n * 4) : NULL;
     void *dwg = NULL, *dwu = NULL;
     CHECK_OK(be->iface.weight_map(be, wg, nbg, &dwg));
     CHECK_OK(be->iface.weight_map(be, wu, nbu, &dwu));
+    if (qf) CHECK(be->iface.fused_quant && be->iface.fused_quant(be, dwg, wt) && be->iface.fused_quant(be, dwu, wt));
     dpoison(dout, n);
     CHECK_OK(be->iface.norm_swiglu(be, dx, k, norm ? dg : NULL, eps, dwg, dwu, wt, n, dbg, dbu, dout));
     dget(got, dout, n * 4);
@@ -1003,6 +1031,55 @@ static void test_fused(void) {
     }
     run_norm_matmul_q(14336, 1, (const int64_t[]){4096}, EL_DTYPE_F32, false, false, true, 1e-5, &QF[2]); /* down */
     run_norm_matmul_q(4096, 1, (const int64_t[]){30000}, EL_DTYPE_F32, true, false, false, 1e-5, &QF[2]);
+    /* fp8 (static activation scale, per-channel and per-tensor weight scales; weight-only), w8a8 (dynamic, static)
+     * and nvfp4 (fused.cu: elk_fused_q) against el_ref_qmatmul on the backend's rmsnorm output (the op chain): w8a8
+     * exact up to the float epilogue (1e-10), the float formats 1e-5 as their GEMVs. Shapes: 4 / 2 / 1 rows per
+     * block (132 SMs) with n not a multiple of them; k % 128 != 0: 1040 (8-bit vector path, nvfp4 odd block count:
+     * element path), 1048 and 1022 (nvfp4 vector path with a partial last vector, 8-bit element path), 1030 and
+     * 1000 (element paths of all); the norm's sum of squares as elk_rmsnorm's with 256 threads (k >= 1024) and 128,
+     * float4 terms and k % 4 != 0; without norm (dynamic w8a8: max |x|); o_proj / down_proj-like += */
+    const int qfi[6] = {7, 8, 9, 0, 1, 10};
+    for (int i = 0; i < 6; i++) {
+        const qfmt *qf = &QF[qfi[i]];
+        const double tol = q_int_exact(qf) ? 1e-10 : 1e-5;
+        const int64_t qkv4[3] = {2050, 514, 510}, qkv2[3] = {1030, 262, 131}, odd[3] = {37, 5, 5},
+                      n3[3] = {300, 100, 100}, two[2] = {700, 300}, one[1] = {1000}, down[1] = {2048}, o3[1] = {300};
+        run_norm_matmul_q(2048, 3, qkv4, EL_DTYPE_F32, true, true, false, tol, qf);
+        run_norm_matmul_q(1040, 3, qkv2, EL_DTYPE_F32, true, false, false, tol, qf);
+        run_norm_matmul_q(1048, 3, odd, EL_DTYPE_F32, true, true, false, tol, qf);
+        run_norm_matmul_q(1022, 3, n3, EL_DTYPE_F32, true, true, false, tol, qf);
+        run_norm_matmul_q(512, 2, two, EL_DTYPE_F32, false, false, false, tol, qf);
+        run_norm_matmul_q(4096, 1, one, EL_DTYPE_F32, false, true, true, tol, qf);
+        run_norm_matmul_q(8192, 1, down, EL_DTYPE_F32, false, false, true, tol, qf);
+        run_norm_matmul_q(1000, 1, o3, EL_DTYPE_F32, false, false, true, tol, qf);
+        run_norm_swiglu_q(2048, 3072, EL_DTYPE_F32, true, false, tol, qf);
+        run_norm_swiglu_q(1040, 700, EL_DTYPE_F32, true, true, tol, qf);
+        run_norm_swiglu_q(1030, 70, EL_DTYPE_F32, true, false, tol, qf);
+        run_norm_swiglu_q(544, 50, EL_DTYPE_F32, true, false, tol, qf);
+        run_norm_swiglu_q(512, 40, EL_DTYPE_F32, false, true, tol, qf);
+    }
+    /* w8a8 gate/up with k = 32768: 64 KiB of activation codes (above the default 48 KiB of shared memory) */
+    run_norm_swiglu_q(32768, 64, EL_DTYPE_F32, true, true, 1e-10, &QF[0]);
+    run_norm_swiglu_q(32768, 64, EL_DTYPE_F32, true, false, 1e-10, &QF[1]);
+    { /* fp8 q with a static activation scale, k and v weight-only: one launch per weight */
+        const qfmt *mix[3] = {&QF[7], &QF[9], &QF[9]};
+        const int64_t qkv[3] = {1024, 256, 256};
+        run_norm_matmul_qs(2048, 3, qkv, EL_DTYPE_F32, true, true, false, 1e-5, mix);
+    }
+    { /* w8a8 with k above ELK_FQ_MAX_K (49152): not taken by the fused ops */
+        size_t nb = 0;
+        const int64_t kbig = 49168;
+        void *hw = make_qweight(&QF[0], 4, kbig, 0.f, &nb), *dw = NULL;
+        CHECK_OK(be->iface.weight_map(be, hw, nb, &dw));
+        CHECK(be->iface.fused_quant && !be->iface.fused_quant(be, dw, EL_DTYPE_Q_W8A8));
+        const void *cw[1] = {dw};
+        const int64_t n1[1] = {4};
+        float *y1[1] = {NULL};
+        CHECK(be->iface.norm_matmul(be, NULL, kbig, NULL, 0.f, 1, cw, EL_DTYPE_Q_W8A8, n1, NULL, y1, true) ==
+              EDGELLM_STATUS_INVALID_ARG);
+        be->iface.dealloc(be, dw);
+        el_free(hw);
+    }
     { /* w4a16 g16: not taken by the fused ops (the runtime asks fused_quant and runs the op chain) */
         size_t nb = 0;
         void *hw = make_qweight(&QF[6], 64, 256, 0.f, &nb), *dw = NULL;

@@ -4,6 +4,7 @@
  *
  *   k_fgemv           rmsnorm + up to 3 GEMVs (q, k, v) in one launch; GEMV + residual add (o_proj,
  *                     down_proj); rmsnorm + gate and up GEMV + SwiGLU (the MLP input side)
+ *   k_fq              the ops of k_fgemv for fp8, w8a8 and nvfp4 weights (elk_fused_q)
  *   k_qk_rope_store   q_norm / k_norm (Qwen3) + RoPE of q and k + the KV-cache store of k and v
  *
  * k_fgemv: 128 threads per block, a block owns R consecutive rows of one matrix (SWIGLU: row j of gate
@@ -24,6 +25,16 @@
  * (weights are constant), so the weight stream of the next GEMV overlaps the tail of the previous kernel.
  * Transitively every earlier kernel is complete once the wait returns (the predecessor waited too).
  *
+ * k_fq: the block layout, weight stream and epilogue of k_fgemv, 16-byte vectors of 16 e4m3 / int8 codes or
+ * 32 e2m1 codes (with the two e4m3 block scales of the vector, loaded alongside). Formats that quantize the
+ * activations (w8a8, static fp8) must see the op chain's h bit for bit: after the wait every block computes
+ * h = x * inv * g with inv from fq_sumsq (elk_rmsnorm's summation order), max |h| for dynamic w8a8, and the
+ * codes of h (qact.cuh, as the qgemv pre-kernels) into shared memory, one array per distinct scale (SWIGLU's
+ * up may have its own static scale); the dot products read them as 16-byte vectors (w8a8: dp4a into int32,
+ * exact; fp8: e4m3 values * 2^-8 both sides, products exact in f32), and the epilogue applies the reference's
+ * scale order. Weight-only fp8 and nvfp4 use x (times g) directly and scale the sums by the norm's rsqrt as
+ * k_fgemv. Per-element variants take k % 16 != 0 (8-bit formats), odd nvfp4 block counts and unaligned x.
+ *
  * k_qk_rope_store: one block per (token, head) over the n_head q heads and n_head_kv k heads; a k-head
  * block also stores the v head. The head is staged in shared memory (the norm needs all of it, RoPE
  * pairs i and i + n_rot/2), the arithmetic is that of k_rmsnorm / k_rope in elementwise.cu.
@@ -32,6 +43,7 @@
 #include "kernels/cuda/fused.cuh"
 #include "kernels/cuda/fused_ops.cuh"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/qact.cuh"
 
 #include <math.h>
 #include <string.h>
@@ -253,6 +265,458 @@ cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const flo
     if (wt == ELK_BF16) return fg_mode<ELK_BF16>(st, a, rows, vec, mode, n_sm, pdl);
     if (wt == ELK_F16) return fg_mode<ELK_F16>(st, a, rows, vec, mode, n_sm, pdl);
     return fg_mode<ELK_F32>(st, a, rows, vec, mode, n_sm, pdl);
+}
+
+/* ---- fp8, w8a8 and nvfp4 weights (elk_fused_q) ---- */
+
+/* kernel argument besides elk_fg_ops: the quants offset of each matrix, x and g 16-byte aligned */
+struct elk_fq_off {
+    uint64_t q[3];
+    bool xal;
+};
+
+enum { FQ_FP8 = 0, FQ_FP8S = 1, FQ_W8A8 = 2, FQ_NVFP4 = 3 }; /* fp8 weight-only / static activations, ... */
+
+template <bool I> struct fq_acc {
+    typedef float T;
+};
+template <> struct fq_acc<true> {
+    typedef int T;
+};
+template <typename T> static __device__ __forceinline__ T fq_warp_sum(T v) {
+#pragma unroll
+    for (int o = 16; o > 0; o >>= 1)
+        v += __shfl_xor_sync(0xffffffffu, v, o);
+    return v;
+}
+
+/* sum of x[c]^2 over c < k, bit-identical to elk_rmsnorm's (elementwise.cu: k_rmsnorm, T = 256 threads when
+ * k >= 1024, else 128; terms of 4 elements when k % 4 == 0): thread t plays threads t and t + 128 of the T, the
+ * warp sums and the block sum are those of elk_block_sum. Every thread gets the sum; red: __shared__ float[32],
+ * not in use. xal: x is 16-byte aligned. */
+static __device__ __forceinline__ float fq_sumsq(const float *__restrict__ x, int64_t k, bool xal, float *red) {
+    const int T = k >= 1024 ? 256 : 128;
+    const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
+    for (int hv = 0; hv < T / FG_THREADS; hv++) {
+        const int t = threadIdx.x + hv * FG_THREADS;
+        float ss = 0.f;
+        if ((k & 3) == 0) {
+            for (int64_t i = t; i < k / 4; i += T) {
+                const float4 v = xal ? __ldg((const float4 *)x + i)
+                                     : make_float4(__ldg(x + 4 * i), __ldg(x + 4 * i + 1), __ldg(x + 4 * i + 2),
+                                                   __ldg(x + 4 * i + 3));
+                ss += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            }
+        } else {
+            for (int64_t i = t; i < k; i += T) {
+                const float v = __ldg(x + i);
+                ss += v * v;
+            }
+        }
+        ss = elk_warp_sum(ss);
+        if (lane == 0) red[wp + hv * (FG_THREADS / 32)] = ss;
+    }
+    __syncthreads();
+    return elk_warp_sum(lane < T / 32 ? red[lane] : 0.f);
+}
+
+/* h[c0 .. c0 + 3] (0 beyond k): x, or x * inv * g as k_rmsnorm rounds it when g is given */
+static __device__ __forceinline__ void fq_h4(const float *__restrict__ x, const float *__restrict__ g, float inv,
+                                             int64_t c0, int64_t k, bool xal, float (&h)[4]) {
+    float xv[4], gv[4] = {1.f, 1.f, 1.f, 1.f};
+    ldx<4>(x, c0, k, xal, xv);
+    if (g) ldx<4>(g, c0, k, xal, gv);
+#pragma unroll
+    for (int t = 0; t < 4; t++)
+        h[t] = g ? xv[t] * inv * gv[t] : xv[t];
+}
+
+/* Codes formats (w8a8, static fp8): acc[r] += xq . q_r over the 16-byte weight vector v of every row; the codes
+ * of the block's first matrix at cx0, of the second (SWIGLU up) at cx1. w8a8: exact int32 (dp4a); fp8: e4m3
+ * values * 2^-8 on both sides (every product exact in f32). */
+template <int F, int NM, int NR, typename AT>
+static __device__ __forceinline__ void fq_step_codes(const uint4 (&wv)[NR], const uint8_t *cx0, const uint8_t *cx1,
+                                                     int64_t v, AT (&acc)[NR]) {
+    constexpr int R = NR / NM;
+    if constexpr (F == FQ_W8A8) {
+        const int4 x0 = *(const int4 *)(cx0 + v * 16);
+        const int4 x1 = NM == 2 ? *(const int4 *)(cx1 + v * 16) : x0;
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            const int4 xv = r < R ? x0 : x1;
+            AT s = acc[r];
+            s = __dp4a((int)wv[r].x, xv.x, s);
+            s = __dp4a((int)wv[r].y, xv.y, s);
+            s = __dp4a((int)wv[r].z, xv.z, s);
+            s = __dp4a((int)wv[r].w, xv.w, s);
+            acc[r] = s;
+        }
+    } else {
+        float xf[NM][16];
+#pragma unroll
+        for (int m = 0; m < NM; m++) {
+            const uint4 u = *(const uint4 *)((m ? cx1 : cx0) + v * 16);
+            e4m3x4(u.x, xf[m]);
+            e4m3x4(u.y, xf[m] + 4);
+            e4m3x4(u.z, xf[m] + 8);
+            e4m3x4(u.w, xf[m] + 12);
+        }
+#pragma unroll
+        for (int r = 0; r < NR; r++)
+#pragma unroll
+            for (int wi = 0; wi < 4; wi++) {
+                float wf[4];
+                e4m3x4(wi == 0 ? wv[r].x : wi == 1 ? wv[r].y : wi == 2 ? wv[r].z : wv[r].w, wf);
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    acc[r] = fmaf(xf[r / R][4 * wi + j], wf[j], acc[r]);
+            }
+    }
+}
+
+/* Weight-only formats (fp8 without activation scale, nvfp4): acc[r] += (x g) . w_r over the 16-byte weight vector v
+ * of every row (fp8: 16 e4m3 values * 2^-8; nvfp4: two blocks of 16 e2m1 values * 2^-14, each block's sum times
+ * its e4m3 scale * 2^-8, sv = the two scale bytes), ss += x . x when norm, as k_fgemv. */
+template <int F, int NR>
+static __device__ __forceinline__ void fq_step_f(const uint4 (&wv)[NR], const uint32_t (&sv)[NR],
+                                                 const float *__restrict__ x, const float *__restrict__ g, bool norm,
+                                                 int64_t v, int64_t k, float (&acc)[NR], float &ss) {
+    constexpr int V = F == FQ_NVFP4 ? 32 : 16;
+    float xf[V];
+    ldx<V>(x, v * V, k, true, xf); /* nvfp4: zeros beyond k in the last vector */
+    if (norm) {
+        float gf[V];
+        ldx<V>(g, v * V, k, true, gf);
+#pragma unroll
+        for (int j = 0; j < V; j++) {
+            ss = fmaf(xf[j], xf[j], ss);
+            xf[j] *= gf[j];
+        }
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        const uint32_t u[4] = {wv[r].x, wv[r].y, wv[r].z, wv[r].w};
+        if constexpr (F == FQ_NVFP4) {
+            float sc[4];
+            e4m3x4(sv[r], sc);
+#pragma unroll
+            for (int half = 0; half < 2; half++) {
+                float part = 0.f;
+#pragma unroll
+                for (int wj = 0; wj < 2; wj++) {
+                    float wf[8];
+                    e2m1x8(u[2 * half + wj], wf);
+#pragma unroll
+                    for (int j = 0; j < 8; j++)
+                        part = fmaf(xf[16 * half + 8 * wj + j], wf[j], part);
+                }
+                acc[r] = fmaf(part, sc[half], acc[r]);
+            }
+        } else {
+#pragma unroll
+            for (int wi = 0; wi < 4; wi++) {
+                float wf[4];
+                e4m3x4(u[wi], wf);
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    acc[r] = fmaf(xf[4 * wi + j], wf[j], acc[r]);
+            }
+        }
+    }
+}
+
+template <int F, int R, int MODE, bool VEC>
+__global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk_fq_off o) {
+    constexpr int NM = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices read per block */
+    constexpr int NR = NM * R;
+    constexpr bool CODES = F == FQ_FP8S || F == FQ_W8A8;
+    typedef typename fq_acc<F == FQ_W8A8>::T AT;
+    extern __shared__ uint4 fq_codes[]; /* CODES: the activation codes, kq bytes per distinct scale */
+    __shared__ float red[32];
+    __shared__ AT racc[FG_THREADS / 32][NR];
+    __shared__ float rss[FG_THREADS / 32];
+    int mi;
+    const unsigned tile = elk_fg_tile<MODE>(a, blockIdx.x, mi);
+    const int64_t n = mi == 0 ? a.n[0] : mi == 1 ? a.n[1] : a.n[2];
+    const int64_t k = a.k, nb = (k + 15) / 16;            /* nvfp4: scale blocks per row */
+    const int64_t rb = F == FQ_NVFP4 ? nb * 8 : k;          /* quant bytes per row */
+    const int64_t nck = F == FQ_NVFP4 ? nb / 2 : k / 16;    /* 16-byte vectors per row (VEC) */
+    const int64_t row0 = (int64_t)tile * R;
+    const elk_qhdr *hd[NM];
+    const uint8_t *wq[NR], *ws[NR];
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+        const int mm = m == 0 ? mi : 1;
+        const uint8_t *base = (const uint8_t *)(mm == 0 ? a.w[0] : mm == 1 ? a.w[1] : a.w[2]);
+        const uint64_t qo = mm == 0 ? o.q[0] : mm == 1 ? o.q[1] : o.q[2];
+        hd[m] = (const elk_qhdr *)base;
+#pragma unroll
+        for (int r = 0; r < R; r++) {
+            const int64_t row = row0 + r < n ? row0 + r : n - 1;
+            wq[m * R + r] = base + qo + row * rb;
+        }
+    }
+    AT acc[NR];
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+        acc[r] = 0;
+    float ss = 0.f;
+    const float *__restrict__ x = a.x;
+    const float *__restrict__ g = a.g;
+    const bool norm = g != NULL;
+
+    pdl_launch_dependents();
+    /* weights are constant: the first two vectors per row and the headers are loaded before the wait */
+    uint4 wa[NR], wb[NR];
+    uint32_t sa[NR], sb[NR];
+    int64_t v = threadIdx.x;
+    if (VEC) {
+        const bool a0 = v < nck, b0 = v + FG_THREADS < nck;
+#pragma unroll
+        for (int r = 0; r < NR; r++) {
+            if (a0) wa[r] = elk_ldg_stream(wq[r] + v * 16);
+            if (b0) wb[r] = elk_ldg_stream(wq[r] + (v + FG_THREADS) * 16);
+        }
+    }
+    float act[NM], gsc[NM];
+    uint32_t flg[NM];
+    uint64_t soff[NM];
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+        act[m] = hd[m]->act_scale;
+        gsc[m] = hd[m]->global_scale;
+        flg[m] = hd[m]->flags;
+        soff[m] = hd[m]->scales_off;
+    }
+#pragma unroll
+    for (int r = 0; r < NR; r++)
+        ws[r] = wq[r];
+    if (F == FQ_NVFP4) { /* the rows' block scales */
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+#pragma unroll
+            for (int r = 0; r < R; r++) {
+                const int64_t row = row0 + r < n ? row0 + r : n - 1;
+                ws[m * R + r] = (const uint8_t *)hd[m] + soff[m] + row * nb;
+            }
+        if (VEC) {
+            const bool a0 = v < nck, b0 = v + FG_THREADS < nck;
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                if (a0) sa[r] = __ldg((const uint16_t *)(ws[r] + 2 * v));
+                if (b0) sb[r] = __ldg((const uint16_t *)(ws[r] + 2 * (v + FG_THREADS)));
+            }
+        }
+    }
+    pdl_wait();
+
+    /* codes formats: every block quantizes all of h (the same codes as the op chain's pre-kernel) into shared
+     * memory; weight-only formats use x (times g) as it comes, the norm is applied to the dot products */
+    float sx[NM];
+    const uint8_t *cx0 = (const uint8_t *)fq_codes, *cx1 = cx0;
+    if (CODES) {
+        const int64_t kq = (k + 15) & ~(int64_t)15;
+        float inv_n = 1.f, inv[NM];
+        if (norm) inv_n = rsqrtf(fq_sumsq(x, k, o.xal, red) / (float)k + a.eps);
+        if (F == FQ_W8A8) {
+            bool dyn = false;
+#pragma unroll
+            for (int m = 0; m < NM; m++)
+                dyn = dyn || !(flg[m] & ELK_QF_STATIC_ACT);
+            float amax = 0.f;
+            if (dyn) {
+                for (int64_t c = 4 * threadIdx.x; c < k; c += 4 * FG_THREADS) {
+                    float h[4];
+                    fq_h4(x, g, inv_n, c, k, o.xal, h);
+                    amax = fmaxf(amax, fmaxf(fmaxf(fabsf(h[0]), fabsf(h[1])), fmaxf(fabsf(h[2]), fabsf(h[3]))));
+                }
+                amax = qa_block_max(amax, red);
+            }
+#pragma unroll
+            for (int m = 0; m < NM; m++)
+                w8a8_act_scale((flg[m] & ELK_QF_STATIC_ACT) != 0, act[m], amax, inv[m], sx[m]);
+        } else {
+#pragma unroll
+            for (int m = 0; m < NM; m++) {
+                sx[m] = act[m];
+                inv[m] = __fdiv_rn(1.0f, act[m]);
+            }
+        }
+        const bool two = NM == 2 && inv[NM - 1] != inv[0]; /* SWIGLU: up quantized with another scale */
+        uint32_t *cw = (uint32_t *)fq_codes;
+        for (int m = 0; m < (two ? 2 : 1); m++) {
+            const float iv = m == 0 ? inv[0] : inv[NM - 1];
+            for (int64_t wi = threadIdx.x; wi < kq / 4; wi += FG_THREADS) {
+                float h[4];
+                fq_h4(x, g, inv_n, 4 * wi, k, o.xal, h);
+                uint32_t word = 0;
+#pragma unroll
+                for (int t = 0; t < 4; t++) {
+                    if (4 * wi + t >= k) continue; /* padding: code 0 */
+                    const uint32_t q =
+                        F == FQ_W8A8 ? (uint32_t)(int)w8a8_code(h[t], iv) & 0xffu : fp8_act_code(h[t], iv);
+                    word |= q << (8 * t);
+                }
+                cw[m * (kq / 4) + wi] = word;
+            }
+        }
+        if (two) cx1 = cx0 + kq;
+        __syncthreads();
+    }
+
+    float post = 1.f; /* the power of 2 the vector paths' values carry */
+    if (VEC) {
+        post = F == FQ_NVFP4 ? 4194304.0f : F == FQ_FP8S ? 65536.0f : 256.0f; /* 2^22, 2^16, 2^8 */
+        for (; v < nck; v += 2 * FG_THREADS) {
+            const bool hb = v + FG_THREADS < nck;
+            if constexpr (CODES) {
+                fq_step_codes<F, NM, NR, AT>(wa, cx0, cx1, v, acc);
+                if (hb) fq_step_codes<F, NM, NR, AT>(wb, cx0, cx1, v + FG_THREADS, acc);
+            } else {
+                fq_step_f<F, NR>(wa, sa, x, g, norm, v, k, acc, ss);
+                if (hb) fq_step_f<F, NR>(wb, sb, x, g, norm, v + FG_THREADS, k, acc, ss);
+            }
+            const int64_t vn = v + 2 * FG_THREADS;
+#pragma unroll
+            for (int r = 0; r < NR; r++) {
+                if (vn < nck) {
+                    wa[r] = elk_ldg_stream(wq[r] + vn * 16);
+                    if (F == FQ_NVFP4) sa[r] = __ldg((const uint16_t *)(ws[r] + 2 * vn));
+                }
+                if (vn + FG_THREADS < nck) {
+                    wb[r] = elk_ldg_stream(wq[r] + (vn + FG_THREADS) * 16);
+                    if (F == FQ_NVFP4) sb[r] = __ldg((const uint16_t *)(ws[r] + 2 * (vn + FG_THREADS)));
+                }
+            }
+        }
+    } else { /* element by element: k % 16 != 0 (8-bit formats), an odd block count (nvfp4), unaligned x */
+        for (int64_t c = threadIdx.x; c < k; c += FG_THREADS) {
+            if constexpr (CODES) {
+                const uint32_t x0 = cx0[c], x1 = cx1[c];
+#pragma unroll
+                for (int r = 0; r < NR; r++) {
+                    const uint32_t xc = r < R ? x0 : x1, wc = __ldg(wq[r] + c);
+                    if constexpr (F == FQ_W8A8)
+                        acc[r] += (int)(int8_t)xc * (int)(int8_t)wc;
+                    else
+                        acc[r] = fmaf(e4m3_f32(xc), e4m3_f32(wc), acc[r]);
+                }
+            } else {
+                float xv = x[c];
+                if (norm) {
+                    ss = fmaf(xv, xv, ss);
+                    xv *= g[c];
+                }
+#pragma unroll
+                for (int r = 0; r < NR; r++) {
+                    const float wv = F == FQ_NVFP4 ? e2m1_f32(__ldg(wq[r] + c / 2) >> ((c & 1) * 4)) *
+                                                         e4m3_f32(__ldg(ws[r] + c / 16))
+                                                   : e4m3_f32(__ldg(wq[r] + c));
+                    acc[r] = fmaf(xv, wv, acc[r]);
+                }
+            }
+        }
+    }
+
+    const int lane = threadIdx.x & 31, wp = threadIdx.x >> 5;
+#pragma unroll
+    for (int r = 0; r < NR; r++) {
+        const AT s = fq_warp_sum(acc[r]);
+        if (lane == 0) racc[wp][r] = s;
+    }
+    if (!CODES && norm) {
+        const float s = elk_warp_sum(ss);
+        if (lane == 0) rss[wp] = s;
+    }
+    __syncthreads();
+    if (threadIdx.x >= R) return;
+    const int r = threadIdx.x;
+    const int64_t row = row0 + r;
+    if (row >= n) return;
+    float rn = 1.f; /* weight-only formats: the norm's scale */
+    if (!CODES && norm) {
+        float s2 = 0.f;
+#pragma unroll
+        for (int i = 0; i < FG_THREADS / 32; i++)
+            s2 += rss[i];
+        rn = rsqrtf(s2 / (float)k + a.eps);
+    }
+    float val[NM];
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+        AT s = 0;
+#pragma unroll
+        for (int i = 0; i < FG_THREADS / 32; i++)
+            s += racc[i][m * R + r];
+        const float *sw = (const float *)((const uint8_t *)hd[m] + soff[m]); /* fp8 / w8a8: per-row scales */
+        if (F == FQ_W8A8)
+            val[m] = __fmul_rn(__fmul_rn((float)s, sw[row]), sx[m]); /* as k_w8a8 */
+        else if (F == FQ_FP8S)
+            val[m] = ((float)s * post) * __fmul_rn(sw[row], act[m]); /* as k_fp8 */
+        else if (F == FQ_FP8)
+            val[m] = ((float)s * rn * post) * sw[row];
+        else
+            val[m] = (float)s * rn * (gsc[m] * post);
+    }
+    elk_fg_store<MODE>(a, mi, row, val[0], val[NM - 1]);
+}
+
+template <int F, int MODE>
+static cudaError_t fq_launch(cudaStream_t st, const elk_fg_ops &a, const elk_fq_off &o, int64_t rows, bool vec,
+                             int n_sm, bool pdl) {
+    const int R = !vec ? 1 : rows >= (int64_t)n_sm * 16 ? 4 : rows >= (int64_t)n_sm * 8 ? 2 : 1;
+    elk_fg_ops b = a;
+    const int64_t blocks = elk_fg_tiles(b, R, MODE);
+    if (blocks < 0) return cudaErrorInvalidValue;
+    if (blocks == 0) return cudaSuccess;
+    const bool codes = F == FQ_FP8S || F == FQ_W8A8;
+    const size_t smem = codes ? (size_t)(MODE == ELK_FG_SWIGLU ? 2 : 1) * (size_t)((a.k + 15) & ~(int64_t)15) : 0;
+    void (*kern)(const elk_fg_ops, const elk_fq_off) = !vec     ? k_fq<F, 1, MODE, false>
+                                                     : R == 4 ? k_fq<F, 4, MODE, true>
+                                                     : R == 2 ? k_fq<F, 2, MODE, true>
+                                                              : k_fq<F, 1, MODE, true>;
+    if (smem > 48 * 1024) {
+        const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+        if (e != cudaSuccess) return e;
+    }
+    return elk_launch_ex(kern, dim3((unsigned)blocks), dim3(FG_THREADS), smem, st, pdl, b, o);
+}
+
+template <int F>
+static cudaError_t fq_mode(cudaStream_t st, const elk_fg_ops &a, const elk_fq_off &o, int64_t rows, bool vec,
+                           int mode, int n_sm, bool pdl) {
+    if (mode == ELK_FG_SWIGLU) return fq_launch<F, ELK_FG_SWIGLU>(st, a, o, rows, vec, n_sm, pdl);
+    if (mode == ELK_FG_ACCUM) return fq_launch<F, ELK_FG_ACCUM>(st, a, o, rows, vec, n_sm, pdl);
+    return fq_launch<F, ELK_FG_STORE>(st, a, o, rows, vec, n_sm, pdl);
+}
+
+cudaError_t elk_fused_q(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
+                        bool act_static, int n_w, const void *const *w, const uint64_t *qoff, const int64_t *n,
+                        const float *const *bias, float *const *y, int mode, int n_sm, bool pdl) {
+    elk_fg_ops a;
+    if (!elk_fg_fill(a, x, k, norm_w, eps, n_w, w, n, bias, y, mode)) return cudaErrorInvalidValue;
+    const int F = wt == ELK_Q_W8A8 ? FQ_W8A8
+                  : wt == ELK_Q_NVFP4 ? FQ_NVFP4
+                  : wt == ELK_Q_FP8 ? (act_static ? FQ_FP8S : FQ_FP8)
+                                    : -1;
+    if (F < 0 || ((F == FQ_W8A8 || F == FQ_FP8S) && k > ELK_FQ_MAX_K)) return cudaErrorInvalidValue;
+    elk_fq_off o;
+    memset(&o, 0, sizeof o);
+    for (int i = 0; i < n_w; i++) {
+        if ((((uintptr_t)w[i] | qoff[i]) & 15) != 0) return cudaErrorInvalidValue;
+        o.q[i] = qoff[i];
+    }
+    o.xal = ((uintptr_t)x & 15) == 0 && ((uintptr_t)norm_w & 15) == 0;
+    if (n_sm <= 0) n_sm = 1;
+    /* the 16-byte vector path: whole vectors per row (8-bit formats: k % 16 == 0; nvfp4: an even block count);
+     * the weight-only formats also load x (and g) as float4 there */
+    bool vec = F == FQ_NVFP4 ? ((k + 15) / 16) % 2 == 0 : k % 16 == 0;
+    if (F == FQ_FP8 || F == FQ_NVFP4) vec = vec && o.xal;
+    const int64_t rows = a.n[0] + a.n[1] + a.n[2]; /* SWIGLU: n[0] (the pair's rows) */
+    if (F == FQ_W8A8) return fq_mode<FQ_W8A8>(st, a, o, rows, vec, mode, n_sm, pdl);
+    if (F == FQ_FP8S) return fq_mode<FQ_FP8S>(st, a, o, rows, vec, mode, n_sm, pdl);
+    if (F == FQ_NVFP4) return fq_mode<FQ_NVFP4>(st, a, o, rows, vec, mode, n_sm, pdl);
+    return fq_mode<FQ_FP8>(st, a, o, rows, vec, mode, n_sm, pdl);
 }
 
 /* ---- q/k norm + RoPE + KV store ---- */

@@ -39,6 +39,19 @@ cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t 
                             int n_w, const void *const *w, const elk_w4off *off, const int64_t *n,
                             const float *const *bias, float *const *y, int mode, int n_sm, bool pdl);
 
+/* fused.cu: the ops of elk_fused_gemv for ELK_Q_FP8, ELK_Q_W8A8 or ELK_Q_NVFP4 weights (kernels/quant.h; one format
+ * per call, weights 16-byte aligned, the quants of w[i] at qoff[i] bytes (its header's quants_off), the rest of the
+ * header read on the device). act_static (fp8): the weights have static activation scales (act_scale > 0), all of
+ * them or none. Results as the op chain elk_rmsnorm -> elk_qgemv -> elk_add / elk_swiglu: w8a8 and static fp8
+ * quantize h exactly as the chain (h bit-identical to elk_rmsnorm's, the codes and scales of the qgemv
+ * pre-kernels; w8a8 bit-identical outputs), fp8 weight-only and nvfp4 up to float rounding order. The codes
+ * formats take k <= ELK_FQ_MAX_K (the codes are staged in shared memory: k bytes, 2k for SWIGLU; above 48 KiB
+ * through the kernel's opt-in limit, 99 KiB on sm_86 / sm_89, more on sm_80, sm_87, sm_90). */
+#define ELK_FQ_MAX_K 49152
+cudaError_t elk_fused_q(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
+                        bool act_static, int n_w, const void *const *w, const uint64_t *qoff, const int64_t *n,
+                        const float *const *bias, float *const *y, int mode, int n_sm, bool pdl);
+
 /* q (n_tok, n_head, hd) and k, v (n_tok, n_head_kv, hd) f32: q and k rmsnormed per head when q_norm /
  * k_norm (f32 (hd)) are given, RoPE as elk_rope (n_rot, pos, inv_freq, attn_scale) in place on q and k,
  * then k and v written to the cache as elk_kv_store (kv_t F32/F16/BF16; positions outside [0, cap) and
