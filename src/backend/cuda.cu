@@ -32,7 +32,6 @@ extern "C" {
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
 #define CU_MAX_GRAPHS 256
 #define CU_ATT_COUNTERS 65536 /* (token, kv head) pairs of one attention call that merge without a 2nd kernel */
-#define CU_SAMPLE_ROWS 256     /* rows of one sample call that may be split over CTAs (2 MiB of scratch) */
 #define CU_GEMM_CACHE 64
 
 typedef struct cu_alloc {
@@ -79,7 +78,6 @@ typedef struct cu_ctx {
     uint64_t cur_bytes, peak_bytes;
     void *scratch;
     unsigned *att_cnt; /* CU_ATT_COUNTERS zeroed split counters of elk_attention_ex (zero between launches) */
-    void *samp_ws;     /* elk_sample scratch for CU_SAMPLE_ROWS rows (rows split over CTAs) */
     size_t scratch_size;
     void **retired;
     size_t n_retired, cap_retired;
@@ -912,7 +910,6 @@ static void be_free(el_backend *be) {
         for (size_t i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
         if (c->scratch) cudaFree(c->scratch);
         if (c->att_cnt) cudaFree(c->att_cnt);
-        if (c->samp_ws) cudaFree(c->samp_ws);
         if (c->lt_ws) cudaFree(c->lt_ws);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->up_stage) cudaFreeHost(c->up_stage);
@@ -933,8 +930,7 @@ static edgellm_status be_sample(el_backend *be, const float *logits, int64_t row
     if (rows < 0 || n_vocab < 1 || n_vocab > 0x7fffffff || ld < n_vocab)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda sample: bad shape (rows %lld, n_vocab %lld, ld %lld)",
                       (long long)rows, (long long)n_vocab, (long long)ld);
-    CU_TRY(elk_sample(c->st, logits, rows, n_vocab, ld, (const elk_sample_row *)params, ids, c->samp_ws,
-                      CU_SAMPLE_ROWS));
+    CU_TRY(elk_sample(c->st, logits, rows, n_vocab, ld, (const elk_sample_row *)params, ids));
     return EDGELLM_STATUS_OK;
 }
 
@@ -1011,10 +1007,7 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     if ((e = cudaMalloc((void **)&c->att_cnt, CU_ATT_COUNTERS * sizeof(unsigned))) != cudaSuccess ||
         (e = cudaMemsetAsync(c->att_cnt, 0, CU_ATT_COUNTERS * sizeof(unsigned), c->st)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
-    if ((e = cudaMalloc(&c->samp_ws, elk_sample_scratch_bytes(CU_SAMPLE_ROWS))) != cudaSuccess)
-        return create_fail(be, e, __FILE__, __LINE__);
-    c->cur_bytes = c->peak_bytes =
-        CU_LT_WS_BYTES + CU_ATT_COUNTERS * sizeof(unsigned) + elk_sample_scratch_bytes(CU_SAMPLE_ROWS);
+    c->cur_bytes = c->peak_bytes = CU_LT_WS_BYTES + CU_ATT_COUNTERS * sizeof(unsigned);
     EL_LOG_INFO("cuda: %s, %d SMs, %.1f GiB, compute %d.%d", prop.name, c->n_sm,
                 (double)prop.totalGlobalMem / (1 << 30), prop.major, prop.minor);
     *out = be;
