@@ -572,6 +572,25 @@ static void test_backend_memory(void) {
     CHECK(dev == host);
     CHECK_OK(be->iface.sync(be));
     el_backend_free(be);
+    /* EDGELLM_CPU_WEIGHTS=copy: weights of >= 1 MiB copied (huge-page memory), smaller ones still zero copy */
+    setenv("EDGELLM_CPU_WEIGHTS", "copy", 1);
+    CHECK_OK(el_backend_create("cpu", NULL, &be));
+    unsetenv("EDGELLM_CPU_WEIGHTS");
+    if (!be) return;
+    const size_t wn = (3u << 20) + 4100; /* not a whole number of pages */
+    uint8_t *w = el_aligned_alloc(wn);
+    for (size_t i = 0; i < wn; i++) w[i] = (uint8_t)(i * 2654435761u >> 13);
+    CHECK_OK(be->iface.weight_map(be, w, wn, &dev));
+    CHECK(dev && dev != (void *)w && memcmp(dev, w, wn) == 0);
+    CHECK(be->iface.peak_memory(be) >= wn);
+    bool same_src = true; /* the source keeps its data (anonymous memory here, as for any caller) */
+    for (size_t i = 0; i < wn; i += 977) same_src &= w[i] == (uint8_t)(i * 2654435761u >> 13);
+    CHECK(same_src);
+    if (dev != (void *)w) be->iface.dealloc(be, dev);
+    CHECK_OK(be->iface.weight_map(be, host, sizeof host, &dev));
+    CHECK(dev == host);
+    el_free_aligned(w);
+    el_backend_free(be);
 }
 
 /* ---- thread pool --------------------------------------------------------------------------------- */
