@@ -32,6 +32,7 @@ extern "C" {
 #define CU_LT_WS_BYTES ((size_t)32 << 20)
 #define CU_MAX_GRAPHS 256
 #define CU_ATT_COUNTERS 65536 /* (token, kv head) pairs of one attention call that merge without a 2nd kernel */
+#define CU_SAMPLE_ROWS 256     /* rows of one sample call that may be split over CTAs (2 MiB of scratch) */
 #define CU_GEMM_CACHE 64
 
 typedef struct cu_alloc {
@@ -69,6 +70,7 @@ typedef struct cu_ctx {
     int dev, n_sm;
     int cc; /* compute capability, major * 10 + minor (fp8 GEMMs: 89 and up) */
     bool pdl; /* fused kernels use programmatic dependent launch (sm_90+, EDGELLM_NO_PDL unset) */
+    bool fused_fp8; /* fused_quant takes fp8 weights (EDGELLM_FUSED_FP8=1; off: slower than the op chain) */
     size_t smem_optin;
     cudaStream_t st;
     cublasLtHandle_t lt;
@@ -78,6 +80,7 @@ typedef struct cu_ctx {
     uint64_t cur_bytes, peak_bytes;
     void *scratch;
     unsigned *att_cnt; /* CU_ATT_COUNTERS zeroed split counters of elk_attention_ex (zero between launches) */
+    void *samp_ws;     /* elk_sample scratch for CU_SAMPLE_ROWS rows (rows split over CTAs) */
     size_t scratch_size;
     void **retired;
     size_t n_retired, cap_retired;
@@ -253,6 +256,7 @@ static const cu_alloc *fused_q_alloc(const cu_ctx *c, const void *w, el_dtype wt
 
 static bool be_fused_quant(el_backend *be, const void *w, el_dtype wt) {
     if (wt == EL_DTYPE_Q_W4A16) return w4_group(ctx_of(be), w) > 0;
+    if (wt == EL_DTYPE_Q_FP8 && !ctx_of(be)->fused_fp8) return false;
     return fused_q_alloc(ctx_of(be), w, wt) != NULL;
 }
 
@@ -910,6 +914,7 @@ static void be_free(el_backend *be) {
         for (size_t i = 0; i < c->n_retired; i++) cudaFree(c->retired[i]);
         if (c->scratch) cudaFree(c->scratch);
         if (c->att_cnt) cudaFree(c->att_cnt);
+        if (c->samp_ws) cudaFree(c->samp_ws);
         if (c->lt_ws) cudaFree(c->lt_ws);
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->up_stage) cudaFreeHost(c->up_stage);
@@ -930,7 +935,8 @@ static edgellm_status be_sample(el_backend *be, const float *logits, int64_t row
     if (rows < 0 || n_vocab < 1 || n_vocab > 0x7fffffff || ld < n_vocab)
         return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda sample: bad shape (rows %lld, n_vocab %lld, ld %lld)",
                       (long long)rows, (long long)n_vocab, (long long)ld);
-    CU_TRY(elk_sample(c->st, logits, rows, n_vocab, ld, (const elk_sample_row *)params, ids));
+    CU_TRY(elk_sample(c->st, logits, rows, n_vocab, ld, (const elk_sample_row *)params, ids, c->samp_ws,
+                      CU_SAMPLE_ROWS));
     return EDGELLM_STATUS_OK;
 }
 
@@ -985,6 +991,10 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
      * for w4a16 layers; EDGELLM_QGEMV_MODE=1 / 2 picks the fp32-FMA / bf16 tensor-core GEMV at m = 1 too */
     const char *nq = getenv("EDGELLM_NO_QFUSED");
     if (nq && strcmp(nq, "0")) be->iface.fused_quant = NULL;
+    /* fp8 layers take the op chain unless EDGELLM_FUSED_FP8=1: on an H200, Llama-3.2-1B static-fp8 decode ran
+     * 527-531 tok/s fused against 705 tok/s on the chain (the fused kernel converts x to e4m3 in every block) */
+    const char *f8 = getenv("EDGELLM_FUSED_FP8");
+    c->fused_fp8 = f8 && !strcmp(f8, "1");
     /* EDGELLM_CUDA_QGEMM=0: w8a8 / static-fp8 prefill on the bf16 GEMM of dequantized weights (A/B) */
     const char *qg = getenv("EDGELLM_CUDA_QGEMM");
     if (qg && !strcmp(qg, "0")) el_cuda_qgemm_mode = 0;
@@ -1007,7 +1017,10 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     if ((e = cudaMalloc((void **)&c->att_cnt, CU_ATT_COUNTERS * sizeof(unsigned))) != cudaSuccess ||
         (e = cudaMemsetAsync(c->att_cnt, 0, CU_ATT_COUNTERS * sizeof(unsigned), c->st)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
-    c->cur_bytes = c->peak_bytes = CU_LT_WS_BYTES + CU_ATT_COUNTERS * sizeof(unsigned);
+    if ((e = cudaMalloc(&c->samp_ws, elk_sample_scratch_bytes(CU_SAMPLE_ROWS))) != cudaSuccess)
+        return create_fail(be, e, __FILE__, __LINE__);
+    c->cur_bytes = c->peak_bytes =
+        CU_LT_WS_BYTES + CU_ATT_COUNTERS * sizeof(unsigned) + elk_sample_scratch_bytes(CU_SAMPLE_ROWS);
     EL_LOG_INFO("cuda: %s, %d SMs, %.1f GiB, compute %d.%d", prop.name, c->n_sm,
                 (double)prop.totalGlobalMem / (1 << 30), prop.major, prop.minor);
     *out = be;

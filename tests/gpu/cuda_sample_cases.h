@@ -110,23 +110,26 @@ static void test_sample_vocab(int64_t V) {
            (long long)V, rows, n_exact, n_exact2, n_host, n_bound,
            n_exact == rows && n_exact2 == rows && n_host + n_bound == rows ? "ok" : "FAIL");
     /* op time on rows 0..7 of the set (gaussian x1 / x4 / x12, ties, constant): greedy, top-k 40 + top-p 0.9,
-     * top-p 0.9 alone (its flat rows take the whole-row path) */
+     * top-p 0.9 alone (its flat rows take the whole-row path); then top-p 0.9 alone on one peaked row (row 2:
+     * gaussian x12, whose kept prefix lies in the first candidates) */
     if (V == 151936) {
-        static const char *what[3] = {"greedy", "top_k 40 top_p 0.9", "top_p 0.9"};
-        for (int c = 0; c < 3; c++)
-            for (int nr = 1; nr <= 8; nr *= 8) {
+        static const char *what[4] = {"greedy", "top_k 40 top_p 0.9", "top_p 0.9", "top_p 0.9 peaked row"};
+        for (int c = 0; c < 4; c++)
+            for (int nr = 1; nr <= (c == 3 ? 1 : 8); nr *= 8) {
+                const float *rows0 = c == 3 ? dl + 2 * V : dl;
                 el_sample_row q[8];
                 for (int i = 0; i < nr; i++) {
                     q[i] =
                         (el_sample_row){c ? 0.7f : 0.f, c == 1 ? 40 : 0, c ? 0.9f : 1.f, 0, 0.37 + 0.05 * i};
+                    if (c == 3) q[i].temperature = 1.0f;
                 }
                 CHECK_OK(be->iface.upload(be, dp, q, sizeof q[0] * (size_t)nr));
-                CHECK_OK(be->iface.sample(be, dl, nr, V, V, dp, di));
+                CHECK_OK(be->iface.sample(be, rows0, nr, V, V, dp, di));
                 CHECK_OK(be->iface.sync(be));
                 const int reps = 50;
                 double t0 = el_time_ms();
                 for (int i = 0; i < reps; i++)
-                    CHECK_OK(be->iface.sample(be, dl, nr, V, V, dp, di));
+                    CHECK_OK(be->iface.sample(be, rows0, nr, V, V, dp, di));
                 CHECK_OK(be->iface.sync(be));
                 printf("op sample V=151936 %d row(s) %-20s %8.1f us\n", nr, what[c],
                        (el_time_ms() - t0) * 1e3 / reps);

@@ -251,8 +251,13 @@ static __device__ bool select_sorted(const row_t &r, const set_t &R, float mx, d
                     wt = MASS ? wfix(p, mx, sc) : 1ull;
                 }
             }
-            if (MASS) {
-                if (wt) atomicAdd(&sm->hist[d], wt);
+            if (MASS) { /* a warp whose lanes share one digit (ties, constant rows) adds once */
+                if (__match_any_sync(FULL, d) == FULL) {
+                    const u64 t = warp_sum64(wt);
+                    if (lane == 0 && t) atomicAdd(&sm->hist[d], t);
+                } else if (wt) {
+                    atomicAdd(&sm->hist[d], wt);
+                }
             } else {
                 const unsigned peers = __match_any_sync(FULL, d);
                 if (d != 0xffffffffu && lane == __ffs(peers) - 1) atomicAdd(&sm->hist[d], (u64)__popc(peers));
@@ -301,8 +306,9 @@ static __device__ bool select_sorted(const row_t &r, const set_t &R, float mx, d
     return true;
 }
 
-/* el_argmax: NaN never wins, equal values go to the lower index, logits[0] NaN -> 0 */
-static __device__ int64_t block_argmax(const float *x, int64_t n, sm_t *sm) {
+/* el_argmax: NaN never wins, equal values go to the lower index, logits[0] NaN -> 0; raw: the plain argmax
+ * over the non-NaN values (-1 if none), sm->rv[0] its value */
+static __device__ int64_t block_argmax(const float *x, int64_t n, sm_t *sm, bool raw = false) {
     const int tid = threadIdx.x, lane = tid & 31, w = tid >> 5;
     float bv = 0.f;
     int bi = -1;
@@ -338,16 +344,71 @@ static __device__ int64_t block_argmax(const float *x, int64_t n, sm_t *sm) {
                 bi = oi;
             }
         }
-        if (lane == 0) sm->fidx = (x[0] != x[0] || bi < 0) ? 0 : bi;
+        if (lane == 0) {
+            sm->fidx = raw ? bi : (x[0] != x[0] || bi < 0) ? 0 : bi;
+            sm->rv[0] = bv;
+        }
     }
     __syncthreads();
-    return sm->fidx;
+    const int64_t r = sm->fidx;
+    __syncthreads();
+    return r;
 }
 
-/* Gathers the m (<= SB) elements of the prefix set P into skey/sidx in sorted order (rank by counting). */
-static __device__ void gather_sorted(const row_t &r, const set_t &P, int m, sm_t *sm) {
+/* Ranks the c (<= SB) candidates ckey/cidx in the sorted order (by counting) and writes those of rank < m
+ * to skey/sidx. */
+static __device__ void rank_sorted(int c, int m, sm_t *sm) {
     const int tid = threadIdx.x;
-    if (tid == 0) sm->cnt = 0;
+    if (tid < c) {
+        const uint32_t k = sm->ckey[tid];
+        const int32_t ix = sm->cidx[tid];
+        int rank = 0;
+        for (int l = 0; l < c; l++) {
+            const uint32_t kl = sm->ckey[l];
+            rank += (kl > k || (kl == k && sm->cidx[l] < ix)) ? 1 : 0;
+        }
+        if (rank < m) {
+            sm->skey[rank] = k;
+            sm->sidx[rank] = ix;
+        }
+    }
+    __syncthreads();
+}
+
+/* The same for nk candidates that are nc sorted lists of ll entries each (the last one shorter), at ckey/cidx
+ * [c * ll, ...): a candidate's rank is its position in its own list plus, per other list, the number of
+ * entries ahead of it there (binary search; indices are distinct, so "ahead" is strict). */
+static __device__ void rank_lists(int nc, int ll, int nk, int m, sm_t *sm) {
+    const int j = threadIdx.x;
+    if (j < nk) {
+        const int own = j / ll;
+        const uint32_t k = sm->ckey[j];
+        const int32_t ix = sm->cidx[j];
+        int rank = j - own * ll;
+        for (int c = 0; c < nc; c++) {
+            if (c == own) continue;
+            int lo = c * ll, hi = c * ll + ll < nk ? c * ll + ll : nk; /* first entry not ahead of (k, ix) */
+            while (lo < hi) {
+                const int mid = (lo + hi) >> 1;
+                const uint32_t km = sm->ckey[mid];
+                if (km > k || (km == k && sm->cidx[mid] < ix))
+                    lo = mid + 1;
+                else
+                    hi = mid;
+            }
+            rank += lo - c * ll;
+        }
+        if (rank < m) {
+            sm->skey[rank] = k;
+            sm->sidx[rank] = ix;
+        }
+    }
+    __syncthreads();
+}
+
+/* Gathers the m (<= SB) elements of the prefix set P into skey/sidx in sorted order. */
+static __device__ void gather_sorted(const row_t &r, const set_t &P, int m, sm_t *sm) {
+    if (threadIdx.x == 0) sm->cnt = 0;
     __syncthreads();
     for_row(r.x, r.n, [&](int64_t i, float xv, bool valid) {
         const uint32_t key = fkey(__fdiv_rn(xv, r.t));
@@ -360,25 +421,23 @@ static __device__ void gather_sorted(const row_t &r, const set_t &P, int m, sm_t
         }
     });
     __syncthreads();
-    const int c = sm->cnt < m ? sm->cnt : m; /* == m: P is a prefix of m elements */
-    if (tid < c) {
-        const uint32_t k = sm->ckey[tid];
-        const int32_t ix = sm->cidx[tid];
-        int rank = 0;
-        for (int l = 0; l < c; l++) {
-            const uint32_t kl = sm->ckey[l];
-            rank += (kl > k || (kl == k && sm->cidx[l] < ix)) ? 1 : 0;
-        }
-        if (rank < SB) {
-            sm->skey[rank] = k;
-            sm->sidx[rank] = ix;
-        }
-    }
-    __syncthreads();
+    rank_sorted(sm->cnt < m ? sm->cnt : m, m, sm); /* cnt == m: P is a prefix of m elements */
 }
 
+/* A row split over nc CTAs (split_row below): nc chunks of ll candidates each */
+#define NC_MAX 32
+#define NC_TOPP 8
+#define CH_MIN 2048
+struct split_t {
+    int nc, ll;
+    bool greedy, topp;
+};
+/* scratch of a row: SB candidates (key or value bits, index), then NC_MAX chunk weight sums */
+#define ROW_SCRATCH (SB * sizeof(uint2) + NC_MAX * sizeof(u64))
+
+/* cand: the row's candidate lists and chunk sums from k_sample_cand (sp.nc >= 2), else NULL */
 static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, double sc, bool small,
-                                     sm_t *sm) {
+                                     sm_t *sm, const uint2 *cand, const split_t &sp) {
     const int tid = threadIdx.x;
     const int64_t n = r.n;
     const bool topk = pr.top_k > 0 && pr.top_k < n;
@@ -408,20 +467,37 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
     /* S: the top-k set or the whole row; P: its first m elements */
     set_t S = all, P;
     const int64_t mS = topk ? pr.top_k : n;
-    if (topk && !select_sorted<false>(r, all, 0.f, sc, 0, (u64)(pr.top_k - 1), sm, &S)) return 0;
-    const int m = (int)(mS < SB ? mS : SB);
-    if (m == mS)
-        P = S;
-    else if (!select_sorted<false>(r, all, 0.f, sc, 0, (u64)(m - 1), sm, &P))
-        return 0;
-    gather_sorted(r, P, m, sm);
+    const int m = cand ? sp.ll : (int)(mS < SB ? mS : SB);
+    if (cand) { /* P (the top-k set, or the first ll of the row) = the first m of the chunks' lists */
+        const int nc = sp.nc;
+        const int64_t L = (n + nc - 1) / nc;
+        const int nk = (nc - 1) * m + (int)min((int64_t)m, n - (int64_t)(nc - 1) * L);
+        for (int j = threadIdx.x; j < nk; j += SB) {
+            const uint2 v = cand[j];
+            sm->ckey[j] = v.x;
+            sm->cidx[j] = (int32_t)v.y;
+        }
+        __syncthreads();
+        rank_lists(nc, m, nk, m, sm);
+    } else {
+        if (topk && !select_sorted<false>(r, all, 0.f, sc, 0, (u64)(pr.top_k - 1), sm, &S)) return 0;
+        if (m == mS)
+            P = S;
+        else if (!select_sorted<false>(r, all, 0.f, sc, 0, (u64)(m - 1), sm, &P))
+            return 0;
+        gather_sorted(r, P, m, sm);
+    }
     const int64_t top = sm->sidx[0];
     const float mx = kdec(sm->skey[0]);
     const u64 w = tid < m ? wfix(kdec(sm->skey[tid]), mx, sc) : 0ull;
     u64 sumP;
     const u64 C = block_excl_scan(w, sm, &sumP) + w;
     u64 sumS = sumP;
-    if (m != mS) { /* the weight of all of S */
+    if (m != mS && cand) { /* top-p row: S is the row; its weight is the sum of the chunks' exact sums */
+        sumS = 0;
+        for (int c = 0; c < sp.nc; c++)
+            sumS += ((const u64 *)(cand + SB))[c];
+    } else if (m != mS) { /* the weight of all of S */
         u64 s = 0;
         for_row(r.x, n, [&](int64_t i, float xv, bool valid) {
             const float p = __fdiv_rn(xv, r.t);
@@ -452,7 +528,9 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
         const int f = block_first(tid < lim && C > tgt, sm);
         if (f < SB) return sm->sidx[f];
     }
-    /* whole-row path */
+    /* whole-row path (a top-k candidate row never gets here: m == top_k, so the kept prefix and the draw lie in
+     * it; a top-p one does when the kept prefix is longer than ll) */
+    if (cand && topk && !select_sorted<false>(r, all, 0.f, sc, 0, (u64)(pr.top_k - 1), sm, &S)) return 0;
     set_t keepset = S, res;
     if (topp && !select_sorted<true>(r, S, mx, sc, 1, (u64)ldexp((double)pr.top_p, 64), sm, &keepset))
         return top;
@@ -460,29 +538,146 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
     return res.i;
 }
 
+/* Rows split over CTAs (k_sample_cand, then k_sample merges): greedy rows, rows with 2 <= top_k <= SB / 2
+ * ("top-k rows") and rows with top-p but no top-k ("top-p rows"); split_row gives the number of chunks nc
+ * (0: one CTA does the whole row) and the length ll of each chunk's candidate list from the row's parameters
+ * alone, so both kernels agree. Chunks have >= CH_MIN elements (>= ll). A top-k row's chunks keep their top-k
+ * lists (ll = top_k), which together contain the row's top-k set (each element of it is in its chunk's
+ * top-k); a top-p row's chunks keep their top ll = SB / nc (the first ll of the row are among them) and the
+ * exact weight sum of the chunk, so the merge has the row's total without another pass; when the top-p
+ * prefix or the draw falls beyond the first ll, sample_row takes the whole-row path as before. */
+static __device__ __forceinline__ split_t split_row(const elk_sample_row &pr, int64_t n, int64_t row, int64_t cap,
+                                                    int global_only) {
+    split_t sp = {0, 0, !(pr.temperature >= 1e-3f) || pr.top_k == 1, false};
+    if (row >= cap) return sp;
+    int64_t nc = n / CH_MIN < NC_MAX ? n / CH_MIN : NC_MAX;
+    if (!sp.greedy) {
+        if (global_only) return sp;
+        if (pr.top_k >= 2 && pr.top_k < n) {
+            if (pr.top_k > SB / 2) return sp;
+            nc = nc < SB / pr.top_k ? nc : SB / pr.top_k;
+            sp.ll = pr.top_k;
+        } else if (pr.top_p > 0.0f && pr.top_p < 1.0f) {
+            nc = nc < NC_TOPP ? nc : NC_TOPP;
+            sp.topp = true;
+            sp.ll = nc >= 2 ? SB / (int)nc : 0;
+        } else {
+            return sp;
+        }
+    }
+    sp.nc = nc >= 2 ? (int)nc : 0;
+    return sp;
+}
+
+/* CTA (row, c): chunk c of a split row -> its argmax (greedy: cand[c] = (value bits, index or -1)) or its
+ * top-ll list in sorted order (cand[c * ll + j] = (key, index), min(ll, chunk) entries); top-p rows also the
+ * chunk's weight sum, with the row maximum every CTA finds itself (one read of the row from L2). */
+__global__ void __launch_bounds__(SB)
+    k_sample_cand(const float *logits, int64_t n, int64_t ld, const elk_sample_row *par, double sc, int64_t cap,
+                  int global_only, uint8_t *ws) {
+    __shared__ sm_t sm;
+    const int64_t row = blockIdx.x;
+    const int c = (int)blockIdx.y;
+    const elk_sample_row pr = par[row];
+    const split_t sp = split_row(pr, n, row, cap, global_only);
+    if (c >= sp.nc) return;
+    const int64_t L = (n + sp.nc - 1) / sp.nc, b = (int64_t)c * L, len = n - b < L ? n - b : L;
+    uint2 *out = (uint2 *)(ws + row * ROW_SCRATCH);
+    const row_t r = {logits + row * ld + b, len, pr.temperature};
+    if (sp.greedy) {
+        const int64_t i = block_argmax(r.x, len, &sm, true);
+        if (threadIdx.x == 0) out[c] = make_uint2(__float_as_uint(sm.rv[0]), (uint32_t)(i < 0 ? -1 : b + i));
+        return;
+    }
+    if (sp.topp) { /* max key of the row = key of its largest non-NaN logit (x / T is monotone), 0 if none */
+        const float *xr = logits + row * ld;
+        uint32_t km = 0; /* 16 loads in flight per thread: the whole row is read by every chunk's CTA */
+        for (int64_t b0 = 0; b0 < n; b0 += 16 * SB) {
+            float v[16];
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const int64_t i = b0 + threadIdx.x + (int64_t)j * SB;
+                v[j] = i < n ? xr[i] : __int_as_float(0x7fc00000); /* NaN: skipped */
+            }
+#pragma unroll
+            for (int j = 0; j < 16; j++)
+                if (v[j] == v[j]) km = max(km, fkey(v[j]));
+        }
+        if (threadIdx.x == 0) sm.kmax = 0;
+        __syncthreads();
+        atomicMax(&sm.kmax, km);
+        __syncthreads();
+        const float mx = kdec(sm.kmax ? fkey(__fdiv_rn(kdec(sm.kmax), pr.temperature)) : 0u);
+        u64 w = 0;
+        for_row(r.x, len, [&](int64_t, float xv, bool valid) {
+            if (valid) w += wfix(__fdiv_rn(xv, r.t), mx, sc);
+        });
+        u64 tot;
+        block_excl_scan(w, &sm, &tot);
+        if (threadIdx.x == 0) ((u64 *)(out + SB))[c] = tot;
+    }
+    const int m = (int)(sp.ll < len ? sp.ll : len);
+    const set_t all = {0u, 0, true};
+    set_t P = all;
+    if (m < len && !select_sorted<false>(r, all, 0.f, sc, 0, (u64)(m - 1), &sm, &P)) return; /* cannot fail */
+    gather_sorted(r, P, m, &sm);
+    if (threadIdx.x < m)
+        out[c * sp.ll + threadIdx.x] = make_uint2(sm.skey[threadIdx.x], (uint32_t)(b + sm.sidx[threadIdx.x]));
+}
+
 __global__ void __launch_bounds__(SB)
     k_sample(const float *logits, int64_t n, int64_t ld, const elk_sample_row *par, double sc,
-             int global_only, int32_t *ids) {
+             int global_only, const uint8_t *ws, int64_t cap, int32_t *ids) {
     __shared__ sm_t sm;
     const int64_t row = blockIdx.x;
     const elk_sample_row pr = par[row];
     const row_t r = {logits + row * ld, n, pr.temperature};
+    const split_t sp = ws ? split_row(pr, n, row, cap, global_only) : split_t{0, 0, false, false};
+    const uint2 *rc = sp.nc ? (const uint2 *)(ws + row * ROW_SCRATCH) : nullptr;
     int64_t id;
-    if (!(pr.temperature >= 1e-3f) || pr.top_k == 1)
-        id = block_argmax(r.x, n, &sm);
-    else
-        id = sample_row(r, pr, sc, global_only == 0, &sm);
+    if (!(pr.temperature >= 1e-3f) || pr.top_k == 1) {
+        if (!sp.nc) {
+            id = block_argmax(r.x, n, &sm);
+        } else { /* the chunks' argmaxes, in chunk (index) order: the first of the largest */
+            if (threadIdx.x == 0) {
+                float bv = 0.f;
+                int64_t bi = -1;
+                for (int c = 0; c < sp.nc; c++) {
+                    const uint2 v = rc[c];
+                    const float cv = __uint_as_float(v.x);
+                    if ((int32_t)v.y >= 0 && (bi < 0 || cv > bv)) bv = cv, bi = (int32_t)v.y;
+                }
+                sm.fidx = (r.x[0] != r.x[0] || bi < 0) ? 0 : bi;
+            }
+            __syncthreads();
+            id = sm.fidx;
+        }
+    } else {
+        id = sample_row(r, pr, sc, global_only == 0, &sm, rc, sp);
+    }
     if (threadIdx.x == 0) ids[row] = (int32_t)(id >= 0 && id < n ? id : 0);
 }
 
+size_t elk_sample_scratch_bytes(int64_t rows) { return (size_t)(rows > 0 ? rows : 0) * ROW_SCRATCH; }
+
 cudaError_t elk_sample(cudaStream_t st, const float *logits, int64_t rows, int64_t n, int64_t ld,
-                       const elk_sample_row *par, int32_t *ids) {
+                       const elk_sample_row *par, int32_t *ids, void *scratch, int64_t scratch_rows) {
     if (rows <= 0) return cudaSuccess;
     if (n < 1 || n > 0x7fffffff || ld < n || rows > 0x7fffffff) return cudaErrorInvalidValue;
     int c = 0;
     while (c < 62 && ((int64_t)1 << c) < n)
         c++;
     const double sc = ldexp(1.0, 63 - c); /* el_sample_exact_shift */
-    k_sample<<<(unsigned)rows, SB, 0, st>>>(logits, n, ld, par, sc, elk_sample_global_only, ids);
+    const int64_t cap = scratch ? (scratch_rows < rows ? scratch_rows : rows) : 0;
+    uint8_t *cand = (uint8_t *)scratch;
+    if (cap > 0 && n >= 2 * CH_MIN) {
+        k_sample_cand<<<dim3((unsigned)cap, NC_MAX), SB, 0, st>>>(logits, n, ld, par, sc, cap,
+                                                                  elk_sample_global_only, cand);
+        const cudaError_t e = cudaGetLastError();
+        if (e != cudaSuccess) return e;
+    } else {
+        cand = nullptr;
+    }
+    k_sample<<<(unsigned)rows, SB, 0, st>>>(logits, n, ld, par, sc, elk_sample_global_only, cand, cap, ids);
     return cudaGetLastError();
 }
