@@ -102,22 +102,16 @@ template <int N> static __device__ __forceinline__ void qm_wait() {
 
 /* Thread block clusters (sm_90): the rank of this block, the number of blocks, a pointer to the same shared
  * memory variable of block r, the cluster barrier (arrive: release; wait: acquire) */
-static __device__ __forceinline__ unsigned qm_crank() {
+template <bool SIZE> static __device__ __forceinline__ unsigned qm_cluster_reg() { /* rank, or size */
 #ifdef QM_CLUSTERS
     unsigned r;
-    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    if constexpr (SIZE)
+        asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
+    else
+        asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
     return r;
 #else
-    return 0;
-#endif
-}
-static __device__ __forceinline__ unsigned qm_csize() {
-#ifdef QM_CLUSTERS
-    unsigned r;
-    asm volatile("mov.u32 %0, %%cluster_nctarank;" : "=r"(r));
-    return r;
-#else
-    return 1;
+    return SIZE ? 1 : 0;
 #endif
 }
 template <typename P> static __device__ __forceinline__ P *qm_peer(P *p, unsigned r) {
@@ -258,7 +252,7 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
         issue();
     /* cluster: block r converts the 256-element pairs kb2 = w + 8 r (mod 8 csize) of x and stores them into
      * every block's shared memory; the first barrier phase makes sure all blocks of the cluster run */
-    const unsigned crank = qm_crank(), csize = qm_csize();
+    const unsigned crank = qm_cluster_reg<false>(), csize = qm_cluster_reg<true>();
     if (csize > 1) qm_cluster_arrive();
     pdl_launch_dependents();
     pdl_wait();
