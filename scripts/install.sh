@@ -5,7 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 SUDO=""
 if [ "$(id -u)" != 0 ]; then SUDO="sudo"; fi
-PKGS="build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libxxhash-dev xz-utils"
+# libmicrohttpd-dev: `edgellm serve` (left out of the build without it)
+PKGS="build-essential cmake pkg-config libcjson-dev libpcre2-dev libutf8proc-dev libxxhash-dev xz-utils
+      libmicrohttpd-dev"
 missing=""
 for p in $PKGS; do dpkg -s "$p" >/dev/null 2>&1 || missing="$missing $p"; done
 if [ -n "$missing" ]; then

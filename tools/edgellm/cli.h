@@ -23,6 +23,7 @@ int cmd_detokenize(int argc, char **argv);
 int cmd_chat_template(int argc, char **argv);
 int cmd_synth(int argc, char **argv);
 int cmd_info(int argc, char **argv);
+int cmd_serve(int argc, char **argv);
 
 /* ---- helpers (cli_util.c) ---- */
 /* Prints "error: <what>: <edgellm_last_error()>" to stderr and returns 1. */
@@ -40,5 +41,31 @@ void cli_setup_logging(void);
 /* Directory of the bundled default model's engine, building it on first use (cache dir
  * $XDG_CACHE_HOME/edgellm or ~/.cache/edgellm). Writes the path into out. */
 int cli_default_engine(char *out, size_t cap);
+
+/* ---- generation shared by generate, chat and serve (cli_gen.c) ---- */
+/* Opens the engine (NULL = the bundled default) with `threads` CPU threads (0 = all cores); it must have a
+ * tokenizer. Prints one "error:" line and returns non-zero on failure. */
+int cli_open_runtime(const char *engine, int64_t threads, edgellm_runtime **rt);
+/* Tokenizes text (add_special: BOS / post-processor); an empty result becomes [BOS]. *ids: edgellm_free. */
+edgellm_status cli_prompt_ids(edgellm_runtime *rt, const char *text, bool add_special, int32_t **ids, size_t *n);
+/* Renders messages_json ([{"role":..,"content":..}, ...]) with the engine's chat template and a generation
+ * prompt (extra_json: template variables such as {"enable_thinking": false}, may be NULL), then tokenizes
+ * it without adding special tokens, as `edgellm chat` does. UNSUPPORTED when the engine has no template. */
+edgellm_status cli_chat_ids(edgellm_runtime *rt, const char *messages_json, const char *extra_json, int32_t **ids,
+                            size_t *n);
+
+/* Receives each complete UTF-8 piece of generated text; false stops the generation (finish ABORTED). */
+typedef bool (*cli_piece_fn)(const char *piece, void *user);
+typedef struct cli_gen_req {
+    const int32_t *ids; /* prompt ids (n_ids >= 1) */
+    size_t n_ids;
+    int32_t max_new_tokens;
+    bool ignore_eos;
+    bool prime;       /* pass the prompt through the detokenizer first, so the first piece decodes in context */
+    bool emit_prompt; /* with prime: hand the prompt's own pieces to the callback too */
+} cli_gen_req;
+/* Generates one request, streaming its text to fn; res gets the ids (edgellm_result_clear). */
+edgellm_status cli_generate_text(edgellm_runtime *rt, const cli_gen_req *r, const edgellm_sampling_params *sp,
+                                 cli_piece_fn fn, void *user, edgellm_result *res);
 
 #endif

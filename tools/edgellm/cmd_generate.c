@@ -3,6 +3,7 @@
  * model's chat template).
  */
 #include "cli.h"
+#include "core/core.h"
 
 #include <stdio.h>
 #include <stdlib.h>
@@ -102,72 +103,11 @@ static int parse_opts(int argc, char **argv, gen_opts *o, const char **pos, int 
     return -1;
 }
 
-static int open_runtime(const gen_opts *o, edgellm_runtime **rt) {
-    char def[4096];
-    const char *dir = o->engine;
-    if (!dir) {
-        int rc = cli_default_engine(def, sizeof def);
-        if (rc) return rc;
-        dir = def;
-    }
-    edgellm_runtime_params rp = edgellm_runtime_params_default();
-    rp.n_threads = (int32_t)o->threads;
-    if (edgellm_runtime_create(dir, &rp, rt) != EDGELLM_STATUS_OK) return cli_fail("loading the engine");
-    if (!edgellm_runtime_tokenizer(*rt)) {
-        edgellm_runtime_free(*rt);
-        *rt = NULL;
-        fprintf(stderr, "error: engine %s has no tokenizer (use `edgellm logits --ids` for id-level use)\n", dir);
-        return 1;
-    }
-    return 0;
-}
-
-typedef struct stream_ctx {
-    edgellm_detok_stream *ds;
-    bool failed;
-} stream_ctx;
-
-static bool on_token(int32_t req, int32_t tok, void *user) {
-    (void)req;
-    stream_ctx *c = user;
-    const char *piece = NULL;
-    if (edgellm_detok_stream_push(c->ds, tok, &piece) != EDGELLM_STATUS_OK) {
-        c->failed = true;
-        return false;
-    }
-    if (piece && piece[0]) {
-        fputs(piece, stdout);
-        fflush(stdout);
-    }
+static bool print_piece(const char *piece, void *user) {
+    (void)user;
+    fputs(piece, stdout);
+    fflush(stdout);
     return true;
-}
-
-/* Generates from ids, streaming text to stdout. */
-static int stream_generate(edgellm_runtime *rt, const gen_opts *o, const int32_t *ids, size_t n_ids) {
-    const edgellm_tokenizer *tok = edgellm_runtime_tokenizer(rt);
-    stream_ctx c = {0};
-    if (edgellm_detok_stream_create(tok, true, &c.ds) != EDGELLM_STATUS_OK) return cli_fail("detokenizer");
-    /* the prompt goes through the same stream, so the first generated piece is decoded in context */
-    for (size_t i = 0; i < n_ids; i++)
-        if (!on_token(0, ids[i], &c)) {
-            edgellm_detok_stream_free(c.ds);
-            return cli_fail("detokenizing the prompt");
-        }
-    edgellm_request req = {0};
-    req.prompt = ids;
-    req.n_prompt = (int32_t)n_ids;
-    req.max_new_tokens = (int32_t)o->n;
-    req.ignore_eos = o->ignore_eos;
-    edgellm_result res = {0};
-    edgellm_status s = edgellm_runtime_generate(rt, &req, 1, &o->sp, on_token, &c, &res);
-    const char *piece = NULL;
-    if (s == EDGELLM_STATUS_OK && edgellm_detok_stream_flush(c.ds, &piece) == EDGELLM_STATUS_OK && piece)
-        fputs(piece, stdout);
-    edgellm_detok_stream_free(c.ds);
-    edgellm_result_clear(&res);
-    if (s != EDGELLM_STATUS_OK) return cli_fail("generation failed");
-    if (c.failed) return cli_fail("detokenizing");
-    return 0;
 }
 
 static void print_stats(edgellm_runtime *rt) {
@@ -191,28 +131,21 @@ int cmd_generate(int argc, char **argv) {
     if (n_pos > 1) return cli_usage_error("generate takes one PROMPT argument (quote it)");
     const char *prompt = n_pos ? pos[0] : "";
     edgellm_runtime *rt = NULL;
-    if ((rc = open_runtime(&o, &rt))) return rc;
-    const edgellm_tokenizer *tok = edgellm_runtime_tokenizer(rt);
+    if ((rc = cli_open_runtime(o.engine, o.threads, &rt))) return rc;
     int32_t *ids = NULL;
     size_t n_ids = 0;
-    if (edgellm_tokenizer_encode(tok, prompt, strlen(prompt), !o.raw, &ids, &n_ids) != EDGELLM_STATUS_OK) {
+    if (cli_prompt_ids(rt, prompt, !o.raw, &ids, &n_ids) != EDGELLM_STATUS_OK) {
         edgellm_runtime_free(rt);
         return cli_fail("tokenizing the prompt");
     }
-    int32_t bos = -1;
-    const int32_t *prompt_ids = ids;
-    if (n_ids == 0) { /* nothing to condition on: start from BOS when the model has one */
-        bos = edgellm_runtime_bos_id(rt);
-        if (bos < 0) bos = edgellm_tokenizer_bos_id(tok);
-        if (bos < 0) {
-            edgellm_free(ids);
-            edgellm_runtime_free(rt);
-            return cli_usage_error("empty prompt and the model has no BOS token");
-        }
-        prompt_ids = &bos;
-        n_ids = 1;
-    }
-    rc = stream_generate(rt, &o, prompt_ids, n_ids);
+    /* the prompt goes through the same stream, so the first generated piece is decoded in context */
+    cli_gen_req gr = {.ids = ids, .n_ids = n_ids, .max_new_tokens = (int32_t)o.n, .ignore_eos = o.ignore_eos,
+                      .prime = true, .emit_prompt = true};
+    edgellm_result res;
+    rc = 0;
+    if (cli_generate_text(rt, &gr, &o.sp, print_piece, NULL, &res) != EDGELLM_STATUS_OK)
+        rc = cli_fail("generation failed");
+    edgellm_result_clear(&res);
     edgellm_free(ids);
     if (!rc) fputc('\n', stdout);
     if (!rc && o.stats) print_stats(rt);
@@ -222,43 +155,10 @@ int cmd_generate(int argc, char **argv) {
 
 /* ---- chat ----------------------------------------------------------------------------------------- */
 
-typedef struct collect_ctx {
-    edgellm_detok_stream *ds;
-    char *text;
-    size_t len, cap;
-    bool failed;
-} collect_ctx;
-
-static bool collect_piece(collect_ctx *c, const char *piece) {
-    if (piece && piece[0]) {
-        size_t n = strlen(piece);
-        if (c->len + n + 1 > c->cap) {
-            size_t cap = (c->cap + n + 1) * 2;
-            char *t = realloc(c->text, cap);
-            if (!t) {
-                c->failed = true;
-                return false;
-            }
-            c->text = t;
-            c->cap = cap;
-        }
-        memcpy(c->text + c->len, piece, n + 1);
-        c->len += n;
-        fputs(piece, stdout);
-        fflush(stdout);
-    }
-    return true;
-}
-
-static bool on_chat_token(int32_t req, int32_t tok, void *user) {
-    (void)req;
-    collect_ctx *c = user;
-    const char *piece = NULL;
-    if (edgellm_detok_stream_push(c->ds, tok, &piece) != EDGELLM_STATUS_OK) {
-        c->failed = true;
-        return false;
-    }
-    return collect_piece(c, piece);
+/* the reply so far, echoed to stdout */
+static bool collect_piece(const char *piece, void *user) {
+    print_piece(piece, NULL);
+    return el_buf_append_str(user, piece) == EDGELLM_STATUS_OK;
 }
 
 int cmd_chat(int argc, char **argv) {
@@ -274,14 +174,13 @@ int cmd_chat(int argc, char **argv) {
     if (rc >= 0) return rc;
     if (n_pos) return cli_usage_error("chat takes no positional arguments");
     edgellm_runtime *rt = NULL;
-    if ((rc = open_runtime(&o, &rt))) return rc;
+    if ((rc = cli_open_runtime(o.engine, o.threads, &rt))) return rc;
     const edgellm_chat_template *tmpl = edgellm_runtime_chat_template(rt);
     if (!tmpl) {
         edgellm_runtime_free(rt);
         fprintf(stderr, "error: this engine has no chat template; use `edgellm generate`\n");
         return 1;
     }
-    const edgellm_tokenizer *tok = edgellm_runtime_tokenizer(rt);
     cJSON *msgs = cJSON_CreateArray();
     if (system) {
         cJSON *m = cJSON_CreateObject();
@@ -305,48 +204,34 @@ int cmd_chat(int argc, char **argv) {
         cJSON_AddStringToObject(m, "role", "user");
         cJSON_AddStringToObject(m, "content", line);
         cJSON_AddItemToArray(msgs, m);
-        char *mj = cJSON_PrintUnformatted(msgs), *rendered = NULL;
+        char *mj = cJSON_PrintUnformatted(msgs);
         int32_t *ids = NULL;
         size_t n_ids = 0;
-        if (edgellm_chat_template_render(tmpl, mj, true, extra, &rendered) != EDGELLM_STATUS_OK) {
-            free(mj);
+        edgellm_status s = mj ? cli_chat_ids(rt, mj, extra, &ids, &n_ids) : EDGELLM_STATUS_NO_MEMORY;
+        free(mj);
+        if (s != EDGELLM_STATUS_OK) {
             rc = cli_fail("chat template");
             break;
         }
-        free(mj);
-        edgellm_status s = edgellm_tokenizer_encode(tok, rendered, strlen(rendered), false, &ids, &n_ids);
-        edgellm_free(rendered);
-        if (s != EDGELLM_STATUS_OK) {
-            rc = cli_fail("tokenizing");
-            break;
-        }
-        collect_ctx c = {0};
-        if (edgellm_detok_stream_create(tok, true, &c.ds) != EDGELLM_STATUS_OK) {
-            edgellm_free(ids);
-            rc = cli_fail("detokenizer");
-            break;
-        }
-        edgellm_request req = {.prompt = ids, .n_prompt = (int32_t)n_ids, .max_new_tokens = (int32_t)o.n};
-        edgellm_result res = {0};
-        s = edgellm_runtime_generate(rt, &req, 1, &o.sp, on_chat_token, &c, &res);
-        const char *piece = NULL;
-        if (s == EDGELLM_STATUS_OK && edgellm_detok_stream_flush(c.ds, &piece) == EDGELLM_STATUS_OK)
-            collect_piece(&c, piece);
-        edgellm_detok_stream_free(c.ds);
+        el_buf reply = {0};
+        cli_gen_req gr = {.ids = ids, .n_ids = n_ids, .max_new_tokens = (int32_t)o.n};
+        edgellm_result res;
+        s = cli_generate_text(rt, &gr, &o.sp, collect_piece, &reply, &res);
+        bool aborted = res.finish == EDGELLM_FINISH_ABORTED;
         edgellm_result_clear(&res);
         edgellm_free(ids);
         fputc('\n', stdout);
         fflush(stdout);
-        if (s != EDGELLM_STATUS_OK || c.failed) {
-            free(c.text);
+        if (s != EDGELLM_STATUS_OK || aborted) {
+            el_buf_free(&reply);
             rc = cli_fail("generation failed");
             break;
         }
         cJSON *a = cJSON_CreateObject();
         cJSON_AddStringToObject(a, "role", "assistant");
-        cJSON_AddStringToObject(a, "content", c.text ? c.text : "");
+        cJSON_AddStringToObject(a, "content", reply.data ? reply.data : "");
         cJSON_AddItemToArray(msgs, a);
-        free(c.text);
+        el_buf_free(&reply);
     }
     cJSON_Delete(msgs);
     edgellm_runtime_free(rt);

@@ -19,6 +19,7 @@
 #pragma weak cmd_chat_template
 #pragma weak cmd_synth
 #pragma weak cmd_info
+#pragma weak cmd_serve
 
 static const struct {
     const char *name;
@@ -38,6 +39,7 @@ static const struct {
     {"chat-template", cmd_chat_template, "render a chat template: JSON on stdin -> {\"rendered\":...}"},
     {"synth", cmd_synth, "write a random-weight HF checkpoint of a given shape (for benchmarks)"},
     {"info", cmd_info, "print an engine's configuration and build profile"},
+    {"serve", cmd_serve, "OpenAI-compatible HTTP server for one engine (docs/serve.md)"},
 };
 
 static void usage(FILE *f) {
@@ -63,7 +65,11 @@ int main(int argc, char **argv) {
     for (size_t i = 0; i < sizeof k_cmds / sizeof k_cmds[0]; i++) {
         if (!strcmp(argv[1], k_cmds[i].name)) {
             if (!k_cmds[i].fn) {
-                fprintf(stderr, "error: command '%s' is not available in this build\n", argv[1]);
+                /* serve is left out of builds without libmicrohttpd (CMakeLists.txt) */
+                fprintf(stderr, "error: command '%s' is not available in this build%s\n", argv[1],
+                        strcmp(argv[1], "serve") ? ""
+                                                 : " (it needs libmicrohttpd: apt-get install libmicrohttpd-dev, "
+                                                   "then rebuild)");
                 return 2;
             }
             return k_cmds[i].fn(argc - 1, argv + 1);
