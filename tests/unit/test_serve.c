@@ -247,19 +247,39 @@ static bool sse_text(const char *body, bool chat, el_buf *text, char *finish, si
     return true;
 }
 
+/* Sends a request, reads the first bytes of the answer and hangs up; true if something came back. */
+static bool abandon(int port, const char *headers, const char *body) {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
+        if (fd >= 0) close(fd);
+        return false;
+    }
+    char req[2048], buf[256];
+    int n = snprintf(req, sizeof req,
+                     "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n%sContent-Length: %zu\r\n\r\n%s",
+                     headers, strlen(body), body);
+    bool ok = send(fd, req, (size_t)n, MSG_NOSIGNAL) == n && recv(fd, buf, sizeof buf, 0) > 0;
+    close(fd);
+    return ok;
+}
+
 /* ---- concurrent clients --------------------------------------------------------------------------- */
 
 typedef struct client {
     int port;
     const char *body;
+    const char *path, *headers; /* NULL: /v1/completions, none */
     int status;
-    char text[4096];
+    char text[8192];
 } client;
 
 static void *client_main(void *arg) {
     client *c = arg;
-    cJSON *j = post_json(c->port, "/v1/completions", NULL, c->body, &c->status);
-    const char *t = jstr(j, "choices.0.text");
+    bool chat = c->path && strstr(c->path, "chat");
+    cJSON *j = post_json(c->port, c->path ? c->path : "/v1/completions", c->headers, c->body, &c->status);
+    const char *t = jstr(j, chat ? "choices.0.message.content" : "choices.0.text");
     snprintf(c->text, sizeof c->text, "%s", t ? t : "(none)");
     cJSON_Delete(j);
     return NULL;
@@ -342,6 +362,8 @@ int main(void) {
     resp r;
     CHECK(http(port, "GET", "/health", NULL, NULL, &r) && r.status == 200 &&
           !strcmp(r.body, "{\"status\":\"ok\"}"));
+    el_free(r.body);
+    CHECK(http(port, "HEAD", "/health", NULL, NULL, &r) && r.status == 200 && !r.body[0]);
     el_free(r.body);
     CHECK(http(port, "GET", "/v1/models", NULL, NULL, &r) && r.status == 200);
     cJSON *j = cJSON_Parse(r.body);
@@ -513,7 +535,7 @@ int main(void) {
                  .body = "{\"prompt\": \"Once upon a time\", \"max_tokens\": 40, \"temperature\": 0}"};
     client cb = {.port = port, .body = "{\"prompt\": \"Lily\", \"max_tokens\": 30, \"temperature\": 0}"};
     client_main(&cb);
-    char alone_b[4096];
+    char alone_b[8192];
     snprintf(alone_b, sizeof alone_b, "%s", cb.text);
     for (int round = 0; round < 2; round++) {
         pthread_t ta, tb;
@@ -625,6 +647,38 @@ int main(void) {
     CHECK(done && role && fin[0]);
     el_free(r.body);
     el_buf_free(&st);
+    /* three clients at once, one of them long: each gets what it gets alone */
+    {
+        const char *long_chat = "{\"messages\": [{\"role\": \"user\", \"content\": \"Tell me everything\"}], "
+                                "\"max_tokens\": 150, \"temperature\": 0, \"ignore_eos\": true}";
+        client cl = {.port = port, .body = long_chat, .path = "/v1/chat/completions", .headers = auth};
+        client_main(&cl);
+        char alone[8192];
+        snprintf(alone, sizeof alone, "%s", cl.text);
+        CHECK(cl.status == 200 && alone[0]);
+        client cs[3] = {
+            cl, {.port = port, .body = chat, .path = "/v1/chat/completions", .headers = auth}, cl};
+        cs[2].body = chat;
+        pthread_t th[3];
+        for (int i = 0; i < 3; i++)
+            pthread_create(&th[i], NULL, client_main, &cs[i]);
+        for (int i = 0; i < 3; i++)
+            pthread_join(th[i], NULL);
+        CHECKF(cs[0].status == 200 && !strcmp(cs[0].text, alone), "concurrent long chat: %d '%s'",
+               cs[0].status, cs[0].text);
+        for (int i = 1; i < 3; i++)
+            CHECKF(cs[i].status == 200 && !strcmp(cs[i].text, reply), "concurrent chat %d: %d '%s'", i,
+                   cs[i].status, cs[i].text);
+    }
+    /* a streaming client that hangs up early: the server goes on serving */
+    CHECK(abandon(port, auth,
+                  "{\"messages\": [{\"role\": \"user\", \"content\": \"Hi\"}], \"max_tokens\": 400, "
+                  "\"ignore_eos\": true, \"stream\": true}"));
+    j = post_json(port, "/v1/chat/completions", auth, chat, &status);
+    CHECKF(status == 200 && jstr(j, "choices.0.message.content") &&
+               !strcmp(jstr(j, "choices.0.message.content"), reply),
+           "after an abandoned stream: %d", status);
+    cJSON_Delete(j);
     expect_status(port, "POST", "/v1/chat/completions", auth, "{\"messages\": []}", 400, "messages");
     expect_status(port, "POST", "/v1/chat/completions", auth, "{\"messages\": \"hi\"}", 400, "messages");
     expect_status(port, "POST", "/v1/chat/completions", auth,
@@ -633,5 +687,8 @@ int main(void) {
                   "{\"messages\": [{\"role\": \"user\", \"content\": 3}]}", 400, "content");
     kill(pa, SIGINT);
     CHECK(wait_exit(pa, 30) == 0);
+    log = slurp(log_b);
+    CHECKF(log && count_str(log, "\"POST /v1/chat/completions\" 200") == 8, "log: %s", log ? log : "");
+    free(log);
     return t_finish("test_serve");
 }

@@ -757,7 +757,7 @@ static mhd_ret on_request(void *cls, struct MHD_Connection *c, const char *url, 
         *con_cls = r;
         if (rt == R_NONE) return send_error(c, r, 404, NULL, "unknown path %s", r->path);
         r->allow = post ? "POST" : "GET";
-        if (strcmp(method, r->allow))
+        if (strcmp(method, r->allow) && (post || strcmp(method, "HEAD"))) /* HEAD: GET without the body */
             return send_error(c, r, 405, NULL, "%s %s: use %s", method, r->path, r->allow);
         if (rt != R_HEALTH && !authorized(s, c))
             return send_error(c, r, 401, NULL, "missing or incorrect API key (Authorization: Bearer KEY)");
