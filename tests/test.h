@@ -3,6 +3,7 @@
 #define EL_TEST_H
 
 #include <math.h>
+#include <stdbool.h>
 #include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -61,6 +62,19 @@ static inline double t_nmse(const float *ref, const float *got, size_t n) {
         den += (double)ref[i] * (double)ref[i];
     }
     return den > 0 ? num / den : num;
+}
+
+/* The CLI under test ($EDGELLM_CLI, set by tests/CMakeLists.txt) into cli, and the scratch dir
+ * $EDGELLM_TMP/<name> into tmp; false (with a message) when EDGELLM_CLI is not set. */
+static inline bool t_cli_paths(const char *name, char *cli, size_t cli_cap, char *tmp, size_t tmp_cap) {
+    const char *t = getenv("EDGELLM_TMP"), *c = getenv("EDGELLM_CLI");
+    if (!c) {
+        fprintf(stderr, "EDGELLM_CLI is not set\n");
+        return false;
+    }
+    snprintf(tmp, tmp_cap, "%s/%s", t ? t : "/tmp/edgellm-test", name);
+    snprintf(cli, cli_cap, "%s", c);
+    return true;
 }
 
 static inline int t_finish(const char *name) {

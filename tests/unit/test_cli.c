@@ -82,13 +82,7 @@ static int32_t *ref_ids(const char *model, const char *tensor, int64_t *n) {
 }
 
 int main(void) {
-    const char *t = getenv("EDGELLM_TMP"), *c = getenv("EDGELLM_CLI");
-    if (!c) {
-        fprintf(stderr, "EDGELLM_CLI is not set\n");
-        return 1;
-    }
-    snprintf(g_tmp, sizeof g_tmp, "%s/cli", t ? t : "/tmp/edgellm-test");
-    snprintf(g_cli, sizeof g_cli, "%s", c);
+    if (!t_cli_paths("cli", g_cli, sizeof g_cli, g_tmp, sizeof g_tmp)) return 1;
     el_rm_rf(g_tmp);
     el_mkdir_p(g_tmp);
     char cmd[8192], out[65536], err[8192];

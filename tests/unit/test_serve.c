@@ -98,6 +98,17 @@ static int run_capture(const char *cmd, const char *in_text, char *out, size_t c
     return WIFEXITED(st) ? WEXITSTATUS(st) : 128;
 }
 
+/* fixtures/models/<model> exported as fp32 and built into engine; true on success. */
+static bool make_engine(const char *model, const char *engine, int max_input, int kv) {
+    char cmd[4096];
+    snprintf(
+        cmd, sizeof cmd,
+        "'%s' export --model 'fixtures/models/%s' --output '%s.export' --dtype fp32 >/dev/null && '%s' build "
+        "--input '%s.export' --engine '%s' --max-input-len %d --max-kv-cache-capacity %d >/dev/null",
+        g_cli, model, engine, g_cli, engine, engine, max_input, kv);
+    return system(cmd) == 0;
+}
+
 /* ---- HTTP ----------------------------------------------------------------------------------------- */
 
 typedef struct resp {
@@ -106,19 +117,25 @@ typedef struct resp {
     char *body; /* de-chunked, NUL-terminated (free) */
 } resp;
 
-/* One request on a fresh connection (Connection: close). body NULL: no body and no Content-Length. */
-static bool http(int port, const char *method, const char *path, const char *headers, const char *body,
-                 resp *r) {
-    memset(r, 0, sizeof *r);
+/* A connected socket to 127.0.0.1:port (60 s receive timeout), or -1. */
+static int connect_local(int port) {
     int fd = socket(AF_INET, SOCK_STREAM, 0);
     struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     struct timeval tv = {.tv_sec = 60};
-    setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        if (fd >= 0) close(fd);
-        return false;
-    }
+    if (fd >= 0 && !setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv) &&
+        !connect(fd, (struct sockaddr *)&a, sizeof a))
+        return fd;
+    if (fd >= 0) close(fd);
+    return -1;
+}
+
+/* One request on a fresh connection (Connection: close). body NULL: no body and no Content-Length. */
+static bool http(int port, const char *method, const char *path, const char *headers, const char *body,
+                 resp *r) {
+    memset(r, 0, sizeof *r);
+    int fd = connect_local(port);
+    if (fd < 0) return false;
     el_buf req = {0};
     el_buf_appendf(&req, "%s %s HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n%s", method, path,
                    headers ? headers : "");
@@ -249,13 +266,8 @@ static bool sse_text(const char *body, bool chat, el_buf *text, char *finish, si
 
 /* Sends a request, reads the first bytes of the answer and hangs up; true if something came back. */
 static bool abandon(int port, const char *headers, const char *body) {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    struct sockaddr_in a = {.sin_family = AF_INET, .sin_port = htons((uint16_t)port)};
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (fd < 0 || connect(fd, (struct sockaddr *)&a, sizeof a)) {
-        if (fd >= 0) close(fd);
-        return false;
-    }
+    int fd = connect_local(port);
+    if (fd < 0) return false;
     char req[2048], buf[256];
     int n = snprintf(req, sizeof req,
                      "POST /v1/chat/completions HTTP/1.1\r\nHost: x\r\n%sContent-Length: %zu\r\n\r\n%s",
@@ -323,13 +335,7 @@ int main(void) {
     printf("SKIP: this build has no `edgellm serve` (libmicrohttpd not found)\n");
     return 77;
 #endif
-    const char *t = getenv("EDGELLM_TMP"), *c = getenv("EDGELLM_CLI");
-    if (!c) {
-        fprintf(stderr, "EDGELLM_CLI is not set\n");
-        return 1;
-    }
-    snprintf(g_tmp, sizeof g_tmp, "%s/serve", t ? t : "/tmp/edgellm-test");
-    snprintf(g_cli, sizeof g_cli, "%s", c);
+    if (!t_cli_paths("serve", g_cli, sizeof g_cli, g_tmp, sizeof g_tmp)) return 1;
     el_rm_rf(g_tmp);
     el_mkdir_p(g_tmp);
     char cmd[8192], out[16384], st_eng[600], sq_eng[600], log_a[600], log_b[600], log_c[600];
@@ -339,17 +345,8 @@ int main(void) {
     snprintf(log_b, sizeof log_b, "%s/b.log", g_tmp);
     snprintf(log_c, sizeof log_c, "%s/c.log", g_tmp);
     /* stories260K (no chat template; max input 64 tokens) and sotu-qwen3 (chat template) engines */
-    snprintf(
-        cmd, sizeof cmd,
-        "'%s' export --model fixtures/models/stories260K-hf --output '%s/st.export' --dtype fp32 >/dev/null "
-        "&& "
-        "'%s' build --input '%s/st.export' --engine '%s' --max-input-len 64 --max-kv-cache-capacity 256 "
-        ">/dev/null &&"
-        " '%s' export --model fixtures/models/sotu-qwen3 --output '%s/sq.export' --dtype fp32 >/dev/null && "
-        "'%s' build --input '%s/sq.export' --engine '%s' --max-input-len 256 --max-kv-cache-capacity 512 "
-        ">/dev/null",
-        g_cli, g_tmp, g_cli, g_tmp, st_eng, g_cli, g_tmp, g_cli, g_tmp, sq_eng);
-    CHECKF(system(cmd) == 0, "export/build failed: %s", cmd);
+    CHECK(make_engine("stories260K-hf", st_eng, 64, 256));
+    CHECK(make_engine("sotu-qwen3", sq_eng, 256, 512));
 
     /* ---- server A: completions on stories260K ---- */
     pid_t pa;
