@@ -3,6 +3,7 @@
 
 #include <math.h>
 #include <stdlib.h>
+#include <string.h>
 
 /* xoshiro256** seeded through splitmix64 */
 static uint64_t splitmix64(uint64_t *x) {
@@ -31,8 +32,9 @@ double el_rng_uniform(el_rng *r) { return (double)(el_rng_next(r) >> 11) * 0x1.0
 edgellm_status el_sampler_scratch_init(el_sampler_scratch *s, int64_t n_vocab) {
     s->idx = el_malloc((size_t)n_vocab * sizeof(int32_t));
     s->prob = el_malloc((size_t)n_vocab * sizeof(float));
+    s->aux = el_malloc((size_t)n_vocab * 3 * sizeof(uint32_t));
     s->cap = n_vocab;
-    if (!s->idx || !s->prob) {
+    if (!s->idx || !s->prob || !s->aux) {
         el_sampler_scratch_free(s);
         return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory for the sampler");
     }
@@ -41,8 +43,10 @@ edgellm_status el_sampler_scratch_init(el_sampler_scratch *s, int64_t n_vocab) {
 void el_sampler_scratch_free(el_sampler_scratch *s) {
     el_free(s->idx);
     el_free(s->prob);
+    el_free(s->aux);
     s->idx = NULL;
     s->prob = NULL;
+    s->aux = NULL;
     s->cap = 0;
 }
 
@@ -88,12 +92,46 @@ static int64_t top_k_select(const float *v, int64_t n, int64_t k, int32_t *out) 
     return k;
 }
 
-static int cmp_desc(const void *a, const void *b, void *ctx) {
-    const float *v = ctx;
-    int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
-    if (better(v, x, y)) return -1;
-    if (better(v, y, x)) return 1;
-    return 0;
+/* u32 whose ascending order is v descending (-0 as +0, NaN after everything) */
+static uint32_t desc_key(float v) {
+    if (v != v) return UINT32_MAX;
+    if (v == 0.0f) v = 0.0f;
+    uint32_t b;
+    memcpy(&b, &v, 4);
+    return (b & 0x80000000u) ? b : ~(b | 0x80000000u);
+}
+
+void el_sort_desc(const float *v, int64_t n, int32_t *idx, uint32_t *aux) {
+    int32_t *const out = idx;
+    uint32_t *key = aux, *key2 = aux + n;
+    int32_t *idx2 = (int32_t *)(aux + 2 * n);
+    uint32_t hist[3][2048];
+    memset(hist, 0, sizeof hist);
+    for (int64_t i = 0; i < n; i++) {
+        const uint32_t k = desc_key(v[i]);
+        key[i] = k;
+        idx[i] = (int32_t)i;
+        hist[0][k & 2047]++, hist[1][(k >> 11) & 2047]++, hist[2][k >> 22]++;
+    }
+    for (int d = 0; d < 3; d++) { /* stable passes over 11, 11 and 10 bits: equal keys keep index order */
+        const int sh = 11 * d;
+        uint32_t off = 0;
+        for (int b = 0; b < 2048; b++) {
+            const uint32_t c = hist[d][b];
+            hist[d][b] = off;
+            off += c;
+        }
+        for (int64_t i = 0; i < n; i++) {
+            const uint32_t o = hist[d][(key[i] >> sh) & 2047]++;
+            key2[o] = key[i];
+            idx2[o] = idx[i];
+        }
+        uint32_t *tk = key;
+        key = key2, key2 = tk;
+        int32_t *ti = idx;
+        idx = idx2, idx2 = ti;
+    }
+    if (idx != out) memcpy(out, idx, (size_t)n * sizeof(int32_t)); /* an odd number of passes */
 }
 
 int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top_k, float top_p, el_rng *rng,
@@ -107,11 +145,11 @@ int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top
     if (top_k > 0 && top_k < n) {
         m = top_k_select(p, n, top_k, idx);
     } else {
-        for (int64_t i = 0; i < n; i++) idx[i] = (int32_t)i;
         m = n;
-        if (top_p < 1.0f) {
-            qsort_r(idx, (size_t)n, sizeof(int32_t), cmp_desc, p);
-        }
+        if (top_p < 1.0f)
+            el_sort_desc(p, n, idx, s->aux);
+        else
+            for (int64_t i = 0; i < n; i++) idx[i] = (int32_t)i;
     }
     /* softmax over the candidates (idx[0..m)) */
     float mx = -INFINITY;
@@ -178,10 +216,12 @@ int32_t el_sample_exact(const float *logits, int64_t n, float temperature, int32
     if (top_k > 0 && top_k < n) {
         m = top_k_select(p, n, top_k, idx);
     } else {
-        for (int64_t i = 0; i < n; i++)
-            idx[i] = (int32_t)i;
         m = n;
-        if (top_p < 1.0f) qsort_r(idx, (size_t)n, sizeof(int32_t), cmp_desc, p);
+        if (top_p < 1.0f)
+            el_sort_desc(p, n, idx, s->aux);
+        else
+            for (int64_t i = 0; i < n; i++)
+                idx[i] = (int32_t)i;
     }
     float mx = -INFINITY;
     for (int64_t i = 0; i < m; i++)

@@ -18,12 +18,17 @@ uint64_t el_rng_next(el_rng *r);
 double el_rng_uniform(el_rng *r); /* [0, 1) with 53 random bits */
 
 typedef struct el_sampler_scratch {
-    int32_t *idx; /* (n_vocab) */
-    float *prob;  /* (n_vocab) */
+    int32_t *idx;  /* (n_vocab) */
+    float *prob;   /* (n_vocab) */
+    uint32_t *aux; /* (3 n_vocab): el_sort_desc */
     int64_t cap;
 } el_sampler_scratch;
 edgellm_status el_sampler_scratch_init(el_sampler_scratch *s, int64_t n_vocab);
 void el_sampler_scratch_free(el_sampler_scratch *s);
+
+/* idx[0..n) = 0..n-1 ordered by v descending, ties (and -0 / +0) by lower index, NaN last: the candidate
+ * order of top-p (a stable radix sort over 32-bit keys; aux: 3 n words of scratch). */
+void el_sort_desc(const float *v, int64_t n, int32_t *idx, uint32_t *aux);
 
 /* Index of the largest logit (lowest index on ties, as torch.argmax). */
 int32_t el_argmax(const float *logits, int64_t n);

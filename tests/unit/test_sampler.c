@@ -3,7 +3,7 @@
  * the device sampler: greedy = el_argmax; hand-computed draws; on random rows (V = 1000 and 151936; gaussian
  * logits at three scales, rows with many exact ties, constant rows; top_k 1/40/2000/V/off, top_p
  * 0/0.1/0.9/1, temperatures 0.7/1.5) the same ids as el_sample in >= 99.9% of the draws, every
- * disagreement on a rounding boundary (sample_check.h).
+ * disagreement on a rounding boundary (sample_check.h); el_sort_desc (top-p's candidate order) equal to qsort's.
  */
 #include "runtime/sampler.h"
 #include "sample_check.h"
@@ -128,8 +128,44 @@ static void test_vs_host(int64_t V, int rows_per_set) {
     free(x);
 }
 
+/* el_sort_desc (the top-p candidate order) against qsort with the order written out: v descending, equal
+ * values (-0 and +0 too) by lower index; rows of gaussians, of many exact ties, with +-0 and +-inf */
+static const float *sort_v;
+static int sort_cmp(const void *a, const void *b) {
+    const int32_t x = *(const int32_t *)a, y = *(const int32_t *)b;
+    if (sort_v[x] != sort_v[y]) return sort_v[x] > sort_v[y] ? -1 : 1;
+    return x < y ? -1 : x > y;
+}
+static void test_sort_desc(void) {
+    static const int64_t NS[4] = {1, 7, 1000, 70001};
+    for (int ni = 0; ni < 4; ni++)
+        for (int kind = 0; kind < 3; kind++) {
+            const int64_t n = NS[ni];
+            float *v = malloc(sizeof(float) * (size_t)n);
+            int32_t *got = malloc(sizeof(int32_t) * (size_t)n), *want = malloc(sizeof(int32_t) * (size_t)n);
+            uint32_t *aux = malloc(sizeof(uint32_t) * 3 * (size_t)n);
+            for (int64_t i = 0; i < n; i++) {
+                const float g = normal() * 4.f;
+                v[i] = kind == 0 ? g : kind == 1 ? roundf(g) : (i % 5 == 0 ? 0.f : i % 5 == 1 ? -0.f : g);
+                if (kind == 2 && i % 97 == 3) v[i] = i % 2 ? INFINITY : -INFINITY;
+            }
+            for (int64_t i = 0; i < n; i++)
+                want[i] = (int32_t)i;
+            sort_v = v;
+            qsort(want, (size_t)n, sizeof(int32_t), sort_cmp);
+            el_sort_desc(v, n, got, aux);
+            int64_t bad = 0;
+            for (int64_t i = 0; i < n; i++)
+                bad += got[i] != want[i];
+            CHECKF(bad == 0, "el_sort_desc n %lld kind %d: %lld positions differ from qsort", (long long)n, kind,
+                   (long long)bad);
+            free(v), free(got), free(want), free(aux);
+        }
+}
+
 int main(void) {
     const bool quick = getenv("EDGELLM_TEST_QUICK") != NULL;
+    test_sort_desc();
     test_rng_use();
     test_hand();
     test_vs_host(1000, quick ? 5 : 40);
