@@ -155,14 +155,18 @@ int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top
     float mx = -INFINITY;
     for (int64_t i = 0; i < m; i++)
         if (p[idx[i]] > mx) mx = p[idx[i]];
+    double *e = (double *)s->aux; /* exp(p - mx) of candidate i, computed once (aux: 12 bytes per entry) */
     double sum = 0;
-    for (int64_t i = 0; i < m; i++) sum += exp((double)p[idx[i]] - mx);
+    for (int64_t i = 0; i < m; i++) {
+        e[i] = exp((double)p[idx[i]] - mx);
+        sum += e[i];
+    }
     /* top-p on the sorted candidates */
     int64_t keep = m;
     if (top_p > 0.0f && top_p < 1.0f) {
         double cum = 0;
         for (int64_t i = 0; i < m; i++) {
-            cum += exp((double)p[idx[i]] - mx) / sum;
+            cum += e[i] / sum;
             if (cum >= top_p) {
                 keep = i + 1;
                 break;
@@ -170,10 +174,10 @@ int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top
         }
     }
     double ksum = 0;
-    for (int64_t i = 0; i < keep; i++) ksum += exp((double)p[idx[i]] - mx);
+    for (int64_t i = 0; i < keep; i++) ksum += e[i];
     double u = el_rng_uniform(rng) * ksum, acc = 0;
     for (int64_t i = 0; i < keep; i++) {
-        acc += exp((double)p[idx[i]] - mx);
+        acc += e[i];
         if (u < acc) return idx[i];
     }
     return idx[keep - 1];

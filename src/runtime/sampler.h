@@ -20,7 +20,7 @@ double el_rng_uniform(el_rng *r); /* [0, 1) with 53 random bits */
 typedef struct el_sampler_scratch {
     int32_t *idx;  /* (n_vocab) */
     float *prob;   /* (n_vocab) */
-    uint32_t *aux; /* (3 n_vocab): el_sort_desc */
+    uint32_t *aux; /* (3 n_vocab): el_sort_desc, then el_sample's exp cache */
     int64_t cap;
 } el_sampler_scratch;
 edgellm_status el_sampler_scratch_init(el_sampler_scratch *s, int64_t n_vocab);
