@@ -134,13 +134,14 @@ void el_sort_desc(const float *v, int64_t n, int32_t *idx, uint32_t *aux) {
     if (idx != out) memcpy(out, idx, (size_t)n * sizeof(int32_t)); /* an odd number of passes */
 }
 
-int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top_k, float top_p, el_rng *rng,
-                  el_sampler_scratch *s) {
-    if (!(temperature >= 1e-3f) || top_k == 1) return el_argmax(logits, n);
+/* The candidates of both samplers: p = logits / temperature (s->prob), idx[0..m) = the top-k set in sorted
+ * order, else the whole row sorted (top-p) or in index order; returns m, *mx = the largest p among them. */
+static int64_t candidates(const float *logits, int64_t n, float temperature, int32_t top_k, float top_p,
+                          el_sampler_scratch *s, float *mx) {
     float *p = s->prob;
     int32_t *idx = s->idx;
-    /* scaled logits into p */
-    for (int64_t i = 0; i < n; i++) p[i] = logits[i] / temperature;
+    for (int64_t i = 0; i < n; i++)
+        p[i] = logits[i] / temperature;
     int64_t m;
     if (top_k > 0 && top_k < n) {
         m = top_k_select(p, n, top_k, idx);
@@ -149,12 +150,23 @@ int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top
         if (top_p < 1.0f)
             el_sort_desc(p, n, idx, s->aux);
         else
-            for (int64_t i = 0; i < n; i++) idx[i] = (int32_t)i;
+            for (int64_t i = 0; i < n; i++)
+                idx[i] = (int32_t)i;
     }
-    /* softmax over the candidates (idx[0..m)) */
-    float mx = -INFINITY;
+    float x = -INFINITY;
     for (int64_t i = 0; i < m; i++)
-        if (p[idx[i]] > mx) mx = p[idx[i]];
+        if (p[idx[i]] > x) x = p[idx[i]];
+    *mx = x;
+    return m;
+}
+
+int32_t el_sample(const float *logits, int64_t n, float temperature, int32_t top_k, float top_p, el_rng *rng,
+                  el_sampler_scratch *s) {
+    if (!(temperature >= 1e-3f) || top_k == 1) return el_argmax(logits, n);
+    const float *p = s->prob;
+    const int32_t *idx = s->idx;
+    float mx;
+    const int64_t m = candidates(logits, n, temperature, top_k, top_p, s, &mx); /* softmax over idx[0..m) */
     double *e = (double *)s->aux; /* exp(p - mx) of candidate i, computed once (aux: 12 bytes per entry) */
     double sum = 0;
     for (int64_t i = 0; i < m; i++) {
@@ -212,24 +224,10 @@ static uint64_t exact_weight(float p, float mx, double scale) {
 int32_t el_sample_exact(const float *logits, int64_t n, float temperature, int32_t top_k, float top_p,
                         double u, el_sampler_scratch *s) {
     if (!el_sample_draws(temperature, top_k)) return el_argmax(logits, n);
-    float *p = s->prob;
-    int32_t *idx = s->idx;
-    for (int64_t i = 0; i < n; i++)
-        p[i] = logits[i] / temperature;
-    int64_t m;
-    if (top_k > 0 && top_k < n) {
-        m = top_k_select(p, n, top_k, idx);
-    } else {
-        m = n;
-        if (top_p < 1.0f)
-            el_sort_desc(p, n, idx, s->aux);
-        else
-            for (int64_t i = 0; i < n; i++)
-                idx[i] = (int32_t)i;
-    }
-    float mx = -INFINITY;
-    for (int64_t i = 0; i < m; i++)
-        if (p[idx[i]] > mx) mx = p[idx[i]];
+    const float *p = s->prob;
+    const int32_t *idx = s->idx;
+    float mx;
+    const int64_t m = candidates(logits, n, temperature, top_k, top_p, s, &mx);
     const double scale = ldexp(1.0, el_sample_exact_shift(n));
     uint64_t sum = 0;
     for (int64_t i = 0; i < m; i++)
