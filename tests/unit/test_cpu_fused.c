@@ -127,7 +127,6 @@ int main(void) {
         if (arm && pass == 0 && !el_cpu_has(EL_FEAT_DOTPROD)) continue;
         if (arm) setenv("EDGELLM_CPU_DOTPROD", pass == 0 ? "1" : "0", 1);
         el_cpu_isa_set(isa);
-        setenv("EDGELLM_CPU_ISA", el_cpu_isa_name(isa), 1); /* the int8-activation kernels read it per call */
         for (int nth = 1; nth <= 2; nth++) {
             el_backend *be = NULL;
             el_backend_params bp = {nth, 0, false};
@@ -151,7 +150,6 @@ int main(void) {
         }
     }
     el_cpu_isa_set(best);
-    unsetenv("EDGELLM_CPU_ISA");
     unsetenv("EDGELLM_CPU_DOTPROD");
     return t_finish("test_cpu_fused");
 }

@@ -207,14 +207,11 @@ static void test_neon(bool quick) {
         test_backend();
     }
     unsetenv("EDGELLM_CPU_DOTPROD");
-    const char *isa0 = getenv("EDGELLM_CPU_ISA");
-    setenv("EDGELLM_CPU_ISA", "scalar", 1);
+    const el_cpu_isa isa0 = el_cpu_isa_get();
+    el_cpu_isa_set(EL_ISA_SCALAR);
     CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 64));
     test_backend();
-    if (isa0)
-        setenv("EDGELLM_CPU_ISA", isa0, 1);
-    else
-        unsetenv("EDGELLM_CPU_ISA");
+    el_cpu_isa_set(isa0);
 }
 
 int main(void) {
@@ -225,7 +222,7 @@ int main(void) {
         test_neon(quick);
         return t_finish("test_qkernels_int8");
     }
-    const char *isa0 = getenv("EDGELLM_CPU_ISA");
+    const el_cpu_isa isa0 = el_cpu_isa_get();
     if (!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 64)) {
         printf("test_qkernels_int8: no AVX-512 VNNI here, VNNI kernel checks skipped\n");
     } else {
@@ -234,9 +231,9 @@ int main(void) {
                (long long)g_cases, (long long)g_bad_cases);
     }
     test_backend();
-    /* the AVX2 path (all three formats; EDGELLM_CPU_ISA is read on every call by these kernels) */
+    /* the AVX2 path (all three formats) */
     if (el_cpu_isa_detect() >= EL_ISA_AVX2) {
-        setenv("EDGELLM_CPU_ISA", "avx2", 1);
+        el_cpu_isa_set(EL_ISA_AVX2);
         CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 17));
         CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q8_0, 64));
         CHECK(edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q4_0, 64));
@@ -254,13 +251,10 @@ int main(void) {
         test_backend();
         unsetenv("EDGELLM_CPU_AVXVNNI");
         test_backend();
-        setenv("EDGELLM_CPU_ISA", "scalar", 1);
+        el_cpu_isa_set(EL_ISA_SCALAR);
         CHECK(!edgellm_cpu_qmm_i8_supported(EL_DTYPE_Q_W8A8, 64));
         test_backend(); /* the reference on both sides */
-        if (isa0)
-            setenv("EDGELLM_CPU_ISA", isa0, 1);
-        else
-            unsetenv("EDGELLM_CPU_ISA");
+        el_cpu_isa_set(isa0);
     }
     return t_finish("test_qkernels_int8");
 }

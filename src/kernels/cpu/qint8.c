@@ -6,24 +6,11 @@
 #include "kernels/cpu/qint8.h"
 #include "kernels/cpu/qneon.h"
 
-#include <stdlib.h>
-#include <string.h>
-
-/* The ISA in effect for these kernels: the detected one, lowered by EDGELLM_CPU_ISA (read on every call,
- * so that tests can switch; el_cpu_isa_set is not seen here) */
-static el_cpu_isa isa_now(void) {
-    el_cpu_isa isa = el_cpu_isa_detect();
-    const char *e = getenv("EDGELLM_CPU_ISA");
-    if (e && !strcmp(e, "scalar")) isa = EL_ISA_SCALAR;
-    if (e && !strcmp(e, "avx2") && isa == EL_ISA_AVX512) isa = EL_ISA_AVX2;
-    return isa;
-}
-
 /* 3: NEON (qneon.h; aarch64), 2: AVX-512 VNNI kernels, 1: AVX2, 0: none (reference) */
 static int path(el_dtype wt, int64_t k) {
     if (wt != EL_DTYPE_Q_W8A8 && !el_qi8_ggml(wt)) return 0;
     if (k <= 0 || (el_qi8_ggml(wt) && k % 32)) return 0;
-    const el_cpu_isa isa = isa_now();
+    const el_cpu_isa isa = el_cpu_isa_get(); /* detected, lowered by EDGELLM_CPU_ISA or el_cpu_isa_set */
     if (isa == EL_ISA_NEON) return 3;
     if (isa == EL_ISA_AVX512 && el_cpu_has(EL_FEAT_AVX512_VNNI)) return 2;
     return isa >= EL_ISA_AVX2 ? 1 : 0;
