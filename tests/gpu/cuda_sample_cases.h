@@ -111,10 +111,11 @@ static void test_sample_vocab(int64_t V) {
            n_exact == rows && n_exact2 == rows && n_host + n_bound == rows ? "ok" : "FAIL");
     /* op time on rows 0..7 of the set (gaussian x1 / x4 / x12, ties, constant): greedy, top-k 40 + top-p 0.9,
      * top-p 0.9 alone (its flat rows take the whole-row path); then top-p 0.9 alone on one peaked row (row 2:
-     * gaussian x12, whose kept prefix lies in the first candidates) */
+     * gaussian x12, whose kept prefix lies in the first candidates); temperature 0.7 alone (index-order draw) */
     if (V == 151936) {
-        static const char *what[4] = {"greedy", "top_k 40 top_p 0.9", "top_p 0.9", "top_p 0.9 peaked row"};
-        for (int c = 0; c < 4; c++)
+        static const char *what[5] = {"greedy", "top_k 40 top_p 0.9", "top_p 0.9", "top_p 0.9 peaked row",
+                                      "temperature only"};
+        for (int c = 0; c < 5; c++)
             for (int nr = 1; nr <= (c == 3 ? 1 : 8); nr *= 8) {
                 const float *rows0 = c == 3 ? dl + 2 * V : dl;
                 el_sample_row q[8];
@@ -122,6 +123,7 @@ static void test_sample_vocab(int64_t V) {
                     q[i] =
                         (el_sample_row){c ? 0.7f : 0.f, c == 1 ? 40 : 0, c ? 0.9f : 1.f, 0, 0.37 + 0.05 * i};
                     if (c == 3) q[i].temperature = 1.0f;
+                    if (c == 4) q[i].top_p = 1.0f;
                 }
                 CHECK_OK(be->iface.upload(be, dp, q, sizeof q[0] * (size_t)nr));
                 CHECK_OK(be->iface.sample(be, rows0, nr, V, V, dp, di));

@@ -1,5 +1,6 @@
 /*
- * sample.cu - token sampling on the device, one CTA of SB threads per row of logits (sample.cuh).
+ * sample.cu - token sampling on the device, CTAs of SB threads: one per row, or (split rows, see split_row)
+ * up to 32 per row for the passes over the logits and one that merges their results (sample.cuh).
  *
  * Semantics are those of el_sample_exact (src/runtime/sampler.c, the scalar reference): p = logit / T
  * (IEEE f32 division), key(p) = an order-preserving u32 of p (-0 as +0, NaN lowest), candidates in the
@@ -15,7 +16,8 @@
  *               kept prefix lies inside them (top-k <= SB always does). Otherwise (large top-k, or a
  *               top-p set / draw beyond the first SB candidates) the same decisions are made by radix
  *               selects weighted by W over the whole row (still no sort). Both give the same ids.
- * Ties of equal keys are resolved in index order by a segment scan, as the CPU's sort does.
+ * Ties of equal keys are resolved in index order by a segment scan, as the CPU's sort does. Split rows make
+ * the same decisions from per-chunk results (argmaxes, sorted chunk lists, exact integer chunk sums).
  */
 #include "kernels/cuda/sample.cuh"
 
@@ -424,13 +426,20 @@ static __device__ void gather_sorted(const row_t &r, const set_t &P, int m, sm_t
     rank_sorted(sm->cnt < m ? sm->cnt : m, m, sm); /* cnt == m: P is a prefix of m elements */
 }
 
+/* the draw's a = u53 << 11 (u * 2^64 with u's 53 bits) of tgt_eval mode 2 */
+static __device__ __forceinline__ u64 draw_a(double u) {
+    if (!(u >= 0.0)) u = 0.0;
+    const u64 u53 = u < 1.0 ? (u64)ldexp(u, 53) : (1ull << 53) - 1;
+    return u53 << 11;
+}
+
 /* A row split over nc CTAs (split_row below): nc chunks of ll candidates each */
 #define NC_MAX 32
 #define NC_TOPP 8
 #define CH_MIN 2048
 struct split_t {
     int nc, ll;
-    bool greedy, topp;
+    bool greedy, topp, plain; /* plain: temperature only (no top-k, top_p >= 1): the index-order draw */
 };
 /* scratch of a row: SB candidates (key or value bits, index), then NC_MAX chunk weight sums */
 #define ROW_SCRATCH (SB * sizeof(uint2) + NC_MAX * sizeof(u64))
@@ -443,10 +452,7 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
     const bool topk = pr.top_k > 0 && pr.top_k < n;
     const bool sorted = topk || pr.top_p < 1.0f;
     const bool topp = pr.top_p > 0.0f && pr.top_p < 1.0f;
-    double u = pr.u;
-    if (!(u >= 0.0)) u = 0.0;
-    const u64 u53 = u < 1.0 ? (u64)ldexp(u, 53) : (1ull << 53) - 1;
-    const u64 ua = u53 << 11;
+    const u64 ua = draw_a(pr.u);
     const set_t all = {0u, 0, true};
     if (!sorted) {
         if (tid == 0) sm->kmax = 0;
@@ -539,7 +545,8 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
 }
 
 /* Rows split over CTAs (k_sample_cand, then k_sample merges): greedy rows, rows with 2 <= top_k <= SB / 2
- * ("top-k rows") and rows with top-p but no top-k ("top-p rows"); split_row gives the number of chunks nc
+ * ("top-k rows"), rows with top-p but no top-k ("top-p rows") and rows with neither ("plain": the chunks'
+ * exact weight sums pick the chunk of the index-order draw, the merge CTA scans that chunk); split_row gives the number of chunks nc
  * (0: one CTA does the whole row) and the length ll of each chunk's candidate list from the row's parameters
  * alone, so both kernels agree. Chunks have >= CH_MIN elements (>= ll). A top-k row's chunks keep their top-k
  * lists (ll = top_k), which together contain the row's top-k set (each element of it is in its chunk's
@@ -548,7 +555,7 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
  * prefix or the draw falls beyond the first ll, sample_row takes the whole-row path as before. */
 static __device__ __forceinline__ split_t split_row(const elk_sample_row &pr, int64_t n, int64_t row, int64_t cap,
                                                     int global_only) {
-    split_t sp = {0, 0, !(pr.temperature >= 1e-3f) || pr.top_k == 1, false};
+    split_t sp = {0, 0, !(pr.temperature >= 1e-3f) || pr.top_k == 1, false, false};
     if (row >= cap) return sp;
     int64_t nc = n / CH_MIN < NC_MAX ? n / CH_MIN : NC_MAX;
     if (!sp.greedy) {
@@ -561,6 +568,8 @@ static __device__ __forceinline__ split_t split_row(const elk_sample_row &pr, in
             nc = nc < NC_TOPP ? nc : NC_TOPP;
             sp.topp = true;
             sp.ll = nc >= 2 ? SB / (int)nc : 0;
+        } else if (!(pr.top_p < 1.0f)) {
+            sp.plain = true;
         } else {
             return sp;
         }
@@ -589,7 +598,8 @@ __global__ void __launch_bounds__(SB)
         if (threadIdx.x == 0) out[c] = make_uint2(__float_as_uint(sm.rv[0]), (uint32_t)(i < 0 ? -1 : b + i));
         return;
     }
-    if (sp.topp) { /* max key of the row = key of its largest non-NaN logit (x / T is monotone), 0 if none */
+    if (sp.topp || sp.plain) { /* max key of the row = key of its largest non-NaN logit (x / T is monotone), 0
+                                * if none; then the chunk's weight sum */
         const float *xr = logits + row * ld;
         uint32_t km = 0; /* 16 loads in flight per thread: the whole row is read by every chunk's CTA */
         for (int64_t b0 = 0; b0 < n; b0 += 16 * SB) {
@@ -615,6 +625,10 @@ __global__ void __launch_bounds__(SB)
         u64 tot;
         block_excl_scan(w, &sm, &tot);
         if (threadIdx.x == 0) ((u64 *)(out + SB))[c] = tot;
+        if (sp.plain) {
+            if (threadIdx.x == 0 && c == 0) out[0] = make_uint2(__float_as_uint(mx), 0u);
+            return;
+        }
     }
     const int m = (int)(sp.ll < len ? sp.ll : len);
     const set_t all = {0u, 0, true};
@@ -632,7 +646,7 @@ __global__ void __launch_bounds__(SB)
     const int64_t row = blockIdx.x;
     const elk_sample_row pr = par[row];
     const row_t r = {logits + row * ld, n, pr.temperature};
-    const split_t sp = ws ? split_row(pr, n, row, cap, global_only) : split_t{0, 0, false, false};
+    const split_t sp = ws ? split_row(pr, n, row, cap, global_only) : split_t{0, 0, false, false, false};
     const uint2 *rc = sp.nc ? (const uint2 *)(ws + row * ROW_SCRATCH) : nullptr;
     int64_t id;
     if (!(pr.temperature >= 1e-3f) || pr.top_k == 1) {
@@ -651,6 +665,36 @@ __global__ void __launch_bounds__(SB)
             }
             __syncthreads();
             id = sm.fidx;
+        }
+    } else if (sp.plain && sp.nc) { /* the chunk holding the draw from the chunks' sums, then the index in it */
+        const u64 *cs = (const u64 *)(rc + SB);
+        if (threadIdx.x == 0) {
+            u64 tot = 0, acc = 0;
+            for (int c = 0; c < sp.nc; c++)
+                tot += cs[c];
+            int f = -1;
+            const u64 tgt = tgt_eval(2, draw_a(pr.u), tot);
+            for (int c = 0; tot && c < sp.nc; c++) {
+                if (acc + cs[c] > tgt) {
+                    f = c;
+                    break;
+                }
+                acc += cs[c];
+            }
+            sm.fw = f;
+            sm.ftarget = tgt - acc;
+        }
+        __syncthreads();
+        const int f = sm.fw;
+        const u64 tg = sm.ftarget;
+        __syncthreads();
+        id = 0;
+        if (f >= 0) {
+            const int64_t L = (n + sp.nc - 1) / sp.nc, b = (int64_t)f * L, len = n - b < L ? n - b : L;
+            const float mx = __uint_as_float(rc[0].x), t = pr.temperature;
+            const int64_t i = find_index(
+                r.x + b, len, [&](int64_t, float xv) -> u64 { return wfix(__fdiv_rn(xv, t), mx, sc); }, 0, tg, &sm);
+            id = i < 0 ? 0 : b + i;
         }
     } else {
         id = sample_row(r, pr, sc, global_only == 0, &sm, rc, sp);

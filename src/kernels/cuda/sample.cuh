@@ -22,8 +22,9 @@ typedef struct elk_sample_row {
 
 /* ids[r] = sampled id of logits row r (row stride ld floats), r < rows; 1 <= n <= INT32_MAX.
  * scratch (device, elk_sample_scratch_bytes(scratch_rows) bytes, or NULL): rows r < scratch_rows that are
- * greedy or have 2 <= top_k <= 512 are split over up to 32 CTAs (chunk argmax / chunk top-k lists, then one
- * CTA merges them), the other rows take one CTA each; the ids are the same either way. Two kernels then. */
+ * greedy, have 2 <= top_k <= 512, top-p without top-k, or temperature alone are split over up to 32 CTAs
+ * (chunk argmax / sorted chunk lists / exact chunk weight sums, then one CTA merges them; n >= 4096), the
+ * other rows take one CTA each; the ids are the same either way. Two kernels then. */
 cudaError_t elk_sample(cudaStream_t st, const float *logits, int64_t rows, int64_t n, int64_t ld,
                        const elk_sample_row *par, int32_t *ids, void *scratch, int64_t scratch_rows);
 size_t elk_sample_scratch_bytes(int64_t rows);
