@@ -70,7 +70,7 @@ typedef struct cu_ctx {
     int dev, n_sm;
     int cc; /* compute capability, major * 10 + minor (fp8 GEMMs: 89 and up) */
     bool pdl; /* fused kernels use programmatic dependent launch (sm_90+, EDGELLM_NO_PDL unset) */
-    bool fused_fp8; /* fused_quant takes fp8 weights (EDGELLM_FUSED_FP8=1; off: slower than the op chain) */
+    bool fused_fp8; /* fused_quant takes fp8 weights (default on sm_89+; EDGELLM_FUSED_FP8=0 / 1 overrides) */
     size_t smem_optin;
     cudaStream_t st;
     cublasLtHandle_t lt;
@@ -991,10 +991,11 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
      * for w4a16 layers; EDGELLM_QGEMV_MODE=1 / 2 picks the fp32-FMA / bf16 tensor-core GEMV at m = 1 too */
     const char *nq = getenv("EDGELLM_NO_QFUSED");
     if (nq && strcmp(nq, "0")) be->iface.fused_quant = NULL;
-    /* fp8 layers take the op chain unless EDGELLM_FUSED_FP8=1: on an H200, Llama-3.2-1B static-fp8 decode ran
-     * 527-531 tok/s fused against 705 tok/s on the chain (the fused kernel converts x to e4m3 in every block) */
+    /* fp8 layers run fused on sm_89+, where every block converts x to e4m3 with the hardware conversion (H200,
+     * Llama-3.2-1B static fp8: 764 tok/s fused, 708-716 on the op chain; with the scalar conversion the fused
+     * kernel ran 527 tok/s, so older devices keep the chain); EDGELLM_FUSED_FP8=0 / 1 overrides (A/B) */
     const char *f8 = getenv("EDGELLM_FUSED_FP8");
-    c->fused_fp8 = f8 && !strcmp(f8, "1");
+    c->fused_fp8 = f8 ? !strcmp(f8, "1") : c->cc >= 89;
     /* EDGELLM_CUDA_QGEMM=0: w8a8 / static-fp8 prefill on the bf16 GEMM of dequantized weights (A/B) */
     const char *qg = getenv("EDGELLM_CUDA_QGEMM");
     if (qg && !strcmp(qg, "0")) el_cuda_qgemm_mode = 0;
@@ -1003,6 +1004,8 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     /* w4a16 decode: clusters of 2 blocks convert x once per cluster (sm_90+); EDGELLM_QMMA_CLUSTER=1..4 (A/B) */
     const char *qc = getenv("EDGELLM_QMMA_CLUSTER");
     elk_qmma_cluster = c->cc < 90 ? 1 : qc && qc[0] >= '1' && qc[0] <= '4' && !qc[1] ? qc[0] - '0' : 2;
+    const char *ac = getenv("EDGELLM_ATT_CHUNK"); /* A/B: the smallest split-KV chunk of decode attention */
+    if (ac && (!strcmp(ac, "64") || !strcmp(ac, "128") || !strcmp(ac, "256"))) elk_attn_min_chunk = atoi(ac);
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
     if ((e = cudaMallocHost((void **)&c->up_stage, CU_STAGE_BYTES)) != cudaSuccess)

@@ -9,6 +9,8 @@
 
 #include "kernels/cuda/common.cuh"
 
+#include <cuda_fp8.h>
+
 /* ---- scalar conversions (the reference's, bit for bit) ---- */
 static __device__ __forceinline__ float e4m3_f32(uint32_t v) {
     const uint32_t e = (v >> 3) & 15, m = v & 7;
@@ -117,7 +119,12 @@ static __device__ __forceinline__ float w8a8_code(float x, float inv) {
 }
 /* static fp8 code of one activation: e4m3(clamp(x * inv, -448, 448)), RNE */
 static __device__ __forceinline__ uint32_t fp8_act_code(float x, float inv) {
-    return f32_e4m3(fminf(fmaxf(__fmul_rn(x, inv), -448.0f), 448.0f));
+    const float c = fminf(fmaxf(__fmul_rn(x, inv), -448.0f), 448.0f);
+#if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890 /* the hardware conversion: RNE, |c| <= 448, no NaN here */
+    return (uint32_t)__nv_cvt_float_to_fp8(c, __NV_SATFINITE, __NV_E4M3);
+#else
+    return f32_e4m3(c);
+#endif
 }
 
 #endif
