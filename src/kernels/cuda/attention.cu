@@ -42,6 +42,9 @@ size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
 
 /* 0: staged (cp.async) kernel where it applies, 1: never staged (tests compare both). */
 int elk_attn_stage_mode = 0;
+/* smallest split of the cache (positions, a multiple of ATT_BLK): one warp per position of a 64-block, so a
+ * block's work is a chain of ~chunk / 4 dot products; the backend sets it (EDGELLM_ATT_CHUNK) */
+int elk_attn_min_chunk = 64;
 
 void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t cap,
                         int n_sm, int *n_split, int64_t *chunk, size_t *part_floats) {
@@ -49,10 +52,11 @@ void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_
     int64_t ctas = n_tok * n_head_kv;
     int ns = 1;
     int64_t ch = cap;
-    if (ctas < 2 * (int64_t)n_sm && cap > 256) {
+    const int64_t mc = elk_attn_min_chunk >= ATT_BLK ? elk_attn_min_chunk / ATT_BLK * ATT_BLK : ATT_BLK;
+    if (ctas < 2 * (int64_t)n_sm && cap > 2 * mc) {
         int64_t target = (4 * (int64_t)n_sm + ctas - 1) / ctas;
         ch = (cap + target - 1) / target;
-        if (ch < 128) ch = 128;
+        if (ch < mc) ch = mc;
         ch = (ch + ATT_BLK - 1) / ATT_BLK * ATT_BLK;
         ns = (int)((cap + ch - 1) / ch);
         if (ns <= 1) {

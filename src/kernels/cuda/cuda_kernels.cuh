@@ -104,6 +104,8 @@ cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_
  * (hd 32/64/128 may use a larger staged variant, chosen only when it fits.) */
 /* elk_attn_stage_mode: 0 = cp.async-staged K/V blocks where they apply, 1 = never (tests compare). */
 extern "C" int elk_attn_stage_mode;
+/* the smallest split-KV chunk of elk_attention_plan (positions, a multiple of 64; default 64) */
+extern "C" int elk_attn_min_chunk;
 size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim);
 
 /* attention_prefill.cu: the same attention as elk_attention on tensor cores, flash-attention style, for
