@@ -1,13 +1,14 @@
 /* bench_qint8.c - the quantized matmuls (int8 activations: w8a8, q8_0, q4_0; and float activations: w4a16
  * g128 symmetric, fp8 per-channel weight-only, nvfp4) through the CPU backend on
  * the linears of a Qwen3-0.6B-shaped layer (q 2048x1024, k/v 1024x1024, o 1024x2048, gate/up 3072x1024,
- * down 1024x3072), copied into L layers so the weights do not fit in the cache:
+ * down 1024x3072; or with "llama" as 5th argument Llama-3.2-1B's: q/o 2048x2048, k/v 512x2048, gate/up
+ * 8192x2048, down 2048x8192), copied into L layers so the weights do not fit in the cache:
  *   decode  m = 1 over all layers: GB/s of weights read (compare with bench_membw)
  *   prefill m = P over one layer (weights in cache or not, the x side dominates): GMAC/s
  * With 1 thread the times are the thread's CPU time (less disturbed on a shared machine).
  * EDGELLM_CPU_ISA=scalar|avx2|avx512 picks the kernels (scalar: el_ref_qmatmul).
  * usage: bench_qint8 [threads (2)] [layers (16)] [prefill m (512)] [formats (w8a8,q8_0,q4_0): any of those and
- *        w4a16,fp8,nvfp4] */
+ *        w4a16,fp8,nvfp4] [shapes: qwen (default) or llama] */
 #include "backend/backend.h"
 #include "kernels/kernels.h"
 #include "kernels/quant.h"
@@ -27,8 +28,10 @@ static double now_ms(void) {
 }
 
 enum { NLIN = 7 };
-static const int64_t SH[NLIN][2] = {{2048, 1024}, {1024, 1024}, {1024, 1024}, {1024, 2048},
-                                    {3072, 1024}, {3072, 1024}, {1024, 3072}}; /* (n, k) */
+static const int64_t SH_QWEN[NLIN][2] = {{2048, 1024}, {1024, 1024}, {1024, 1024}, {1024, 2048},
+                                         {3072, 1024}, {3072, 1024}, {1024, 3072}}; /* (n, k) */
+static const int64_t SH_LLAMA[NLIN][2] = {{2048, 2048}, {512, 2048},  {512, 2048}, {2048, 2048},
+                                          {8192, 2048}, {8192, 2048}, {2048, 8192}}; /* Llama-3.2-1B */
 
 static uint64_t g_rng = 88172645463325252ull;
 static float frand(void) {
@@ -42,15 +45,21 @@ int main(int argc, char **argv) {
     const int nth = argc > 1 ? atoi(argv[1]) : 2, L = argc > 2 ? atoi(argv[2]) : 16;
     const int64_t P = argc > 3 ? atol(argv[3]) : 512;
     const char *fmts = argc > 4 ? argv[4] : "w8a8,q8_0,q4_0";
+    const int64_t(*SH)[2] = argc > 5 && !strcmp(argv[5], "llama") ? SH_LLAMA : SH_QWEN;
+    int64_t kmax = 0, wmax = 0; /* the largest k and n x k */
+    for (int i = 0; i < NLIN; i++) {
+        kmax = SH[i][1] > kmax ? SH[i][1] : kmax;
+        kmax = SH[i][0] > kmax ? SH[i][0] : kmax;
+        wmax = SH[i][0] * SH[i][1] > wmax ? SH[i][0] * SH[i][1] : wmax;
+    }
     g_cpu_clock = nth == 1 && !getenv("BENCH_WALL");
     el_backend_params bp = {0};
     bp.n_threads = nth;
     el_backend *be = NULL;
     if (el_backend_cpu_create(&bp, &be) != EDGELLM_STATUS_OK) return 1;
-    float *x = malloc((size_t)(P * 3072) * 4), *y = malloc((size_t)(P * 3072) * 4),
-          *wf = malloc((size_t)3072 * 1024 * 4);
+    float *x = malloc((size_t)(P * kmax) * 4), *y = malloc((size_t)(P * kmax) * 4), *wf = malloc((size_t)wmax * 4);
     if (!x || !y || !wf) return 1;
-    for (int64_t i = 0; i < P * 3072; i++)
+    for (int64_t i = 0; i < P * kmax; i++)
         x[i] = frand();
     const el_dtype all[6] = {EL_DTYPE_Q_W8A8,  EL_DTYPE_Q8_0, EL_DTYPE_Q4_0,
                              EL_DTYPE_Q_W4A16, EL_DTYPE_Q_FP8, EL_DTYPE_Q_NVFP4};

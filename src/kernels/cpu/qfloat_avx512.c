@@ -385,14 +385,35 @@ static void w4p_expand(const el_qf_info *q, int64_t j0, int nr, int32_t *tile, f
             }
         }
     }
-    for (int64_t s = 0; s < nseg; s++)
-        for (int r = 0; r < EL_QF_W4P_ROWS; r++)
-            sc[s * EL_QF_W4P_ROWS + r] =
-                r < nr ? _cvtsh_ss(((const uint16_t *)q->sc)[(j0 + r) * G + s * seg / g]) : 0.0f;
+    if (seg != g) { /* g > 128: segment s takes the scale of group s * seg / g */
+        for (int64_t s = 0; s < nseg; s++)
+            for (int r = 0; r < EL_QF_W4P_ROWS; r++)
+                sc[s * EL_QF_W4P_ROWS + r] =
+                    r < nr ? _cvtsh_ss(((const uint16_t *)q->sc)[(j0 + r) * G + s * seg / g]) : 0.0f;
+        return;
+    }
+    /* one scale per segment: per 16 rows and 16 groups, each row's f16 scales (contiguous) as f32 in a
+     * vector, then a 16 x 16 transpose gives the 16 rows of one segment per vector */
+    for (int v = 0; v < EL_QF_W4P_ROWS / 16; v++) {
+        const int nv = nr - 16 * v < 0 ? 0 : nr - 16 * v > 16 ? 16 : nr - 16 * v;
+        const uint16_t *base = (const uint16_t *)q->sc + (j0 + 16 * v) * G;
+        for (int64_t s0 = 0; s0 < G; s0 += 16) {
+            const int ns = G - s0 < 16 ? (int)(G - s0) : 16;
+            VI r[16];
+            for (int i = 0; i < 16; i++)
+                r[i] = i < nv ? _mm512_castps_si512(_mm512_cvtph_ps(
+                                    _mm256_maskz_loadu_epi16((__mmask16)((1u << ns) - 1), base + i * G + s0)))
+                              : _mm512_setzero_si512();
+            transpose16x16_epi32(r);
+            for (int t = 0; t < ns; t++)
+                _mm512_store_si512(sc + (s0 + t) * EL_QF_W4P_ROWS + 16 * v, r[t]);
+        }
+    }
 }
 
 #define W4P_MR 6                     /* rows of x per register tile                      */
 #define W4P_NV (EL_QF_W4P_ROWS / 16) /* vectors of 16 rows of W per register tile (4)    */
+#define W4P_PF_TILES 2 /* tiles of W after the current one prefetched during its GEMM         */
 
 /* MR rows of x (int16, stride kx; factors xd, stride nch) times the expanded tile of EL_QF_W4P_ROWS rows:
  * per segment exact int32 sums (|q - z| <= 15, |xq| <= 32767: < 2^31 up to 128 elements), MR * W4P_NV
@@ -450,9 +471,28 @@ static void w4p_gemm(const el_qf_info *q, const void *prep, int64_t m, int64_t n
         const int nr = (int)(n1 - jb < EL_QF_W4P_ROWS ? n1 - jb : EL_QF_W4P_ROWS);
         w4p_expand(q, jb, nr, tile, sc);
         const float *bj = bias ? bias + jb : NULL;
+        /* the quants and scales of the W4P_PF_TILES tiles after this one, a share of the quant lines before
+         * each register tile of x: whichever thread grabs them next (with 2 threads usually the second one)
+         * expands them from cache, not DRAM (the expansion's loads stalled on memory: ~4% of the GEMM time,
+         * ~2.6% with this; 1 tile ahead was worse, prefetching only during the last quarter too) */
+        const int64_t pf_want = jb + nr + W4P_PF_TILES * EL_QF_W4P_ROWS, pf_end = pf_want < q->n ? pf_want : q->n;
+        const uint8_t *pf = q->qs + (jb + nr) * q->rowb, *pf_stop = q->qs + pf_end * q->rowb;
+        const int64_t pf_lines = pf_stop > pf ? (pf_stop - pf + 63) / 64 : 0, nblk = m / W4P_MR;
+        const int64_t pf_step = nblk ? (pf_lines + nblk - 1) / nblk * 64 : 0;
+        for (const uint8_t *s = q->sc + (jb + nr) * q->G * 2; s < q->sc + pf_end * q->G * 2; s += 64)
+            _mm_prefetch((const char *)s, _MM_HINT_T0);
         int64_t i = 0;
-        for (; i + W4P_MR <= m; i += W4P_MR)
+        /* blocks of W4P_MR rows of x; a remainder of 1 or 2 rows joins the last block as 4 + 3 or 4 + 4 rows
+         * (a 1- or 2-row register tile reloads the W tile from L2 for few vpdpwssd) */
+        for (; m - i >= W4P_MR && m - i != W4P_MR + 1 && m - i != W4P_MR + 2; i += W4P_MR) {
+            for (const uint8_t *e = pf + pf_step; pf < e && pf < pf_stop; pf += 64)
+                _mm_prefetch((const char *)pf, _MM_HINT_T0);
             w4p_tile(q, xq + i * q->kx, xd + i * q->nch, tile, sc, W4P_MR, nr, bj, y + i * ldy + jb, ldy);
+        }
+        if (m - i > W4P_MR) {
+            w4p_tile(q, xq + i * q->kx, xd + i * q->nch, tile, sc, 4, nr, bj, y + i * ldy + jb, ldy);
+            i += 4;
+        }
         switch (m - i) {
 #define W4P_TAIL(R)                                                                                          \
     case R:                                                                                                  \

@@ -32,6 +32,7 @@ enum { EL_QF_FMT_W4 = 1, EL_QF_FMT_FP8 = 2, EL_QF_FMT_NV4 = 3 };
 
 typedef struct el_qf_info {
     int fmt;
+    int64_t n;                /* rows of W                                                          */
     int64_t k, kx, nch, rowb; /* k; padded x length; chunks per row; quant bytes per row           */
     int64_t ldx;              /* prepared row stride (elements): kx, 2 kx with the lo part          */
     int64_t cb, tailb;        /* bytes per chunk; bytes of the last chunk (1..cb)                  */
@@ -52,6 +53,7 @@ static inline bool el_qf_info_of(const void *w, el_dtype wt, int64_t k, el_qf_in
     if (h.magic != EL_QHDR_MAGIC || h.format != (uint32_t)wt || (int64_t)h.k != k || k <= 0) return false;
     memset(q, 0, sizeof *q);
     const uint8_t *base = w;
+    q->n = h.n;
     q->k = k;
     q->qs = base + h.quants_off;
     q->sc = base + h.scales_off;
