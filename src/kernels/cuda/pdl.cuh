@@ -24,20 +24,36 @@ static __device__ __forceinline__ void pdl_launch_dependents() {
 #endif
 }
 
-/* kern<<<grid, block, smem, st>>>(args...), with programmatic stream serialization when pdl. */
-template <typename... KArgs, typename... Args>
-static cudaError_t elk_launch_ex(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
-                                 bool pdl, Args... args) {
-    cudaLaunchConfig_t cfg = {};
+/* A launch configuration: programmatic stream serialization when pdl, thread block clusters of `cluster` blocks
+ * along x when cluster > 1 (sm_90+); `at` holds the attributes and must outlive the launch. */
+static inline void elk_launch_cfg(cudaLaunchConfig_t &cfg, cudaLaunchAttribute (&at)[2], dim3 grid, dim3 block,
+                                  size_t smem, cudaStream_t st, bool pdl, unsigned cluster) {
+    cfg = cudaLaunchConfig_t{};
     cfg.gridDim = grid;
     cfg.blockDim = block;
     cfg.dynamicSmemBytes = smem;
     cfg.stream = st;
-    cudaLaunchAttribute at[1] = {};
-    at[0].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-    at[0].val.programmaticStreamSerializationAllowed = 1;
+    at[0] = at[1] = cudaLaunchAttribute{};
+    unsigned na = 0;
+    if (pdl) {
+        at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
+        at[na++].val.programmaticStreamSerializationAllowed = 1;
+    }
+    if (cluster > 1) {
+        at[na].id = cudaLaunchAttributeClusterDimension;
+        at[na].val.clusterDim.x = cluster, at[na].val.clusterDim.y = 1, at[na++].val.clusterDim.z = 1;
+    }
     cfg.attrs = at;
-    cfg.numAttrs = pdl ? 1 : 0;
+    cfg.numAttrs = na;
+}
+
+/* kern<<<grid, block, smem, st>>>(args...), with programmatic stream serialization when pdl. */
+template <typename... KArgs, typename... Args>
+static cudaError_t elk_launch_ex(void (*kern)(KArgs...), dim3 grid, dim3 block, size_t smem, cudaStream_t st,
+                                 bool pdl, Args... args) {
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute at[2];
+    elk_launch_cfg(cfg, at, grid, block, smem, st, pdl, 1);
     return cudaLaunchKernelEx(&cfg, kern, args...);
 }
 

@@ -474,27 +474,13 @@ static cudaError_t qm_launch_s(cudaStream_t st, const qm_args &a, unsigned tiles
         if (e != cudaSuccess) return e;
         smem_set = smem;
     }
-    cudaLaunchConfig_t cfg = {};
-    cfg.blockDim = dim3(QM_THREADS);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = st;
-    cudaLaunchAttribute at[2] = {};
-    int na = 0;
-    if (pdl) {
-        at[na].id = cudaLaunchAttributeProgrammaticStreamSerialization;
-        at[na++].val.programmaticStreamSerializationAllowed = 1;
-    }
-    if (C > 1) {
-        at[na].id = cudaLaunchAttributeClusterDimension;
-        at[na].val.clusterDim.x = (unsigned)C, at[na].val.clusterDim.y = 1, at[na++].val.clusterDim.z = 1;
-    }
-    cfg.attrs = at;
-    cfg.numAttrs = na;
+    cudaLaunchConfig_t cfg;
+    cudaLaunchAttribute at[2];
+    elk_launch_cfg(cfg, at, dim3((unsigned)C), dim3(QM_THREADS), smem, st, pdl, (unsigned)C);
     if (occ_smem != (int)smem || occ_c != C || occ_nsm != n_sm) {
         int b = 0;
         cudaError_t e;
-        if (C > 1) { /* clusters that fit at once (GPC boundaries) */
-            cfg.gridDim = dim3((unsigned)C);
+        if (C > 1) { /* clusters that fit at once (GPC boundaries; cfg.gridDim is one cluster here) */
             e = cudaOccupancyMaxActiveClusters(&b, k_q4mma<MODE, S, GPB>, &cfg);
             b *= C;
         } else {
