@@ -498,6 +498,22 @@ static cudaError_t qm_launch_s(cudaStream_t st, const qm_args &a, unsigned tiles
     return cudaLaunchKernelEx(&cfg, k_q4mma<MODE, S, GPB>, a);
 }
 
+/* The current device's shared memory, cached: per block with opt-in (the kernel's limit) and per SM (two
+ * blocks of the 8-stage ring fit in 228 KB on sm_90 / sm_80, not in Orin's (sm_87) 164 KB) */
+static void qm_smem_limits(size_t &per_block, size_t &per_sm) {
+    static int dev_cached = -1;
+    static size_t blk, sm;
+    int dev = 0;
+    if (cudaGetDevice(&dev) != cudaSuccess) dev = 0;
+    if (dev != dev_cached) {
+        int b = 0, m = 0;
+        if (cudaDeviceGetAttribute(&b, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess) b = 48 * 1024;
+        if (cudaDeviceGetAttribute(&m, cudaDevAttrMaxSharedMemoryPerMultiprocessor, dev) != cudaSuccess) m = b;
+        blk = (size_t)b, sm = (size_t)m, dev_cached = dev;
+    }
+    per_block = blk, per_sm = sm;
+}
+
 /* Stages: 8 (7 blocks in flight per warp) for one matrix per tile, 6 when that leaves room for only one block of
  * 256 threads per SM (long k: the x fragments grow), 4 for SwiGLU tiles (two matrices per stage). */
 template <int MODE, int GPB> static cudaError_t qm_launch(cudaStream_t st, qm_args &a, int n_sm, bool pdl) {
@@ -508,7 +524,10 @@ template <int MODE, int GPB> static cudaError_t qm_launch(cudaStream_t st, qm_ar
         return qm_launch_s<MODE, 4, GPB>(st, a, (unsigned)tiles, n_sm, pdl);
     } else {
         const size_t x_smem = (size_t)a.nkb * QM_SMEM_PER_BLOCK;
-        if (2 * (qm_cfg<1, 8>::BYTES + x_smem + 2048) <= 227 * 1024)
+        size_t per_block, per_sm;
+        qm_smem_limits(per_block, per_sm);
+        const size_t sm_lim = per_sm > 1024 ? per_sm - 1024 : 0; /* 227 KB on sm_90 */
+        if (2 * (qm_cfg<1, 8>::BYTES + x_smem + 2048) <= (sm_lim < 227 * 1024 ? sm_lim : 227 * 1024))
             return qm_launch_s<MODE, 8, GPB>(st, a, (unsigned)tiles, n_sm, pdl);
         return qm_launch_s<MODE, 6, GPB>(st, a, (unsigned)tiles, n_sm, pdl);
     }
@@ -527,8 +546,14 @@ static int qm_gsh(int64_t group) { /* group = 128 << gsh; -1 if not */
 }
 
 bool elk_w4a16_mma_ok(int64_t k, int64_t group) {
+    /* the largest block (the 8-stage ring, or SwiGLU's 4 stages of two matrices: the same bytes) with its x
+     * fragments and static shared memory within 200 KB and the device's opt-in limit (Orin: 163 KB) */
+    size_t per_block, per_sm;
+    qm_smem_limits(per_block, per_sm);
+    static_assert(qm_cfg<2, 4>::BYTES == qm_cfg<1, 8>::BYTES, "SwiGLU's ring is the largest one too");
+    const size_t lim = per_block > 8192 ? per_block - 8192 : 0; /* static shared memory: <= 4.3 KB */
     return k > 0 && (group == 32 || group == 64 || qm_gsh(group) >= 0) &&
-           qm_cfg<1, 8>::BYTES + (size_t)((k + 127) / 128) * QM_SMEM_PER_BLOCK <= 200 * 1024;
+           qm_cfg<1, 8>::BYTES + (size_t)((k + 127) / 128) * QM_SMEM_PER_BLOCK <= (lim < 200 * 1024 ? lim : 200 * 1024);
 }
 
 cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t group, const float *norm_w, float eps,
