@@ -7,6 +7,8 @@
 #include "models/models.h"
 #include "test.h"
 
+#include <cjson/cJSON.h>
+
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -304,6 +306,32 @@ int main(void) {
     /* unknown flag: usage error */
     snprintf(cmd, sizeof cmd, "'%s' build --input x --engine y --frobnicate", g_cli);
     expect_error("unknown flag", cmd, "frobnicate");
+
+    /* bench: the JSON line (tok/s, bytes per step, time to first token, peak memory), and a batch beyond the
+     * engine's profile (max batch 4) as an error */
+    snprintf(cmd, sizeof cmd, "'%s' bench --engine '%s/st.engine' --prompt-len 16 --gen-len 8 --reps 2 --json", g_cli,
+             g_tmp);
+    rc = sh(cmd, out, sizeof out, err, sizeof err);
+    CHECKF(rc == 0, "bench: %s", err);
+    {
+        cJSON *j = cJSON_Parse(out);
+        CHECKF(j != NULL, "bench --json printed no JSON: %s", out);
+        const cJSON *pf = cJSON_GetObjectItem(j, "prefill_tok_s"), *dc = cJSON_GetObjectItem(j, "decode_tok_s");
+        const double pmed = cJSON_GetNumberValue(cJSON_GetObjectItem(pf, "median"));
+        const double dmin = cJSON_GetNumberValue(cJSON_GetObjectItem(dc, "min"));
+        const double dmax = cJSON_GetNumberValue(cJSON_GetObjectItem(dc, "max"));
+        const double ttft = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "ttft_ms"));
+        const double wb = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "weight_bytes_per_step"));
+        const double rss = cJSON_GetNumberValue(cJSON_GetObjectItem(j, "peak_cpu_memory_bytes"));
+        CHECKF(pmed > 0 && dmin > 0 && dmax >= dmin, "bench tok/s: prefill %g, decode %g .. %g", pmed, dmin, dmax);
+        /* stories260K fp32 without the (tied) table counted twice: ~1 MB of weights per step */
+        CHECKF(wb > 0.5e6 && wb < 2e6, "bench weight bytes per step %g", wb);
+        CHECKF(ttft > 0 && ttft < 60e3, "bench time to first token %g ms", ttft);
+        CHECKF(rss > wb, "bench peak CPU memory %g bytes (weights alone %g)", rss, wb);
+        cJSON_Delete(j);
+    }
+    snprintf(cmd, sizeof cmd, "'%s' bench --engine '%s/st.engine' --prompt-len 16 --gen-len 8 --batch 9", g_cli, g_tmp);
+    expect_error("bench batch beyond the profile", cmd, "too small");
 
     free(expected);
     free(greedy);

@@ -61,7 +61,10 @@ int cmd_bench(int argc, char **argv) {
     rp.n_threads = (int32_t)threads;
     rp.verify_checksums = false;
     edgellm_runtime *rt = NULL;
+    const double t_load = el_time_ms();
     if (edgellm_runtime_create(engine, &rp, &rt) != EDGELLM_STATUS_OK) return cli_fail("loading the engine");
+    const double load_ms = el_time_ms() - t_load;
+    const uint64_t load_rss = el_peak_rss_bytes(); /* before --membw's 1 GiB buffer */
     edgellm_engine_info info;
     edgellm_runtime_get_info(rt, &info);
     int rc = 0;
@@ -77,7 +80,8 @@ int cmd_bench(int argc, char **argv) {
     edgellm_request *reqs = calloc((size_t)batch, sizeof *reqs);
     edgellm_result *res = calloc((size_t)batch, sizeof *res);
     double *pf = calloc((size_t)reps, sizeof(double)), *dc = calloc((size_t)reps, sizeof(double));
-    if (!prompts || !reqs || !res || !pf || !dc) {
+    double *pms = calloc((size_t)reps, sizeof(double)); /* time to first token of each rep */
+    if (!prompts || !reqs || !res || !pf || !dc || !pms) {
         rc = cli_usage_error("out of memory");
         goto end;
     }
@@ -123,6 +127,7 @@ int cmd_bench(int argc, char **argv) {
         for (int64_t b = 0; b < batch; b++) edgellm_result_clear(&res[b]);
         edgellm_runtime_get_metrics(rt, &m);
         pf[r] = m.prefill_tokens * 1e3 / m.prefill_ms;
+        pms[r] = m.ttft_ms;
         dc[r] = m.decode_ms > 0 ? m.decode_tokens * 1e3 / m.decode_ms : 0;
     }
     if (bw_tp) {
@@ -132,6 +137,8 @@ int cmd_bench(int argc, char **argv) {
     double bw = bw_before > bw_after ? bw_before : bw_after;
     qsort(pf, (size_t)reps, sizeof(double), cmp_d);
     qsort(dc, (size_t)reps, sizeof(double), cmp_d);
+    qsort(pms, (size_t)reps, sizeof(double), cmp_d);
+    edgellm_runtime_get_metrics(rt, &m); /* peak memory over the whole run */
     /* bytes read per decode step: every weight but the embedding table (unless it doubles as the head) */
     size_t wb = dtype_bytes(info.weight_dtype);
     uint64_t embd_bytes = (uint64_t)info.n_vocab * (uint64_t)info.n_embd * wb;
@@ -149,18 +156,26 @@ int cmd_bench(int argc, char **argv) {
         printf("{\"engine\": \"%s\", \"arch\": \"%s\", \"dtype\": \"%s\", \"batch\": %lld, \"prompt_len\": %lld, "
                "\"gen_len\": %lld, \"threads\": %lld, \"prefill_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, "
                "\"decode_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, \"weight_bytes_per_step\": %llu, "
-               "\"kv_bytes_per_step\": %llu, \"decode_gb_s\": %.2f, \"membw_gb_s\": %.2f}\n",
+               "\"kv_bytes_per_step\": %llu, \"decode_gb_s\": %.2f, \"membw_gb_s\": %.2f, \"ttft_ms\": %.3f, "
+               "\"peak_cpu_memory_bytes\": %llu, \"peak_device_memory_bytes\": %llu}\n",
                engine, info.arch, info.weight_dtype, (long long)batch, (long long)pl, (long long)gl, (long long)threads,
                pf[0], pf[reps / 2], pf[reps - 1], dc[0], med_dc, dc[reps - 1], (unsigned long long)step_bytes,
-               (unsigned long long)kv_bytes, gbs, bw);
+               (unsigned long long)kv_bytes, gbs, bw, pms[reps / 2], (unsigned long long)m.peak_rss_bytes,
+               (unsigned long long)m.peak_device_bytes);
     } else {
         printf("engine %s: %s %s, %lld layers, batch %lld, prompt %lld, gen %lld, reps %lld\n", engine, info.arch,
                info.weight_dtype, (long long)info.n_layer, (long long)batch, (long long)pl, (long long)gl,
                (long long)reps);
+        printf("load: %.0f ms, peak RSS after load %.1f MB\n", load_ms, load_rss / 1e6);
         printf("prefill: %.1f tok/s (min %.1f, max %.1f)\n", pf[reps / 2], pf[0], pf[reps - 1]);
         printf("decode:  %.2f tok/s (min %.2f, max %.2f)\n", med_dc, dc[0], dc[reps - 1]);
         printf("decode reads %.1f MB of weights + %.1f MB of KV per step: %.2f GB/s achieved\n", step_bytes / 1e6,
                kv_bytes / 1e6, gbs);
+        printf("time to first token: %.2f ms; peak memory: CPU %.1f MB", pms[reps / 2],
+               m.peak_rss_bytes / 1048576.0);
+        if (m.peak_device_bytes) printf(", %s %.1f MB", strcmp(info.backend, "cuda") ? "runtime buffers" : "GPU",
+                                        m.peak_device_bytes / 1048576.0);
+        printf("\n");
         if (bw > 0)
             printf("streaming-read bandwidth %.1f GB/s (before %.1f, after %.1f): decode at %.0f%% of it\n", bw,
                    bw_before, bw_after, 100.0 * gbs / bw);
@@ -171,6 +186,7 @@ end:
     free(res);
     free(pf);
     free(dc);
+    free(pms);
     edgellm_runtime_free(rt);
     return rc;
 }
