@@ -19,6 +19,7 @@ typedef struct el_backend_params {
     int n_threads;      /* CPU: 0 = all cores                                                     */
     int device;         /* CUDA ordinal                                                           */
     bool use_reference; /* CPU: route every op to kernels/ref                                     */
+    uint64_t weight_bytes; /* CPU: bytes the caller will pass to weight_map (0 = unknown; sizes the copy policy) */
 } el_backend_params;
 
 /* Per-row parameters of the optional sample op (device memory; layout of elk_sample_row, sample.cuh). */
@@ -36,8 +37,9 @@ typedef struct el_backend_i {
     /* Device memory, zeroed. */
     edgellm_status (*alloc)(el_backend *be, size_t size, void **out);
     void (*dealloc)(el_backend *be, void *p);
-    /* Makes a host weight region (the engine mapping) usable by ops: the CPU returns host itself,
-     * CUDA copies it into device memory. Freed by dealloc unless *out == host. */
+    /* Makes a host weight region (the engine mapping) usable by ops: the CPU returns host itself or a copy in
+     * huge-page memory (el_cpu_weights_copy_policy), CUDA copies it into device memory. Freed by dealloc unless
+     * *out == host; host is left as it was (the caller may drop its pages when *out != host). */
     edgellm_status (*weight_map)(el_backend *be, const void *host, size_t n, void **out);
     edgellm_status (*upload)(el_backend *be, void *dst, const void *src, size_t n);   /* async */
     edgellm_status (*download)(el_backend *be, void *dst, const void *src, size_t n); /* waits */
@@ -106,6 +108,10 @@ typedef struct el_backend_i {
     /* (optional) whether norm_matmul / norm_swiglu also take this quantized weight w (a weight_map result)
      * of dtype wt. NULL = float weights only. */
     bool (*fused_quant)(el_backend *be, const void *w, el_dtype wt);
+    /* (optional) weight_map for a weight that ops only gather rows from (the embedding table when it is not
+     * also the head). The CPU backend reads it in place even where weight_map copies (a copy would cost its
+     * size for no decode bandwidth). NULL = weight_map. */
+    edgellm_status (*weight_map_rows)(el_backend *be, const void *host, size_t n, void **out);
 } el_backend_i;
 
 struct el_backend {
@@ -118,6 +124,10 @@ edgellm_status el_backend_create(const char *name, const el_backend_params *p, e
 void el_backend_free(el_backend *be);
 
 edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **out);
+/* Whether the CPU backend's weight_map copies weights of >= 1 MiB into transparent-huge-page memory.
+ * env: EDGELLM_CPU_WEIGHTS ("copy" / "map" or "mmap" force it; NULL or "" = auto). Auto copies when THP can
+ * back the copy (thp) and weight_bytes is known and at most half of mem_available (bytes; 0 = unknown). */
+bool el_cpu_weights_copy_policy(const char *env, uint64_t weight_bytes, uint64_t mem_available, bool thp);
 #ifdef EDGELLM_HAVE_CUDA
 edgellm_status el_backend_cuda_create(const el_backend_params *p, el_backend **out);
 #endif

@@ -7,6 +7,7 @@
 
 #include <math.h>
 #include <stdatomic.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/mman.h>
@@ -106,19 +107,45 @@ static void cpu_dealloc(el_backend *be, void *p) {
 
 static uint64_t cpu_peak(el_backend *be) { return atomic_load(&CB(be)->peak); }
 
-/* Zero copy by default: ops read the engine mapping (the page cache) directly. EDGELLM_CPU_WEIGHTS=copy: each
- * weight of >= 1 MiB is copied into anonymous memory with transparent huge pages (madvise), which decode
- * streams ~7% faster than page-cache pages mapped 4 KiB at a time (a file written by `edgellm build` stays
- * cached in small folios; this kernel cannot collapse file pages: no READ_ONLY_THP_FOR_FS). Costs the copy at
- * load and the weights' size in anonymous memory (the page-cache copy stays, mapped, until reclaimed: peak RSS
- * counts both). */
+/* The copy split over the pool: most of its time is the kernel zeroing the fresh huge pages at first touch,
+ * which runs on the faulting core (2 threads: Llama-3.2-1B bf16 load ~2x faster). Slices end where the
+ * mapping's 2 MiB pages do (dst is CPU_HDR past the mapping's start), so no page is faulted by two threads. */
+typedef struct wcopy_task {
+    char *dst;
+    const char *src;
+    size_t n;
+} wcopy_task;
+
+static size_t wcopy_bound(const wcopy_task *t, int i, int nth) {
+    const size_t huge = (size_t)2 << 20, per = ((t->n + CPU_HDR) / (size_t)nth + huge - 1) & ~(huge - 1);
+    if (i <= 0) return 0;
+    if (i >= nth || (size_t)i * per - CPU_HDR > t->n) return t->n;
+    return (size_t)i * per - CPU_HDR;
+}
+
+static void wcopy_run(void *c, int ith, int nth) {
+    const wcopy_task *t = c;
+    const size_t a = wcopy_bound(t, ith, nth), b = wcopy_bound(t, ith + 1, nth);
+    if (b > a) memcpy(t->dst + a, t->src + a, b - a);
+}
+
+/* Weights of >= 1 MiB are copied into anonymous memory with transparent huge pages (madvise) when copy_w is
+ * set (el_cpu_weights_copy_policy, at creation), else ops read the engine mapping (the page cache) in place.
+ * Decode streams THP memory faster than page-cache pages mapped 4 KiB at a time (a file written by `edgellm
+ * build` stays cached in small folios; this kernel cannot collapse file pages: no READ_ONLY_THP_FOR_FS;
+ * docs/kernels.md has the numbers). The copy costs load time and the weights' size in anonymous memory; the
+ * runtime drops its mapping of each copied source (el_drop_pages), so RSS does not count both. */
 static edgellm_status cpu_weight_map(el_backend *be, const void *host, size_t n, void **out) {
     if (!out || !host) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu weight_map: NULL pointer");
     *out = (void *)host;
     if (CB(be)->copy_w && n >= CPU_MMAP_MIN) {
         void *p;
         EL_TRY(cpu_alloc_ex(be, n, true, &p));
-        memcpy(p, host, n);
+        wcopy_task t = {p, host, n};
+        if (CB(be)->tp)
+            el_threadpool_run(CB(be)->tp, wcopy_run, &t);
+        else
+            wcopy_run(&t, 0, 1);
 #ifdef MADV_COLD
         /* the source pages first in line for reclaim (non-destructive: host may be anonymous memory too) */
         const uintptr_t pg = 4096, a = ((uintptr_t)host + pg - 1) & ~(pg - 1), e = ((uintptr_t)host + n) & ~(pg - 1);
@@ -126,6 +153,14 @@ static edgellm_status cpu_weight_map(el_backend *be, const void *host, size_t n,
 #endif
         *out = p;
     }
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status cpu_weight_map_rows(el_backend *be, const void *host, size_t n, void **out) {
+    (void)be;
+    (void)n;
+    if (!out || !host) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu weight_map_rows: NULL pointer");
+    *out = (void *)host;
     return EDGELLM_STATUS_OK;
 }
 
@@ -842,6 +877,27 @@ static edgellm_status cpu_attention(el_backend *be, const float *q, int64_t n_to
 
 /* ---- creation ------------------------------------------------------------------------------------ */
 
+/* Whether madvise(MADV_HUGEPAGE) can get transparent huge pages: THP "always" or "madvise", not "never" */
+static bool thp_madvise_ok(void) {
+#ifdef MADV_HUGEPAGE
+    FILE *f = fopen("/sys/kernel/mm/transparent_hugepage/enabled", "r");
+    if (!f) return false;
+    char line[128] = {0};
+    const bool ok = fgets(line, sizeof line, f) && (strstr(line, "[always]") || strstr(line, "[madvise]"));
+    fclose(f);
+    return ok;
+#else
+    return false;
+#endif
+}
+
+bool el_cpu_weights_copy_policy(const char *env, uint64_t weight_bytes, uint64_t mem_available, bool thp) {
+    if (env && !strcmp(env, "copy")) return true;
+    if (env && (!strcmp(env, "map") || !strcmp(env, "mmap"))) return false;
+    if (env && *env) EL_LOG_WARN("EDGELLM_CPU_WEIGHTS=%s: expected copy, map or mmap; using the default", env);
+    return thp && weight_bytes > 0 && mem_available > 0 && weight_bytes <= mem_available / 2;
+}
+
 edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **out) {
     if (!out) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu backend: NULL output pointer");
     *out = NULL;
@@ -857,7 +913,11 @@ edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **ou
     if (env_nth && atoi(env_nth) > 0) cb->nth = atoi(env_nth);
     cb->ref = p->use_reference;
     const char *env_w = getenv("EDGELLM_CPU_WEIGHTS");
-    cb->copy_w = env_w && !strcmp(env_w, "copy");
+    const uint64_t avail = el_mem_available_bytes();
+    cb->copy_w = !cb->ref && el_cpu_weights_copy_policy(env_w, p->weight_bytes, avail, thp_madvise_ok());
+    EL_LOG_DEBUG("cpu weights: %s (EDGELLM_CPU_WEIGHTS=%s, %.2f GB of weights, %.2f GB available)",
+                 cb->copy_w ? "copied into huge pages" : "read in place", env_w ? env_w : "", p->weight_bytes / 1e9,
+                 avail / 1e9);
     atomic_init(&cb->cur, 0);
     atomic_init(&cb->peak, 0);
     if (!cb->ref && cb->nth > 1) {
@@ -874,6 +934,7 @@ edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **ou
     i->alloc = cpu_alloc;
     i->dealloc = cpu_dealloc;
     i->weight_map = cpu_weight_map;
+    i->weight_map_rows = cpu_weight_map_rows;
     i->upload = cpu_copy;
     i->download = cpu_copy;
     i->memset0 = cpu_memset0;

@@ -947,6 +947,7 @@ static const el_backend_i cuda_iface = {
     be_peak_memory, be_sample,
     be_norm_matmul, be_norm_swiglu, be_qk_rope_kv,
     be_fused_quant,
+    NULL, /* weight_map_rows: weight_map (the embedding table is read on the device too) */
 };
 
 static edgellm_status create_fail(el_backend *be, cudaError_t e, const char *file, int line) {

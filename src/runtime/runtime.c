@@ -11,6 +11,7 @@
  */
 #include "backend/backend.h"
 #include "engine/engine.h"
+#include "models/stream.h"
 #include "runtime/runtime_internal.h"
 #include "runtime/sampler.h"
 
@@ -105,8 +106,9 @@ void edgellm_result_clear(edgellm_result *r) {
 
 /* ---- weights ------------------------------------------------------------------------------------ */
 
-static edgellm_status map_tensor(edgellm_runtime *rt, const char *name, bool required, const void **out,
-                                 el_dtype *dt) {
+/* rows: ops only gather rows of this weight (weight_map_rows where the backend has it) */
+static edgellm_status map_tensor_ex(edgellm_runtime *rt, const char *name, bool required, bool rows, const void **out,
+                                    el_dtype *dt) {
     *out = NULL;
     const el_engine_tensor *t = el_engine_find(rt->eng, name);
     if (!t) {
@@ -114,11 +116,23 @@ static edgellm_status map_tensor(edgellm_runtime *rt, const char *name, bool req
         return EDGELLM_STATUS_OK;
     }
     void *dev = NULL;
-    EL_TRY(rt->be->iface.weight_map(rt->be, t->data, t->nbytes, &dev));
-    if (dev != t->data) rt->mapped[rt->n_mapped++] = dev;
+    const el_backend_i *B = &rt->be->iface;
+    EL_TRY((rows && B->weight_map_rows ? B->weight_map_rows : B->weight_map)(rt->be, t->data, t->nbytes, &dev));
+    if (dev != t->data) {
+        rt->mapped[rt->n_mapped++] = dev;
+        /* the backend works from its copy: drop this process's mapping of the source pages so RSS does not
+         * count the weights twice. The engine file is mapped read-only and private, so this frees nothing
+         * that a read could miss (it would fault the page back in from the file; nothing reads t->data again) */
+        el_drop_pages(t->data, t->nbytes);
+    }
     *out = dev;
     if (dt) *dt = t->dtype;
     return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status map_tensor(edgellm_runtime *rt, const char *name, bool required, const void **out,
+                                 el_dtype *dt) {
+    return map_tensor_ex(rt, name, required, false, out, dt);
 }
 
 static edgellm_status map_weights(edgellm_runtime *rt) {
@@ -126,7 +140,8 @@ static edgellm_status map_weights(edgellm_runtime *rt) {
     rt->mapped = el_calloc((size_t)rt->eng->n_tensors + 1, sizeof(void *));
     rt->layers = el_calloc((size_t)hp->n_layer, sizeof(layer_w));
     if (!rt->mapped || !rt->layers) return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
-    EL_TRY(map_tensor(rt, "model.embed_tokens.weight", true, &rt->tok_embd, &rt->embd_t));
+    /* an embedding table that is not also the head is read a few rows per token */
+    EL_TRY(map_tensor_ex(rt, "model.embed_tokens.weight", true, !hp->tied_embd, &rt->tok_embd, &rt->embd_t));
     EL_TRY(map_tensor(rt, "model.norm.weight", true, &rt->out_norm, &rt->out_norm_t));
     if (hp->tied_embd) {
         rt->lm_head = rt->tok_embd;
@@ -224,7 +239,7 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
     rt->prof = rt->eng->profile;
     const el_hparams *hp = &rt->hp;
 
-    el_backend_params bp = {rt->params.n_threads, rt->params.device, rt->params.use_reference};
+    el_backend_params bp = {rt->params.n_threads, rt->params.device, rt->params.use_reference, rt->eng->weight_bytes};
     EL_CHECK(el_backend_create(rt->prof.backend, &bp, &rt->be));
     EL_CHECK(map_weights(rt));
     rt->use_graphs = rt->be->iface.graph_begin != NULL && !getenv("EDGELLM_NO_GRAPHS");

@@ -129,7 +129,7 @@ int main(void) {
         el_cpu_isa_set(isa);
         for (int nth = 1; nth <= 2; nth++) {
             el_backend *be = NULL;
-            el_backend_params bp = {nth, 0, false};
+            el_backend_params bp = {.n_threads = nth};
             CHECK_OK(el_backend_cpu_create(&bp, &be));
             if (!be) continue;
             CHECK(be->iface.norm_matmul && be->iface.norm_swiglu && be->iface.fused_quant);

@@ -8,6 +8,7 @@
  * Set EDGELLM_TEST_REF=1 to also run the fp32 checks with the scalar reference kernels.
  */
 #include "edgellm/edgellm.h"
+#include "engine/engine.h"
 #include "models/models.h"
 #include "test.h"
 
@@ -179,6 +180,76 @@ static void check_batch_consistency(void) {
     edgellm_runtime_free(rt);
 }
 
+/* Resident bytes of this process's mappings of the file at path (/proc/self/smaps); -1 if unknown. */
+static long long mapped_rss(const char *path) {
+    FILE *f = fopen("/proc/self/smaps", "r");
+    if (!f) return -1;
+    char line[4096];
+    long long kb = 0, v;
+    unsigned long long lo, hi;
+    bool in = false;
+    while (fgets(line, sizeof line, f)) {
+        char *nl = strchr(line, '\n'), *name = strstr(line, " /");
+        if (nl) *nl = 0;
+        if (sscanf(line, "%llx-%llx ", &lo, &hi) == 2) /* a mapping's header line: range, ..., path */
+            in = name && !strcmp(name + 1, path);
+        else if (in && sscanf(line, "Rss: %lld kB", &v) == 1)
+            kb += v;
+    }
+    fclose(f);
+    return kb * 1024;
+}
+
+/* EDGELLM_CPU_WEIGHTS=copy and =map: the same greedy ids, and with the copy the runtime no longer has the copied
+ * tensors' pages of the engine file mapped (RSS counts the weights once). */
+static void check_weight_placement(void) {
+    char engine[1024], file[1200];
+    snprintf(engine, sizeof engine, "%s/e2e-sotu-qwen3-fp32.engine", g_tmp);
+    snprintf(file, sizeof file, "%s/" EL_ENGINE_FILE, engine);
+    char *abs = realpath(file, NULL); /* smaps names the file by its absolute path */
+    if (abs) {
+        snprintf(file, sizeof file, "%s", abs);
+        free(abs);
+    }
+    el_engine *eng = NULL;
+    CHECK_OK(el_engine_open(engine, false, &eng));
+    if (!eng) return;
+    long long copied = 0, file_bytes = (long long)eng->map.size;
+    for (int64_t i = 0; i < eng->n_tensors; i++)
+        if (eng->tensors[i].nbytes >= (1u << 20)) copied += (long long)eng->tensors[i].nbytes;
+    el_engine_close(eng);
+    CHECKF(copied >= (4 << 20), "sotu-qwen3 fp32 has %lld bytes in tensors of >= 1 MiB, expected the 4 MiB embedding",
+           copied);
+    int32_t prompt[] = {5, 17, 300, 2048, 9};
+    edgellm_request req = {.prompt = prompt, .n_prompt = 5, .max_new_tokens = 16, .ignore_eos = true};
+    edgellm_sampling_params sp = edgellm_sampling_params_default();
+    sp.temperature = 0;
+    edgellm_result res[2] = {{0}, {0}};
+    long long rss[2] = {0, 0};
+    const char *mode[2] = {"map", "copy"};
+    for (int v = 0; v < 2; v++) {
+        setenv("EDGELLM_CPU_WEIGHTS", mode[v], 1);
+        edgellm_runtime *rt = NULL;
+        CHECK_OK(edgellm_runtime_create(engine, NULL, &rt)); /* verifies checksums: every page read once */
+        unsetenv("EDGELLM_CPU_WEIGHTS");
+        if (!rt) return;
+        rss[v] = mapped_rss(file);
+        CHECK_OK(edgellm_runtime_generate(rt, &req, 1, &sp, NULL, NULL, &res[v]));
+        edgellm_runtime_free(rt);
+    }
+    CHECKF(res[0].n_ids == 16 && res[1].n_ids == 16 && !memcmp(res[0].ids, res[1].ids, 16 * sizeof(int32_t)),
+           "greedy ids differ between EDGELLM_CPU_WEIGHTS=map and copy");
+    if (rss[0] >= 0) {
+        printf("  engine file mapped after load: map %lld kB, copy %lld kB (%lld kB in tensors of >= 1 MiB)\n",
+               rss[0] / 1024, rss[1] / 1024, copied / 1024);
+        CHECKF(rss[0] >= file_bytes - 8192, "map: %lld of %lld bytes of the engine file resident", rss[0], file_bytes);
+        CHECKF(rss[1] <= file_bytes - copied + 8 * 4096, "copy: %lld bytes of the engine file still mapped (file %lld, "
+               "copied %lld)", rss[1], file_bytes, copied);
+    }
+    edgellm_result_clear(&res[0]);
+    edgellm_result_clear(&res[1]);
+}
+
 int main(void) {
     const char *t = getenv("EDGELLM_TMP");
     snprintf(g_tmp, sizeof g_tmp, "%s", t ? t : "/tmp/edgellm-test");
@@ -191,5 +262,6 @@ int main(void) {
         check_model(k_models[i], "fp16", 1e-3, false, false);
     }
     check_batch_consistency();
+    check_weight_placement();
     return t_finish("test_e2e");
 }

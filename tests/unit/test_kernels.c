@@ -572,25 +572,63 @@ static void test_backend_memory(void) {
     CHECK(dev == host);
     CHECK_OK(be->iface.sync(be));
     el_backend_free(be);
-    /* EDGELLM_CPU_WEIGHTS=copy: weights of >= 1 MiB copied (huge-page memory), smaller ones still zero copy */
-    setenv("EDGELLM_CPU_WEIGHTS", "copy", 1);
-    CHECK_OK(el_backend_create("cpu", NULL, &be));
-    unsetenv("EDGELLM_CPU_WEIGHTS");
-    if (!be) return;
-    const size_t wn = (3u << 20) + 4100; /* not a whole number of pages */
+    /* EDGELLM_CPU_WEIGHTS=copy: weights of >= 1 MiB copied (huge-page memory; split over 1-3 threads, sizes that
+     * end inside a 2 MiB page, are a whole number of them, or give a thread nothing), smaller ones still zero copy */
+    const size_t wn = (5u << 20) + 4100; /* not a whole number of pages */
     uint8_t *w = el_aligned_alloc(wn);
+    if (!w) return;
     for (size_t i = 0; i < wn; i++) w[i] = (uint8_t)(i * 2654435761u >> 13);
-    CHECK_OK(be->iface.weight_map(be, w, wn, &dev));
-    CHECK(dev && dev != (void *)w && memcmp(dev, w, wn) == 0);
-    CHECK(be->iface.peak_memory(be) >= wn);
+    const size_t sizes[4] = {wn, (4u << 20) - 64, (1u << 20), (2u << 20) + 1};
+    for (int nth = 1; nth <= 3; nth++) {
+        const el_backend_params bp = {.n_threads = nth};
+        setenv("EDGELLM_CPU_WEIGHTS", "copy", 1);
+        CHECK_OK(el_backend_create("cpu", &bp, &be));
+        unsetenv("EDGELLM_CPU_WEIGHTS");
+        if (!be) break;
+        for (int k = 0; k < 4; k++) {
+            CHECK_OK(be->iface.weight_map(be, w, sizes[k], &dev));
+            CHECKF(dev && dev != (void *)w && memcmp(dev, w, sizes[k]) == 0, "copy of %zu bytes, %d threads",
+                   sizes[k], nth);
+            CHECK(be->iface.peak_memory(be) >= sizes[k]);
+            if (dev != (void *)w) be->iface.dealloc(be, dev);
+        }
+        /* a weight ops only gather rows from (an untied embedding table) stays in place */
+        CHECK_OK(be->iface.weight_map_rows(be, w, wn, &dev));
+        CHECK(dev == (void *)w);
+        CHECK_OK(be->iface.weight_map(be, host, sizeof host, &dev));
+        CHECK(dev == host);
+        el_backend_free(be);
+    }
     bool same_src = true; /* the source keeps its data (anonymous memory here, as for any caller) */
     for (size_t i = 0; i < wn; i += 977) same_src &= w[i] == (uint8_t)(i * 2654435761u >> 13);
     CHECK(same_src);
-    if (dev != (void *)w) be->iface.dealloc(be, dev);
-    CHECK_OK(be->iface.weight_map(be, host, sizeof host, &dev));
-    CHECK(dev == host);
+    /* EDGELLM_CPU_WEIGHTS=map (or mmap) keeps every weight in place, also where the default would copy */
+    const el_backend_params hint = {.weight_bytes = wn};
+    for (int m = 0; m < 2; m++) {
+        setenv("EDGELLM_CPU_WEIGHTS", m ? "mmap" : "map", 1);
+        CHECK_OK(el_backend_create("cpu", &hint, &be));
+        unsetenv("EDGELLM_CPU_WEIGHTS");
+        if (!be) break;
+        CHECK_OK(be->iface.weight_map(be, w, wn, &dev));
+        CHECK(dev == (void *)w);
+        el_backend_free(be);
+    }
     el_free_aligned(w);
-    el_backend_free(be);
+    /* the default: copy when THP is available and the weights take at most half of the available memory */
+    const uint64_t G = 1000000000ull;
+    const char *envs[3] = {NULL, "", "bogus"}; /* an unknown value warns and takes the default */
+    for (int e = 0; e < 3; e++) {
+        CHECK(el_cpu_weights_copy_policy(envs[e], 1 * G, 4 * G, true));
+        CHECK(el_cpu_weights_copy_policy(envs[e], 2 * G, 4 * G, true));
+        CHECK(!el_cpu_weights_copy_policy(envs[e], 2 * G + 1, 4 * G, true));
+        CHECK(!el_cpu_weights_copy_policy(envs[e], 1 * G, 4 * G, false)); /* THP never / unknown */
+        CHECK(!el_cpu_weights_copy_policy(envs[e], 0, 4 * G, true));      /* weight size unknown */
+        CHECK(!el_cpu_weights_copy_policy(envs[e], 1 * G, 0, true));      /* MemAvailable unknown */
+    }
+    CHECK(el_cpu_weights_copy_policy("copy", 0, 0, false));
+    CHECK(el_cpu_weights_copy_policy("copy", 8 * G, 4 * G, false));
+    CHECK(!el_cpu_weights_copy_policy("map", 1 * G, 4 * G, true));
+    CHECK(!el_cpu_weights_copy_policy("mmap", 1 * G, 4 * G, true));
 }
 
 /* ---- thread pool --------------------------------------------------------------------------------- */

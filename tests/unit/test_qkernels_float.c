@@ -148,7 +148,7 @@ static void backend_case(const qcase *c, int64_t m, int64_t n, int64_t k) {
     CHECK_OK(el_quantize_ref(c->t, w, n, k, &o, q));
     el_ref_qmatmul(x, m, k, q, c->t, n, 0, n, NULL, yr, n);
     el_backend *be = NULL;
-    el_backend_params bp = {2, 0, false};
+    el_backend_params bp = {.n_threads = 2};
     CHECK_OK(el_backend_cpu_create(&bp, &be));
     if (be) {
         for (int rep = 0; rep < 2; rep++) { /* the second call reuses the backend's scratch */

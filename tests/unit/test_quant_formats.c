@@ -168,7 +168,7 @@ static void test_roundtrip_and_matmul(void) {
         /* CPU backend (2 threads): the reference, or the SIMD kernels (bit-identical for the int8-activation
          * formats; NMSE < 1e-6 for w4a16 / fp8 / nvfp4, test_qkernels_float.c) */
         el_backend *be = NULL;
-        el_backend_params bp = {2, 0, false};
+        el_backend_params bp = {.n_threads = 2};
         CHECK_OK(el_backend_cpu_create(&bp, &be));
         if (be) {
             float y3[3 * 40];

@@ -157,11 +157,12 @@ int cmd_bench(int argc, char **argv) {
                "\"gen_len\": %lld, \"threads\": %lld, \"prefill_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, "
                "\"decode_tok_s\": {\"min\": %.2f, \"median\": %.2f, \"max\": %.2f}, \"weight_bytes_per_step\": %llu, "
                "\"kv_bytes_per_step\": %llu, \"decode_gb_s\": %.2f, \"membw_gb_s\": %.2f, \"ttft_ms\": %.3f, "
-               "\"peak_cpu_memory_bytes\": %llu, \"peak_device_memory_bytes\": %llu}\n",
+               "\"peak_cpu_memory_bytes\": %llu, \"peak_device_memory_bytes\": %llu, \"load_ms\": %.1f, "
+               "\"peak_rss_after_load_bytes\": %llu}\n",
                engine, info.arch, info.weight_dtype, (long long)batch, (long long)pl, (long long)gl, (long long)threads,
                pf[0], pf[reps / 2], pf[reps - 1], dc[0], med_dc, dc[reps - 1], (unsigned long long)step_bytes,
                (unsigned long long)kv_bytes, gbs, bw, pms[reps / 2], (unsigned long long)m.peak_rss_bytes,
-               (unsigned long long)m.peak_device_bytes);
+               (unsigned long long)m.peak_device_bytes, load_ms, (unsigned long long)load_rss);
     } else {
         printf("engine %s: %s %s, %lld layers, batch %lld, prompt %lld, gen %lld, reps %lld\n", engine, info.arch,
                info.weight_dtype, (long long)info.n_layer, (long long)batch, (long long)pl, (long long)gl,
