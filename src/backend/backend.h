@@ -20,6 +20,8 @@ typedef struct el_backend_params {
     int device;         /* CUDA ordinal                                                           */
     bool use_reference; /* CPU: route every op to kernels/ref                                     */
     uint64_t weight_bytes; /* CPU: bytes the caller will pass to weight_map (0 = unknown; sizes the copy policy) */
+    bool weights_in_file;  /* CPU: weight_map sources lie in a read-only private file mapping, so a copy may drop
+                            * their pages as it goes (el_drop_pages): peak RSS then holds one copy of each weight */
 } el_backend_params;
 
 /* Per-row parameters of the optional sample op (device memory; layout of elk_sample_row, sample.cuh). */

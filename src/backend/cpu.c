@@ -30,7 +30,8 @@ typedef struct cpu_be {
     el_threadpool *tp;
     int nth;
     bool ref;
-    bool copy_w; /* EDGELLM_CPU_WEIGHTS=copy: weights copied into huge-page memory (cpu_weight_map) */
+    bool copy_w;   /* weights copied into huge-page memory (cpu_weight_map; el_cpu_weights_copy_policy) */
+    bool drop_src; /* the copied sources are a file mapping: their pages are dropped behind the copy */
     _Atomic uint64_t cur, peak;
     /* int8-activation quantized matmul: the activations quantized once per call + per-thread scratch;
      * grown on demand (the first call of a shape allocates, decode steps reuse it) */
@@ -114,6 +115,7 @@ typedef struct wcopy_task {
     char *dst;
     const char *src;
     size_t n;
+    bool drop; /* src is a file mapping: drop its pages behind the copy (el_drop_pages) */
 } wcopy_task;
 
 static size_t wcopy_bound(const wcopy_task *t, int i, int nth) {
@@ -125,23 +127,28 @@ static size_t wcopy_bound(const wcopy_task *t, int i, int nth) {
 
 static void wcopy_run(void *c, int ith, int nth) {
     const wcopy_task *t = c;
-    const size_t a = wcopy_bound(t, ith, nth), b = wcopy_bound(t, ith + 1, nth);
-    if (b > a) memcpy(t->dst + a, t->src + a, b - a);
+    const size_t a = wcopy_bound(t, ith, nth), b = wcopy_bound(t, ith + 1, nth), piece = (size_t)32 << 20;
+    for (size_t o = a; o < b; o += piece) { /* 32 MiB at a time: at most that much of the source resident */
+        const size_t len = b - o < piece ? b - o : piece;
+        memcpy(t->dst + o, t->src + o, len);
+        if (t->drop) el_drop_pages(t->src + o, len);
+    }
 }
 
 /* Weights of >= 1 MiB are copied into anonymous memory with transparent huge pages (madvise) when copy_w is
  * set (el_cpu_weights_copy_policy, at creation), else ops read the engine mapping (the page cache) in place.
  * Decode streams THP memory faster than page-cache pages mapped 4 KiB at a time (a file written by `edgellm
  * build` stays cached in small folios; this kernel cannot collapse file pages: no READ_ONLY_THP_FOR_FS;
- * docs/kernels.md has the numbers). The copy costs load time and the weights' size in anonymous memory; the
- * runtime drops its mapping of each copied source (el_drop_pages), so RSS does not count both. */
+ * docs/kernels.md has the numbers). The copy costs load time and the weights' size in anonymous memory; when
+ * the sources are a file mapping (weights_in_file) their pages are dropped 32 MiB behind the copy, so RSS does
+ * not count both, not even for the tensor being copied. */
 static edgellm_status cpu_weight_map(el_backend *be, const void *host, size_t n, void **out) {
     if (!out || !host) return el_err(EDGELLM_STATUS_INVALID_ARG, "cpu weight_map: NULL pointer");
     *out = (void *)host;
     if (CB(be)->copy_w && n >= CPU_MMAP_MIN) {
         void *p;
         EL_TRY(cpu_alloc_ex(be, n, true, &p));
-        wcopy_task t = {p, host, n};
+        wcopy_task t = {p, host, n, CB(be)->drop_src};
         if (CB(be)->tp)
             el_threadpool_run(CB(be)->tp, wcopy_run, &t);
         else
@@ -915,6 +922,7 @@ edgellm_status el_backend_cpu_create(const el_backend_params *p, el_backend **ou
     const char *env_w = getenv("EDGELLM_CPU_WEIGHTS");
     const uint64_t avail = el_mem_available_bytes();
     cb->copy_w = !cb->ref && el_cpu_weights_copy_policy(env_w, p->weight_bytes, avail, thp_madvise_ok());
+    cb->drop_src = p->weights_in_file;
     EL_LOG_DEBUG("cpu weights: %s (EDGELLM_CPU_WEIGHTS=%s, %.2f GB of weights, %.2f GB available)",
                  cb->copy_w ? "copied into huge pages" : "read in place", env_w ? env_w : "", p->weight_bytes / 1e9,
                  avail / 1e9);

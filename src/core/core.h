@@ -68,6 +68,10 @@ typedef struct el_mmap {
 /* Maps a whole file read-only. IO error names the path. */
 edgellm_status el_mmap_open(const char *path, el_mmap *m);
 void el_mmap_close(el_mmap *m);
+/* Tells the kernel the pages of [p, p + n) of a read-only private file mapping (from the page holding p to the
+ * last page that ends inside the range) are no longer needed: they leave this process's RSS and fault back in
+ * from the file if read again. Only for file mappings: on anonymous memory it would discard the contents. */
+void el_drop_pages(const void *p, size_t n);
 
 /* Reads a whole file (NUL-terminated); *out freed with el_free. max_bytes limits the size (0 = none). */
 edgellm_status el_read_file(const char *path, size_t max_bytes, char **out, size_t *len);

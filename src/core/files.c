@@ -36,6 +36,17 @@ edgellm_status el_mmap_open(const char *path, el_mmap *m) {
     return EDGELLM_STATUS_OK;
 }
 
+void el_drop_pages(const void *p, size_t n) {
+    static size_t page;
+    if (!page) {
+        long ps = sysconf(_SC_PAGESIZE);
+        page = ps > 0 ? (size_t)ps : 4096;
+    }
+    uintptr_t b = (uintptr_t)p & ~(uintptr_t)(page - 1);
+    uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
+    if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
+}
+
 void el_mmap_close(el_mmap *m) {
     if (m->data) munmap(m->data, m->size);
     if (m->fd >= 0) close(m->fd);

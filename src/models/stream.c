@@ -5,17 +5,6 @@
 #include <sys/mman.h>
 #include <unistd.h>
 
-void el_drop_pages(const void *p, size_t n) {
-    static size_t page;
-    if (!page) {
-        long ps = sysconf(_SC_PAGESIZE);
-        page = ps > 0 ? (size_t)ps : 4096;
-    }
-    uintptr_t b = (uintptr_t)p & ~(uintptr_t)(page - 1);
-    uintptr_t e = ((uintptr_t)p + n) & ~(uintptr_t)(page - 1);
-    if (e > b) madvise((void *)b, e - b, MADV_DONTNEED);
-}
-
 size_t el_stream_buf_size(size_t max_elems) {
     const size_t lo = 64u << 10, hi = 8u << 20;
     size_t want = max_elems > hi / 8 ? hi : max_elems * 8 + 128; /* f32 copy + f32 output */

@@ -13,7 +13,5 @@ edgellm_status el_stream_tensor(const el_st_tensor *t, el_dtype dst, void *buf, 
                                 void *user);
 /* Scratch size for converting tensors of at most max_elems elements (clamped to 64 KiB..8 MiB). */
 size_t el_stream_buf_size(size_t max_elems);
-/* Tells the kernel the pages of [p, p+n) of a read-only file mapping are no longer needed. */
-void el_drop_pages(const void *p, size_t n);
 
 #endif

@@ -11,7 +11,6 @@
  */
 #include "backend/backend.h"
 #include "engine/engine.h"
-#include "models/stream.h"
 #include "runtime/runtime_internal.h"
 #include "runtime/sampler.h"
 
@@ -239,7 +238,9 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
     rt->prof = rt->eng->profile;
     const el_hparams *hp = &rt->hp;
 
-    el_backend_params bp = {rt->params.n_threads, rt->params.device, rt->params.use_reference, rt->eng->weight_bytes};
+    /* the engine reader always maps the engine file read-only and private (el_mmap_open) */
+    el_backend_params bp = {rt->params.n_threads, rt->params.device, rt->params.use_reference, rt->eng->weight_bytes,
+                            true};
     EL_CHECK(el_backend_create(rt->prof.backend, &bp, &rt->be));
     EL_CHECK(map_weights(rt));
     rt->use_graphs = rt->be->iface.graph_begin != NULL && !getenv("EDGELLM_NO_GRAPHS");
