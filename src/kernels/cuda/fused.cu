@@ -599,7 +599,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
                     if constexpr (F == FQ_W8A8)
                         acc[r] += (int)(int8_t)xc * (int)(int8_t)wc;
                     else
-                        acc[r] = fmaf(e4m3_f32(xc), e4m3_f32(wc), acc[r]);
+                        acc[r] = fmaf(elk_e4m3_to_f32(xc), elk_e4m3_to_f32(wc), acc[r]);
                 }
             } else {
                 float xv = x[c];
@@ -610,8 +610,8 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
 #pragma unroll
                 for (int r = 0; r < NR; r++) {
                     const float wv = F == FQ_NVFP4 ? e2m1_f32(__ldg(wq[r] + c / 2) >> ((c & 1) * 4)) *
-                                                         e4m3_f32(__ldg(ws[r] + c / 16))
-                                                   : e4m3_f32(__ldg(wq[r] + c));
+                                                         elk_e4m3_to_f32(__ldg(ws[r] + c / 16))
+                                                   : elk_e4m3_to_f32(__ldg(wq[r] + c));
                     acc[r] = fmaf(xv, wv, acc[r]);
                 }
             }

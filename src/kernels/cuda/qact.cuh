@@ -12,29 +12,6 @@
 #include <cuda_fp8.h>
 
 /* ---- scalar conversions (the reference's, bit for bit) ---- */
-static __device__ __forceinline__ float e4m3_f32(uint32_t v) {
-    const uint32_t e = (v >> 3) & 15, m = v & 7;
-    float r = e ? __uint_as_float((e + 120u) << 23) * (float)(8u + m) * 0.125f : (float)m * 0.001953125f;
-    return (v & 0x80) ? -r : r;
-}
-static __device__ __forceinline__ uint32_t f32_e4m3(float f) {
-    if (isnan(f)) return 0x7f;
-    const uint32_t sign = signbit(f) ? 0x80u : 0u;
-    const float a = fabsf(f);
-    if (a >= 448.0f) return sign | 0x7eu;
-    if (a < 0.015625f) return sign | (uint32_t)(int)rintf(a * 512.0f);
-    int e;
-    const float m = frexpf(a, &e);
-    e -= 1;
-    int mant = (int)rintf((2.0f * m - 1.0f) * 8.0f);
-    if (mant == 8) {
-        mant = 0;
-        e++;
-    }
-    int code = ((e + 7) << 3) | mant;
-    if (code > 0x7e) code = 0x7e;
-    return sign | (uint32_t)code;
-}
 static __device__ __forceinline__ float e2m1_f32(uint32_t v) {
     const uint32_t a = v & 7;
     const float r = a < 4 ? 0.5f * (float)a : (a == 4 ? 2.0f : a == 5 ? 3.0f : a == 6 ? 4.0f : 6.0f);
@@ -123,7 +100,7 @@ static __device__ __forceinline__ uint32_t fp8_act_code(float x, float inv) {
 #if defined(__CUDA_ARCH__) && __CUDA_ARCH__ >= 890 /* the hardware conversion: RNE, |c| <= 448, no NaN here */
     return (uint32_t)__nv_cvt_float_to_fp8(c, __NV_SATFINITE, __NV_E4M3);
 #else
-    return f32_e4m3(c);
+    return el_e4m3_from_f32(c); /* kernels/e4m3.h, the reference's conversion bit for bit */
 #endif
 }
 

@@ -435,7 +435,7 @@ __global__ void __launch_bounds__(QG_THREADS)
         for (int64_t c = p.kw * 32 + p.lane; c < k; c += 32 * p.ks) {
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                const float wv = e4m3_f32(qs[rows[r] * k + c]);
+                const float wv = elk_e4m3_to_f32(qs[rows[r] * k + c]);
 #pragma unroll
                 for (int mi = 0; mi < M; mi++)
                     acc[mi][r] = fmaf(xs[mi * k + c], wv, acc[mi][r]);
@@ -581,7 +581,7 @@ __global__ void __launch_bounds__(QG_THREADS)
         for (int64_t c = p.kw * 32 + p.lane; c < k; c += 32 * p.ks) {
 #pragma unroll
             for (int r = 0; r < R; r++) {
-                const float s = e4m3_f32(bs[rows[r] * B + c / 16]);
+                const float s = elk_e4m3_to_f32(bs[rows[r] * B + c / 16]);
                 const float wv = e2m1_f32(qs[rows[r] * B * 8 + c / 2] >> ((c & 1) * 4)) * s;
 #pragma unroll
                 for (int mi = 0; mi < M; mi++)
@@ -705,7 +705,7 @@ __global__ void k_act_fp8(const float *__restrict__ x, int64_t total, const uint
     const float inv = __fdiv_rn(1.0f, act);
     for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < total;
          i += (int64_t)gridDim.x * blockDim.x)
-        xe[i] = e4m3_f32(fp8_act_code(x[i], inv));
+        xe[i] = elk_e4m3_to_f32(fp8_act_code(x[i], inv));
 }
 
 /* ggml: one warp per 32-block: xq = roundf(x / d) (half away from zero), xd = f16(d) as f32 */
@@ -900,7 +900,7 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
                 f = (float)(int8_t)qr[c];
                 break;
             case ELK_Q_FP8:
-                f = e4m3_f32(qr[c]);
+                f = elk_e4m3_to_f32(qr[c]);
                 break;
             case ELK_Q_W4A16: {
                 const int gi = c / g, z = zr ? zr[gi] : 8;
@@ -908,7 +908,7 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
                 break;
             }
             case ELK_Q_NVFP4:
-                f = e2m1_f32(qr[c >> 1] >> ((c & 1) * 4)) * e4m3_f32(bsr[c >> 4]);
+                f = e2m1_f32(qr[c >> 1] >> ((c & 1) * 4)) * elk_e4m3_to_f32(bsr[c >> 4]);
                 break;
             case ELK_Q8_0: {
                 const uint8_t *bp = qr + (c >> 5) * 34;
@@ -966,7 +966,7 @@ __global__ void __launch_bounds__(256)
         if (act > 0) {
             const float inv = __fdiv_rn(1.0f, act);
             for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
-                ob[c] = __float2bfloat16_rn(e4m3_f32(fp8_act_code(xr[c], inv)));
+                ob[c] = __float2bfloat16_rn(elk_e4m3_to_f32(fp8_act_code(xr[c], inv)));
         } else {
             for (int64_t c = threadIdx.x; c < k; c += blockDim.x)
                 ob[c] = __float2bfloat16_rn(xr[c]);
