@@ -154,9 +154,10 @@ static edgellm_status cpu_weight_map(el_backend *be, const void *host, size_t n,
         else
             wcopy_run(&t, 0, 1);
 #ifdef MADV_COLD
-        /* the source pages first in line for reclaim (non-destructive: host may be anonymous memory too) */
+        /* sources that may not be dropped: their pages first in line for reclaim (non-destructive: host may be
+         * anonymous memory too); dropped ones are already gone */
         const uintptr_t pg = 4096, a = ((uintptr_t)host + pg - 1) & ~(pg - 1), e = ((uintptr_t)host + n) & ~(pg - 1);
-        if (e > a) madvise((void *)a, e - a, MADV_COLD);
+        if (!t.drop && e > a) madvise((void *)a, e - a, MADV_COLD);
 #endif
         *out = p;
     }

@@ -167,7 +167,7 @@ int cmd_bench(int argc, char **argv) {
         printf("engine %s: %s %s, %lld layers, batch %lld, prompt %lld, gen %lld, reps %lld\n", engine, info.arch,
                info.weight_dtype, (long long)info.n_layer, (long long)batch, (long long)pl, (long long)gl,
                (long long)reps);
-        printf("load: %.0f ms, peak RSS after load %.1f MB\n", load_ms, load_rss / 1e6);
+        printf("load: %.0f ms, peak RSS after load %.1f MB\n", load_ms, load_rss / 1048576.0);
         printf("prefill: %.1f tok/s (min %.1f, max %.1f)\n", pf[reps / 2], pf[0], pf[reps - 1]);
         printf("decode:  %.2f tok/s (min %.2f, max %.2f)\n", med_dc, dc[0], dc[reps - 1]);
         printf("decode reads %.1f MB of weights + %.1f MB of KV per step: %.2f GB/s achieved\n", step_bytes / 1e6,
