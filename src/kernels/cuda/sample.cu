@@ -441,6 +441,14 @@ struct split_t {
     int nc, ll;
     bool greedy, topp, plain; /* plain: temperature only (no top-k, top_p >= 1): the index-order draw */
 };
+
+/* chunk c of a row of n split into nc chunks: its first element b and length len (the last one may be short) */
+static __device__ __forceinline__ void chunk_span(int64_t n, int nc, int64_t c, int64_t &b, int64_t &len) {
+    const int64_t L = (n + nc - 1) / nc;
+    b = c * L;
+    len = n - b < L ? n - b : L;
+}
+
 /* scratch of a row: SB candidates (key or value bits, index), then NC_MAX chunk weight sums */
 #define ROW_SCRATCH (SB * sizeof(uint2) + NC_MAX * sizeof(u64))
 
@@ -476,8 +484,9 @@ static __device__ int64_t sample_row(const row_t &r, const elk_sample_row &pr, d
     const int m = cand ? sp.ll : (int)(mS < SB ? mS : SB);
     if (cand) { /* P (the top-k set, or the first ll of the row) = the first m of the chunks' lists */
         const int nc = sp.nc;
-        const int64_t L = (n + nc - 1) / nc;
-        const int nk = (nc - 1) * m + (int)min((int64_t)m, n - (int64_t)(nc - 1) * L);
+        int64_t lb, llen; /* the last chunk's list is min(m, its length) long */
+        chunk_span(n, nc, nc - 1, lb, llen);
+        const int nk = (nc - 1) * m + (int)min((int64_t)m, llen);
         for (int j = threadIdx.x; j < nk; j += SB) {
             const uint2 v = cand[j];
             sm->ckey[j] = v.x;
@@ -590,7 +599,8 @@ __global__ void __launch_bounds__(SB)
     const elk_sample_row pr = par[row];
     const split_t sp = split_row(pr, n, row, cap, global_only);
     if (c >= sp.nc) return;
-    const int64_t L = (n + sp.nc - 1) / sp.nc, b = (int64_t)c * L, len = n - b < L ? n - b : L;
+    int64_t b, len;
+    chunk_span(n, sp.nc, c, b, len);
     uint2 *out = (uint2 *)(ws + row * ROW_SCRATCH);
     const row_t r = {logits + row * ld + b, len, pr.temperature};
     if (sp.greedy) {
@@ -690,7 +700,8 @@ __global__ void __launch_bounds__(SB)
         __syncthreads();
         id = 0;
         if (f >= 0) {
-            const int64_t L = (n + sp.nc - 1) / sp.nc, b = (int64_t)f * L, len = n - b < L ? n - b : L;
+            int64_t b, len;
+            chunk_span(n, sp.nc, f, b, len);
             const float mx = __uint_as_float(rc[0].x), t = pr.temperature;
             const int64_t i = find_index(
                 r.x + b, len, [&](int64_t, float xv) -> u64 { return wfix(__fdiv_rn(xv, t), mx, sc); }, 0, tg, &sm);
