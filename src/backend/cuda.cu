@@ -659,6 +659,22 @@ static edgellm_status be_kv_store(el_backend *be, const float *k, const float *v
     return EDGELLM_STATUS_OK;
 }
 
+/* the split-KV plan of an attention call (static shapes) and its partial-result scratch */
+typedef struct att_plan {
+    int n_split;
+    int64_t chunk;
+    float *part; /* NULL when n_split == 1 */
+} att_plan;
+static edgellm_status plan_attention(cu_ctx *c, int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                                     int64_t cap, att_plan *pl) {
+    size_t part_floats;
+    elk_attention_plan(n_tok, n_head, n_head_kv, head_dim, cap, c->n_sm, &pl->n_split, &pl->chunk, &part_floats);
+    void *part = NULL;
+    if (part_floats) EL_TRY(scratch(c, part_floats * sizeof(float), &part));
+    pl->part = (float *)part;
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                                    int64_t head_dim, const int32_t *slot, const int32_t *pos, int32_t max_pos,
                                    const void *k_cache, const void *v_cache, el_dtype kv_t, float k_scale,
@@ -682,20 +698,16 @@ static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok
         return el_err(EDGELLM_STATUS_UNSUPPORTED, "cuda attention: %lld query heads per kv head x head_dim %lld needs "
                       "%zu bytes of shared memory (device: %zu)", (long long)(n_head / n_head_kv),
                       (long long)head_dim, smem, c->smem_optin);
-    int n_split;
-    int64_t chunk;
-    size_t part_floats;
-    elk_attention_plan(n_tok, n_head, n_head_kv, head_dim, cap, c->n_sm, &n_split, &chunk, &part_floats);
-    void *part = NULL;
-    if (part_floats) EL_TRY(scratch(c, part_floats * sizeof(float), &part));
+    att_plan pl;
+    EL_TRY(plan_attention(c, n_tok, n_head, n_head_kv, head_dim, cap, &pl));
     if (n_tok * n_head_kv <= CU_ATT_COUNTERS) { /* splits merge themselves (no combine kernel), PDL */
         CU_TRY(elk_attention_ex(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache,
-                                kv_elk(kv_t), k_scale, v_scale, cap, scale, out, n_split, chunk, (float *)part,
+                                kv_elk(kv_t), k_scale, v_scale, cap, scale, out, pl.n_split, pl.chunk, pl.part,
                                 c->att_cnt, c->pdl));
         return EDGELLM_STATUS_OK;
     }
     CU_TRY(elk_attention(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_elk(kv_t),
-                         k_scale, v_scale, cap, scale, out, n_split, chunk, (float *)part));
+                         k_scale, v_scale, cap, scale, out, pl.n_split, pl.chunk, pl.part));
     return EDGELLM_STATUS_OK;
 }
 
@@ -854,15 +866,11 @@ static edgellm_status be_rope_attention(el_backend *be, float *q, float *k, cons
         return be_attention(be, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, 0, k_cache, v_cache, kv_t, 1.f,
                             1.f, cap, scale, out);
     }
-    int n_split;
-    int64_t chunk;
-    size_t part_floats;
-    elk_attention_plan(n_tok, n_head, n_head_kv, head_dim, cap, c->n_sm, &n_split, &chunk, &part_floats);
-    void *part = NULL;
-    if (part_floats) EL_TRY(scratch(c, part_floats * sizeof(float), &part));
+    att_plan pl;
+    EL_TRY(plan_attention(c, n_tok, n_head, n_head_kv, head_dim, cap, &pl));
     CU_TRY(elk_attention_rope(c->st, q, k, v, n_tok, n_head, n_head_kv, head_dim, q_norm, k_norm, eps, n_rot, pos,
-                              inv_freq, attn_scale, slot, k_cache, v_cache, kv_elk(kv_t), cap, scale, out, n_split,
-                              chunk, (float *)part, c->att_cnt, c->pdl));
+                              inv_freq, attn_scale, slot, k_cache, v_cache, kv_elk(kv_t), cap, scale, out, pl.n_split,
+                              pl.chunk, pl.part, c->att_cnt, c->pdl));
     return EDGELLM_STATUS_OK;
 }
 
