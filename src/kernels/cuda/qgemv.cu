@@ -906,7 +906,7 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
             sc[0] = sc[1] = f16_f32(s16[gi]);
             if (zr) z = zr[gi];
         } else {
-            sc[0] = e4m3_f32(bsr[c00 >> 4]), sc[1] = e4m3_f32(bsr[(c00 >> 4) + 1]);
+            sc[0] = elk_e4m3_to_f32(bsr[c00 >> 4]), sc[1] = elk_e4m3_to_f32(bsr[(c00 >> 4) + 1]);
         }
         uint32_t ov[16];
 #pragma unroll
