@@ -114,6 +114,14 @@ typedef struct el_backend_i {
      * also the head). The CPU backend reads it in place even where weight_map copies (a copy would cost its
      * size for no decode bandwidth). NULL = weight_map. */
     edgellm_status (*weight_map_rows)(el_backend *be, const void *host, size_t n, void **out);
+    /* (optional) rope_attention: qk_rope_kv then attention (out as attention with max_pos unused), for n_tok
+     * tokens of distinct slots (one token per sequence: decode steps); q and k may be left rotated or raw.
+     * NULL = not supported (the runtime runs the two ops). */
+    edgellm_status (*rope_attention)(el_backend *be, float *q, float *k, const float *v, int64_t n_tok,
+                                     int64_t n_head, int64_t n_head_kv, int64_t head_dim, const float *q_norm,
+                                     const float *k_norm, float eps, int64_t n_rot, const int32_t *pos,
+                                     const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
+                                     void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out);
 } el_backend_i;
 
 struct el_backend {

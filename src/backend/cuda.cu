@@ -659,6 +659,22 @@ static edgellm_status be_kv_store(el_backend *be, const float *k, const float *v
     return EDGELLM_STATUS_OK;
 }
 
+/* the split-KV plan of an attention call (static shapes) and its partial-result scratch */
+typedef struct att_plan {
+    int n_split;
+    int64_t chunk;
+    float *part; /* NULL when n_split == 1 */
+} att_plan;
+static edgellm_status plan_attention(cu_ctx *c, int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim,
+                                     int64_t cap, att_plan *pl) {
+    size_t part_floats;
+    elk_attention_plan(n_tok, n_head, n_head_kv, head_dim, cap, c->n_sm, &pl->n_split, &pl->chunk, &part_floats);
+    void *part = NULL;
+    if (part_floats) EL_TRY(scratch(c, part_floats * sizeof(float), &part));
+    pl->part = (float *)part;
+    return EDGELLM_STATUS_OK;
+}
+
 static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok, int64_t n_head, int64_t n_head_kv,
                                    int64_t head_dim, const int32_t *slot, const int32_t *pos, int32_t max_pos,
                                    const void *k_cache, const void *v_cache, el_dtype kv_t, float k_scale,
@@ -682,20 +698,16 @@ static edgellm_status be_attention(el_backend *be, const float *q, int64_t n_tok
         return el_err(EDGELLM_STATUS_UNSUPPORTED, "cuda attention: %lld query heads per kv head x head_dim %lld needs "
                       "%zu bytes of shared memory (device: %zu)", (long long)(n_head / n_head_kv),
                       (long long)head_dim, smem, c->smem_optin);
-    int n_split;
-    int64_t chunk;
-    size_t part_floats;
-    elk_attention_plan(n_tok, n_head, n_head_kv, head_dim, cap, c->n_sm, &n_split, &chunk, &part_floats);
-    void *part = NULL;
-    if (part_floats) EL_TRY(scratch(c, part_floats * sizeof(float), &part));
+    att_plan pl;
+    EL_TRY(plan_attention(c, n_tok, n_head, n_head_kv, head_dim, cap, &pl));
     if (n_tok * n_head_kv <= CU_ATT_COUNTERS) { /* splits merge themselves (no combine kernel), PDL */
         CU_TRY(elk_attention_ex(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache,
-                                kv_elk(kv_t), k_scale, v_scale, cap, scale, out, n_split, chunk, (float *)part,
+                                kv_elk(kv_t), k_scale, v_scale, cap, scale, out, pl.n_split, pl.chunk, pl.part,
                                 c->att_cnt, c->pdl));
         return EDGELLM_STATUS_OK;
     }
     CU_TRY(elk_attention(c->st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_elk(kv_t),
-                         k_scale, v_scale, cap, scale, out, n_split, chunk, (float *)part));
+                         k_scale, v_scale, cap, scale, out, pl.n_split, pl.chunk, pl.part));
     return EDGELLM_STATUS_OK;
 }
 
@@ -835,6 +847,33 @@ static edgellm_status be_qk_rope_kv(el_backend *be, float *q, float *k, const fl
     return EDGELLM_STATUS_OK;
 }
 
+/* q/k norm + RoPE + KV store inside the decode attention kernel (one launch less per layer); shapes the fused
+ * kernel does not take run the two ops */
+static edgellm_status be_rope_attention(el_backend *be, float *q, float *k, const float *v, int64_t n_tok,
+                                        int64_t n_head, int64_t n_head_kv, int64_t head_dim, const float *q_norm,
+                                        const float *k_norm, float eps, int64_t n_rot, const int32_t *pos,
+                                        const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
+                                        void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out) {
+    cu_ctx *c = ctx_of(be);
+    const bool ok = float_type(kv_t) && n_tok > 0 && n_head_kv > 0 && n_head % n_head_kv == 0 && cap > 0 &&
+                    n_rot >= 0 && n_rot <= head_dim && !(n_rot & 1) && n_tok * n_head_kv <= CU_ATT_COUNTERS &&
+                    !(((uintptr_t)k_cache | (uintptr_t)v_cache) & 15) &&
+                    !elk_attn_prefill_use(n_tok, kv_elk(kv_t), head_dim) &&
+                    elk_attention_rope_ok(kv_elk(kv_t), n_head, n_head_kv, head_dim);
+    if (!ok) {
+        EL_TRY(be_qk_rope_kv(be, q, k, v, n_tok, n_head, n_head_kv, head_dim, q_norm, k_norm, eps, n_rot, pos,
+                             inv_freq, attn_scale, slot, k_cache, v_cache, kv_t, cap));
+        return be_attention(be, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, 0, k_cache, v_cache, kv_t, 1.f,
+                            1.f, cap, scale, out);
+    }
+    att_plan pl;
+    EL_TRY(plan_attention(c, n_tok, n_head, n_head_kv, head_dim, cap, &pl));
+    CU_TRY(elk_attention_rope(c->st, q, k, v, n_tok, n_head, n_head_kv, head_dim, q_norm, k_norm, eps, n_rot, pos,
+                              inv_freq, attn_scale, slot, k_cache, v_cache, kv_elk(kv_t), cap, scale, out, pl.n_split,
+                              pl.chunk, pl.part, c->att_cnt, c->pdl));
+    return EDGELLM_STATUS_OK;
+}
+
 /* ---- graphs ------------------------------------------------------------------------------------ */
 
 static cu_graph *graph_find(cu_ctx *c, int key) {
@@ -948,6 +987,7 @@ static const el_backend_i cuda_iface = {
     be_norm_matmul, be_norm_swiglu, be_qk_rope_kv,
     be_fused_quant,
     NULL, /* weight_map_rows: weight_map (the embedding table is read on the device too) */
+    be_rope_attention,
 };
 
 static edgellm_status create_fail(el_backend *be, cudaError_t e, const char *file, int line) {
@@ -990,6 +1030,8 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     c->pdl = prop.major >= 9 && !getenv("EDGELLM_NO_PDL");
     /* A/B switches of the w4a16 decode path (tests/gpu/ab.sh): EDGELLM_NO_QFUSED=1 runs the unfused op chain
      * for w4a16 layers; EDGELLM_QGEMV_MODE=1 / 2 picks the fp32-FMA / bf16 tensor-core GEMV at m = 1 too */
+    const char *nr = getenv("EDGELLM_NO_ROPE_ATT"); /* A/B: qk_rope_kv and attention as two kernels */
+    if (nr && strcmp(nr, "0")) be->iface.rope_attention = NULL;
     const char *nq = getenv("EDGELLM_NO_QFUSED");
     if (nq && strcmp(nq, "0")) be->iface.fused_quant = NULL;
     /* fp8 layers run fused on sm_89+, where every block converts x to e4m3 with the hardware conversion (H200,

@@ -562,9 +562,16 @@ static edgellm_status forward_layers(edgellm_runtime *rt, int64_t n, int32_t max
     for (int64_t l = 0; l < hp->n_layer; l++) {
         const layer_w *L = &rt->layers[l];
         EL_TRY(step_qkv(rt, L, l, n));
-        EL_TRY(step_rope_kv(rt, L, l, n));
-        EL_TRY(B->attention(be, rt->q, n, Hq, Hk, D, rt->slot_dev, rt->pos_dev, max_pos, L->k_cache, L->v_cache,
-                            rt->kv_t, L->k_scale, L->v_scale, rt->kv_cap, scale, rt->att));
+        if (n == 1 && !rt->tap && B->rope_attention && float_dtype(rt->kv_t)) { /* one launch (decode) */
+            EL_TRY(B->rope_attention(be, rt->q, rt->k, rt->v, n, Hq, Hk, D, hp->qk_norm ? L->q_norm : NULL,
+                                     hp->qk_norm ? L->k_norm : NULL, hp->norm_eps, rt->n_rot, rt->pos_dev,
+                                     rt->inv_freq_dev, rt->attn_scale, rt->slot_dev, L->k_cache, L->v_cache,
+                                     rt->kv_t, rt->kv_cap, scale, rt->att));
+        } else {
+            EL_TRY(step_rope_kv(rt, L, l, n));
+            EL_TRY(B->attention(be, rt->q, n, Hq, Hk, D, rt->slot_dev, rt->pos_dev, max_pos, L->k_cache,
+                                L->v_cache, rt->kv_t, L->k_scale, L->v_scale, rt->kv_cap, scale, rt->att));
+        }
         EL_TRY(step_o(rt, L, l, n));
         EL_TRY(step_mlp(rt, L, l, n));
     }

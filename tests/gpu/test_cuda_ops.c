@@ -928,6 +928,50 @@ static void run_norm_swiglu_q(int64_t k, int64_t n, el_dtype wt, bool norm, bool
     el_free(rg), el_free(ru), el_free(ref), el_free(got);
 }
 
+/* rope_attention (q/k norm + RoPE + KV store inside the attention kernel) vs qk_rope_kv + attention on copies of
+ * the same inputs and caches: one token per slot, positions in the first, a middle and the last split, at
+ * split boundaries, past cap and a slot -1; bit-identical outputs and caches (same arithmetic, same order) */
+static void run_rope_attention(int64_t nh, int64_t nkv, int64_t hd, int64_t n_rot, bool norm, el_dtype t,
+                               int64_t cap) {
+    const int64_t n_tok = 7, n_slot = 7;
+    const float eps = 1e-6f, s = 1.05f, scale = 1.f / sqrtf((float)hd);
+    int32_t pos[7] = {0, 63, 64, (int32_t)(cap / 2 + 5), (int32_t)cap - 1, (int32_t)cap, 9};
+    int32_t slot[7] = {0, 1, 2, 3, 4, 5, -1};
+    kvc c = make_cache(t, n_slot, nkv, cap, hd);
+    const int64_t nq = n_tok * nh * hd, nk = n_tok * nkv * hd;
+    float *q = rand_f32(nq, 2.f), *k = rand_f32(nk, 2.f), *v = rand_f32(nk, 1.f);
+    float *qn = rand_f32(hd, 1.f), *kn = rand_f32(hd, 1.f), inv[512];
+    for (int i = 0; i < n_rot / 2; i++) inv[i] = (float)pow(10000.0, -2.0 * i / (double)n_rot);
+    float *dq = dput(q, nq * 4), *dk = dput(k, nk * 4), *dv = dput(v, nk * 4), *dq2 = dput(q, nq * 4);
+    float *dk2 = dput(k, nk * 4), *dqn = dput(qn, hd * 4), *dkn = dput(kn, hd * 4), *dinv = dput(inv, sizeof inv);
+    int32_t *dp = dput(pos, sizeof pos), *ds = dput(slot, sizeof slot);
+    void *dkc2 = dput(c.hk, c.bytes), *dvc2 = dput(c.hv, c.bytes);
+    float *dout = dput(NULL, nq * 4), *dout2 = dput(NULL, nq * 4);
+    CHECK_OK(be->iface.qk_rope_kv(be, dq, dk, dv, n_tok, nh, nkv, hd, norm ? dqn : NULL, norm ? dkn : NULL, eps, n_rot,
+                                  dp, dinv, s, ds, c.dk, c.dv, t, cap));
+    CHECK_OK(be->iface.attention(be, dq, n_tok, nh, nkv, hd, ds, dp, 0, c.dk, c.dv, t, 1.f, 1.f, cap, scale, dout));
+    CHECK_OK(be->iface.rope_attention(be, dq2, dk2, dv, n_tok, nh, nkv, hd, norm ? dqn : NULL, norm ? dkn : NULL, eps,
+                                      n_rot, dp, dinv, s, ds, dkc2, dvc2, t, cap, scale, dout2));
+    float *o1 = el_malloc(nq * 4), *o2 = el_malloc(nq * 4);
+    void *k1 = el_malloc(c.bytes), *k2 = el_malloc(c.bytes), *v1 = el_malloc(c.bytes), *v2 = el_malloc(c.bytes);
+    dget(o1, dout, nq * 4), dget(o2, dout2, nq * 4);
+    dget(k1, c.dk, c.bytes), dget(k2, dkc2, c.bytes), dget(v1, c.dv, c.bytes), dget(v2, dvc2, c.bytes);
+    char nm[160];
+    snprintf(nm, sizeof nm, "rope_attention %lld/%lld heads hd %lld n_rot %lld%s kv %s cap %lld: out = chain",
+             (long long)nh, (long long)nkv, (long long)hd, (long long)n_rot, norm ? " qk_norm" : "", el_dtype_name(t),
+             (long long)cap);
+    CHECK(memcmp(o1, o2, (size_t)nq * 4) == 0);
+    report(nm, t_nmse(o1, o2, nq), 0);
+    CHECKF(memcmp(k1, k2, c.bytes) == 0 && memcmp(v1, v2, c.bytes) == 0, "%s: the caches differ", nm);
+    be->iface.dealloc(be, dq), be->iface.dealloc(be, dk), be->iface.dealloc(be, dv), be->iface.dealloc(be, dq2);
+    be->iface.dealloc(be, dk2), be->iface.dealloc(be, dqn), be->iface.dealloc(be, dkn), be->iface.dealloc(be, dinv);
+    be->iface.dealloc(be, dp), be->iface.dealloc(be, ds), be->iface.dealloc(be, dkc2), be->iface.dealloc(be, dvc2);
+    be->iface.dealloc(be, dout), be->iface.dealloc(be, dout2);
+    free_cache(&c);
+    el_free(q), el_free(k), el_free(v), el_free(qn), el_free(kn), el_free(o1), el_free(o2);
+    el_free(k1), el_free(k2), el_free(v1), el_free(v2);
+}
+
 static void run_norm_swiglu(int64_t k, int64_t n, el_dtype wt, bool norm, bool with_bias, double tol) {
     run_norm_swiglu_q(k, n, wt, norm, with_bias, tol, NULL);
 }
@@ -1099,6 +1143,15 @@ static void test_fused(void) {
     }
     run_qk_rope_kv(2, 4, 4, 256, 256, true, EL_DTYPE_BF16);
     run_qk_rope_kv(1, 2, 1, 80, 64, true, EL_DTYPE_F16);
+    if (be->iface.rope_attention) {
+        for (int ti = 0; ti < 3; ti++) {
+            run_rope_attention(32, 8, 64, 64, false, FT[ti], 512);   /* Llama-3.2-1B heads */
+            run_rope_attention(16, 8, 128, 128, true, FT[ti], 4096); /* Qwen3-0.6B heads, many splits */
+        }
+        run_rope_attention(8, 2, 128, 64, true, EL_DTYPE_BF16, 300);   /* partial rotary, odd capacity */
+        run_rope_attention(4, 4, 32, 32, false, EL_DTYPE_F16, 128);
+        run_rope_attention(12, 2, 80, 64, true, EL_DTYPE_F16, 256);    /* hd 80: the two-op fallback */
+    }
     /* argument errors */
     CHECK(be->iface.norm_matmul(be, NULL, 16, NULL, 0.f, 4, NULL, EL_DTYPE_BF16, NULL, NULL, NULL, false) ==
           EDGELLM_STATUS_INVALID_ARG);

@@ -29,6 +29,7 @@
 #include "kernels/cuda/common.cuh"
 #include "kernels/cuda/fused.cuh"
 #include "kernels/cuda/pdl.cuh"
+#include "kernels/cuda/rope.cuh"
 
 #include <math.h>
 
@@ -152,16 +153,33 @@ static __host__ __device__ inline size_t att_float_bytes(int G, int hd) {
     return ((size_t)(2 * G * hd + G * ATT_BLK + 3 * G) * sizeof(float) + 15) & ~(size_t)15;
 }
 
+/* ROPE (elk_attention_rope): q and the token's k, v arrive raw; what k_qk_rope_store would do is done here. */
+struct elk_att_rope {
+    const float *k, *v;       /* (n_tok, n_head_kv, hd), raw */
+    const float *qn, *kn;     /* q / k norm weights (hd) or NULL */
+    const float *inv_freq;    /* (half) */
+    void *kc, *vc;            /* the caches, writable (the split holding pos[t] stores k, v there first) */
+    float eps, s;             /* norm eps, RoPE attention scale */
+    int half;                 /* n_rot / 2 */
+};
+
 /* STG: K/V blocks are copied into shared memory with cp.async, two stages (the next block loads while
- * the current one is computed); needs hd * esz <= 256 and the one-V-load-per-thread P V path. */
-template <int KT, int EPL, bool STG>
+ * the current one is computed); needs hd * esz <= 256 and the one-V-load-per-thread P V path.
+ * ROPE (STG only, float caches, one token per slot): before anything reads the cache, the split whose range
+ * holds pos[t] norms (k_norm) and rotates the token's k head with rope.cuh (the arithmetic of k_qk_rope_store,
+ * bit for bit) and stores it and v at pos[t]; its own cp.async reads (L2) then see them after a __threadfence.
+ * Every split norms and rotates the G q heads itself into qs. The kernel's reads of kc / vc all go through
+ * cp.async (asm) in STG mode, so the writes through r.kc / r.vc do not meet a restrict-qualified load. */
+template <int KT, int EPL, bool STG, bool ROPE>
 __global__ void __launch_bounds__(ATT_THREADS, 2)
     k_attn(const float *__restrict__ q, int n_head, int n_head_kv, int hd, const int32_t *__restrict__ slot,
            const int32_t *__restrict__ pos, const void *__restrict__ kc, const void *__restrict__ vc, int64_t cap,
            float scale, float vscale, float *__restrict__ out, int n_split, int64_t chunk, float *__restrict__ part,
-           unsigned *__restrict__ cnt) {
+           unsigned *__restrict__ cnt, const elk_att_rope r) {
+    static_assert(!ROPE || STG, "the ROPE variant reads the cache through cp.async only");
     /* vscale: the fp8 cache's v_scale (E4M3 only; scale already includes k_scale) */
     extern __shared__ float sm[];
+    __shared__ float rred[ROPE ? 32 : 1]; /* elk_block_sum scratch of the q / k norms */
     const int t = blockIdx.x, hk = blockIdx.y, s = blockIdx.z;
     const int G = n_head / n_head_kv;
     const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
@@ -190,6 +208,19 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
         return;
     }
     const int64_t base = (((int64_t)sl * n_head_kv + hk) * cap) * hd;
+    if constexpr (ROPE) {
+        if (p >= j_begin && p < j_end) { /* this split holds pos[t]: k and v of the token into the cache first */
+            const int64_t th = ((int64_t)t * n_head_kv + hk) * hd;
+            elk_head_stage(r.k + th, qs, hd, r.kn, r.eps, rred); /* qs as scratch: q is staged below */
+            const int64_t dst = base + p * hd;
+            for (int d = threadIdx.x; d < hd; d += ATT_THREADS) {
+                elk_st<KT>(r.kc, dst + d, elk_head_rope(qs, d, r.half, (float)p, r.inv_freq, r.s));
+                elk_st<KT>(r.vc, dst + d, r.v[th + d]);
+            }
+            __threadfence(); /* in L2 before the cp.async reads below */
+            __syncthreads();
+        }
+    }
 
     constexpr int ESZ = KT == ELK_F32 ? 4 : KT == ELK_E4M3 ? 1 : 2;
     char *kst = (char *)sm + att_float_bytes(G, hd); /* [2][BLK][hd] raw cache elements (STG) */
@@ -209,9 +240,20 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
     if (STG) issue(j_begin, (int)(j_end - j_begin < ATT_BLK ? j_end - j_begin : ATT_BLK), 0);
 
     const float *qt = q + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
-    for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) {
-        qs[i] = qt[i] * scale;
-        acc[i] = 0.f;
+    if constexpr (ROPE) {
+        for (int g = 0; g < G; g++) { /* q head g: norm + RoPE (acc as scratch), times scale, into qs */
+            elk_head_stage(qt + g * hd, acc, hd, r.qn, r.eps, rred);
+            for (int d = threadIdx.x; d < hd; d += ATT_THREADS)
+                qs[g * hd + d] = elk_head_rope(acc, d, r.half, (float)p, r.inv_freq, r.s) * scale;
+            __syncthreads(); /* the pairs of acc are read across threads before the next head overwrites it */
+        }
+        for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS)
+            acc[i] = 0.f;
+    } else {
+        for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS) {
+            qs[i] = qt[i] * scale;
+            acc[i] = 0.f;
+        }
     }
     for (int g = threadIdx.x; g < G; g += ATT_THREADS) {
         mrun[g] = -INFINITY;
@@ -441,18 +483,30 @@ __global__ void k_attn_combine(int n_head, int hd, const int32_t *__restrict__ p
     }
 }
 
-template <int KT, int EPL, bool STG>
+template <int KT, int EPL, bool STG, bool ROPE = false>
 static cudaError_t attn_launch(cudaStream_t st, dim3 grid, size_t smem, const float *q, int n_head, int n_head_kv,
                                int hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
                                int64_t cap, float scale, float vscale, float *out, int n_split, int64_t chunk,
-                               float *part, unsigned *cnt, bool pdl) {
+                               float *part, unsigned *cnt, bool pdl, const elk_att_rope &r = elk_att_rope{}) {
     if (smem > 48 * 1024) {
         cudaError_t e =
-            cudaFuncSetAttribute(k_attn<KT, EPL, STG>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
+            cudaFuncSetAttribute(k_attn<KT, EPL, STG, ROPE>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
-    return elk_launch_ex(k_attn<KT, EPL, STG>, grid, dim3(ATT_THREADS), smem, st, pdl, q, n_head, n_head_kv, hd, slot,
-                         pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt);
+    return elk_launch_ex(k_attn<KT, EPL, STG, ROPE>, grid, dim3(ATT_THREADS), smem, st, pdl, q, n_head, n_head_kv, hd,
+                         slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, r);
+}
+
+/* shared memory of the staged kernel for this shape, or 0 when it does not apply */
+static size_t att_stg_smem(size_t esz, int G, int hd) {
+    if (elk_attn_stage_mode != 0 || !(hd == 32 || hd == 64 || hd == 128) || hd * esz > 256 ||
+        G > 8 * (ATT_THREADS / hd))
+        return 0;
+    const size_t smem_stg = att_float_bytes(G, hd) + 4 * (size_t)ATT_BLK * hd * esz;
+    int dev = 0, optin = 0;
+    cudaGetDevice(&dev);
+    cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
+    return smem_stg <= (size_t)optin ? smem_stg : 0;
 }
 
 template <int KT>
@@ -464,19 +518,12 @@ static cudaError_t attn_kt(cudaStream_t st, dim3 grid, const float *q, int n_hea
     const size_t esz = KT == ELK_F32 ? 4 : KT == ELK_E4M3 ? 1 : 2;
     size_t smem = elk_attention_smem(n_head, n_head_kv, hd);
     /* staged path: hd 32/64/128 with rows of at most 256 bytes and the one-V-load P V path */
-    const bool stg_shape = elk_attn_stage_mode == 0 && (hd == 32 || hd == 64 || hd == 128) && hd * esz <= 256 &&
-                           G <= 8 * (ATT_THREADS / hd);
-    if (stg_shape) {
-        size_t smem_stg = att_float_bytes(G, hd) + 4 * (size_t)ATT_BLK * hd * esz;
-        int dev = 0, optin = 0;
-        cudaGetDevice(&dev);
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);
-        if (smem_stg <= (size_t)optin) {
-            switch (hd) {
-            case 32: return attn_launch<KT, 1, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
-            case 64: return attn_launch<KT, 2, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
-            default: return attn_launch<KT, 4, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
-            }
+    const size_t smem_stg = att_stg_smem(esz, G, hd);
+    if (smem_stg) {
+        switch (hd) {
+        case 32: return attn_launch<KT, 1, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
+        case 64: return attn_launch<KT, 2, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
+        default: return attn_launch<KT, 4, true>(st, grid, smem_stg, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, pdl);
         }
     }
     switch (hd) {
@@ -524,4 +571,47 @@ cudaError_t elk_attention_ex(cudaStream_t st, const float *q, int64_t n_tok, int
                              float *out, int n_split, int64_t chunk, float *part, unsigned *cnt, bool pdl) {
     return attention(st, q, n_tok, n_head, n_head_kv, head_dim, slot, pos, k_cache, v_cache, kv_t, k_scale, v_scale,
                      cap, scale, out, n_split, chunk, part, cnt, pdl);
+}
+
+template <int KT>
+static cudaError_t attn_rope_kt(cudaStream_t st, dim3 grid, size_t smem, const float *q, int n_head, int n_head_kv,
+                                int hd, const int32_t *slot, const int32_t *pos, const void *kc, const void *vc,
+                                int64_t cap, float scale, float *out, int n_split, int64_t chunk, float *part,
+                                unsigned *cnt, bool pdl, const elk_att_rope &r) {
+    switch (hd) {
+    case 32: return attn_launch<KT, 1, true, true>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, 1.f, out, n_split, chunk, part, cnt, pdl, r);
+    case 64: return attn_launch<KT, 2, true, true>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, 1.f, out, n_split, chunk, part, cnt, pdl, r);
+    default: return attn_launch<KT, 4, true, true>(st, grid, smem, q, n_head, n_head_kv, hd, slot, pos, kc, vc, cap, scale, 1.f, out, n_split, chunk, part, cnt, pdl, r);
+    }
+}
+
+bool elk_attention_rope_ok(int kv_t, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
+    if (n_head_kv <= 0 || n_head % n_head_kv || (kv_t != ELK_F32 && kv_t != ELK_F16 && kv_t != ELK_BF16)) return false;
+    return att_stg_smem(kv_t == ELK_F32 ? 4 : 2, (int)(n_head / n_head_kv), (int)head_dim) != 0;
+}
+
+cudaError_t elk_attention_rope(cudaStream_t st, const float *q, const float *k, const float *v, int64_t n_tok,
+                               int64_t n_head, int64_t n_head_kv, int64_t head_dim, const float *q_norm,
+                               const float *k_norm, float eps, int64_t n_rot, const int32_t *pos,
+                               const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
+                               void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
+                               int64_t chunk, float *part, unsigned *cnt, bool pdl) {
+    if (n_tok <= 0) return cudaSuccess;
+    if (!elk_attention_rope_ok(kv_t, n_head, n_head_kv, head_dim) || !cnt || n_tok > 0x7fffffff ||
+        n_head_kv > 65535 || n_split > 65535 || n_split < 1 || n_rot < 0 || n_rot > head_dim || (n_rot & 1))
+        return cudaErrorInvalidValue;
+    const int G = (int)(n_head / n_head_kv), hd = (int)head_dim;
+    const size_t smem = att_stg_smem(kv_t == ELK_F32 ? 4 : 2, G, hd);
+    const dim3 grid((unsigned)n_tok, (unsigned)n_head_kv, (unsigned)n_split);
+    elk_att_rope r;
+    r.k = k, r.v = v, r.qn = q_norm, r.kn = k_norm, r.inv_freq = inv_freq, r.kc = k_cache, r.vc = v_cache;
+    r.eps = eps, r.s = attn_scale, r.half = (int)(n_rot / 2);
+    if (kv_t == ELK_F32)
+        return attn_rope_kt<ELK_F32>(st, grid, smem, q, (int)n_head, (int)n_head_kv, hd, slot, pos, k_cache, v_cache,
+                                     cap, scale, out, n_split, chunk, part, cnt, pdl, r);
+    if (kv_t == ELK_F16)
+        return attn_rope_kt<ELK_F16>(st, grid, smem, q, (int)n_head, (int)n_head_kv, hd, slot, pos, k_cache, v_cache,
+                                     cap, scale, out, n_split, chunk, part, cnt, pdl, r);
+    return attn_rope_kt<ELK_BF16>(st, grid, smem, q, (int)n_head, (int)n_head_kv, hd, slot, pos, k_cache, v_cache, cap,
+                                  scale, out, n_split, chunk, part, cnt, pdl, r);
 }

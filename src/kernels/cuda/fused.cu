@@ -44,6 +44,7 @@
 #include "kernels/cuda/fused_ops.cuh"
 #include "kernels/cuda/pdl.cuh"
 #include "kernels/cuda/qact.cuh"
+#include "kernels/cuda/rope.cuh"
 
 #include <math.h>
 #include <string.h>
@@ -734,22 +735,9 @@ k_qk_rope_store(float *__restrict__ q, float *__restrict__ k, const float *__res
     const bool isq = h < n_head;
     const int hk = h - n_head;
     float *xh = isq ? q + (t * n_head + h) * hd : k + (t * n_head_kv + hk) * hd;
-    const float *nw = isq ? qn : kn;
     pdl_launch_dependents();
     pdl_wait();
-    float ss = 0.f;
-    for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        const float xv = xh[d];
-        sh[d] = xv;
-        ss += xv * xv;
-    }
-    if (nw) { /* uniform per block */
-        ss = elk_block_sum(ss, red);
-        const float inv = rsqrtf(ss / (float)hd + eps);
-        for (int d = threadIdx.x; d < hd; d += blockDim.x)
-            sh[d] = sh[d] * inv * nw[d];
-    }
-    __syncthreads();
+    elk_head_stage(xh, sh, hd, isq ? qn : kn, eps, red);
     const int64_t p = pos[t];
     const float pf = (float)pos[t];
     const int sl = isq ? -1 : slot[t];
@@ -757,17 +745,7 @@ k_qk_rope_store(float *__restrict__ q, float *__restrict__ k, const float *__res
     const int64_t dst = store ? (((int64_t)sl * n_head_kv + hk) * cap + p) * hd : 0;
     const float *vh = v + (t * n_head_kv + (isq ? 0 : hk)) * hd;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        float o = sh[d];
-        if (d < 2 * half) {
-            const int i = d < half ? d : d - half;
-            const float a = pf * inv_freq[i]; /* fp32 product, as HF */
-            float sn, c;
-            sincosf(a, &sn, &c);
-            c *= s;
-            sn *= s;
-            const float x1 = sh[i], x2 = sh[i + half];
-            o = d < half ? x1 * c - x2 * sn : x2 * c + x1 * sn;
-        }
+        const float o = elk_head_rope(sh, d, half, pf, inv_freq, s);
         xh[d] = o;
         if (store) {
             elk_st<KT>(kc, dst + d, o);

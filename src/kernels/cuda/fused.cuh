@@ -69,5 +69,17 @@ cudaError_t elk_attention_ex(cudaStream_t st, const float *q, int64_t n_tok, int
                              int64_t head_dim, const int32_t *slot, const int32_t *pos, const void *k_cache,
                              const void *v_cache, int kv_t, float k_scale, float v_scale, int64_t cap, float scale,
                              float *out, int n_split, int64_t chunk, float *part, unsigned *cnt, bool pdl);
+/* attention.cu: elk_qk_rope_store followed by elk_attention_ex in one kernel, for tokens of distinct slots (one
+ * token per sequence: decode steps). q, k, v raw (as elk_qk_rope_store takes them; none is written), f32 / f16 /
+ * bf16 caches, the staged kernel's shapes only (elk_attention_rope_ok); cnt, part, n_split, chunk as for
+ * elk_attention_ex. Same values as the two kernels: the split holding pos[t] stores k (normed, rotated) and v,
+ * every split rotates q itself. */
+bool elk_attention_rope_ok(int kv_t, int64_t n_head, int64_t n_head_kv, int64_t head_dim);
+cudaError_t elk_attention_rope(cudaStream_t st, const float *q, const float *k, const float *v, int64_t n_tok,
+                               int64_t n_head, int64_t n_head_kv, int64_t head_dim, const float *q_norm,
+                               const float *k_norm, float eps, int64_t n_rot, const int32_t *pos,
+                               const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
+                               void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
+                               int64_t chunk, float *part, unsigned *cnt, bool pdl);
 
 #endif

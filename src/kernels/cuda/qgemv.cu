@@ -867,12 +867,18 @@ cudaError_t elk_qgemv(cudaStream_t st, const float *x, int64_t m, int64_t k, con
 
 /* ---- prefill: dequantize to bf16, activations, epilogue ---- */
 
-/* One block per weight row: W' (the GEMM's bf16 weight value, see the header comment) of row n0 + blockIdx.x,
- * 8 consecutive elements per thread and step (32-bit index math inside the row). */
-__global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict__ w, int wt, int k,
-                                                       int64_t n0, __nv_bfloat16 *__restrict__ dst) {
-    const int64_t j = n0 + blockIdx.x;
-    __nv_bfloat16 *o = dst + (int64_t)blockIdx.x * k;
+/* W' (the GEMM's bf16 weight value, see the header comment) of rows n0 .. n0 + nr: a thread per 32 consecutive
+ * elements of a row (nr * ceil(k / 32) threads). w4a16 with groups of a multiple of 32 and nvfp4 (k % 32 == 0,
+ * 16-byte aligned codes) read their 32 codes as one 16-byte vector and write 64 bytes of bf16; the other formats
+ * and shapes take the element loop. Every value is the element loop's: (q - z) * scale or e2m1 * e4m3 in f32,
+ * rounded to bf16 (RNE). */
+__global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict__ w, int wt, int k, int64_t n0,
+                                                       int64_t nr, __nv_bfloat16 *__restrict__ dst) {
+    const int64_t cpr = (k + 31) / 32, e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+    if (e >= nr * cpr) return;
+    const int64_t r = e / cpr, j = n0 + r;
+    const int c00 = (int)(e - r * cpr) * 32;
+    __nv_bfloat16 *o = dst + r * k;
     const bool vec = (k & 7) == 0;
     elk_qhdr h = {};
     if (wt != ELK_Q8_0 && wt != ELK_Q4_0) h = *(const elk_qhdr *)w;
@@ -889,7 +895,42 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
     else
         qr = w + j * nb * (wt == ELK_Q8_0 ? 34 : 18);
     const uint8_t *bsr = w + h.scales_off + j * B;
-    for (int c0 = threadIdx.x * 8; c0 < k; c0 += blockDim.x * 8) {
+    const bool w4v = wt == ELK_Q_W4A16 && g % 32 == 0, f4v = wt == ELK_Q_NVFP4;
+    if ((w4v || f4v) && (k & 31) == 0 && ((uintptr_t)(qr + c00 / 2) & 15) == 0) {
+        const uint4 q = __ldg((const uint4 *)(qr + c00 / 2)); /* byte b: codes c00 + 2b (low), c00 + 2b + 1 */
+        const uint32_t qw[4] = {q.x, q.y, q.z, q.w};
+        float sc[2];
+        int z = 8;
+        if (w4v) {
+            const int gi = c00 / g; /* one group: g is a multiple of 32 */
+            sc[0] = sc[1] = f16_f32(s16[gi]);
+            if (zr) z = zr[gi];
+        } else {
+            sc[0] = elk_e4m3_to_f32(bsr[c00 >> 4]), sc[1] = elk_e4m3_to_f32(bsr[(c00 >> 4) + 1]);
+        }
+        uint32_t ov[16];
+#pragma unroll
+        for (int b = 0; b < 16; b++) {
+            const uint32_t by = (qw[b >> 2] >> ((b & 3) * 8)) & 0xffu;
+            const float s = sc[b >> 3]; /* bytes 0-7: block c00 / 16, 8-15: the next (nvfp4) */
+            float lo, hi;
+            if (w4v) {
+                lo = (float)((int)(by & 15u) - z) * s;
+                hi = (float)((int)(by >> 4) - z) * s;
+            } else {
+                lo = e2m1_f32(by) * s;
+                hi = e2m1_f32(by >> 4) * s;
+            }
+            const __nv_bfloat162 t = __floats2bfloat162_rn(lo, hi);
+            ov[b] = *reinterpret_cast<const uint32_t *>(&t);
+        }
+        uint4 *op = (uint4 *)(o + c00);
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            op[i] = make_uint4(ov[4 * i], ov[4 * i + 1], ov[4 * i + 2], ov[4 * i + 3]);
+        return;
+    }
+    for (int c0 = c00; c0 < c00 + 32 && c0 < k; c0 += 8) {
         float v[8];
 #pragma unroll
         for (int t = 0; t < 8; t++) {
@@ -903,8 +944,8 @@ __global__ void __launch_bounds__(256) k_qdequant_bf16(const uint8_t *__restrict
                 f = elk_e4m3_to_f32(qr[c]);
                 break;
             case ELK_Q_W4A16: {
-                const int gi = c / g, z = zr ? zr[gi] : 8;
-                f = (float)((int)((qr[c >> 1] >> ((c & 1) * 4)) & 15) - z) * f16_f32(s16[gi]);
+                const int gi = c / g, zz = zr ? zr[gi] : 8;
+                f = (float)((int)((qr[c >> 1] >> ((c & 1) * 4)) & 15) - zz) * f16_f32(s16[gi]);
                 break;
             }
             case ELK_Q_NVFP4:
@@ -943,8 +984,10 @@ cudaError_t elk_qdequant_bf16(cudaStream_t st, const void *w, int wt, int64_t n,
     if (n0 < 0 || n1 > n || n1 <= n0 || k <= 0 || k > 0x7fffffff || n1 - n0 > 0x7fffffff ||
         ((uintptr_t)dst & 15))
         return cudaErrorInvalidValue;
-    k_qdequant_bf16<<<(unsigned)(n1 - n0), 256, 0, st>>>((const uint8_t *)w, wt, (int)k, n0,
-                                                         (__nv_bfloat16 *)dst);
+    const int64_t threads = (n1 - n0) * ((k + 31) / 32), blocks = (threads + 255) / 256;
+    if (blocks > 0x7fffffff) return cudaErrorInvalidValue;
+    k_qdequant_bf16<<<(unsigned)blocks, 256, 0, st>>>((const uint8_t *)w, wt, (int)k, n0, n1 - n0,
+                                                      (__nv_bfloat16 *)dst);
     return cudaGetLastError();
 }
 
