@@ -21,6 +21,7 @@ extern int elk_qgemv_tc_mode;   /* src/kernels/cuda/qgemv.cu: 0 int8 mma m = 1 /
 extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where it applies, 1 never */
 extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 never, 2 always */
 extern int elk_attn_prefill_rows; /* attention_prefill.cu: query rows per CTA, 0 auto, 64, 128 */
+extern int elk_fg_depth;        /* src/kernels/cuda/fused.cu: float fused GEMV load depth, 0 by shape, 2, 4 */
 extern int el_cuda_qgemm_mode;    /* backend/cuda.cu: 1 w8a8 / static fp8 prefill on int8 / fp8 GEMMs, 0 bf16 path */
 extern unsigned long long el_cuda_qgemm_count[3]; /* backend/cuda.cu: prefill GEMMs run: int8, fp8, bf16 */
 static int g_cc; /* the device's compute capability, major * 10 + minor */
@@ -1060,6 +1061,16 @@ static void test_fused(void) {
         run_norm_swiglu(100, 50, wt, true, true, tol);
     }
     run_norm_matmul(1024, 1, (const int64_t[]){20000}, EL_DTYPE_BF16, true, false, false, 1e-5); /* lm_head-like */
+    /* weight vectors in flight per thread forced to 2 and 4 (by shape: 4 where a thread walks >= 8 vectors of a
+     * row, e.g. down_proj of Llama-3.2-1B); k 9000: the 4-deep loop's tail */
+    for (int d = 2; d <= 4; d += 2) {
+        elk_fg_depth = d;
+        run_norm_matmul(8192, 1, (const int64_t[]){2048}, EL_DTYPE_BF16, false, true, true, 1e-5);
+        run_norm_matmul(9000, 3, (const int64_t[]){300, 100, 100}, EL_DTYPE_BF16, true, true, false, 1e-5);
+        run_norm_matmul(9000, 1, (const int64_t[]){700}, EL_DTYPE_F32, false, false, true, 1e-6);
+        run_norm_swiglu(9000, 500, EL_DTYPE_F16, true, true, 1e-5);
+    }
+    elk_fg_depth = 0;
     /* w4a16 weights (qmma.cu): g128 +- zero points, g64, g32, g16 (the element-by-element path); k tails
      * (partial 128-blocks, unaligned x rows when k % 4 != 0), odd n, long k (more than one load batch) */
     for (int fi = 2; fi <= 5; fi++) {

@@ -40,6 +40,8 @@ cudaError_t elk_add_bias(cudaStream_t st, float *y, const float *bias, int64_t m
 /* gemv.cu: y (m, n) row stride ldy = x (m, k) W^T + bias, for 1 <= m <= 8. BF16 weights with m >= 2 use
  * tensor cores (elk_gemv_tc_mode: 0 = that default, 1 = never, 2 = for every m). */
 extern "C" int elk_gemv_tc_mode;
+/* fused.cu: weight vectors per row in flight per thread in the float fused GEMVs (0 = by shape, 2, 4) */
+extern "C" int elk_fg_depth;
 /* w4a16 GEMV kernel choice (qgemv.cu): 0 = fp32 FMA at m = 1 (the backend takes qmma.cu's int8 tensor cores
  * where it can), bf16 tensor cores for m >= 2; 1 = fp32 FMA for every m; 2 = bf16 tensor cores for every m */
 extern "C" int elk_qgemv_tc_mode;

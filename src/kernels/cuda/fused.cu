@@ -124,7 +124,7 @@ static __device__ __forceinline__ void fg_step(const uint4 (&wv)[NR], const floa
     }
 }
 
-template <int WT, int R, int MODE, bool VEC>
+template <int WT, int R, int MODE, bool VEC, int D>
 __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const elk_fg_ops a) {
     constexpr int NM = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices read per block */
     constexpr int NR = NM * R;
@@ -156,27 +156,25 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const elk_fg_ops a) {
     if (VEC) {
         constexpr int V = fgv<WT>::N;
         const int64_t nv = k / V;
-        /* two vectors per row in flight per thread (v, v + FG_THREADS); the first two are loaded before
-         * the wait (weights do not depend on earlier kernels), so they stream during the previous
-         * kernel's tail. k <= 2048 (bf16) is then a single round trip. */
-        uint4 wa[NR], wb[NR];
+        /* D vectors per row in flight per thread (v, v + FG_THREADS, ...; slot d refilled as soon as it is
+         * consumed); the first D are loaded before the wait (weights do not depend on earlier kernels), so
+         * they stream during the previous kernel's tail. The sums run over v in the same order for any D. */
+        uint4 wb[D][NR];
         int64_t v = threadIdx.x;
-        const bool a0 = v < nv, b0 = v + FG_THREADS < nv;
 #pragma unroll
-        for (int r = 0; r < NR; r++) {
-            if (a0) wa[r] = elk_ldg_stream(wrow[r] + v * 16);
-            if (b0) wb[r] = elk_ldg_stream(wrow[r] + (v + FG_THREADS) * 16);
-        }
+        for (int d = 0; d < D; d++)
+#pragma unroll
+            for (int r = 0; r < NR; r++)
+                if (v + d * FG_THREADS < nv) wb[d][r] = elk_ldg_stream(wrow[r] + (v + d * FG_THREADS) * 16);
         pdl_wait();
-        for (; v < nv; v += 2 * FG_THREADS) {
-            const bool hb = v + FG_THREADS < nv;
-            fg_step<WT, NR>(wa, x, g, norm, v, acc, ss);
-            if (hb) fg_step<WT, NR>(wb, x, g, norm, v + FG_THREADS, acc, ss);
-            const int64_t vn = v + 2 * FG_THREADS;
+        for (; v < nv; v += D * FG_THREADS) {
 #pragma unroll
-            for (int r = 0; r < NR; r++) {
-                if (vn < nv) wa[r] = elk_ldg_stream(wrow[r] + vn * 16);
-                if (vn + FG_THREADS < nv) wb[r] = elk_ldg_stream(wrow[r] + (vn + FG_THREADS) * 16);
+            for (int d = 0; d < D; d++) {
+                if (v + d * FG_THREADS < nv) fg_step<WT, NR>(wb[d], x, g, norm, v + d * FG_THREADS, acc, ss);
+                const int64_t vn = v + (D + d) * FG_THREADS;
+#pragma unroll
+                for (int r = 0; r < NR; r++)
+                    if (vn < nv) wb[d][r] = elk_ldg_stream(wrow[r] + vn * 16);
             }
         }
     } else {
@@ -229,6 +227,9 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const elk_fg_ops a) {
     elk_fg_store<MODE>(a, mi, row, s * scale, u * scale);
 }
 
+extern "C" int elk_fg_depth; /* cuda_kernels.cuh */
+int elk_fg_depth = 0;
+
 template <int WT, int MODE>
 static cudaError_t fg_launch(cudaStream_t st, const elk_fg_ops &a, int64_t rows, bool vec, int n_sm, bool pdl) {
     const int R = !vec ? 1 : rows >= (int64_t)n_sm * 16 ? 4 : rows >= (int64_t)n_sm * 8 ? 2 : 1;
@@ -237,10 +238,18 @@ static cudaError_t fg_launch(cudaStream_t st, const elk_fg_ops &a, int64_t rows,
     if (blocks < 0) return cudaErrorInvalidValue;
     if (blocks == 0) return cudaSuccess;
     const unsigned nb = (unsigned)blocks;
-    void (*kern)(const elk_fg_ops) = !vec     ? k_fgemv<WT, 1, MODE, false>
-                                  : R == 4 ? k_fgemv<WT, 4, MODE, true>
-                                  : R == 2 ? k_fgemv<WT, 2, MODE, true>
-                                           : k_fgemv<WT, 1, MODE, true>;
+    /* 4 vectors per row in flight where a thread's whole share of a row is 3-4 vectors (all of it requested before
+     * the wait, while the previous kernel runs) and the block reads <= 2 rows, else 2. H200, bf16 decode: Qwen3-0.6B
+     * (down_proj, k 3072, 1 row per block) 1008-1011 -> 1023-1026 tok/s; the same with 4 rows per block (Llama-3.1-8B
+     * q/k/v, o, lm_head) 221.6 -> 213.8, and 4 deep on longer rows (8B down) 221.5 -> 219.5: not taken.
+     * elk_fg_depth 2 / 4 forces one (tests, EDGELLM_FG_DEPTH A/B) */
+    const int64_t per_thread = (a.k / (WT == ELK_F32 ? 4 : 8) + FG_THREADS - 1) / FG_THREADS;
+    const bool d4 = elk_fg_depth ? elk_fg_depth == 4
+                                 : per_thread > 2 && per_thread <= 4 && R * (MODE == ELK_FG_SWIGLU ? 2 : 1) <= 2;
+    void (*kern)(const elk_fg_ops) = !vec     ? k_fgemv<WT, 1, MODE, false, 2>
+                                  : R == 4 ? (d4 ? k_fgemv<WT, 4, MODE, true, 4> : k_fgemv<WT, 4, MODE, true, 2>)
+                                  : R == 2 ? (d4 ? k_fgemv<WT, 2, MODE, true, 4> : k_fgemv<WT, 2, MODE, true, 2>)
+                                           : (d4 ? k_fgemv<WT, 1, MODE, true, 4> : k_fgemv<WT, 1, MODE, true, 2>);
     return elk_launch_ex(kern, dim3(nb), dim3(FG_THREADS), 0, st, pdl, b);
 }
 
