@@ -673,16 +673,48 @@ done:
 /* ---- int4 algorithms ------------------------------------------------------------------------------------
  */
 
+/* Vector types and AVX2 clones shared by int4 RTN, the AWQ search and clip, and GPTQ: vector code that computes
+ * each element by the operations of the scalar loops in the same order, so exports stay bit-identical. The
+ * clones: the hot loops also built for AVX2 (picked at load time; no FMA: the same roundings; nearbyintf inlined
+ * as vroundps). */
+typedef double gq_v4d __attribute__((vector_size(32)));
+typedef float q4_v8f __attribute__((vector_size(32)));
+typedef int32_t q4_v8i __attribute__((vector_size(32)));
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#define GQ_CLONES __attribute__((target_clones("avx2", "default")))
+#else
+#define GQ_CLONES
+#endif
+
+/* The value of largest magnitude in w[c0, c1), the first of them (0 when all are 0 or NaN), as the scalar scan
+ * "if (|w| > amax) amax = |w|, m = w" finds it: the maximum magnitude from 8 running maxima (max is exact and
+ * skips NaN, so the order does not matter), then the first element of that magnitude. */
+static float int4_maxval(const float *w, int64_t c0, int64_t c1) {
+    q4_v8f am = {0};
+    int64_t c = c0;
+    for (; c + 8 <= c1; c += 8) {
+        q4_v8i x;
+        memcpy(&x, w + c, sizeof x);
+        const q4_v8f v = (q4_v8f)(x & 0x7fffffff);
+        const q4_v8i gt = v > am;
+        am = (q4_v8f)(((q4_v8i)v & gt) | ((q4_v8i)am & ~gt));
+    }
+    float amax = 0;
+    for (; c < c1; c++)
+        amax = fabsf(w[c]) > amax ? fabsf(w[c]) : amax;
+    for (int l = 0; l < 8; l++)
+        amax = am[l] > amax ? am[l] : amax;
+    if (!(amax > 0)) return 0;
+    for (c = c0; fabsf(w[c]) != amax; c++)
+        ;
+    return w[c];
+}
+
 /* Symmetric int4 scale of w[c0, c1) (ggml q4_0 style, all 16 levels used): the value of largest
  * magnitude m (times shrink) maps to level -8, s = f16(m / -8) (the sign of s follows -m), levels
  * q = clamp(rne(w / s), -8, 7), w ~ q * s. */
 static float int4_scale(const float *w, int64_t c0, int64_t c1, float shrink, uint16_t *sh) {
-    float amax = 0, m = 0;
-    for (int64_t c = c0; c < c1; c++)
-        if (fabsf(w[c]) > amax) {
-            amax = fabsf(w[c]);
-            m = w[c];
-        }
+    const float m = int4_maxval(w, c0, c1);
     uint16_t h = el_f32_to_f16(m * shrink / -8.0f);
     if (sh) *sh = h;
     return el_f16_to_f32(h);
@@ -708,7 +740,7 @@ static void int4_rtn(const float *w, int64_t n, int64_t k, el_int4_mat *m) {
 }
 
 /* Dequantized (fake-quantized) copy of W through int4 RTN. */
-static void int4_fake(const float *w, int64_t n, int64_t k, int64_t g, float *out) {
+GQ_CLONES static void int4_fake(const float *w, int64_t n, int64_t k, int64_t g, float *out) {
     for (int64_t j = 0; j < n; j++)
         for (int64_t c0 = 0; c0 < k; c0 += g) {
             int64_t c1 = c0 + g < k ? c0 + g : k;
@@ -760,7 +792,7 @@ static void int4_rtn_asym(const float *w, int64_t n, int64_t k, el_int4_mat *m) 
         }
 }
 
-static void int4_fake_asym(const float *w, int64_t n, int64_t k, int64_t g, float *out) {
+GQ_CLONES static void int4_fake_asym(const float *w, int64_t n, int64_t k, int64_t g, float *out) {
     for (int64_t j = 0; j < n; j++)
         for (int64_t c0 = 0; c0 < k; c0 += g) {
             int64_t c1 = c0 + g < k ? c0 + g : k;
@@ -1134,63 +1166,131 @@ typedef struct clip_task {
     bool full;
 } clip_task;
 
-static void clip_run(void *ctx, int ith, int nth) {
+/* shrink candidates; vectors of 4 lanes holding them; rows summed at once (3 x 3 accumulators: no spills) */
+enum { CLIP_NC = 10, CLIP_NV = (CLIP_NC + 3) / 4, CLIP_R = 3 };
+
+/* Rows r0 .. r0 + R - 1 of the clip errors dw^T G dw of all candidates at once (lane i: candidate i; d[c]: the
+ * CLIP_NV vectors of dw[c]): per lane the operations of the scalar form in its order, e_r = (0.5 G[r][r]) dw[r],
+ * then e_r += G[r][c] dw[c] for c = r + 1 .. gl - 1, then err += (2 e_r) dw[r] in order of r (each product
+ * rounded before its add). The R rows are independent sums, run together to hide the add latency. */
+static inline __attribute__((always_inline)) void clip_rows(const double *G, int64_t ld, const gq_v4d *d,
+                                                            int64_t gl, int64_t r0, int R, gq_v4d *err) {
+    gq_v4d e[CLIP_R][CLIP_NV];
+    for (int q = 0; q < R; q++) {
+        const double h = 0.5 * G[(r0 + q) * ld + r0 + q];
+        const gq_v4d hv = {h, h, h, h};
+        for (int v = 0; v < CLIP_NV; v++)
+            e[q][v] = hv * d[(r0 + q) * CLIP_NV + v];
+    }
+    for (int q = 0; q + 1 < R; q++) /* the columns inside the block */
+        for (int64_t c = r0 + q + 1; c < r0 + R; c++) {
+            const double gc = G[(r0 + q) * ld + c];
+            const gq_v4d gv = {gc, gc, gc, gc};
+            for (int v = 0; v < CLIP_NV; v++) {
+                const gq_v4d p = gv * d[c * CLIP_NV + v];
+                e[q][v] += p;
+            }
+        }
+    for (int64_t c = r0 + R; c < gl; c++)
+        for (int q = 0; q < R; q++) {
+            const double gc = G[(r0 + q) * ld + c];
+            const gq_v4d gv = {gc, gc, gc, gc};
+            for (int v = 0; v < CLIP_NV; v++) {
+                const gq_v4d p = gv * d[c * CLIP_NV + v];
+                e[q][v] += p;
+            }
+        }
+    const gq_v4d two = {2, 2, 2, 2};
+    for (int q = 0; q < R; q++)
+        for (int v = 0; v < CLIP_NV; v++) {
+            const gq_v4d p = two * e[q][v] * d[(r0 + q) * CLIP_NV + v];
+            err[v] += p;
+        }
+}
+
+/* err[v] (lane i of vector v: candidate 4 v + i) = dw^T G dw over the group's gl columns (G: its upper triangle,
+ * row stride ld) */
+GQ_CLONES static void clip_gerr(const double *G, int64_t ld, const gq_v4d *d, int64_t gl, gq_v4d *err) {
+    for (int v = 0; v < CLIP_NV; v++)
+        err[v] = (gq_v4d){0, 0, 0, 0};
+    int64_t r0 = 0;
+    for (; r0 + CLIP_R <= gl; r0 += CLIP_R)
+        clip_rows(G, ld, d, gl, r0, CLIP_R, err);
+    for (; r0 < gl; r0++)
+        clip_rows(G, ld, d, gl, r0, 1, err);
+}
+
+GQ_CLONES static void clip_run(void *ctx, int ith, int nth) {
     clip_task *a = ctx;
     const int64_t k = a->L->k, g = a->g, S = a->S;
-    float *dw = el_malloc((size_t)g * sizeof(float));
-    if (!dw) {
+    float *dw = el_malloc((size_t)(CLIP_NC * g) * sizeof(float)); /* candidate i: dw + i * g */
+    gq_v4d *d = el_aligned_alloc((size_t)(g * CLIP_NV) * sizeof(gq_v4d)); /* dw transposed, in doubles */
+    if (!dw || !d) {
         a->failed = true;
+        el_free(dw);
+        el_free_aligned(d);
         return;
     }
     for (int64_t j = ith; j < a->L->n; j += nth) {
         float *wr = a->L->w + j * k;
         for (int64_t c0 = 0; c0 < k; c0 += g) {
             const int64_t c1 = c0 + g < k ? c0 + g : k, gl = c1 - c0;
-            double best = INFINITY;
-            float best_sc = 0, best_lo = 0, best_hi = 0, glo, ghi;
+            float csc[CLIP_NC], clo[CLIP_NC] = {0}, chi[CLIP_NC] = {0}, glo, ghi;
             group_minmax(wr, c0, c1, &glo, &ghi);
             const float gam = fmaxf(-glo, ghi);
-            for (int i = 0; i < 10; i++) {
-                float sc, lo = 0, hi = 0;
+            int nc = 0; /* the candidates before the first without a scale */
+            for (; nc < CLIP_NC; nc++) {
+                float *dwi = dw + nc * g;
                 if (a->asym) { /* AutoAWQ: clamp to +-max_val, then min/max quantization */
-                    float mv = gam * (1.0f - (float)i / 20.0f);
-                    lo = fmaxf(glo, -mv);
-                    hi = fminf(ghi, mv);
+                    float mv = gam * (1.0f - (float)nc / 20.0f);
+                    const float lo = fmaxf(glo, -mv), hi = fminf(ghi, mv);
                     int z;
-                    sc = int4_asym(lo, hi, &z, NULL);
+                    const float sc = int4_asym(lo, hi, &z, NULL);
                     if (!(sc > 0)) break;
                     for (int64_t c = 0; c < gl; c++) {
                         float v = fminf(fmaxf(wr[c0 + c], lo), hi);
-                        dw[c] = wr[c0 + c] - (int4_asym_level(v, sc, z) - (float)z) * sc;
+                        dwi[c] = wr[c0 + c] - (int4_asym_level(v, sc, z) - (float)z) * sc;
                     }
+                    csc[nc] = sc;
+                    clo[nc] = lo;
+                    chi[nc] = hi;
                 } else {
-                    sc = int4_scale(wr, c0, c1, 1.0f - (float)i / 20.0f, NULL);
+                    const float sc = int4_scale(wr, c0, c1, 1.0f - (float)nc / 20.0f, NULL);
                     if (sc == 0) break;
                     for (int64_t c = 0; c < gl; c++)
-                        dw[c] = wr[c0 + c] - int4_level(wr[c0 + c], sc) * sc;
-                }
-                double err = 0;
-                for (int64_t r = 0; a->G && r < gl; r++) { /* dw^T G dw from the upper triangle */
-                    const double *gr = a->G + (a->full ? (c0 + r) * k + c0 : c0 * g + r * g);
-                    double e = 0.5 * gr[r] * dw[r];
-                    for (int64_t c = r + 1; c < gl; c++)
-                        e += gr[c] * dw[c];
-                    err += 2 * e * dw[r];
-                }
-                for (int64_t r = 0; !a->G && r < S; r++) {
-                    const float *xr = a->t->samp + r * k + c0;
-                    float e = 0;
-                    for (int64_t c = 0; c < gl; c++)
-                        e += xr[c] * dw[c];
-                    err += (double)e * e;
-                }
-                if (err < best) {
-                    best = err;
-                    best_sc = sc;
-                    best_lo = lo;
-                    best_hi = hi;
+                        dwi[c] = wr[c0 + c] - int4_level(wr[c0 + c], sc) * sc;
+                    csc[nc] = sc;
                 }
             }
+            if (nc == 0) continue;
+            double err[CLIP_NC] = {0};
+            if (a->G) {
+                for (int64_t c = 0; c < gl; c++)
+                    for (int i = 0; i < CLIP_NV * 4; i++)
+                        d[c * CLIP_NV + i / 4][i % 4] = i < nc ? (double)dw[i * g + c] : 0;
+                gq_v4d ev[CLIP_NV];
+                clip_gerr(a->G + (a->full ? c0 * k + c0 : c0 * g), a->full ? k : g, d, gl, ev);
+                for (int i = 0; i < nc; i++)
+                    err[i] = ev[i / 4][i % 4];
+            } else {
+                for (int i = 0; i < nc; i++)
+                    for (int64_t r = 0; r < S; r++) {
+                        const float *xr = a->t->samp + r * k + c0;
+                        float e = 0;
+                        for (int64_t c = 0; c < gl; c++)
+                            e += xr[c] * dw[i * g + c];
+                        err[i] += (double)e * e;
+                    }
+            }
+            double best = INFINITY;
+            float best_sc = 0, best_lo = 0, best_hi = 0;
+            for (int i = 0; i < nc; i++)
+                if (err[i] < best) {
+                    best = err[i];
+                    best_sc = csc[i];
+                    best_lo = clo[i];
+                    best_hi = chi[i];
+                }
             if (best_sc == 0) continue;
             /* clamp to the range of the chosen scale: RTN then finds the same scale again */
             const float lo = a->asym ? best_lo : fminf(-8 * best_sc, 7 * best_sc),
@@ -1200,6 +1300,7 @@ static void clip_run(void *ctx, int ith, int nth) {
         }
     }
     el_free(dw);
+    el_free_aligned(d);
 }
 
 static edgellm_status awq_clip(el_threadpool *tp, bool asym, lin *L, const tapstat *t, int64_t g) {
@@ -1217,14 +1318,6 @@ static edgellm_status awq_clip(el_threadpool *tp, bool asym, lin *L, const tapst
  * still computed by the operations of the plain scalar loops in the same order: every sum runs over p in
  * increasing order from the same start value (the terms it skips or adds in addition are exact zeros added to
  * +0), so the result depends neither on the blocking nor on the number of threads (bit-identical exports). */
-
-typedef double gq_v4d __attribute__((vector_size(32)));
-/* the row-parallel kernels also built for AVX2 (picked at load time; no FMA: the same roundings) */
-#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
-#define GQ_CLONES __attribute__((target_clones("avx2", "default")))
-#else
-#define GQ_CLONES
-#endif
 
 /* acc[r] (4 rows of 8 columns) -= (sub) or += A(r, p) * B[p * ldb + 0..7] for p = p0 .. p1 - 1 in order;
  * A(r, p) = A[r * lda + p], or A[p * lda + r] when at (A given transposed). */
