@@ -14,7 +14,7 @@
  *   qgemm  prefill GEMMs (m = 2048 tokens) on the Llama-3.1-8B layer shapes: bf16 weights, and w8a8 / static fp8
  *          on the int8 / fp8 GEMMs ("codes") and on the bf16 GEMM of dequantized weights ("bf16"), TFLOP/s
  *          (2 m n k per call; activation quantization and epilogue included; also alone with --qgemm)
- * usage: bench_cuda [--copy] [--quick] [--qgemv] [--qgemm]   (--qgemv: QB_FMT="w4a16 g128" one format, QB_SHAPE="down
+ * usage: bench_cuda [--copy | --gemm] [--quick] [--qgemv] [--qgemm]   (--qgemv: QB_FMT="w4a16 g128" one format, QB_SHAPE="down
  *        lm_head" shapes)
  */
 #include "backend/backend.h"
@@ -582,9 +582,10 @@ static void bench_attention_prefill(void) {
 }
 
 int main(int argc, char **argv) {
-    bool quick = false, qonly = false, qgemm_only = false, copy_only = false;
+    bool quick = false, qonly = false, qgemm_only = false, copy_only = false, gemm_only = false;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--copy")) copy_only = true;
+        if (!strcmp(argv[i], "--gemm")) gemm_only = true;
         if (!strcmp(argv[i], "--quick")) quick = true;
         if (!strcmp(argv[i], "--qgemv")) qonly = true;
         if (!strcmp(argv[i], "--qgemm")) qgemm_only = true;
@@ -598,7 +599,8 @@ int main(int argc, char **argv) {
     CK(cudaGetDeviceProperties(&prop, 0));
     printf("device: %s, %d SMs, %.0f MiB L2\n", prop.name, prop.multiProcessorCount, prop.l2CacheSize / 1048576.0);
     bench_copy();
-    if (copy_only) { /* --copy: the bandwidth ceiling only (benchmark scripts print it beside their figures) */
+    if (copy_only || gemm_only) { /* the ceilings only (benchmark scripts print them beside their figures) */
+        if (gemm_only) bench_gemm(); /* --gemm: copy + the bf16 8192^3 GEMM */
         be->iface.free(be);
         return 0;
     }
