@@ -9,7 +9,8 @@
 #
 #   bench/run_cuda_bench.sh [--shapes "qwen3-0.6b llama3.2-1b"] [--pairs "bf16:f16 fp8:q8_0 int4_awq:q4_0"]
 #                           [--pp 512] [--tg 128] [--reps 3] [--work DIR] [--edgellm BUILD/edgellm]
-#                           [--bench-cuda BUILD/bench_cuda] [--out FILE.md] [--backend cuda]
+#                           [--bench-cuda BUILD/bench_cuda] [--out FILE.md] [--backend cuda] [--depth D]
+# --depth D (e.g. 2048) adds decode at context D: tgTG after a D-token prompt (edgellm) / llama-bench -d D.
 # (--backend cpu: a smoke test of the script itself on a machine without a GPU; the ceilings still come from
 # bench_cuda, so it needs a stand-in that prints them)
 #
@@ -24,7 +25,7 @@ BENCH_CUDA="$ROOT/build/bench_cuda"
 WORK=/tmp/edgellm-cuda-bench
 SHAPES="qwen3-0.6b llama3.2-1b"
 PAIRS="bf16:f16 fp8:q8_0 int4_awq:q4_0"
-PP=512 TG=128 REPS=3 OUT="" BACKEND=cuda
+PP=512 TG=128 REPS=3 OUT="" BACKEND=cuda DEPTH=0
 while [ $# -gt 0 ]; do
   case "$1" in
     --shapes) SHAPES="$2"; shift 2 ;;
@@ -37,6 +38,7 @@ while [ $# -gt 0 ]; do
     --bench-cuda) BENCH_CUDA="$2"; shift 2 ;;
     --out) OUT="$2"; shift 2 ;;
     --backend) BACKEND="$2"; shift 2 ;;
+    --depth) DEPTH="$2"; shift 2 ;;
     -h|--help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "run_cuda_bench.sh: unknown option $1" >&2; exit 2 ;;
   esac
@@ -55,8 +57,9 @@ gemm=$(echo "$ceil" | sed -n 's/^gemm .*cuBLASLt alone.*, \([0-9.]*\) TFLOP\/s.*
     "pp$PP, tg$TG from an empty cache, medians of $REPS (llama.cpp: means)"
   echo
   echo "| model | edgellm | llama.cpp | pp$PP edgellm | pp$PP llama.cpp | pp ratio | tg$TG edgellm | tg$TG llama.cpp |" \
-    "tg ratio | decode GB/s edgellm (% of copy) | prefill TFLOP/s edgellm (% of GEMM) |"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"
+    "tg ratio | decode GB/s edgellm (% of copy) | prefill TFLOP/s edgellm (% of GEMM) |" \
+    "$([ "$DEPTH" -gt 0 ] && echo "tg$TG @ d$DEPTH edgellm | tg$TG @ d$DEPTH llama.cpp | ratio |")"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |$([ "$DEPTH" -gt 0 ] && echo " --- | --- | --- |")"
 } | tee "$OUT"
 
 for shape in $SHAPES; do
@@ -74,11 +77,12 @@ for shape in $SHAPES; do
       *) eargs=(--quantization "$efmt" --calib-samples 16 --calib-seq-len 128 --lm-head-quantization "$hq") ;;
     esac
     exp="$WORK/$shape.$efmt.export" eng="$WORK/$shape.$efmt.engine" gguf="$WORK/$shape.$gtype.gguf"
-    epp="n/a" etg="n/a" egb="n/a" lpp="n/a" ltg="n/a"
+    epp="n/a" etg="n/a" egb="n/a" lpp="n/a" ltg="n/a" etd="n/a" ltd="n/a"
+    inmax=$((PP > DEPTH ? PP : DEPTH))
     log "edgellm export + build $shape $efmt"
     if "$EDGELLM" export --model "$hf" --output "$exp" --overwrite "${eargs[@]}" > "$WORK/export.log" 2>&1 &&
        "$EDGELLM" build --input "$exp" --engine "$eng" --backend "$BACKEND" --overwrite --max-batch-size 1 \
-         --max-input-len "$PP" --max-kv-cache-capacity $((PP + TG)) > "$WORK/build.log" 2>&1; then
+         --max-input-len "$inmax" --max-kv-cache-capacity $((inmax + TG)) > "$WORK/build.log" 2>&1; then
       rm -rf "$exp"
       "$EDGELLM" info --engine "$eng" > "$WORK/info.json" 2>/dev/null || true
       pj=$("$EDGELLM" bench --engine "$eng" --prompt-len "$PP" --gen-len 1 --reps "$REPS" --json 2>/dev/null | grep '^{' | tail -1)
@@ -88,6 +92,11 @@ for shape in $SHAPES; do
 import json, sys
 j = json.load(sys.stdin)
 print("%.1f %.0f" % (j["decode_tok_s"]["median"], j["decode_gb_s"]))' 2>/dev/null || echo "n/a n/a")
+      if [ "$DEPTH" -gt 0 ]; then
+        etd=$("$EDGELLM" bench --engine "$eng" --prompt-len "$DEPTH" --gen-len "$TG" --reps "$REPS" --json 2>/dev/null |
+          grep '^{' | tail -1 | python3 -c 'import json,sys; print("%.1f" % json.load(sys.stdin)["decode_tok_s"]["median"])' \
+          2>/dev/null || echo n/a)
+      fi
     else
       log "edgellm $shape $efmt: $(cat "$WORK/export.log" "$WORK/build.log" 2>/dev/null | grep . | tail -1)"
     fi
@@ -106,6 +115,12 @@ for o in json.load(open(sys.argv[1])):
 print(pp, tg)' "$WORK/llama.json" 2>/dev/null || echo "n/a n/a")
       else
         log "llama-bench $shape $gtype failed: $(tail -1 "$WORK/llama.log")"
+      fi
+      if [ "$DEPTH" -gt 0 ] && bash "$ROOT/bench/llamacpp_cuda.sh" run --json "$WORK/llama_d.json" --reps "$REPS" \
+           --depth "$DEPTH" "$gguf" 0 "$TG" >> "$WORK/llama.log" 2>&1; then
+        ltd=$(python3 -c 'import json, sys
+print(next(("%.1f" % o["avg_ts"] for o in json.load(open(sys.argv[1])) if o["n_gen"] > 0), "n/a"))' \
+          "$WORK/llama_d.json" 2>/dev/null || echo n/a)
       fi
     else
       log "gguf export $shape $gtype failed: $(tail -1 "$WORK/gguf.log")"
@@ -132,7 +147,9 @@ try:
 except (OSError, KeyError, ValueError, TypeError):
     print("n/a")' "$WORK/info.json" "$PP" "$epp" "$gemm")
     rm -f "$WORK/info.json"
-    echo "| $shape | $efmt | $gtype | $epp | $lpp | $(ratio "$epp" "$lpp") | $etg | $ltg | $(ratio "$etg" "$ltg") | $pct | $pfl |" |
+    dcols=""
+    [ "$DEPTH" -gt 0 ] && dcols=" $etd | $ltd | $(ratio "$etd" "$ltd") |"
+    echo "| $shape | $efmt | $gtype | $epp | $lpp | $(ratio "$epp" "$lpp") | $etg | $ltg | $(ratio "$etg" "$ltg") | $pct | $pfl |$dcols" |
       tee -a "$OUT"
   done
   rm -rf "$hf"
