@@ -57,9 +57,9 @@ gemm=$(echo "$ceil" | sed -n 's/^gemm .*cuBLASLt alone.*, \([0-9.]*\) TFLOP\/s.*
     "pp$PP, tg$TG from an empty cache, medians of $REPS (llama.cpp: means)"
   echo
   echo "| model | edgellm | llama.cpp | pp$PP edgellm | pp$PP llama.cpp | pp ratio | tg$TG edgellm | tg$TG llama.cpp |" \
-    "tg ratio | decode GB/s edgellm (% of copy) | prefill TFLOP/s edgellm (% of GEMM) |" \
+    "tg ratio | decode GB/s edgellm (% of copy) | prefill TFLOP/s edgellm (% of GEMM) | TTFT ms / peak MiB edgellm |" \
     "$([ "$DEPTH" -gt 0 ] && echo "tg$TG @ d$DEPTH edgellm | tg$TG @ d$DEPTH llama.cpp | ratio |")"
-  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |$([ "$DEPTH" -gt 0 ] && echo " --- | --- | --- |")"
+  echo "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |$([ "$DEPTH" -gt 0 ] && echo " --- | --- | --- |")"
 } | tee "$OUT"
 
 for shape in $SHAPES; do
@@ -77,7 +77,7 @@ for shape in $SHAPES; do
       *) eargs=(--quantization "$efmt" --calib-samples 16 --calib-seq-len 128 --lm-head-quantization "$hq") ;;
     esac
     exp="$WORK/$shape.$efmt.export" eng="$WORK/$shape.$efmt.engine" gguf="$WORK/$shape.$gtype.gguf"
-    epp="n/a" etg="n/a" egb="n/a" lpp="n/a" ltg="n/a" etd="n/a" ltd="n/a"
+    epp="n/a" etg="n/a" egb="n/a" lpp="n/a" ltg="n/a" etd="n/a" ltd="n/a" emem="n/a"
     inmax=$((PP > DEPTH ? PP : DEPTH))
     log "edgellm export + build $shape $efmt"
     if "$EDGELLM" export --model "$hf" --output "$exp" --overwrite "${eargs[@]}" > "$WORK/export.log" 2>&1 &&
@@ -88,6 +88,9 @@ for shape in $SHAPES; do
       pj=$("$EDGELLM" bench --engine "$eng" --prompt-len "$PP" --gen-len 1 --reps "$REPS" --json 2>/dev/null | grep '^{' | tail -1)
       tj=$("$EDGELLM" bench --engine "$eng" --prompt-len 1 --gen-len "$TG" --reps "$REPS" --json 2>/dev/null | grep '^{' | tail -1)
       epp=$(echo "$pj" | python3 -c 'import json,sys; print("%.0f" % json.load(sys.stdin)["prefill_tok_s"]["median"])' 2>/dev/null || echo n/a)
+      # TTFT of the PP-token prompt; peak device memory (weights, KV cache, scratch) of that run
+      emem=$(echo "$pj" | python3 -c 'import json,sys; j = json.load(sys.stdin)
+print("%.1f / %.0f" % (j["ttft_ms"], j["peak_device_memory_bytes"] / 2**20))' 2>/dev/null || echo n/a)
       read -r etg egb < <(echo "$tj" | python3 -c '
 import json, sys
 j = json.load(sys.stdin)
@@ -149,7 +152,7 @@ except (OSError, KeyError, ValueError, TypeError):
     rm -f "$WORK/info.json"
     dcols=""
     [ "$DEPTH" -gt 0 ] && dcols=" $etd | $ltd | $(ratio "$etd" "$ltd") |"
-    echo "| $shape | $efmt | $gtype | $epp | $lpp | $(ratio "$epp" "$lpp") | $etg | $ltg | $(ratio "$etg" "$ltg") | $pct | $pfl |$dcols" |
+    echo "| $shape | $efmt | $gtype | $epp | $lpp | $(ratio "$epp" "$lpp") | $etg | $ltg | $(ratio "$etg" "$ltg") | $pct | $pfl | $emem |$dcols" |
       tee -a "$OUT"
   done
   rm -rf "$hf"
