@@ -1319,30 +1319,76 @@ static edgellm_status awq_clip(el_threadpool *tp, bool asym, lin *L, const tapst
  * increasing order from the same start value (the terms it skips or adds in addition are exact zeros added to
  * +0), so the result depends neither on the blocking nor on the number of threads (bit-identical exports). */
 
-/* acc[r] (4 rows of 8 columns) -= (sub) or += A(r, p) * B[p * ldb + 0..7] for p = p0 .. p1 - 1 in order;
- * A(r, p) = A[r * lda + p], or A[p * lda + r] when at (A given transposed). */
-static inline __attribute__((always_inline)) void gq_mk48(gq_v4d acc[4][2], const double *A, int64_t lda, bool at,
-                                                          const double *B, int64_t ldb, int64_t p0, int64_t p1,
-                                                          bool sub) {
-    for (int64_t p = p0; p < p1; p++) {
-        gq_v4d b0, b1;
-        memcpy(&b0, B + p * ldb, sizeof b0);
-        memcpy(&b1, B + p * ldb + 4, sizeof b1);
-        for (int r = 0; r < 4; r++) {
-            const double a = at ? A[p * lda + r] : A[r * lda + p];
-            const gq_v4d av = {a, a, a, a};
-            if (sub) {
-                acc[r][0] -= av * b0;
-                acc[r][1] -= av * b1;
-            } else {
-                acc[r][0] += av * b0;
-                acc[r][1] += av * b1;
-            }
-        }
+/* Tiles: the AVX2 / default clones compute 4 rows x 8 columns (2 vectors of 4 doubles a row, 8 accumulators), the
+ * AVX-512 variant (picked at run time where the CPU has it) 8 rows x 16 columns (2 vectors of 8 doubles a row, 16
+ * accumulators: more independent sums in flight per step of p). Both read B from a panel packed into a thread's
+ * scratch (GQ_SCRATCH doubles, (GQ_PT, GQ_NT) rows), so the matrices' power-of-two row strides (k doubles) do not
+ * alias in the caches; a transposed A comes packed too (gq_gemm.band), else A's rows are read in place. Packing
+ * copies values; the operations per element are the same. */
+enum { GQ_NT = 128, GQ_PT = 256, GQ_RMAX = 8 };
+#define GQ_SCRATCH ((size_t)GQ_PT * GQ_NT)
+typedef double gq_v8d __attribute__((vector_size(64)));
+#if defined(__x86_64__) && defined(__linux__) && defined(__GNUC__)
+#define GQ_AVX512 1
+#define GQ_FN(f) (__builtin_cpu_supports("avx512f") ? f##512 : f)
+#else
+#define GQ_AVX512 0
+#define GQ_FN(f) (f)
+#endif
+
+/* One tile of R rows of NV vectors VT: acc = C (or +0 when tow), acc -= (sub) or += a(r, p) * b(p, c) for p = 0 ..
+ * np - 1 in order with a(r, p) = ap[r * lda + p] (or ap[p * lda + r] when at), b(p, c) = bp[p * ldb + c]; then
+ * C = acc, or w[r * ldw + c] -= (float)acc (tow). */
+#define GQ_TILE_DEF(VT)                                                                                          \
+    static inline __attribute__((always_inline)) void gq_tile_##VT(double *C, int64_t ldc, float *w, int64_t ldw, \
+                                                                    int R, int NV, const double *ap, int64_t lda, \
+                                                                    bool at, const double *bp, int64_t ldb,       \
+                                                                    int64_t np, bool sub, bool tow) {             \
+        enum { L = sizeof(VT) / sizeof(double) };                                                                \
+        VT acc[GQ_RMAX][2], b[2];                                                                                \
+        for (int r = 0; r < R; r++)                                                                              \
+            for (int v = 0; v < NV; v++)                                                                         \
+                if (tow)                                                                                         \
+                    acc[r][v] = (VT){0};                                                                         \
+                else                                                                                             \
+                    memcpy(&acc[r][v], C + r * ldc + v * L, sizeof(VT));                                         \
+        for (int64_t p = 0; p < np; p++) {                                                                       \
+            for (int v = 0; v < NV; v++)                                                                         \
+                memcpy(&b[v], bp + p * ldb + v * L, sizeof(VT));                                                 \
+            _Pragma("GCC unroll 8") for (int r = 0; r < R; r++) {                                               \
+                const double a = at ? ap[p * lda + r] : ap[r * lda + p];                                         \
+                for (int v = 0; v < NV; v++)                                                                     \
+                    acc[r][v] = sub ? acc[r][v] - a * b[v] : acc[r][v] + a * b[v];                               \
+            }                                                                                                    \
+        }                                                                                                        \
+        for (int r = 0; r < R; r++)                                                                              \
+            for (int v = 0; v < NV; v++)                                                                         \
+                if (tow)                                                                                         \
+                    for (int q = 0; q < L; q++)                                                                  \
+                        w[r * ldw + v * L + q] -= (float)acc[r][v][q];                                           \
+                else                                                                                             \
+                    memcpy(C + r * ldc + v * L, &acc[r][v], sizeof(VT));                                         \
     }
+GQ_TILE_DEF(gq_v4d)
+GQ_TILE_DEF(gq_v8d)
+
+/* the tile of vectors of L doubles, sub and at constants (the kernel without branches) */
+#define GQ_TILE_CALL(f, s, t) f(C, ldc, w, ldw, R, NV, ap, lda, t, bp, ldb, np, s, tow)
+static inline __attribute__((always_inline)) void gq_tile(int L, double *C, int64_t ldc, float *w, int64_t ldw, int R,
+                                                          int NV, const double *ap, int64_t lda, bool at,
+                                                          const double *bp, int64_t ldb, int64_t np, bool sub,
+                                                          bool tow) {
+    if (L == 8 && sub)
+        at ? GQ_TILE_CALL(gq_tile_gq_v8d, true, true) : GQ_TILE_CALL(gq_tile_gq_v8d, true, false);
+    else if (L == 8)
+        at ? GQ_TILE_CALL(gq_tile_gq_v8d, false, true) : GQ_TILE_CALL(gq_tile_gq_v8d, false, false);
+    else if (sub)
+        at ? GQ_TILE_CALL(gq_tile_gq_v4d, true, true) : GQ_TILE_CALL(gq_tile_gq_v4d, true, false);
+    else
+        at ? GQ_TILE_CALL(gq_tile_gq_v4d, false, true) : GQ_TILE_CALL(gq_tile_gq_v4d, false, false);
 }
 
-/* the same for one element (row r, column c) */
+/* the same for one element (row r, column c), A(r, p) = A[r * lda + p], or A[p * lda + r] when at */
 static inline double gq_dot1(double v, const double *A, int64_t lda, bool at, int64_t r, const double *B,
                              int64_t ldb, int64_t c, int64_t p0, int64_t p1, bool sub) {
     for (int64_t p = p0; p < p1; p++) {
@@ -1352,57 +1398,71 @@ static inline double gq_dot1(double v, const double *A, int64_t lda, bool at, in
     return v;
 }
 
+/* B rows [p0, p1), columns [c0, c0 + nc) into bp (rows of GQ_NT) */
+static void gq_pack_b(double *bp, const double *B, int64_t ldb, int64_t p0, int64_t p1, int64_t c0, int64_t nc) {
+    for (int64_t p = p0; p < p1; p++)
+        memcpy(bp + (p - p0) * GQ_NT, B + p * ldb + c0, (size_t)nc * sizeof(double));
+}
+
 #define GQ_ALL (INT64_MIN / 4)
 /* C (M, N) -= (sub) or += A (M, P) B (P, N), each element's sum in order of p. The sum of C[r][c] may start
- * at p = max(r + prow, c + pcol) (GQ_ALL: 0) when the terms below are zeros; lower: only c <= r is needed. */
+ * at p = max(r + prow, c + pcol) (GQ_ALL: 0) when the terms below are zeros; lower: only c <= r is needed.
+ * scr: GQ_SCRATCH doubles per thread. The p tiles run outermost; when at, a thread packs its row blocks of A into
+ * band once per p tile (row by row of A, so the strided rows are read in order). */
 typedef struct gq_gemm {
     double *C;
     const double *A, *B;
     int64_t ldc, lda, ldb, M, N, P, prow, pcol;
     bool at, sub, lower;
+    double *scr, *band; /* band (at): A's rows packed per p tile, (M + GQ_RMAX) * GQ_PT doubles */
 } gq_gemm;
 
-GQ_CLONES static void gq_gemm_run(void *ctx, int ith, int nth) {
-    const gq_gemm *g = ctx;
-    enum { NT = 64, PT = 256 };
-    for (int64_t ct = 0; ct < g->N; ct += NT) {
-        const int64_t c1t = ct + NT < g->N ? ct + NT : g->N;
-        for (int64_t pt = 0; pt < g->P; pt += PT) {
-            const int64_t p1t = pt + PT < g->P ? pt + PT : g->P;
-            for (int64_t r0 = 4 * (int64_t)ith; r0 < g->M; r0 += 4 * (int64_t)nth) {
-                const double *A = g->at ? g->A + r0 : g->A + r0 * g->lda;
-                for (int64_t c0 = ct; c0 < c1t && !(g->lower && c0 > r0 + 3); c0 += 8) {
-                    int64_t pb = pt;
-                    if (r0 + g->prow > pb) pb = r0 + g->prow;
-                    if (c0 + g->pcol > pb) pb = c0 + g->pcol;
+static inline __attribute__((always_inline)) void gq_gemm_body(const gq_gemm *g, int ith, int nth, int R, int L,
+                                                               int NV) {
+    const int64_t W = (int64_t)L * NV;
+    double *bp = g->scr + (size_t)ith * GQ_SCRATCH;
+    const int64_t r00 = R * (int64_t)ith, rs = R * (int64_t)nth;
+    for (int64_t pt = 0; pt < g->P; pt += GQ_PT) {
+        const int64_t p1t = pt + GQ_PT < g->P ? pt + GQ_PT : g->P;
+        for (int64_t p = pt; g->at && p < p1t; p++)
+            for (int64_t r0 = r00; r0 < g->M && r0 + g->prow <= p; r0 += rs)
+                for (int64_t r = 0; r < R && r0 + r < g->M; r++)
+                    g->band[r0 * GQ_PT + (p - pt) * R + r] = g->A[p * g->lda + r0 + r];
+        for (int64_t ct = 0; ct < g->N; ct += GQ_NT) {
+            const int64_t c1t = ct + GQ_NT < g->N ? ct + GQ_NT : g->N;
+            if (ct + g->pcol >= p1t) continue; /* every tile's sum starts at or after p1t */
+            gq_pack_b(bp, g->B, g->ldb, pt, p1t, ct, c1t - ct);
+            for (int64_t r0 = r00; r0 < g->M; r0 += rs) {
+                const int64_t nr = g->M - r0 < R ? g->M - r0 : R, pa = r0 + g->prow > pt ? r0 + g->prow : pt;
+                if (pa >= p1t || (g->lower && ct > r0 + R - 1)) continue;
+                const int64_t lda = g->at ? R : g->lda; /* A(r, p): the band (at), else A's rows in place */
+                for (int64_t c0 = ct; c0 < c1t && !(g->lower && c0 > r0 + R - 1); c0 += W) {
+                    const int64_t pb = c0 + g->pcol > pa ? c0 + g->pcol : pa;
                     if (pb >= p1t) continue;
                     double *C = g->C + r0 * g->ldc + c0;
-                    if (r0 + 4 <= g->M && c0 + 8 <= c1t) {
-                        gq_v4d acc[4][2];
-                        for (int r = 0; r < 4; r++)
-                            memcpy(acc[r], C + r * g->ldc, sizeof acc[r]);
-                        const double *B = g->B + c0;
-                        if (g->at && g->sub) /* constant flags: the kernel without branches */
-                            gq_mk48(acc, A, g->lda, true, B, g->ldb, pb, p1t, true);
-                        else if (g->at)
-                            gq_mk48(acc, A, g->lda, true, B, g->ldb, pb, p1t, false);
-                        else if (g->sub)
-                            gq_mk48(acc, A, g->lda, false, B, g->ldb, pb, p1t, true);
-                        else
-                            gq_mk48(acc, A, g->lda, false, B, g->ldb, pb, p1t, false);
-                        for (int r = 0; r < 4; r++)
-                            memcpy(C + r * g->ldc, acc[r], sizeof acc[r]);
-                    } else {
-                        for (int64_t r = 0; r < 4 && r0 + r < g->M; r++)
-                            for (int64_t c = 0; c < 8 && c0 + c < c1t; c++)
-                                C[r * g->ldc + c] = gq_dot1(C[r * g->ldc + c], A, g->lda, g->at, r, g->B + c0,
-                                                            g->ldb, c, pb, p1t, g->sub);
-                    }
+                    const double *a = g->at ? g->band + r0 * GQ_PT + (pb - pt) * R : g->A + r0 * g->lda + pb,
+                                 *b = bp + (pb - pt) * GQ_NT + (c0 - ct);
+                    if (nr == R && c0 + W <= c1t)
+                        gq_tile(L, C, g->ldc, NULL, 0, R, NV, a, lda, g->at, b, GQ_NT, p1t - pb, g->sub, false);
+                    else
+                        for (int64_t r = 0; r < nr; r++)
+                            for (int64_t c = 0; c < W && c0 + c < c1t; c++)
+                                C[r * g->ldc + c] =
+                                    gq_dot1(C[r * g->ldc + c], a, lda, g->at, r, b, GQ_NT, c, 0, p1t - pb, g->sub);
                 }
             }
         }
     }
 }
+
+GQ_CLONES static void gq_gemm_run(void *ctx, int ith, int nth) {
+    gq_gemm_body(ctx, ith, nth, 4, 4, 2);
+}
+#if GQ_AVX512
+__attribute__((target("avx512f"))) static void gq_gemm_run512(void *ctx, int ith, int nth) {
+    gq_gemm_body(ctx, ith, nth, 8, 8, 2);
+}
+#endif
 
 /* Cholesky, the panel's rows at and below J1: a[i][j] for j in [J0, J1) from the updated sums */
 typedef struct gq_chol {
@@ -1426,7 +1486,7 @@ static void gq_chol_run(void *ctx, int ith, int nth) {
 /* Cholesky of the symmetric positive definite A (n, n) in place: lower L with A = L L^T (the upper triangle
  * zeroed). Left-looking in panels of 32 columns: a[i][j] = (a[i][j] - sum_{p<j} a[i][p] a[j][p]) / a[j][j], the
  * part p < J0 as a product with the panel rows transposed into pt (n * 32 doubles). */
-static bool cholesky(el_threadpool *tp, double *a, int64_t n, double *pt) {
+static bool cholesky(el_threadpool *tp, double *a, int64_t n, double *pt, double *scr, double *band) {
     enum { NB = 32 };
     for (int64_t J0 = 0; J0 < n; J0 += NB) {
         const int64_t J1 = J0 + NB < n ? J0 + NB : n, nb = J1 - J0;
@@ -1435,8 +1495,8 @@ static bool cholesky(el_threadpool *tp, double *a, int64_t n, double *pt) {
                 for (int64_t p = 0; p < J0; p++)
                     pt[p * nb + jj] = a[(J0 + jj) * n + p];
             gq_gemm g = {a + J0 * n + J0, a + J0 * n, pt, n, n, nb, n - J0, nb, J0, GQ_ALL, GQ_ALL,
-                         false, true, false};
-            pool_run(tp, gq_gemm_run, &g);
+                         false, true, false, scr, band};
+            pool_run(tp, GQ_FN(gq_gemm_run), &g);
         }
         for (int64_t j = J0; j < J1; j++) {
             double d = a[j * n + j];
@@ -1528,20 +1588,32 @@ static float gptq_round(const gptq_grid *q, int64_t j, int64_t c, int64_t k, flo
     return el_e2m1_to_f32(code) * s;
 }
 
+/* dst[i][j] = src[j][i] (k, k) for all i, j (part 0), j > i (part 1) or j < i (part -1), in blocks of 32 x 32 */
+static void gq_transpose(double *dst, const double *src, int64_t k, int part) {
+    enum { TB = 32 };
+    for (int64_t i0 = 0; i0 < k; i0 += TB)
+        for (int64_t j0 = part > 0 ? i0 : 0; j0 < (part < 0 ? i0 + TB : k); j0 += TB)
+            for (int64_t i = i0; i < i0 + TB && i < k; i++)
+                for (int64_t j = j0; j < j0 + TB && j < k; j++)
+                    if (part == 0 || (part > 0 ? j > i : j < i)) dst[i * k + j] = src[j * k + i];
+}
+
 /* U (k, k, row-major upper) with H^-1 = U^T U for the dampened Hessian of Hsym (upper triangle used), as
  * GPTQ: H = L L^T, H^-1 = L^-T L^-1, U = the transposed lower Cholesky factor of H^-1. */
 static edgellm_status gptq_inverse(el_threadpool *tp, const double *Hsym, int64_t k, double **U_out) {
     enum { IB = 64 };
     double *H = el_malloc((size_t)(k * k) * sizeof(double)), *Hi = el_calloc((size_t)(k * k), sizeof(double)),
-           *pt = el_malloc((size_t)(k * 32) * sizeof(double));
+           *pt = el_malloc((size_t)(k * 32) * sizeof(double)),
+           *scr = el_aligned_alloc((size_t)(tp ? el_threadpool_size(tp) : 1) * GQ_SCRATCH * sizeof(double)),
+           *band = el_aligned_alloc((size_t)(k + GQ_RMAX) * GQ_PT * sizeof(double));
     edgellm_status st = EDGELLM_STATUS_OK;
-    if (!H || !Hi || !pt) {
+    if (!H || !Hi || !pt || !scr || !band) {
         st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in GPTQ");
         goto done;
     }
     for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < k; j++)
-            H[i * k + j] = i <= j ? Hsym[i * k + j] : Hsym[j * k + i];
+        memcpy(H + i * k + i, Hsym + i * k + i, (size_t)(k - i) * sizeof(double));
+    gq_transpose(H, Hsym, k, -1);
     double mean = 0;
     for (int64_t i = 0; i < k; i++) {
         if (H[i * k + i] == 0) H[i * k + i] = 1; /* dead input: never active */
@@ -1551,7 +1623,7 @@ static edgellm_status gptq_inverse(el_threadpool *tp, const double *Hsym, int64_
     for (int64_t i = 0; i < k; i++)
         H[i * k + i] += damp;
     /* H^-1 via Cholesky: H = L L^T, H^-1 = L^-T L^-1 */
-    if (!cholesky(tp, H, k, pt)) {
+    if (!cholesky(tp, H, k, pt, scr, band)) {
         st = el_err(EDGELLM_STATUS_FORMAT, "GPTQ: Hessian is not positive definite");
         goto done;
     }
@@ -1559,33 +1631,32 @@ static edgellm_status gptq_inverse(el_threadpool *tp, const double *Hsym, int64_
     for (int64_t I0 = 0; I0 < k; I0 += IB) {
         const int64_t I1 = I0 + IB < k ? I0 + IB : k;
         if (I0 > 0) {
-            gq_gemm g = {Hi + I0 * k, H + I0 * k, Hi, k, k, k, I1 - I0, I0, I0, GQ_ALL, 0, false, true, false};
-            pool_run(tp, gq_gemm_run, &g);
+            gq_gemm g = {Hi + I0 * k, H + I0 * k, Hi, k, k, k, I1 - I0, I0, I0, GQ_ALL, 0, false, true, false,
+                         scr, band};
+            pool_run(tp, GQ_FN(gq_gemm_run), &g);
         }
         gq_linv c = {H, Hi, k, I0, I1};
         pool_run(tp, gq_linv_run, &c);
     }
     /* H = L^-T L^-1 (full inverse): H[i][j] = sum_{p>=i} Hi[p][i] Hi[p][j] for j <= i, mirrored */
     memset(H, 0, (size_t)(k * k) * sizeof(double));
-    gq_gemm g = {H, Hi, Hi, k, k, k, k, k, k, 0, GQ_ALL, true, false, true};
-    pool_run(tp, gq_gemm_run, &g);
-    for (int64_t i = 0; i < k; i++)
-        for (int64_t j = 0; j < i; j++)
-            H[j * k + i] = H[i * k + j];
+    gq_gemm g = {H, Hi, Hi, k, k, k, k, k, k, 0, GQ_ALL, true, false, true, scr, band};
+    pool_run(tp, GQ_FN(gq_gemm_run), &g);
+    gq_transpose(H, H, k, 1);
     /* upper Cholesky factor of H^-1: U = L'^T with H^-1 = L' L'^T */
-    if (!cholesky(tp, H, k, pt)) {
+    if (!cholesky(tp, H, k, pt, scr, band)) {
         st = el_err(EDGELLM_STATUS_FORMAT, "GPTQ: inverse Hessian is not positive definite");
         goto done;
     }
-    for (int64_t i = 0; i < k; i++)
-        for (int64_t c = 0; c < k; c++)
-            Hi[i * k + c] = H[c * k + i];
+    gq_transpose(Hi, H, k, 0);
     *U_out = Hi;
     Hi = NULL;
 done:
     el_free(H);
     el_free(Hi);
     el_free(pt);
+    el_free_aligned(scr);
+    el_free_aligned(band);
     return st;
 }
 
@@ -1597,14 +1668,16 @@ typedef struct gq_rows {
     const float *gram; /* (k / 16) blocks of 16 x 16 (nvfp4) */
     double *err;       /* (n, 128) */
     int64_t n, k, g;
+    double *scr; /* GQ_SCRATCH doubles per thread */
 } gq_rows;
 
-GQ_CLONES static void gq_rows_run(void *ctx, int ith, int nth) {
-    const gq_rows *c = ctx;
-    const int64_t n = c->n, k = c->k, nq = (n + 3) / 4;
-    const int64_t j0 = 4 * (nq * ith / nth), j1e = 4 * (nq * (ith + 1) / nth), j1 = j1e < n ? j1e : n;
+static inline __attribute__((always_inline)) void gq_rows_body(const gq_rows *c, int ith, int nth, int R, int L,
+                                                               int NV) {
+    const int64_t n = c->n, k = c->k, nq = (n + R - 1) / R, W = (int64_t)L * NV;
+    const int64_t j0 = R * (nq * ith / nth), j1e = R * (nq * (ith + 1) / nth), j1 = j1e < n ? j1e : n;
     const double *U = c->U;
     float *w = c->w;
+    double *bp = c->scr + (size_t)ith * GQ_SCRATCH;
     for (int64_t b0 = 0; b0 < k; b0 += 128) {
         const int64_t b1 = b0 + 128 < k ? b0 + 128 : k;
         for (int64_t j = j0; j < j1; j++) {
@@ -1623,29 +1696,36 @@ GQ_CLONES static void gq_rows_run(void *ctx, int ith, int nth) {
             c->scale[j] = s;
         }
         /* lazy batch: propagate the block's errors to the remaining columns, w -= (float)(err U) */
-        const double *B = U + b0 * k;
         const int64_t P = b1 - b0;
-        for (int64_t ct = b1; ct < k; ct += 64) {
-            const int64_t c1t = ct + 64 < k ? ct + 64 : k;
-            for (int64_t r0 = j0; r0 < j1; r0 += 4)
-                for (int64_t c0 = ct; c0 < c1t; c0 += 8) {
-                    if (r0 + 4 <= j1 && c0 + 8 <= c1t) {
-                        gq_v4d acc[4][2];
-                        memset(acc, 0, sizeof acc);
-                        gq_mk48(acc, c->err + r0 * 128, 128, false, B + c0, k, 0, P, false);
-                        for (int r = 0; r < 4; r++)
-                            for (int q = 0; q < 8; q++)
-                                w[(r0 + r) * k + c0 + q] -= (float)acc[r][q / 4][q % 4];
-                    } else {
-                        for (int64_t r = 0; r < 4 && r0 + r < j1; r++)
-                            for (int64_t q = 0; q < 8 && c0 + q < c1t; q++)
-                                w[(r0 + r) * k + c0 + q] -= (float)gq_dot1(0, c->err + r0 * 128, 128, false, r,
-                                                                           B + c0, k, q, 0, P, false);
-                    }
+        for (int64_t ct = b1; ct < k; ct += GQ_NT) {
+            const int64_t c1t = ct + GQ_NT < k ? ct + GQ_NT : k;
+            gq_pack_b(bp, U, k, b0, b1, ct, c1t - ct);
+            for (int64_t r0 = j0; r0 < j1; r0 += R) {
+                const int64_t nr = j1 - r0 < R ? j1 - r0 : R;
+                const double *ap = c->err + r0 * 128;
+                for (int64_t c0 = ct; c0 < c1t; c0 += W) {
+                    float *wt = w + r0 * k + c0;
+                    const double *b = bp + (c0 - ct);
+                    if (nr == R && c0 + W <= c1t)
+                        gq_tile(L, NULL, 0, wt, k, R, NV, ap, 128, false, b, GQ_NT, P, false, true);
+                    else
+                        for (int64_t r = 0; r < nr; r++)
+                            for (int64_t q = 0; q < W && c0 + q < c1t; q++)
+                                wt[r * k + q] -= (float)gq_dot1(0, ap, 128, false, r, b, GQ_NT, q, 0, P, false);
                 }
+            }
         }
     }
 }
+
+GQ_CLONES static void gq_rows_run(void *ctx, int ith, int nth) {
+    gq_rows_body(ctx, ith, nth, 4, 4, 2);
+}
+#if GQ_AVX512
+__attribute__((target("avx512f"))) static void gq_rows_run512(void *ctx, int ith, int nth) {
+    gq_rows_body(ctx, ith, nth, 8, 8, 2);
+}
+#endif
 
 /* GPTQ (Frantar et al.): H = X^T X (+ 1% mean-diagonal dampening), U = upper Cholesky factor of H^-1
  * (gptq_inverse; U may come from a previous linear with the same Hessian), columns quantized in order with
@@ -1658,11 +1738,13 @@ static edgellm_status gptq_quantize(el_threadpool *tp, float *w, int64_t n, int6
             for (int64_t j = 0; j < n; j++)
                 w[j * k + i] = 0;
     const int64_t nb = (k + 15) / 16;
-    double *err = el_malloc((size_t)(n * 128) * sizeof(double));
+    double *err = el_malloc((size_t)(n * 128) * sizeof(double)),
+           *scr = el_aligned_alloc((size_t)(tp ? el_threadpool_size(tp) : 1) * GQ_SCRATCH * sizeof(double));
     float *scale = el_calloc((size_t)n, sizeof(float)),
           *gram = gq->m ? NULL : el_malloc((size_t)(nb * 256) * sizeof(float));
-    if (!err || !scale || (!gq->m && !gram)) {
+    if (!err || !scr || !scale || (!gq->m && !gram)) {
         el_free(err);
+        el_free_aligned(scr);
         el_free(scale);
         el_free(gram);
         return el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory in GPTQ");
@@ -1674,12 +1756,13 @@ static edgellm_status gptq_quantize(el_threadpool *tp, float *w, int64_t n, int6
                 gram[b * 256 + a * 16 + e] =
                     (float)(a <= e ? Hsym[(c0 + a) * k + c0 + e] : Hsym[(c0 + e) * k + c0 + a]);
     }
-    gq_rows r = {gq, w, scale, U, gram, err, n, k, gq->m ? gq->m->g : 16};
-    pool_run(tp, gq_rows_run, &r);
+    gq_rows r = {gq, w, scale, U, gram, err, n, k, gq->m ? gq->m->g : 16, scr};
+    pool_run(tp, GQ_FN(gq_rows_run), &r);
     for (int64_t j = 0; gq->m && j < n; j++)
         for (int64_t c = k; c < gq->m->kp; c++)
             gq->m->q[j * gq->m->kp + c] = 8;
     el_free(err);
+    el_free_aligned(scr);
     el_free(scale);
     el_free(gram);
     return EDGELLM_STATUS_OK;
