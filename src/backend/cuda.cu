@@ -1028,10 +1028,10 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     c->cc = prop.major * 10 + prop.minor;
     c->smem_optin = prop.sharedMemPerBlockOptin;
     c->pdl = prop.major >= 9 && !getenv("EDGELLM_NO_PDL");
-    /* A/B switches of the w4a16 decode path (tests/gpu/ab.sh): EDGELLM_NO_QFUSED=1 runs the unfused op chain
-     * for w4a16 layers; EDGELLM_QGEMV_MODE=1 / 2 picks the fp32-FMA / bf16 tensor-core GEMV at m = 1 too */
     const char *nr = getenv("EDGELLM_NO_ROPE_ATT"); /* A/B: qk_rope_kv and attention as two kernels */
     if (nr && strcmp(nr, "0")) be->iface.rope_attention = NULL;
+    /* A/B switches of the w4a16 decode path (tests/gpu/ab.sh): EDGELLM_NO_QFUSED=1 runs the unfused op chain
+     * for w4a16 layers; EDGELLM_QGEMV_MODE=1 / 2 picks the fp32-FMA / bf16 tensor-core GEMV at m = 1 too */
     const char *nq = getenv("EDGELLM_NO_QFUSED");
     if (nq && strcmp(nq, "0")) be->iface.fused_quant = NULL;
     /* fp8 layers run fused on sm_89+, where every block converts x to e4m3 with the hardware conversion (H200,
