@@ -1049,6 +1049,8 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     elk_qmma_cluster = c->cc < 90 ? 1 : qc && qc[0] >= '1' && qc[0] <= '4' && !qc[1] ? qc[0] - '0' : 2;
     const char *fd = getenv("EDGELLM_FG_DEPTH"); /* A/B: weight vectors in flight per thread, fused float GEMVs */
     if (fd && (!strcmp(fd, "2") || !strcmp(fd, "4"))) elk_fg_depth = atoi(fd);
+    const char *fs = getenv("EDGELLM_FQ_SLOW_CODES"); /* A/B: the fused w8a8 / fp8 codes prologue, per-pass loops */
+    if (fs && !strcmp(fs, "1")) elk_fq_slow_codes = 1;
     const char *ac = getenv("EDGELLM_ATT_CHUNK"); /* A/B: the smallest split-KV chunk of decode attention */
     if (ac && (!strcmp(ac, "64") || !strcmp(ac, "128") || !strcmp(ac, "256"))) elk_attn_min_chunk = atoi(ac);
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)

@@ -22,6 +22,7 @@ extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where
 extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 never, 2 always */
 extern int elk_attn_prefill_rows; /* attention_prefill.cu: query rows per CTA, 0 auto, 64, 128 */
 extern int elk_fg_depth;        /* src/kernels/cuda/fused.cu: float fused GEMV load depth, 0 by shape, 2, 4 */
+extern int elk_fq_slow_codes;   /* fused.cu: 1 = the w8a8 / static fp8 codes prologue as per-pass loops */
 extern int el_cuda_qgemm_mode;    /* backend/cuda.cu: 1 w8a8 / static fp8 prefill on int8 / fp8 GEMMs, 0 bf16 path */
 extern unsigned long long el_cuda_qgemm_count[3]; /* backend/cuda.cu: prefill GEMMs run: int8, fp8, bf16 */
 static int g_cc; /* the device's compute capability, major * 10 + minor */
@@ -929,6 +930,58 @@ static void run_norm_swiglu_q(int64_t k, int64_t n, el_dtype wt, bool norm, bool
     el_free(rg), el_free(ru), el_free(ref), el_free(got);
 }
 
+/* The codes prologue of the fused w8a8 / static fp8 ops (fused.cu): batched loads (fq_codes_rows) and the per-pass
+ * loops must give the same codes, so the same outputs bit for bit (NMSE 0): n_w matrices (or SWIGLU: gate and an
+ * up with its own static scale) on the same x. */
+static void run_fq_codes_ab(int64_t k, int n_w, const int64_t *n, bool norm, bool swiglu, const qfmt *qf) {
+    const float eps = 1e-5f;
+    float *x = rand_f32(k, 2.f), *g = rand_f32(k, 1.f), *h = el_malloc(k * 4);
+    float *dx = dput(x, k * 4), *dg = dput(g, k * 4);
+    const float hmax = fused_h(x, g, dx, dg, k, eps, norm, true, h);
+    void *hw[3] = {0}, *dw[3] = {0};
+    float *dy[3] = {0}, *out[2][3] = {{0}};
+    const int nm = swiglu ? 2 : n_w;
+    for (int i = 0; i < nm; i++) {
+        size_t nb = 0;
+        const int64_t ni = swiglu ? n[0] : n[i];
+        hw[i] = make_qweight(qf, ni, k, hmax * (i == 1 && swiglu ? 1.1f : 1.f), &nb);
+        CHECK_OK(be->iface.weight_map(be, hw[i], nb, &dw[i]));
+        CHECK(be->iface.fused_quant && be->iface.fused_quant(be, dw[i], qf->t));
+    }
+    const int no = swiglu ? 1 : n_w;
+    for (int i = 0; i < no; i++)
+        dy[i] = dput(NULL, n[i] * 4);
+    for (int pass = 0; pass < 2; pass++) {
+        elk_fq_slow_codes = pass;
+        for (int i = 0; i < no; i++)
+            dpoison(dy[i], n[i]);
+        if (swiglu) {
+            CHECK_OK(be->iface.norm_swiglu(be, dx, k, norm ? dg : NULL, eps, dw[0], dw[1], qf->t, n[0], NULL, NULL,
+                                           dy[0]));
+        } else {
+            const void *cw[3] = {dw[0], dw[1], dw[2]};
+            CHECK_OK(be->iface.norm_matmul(be, dx, k, norm ? dg : NULL, eps, n_w, cw, qf->t, n, NULL, dy, false));
+        }
+        for (int i = 0; i < no; i++) {
+            out[pass][i] = el_malloc(n[i] * 4);
+            dget(out[pass][i], dy[i], n[i] * 4);
+        }
+    }
+    elk_fq_slow_codes = 0;
+    for (int i = 0; i < no; i++) {
+        char nm2[128];
+        snprintf(nm2, sizeof nm2, "fq codes batched vs loops %s k %lld n %lld%s%s", qf->name, (long long)k,
+                 (long long)n[i], norm ? " norm" : "", swiglu ? " swiglu" : "");
+        report(nm2, t_nmse(out[1][i], out[0][i], n[i]), 0.0);
+        el_free(out[0][i]), el_free(out[1][i]);
+        be->iface.dealloc(be, dy[i]);
+    }
+    for (int i = 0; i < nm; i++)
+        be->iface.dealloc(be, dw[i]), el_free(hw[i]);
+    be->iface.dealloc(be, dx), be->iface.dealloc(be, dg);
+    el_free(x), el_free(g), el_free(h);
+}
+
 /* rope_attention (q/k norm + RoPE + KV store inside the attention kernel) vs qk_rope_kv + attention on copies of
  * the same inputs and caches: one token per slot, positions in the first, a middle and the last split, at
  * split boundaries, past cap and a slot -1; bit-identical outputs and caches (same arithmetic, same order) */
@@ -1112,6 +1165,19 @@ static void test_fused(void) {
         run_norm_swiglu_q(1030, 70, EL_DTYPE_F32, true, false, tol, qf);
         run_norm_swiglu_q(544, 50, EL_DTYPE_F32, true, false, tol, qf);
         run_norm_swiglu_q(512, 40, EL_DTYPE_F32, false, true, tol, qf);
+    }
+    /* batched codes prologue vs the per-pass loops, bit for bit: fp8 static per-channel, w8a8 dynamic / static; one
+     * batch (k <= 2048, 256- and 128-thread sums), several (3072, 8192, 32768), without norm, SWIGLU with two scales */
+    for (int i = 0; i < 3; i++) {
+        const qfmt *qf = &QF[(const int[]){7, 0, 1}[i]];
+        const int64_t qkv[3] = {2048, 512, 512}, one[1] = {1000}, sw[1] = {700};
+        run_fq_codes_ab(2048, 3, qkv, true, false, qf);
+        run_fq_codes_ab(1024, 3, qkv, true, false, qf);
+        run_fq_codes_ab(512, 1, one, true, false, qf);
+        run_fq_codes_ab(3072, 1, one, false, false, qf);
+        run_fq_codes_ab(8192, 1, one, true, false, qf);
+        run_fq_codes_ab(2048, 1, sw, true, true, qf);
+        run_fq_codes_ab(32768, 1, sw, true, true, qf);
     }
     /* w8a8 gate/up with k = 32768: 64 KiB of activation codes (above the default 48 KiB of shared memory) */
     run_norm_swiglu_q(32768, 64, EL_DTYPE_F32, true, true, 1e-10, &QF[0]);

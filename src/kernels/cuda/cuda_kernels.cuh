@@ -42,6 +42,9 @@ cudaError_t elk_add_bias(cudaStream_t st, float *y, const float *bias, int64_t m
 extern "C" int elk_gemv_tc_mode;
 /* fused.cu: weight vectors per row in flight per thread in the float fused GEMVs (0 = by shape, 2, 4) */
 extern "C" int elk_fg_depth;
+/* fused.cu: 1 = the codes prologue of the fused w8a8 / static fp8 ops as per-pass loops (the A/B and test
+ * reference of the batched one, fq_codes_rows); 0 = batched where x is aligned and k % 16 == 0 */
+extern "C" int elk_fq_slow_codes;
 /* w4a16 GEMV kernel choice (qgemv.cu): 0 = fp32 FMA at m = 1 (the backend takes qmma.cu's int8 tensor cores
  * where it can), bf16 tensor cores for m >= 2; 1 = fp32 FMA for every m; 2 = bf16 tensor cores for every m */
 extern "C" int elk_qgemv_tc_mode;

@@ -283,7 +283,11 @@ cudaError_t elk_fused_gemv(cudaStream_t st, const float *x, int64_t k, const flo
 struct elk_fq_off {
     uint64_t q[3];
     bool xal;
+    bool slow; /* codes formats: the per-pass loops instead of fq_codes_rows (elk_fq_slow_codes) */
 };
+
+extern "C" int elk_fq_slow_codes; /* cuda_kernels.cuh */
+int elk_fq_slow_codes = 0;
 
 enum { FQ_FP8 = 0, FQ_FP8S = 1, FQ_W8A8 = 2, FQ_NVFP4 = 3 }; /* fp8 weight-only / static activations, ... */
 
@@ -435,6 +439,119 @@ static __device__ __forceinline__ void fq_step_f(const uint4 (&wv)[NR], const ui
     }
 }
 
+/* Codes formats, x (and g) 16-byte aligned, k % 16 == 0: the codes of h into cw (as the op chain's pre-kernel, bit
+ * for bit), the scales sx; returns whether SWIGLU's up has codes of its own (at cw + k bytes). Each thread holds
+ * XB float4 of x (and g) at a time, all requested at once, so a row of k <= XB * 512 costs one round trip to L2
+ * for the whole prologue (the loop of fq_sumsq and the code pass after it took one per float4 and pass): the sum
+ * of squares in elk_rmsnorm's order (T = 256 when k >= 1024: this thread plays t and t + 128, i.e. the float4
+ * t + 128 u with u even and odd), then max |h| (dynamic w8a8), then the codes. */
+template <int F, int NM>
+static __device__ __forceinline__ bool fq_codes_rows(const float *__restrict__ x, const float *__restrict__ g,
+                                                     int64_t k, float eps, const uint32_t (&flg)[NM],
+                                                     const float (&act)[NM], float *red, uint32_t *cw,
+                                                     float (&sx)[NM]) {
+    constexpr int XB = 4;
+    const int t = threadIdx.x, lane = t & 31, wp = t >> 5;
+    const int64_t k4 = k / 4, span = (int64_t)XB * FG_THREADS;
+    const bool one = k4 <= span;
+    const float4 *x4 = (const float4 *)x, *g4 = (const float4 *)g;
+    float4 xr[XB], gr[XB];
+    auto load = [&](int64_t b0) {
+#pragma unroll
+        for (int u = 0; u < XB; u++) {
+            const int64_t i = b0 + t + (int64_t)u * FG_THREADS;
+            xr[u] = i < k4 ? __ldg(x4 + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+            gr[u] = g && i < k4 ? __ldg(g4 + i) : make_float4(0.f, 0.f, 0.f, 0.f);
+        }
+    };
+    auto hrow = [&](int u, float inv, float (&h)[4]) { /* fq_h4's arithmetic */
+        const float xv[4] = {xr[u].x, xr[u].y, xr[u].z, xr[u].w};
+        const float gv[4] = {gr[u].x, gr[u].y, gr[u].z, gr[u].w};
+#pragma unroll
+        for (int c = 0; c < 4; c++)
+            h[c] = g ? xv[c] * inv * gv[c] : xv[c];
+    };
+    if (one) load(0);
+    float inv_n = 1.f;
+    if (g) {
+        const int T = k >= 1024 ? 256 : 128;
+        float s0 = 0.f, s1 = 0.f;
+        for (int64_t b0 = 0; b0 < k4; b0 += span) {
+            if (!one) load(b0);
+#pragma unroll
+            for (int u = 0; u < XB; u++) {
+                if (b0 + t + (int64_t)u * FG_THREADS >= k4) continue;
+                const float4 v = xr[u];
+                if (T == 256 && (u & 1))
+                    s1 += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+                else
+                    s0 += v.x * v.x + v.y * v.y + v.z * v.z + v.w * v.w;
+            }
+        }
+        s0 = elk_warp_sum(s0);
+        if (lane == 0) red[wp] = s0;
+        if (T == 256) {
+            s1 = elk_warp_sum(s1);
+            if (lane == 0) red[wp + FG_THREADS / 32] = s1;
+        }
+        __syncthreads();
+        inv_n = rsqrtf(elk_warp_sum(lane < T / 32 ? red[lane] : 0.f) / (float)k + eps);
+    }
+    float inv[NM];
+    if (F == FQ_W8A8) {
+        bool dyn = false;
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+            dyn = dyn || !(flg[m] & ELK_QF_STATIC_ACT);
+        float amax = 0.f;
+        if (dyn) {
+            for (int64_t b0 = 0; b0 < k4; b0 += span) {
+                if (!one) load(b0);
+#pragma unroll
+                for (int u = 0; u < XB; u++) {
+                    if (b0 + t + (int64_t)u * FG_THREADS >= k4) continue;
+                    float h[4];
+                    hrow(u, inv_n, h);
+                    amax = fmaxf(amax, fmaxf(fmaxf(fabsf(h[0]), fabsf(h[1])), fmaxf(fabsf(h[2]), fabsf(h[3]))));
+                }
+            }
+            amax = qa_block_max(amax, red);
+        }
+#pragma unroll
+        for (int m = 0; m < NM; m++)
+            w8a8_act_scale((flg[m] & ELK_QF_STATIC_ACT) != 0, act[m], amax, inv[m], sx[m]);
+    } else {
+#pragma unroll
+        for (int m = 0; m < NM; m++) {
+            sx[m] = act[m];
+            inv[m] = __fdiv_rn(1.0f, act[m]);
+        }
+    }
+    const bool two = NM == 2 && inv[NM - 1] != inv[0];
+    for (int64_t b0 = 0; b0 < k4; b0 += span) {
+        if (!one) load(b0);
+#pragma unroll
+        for (int u = 0; u < XB; u++) {
+            const int64_t i = b0 + t + (int64_t)u * FG_THREADS;
+            if (i >= k4) continue;
+            float h[4];
+            hrow(u, inv_n, h);
+            for (int m = 0; m < (two ? 2 : 1); m++) {
+                const float iv = m == 0 ? inv[0] : inv[NM - 1];
+                uint32_t word = 0;
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    const uint32_t q =
+                        F == FQ_W8A8 ? (uint32_t)(int)w8a8_code(h[c], iv) & 0xffu : fp8_act_code(h[c], iv);
+                    word |= q << (8 * c);
+                }
+                cw[m * k4 + i] = word;
+            }
+        }
+    }
+    return two;
+}
+
 template <int F, int R, int MODE, bool VEC>
 __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk_fq_off o) {
     constexpr int NM = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices read per block */
@@ -524,7 +641,15 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
      * memory; weight-only formats use x (times g) as it comes, the norm is applied to the dot products */
     float sx[NM];
     const uint8_t *cx0 = (const uint8_t *)fq_codes, *cx1 = cx0;
-    if (CODES) {
+    bool fast = false;
+    if constexpr (CODES) {
+        fast = o.xal && (k & 15) == 0 && !o.slow;
+        if (fast) {
+            if (fq_codes_rows<F, NM>(x, g, k, a.eps, flg, act, red, (uint32_t *)fq_codes, sx)) cx1 = cx0 + k;
+            __syncthreads();
+        }
+    }
+    if (CODES && !fast) {
         const int64_t kq = (k + 15) & ~(int64_t)15;
         float inv_n = 1.f, inv[NM];
         if (norm) inv_n = rsqrtf(fq_sumsq(x, k, o.xal, red) / (float)k + a.eps);
@@ -717,6 +842,7 @@ cudaError_t elk_fused_q(cudaStream_t st, const float *x, int64_t k, const float 
         o.q[i] = qoff[i];
     }
     o.xal = ((uintptr_t)x & 15) == 0 && ((uintptr_t)norm_w & 15) == 0;
+    o.slow = elk_fq_slow_codes != 0;
     if (n_sm <= 0) n_sm = 1;
     /* the 16-byte vector path: whole vectors per row (8-bit formats: k % 16 == 0; nvfp4: an even block count);
      * the weight-only formats also load x (and g) as float4 there */
