@@ -439,6 +439,41 @@ static __device__ __forceinline__ void fq_step_f(const uint4 (&wv)[NR], const ui
     }
 }
 
+/* Codes formats: whether the codes need max |h| (dynamic w8a8 on any of the block's matrices) */
+template <int F, int NM> static __device__ __forceinline__ bool fq_dynamic(const uint32_t (&flg)[NM]) {
+    bool dyn = false;
+#pragma unroll
+    for (int m = 0; m < NM; m++)
+        dyn = dyn || (F == FQ_W8A8 && !(flg[m] & ELK_QF_STATIC_ACT));
+    return dyn;
+}
+/* ... the inverse scales the codes multiply h by and the epilogue's s_x, per matrix (amax: max |h| if dynamic) */
+template <int F, int NM>
+static __device__ __forceinline__ void fq_act_scales(const uint32_t (&flg)[NM], const float (&act)[NM], float amax,
+                                                     float (&inv)[NM], float (&sx)[NM]) {
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+        if (F == FQ_W8A8) {
+            w8a8_act_scale((flg[m] & ELK_QF_STATIC_ACT) != 0, act[m], amax, inv[m], sx[m]);
+        } else {
+            sx[m] = act[m];
+            inv[m] = __fdiv_rn(1.0f, act[m]);
+        }
+    }
+}
+/* ... the code word of h[0 .. 3] = elements c0 .. c0 + 3 (from k on: padding, code 0) */
+template <int F>
+static __device__ __forceinline__ uint32_t fq_code_word(const float (&h)[4], float iv, int64_t c0, int64_t k) {
+    uint32_t word = 0;
+#pragma unroll
+    for (int t = 0; t < 4; t++) {
+        if (c0 + t >= k) continue;
+        const uint32_t q = F == FQ_W8A8 ? (uint32_t)(int)w8a8_code(h[t], iv) & 0xffu : fp8_act_code(h[t], iv);
+        word |= q << (8 * t);
+    }
+    return word;
+}
+
 /* Codes formats, x (and g) 16-byte aligned, k % 16 == 0: the codes of h into cw (as the op chain's pre-kernel, bit
  * for bit), the scales sx; returns whether SWIGLU's up has codes of its own (at cw + k bytes). Each thread holds
  * XB float4 of x (and g) at a time, all requested at once, so a row of k <= XB * 512 costs one round trip to L2
@@ -497,36 +532,21 @@ static __device__ __forceinline__ bool fq_codes_rows(const float *__restrict__ x
         __syncthreads();
         inv_n = rsqrtf(elk_warp_sum(lane < T / 32 ? red[lane] : 0.f) / (float)k + eps);
     }
-    float inv[NM];
-    if (F == FQ_W8A8) {
-        bool dyn = false;
+    float inv[NM], amax = 0.f;
+    if (fq_dynamic<F, NM>(flg)) {
+        for (int64_t b0 = 0; b0 < k4; b0 += span) {
+            if (!one) load(b0);
 #pragma unroll
-        for (int m = 0; m < NM; m++)
-            dyn = dyn || !(flg[m] & ELK_QF_STATIC_ACT);
-        float amax = 0.f;
-        if (dyn) {
-            for (int64_t b0 = 0; b0 < k4; b0 += span) {
-                if (!one) load(b0);
-#pragma unroll
-                for (int u = 0; u < XB; u++) {
-                    if (b0 + t + (int64_t)u * FG_THREADS >= k4) continue;
-                    float h[4];
-                    hrow(u, inv_n, h);
-                    amax = fmaxf(amax, fmaxf(fmaxf(fabsf(h[0]), fabsf(h[1])), fmaxf(fabsf(h[2]), fabsf(h[3]))));
-                }
+            for (int u = 0; u < XB; u++) {
+                if (b0 + t + (int64_t)u * FG_THREADS >= k4) continue;
+                float h[4];
+                hrow(u, inv_n, h);
+                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(h[0]), fabsf(h[1])), fmaxf(fabsf(h[2]), fabsf(h[3]))));
             }
-            amax = qa_block_max(amax, red);
         }
-#pragma unroll
-        for (int m = 0; m < NM; m++)
-            w8a8_act_scale((flg[m] & ELK_QF_STATIC_ACT) != 0, act[m], amax, inv[m], sx[m]);
-    } else {
-#pragma unroll
-        for (int m = 0; m < NM; m++) {
-            sx[m] = act[m];
-            inv[m] = __fdiv_rn(1.0f, act[m]);
-        }
+        amax = qa_block_max(amax, red);
     }
+    fq_act_scales<F, NM>(flg, act, amax, inv, sx);
     const bool two = NM == 2 && inv[NM - 1] != inv[0];
     for (int64_t b0 = 0; b0 < k4; b0 += span) {
         if (!one) load(b0);
@@ -536,17 +556,8 @@ static __device__ __forceinline__ bool fq_codes_rows(const float *__restrict__ x
             if (i >= k4) continue;
             float h[4];
             hrow(u, inv_n, h);
-            for (int m = 0; m < (two ? 2 : 1); m++) {
-                const float iv = m == 0 ? inv[0] : inv[NM - 1];
-                uint32_t word = 0;
-#pragma unroll
-                for (int c = 0; c < 4; c++) {
-                    const uint32_t q =
-                        F == FQ_W8A8 ? (uint32_t)(int)w8a8_code(h[c], iv) & 0xffu : fp8_act_code(h[c], iv);
-                    word |= q << (8 * c);
-                }
-                cw[m * k4 + i] = word;
-            }
+            for (int m = 0; m < (two ? 2 : 1); m++)
+                cw[m * k4 + i] = fq_code_word<F>(h, m == 0 ? inv[0] : inv[NM - 1], 0, 4);
         }
     }
     return two;
@@ -651,32 +662,17 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
     }
     if (CODES && !fast) {
         const int64_t kq = (k + 15) & ~(int64_t)15;
-        float inv_n = 1.f, inv[NM];
+        float inv_n = 1.f, inv[NM], amax = 0.f;
         if (norm) inv_n = rsqrtf(fq_sumsq(x, k, o.xal, red) / (float)k + a.eps);
-        if (F == FQ_W8A8) {
-            bool dyn = false;
-#pragma unroll
-            for (int m = 0; m < NM; m++)
-                dyn = dyn || !(flg[m] & ELK_QF_STATIC_ACT);
-            float amax = 0.f;
-            if (dyn) {
-                for (int64_t c = 4 * threadIdx.x; c < k; c += 4 * FG_THREADS) {
-                    float h[4];
-                    fq_h4(x, g, inv_n, c, k, o.xal, h);
-                    amax = fmaxf(amax, fmaxf(fmaxf(fabsf(h[0]), fabsf(h[1])), fmaxf(fabsf(h[2]), fabsf(h[3]))));
-                }
-                amax = qa_block_max(amax, red);
+        if (fq_dynamic<F, NM>(flg)) {
+            for (int64_t c = 4 * threadIdx.x; c < k; c += 4 * FG_THREADS) {
+                float h[4];
+                fq_h4(x, g, inv_n, c, k, o.xal, h);
+                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(h[0]), fabsf(h[1])), fmaxf(fabsf(h[2]), fabsf(h[3]))));
             }
-#pragma unroll
-            for (int m = 0; m < NM; m++)
-                w8a8_act_scale((flg[m] & ELK_QF_STATIC_ACT) != 0, act[m], amax, inv[m], sx[m]);
-        } else {
-#pragma unroll
-            for (int m = 0; m < NM; m++) {
-                sx[m] = act[m];
-                inv[m] = __fdiv_rn(1.0f, act[m]);
-            }
+            amax = qa_block_max(amax, red);
         }
+        fq_act_scales<F, NM>(flg, act, amax, inv, sx);
         const bool two = NM == 2 && inv[NM - 1] != inv[0]; /* SWIGLU: up quantized with another scale */
         uint32_t *cw = (uint32_t *)fq_codes;
         for (int m = 0; m < (two ? 2 : 1); m++) {
@@ -684,15 +680,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
             for (int64_t wi = threadIdx.x; wi < kq / 4; wi += FG_THREADS) {
                 float h[4];
                 fq_h4(x, g, inv_n, 4 * wi, k, o.xal, h);
-                uint32_t word = 0;
-#pragma unroll
-                for (int t = 0; t < 4; t++) {
-                    if (4 * wi + t >= k) continue; /* padding: code 0 */
-                    const uint32_t q =
-                        F == FQ_W8A8 ? (uint32_t)(int)w8a8_code(h[t], iv) & 0xffu : fp8_act_code(h[t], iv);
-                    word |= q << (8 * t);
-                }
-                cw[m * (kq / 4) + wi] = word;
+                cw[m * (kq / 4) + wi] = fq_code_word<F>(h, iv, 4 * wi, k);
             }
         }
         if (two) cx1 = cx0 + kq;
