@@ -25,15 +25,16 @@
  * (weights are constant), so the weight stream of the next GEMV overlaps the tail of the previous kernel.
  * Transitively every earlier kernel is complete once the wait returns (the predecessor waited too).
  *
- * k_fq: the block layout, weight stream and epilogue of k_fgemv, 16-byte vectors of 16 e4m3 / int8 codes or
- * 32 e2m1 codes (with the two e4m3 block scales of the vector, loaded alongside). Formats that quantize the
- * activations (w8a8, static fp8) must see the op chain's h bit for bit: after the wait every block computes
- * h = x * inv * g with inv from fq_sumsq (elk_rmsnorm's summation order), max |h| for dynamic w8a8, and the
- * codes of h (qact.cuh, as the qgemv pre-kernels) into shared memory, one array per distinct scale (SWIGLU's
- * up may have its own static scale); the dot products read them as 16-byte vectors (w8a8: dp4a into int32,
- * exact; fp8: e4m3 values * 2^-8 both sides, products exact in f32), and the epilogue applies the reference's
- * scale order. Weight-only fp8 and nvfp4 use x (times g) directly and scale the sums by the norm's rsqrt as
- * k_fgemv. Per-element variants take k % 16 != 0 (8-bit formats), odd nvfp4 block counts and unaligned x.
+ * k_fq: the block layout, weight stream and epilogue of k_fgemv, 16-byte vectors of 16 e4m3 / int8 codes or 32 e2m1
+ * codes (with the two e4m3 block scales of the vector, loaded alongside). Formats that quantize the activations (w8a8,
+ * static fp8) must see the op chain's h bit for bit: after the wait every block computes h = x * inv * g with inv from
+ * the sum of squares in elk_rmsnorm's order, max |h| for dynamic w8a8, and the codes of h (qact.cuh, as the qgemv
+ * pre-kernels) into shared memory (fq_codes_rows: each thread's float4s of x and g requested at once, one L2 round trip
+ * for k <= 2048; per-pass loops for unaligned x or k % 16 != 0, and as the A/B reference), one array per distinct scale
+ * (SWIGLU's up may have its own static scale); the dot products read them as 16-byte vectors (w8a8: dp4a into int32,
+ * exact; fp8: e4m3 values * 2^-8 both sides, products exact in f32), and the epilogue applies the reference's scale
+ * order. Weight-only fp8 and nvfp4 use x (times g) directly and scale the sums by the norm's rsqrt as k_fgemv.
+ * Per-element variants take k % 16 != 0 (8-bit formats), odd nvfp4 block counts and unaligned x.
  *
  * k_qk_rope_store: one block per (token, head) over the n_head q heads and n_head_kv k heads; a k-head
  * block also stores the v head. The head is staged in shared memory (the norm needs all of it, RoPE
