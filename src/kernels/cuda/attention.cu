@@ -585,9 +585,14 @@ static cudaError_t attn_rope_kt(cudaStream_t st, dim3 grid, size_t smem, const f
     }
 }
 
+/* shared memory of the rope variant (the staged kernel on a float cache) for this shape, or 0 when it does not apply */
+static size_t att_rope_smem(int kv_t, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
+    if (n_head_kv <= 0 || n_head % n_head_kv || (kv_t != ELK_F32 && kv_t != ELK_F16 && kv_t != ELK_BF16)) return 0;
+    return att_stg_smem(kv_t == ELK_F32 ? 4 : 2, (int)(n_head / n_head_kv), (int)head_dim);
+}
+
 bool elk_attention_rope_ok(int kv_t, int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
-    if (n_head_kv <= 0 || n_head % n_head_kv || (kv_t != ELK_F32 && kv_t != ELK_F16 && kv_t != ELK_BF16)) return false;
-    return att_stg_smem(kv_t == ELK_F32 ? 4 : 2, (int)(n_head / n_head_kv), (int)head_dim) != 0;
+    return att_rope_smem(kv_t, n_head, n_head_kv, head_dim) != 0;
 }
 
 cudaError_t elk_attention_rope(cudaStream_t st, const float *q, const float *k, const float *v, int64_t n_tok,
@@ -597,11 +602,11 @@ cudaError_t elk_attention_rope(cudaStream_t st, const float *q, const float *k, 
                                void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
                                int64_t chunk, float *part, unsigned *cnt, bool pdl) {
     if (n_tok <= 0) return cudaSuccess;
-    if (!elk_attention_rope_ok(kv_t, n_head, n_head_kv, head_dim) || !cnt || n_tok > 0x7fffffff ||
-        n_head_kv > 65535 || n_split > 65535 || n_split < 1 || n_rot < 0 || n_rot > head_dim || (n_rot & 1))
+    const size_t smem = att_rope_smem(kv_t, n_head, n_head_kv, head_dim); /* one device-attribute query */
+    if (!smem || !cnt || n_tok > 0x7fffffff || n_head_kv > 65535 || n_split > 65535 || n_split < 1 || n_rot < 0 ||
+        n_rot > head_dim || (n_rot & 1))
         return cudaErrorInvalidValue;
-    const int G = (int)(n_head / n_head_kv), hd = (int)head_dim;
-    const size_t smem = att_stg_smem(kv_t == ELK_F32 ? 4 : 2, G, hd);
+    const int hd = (int)head_dim;
     const dim3 grid((unsigned)n_tok, (unsigned)n_head_kv, (unsigned)n_split);
     elk_att_rope r;
     r.k = k, r.v = v, r.qn = q_norm, r.kn = k_norm, r.inv_freq = inv_freq, r.kc = k_cache, r.vc = v_cache;
