@@ -1053,6 +1053,8 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     if (fs && !strcmp(fs, "1")) elk_fq_slow_codes = 1;
     const char *ac = getenv("EDGELLM_ATT_CHUNK"); /* A/B: the smallest split-KV chunk of decode attention */
     if (ac && (!strcmp(ac, "64") || !strcmp(ac, "128") || !strcmp(ac, "256"))) elk_attn_min_chunk = atoi(ac);
+    const char *rl = getenv("EDGELLM_ATT_ROPE_LATE"); /* A/B: rope attention loads each raw head when it norms it */
+    if (rl && !strcmp(rl, "1")) elk_attn_rope_late = 1;
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
     if ((e = cudaMallocHost((void **)&c->up_stage, CU_STAGE_BYTES)) != cudaSuccess)

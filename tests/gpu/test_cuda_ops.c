@@ -19,6 +19,7 @@ static el_backend *be;
 extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu: 0 auto, 1 never tensor cores, 2 always (bf16) */
 extern int elk_qgemv_tc_mode;   /* src/kernels/cuda/qgemv.cu: 0 int8 mma m = 1 / bf16 mma m >= 2, 1 FMA, 2 bf16 mma */
 extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where it applies, 1 never */
+extern int elk_attn_rope_late;  /* attention.cu: 1 = the rope variant reads each raw head when it norms it */
 extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 never, 2 always */
 extern int elk_attn_prefill_rows; /* attention_prefill.cu: query rows per CTA, 0 auto, 64, 128 */
 extern int elk_fg_depth;        /* src/kernels/cuda/fused.cu: float fused GEMV load depth, 0 by shape, 2, 4 */
@@ -1222,8 +1223,12 @@ static void test_fused(void) {
     run_qk_rope_kv(1, 2, 1, 80, 64, true, EL_DTYPE_F16);
     if (be->iface.rope_attention) {
         for (int ti = 0; ti < 3; ti++) {
-            run_rope_attention(32, 8, 64, 64, false, FT[ti], 512);   /* Llama-3.2-1B heads */
-            run_rope_attention(16, 8, 128, 128, true, FT[ti], 4096); /* Qwen3-0.6B heads, many splits */
+            for (int late = 0; late < 2; late++) { /* raw heads requested at once, and one at a time */
+                elk_attn_rope_late = late;
+                run_rope_attention(32, 8, 64, 64, false, FT[ti], 512);   /* Llama-3.2-1B heads */
+                run_rope_attention(16, 8, 128, 128, true, FT[ti], 4096); /* Qwen3-0.6B heads, many splits */
+            }
+            elk_attn_rope_late = 0;
         }
         run_rope_attention(8, 2, 128, 64, true, EL_DTYPE_BF16, 300);   /* partial rotary, odd capacity */
         run_rope_attention(4, 4, 32, 32, false, EL_DTYPE_F16, 128);

@@ -46,6 +46,9 @@ int elk_attn_stage_mode = 0;
 /* smallest split of the cache (positions, a multiple of ATT_BLK): one warp per position of a 64-block, so a
  * block's work is a chain of ~chunk / 4 dot products; the backend sets it (EDGELLM_ATT_CHUNK) */
 int elk_attn_min_chunk = 64;
+/* 1: the rope variant reads each raw q / k head when it norms it (one L2 round trip per head, the A/B and test
+ * reference); 0: all of them requested at once after the PDL wait */
+int elk_attn_rope_late = 0;
 
 void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t cap,
                         int n_sm, int *n_split, int64_t *chunk, size_t *part_floats) {
@@ -161,6 +164,7 @@ struct elk_att_rope {
     void *kc, *vc;            /* the caches, writable (the split holding pos[t] stores k, v there first) */
     float eps, s;             /* norm eps, RoPE attention scale */
     int half;                 /* n_rot / 2 */
+    bool pre;                 /* raw q, k, v requested with pos / slot (elk_attn_rope_late = 0) */
 };
 
 /* STG: K/V blocks are copied into shared memory with cp.async, two stages (the next block loads while
@@ -192,6 +196,21 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
 
     pdl_launch_dependents();
     pdl_wait(); /* q and the cache come from the previous kernels */
+    /* ROPE, r.pre: the raw q heads (into qs) and this thread's element of the token's k and v head are requested
+     * now, together with pos / slot (they do not depend on them), instead of one L2 round trip per head below */
+    const bool pre = ROPE && r.pre && hd <= ATT_THREADS;
+    const float *qt = q + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
+    float kr = 0.f, vr = 0.f;
+    if (ROPE && pre) {
+        const int64_t th = ((int64_t)t * n_head_kv + hk) * hd;
+        if ((int)threadIdx.x < hd) {
+            kr = r.k[th + threadIdx.x];
+            vr = r.v[th + threadIdx.x];
+        }
+#pragma unroll 4
+        for (int i = threadIdx.x; i < G * hd; i += ATT_THREADS)
+            qs[i] = qt[i];
+    }
     const int64_t p = pos[t];
     int64_t end = p + 1 < cap ? p + 1 : cap;
     const int64_t j_begin = (int64_t)s * chunk;
@@ -211,11 +230,15 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
     if constexpr (ROPE) {
         if (p >= j_begin && p < j_end) { /* this split holds pos[t]: k and v of the token into the cache first */
             const int64_t th = ((int64_t)t * n_head_kv + hk) * hd;
-            elk_head_stage(r.k + th, qs, hd, r.kn, r.eps, rred); /* qs as scratch: q is staged below */
+            float *ks = pre ? acc : qs; /* scratch (pre: qs holds the raw q heads) */
+            if (pre)
+                elk_head_stage_v([&](int) { return kr; }, ks, hd, r.kn, r.eps, rred);
+            else
+                elk_head_stage(r.k + th, ks, hd, r.kn, r.eps, rred);
             const int64_t dst = base + p * hd;
             for (int d = threadIdx.x; d < hd; d += ATT_THREADS) {
-                elk_st<KT>(r.kc, dst + d, elk_head_rope(qs, d, r.half, (float)p, r.inv_freq, r.s));
-                elk_st<KT>(r.vc, dst + d, r.v[th + d]);
+                elk_st<KT>(r.kc, dst + d, elk_head_rope(ks, d, r.half, (float)p, r.inv_freq, r.s));
+                elk_st<KT>(r.vc, dst + d, pre ? vr : r.v[th + d]);
             }
             __threadfence(); /* in L2 before the cp.async reads below */
             __syncthreads();
@@ -239,10 +262,10 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
     };
     if (STG) issue(j_begin, (int)(j_end - j_begin < ATT_BLK ? j_end - j_begin : ATT_BLK), 0);
 
-    const float *qt = q + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
     if constexpr (ROPE) {
+        if (pre) __syncthreads(); /* the raw q heads in qs are read by other threads than wrote them */
         for (int g = 0; g < G; g++) { /* q head g: norm + RoPE (acc as scratch), times scale, into qs */
-            elk_head_stage(qt + g * hd, acc, hd, r.qn, r.eps, rred);
+            elk_head_stage(pre ? qs + g * hd : qt + g * hd, acc, hd, r.qn, r.eps, rred);
             for (int d = threadIdx.x; d < hd; d += ATT_THREADS)
                 qs[g * hd + d] = elk_head_rope(acc, d, r.half, (float)p, r.inv_freq, r.s) * scale;
             __syncthreads(); /* the pairs of acc are read across threads before the next head overwrites it */
@@ -611,6 +634,7 @@ cudaError_t elk_attention_rope(cudaStream_t st, const float *q, const float *k, 
     elk_att_rope r;
     r.k = k, r.v = v, r.qn = q_norm, r.kn = k_norm, r.inv_freq = inv_freq, r.kc = k_cache, r.vc = v_cache;
     r.eps = eps, r.s = attn_scale, r.half = (int)(n_rot / 2);
+    r.pre = !elk_attn_rope_late;
     if (kv_t == ELK_F32)
         return attn_rope_kt<ELK_F32>(st, grid, smem, q, (int)n_head, (int)n_head_kv, hd, slot, pos, k_cache, v_cache,
                                      cap, scale, out, n_split, chunk, part, cnt, pdl, r);

@@ -111,6 +111,8 @@ cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_
 extern "C" int elk_attn_stage_mode;
 /* the smallest split-KV chunk of elk_attention_plan (positions, a multiple of 64; default 64) */
 extern "C" int elk_attn_min_chunk;
+/* 1 = the rope variant of decode attention reads each raw q / k head when it norms it; 0 = all requested at once */
+extern "C" int elk_attn_rope_late;
 size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim);
 
 /* attention_prefill.cu: the same attention as elk_attention on tensor cores, flash-attention style, for

@@ -10,13 +10,15 @@
 
 #include "kernels/cuda/common.cuh"
 
-/* sh[0 .. hd) = x[0 .. hd), then, with a norm weight nw, sh = sh * rsqrt(mean(sh^2) + eps) * nw (k_rmsnorm's
- * arithmetic); red: __shared__ float[32] not in use. Ends with __syncthreads (sh complete). */
-static __device__ __forceinline__ void elk_head_stage(const float *__restrict__ x, float *sh, int hd,
-                                                      const float *__restrict__ nw, float eps, float *red) {
+/* sh[0 .. hd) = x[0 .. hd) (xat(d): element d, asked by the thread that owns d), then, with a norm weight nw,
+ * sh = sh * rsqrt(mean(sh^2) + eps) * nw (k_rmsnorm's arithmetic); red: __shared__ float[32] not in use. Ends
+ * with __syncthreads (sh complete). */
+template <typename X>
+static __device__ __forceinline__ void elk_head_stage_v(X xat, float *sh, int hd, const float *__restrict__ nw,
+                                                        float eps, float *red) {
     float ss = 0.f;
     for (int d = threadIdx.x; d < hd; d += blockDim.x) {
-        const float xv = x[d];
+        const float xv = xat(d);
         sh[d] = xv;
         ss += xv * xv;
     }
@@ -27,6 +29,11 @@ static __device__ __forceinline__ void elk_head_stage(const float *__restrict__ 
             sh[d] = sh[d] * inv * nw[d];
     }
     __syncthreads();
+}
+/* the same with x[d] read from memory (global or shared, not sh) */
+static __device__ __forceinline__ void elk_head_stage(const float *__restrict__ x, float *sh, int hd,
+                                                      const float *__restrict__ nw, float eps, float *red) {
+    elk_head_stage_v([&](int d) { return x[d]; }, sh, hd, nw, eps, red);
 }
 
 /* element d of the staged head after RoPE at position pf (pairs i and i + half for i < half; elements from
