@@ -165,6 +165,7 @@ struct elk_att_rope {
     float eps, s;             /* norm eps, RoPE attention scale */
     int half;                 /* n_rot / 2 */
     bool pre;                 /* raw q, k, v requested with pos / slot (elk_attn_rope_late = 0) */
+    bool late_trig;           /* the next kernel launches when this one exits (elk_pdl_late bit 1) */
 };
 
 /* STG: K/V blocks are copied into shared memory with cp.async, two stages (the next block loads while
@@ -194,7 +195,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
     float *lrun = mrun + G;             /* [G] */
     float *alpha = lrun + G;            /* [G] */
 
-    pdl_launch_dependents();
+    if (!(ROPE && r.late_trig)) pdl_launch_dependents();
     pdl_wait(); /* q and the cache come from the previous kernels */
     /* ROPE, r.pre: the raw q heads (into qs) and this thread's element of the token's k and v head are requested
      * now, together with pos / slot (they do not depend on them), instead of one L2 round trip per head below */
@@ -635,6 +636,7 @@ cudaError_t elk_attention_rope(cudaStream_t st, const float *q, const float *k, 
     r.k = k, r.v = v, r.qn = q_norm, r.kn = k_norm, r.inv_freq = inv_freq, r.kc = k_cache, r.vc = v_cache;
     r.eps = eps, r.s = attn_scale, r.half = (int)(n_rot / 2);
     r.pre = !elk_attn_rope_late;
+    r.late_trig = (elk_pdl_late & 1) != 0;
     if (kv_t == ELK_F32)
         return attn_rope_kt<ELK_F32>(st, grid, smem, q, (int)n_head, (int)n_head_kv, hd, slot, pos, k_cache, v_cache,
                                      cap, scale, out, n_split, chunk, part, cnt, pdl, r);

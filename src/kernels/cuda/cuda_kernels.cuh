@@ -113,6 +113,12 @@ extern "C" int elk_attn_stage_mode;
 extern "C" int elk_attn_min_chunk;
 /* 1 = the rope variant of decode attention reads each raw q / k head when it norms it; 0 = all requested at once */
 extern "C" int elk_attn_rope_late;
+/* when kernels let the next one launch (programmatic dependent launch): bit 1, decode attention only when it
+ * exits; bit 2, the fused float / w8a8 / fp8 GEMVs after their own PDL wait (one kernel ahead prefetches
+ * weights, not a chain of them); bit 4, the w4a16 GEMVs (qmma.cu) after theirs. Default 4: H200 A/B
+ * (docs/cuda.md, session 2026-11-29 (c)): bit 4 gave Qwen3-0.6B int4 decode +5%, Llama-3.2-1B int4 +-0;
+ * bits 1 and 2 help some shapes and hurt others (EDGELLM_PDL_LATE=0..7 sets it) */
+extern "C" int elk_pdl_late;
 size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim);
 
 /* attention_prefill.cu: the same attention as elk_attention on tensor cores, flash-attention style, for

@@ -50,6 +50,8 @@
 #include <math.h>
 #include <string.h>
 
+int elk_pdl_late = 4; /* fused.cuh, cuda_kernels.cuh */
+
 #define FG_THREADS 128
 
 /* One 16-byte weight vector as floats: 8 for F16/BF16, 4 for F32. */
@@ -153,7 +155,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const elk_fg_ops a) {
     const float *__restrict__ g = a.g;
     const bool norm = g != NULL;
 
-    pdl_launch_dependents();
+    if (!a.late_trig) pdl_launch_dependents();
     if (VEC) {
         constexpr int V = fgv<WT>::N;
         const int64_t nv = k / V;
@@ -168,6 +170,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const elk_fg_ops a) {
             for (int r = 0; r < NR; r++)
                 if (v + d * FG_THREADS < nv) wb[d][r] = elk_ldg_stream(wrow[r] + (v + d * FG_THREADS) * 16);
         pdl_wait();
+        if (a.late_trig) pdl_launch_dependents();
         for (; v < nv; v += D * FG_THREADS) {
 #pragma unroll
             for (int d = 0; d < D; d++) {
@@ -180,6 +183,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fgemv(const elk_fg_ops a) {
         }
     } else {
         pdl_wait();
+        if (a.late_trig) pdl_launch_dependents();
         for (int64_t i = threadIdx.x; i < k; i += FG_THREADS) {
             float xv = x[i];
             if (norm) {
@@ -604,7 +608,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
     const float *__restrict__ g = a.g;
     const bool norm = g != NULL;
 
-    pdl_launch_dependents();
+    if (!a.late_trig) pdl_launch_dependents();
     /* weights are constant: the first two vectors per row and the headers are loaded before the wait */
     uint4 wa[NR], wb[NR];
     uint32_t sa[NR], sb[NR];
@@ -648,6 +652,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
         }
     }
     pdl_wait();
+    if (a.late_trig) pdl_launch_dependents();
 
     /* codes formats: every block quantizes all of h (the same codes as the op chain's pre-kernel) into shared
      * memory; weight-only formats use x (times g) as it comes, the norm is applied to the dot products */

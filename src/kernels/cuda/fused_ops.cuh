@@ -22,6 +22,7 @@ struct elk_fg_ops {
     float *y[3];
     int64_t n[3];         /* SWIGLU: n[0] only */
     unsigned tile_end[3]; /* tiles [tile_end[i-1], tile_end[i]) belong to matrix i (STORE/ACCUM) */
+    int late_trig;        /* 1: the next kernel is launched after this one's PDL wait, not at its start */
 };
 
 /* a from elk_fused_gemv's arguments; false for bad ones (k, n_w, mode, an n outside [0, 2^31)). */
@@ -34,6 +35,7 @@ static inline bool elk_fg_fill(elk_fg_ops &a, const float *x, int64_t k, const f
     a.g = norm_w;
     a.eps = eps;
     a.k = k;
+    a.late_trig = (elk_pdl_late & 2) != 0; /* elk_fused_w4a16 sets its own bit */
     for (int i = 0; i < n_w; i++) {
         if (n[i] < 0 || n[i] > 0x7fffffff) return false;
         a.w[i] = w[i];

@@ -254,8 +254,9 @@ __global__ void __launch_bounds__(QM_THREADS, 2) k_q4mma(const qm_args a) {
      * every block's shared memory; the first barrier phase makes sure all blocks of the cluster run */
     const unsigned crank = qm_cluster_reg<false>(), csize = qm_cluster_reg<true>();
     if (csize > 1) qm_cluster_arrive();
-    pdl_launch_dependents();
+    if (!a.f.late_trig) pdl_launch_dependents();
     pdl_wait();
+    if (a.f.late_trig) pdl_launch_dependents();
     if (csize > 1) qm_cluster_wait();
 
     /* x -> shared memory: 16 lanes per 128-block, 8 elements per lane (two blocks per warp and step) */
@@ -563,6 +564,7 @@ cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t 
     memset(&a, 0, sizeof a);
     if (!elk_w4a16_mma_ok(k, group) || !elk_fg_fill(a.f, x, k, norm_w, eps, n_w, w, n, bias, y, mode))
         return cudaErrorInvalidValue;
+    a.f.late_trig = (elk_pdl_late & 4) != 0; /* elk_fg_fill set the float GEMVs' bit */
     for (int i = 0; i < n_w; i++)
         if ((uintptr_t)w[i] & 63) return cudaErrorInvalidValue;
     if (off) {
