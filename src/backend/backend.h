@@ -33,6 +33,8 @@ typedef struct el_sample_row {
     double u; /* the uniform el_sample would draw from the request's RNG (el_sample_draws), else 0 */
 } el_sample_row;
 
+#define EL_DOWNLOAD_SLOT 4096 /* bytes of a download_begin slot */
+
 typedef struct el_backend_i {
     const char *(*name)(el_backend *be);
     void (*free)(el_backend *be);
@@ -122,6 +124,13 @@ typedef struct el_backend_i {
                                      const float *k_norm, float eps, int64_t n_rot, const int32_t *pos,
                                      const float *inv_freq, float attn_scale, const int32_t *slot, void *k_cache,
                                      void *v_cache, el_dtype kv_t, int64_t cap, float scale, float *out);
+    /* (optional, all three or none) decode lookahead: the runtime queues step n + 1 before it reads step n's ids.
+     * download_begin queues a copy of n <= EL_DOWNLOAD_SLOT bytes of device memory (after all queued work) into
+     * host slot tag (0 or 1) and returns; download_end waits for that copy and copies the slot into dst.
+     * feed_tokens queues ids[i] = sampled[i], pos[i] += 1 for i < n (device int32 arrays). */
+    edgellm_status (*download_begin)(el_backend *be, const void *src, size_t n, int tag);
+    edgellm_status (*download_end)(el_backend *be, int tag, void *dst, size_t n);
+    edgellm_status (*feed_tokens)(el_backend *be, const int32_t *sampled, int32_t *ids, int32_t *pos, int64_t n);
 } el_backend_i;
 
 struct el_backend {

@@ -88,6 +88,9 @@ typedef struct cu_ctx {
     size_t up_off;
     char *down_stage;
     size_t down_size;
+    char *dl_slot;          /* [2][EL_DOWNLOAD_SLOT] pinned: download_begin / download_end */
+    cudaEvent_t dl_ev[2];   /* recorded after each slot's copy */
+    bool dl_busy[2];        /* a copy into the slot is queued and not yet waited for */
     cu_graph graphs[CU_MAX_GRAPHS];
     int n_graphs;
     bool capturing;
@@ -295,6 +298,36 @@ static edgellm_status be_download(el_backend *be, void *dst, const void *src, si
     CU_TRY(cudaStreamSynchronize(c->st));
     c->up_off = 0; /* the stream is idle: the upload ring is free again */
     memcpy(dst, c->down_stage, n);
+    return EDGELLM_STATUS_OK;
+}
+
+/* decode lookahead (backend.h): the copy lands in a pinned slot; only its event is waited for, so work queued
+ * after it (the next decode step) keeps running. The upload ring is not reset here (later uploads may still be
+ * queued); it waits for the stream itself when it wraps. */
+static edgellm_status be_download_begin(el_backend *be, const void *src, size_t n, int tag) {
+    cu_ctx *c = ctx_of(be);
+    if (c->capturing) return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: download during graph capture");
+    if (tag < 0 || tag > 1 || n > EL_DOWNLOAD_SLOT || c->dl_busy[tag])
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: download_begin: bad slot %d or size %zu", tag, n);
+    CU_TRY(cudaMemcpyAsync(c->dl_slot + (size_t)tag * EL_DOWNLOAD_SLOT, src, n, cudaMemcpyDeviceToHost, c->st));
+    CU_TRY(cudaEventRecord(c->dl_ev[tag], c->st));
+    c->dl_busy[tag] = true;
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_download_end(el_backend *be, int tag, void *dst, size_t n) {
+    cu_ctx *c = ctx_of(be);
+    if (tag < 0 || tag > 1 || n > EL_DOWNLOAD_SLOT || !c->dl_busy[tag])
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda: download_end: slot %d has no copy queued", tag);
+    c->dl_busy[tag] = false;
+    CU_TRY(cudaEventSynchronize(c->dl_ev[tag]));
+    memcpy(dst, c->dl_slot + (size_t)tag * EL_DOWNLOAD_SLOT, n);
+    return EDGELLM_STATUS_OK;
+}
+
+static edgellm_status be_feed_tokens(el_backend *be, const int32_t *sampled, int32_t *ids, int32_t *pos, int64_t n) {
+    cu_ctx *c = ctx_of(be);
+    CU_TRY(elk_feed_tokens(c->st, sampled, ids, pos, n));
     return EDGELLM_STATUS_OK;
 }
 
@@ -958,6 +991,9 @@ static void be_free(el_backend *be) {
         if (c->lt) cublasLtDestroy(c->lt);
         if (c->up_stage) cudaFreeHost(c->up_stage);
         if (c->down_stage) cudaFreeHost(c->down_stage);
+        if (c->dl_slot) cudaFreeHost(c->dl_slot);
+        for (int i = 0; i < 2; i++)
+            if (c->dl_ev[i]) cudaEventDestroy(c->dl_ev[i]);
         if (c->st) cudaStreamDestroy(c->st);
         el_free(c->allocs);
         el_free(c->retired);
@@ -988,6 +1024,7 @@ static const el_backend_i cuda_iface = {
     be_fused_quant,
     NULL, /* weight_map_rows: weight_map (the embedding table is read on the device too) */
     be_rope_attention,
+    be_download_begin, be_download_end, be_feed_tokens,
 };
 
 static edgellm_status create_fail(el_backend *be, cudaError_t e, const char *file, int line) {
@@ -1059,8 +1096,12 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     if (pl && pl[0] >= '0' && pl[0] <= '7' && !pl[1]) elk_pdl_late = pl[0] - '0';
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
-    if ((e = cudaMallocHost((void **)&c->up_stage, CU_STAGE_BYTES)) != cudaSuccess)
+    if ((e = cudaMallocHost((void **)&c->up_stage, CU_STAGE_BYTES)) != cudaSuccess ||
+        (e = cudaMallocHost((void **)&c->dl_slot, 2 * EL_DOWNLOAD_SLOT)) != cudaSuccess)
         return create_fail(be, e, __FILE__, __LINE__);
+    for (int i = 0; i < 2; i++)
+        if ((e = cudaEventCreateWithFlags(&c->dl_ev[i], cudaEventDisableTiming)) != cudaSuccess)
+            return create_fail(be, e, __FILE__, __LINE__);
     if ((e = cudaMalloc(&c->lt_ws, CU_LT_WS_BYTES)) != cudaSuccess) return create_fail(be, e, __FILE__, __LINE__);
     cublasStatus_t ls = cublasLtCreate(&c->lt);
     if (ls != CUBLAS_STATUS_SUCCESS) {

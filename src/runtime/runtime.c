@@ -79,6 +79,10 @@ struct edgellm_runtime {
     bool dev_sampling;
     el_sample_row *samp_host, *samp_par_dev;
     int32_t *samp_ids_dev;
+    /* decode lookahead (graphs + device sampling + the backend's download_begin / download_end / feed_tokens;
+     * EDGELLM_NO_LOOKAHEAD=1 disables): generate queues step n + 1, fed on the device with step n's ids, before
+     * it waits for step n's ids, so the device does not idle while the host reads them and launches the next */
+    bool lookahead;
 };
 
 edgellm_runtime_params edgellm_runtime_params_default(void) {
@@ -245,6 +249,8 @@ edgellm_status edgellm_runtime_create(const char *engine_dir, const edgellm_runt
     EL_CHECK(map_weights(rt));
     rt->use_graphs = rt->be->iface.graph_begin != NULL && !getenv("EDGELLM_NO_GRAPHS");
     rt->dev_sampling = rt->be->iface.sample != NULL && !getenv("EDGELLM_HOST_SAMPLING");
+    rt->lookahead = rt->use_graphs && rt->dev_sampling && rt->be->iface.download_begin &&
+                    rt->be->iface.download_end && rt->be->iface.feed_tokens && !getenv("EDGELLM_NO_LOOKAHEAD");
 
     /* rope table */
     rt->n_rot = el_rope_n_rot(hp);
@@ -644,19 +650,23 @@ static edgellm_status eval_graph(edgellm_runtime *rt, int64_t n, float *logits_o
 }
 
 static edgellm_status eval_impl(edgellm_runtime *rt, const edgellm_batch *b, float *logits_out,
-                                int32_t *ids_out);
+                                int32_t *ids_out, int tag, bool *pending);
 edgellm_status edgellm_runtime_eval(edgellm_runtime *rt, const edgellm_batch *b, float *logits_out) {
-    return eval_impl(rt, b, logits_out, NULL);
+    return eval_impl(rt, b, logits_out, NULL, -1, NULL);
 }
 /* ids_out: sample every wanted row on the device (rt->dev_sampling; parameters uploaded to samp_par_dev, one
- * per wanted row in batch order) and download only the ids (one download); logits_out is then unused. */
+ * per wanted row in batch order) and download only the ids (one download); logits_out is then unused.
+ * tag >= 0 (with ids_out): when the batch ran as one graph launch, the ids are only queued for download into
+ * the backend's slot tag and *pending is set (download_end fetches them); otherwise they are in ids_out. */
 static edgellm_status eval_impl(edgellm_runtime *rt, const edgellm_batch *b, float *logits_out,
-                                int32_t *ids_out) {
+                                int32_t *ids_out, int tag, bool *pending) {
     if (!rt) return el_err(EDGELLM_STATUS_INVALID_ARG, "runtime is NULL");
     EL_TRY(validate_batch(rt, b));
     el_backend *be = rt->be;
     const int64_t E = rt->hp.n_embd, V = rt->hp.n_vocab;
     int64_t out_row = 0;
+    bool graphed = false; /* the whole batch was one graph launch */
+    if (pending) *pending = false;
     for (int64_t c0 = 0; c0 < b->n_tokens; c0 += rt->ubatch) {
         int64_t n = b->n_tokens - c0 < rt->ubatch ? b->n_tokens - c0 : rt->ubatch;
         int32_t max_pos = 0;
@@ -675,6 +685,7 @@ static edgellm_status eval_impl(edgellm_runtime *rt, const edgellm_batch *b, flo
             n <= rt->prof.max_batch_size && n <= LOGIT_ROWS_MAX && rt->use_graphs && !rt->tap) {
             EL_TRY(eval_graph(rt, n, ids_out ? NULL : logits_out));
             out_row += n_sel;
+            graphed = c0 == 0;
             continue;
         }
         EL_TRY(forward_layers(rt, n, max_pos));
@@ -688,6 +699,11 @@ static edgellm_status eval_impl(edgellm_runtime *rt, const edgellm_batch *b, flo
         EL_TRY(compute_logits(rt, hidden, n_sel, ids_out ? NULL : logits_out + out_row * V,
                               ids_out ? out_row : -1));
         out_row += n_sel;
+    }
+    if (ids_out && tag >= 0 && graphed && pending && rt->lookahead) {
+        EL_TRY(be->iface.download_begin(be, rt->samp_ids_dev, (size_t)out_row * sizeof(int32_t), tag));
+        *pending = true;
+        return EDGELLM_STATUS_OK;
     }
     if (ids_out) return be->iface.download(be, ids_out, rt->samp_ids_dev, (size_t)out_row * sizeof(int32_t));
     return be->iface.sync(be);
@@ -704,10 +720,10 @@ static bool is_stop(const edgellm_runtime *rt, const edgellm_request *r, int32_t
     return false;
 }
 
-/* eval_impl with device sampling of rows r < n (request map[r], or r when map is NULL): the uniform is drawn
- * here from the request's own RNG exactly when el_sample would draw it. */
-static edgellm_status eval_sample(edgellm_runtime *rt, const edgellm_batch *b, int32_t n, const int32_t *map,
-                                  const edgellm_sampling_params *sp, int32_t *ids) {
+/* The device sampling parameters of rows r < n (request map[r], or r when map is NULL), uploaded: the uniform
+ * is drawn here from the request's own RNG exactly when el_sample would draw it. */
+static edgellm_status upload_sample_params(edgellm_runtime *rt, int32_t n, const int32_t *map,
+                                           const edgellm_sampling_params *sp) {
     for (int32_t r = 0; r < n; r++) {
         el_sample_row *p = &rt->samp_host[r];
         p->temperature = sp->temperature;
@@ -717,8 +733,26 @@ static edgellm_status eval_sample(edgellm_runtime *rt, const edgellm_batch *b, i
         p->u =
             el_sample_draws(sp->temperature, sp->top_k) ? el_rng_uniform(&rt->rngs[map ? map[r] : r]) : 0.0;
     }
-    EL_TRY(rt->be->iface.upload(rt->be, rt->samp_par_dev, rt->samp_host, (size_t)n * sizeof(el_sample_row)));
-    return eval_impl(rt, b, NULL, ids);
+    return rt->be->iface.upload(rt->be, rt->samp_par_dev, rt->samp_host, (size_t)n * sizeof(el_sample_row));
+}
+
+/* eval_impl with device sampling of rows r < n (upload_sample_params); tag / pending as eval_impl */
+static edgellm_status eval_sample(edgellm_runtime *rt, const edgellm_batch *b, int32_t n, const int32_t *map,
+                                  const edgellm_sampling_params *sp, int32_t *ids, int tag, bool *pending) {
+    EL_TRY(upload_sample_params(rt, n, map, sp));
+    return eval_impl(rt, b, NULL, ids, tag, pending);
+}
+
+/* Lookahead: queues the decode step that follows the queued step of the same n rows (map), its inputs fed on
+ * the device from that step's sampled ids (positions + 1, same slots), and the download of its ids into slot
+ * tag. The graph of n sampled rows exists: the step before ran as one. */
+static edgellm_status queue_next_step(edgellm_runtime *rt, int32_t n, const int32_t *map,
+                                      const edgellm_sampling_params *sp, int tag) {
+    el_backend *be = rt->be;
+    EL_TRY(upload_sample_params(rt, n, map, sp));
+    EL_TRY(be->iface.feed_tokens(be, rt->samp_ids_dev, rt->ids_dev, rt->pos_dev, n));
+    EL_TRY(be->iface.graph_launch(be, -(int)n));
+    return be->iface.download_begin(be, rt->samp_ids_dev, (size_t)n * sizeof(int32_t), tag);
 }
 
 edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_request *reqs, int32_t n_req,
@@ -770,6 +804,10 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
             *slot = el_malloc((size_t)total * 4);
     int8_t *want = el_malloc((size_t)total);
     edgellm_status st = EDGELLM_STATUS_OK;
+    /* decode lookahead: the steps whose ids are queued for download into backend slot 0 / 1 */
+    bool inflight[2] = {false, false};
+    int32_t n = 0, map[256];
+    int tag = 0;
     if (!tok || !pos || !slot || !want) {
         st = el_err(EDGELLM_STATUS_NO_MEMORY, "out of memory");
         goto done;
@@ -784,7 +822,7 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
         }
     double t0 = el_time_ms();
     edgellm_batch b = {(int32_t)total, tok, pos, slot, want};
-    st = rt->dev_sampling ? eval_sample(rt, &b, n_req, NULL, &sp, sids)
+    st = rt->dev_sampling ? eval_sample(rt, &b, n_req, NULL, &sp, sids, -1, NULL)
                           : edgellm_runtime_eval(rt, &b, rt->logits_host);
     if (st < 0) goto done;
     bool active[256] = {0};
@@ -815,25 +853,47 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
     rt->metrics.prefill_runs++;
     rt->metrics.prefill_ms += t1 - t0;
     rt->metrics.ttft_ms = t1 - t0;
-    /* decode */
+    /* decode. Lookahead (rt->lookahead): while step n runs, step n + 1 is queued when every row of step n
+     * needs another token after it (as far as the host knows before reading step n's ids); when a row then stops,
+     * step n + 1's ids of the other rows are what a fresh step would have given them (same tokens, positions
+     * and uniforms), and the stopped row's are dropped (its extra KV entry lies past its sequence length). */
+    bool fresh = true;
     while (n_active > 0) {
-        int32_t n = 0, map[256];
-        for (int32_t i = 0; i < n_req; i++)
-            if (active[i]) {
-                tok[n] = last[i];
-                pos[n] = rt->seq_len[i];
-                slot[n] = i;
-                want[n] = 1;
-                map[n] = i;
-                n++;
-            }
         double d0 = el_time_ms();
-        edgellm_batch db = {n, tok, pos, slot, want};
-        st = rt->dev_sampling ? eval_sample(rt, &db, n, map, &sp, sids)
-                              : edgellm_runtime_eval(rt, &db, rt->logits_host);
-        if (st < 0) goto done;
+        if (fresh) {
+            n = 0;
+            for (int32_t i = 0; i < n_req; i++)
+                if (active[i]) {
+                    tok[n] = last[i];
+                    pos[n] = rt->seq_len[i];
+                    slot[n] = i;
+                    want[n] = 1;
+                    map[n] = i;
+                    n++;
+                }
+            edgellm_batch db = {n, tok, pos, slot, want};
+            st = rt->dev_sampling ? eval_sample(rt, &db, n, map, &sp, sids, tag, &inflight[tag])
+                                  : edgellm_runtime_eval(rt, &db, rt->logits_host);
+            if (st < 0) goto done;
+        }
+        bool ahead = inflight[tag];
+        for (int32_t r = 0; r < n && ahead; r++)
+            ahead = active[map[r]] && results[map[r]].n_ids + 1 < max_new[map[r]];
+        if (ahead) {
+            st = queue_next_step(rt, n, map, &sp, tag ^ 1);
+            if (st < 0) goto done;
+            inflight[tag ^ 1] = true;
+        }
+        if (inflight[tag]) {
+            inflight[tag] = false;
+            st = rt->be->iface.download_end(rt->be, tag, sids, (size_t)n * sizeof(int32_t));
+            if (st < 0) goto done;
+        }
+        int32_t n_done = 0;
         for (int32_t r = 0; r < n; r++) {
             int32_t i = map[r];
+            if (!active[i]) continue; /* stopped a step ago: a lookahead step's row */
+            n_done++;
             int32_t id = rt->dev_sampling ? sids[r]
                                           : el_sample(rt->logits_host + (int64_t)r * V, V, sp.temperature,
                                                       sp.top_k, sp.top_p, &rt->rngs[i], &rt->samp);
@@ -856,11 +916,22 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
                 n_active--;
             }
         }
+        if (ahead) { /* the queued step is next: its rows that go on have one more token in the cache */
+            for (int32_t r = 0; r < n; r++)
+                if (active[map[r]]) rt->seq_len[map[r]]++;
+            tag ^= 1;
+        }
+        fresh = !ahead;
         rt->metrics.decode_ms += el_time_ms() - d0;
-        rt->metrics.decode_tokens += n;
+        rt->metrics.decode_tokens += n_done;
         rt->metrics.decode_steps++;
     }
 done:
+    for (int t = 0; t < 2; t++) /* a lookahead step whose rows all stopped (or an error): wait for it */
+        if (inflight[t]) {
+            edgellm_status e = rt->be->iface.download_end(rt->be, t, sids, (size_t)n * sizeof(int32_t));
+            if (st >= 0 && e < 0) st = e;
+        }
     el_free(tok);
     el_free(pos);
     el_free(slot);

@@ -1328,6 +1328,40 @@ static void test_fused_graph(void) {
 
 #include "gpu/cuda_sample_cases.h" /* test_sample: the sample op */
 
+/* decode lookahead ops: feed_tokens against the scalar rule (ids = sampled, pos + 1), download_begin / _end
+ * through both slots (the second copy queued before the first is read), and their misuse reported */
+static void test_lookahead_ops(void) {
+    static const int64_t ns[3] = {1, 3, 300};
+    for (int c = 0; c < 3; c++) {
+        const int64_t n = ns[c];
+        int32_t *samp = el_malloc(n * 4), *ids = el_malloc(n * 4), *pos = el_malloc(n * 4);
+        int32_t *gi = el_malloc(n * 4), *gp = el_malloc(n * 4), *g2 = el_malloc(n * 4);
+        for (int64_t i = 0; i < n; i++) samp[i] = (int32_t)(i * 7919 % 1000), ids[i] = -1, pos[i] = (int32_t)(i * 3);
+        int32_t *ds = dput(samp, n * 4), *di = dput(ids, n * 4), *dp = dput(pos, n * 4);
+        CHECK_OK(be->iface.feed_tokens(be, ds, di, dp, n));
+        CHECK_OK(be->iface.download_begin(be, di, n * 4, 0));
+        CHECK_OK(be->iface.feed_tokens(be, di, di, dp, n)); /* a second step, queued before slot 0 is read */
+        CHECK_OK(be->iface.download_begin(be, dp, n * 4, 1));
+        CHECK_OK(be->iface.download_end(be, 0, gi, n * 4));
+        CHECK_OK(be->iface.download_end(be, 1, gp, n * 4));
+        dget(g2, di, n * 4);
+        int bad = 0;
+        for (int64_t i = 0; i < n; i++) bad += gi[i] != samp[i] || g2[i] != samp[i] || gp[i] != pos[i] + 2;
+        printf("op lookahead feed_tokens + download slots, n %-4lld %s\n", (long long)n, bad ? "FAIL" : "ok");
+        CHECKF(!bad, "lookahead ops n %lld: %d wrong entries", (long long)n, bad);
+        be->iface.dealloc(be, ds), be->iface.dealloc(be, di), be->iface.dealloc(be, dp);
+        el_free(samp), el_free(ids), el_free(pos), el_free(gi), el_free(gp), el_free(g2);
+    }
+    int32_t *d = dput(NULL, EL_DOWNLOAD_SLOT + 4), h[4];
+    CHECK(be->iface.download_end(be, 0, h, 16) == EDGELLM_STATUS_INVALID_ARG); /* nothing queued */
+    CHECK(be->iface.download_begin(be, d, EL_DOWNLOAD_SLOT + 4, 0) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK(be->iface.download_begin(be, d, 16, 2) == EDGELLM_STATUS_INVALID_ARG);
+    CHECK_OK(be->iface.download_begin(be, d, 16, 1));
+    CHECK(be->iface.download_begin(be, d, 16, 1) == EDGELLM_STATUS_INVALID_ARG); /* slot 1 still queued */
+    CHECK_OK(be->iface.download_end(be, 1, h, 16));
+    be->iface.dealloc(be, d);
+}
+
 int main(void) {
     el_backend_params p = {0};
     setenv("EDGELLM_FUSED_FP8", "1", 1); /* fused fp8 ops tested on every device (runtime: sm_89+) */
@@ -1358,6 +1392,7 @@ int main(void) {
     test_fused();
     test_fused_graph();
     test_sample();
+    test_lookahead_ops();
     test_errors();
     CHECK_OK(be->iface.sync(be));
     printf("peak device memory: %.1f MiB\n", (double)be->iface.peak_memory(be) / (1 << 20));

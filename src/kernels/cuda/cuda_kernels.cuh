@@ -23,6 +23,8 @@
 /* elementwise.cu */
 cudaError_t elk_embed(cudaStream_t st, const int32_t *ids, int64_t n, const void *table, int tt, int64_t dim,
                       float *out);
+/* ids[i] = sampled[i], pos[i] += 1 for i < n (a decode step's inputs from the previous step's sampled ids) */
+cudaError_t elk_feed_tokens(cudaStream_t st, const int32_t *sampled, int32_t *ids, int32_t *pos, int64_t n);
 cudaError_t elk_rmsnorm(cudaStream_t st, const float *x, const void *w, int wt, int64_t rows, int64_t dim,
                         float eps, float *y);
 cudaError_t elk_rope(cudaStream_t st, float *x, int64_t n_tok, int64_t n_heads, int64_t head_dim, int64_t n_rot,

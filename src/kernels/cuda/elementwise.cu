@@ -44,6 +44,20 @@ cudaError_t elk_embed(cudaStream_t st, const int32_t *ids, int64_t n, const void
     return cudaGetLastError();
 }
 
+/* the next decode step's inputs from this one's sampled ids: ids[i] = sampled[i], pos[i] += 1 */
+__global__ void k_feed_tokens(const int32_t *sampled, int32_t *ids, int32_t *pos, int64_t n) {
+    for (int64_t i = blockIdx.x * (int64_t)blockDim.x + threadIdx.x; i < n; i += (int64_t)gridDim.x * blockDim.x) {
+        ids[i] = sampled[i];
+        pos[i] += 1;
+    }
+}
+
+cudaError_t elk_feed_tokens(cudaStream_t st, const int32_t *sampled, int32_t *ids, int32_t *pos, int64_t n) {
+    if (n <= 0) return cudaSuccess;
+    k_feed_tokens<<<ew_grid(n), EW_THREADS, 0, st>>>(sampled, ids, pos, n);
+    return cudaGetLastError();
+}
+
 template <int T>
 __global__ void k_rmsnorm(const float *x, const void *w, int64_t dim, float eps, float *y) {
     __shared__ float red[32];
