@@ -1,14 +1,14 @@
 /*
- * ktrace.c - a CUPTI injection library: every kernel a process runs (CUDA graph nodes included) as one CSV line
- * `start_ns,end_ns,grid,block,name` in $EDGELLM_KTRACE (default ktrace.csv). For machines without Nsight Systems:
- * Nsight Compute serializes kernels and flushes caches, so it cannot show what a kernel costs inside a graph with
- * programmatic dependent launch; these timestamps can (tests/gpu/ktrace.sh turns them into each kernel's share
- * of the critical path).
+ * ktrace.c - a CUPTI injection library: every kernel a process runs (CUDA graph nodes included) as one CSV
+ * line `start_ns,end_ns,grid,block,name` in $EDGELLM_KTRACE (default ktrace.csv). For machines without Nsight
+ * Systems: Nsight Compute serializes kernels and flushes caches, so it cannot show what a kernel costs inside
+ * a graph with programmatic dependent launch; these timestamps can (tests/gpu/ktrace.sh turns them into each
+ * kernel's share of the critical path).
  *
  * Build: cc -O2 -shared -fPIC -o libktrace.so tests/gpu/ktrace.c -I$CUDA/include -L$CUDA/lib64 -lcupti
  * Use:   CUDA_INJECTION64_PATH=$PWD/libktrace.so EDGELLM_KTRACE=out.csv edgellm bench ...
- * (the CUDA driver calls InitializeInjection when it initializes; records are written as CUPTI hands buffers back
- * and at exit.)
+ * (the CUDA driver calls InitializeInjection when it initializes; records are written as CUPTI hands buffers
+ * back and at exit.)
  */
 #include <cupti.h>
 
@@ -29,7 +29,8 @@ static void CUPTIAPI kt_complete(CUcontext ctx, uint32_t stream, uint8_t *buf, s
     (void)ctx, (void)stream, (void)size;
     CUpti_Activity *rec = NULL;
     while (kt_out && cuptiActivityGetNextRecord(buf, valid, &rec) == CUPTI_SUCCESS) {
-        if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL) continue;
+        if (rec->kind != CUPTI_ACTIVITY_KIND_CONCURRENT_KERNEL && rec->kind != CUPTI_ACTIVITY_KIND_KERNEL)
+            continue;
         const CUpti_ActivityKernel10 *k = (const CUpti_ActivityKernel10 *)rec;
         fprintf(kt_out, "%llu,%llu,%dx%dx%d,%dx%dx%d,\"%s\"\n", (unsigned long long)k->start,
                 (unsigned long long)k->end, k->gridX, k->gridY, k->gridZ, k->blockX, k->blockY, k->blockZ,
