@@ -50,7 +50,7 @@
 #include <math.h>
 #include <string.h>
 
-int elk_pdl_late = 4; /* fused.cuh, cuda_kernels.cuh */
+int elk_pdl_late = 4; /* cuda_kernels.cuh */
 
 #define FG_THREADS 128
 

@@ -11,11 +11,6 @@
 #include <cuda_runtime.h>
 #include <stdint.h>
 
-/* when kernels let the next one launch (programmatic dependent launch): bit 1, decode attention only when it
- * exits; bit 2, the fused float / w8a8 / fp8 GEMVs after their own PDL wait; bit 4, the w4a16 ones (qmma.cu)
- * after theirs; unset: at their start. Default 4 (cuda_kernels.cuh says why) */
-extern "C" int elk_pdl_late;
-
 /* elk_fused_gemv modes */
 #define ELK_FG_STORE 0  /* y_i = h W_i^T + b_i                                      */
 #define ELK_FG_ACCUM 1  /* y_i += h W_i^T + b_i (residual add; y_i must not alias x) */

@@ -11,6 +11,7 @@
 #include <stdint.h>
 #include <string.h>
 
+#include "kernels/cuda/cuda_kernels.cuh" /* elk_pdl_late */
 #include "kernels/cuda/fused.cuh"
 
 struct elk_fg_ops {
