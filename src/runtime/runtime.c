@@ -857,10 +857,9 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
      * needs another token after it (as far as the host knows before reading step n's ids); when a row then stops,
      * step n + 1's ids of the other rows are what a fresh step would have given them (same tokens, positions
      * and uniforms), and the stopped row's are dropped (its extra KV entry lies past its sequence length). */
-    bool fresh = true;
     while (n_active > 0) {
         double d0 = el_time_ms();
-        if (fresh) {
+        if (!inflight[tag]) { /* a fresh step (no lookahead step of these rows is queued) */
             n = 0;
             for (int32_t i = 0; i < n_req; i++)
                 if (active[i]) {
@@ -921,7 +920,6 @@ edgellm_status edgellm_runtime_generate(edgellm_runtime *rt, const edgellm_reque
                 if (active[map[r]]) rt->seq_len[map[r]]++;
             tag ^= 1;
         }
-        fresh = !ahead;
         rt->metrics.decode_ms += el_time_ms() - d0;
         rt->metrics.decode_tokens += n_done;
         rt->metrics.decode_steps++;
