@@ -1089,7 +1089,8 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     const char *fs = getenv("EDGELLM_FQ_SLOW_CODES"); /* A/B: the fused w8a8 / fp8 codes prologue, per-pass loops */
     if (fs && !strcmp(fs, "1")) elk_fq_slow_codes = 1;
     const char *ac = getenv("EDGELLM_ATT_CHUNK"); /* A/B: the smallest split-KV chunk of decode attention */
-    if (ac && (!strcmp(ac, "64") || !strcmp(ac, "128") || !strcmp(ac, "256"))) elk_attn_min_chunk = atoi(ac);
+    if (ac && (!strcmp(ac, "16") || !strcmp(ac, "32") || !strcmp(ac, "64") || !strcmp(ac, "128") || !strcmp(ac, "256")))
+        elk_attn_min_chunk = atoi(ac);
     const char *rl = getenv("EDGELLM_ATT_ROPE_LATE"); /* A/B: rope attention loads each raw head when it norms it */
     if (rl && !strcmp(rl, "1")) elk_attn_rope_late = 1;
     const char *pl = getenv("EDGELLM_PDL_LATE"); /* A/B: when attention / the fused GEMVs let the next kernel launch */

@@ -43,8 +43,8 @@ size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
 
 /* 0: staged (cp.async) kernel where it applies, 1: never staged (tests compare both). */
 int elk_attn_stage_mode = 0;
-/* smallest split of the cache (positions, a multiple of ATT_BLK): one warp per position of a 64-block, so a
- * block's work is a chain of ~chunk / 4 dot products; the backend sets it (EDGELLM_ATT_CHUNK) */
+/* smallest split of the cache (positions: a multiple of ATT_BLK, or 16 / 32): one warp per position of a
+ * 64-block, so a block's work is a chain of ~chunk / 4 dot products; the backend sets it (EDGELLM_ATT_CHUNK) */
 int elk_attn_min_chunk = 64;
 /* 1: the rope variant reads each raw q / k head when it norms it (one L2 round trip per head, the A/B and test
  * reference); 0: all of them requested at once after the PDL wait */
@@ -56,12 +56,16 @@ void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_
     int64_t ctas = n_tok * n_head_kv;
     int ns = 1;
     int64_t ch = cap;
-    const int64_t mc = elk_attn_min_chunk >= ATT_BLK ? elk_attn_min_chunk / ATT_BLK * ATT_BLK : ATT_BLK;
+    /* chunks: multiples of 64 (a full block walk), or of 16 below 64 (elk_attn_min_chunk 16 / 32) */
+    const int64_t mc = elk_attn_min_chunk >= ATT_BLK ? elk_attn_min_chunk / ATT_BLK * ATT_BLK
+                       : elk_attn_min_chunk >= 16     ? elk_attn_min_chunk / 16 * 16
+                                                      : ATT_BLK;
     if (ctas < 2 * (int64_t)n_sm && cap > 2 * mc) {
         int64_t target = (4 * (int64_t)n_sm + ctas - 1) / ctas;
         ch = (cap + target - 1) / target;
         if (ch < mc) ch = mc;
-        ch = (ch + ATT_BLK - 1) / ATT_BLK * ATT_BLK;
+        const int64_t r = ch >= ATT_BLK ? ATT_BLK : 16;
+        ch = (ch + r - 1) / r * r;
         ns = (int)((cap + ch - 1) / ch);
         if (ns <= 1) {
             ns = 1;
