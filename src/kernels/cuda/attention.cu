@@ -32,6 +32,8 @@
 #include "kernels/cuda/rope.cuh"
 
 #include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
 
 #define ATT_THREADS 128
 #define ATT_BLK 64
@@ -179,6 +181,23 @@ struct elk_att_rope {
  * bit for bit) and stores it and v at pos[t]; its own cp.async reads (L2) then see them after a __threadfence.
  * Every split norms and rotates the G q heads itself into qs. The kernel's reads of kc / vc all go through
  * cp.async (asm) in STG mode, so the writes through r.kc / r.vc do not meet a restrict-qualified load. */
+#ifdef EDGELLM_ATT_TIMING
+/* Phase timing (a build with -DEDGELLM_ATT_TIMING only; tests/gpu/att_timing.sh): thread 0 of block (0, 0, 0)
+ * of each decode (rope) k_attn launch records clock64() at the phase boundaries of ATT_TS below, plus its
+ * split's positions. */
+#define ATT_TS_N 8192
+#define ATT_TS_K 12 /* 0 start, 1 PDL wait done, 2 pos / slot read, 3 k / v stored, 4 q heads ready, 5-8 first
+                     * block: K/V staged, scores, softmax, P V; 9 loop end; 10 positions; 11 blocks */
+__device__ long long elk_att_ts[ATT_TS_N][ATT_TS_K];
+__device__ unsigned elk_att_ts_n;
+#define ATT_TS(i)                                                                                                  \
+    do {                                                                                                           \
+        if (tsrec) ts[i] = clock64();                                                                              \
+    } while (0)
+#else
+#define ATT_TS(i) ((void)0)
+#endif
+
 template <int KT, int EPL, bool STG, bool ROPE>
 __global__ void __launch_bounds__(ATT_THREADS, 2)
     k_attn(const float *__restrict__ q, int n_head, int n_head_kv, int hd, const int32_t *__restrict__ slot,
@@ -199,8 +218,14 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
     float *lrun = mrun + G;             /* [G] */
     float *alpha = lrun + G;            /* [G] */
 
+#ifdef EDGELLM_ATT_TIMING
+    const bool tsrec = ROPE && threadIdx.x == 0 && blockIdx.x == 0 && blockIdx.y == 0 && blockIdx.z == 0;
+    long long ts[ATT_TS_K] = {0};
+#endif
+    ATT_TS(0);
     if (!(ROPE && r.late_trig)) pdl_launch_dependents();
     pdl_wait(); /* q and the cache come from the previous kernels */
+    ATT_TS(1);
     /* ROPE, r.pre: the raw q heads (into qs) and this thread's element of the token's k and v head are requested
      * now, together with pos / slot (they do not depend on them), instead of one L2 round trip per head below */
     const bool pre = ROPE && r.pre && hd <= ATT_THREADS;
@@ -231,6 +256,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
         }
         return;
     }
+    ATT_TS(2);
     const int64_t base = (((int64_t)sl * n_head_kv + hk) * cap) * hd;
     if constexpr (ROPE) {
         if (p >= j_begin && p < j_end) { /* this split holds pos[t]: k and v of the token into the cache first */
@@ -249,6 +275,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
             __syncthreads();
         }
     }
+    ATT_TS(3);
 
     constexpr int ESZ = KT == ELK_F32 ? 4 : KT == ELK_E4M3 ? 1 : 2;
     char *kst = (char *)sm + att_float_bytes(G, hd); /* [2][BLK][hd] raw cache elements (STG) */
@@ -288,6 +315,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
         lrun[g] = 0.f;
     }
     __syncthreads();
+    ATT_TS(4);
 
     int blk = 0;
     for (int64_t j0 = j_begin; j0 < j_end; j0 += ATT_BLK, blk++) {
@@ -308,6 +336,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
             vp = vst + (blk & 1) * stage_bytes;
             row0 = 0;
         }
+        if (blk == 0) ATT_TS(5);
         /* scores */
         for (int jj = EPL > 0 ? warp * 4 : warp; jj < nb; jj += EPL > 0 ? ATT_THREADS / 32 * 4 : ATT_THREADS / 32) {
             const int64_t koff = row0 + (int64_t)jj * hd;
@@ -353,6 +382,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
             }
         }
         __syncthreads();
+        if (blk == 0) ATT_TS(6);
         /* online softmax, a warp per head */
         for (int g = warp; g < G; g += ATT_THREADS / 32) {
             float *Sg = S + g * ATT_BLK;
@@ -376,6 +406,7 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
             }
         }
         __syncthreads();
+        if (blk == 0) ATT_TS(7);
         /* acc = acc * alpha + P V */
         if (ATT_THREADS % hd == 0 && G <= 8 * (ATT_THREADS / hd)) {
             /* fast path: a thread owns one dim d for up to 8 heads, so each V element is loaded once */
@@ -432,7 +463,18 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
             acc[i] = a;
         }
         __syncthreads();
+        if (blk == 0) ATT_TS(8);
     }
+    ATT_TS(9);
+#ifdef EDGELLM_ATT_TIMING
+    if (tsrec) {
+        ts[10] = j_end - j_begin;
+        ts[11] = blk;
+        const unsigned i = atomicAdd(&elk_att_ts_n, 1u);
+        if (i < ATT_TS_N)
+            for (int e = 0; e < ATT_TS_K; e++) elk_att_ts[i][e] = ts[e];
+    }
+#endif
 
     if (direct) {
         float *o = out + ((int64_t)t * n_head + (int64_t)hk * G) * hd;
@@ -478,6 +520,36 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
         }
     }
 }
+
+#ifdef EDGELLM_ATT_TIMING
+/* at exit: mean cycles of each phase of the recorded launches, by the positions of block (0, 0, 0)'s split */
+static void att_timing_dump(void) {
+    static long long h[ATT_TS_N][ATT_TS_K];
+    unsigned n = 0;
+    if (cudaMemcpyFromSymbol(&n, elk_att_ts_n, sizeof n) != cudaSuccess ||
+        cudaMemcpyFromSymbol(h, elk_att_ts, sizeof h) != cudaSuccess)
+        return;
+    if (n > ATT_TS_N) n = ATT_TS_N;
+    static const char *ph[9] = {"pdl wait", "pos/slot", "k/v store", "q heads", "K/V staged", "scores", "softmax",
+                                "P V", "rest of loop"};
+    fprintf(stderr, "att_timing: %u launches of block (0,0,0); mean cycles per phase, by positions of its split\n", n);
+    for (int b = 0; b < 5; b++) {
+        const long long lo = b * 16 + 1, hi = b < 4 ? (b + 1) * 16 : 1 << 30;
+        double sum[9] = {0}, tot = 0;
+        int c = 0;
+        for (unsigned i = 0; i < n; i++) {
+            if (h[i][10] < lo || h[i][10] > hi) continue;
+            c++;
+            for (int e = 0; e < 9; e++) sum[e] += (double)(h[i][e + 1] - h[i][e]);
+            tot += (double)(h[i][9] - h[i][0]);
+        }
+        if (!c) continue;
+        fprintf(stderr, "att_timing: positions %lld-%lld, %d launches, total %.0f:", lo, b < 4 ? hi : -1LL, c, tot / c);
+        for (int e = 0; e < 9; e++) fprintf(stderr, " %s %.0f", ph[e], sum[e] / c);
+        fprintf(stderr, "\n");
+    }
+}
+#endif
 
 __global__ void k_attn_combine(int n_head, int hd, const int32_t *__restrict__ pos, int64_t cap, int n_split,
                                int64_t chunk, const float *__restrict__ part, float *__restrict__ out) {
@@ -630,6 +702,10 @@ cudaError_t elk_attention_rope(cudaStream_t st, const float *q, const float *k, 
                                void *v_cache, int kv_t, int64_t cap, float scale, float *out, int n_split,
                                int64_t chunk, float *part, unsigned *cnt, bool pdl) {
     if (n_tok <= 0) return cudaSuccess;
+#ifdef EDGELLM_ATT_TIMING
+    static bool dump_set = false;
+    if (!dump_set) dump_set = atexit(att_timing_dump) == 0;
+#endif
     const size_t smem = att_rope_smem(kv_t, n_head, n_head_kv, head_dim); /* one device-attribute query */
     if (!smem || !cnt || n_tok > 0x7fffffff || n_head_kv > 65535 || n_split > 65535 || n_split < 1 || n_rot < 0 ||
         n_rot > head_dim || (n_rot & 1))
