@@ -7,7 +7,14 @@
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 B=${BUILD_T:-/tmp/edgellm-build-att}
-cmake -S "$ROOT" -B "$B" -DEDGELLM_CUDA=ON -DEDGELLM_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release \
+D=/tmp/edgellm-deps PKGCFG="" # the dependencies tests/gpu/run.sh unpacked from .gpu-debs, if it did
+if [ -d $D/usr/lib/x86_64-linux-gnu/pkgconfig ]; then
+  L=$D/usr/lib/x86_64-linux-gnu
+  export PKG_CONFIG_PATH=$L/pkgconfig:$D/usr/share/pkgconfig LD_LIBRARY_PATH=$L${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  export CFLAGS="-I$D/usr/include ${CFLAGS:-}" LIBRARY_PATH=$L${LIBRARY_PATH:+:$LIBRARY_PATH}
+  command -v pkg-config >/dev/null || PKGCFG="-DPKG_CONFIG_EXECUTABLE=$D/usr/bin/pkgconf"
+fi
+cmake -S "$ROOT" -B "$B" -DEDGELLM_CUDA=ON -DEDGELLM_CUDA_ARCHS=90 -DCMAKE_BUILD_TYPE=Release $PKGCFG \
   -DCMAKE_CUDA_FLAGS=-DEDGELLM_ATT_TIMING >/dev/null && cmake --build "$B" -j"$(nproc)" --target edgellm_cli 2>&1 |
   grep -E 'error|warning' ; E=$B/edgellm
 [ -x "$E" ] || { echo "att_timing: build failed"; exit 1; }
