@@ -51,6 +51,10 @@ int elk_attn_min_chunk = 64;
 /* 1: the rope variant reads each raw q / k head when it norms it (one L2 round trip per head, the A/B and test
  * reference); 0: all of them requested at once after the PDL wait */
 int elk_attn_rope_late = 0;
+/* 1: staged decode attention scores a position per thread pair (each half of the K row's 16-byte chunks, the G
+ * query heads from shared memory, one shuffle) instead of a warp per position (EDGELLM_ATT_LANE; F32 / F16 / BF16
+ * caches, G <= 8) */
+int elk_attn_lane_scores = 0;
 
 void elk_attention_plan(int64_t n_tok, int64_t n_head, int64_t n_head_kv, int64_t head_dim, int64_t cap,
                         int n_sm, int *n_split, int64_t *chunk, size_t *part_floats) {
@@ -172,7 +176,35 @@ struct elk_att_rope {
     int half;                 /* n_rot / 2 */
     bool pre;                 /* raw q, k, v requested with pos / slot (elk_attn_rope_late = 0) */
     bool late_trig;           /* the next kernel launches when this one exits (elk_pdl_late bit 1) */
+    bool lane;                /* scores by thread pairs (elk_attn_lane_scores), set for every launch */
 };
+
+/* The staged K rows are padded by ATT_KPAD bytes (row stride hd * esz + 32 = 8 words mod 32), so the thread
+ * pairs of the lane scores, which read 16-byte chunks 2 c + h of rows j, meet 8 distinct bank quads per quarter
+ * warp. V rows stay unpadded. */
+#define ATT_KPAD 32
+
+/* the 16 / esz elements of a 16-byte chunk of F32 / F16 / BF16 cache elements as f32 (exact, as elk_ld) */
+template <int KT> static __device__ __forceinline__ void att_unpack16(const uint4 &c, float *f) {
+    const uint32_t w[4] = {c.x, c.y, c.z, c.w};
+    if constexpr (KT == ELK_F32) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) f[i] = __uint_as_float(w[i]);
+    } else if constexpr (KT == ELK_BF16) {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            f[2 * i] = __uint_as_float(w[i] << 16);
+            f[2 * i + 1] = __uint_as_float(w[i] & 0xffff0000u);
+        }
+    } else {
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const float2 t = __half22float2(*(const __half2 *)&w[i]);
+            f[2 * i] = t.x;
+            f[2 * i + 1] = t.y;
+        }
+    }
+}
 
 /* STG: K/V blocks are copied into shared memory with cp.async, two stages (the next block loads while
  * the current one is computed); needs hd * esz <= 256 and the one-V-load-per-thread P V path.
@@ -278,16 +310,19 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
     ATT_TS(3);
 
     constexpr int ESZ = KT == ELK_F32 ? 4 : KT == ELK_E4M3 ? 1 : 2;
-    char *kst = (char *)sm + att_float_bytes(G, hd); /* [2][BLK][hd] raw cache elements (STG) */
-    char *vst = kst + 2 * (size_t)ATT_BLK * hd * ESZ;
-    const size_t stage_bytes = (size_t)ATT_BLK * hd * ESZ;
+    char *kst = (char *)sm + att_float_bytes(G, hd); /* [2][BLK][hd * ESZ + ATT_KPAD] raw cache bytes (STG) */
+    const int krb = hd * ESZ + ATT_KPAD;            /* bytes per staged K row */
+    const size_t kstage_bytes = (size_t)ATT_BLK * krb, stage_bytes = (size_t)ATT_BLK * hd * ESZ;
+    char *vst = kst + 2 * kstage_bytes; /* [2][BLK][hd] */
+    const int64_t krs = STG ? krb / ESZ : hd; /* K row stride in elements where the scores read it */
     /* issues the cp.async copies of block [jb, jb + nb) into stage st */
     auto issue = [&](int64_t jb, int nbk, int stg) {
         const char *ks = (const char *)kc + (base + jb * hd) * ESZ;
         const char *vs = (const char *)vc + (base + jb * hd) * ESZ;
-        const int n16 = (int)((size_t)nbk * hd * ESZ / 16);
+        const int n16 = (int)((size_t)nbk * hd * ESZ / 16), cpr = hd * ESZ / 16;
         for (int i = threadIdx.x; i < n16; i += ATT_THREADS) {
-            cp_async16(kst + stg * stage_bytes + (size_t)i * 16, ks + (size_t)i * 16);
+            cp_async16(kst + stg * kstage_bytes + (size_t)(i / cpr) * krb + (size_t)(i % cpr) * 16,
+                       ks + (size_t)i * 16);
             cp_async16(vst + stg * stage_bytes + (size_t)i * 16, vs + (size_t)i * 16);
         }
         cp_async_commit();
@@ -332,21 +367,55 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
                 cp_async_wait<0>();
             }
             __syncthreads();
-            kp = kst + (blk & 1) * stage_bytes;
+            kp = kst + (blk & 1) * kstage_bytes;
             vp = vst + (blk & 1) * stage_bytes;
             row0 = 0;
         }
         if (blk == 0) ATT_TS(5);
         /* scores */
+        constexpr bool LANE_OK = STG && (KT == ELK_F32 || KT == ELK_F16 || KT == ELK_BF16);
+        if (LANE_OK && r.lane && G <= 8 && (hd * ESZ) % 32 == 0) {
+            /* thread pair per position (ATT_THREADS = 2 ATT_BLK): thread h of the pair takes the row's 16-byte
+             * chunks 2 c + h, each against the G query heads (shared memory, read by both halves of a warp
+             * at the same addresses), then one shuffle adds the pair */
+            static_assert(!LANE_OK || ATT_THREADS == 2 * ATT_BLK, "one thread pair per position of a block");
+            constexpr int EPC = 16 / ESZ; /* elements per chunk */
+            const int j = threadIdx.x >> 1, h = threadIdx.x & 1, nc2 = hd * ESZ / 32;
+            float dsum[8];
+#pragma unroll
+            for (int g = 0; g < 8; g++) dsum[g] = 0.f;
+            if (j < nb) {
+                const char *krow = (const char *)kp + (size_t)j * krb + h * 16;
+                for (int c = 0; c < nc2; c++) {
+                    float kf[EPC];
+                    att_unpack16<KT>(*(const uint4 *)(krow + c * 32), kf);
+                    const float *qc = qs + (2 * c + h) * EPC;
+#pragma unroll
+                    for (int g = 0; g < 8; g++)
+                        if (g < G) {
+                            float a = dsum[g];
+#pragma unroll
+                            for (int e = 0; e < EPC; e++) a = fmaf(qc[g * hd + e], kf[e], a);
+                            dsum[g] = a;
+                        }
+                }
+            }
+#pragma unroll
+            for (int g = 0; g < 8; g++)
+                if (g < G) {
+                    const float v = dsum[g] + __shfl_xor_sync(0xffffffffu, dsum[g], 1);
+                    if (h == 0 && j < nb) S[g * ATT_BLK + j] = v;
+                }
+        } else
         for (int jj = EPL > 0 ? warp * 4 : warp; jj < nb; jj += EPL > 0 ? ATT_THREADS / 32 * 4 : ATT_THREADS / 32) {
-            const int64_t koff = row0 + (int64_t)jj * hd;
+            const int64_t koff = row0 + (int64_t)jj * krs;
             if (EPL > 0) {
                 /* 4 positions per step: 4 independent row loads and reduction chains in flight */
                 constexpr int U = 4;
                 float kf[U][EPL > 0 ? EPL : 1];
 #pragma unroll
                 for (int u = 0; u < U; u++) {
-                    if (jj + u < nb) ld_vec<KT, EPL>(kp, koff + (int64_t)u * hd + lane * EPL, kf[u]);
+                    if (jj + u < nb) ld_vec<KT, EPL>(kp, koff + (int64_t)u * krs + lane * EPL, kf[u]);
                     else
 #pragma unroll
                         for (int e = 0; e < EPL; e++) kf[u][e] = 0.f;
@@ -593,8 +662,10 @@ static cudaError_t attn_launch(cudaStream_t st, dim3 grid, size_t smem, const fl
             cudaFuncSetAttribute(k_attn<KT, EPL, STG, ROPE>, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
+    elk_att_rope rl = r;
+    rl.lane = elk_attn_lane_scores != 0; /* both decode attention paths score the same way */
     return elk_launch_ex(k_attn<KT, EPL, STG, ROPE>, grid, dim3(ATT_THREADS), smem, st, pdl, q, n_head, n_head_kv, hd,
-                         slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, r);
+                         slot, pos, kc, vc, cap, scale, vscale, out, n_split, chunk, part, cnt, rl);
 }
 
 /* shared memory of the staged kernel for this shape, or 0 when it does not apply */
@@ -602,7 +673,8 @@ static size_t att_stg_smem(size_t esz, int G, int hd) {
     if (elk_attn_stage_mode != 0 || !(hd == 32 || hd == 64 || hd == 128) || hd * esz > 256 ||
         G > 8 * (ATT_THREADS / hd))
         return 0;
-    const size_t smem_stg = att_float_bytes(G, hd) + 4 * (size_t)ATT_BLK * hd * esz;
+    const size_t smem_stg = att_float_bytes(G, hd) + 2 * (size_t)ATT_BLK * (hd * esz + ATT_KPAD) +
+                            2 * (size_t)ATT_BLK * hd * esz;
     int dev = 0, optin = 0;
     cudaGetDevice(&dev);
     cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev);

@@ -115,6 +115,8 @@ extern "C" int elk_attn_stage_mode;
 extern "C" int elk_attn_min_chunk;
 /* 1 = the rope variant of decode attention reads each raw q / k head when it norms it; 0 = all requested at once */
 extern "C" int elk_attn_rope_late;
+/* 1 = staged decode attention scores a position per thread pair instead of a warp per position (A/B) */
+extern "C" int elk_attn_lane_scores;
 /* when kernels let the next one launch (programmatic dependent launch): bit 1, decode attention only when it
  * exits; bit 2, the fused float / w8a8 / fp8 GEMVs after their own PDL wait (one kernel ahead prefetches
  * weights, not a chain of them); bit 4, the w4a16 GEMVs (qmma.cu) after theirs. Default 4: H200 A/B
