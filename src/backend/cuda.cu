@@ -1093,8 +1093,8 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
         elk_attn_min_chunk = atoi(ac);
     const char *rl = getenv("EDGELLM_ATT_ROPE_LATE"); /* A/B: rope attention loads each raw head when it norms it */
     if (rl && !strcmp(rl, "1")) elk_attn_rope_late = 1;
-    const char *la = getenv("EDGELLM_ATT_LANE"); /* A/B: decode attention scores per thread pair */
-    if (la && !strcmp(la, "1")) elk_attn_lane_scores = 1;
+    const char *la = getenv("EDGELLM_ATT_LANE"); /* A/B: 0 = decode attention scores a position per warp */
+    if (la && (!strcmp(la, "0") || !strcmp(la, "1"))) elk_attn_lane_scores = la[0] - '0';
     const char *pl = getenv("EDGELLM_PDL_LATE"); /* A/B: when attention / the fused GEMVs let the next kernel launch */
     if (pl && pl[0] >= '0' && pl[0] <= '7' && !pl[1]) elk_pdl_late = pl[0] - '0';
     if ((e = cudaStreamCreateWithFlags(&c->st, cudaStreamNonBlocking)) != cudaSuccess)

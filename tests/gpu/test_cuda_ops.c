@@ -20,7 +20,7 @@ extern int elk_gemv_tc_mode;    /* src/kernels/cuda/gemv.cu: 0 auto, 1 never ten
 extern int elk_qgemv_tc_mode;   /* src/kernels/cuda/qgemv.cu: 0 int8 mma m = 1 / bf16 mma m >= 2, 1 FMA, 2 bf16 mma */
 extern int elk_attn_stage_mode; /* src/kernels/cuda/attention.cu: 0 staged where it applies, 1 never */
 extern int elk_attn_rope_late;  /* attention.cu: 1 = the rope variant reads each raw head when it norms it */
-extern int elk_attn_lane_scores; /* attention.cu: 1 = staged scores by thread pairs */
+extern int elk_attn_lane_scores; /* attention.cu: 1 (default) = staged scores by thread pairs, 0 = by warps */
 extern int elk_attn_min_chunk;  /* attention.cu: the smallest split-KV chunk of the decode plan (64; 16 / 32) */
 extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 never, 2 always */
 extern int elk_attn_prefill_rows; /* attention_prefill.cu: query rows per CTA, 0 auto, 64, 128 */
@@ -1239,12 +1239,12 @@ static void test_fused(void) {
             run_rope_attention(8, 2, 128, 64, true, EL_DTYPE_F32, 300);
         }
         elk_attn_min_chunk = 64;
-        elk_attn_lane_scores = 1; /* rope attention and the chain both score by thread pairs: still bit-identical */
+        elk_attn_lane_scores = 0; /* rope attention and the chain both score by warps: still bit-identical */
         for (int ti = 0; ti < 3; ti++) {
             run_rope_attention(32, 8, 64, 64, false, FT[ti], 512);
             run_rope_attention(16, 8, 128, 128, true, FT[ti], 4096);
         }
-        elk_attn_lane_scores = 0;
+        elk_attn_lane_scores = 1;
         run_rope_attention(8, 2, 128, 64, true, EL_DTYPE_BF16, 300);   /* partial rotary, odd capacity */
         run_rope_attention(4, 4, 32, 32, false, EL_DTYPE_F16, 128);
         run_rope_attention(12, 2, 80, 64, true, EL_DTYPE_F16, 256);    /* hd 80: the two-op fallback */
@@ -1394,9 +1394,9 @@ int main(void) {
     elk_attn_min_chunk = 16; /* splits of 16 positions: blocks that end inside a 64-position block */
     test_attention();
     elk_attn_min_chunk = 64;
-    elk_attn_lane_scores = 1; /* scores by thread pairs (the staged F32 / F16 / BF16 cases) */
+    elk_attn_lane_scores = 0; /* scores by a warp per position (the staged F32 / F16 / BF16 cases) */
     test_attention();
-    elk_attn_lane_scores = 0;
+    elk_attn_lane_scores = 1;
     elk_attn_prefill_mode = 0;
     test_attention_prefill();
     test_swiglu_add();
