@@ -4,7 +4,7 @@
 # kernel its share of the critical path over the decode steps: sorted by end time, kernel i is charged
 # end_i - end_{i-1} (with programmatic dependent launch a kernel starts before its predecessor ends, so its own
 # duration includes the wait; the end-to-end deltas add up to the wall time). Also its mean duration and grid.
-# Usage: BUILD=... OUT=... [FORMATS="bf16 int4_rtn"] [PROMPT=16] [GEN=64] tests/gpu/ktrace.sh shape...
+# Usage: BUILD=... OUT=... [FORMATS="bf16 int4_rtn"] [PROMPT=16] [GEN=64] [LAYERS=N] tests/gpu/ktrace.sh shape...
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 BUILD=${BUILD:-/tmp/edgellm-build-gpu}
@@ -17,7 +17,7 @@ cc -std=c11 -O2 -shared -fPIC -o "$LIB" "$ROOT/tests/gpu/ktrace.c" -I"$CUDA/incl
   -Wl,-rpath,"$CUDA/lib64" || { echo "ktrace: cannot build $LIB"; exit 1; }
 for shape in "$@"; do
   S=/tmp/kt-$shape
-  "$E" synth --shape "$shape" --dtype bf16 --output $S.hf --overwrite >/dev/null || { echo "ktrace: synth $shape failed"; continue; }
+  "$E" synth --shape "$shape" --dtype bf16 ${LAYERS:+--layers $LAYERS} --output $S.hf --overwrite >/dev/null || { echo "ktrace: synth $shape failed"; continue; }
   for q in ${FORMATS:-bf16 int4_rtn}; do
     qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128"
     if ! "$E" export --model $S.hf --output $S.exp $qa --overwrite >/dev/null ||
