@@ -16,7 +16,8 @@
 #
 # Pairs are EDGELLM_FORMAT:GGUF_TYPE; quantized formats also quantize the output head as the GGUF types do
 # (fp8: fp8, int8_sq: int8, int4_awq / int4_rtn: int4_awq) and calibrate on 16 x 128 tokens (speed does not depend
-# on calibration quality). Files are deleted after each pair (an 8B shape needs ~50 GB of disk at once).
+# on calibration quality), on the GPU (--calib-backend cuda; CALIB_BACKEND=cpu overrides). Files are deleted after
+# each pair (an 8B shape needs ~50 GB of disk at once).
 # Output: one markdown row per pair on stdout and in --out (default WORK/results.md).
 set -uo pipefail
 ROOT="$(cd "$(dirname "$0")/.." && pwd)"
@@ -74,7 +75,7 @@ for shape in $SHAPES; do
     case "$efmt" in int8_sq) hq=int8 ;; int4_awq|int4_rtn) hq=int4_awq ;; fp8|nvfp4) hq=$efmt ;; esac
     case "$efmt" in
       bf16|fp16|fp32) eargs=(--dtype "$efmt") ;;
-      *) eargs=(--quantization "$efmt" --calib-samples 16 --calib-seq-len 128 --lm-head-quantization "$hq") ;;
+      *) eargs=(--quantization "$efmt" --calib-samples 16 --calib-seq-len 128 --calib-backend "${CALIB_BACKEND:-$BACKEND}" --lm-head-quantization "$hq") ;;
     esac
     exp="$WORK/$shape.$efmt.export" eng="$WORK/$shape.$efmt.engine" gguf="$WORK/$shape.$gtype.gguf"
     epp="n/a" etg="n/a" egb="n/a" lpp="n/a" ltg="n/a" etd="n/a" ltd="n/a" emem="n/a"

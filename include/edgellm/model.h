@@ -38,6 +38,7 @@ typedef struct edgellm_export_params {
     int32_t calib_samples;              /* default 512                                                 */
     int32_t calib_seq_len;              /* default 512                                                 */
     const char *calib_algorithm;        /* "max" (default) or "percentile"                             */
+    const char *calib_backend;          /* where calibration runs: NULL/"cpu" (default) or "cuda"       */
 } edgellm_export_params;
 edgellm_export_params edgellm_export_params_default(void);
 

@@ -572,7 +572,11 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     bp.max_input_len = (int32_t)seq;
     bp.max_kv_cache_capacity = (int32_t)seq;
     bp.overwrite = true;
-    if ((s = edgellm_build(xdir, edir, &bp)) < 0) return el_err_prefix(s, "calibration build");
+    bp.backend = p->calib_backend ? p->calib_backend : "cpu"; /* validated by el_export_quant */
+    if ((s = edgellm_build(xdir, edir, &bp)) < 0) {
+        el_rm_rf(xdir);
+        return el_err_prefix(s, "calibration build (--calib-backend %s)", bp.backend);
+    }
     el_rm_rf(xdir);
 
     if (p->calib_file)
@@ -638,7 +642,10 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
         if ((s = hessians_window(c, hp, 0, h_layers)) < 0) goto done;
     }
     edgellm_runtime_params rp = edgellm_runtime_params_default();
-    if ((s = edgellm_runtime_create(edir, &rp, &rt)) < 0) goto done;
+    if ((s = edgellm_runtime_create(edir, &rp, &rt)) < 0) {
+        s = el_err_prefix(s, "calibration on the %s backend (--calib-backend)", bp.backend);
+        goto done;
+    }
     el_runtime_set_tap(rt, calib_tap, c);
     pos = el_malloc((size_t)seq * 4);
     slot = el_calloc((size_t)seq, 4);
@@ -2069,6 +2076,8 @@ static edgellm_status export_scheme(const char *hf_dir, const char *out_dir, con
         return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --calib-algorithm '%s' (max or percentile)",
                       p->calib_algorithm);
     q.percentile = p->calib_algorithm && !strcmp(p->calib_algorithm, "percentile");
+    if (p->calib_backend && strcmp(p->calib_backend, "cpu") && strcmp(p->calib_backend, "cuda"))
+        return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --calib-backend '%s' (cpu or cuda)", p->calib_backend);
     const bool kv_fp8 = p->kv_cache_quantization && !strcmp(p->kv_cache_quantization, "fp8");
     if (p->kv_cache_quantization && !kv_fp8 && strcmp(p->kv_cache_quantization, "none"))
         return el_err(EDGELLM_STATUS_INVALID_ARG, "unknown --kv-cache-quantization '%s' (none or fp8)",

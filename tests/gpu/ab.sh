@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # tests/gpu/ab.sh - A/B of one environment variable on batch-1 decode: for each shape and format, one engine
 # (synth -> export -> build --backend cuda), then `edgellm bench` (prompt PROMPT (128), gen 128) once per value.
-# Usage: BUILD=... VAR=EDGELLM_FG_WARP VALUES="0 1" FORMATS="bf16 int4_rtn" [PROMPT=128] [LAYERS=N] tests/gpu/ab.sh shape...
+# Usage: BUILD=... VAR=EDGELLM_FG_WARP VALUES="0 1" FORMATS="bf16 int4_rtn" [PROMPT=128] [LAYERS=N] [CALIB_BACKEND=cpu]
+#   tests/gpu/ab.sh shape...
 #   VALUES="A=1 A=1,B=2": each value a comma-separated list of assignments (VAR unused)
 set -u -o pipefail
 BUILD=${BUILD:-/tmp/edgellm-build-gpu}
@@ -11,7 +12,7 @@ for shape in "$@"; do
   S=/tmp/ab-$shape
   "$E" synth --shape "$shape" --dtype bf16 ${LAYERS:+--layers $LAYERS} --output $S.hf --overwrite >/dev/null || { echo "ab: synth $shape failed"; continue; }
   for q in ${FORMATS:-bf16}; do
-    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128"
+    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128 --calib-backend ${CALIB_BACKEND:-cuda}"
     # nvfp4: no GPTQ Hessians (block-scale search only; the Hessians took > 5 min on the device's CPU at 1B)
     EDGELLM_CALIB_MEM_MB=$([ $q = nvfp4 ] && echo 1) "$E" export --model $S.hf --output $S.exp $qa --overwrite >/dev/null &&
       "$E" build --input $S.exp --engine $S.eng --backend cuda --max-batch-size 1 --max-input-len $((PROMPT + 128)) \

@@ -22,7 +22,7 @@ for shape in "${@:-llama3.2-1b}"; do
   S=/tmp/att-$shape
   "$E" synth --shape "$shape" --dtype bf16 --output $S.hf --overwrite >/dev/null || continue
   for q in ${FORMATS:-bf16}; do
-    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128"
+    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128 --calib-backend ${CALIB_BACKEND:-cuda}"
     "$E" export --model $S.hf --output $S.exp $qa --overwrite >/dev/null &&
       "$E" build --input $S.exp --engine $S.eng --backend cuda --max-batch-size 1 --max-input-len 256 \
         --max-kv-cache-capacity 512 --overwrite >/dev/null || { echo "att_timing: $shape $q failed"; continue; }

@@ -19,7 +19,7 @@ for shape in "$@"; do
   S=/tmp/kt-$shape
   "$E" synth --shape "$shape" --dtype bf16 ${LAYERS:+--layers $LAYERS} --output $S.hf --overwrite >/dev/null || { echo "ktrace: synth $shape failed"; continue; }
   for q in ${FORMATS:-bf16 int4_rtn}; do
-    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128"
+    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128 --calib-backend ${CALIB_BACKEND:-cuda}"
     if ! "$E" export --model $S.hf --output $S.exp $qa --overwrite >/dev/null ||
        ! "$E" build --input $S.exp --engine $S.eng --backend cuda --max-batch-size 1 --max-input-len 256 \
            --max-kv-cache-capacity 512 --overwrite >/dev/null; then echo "ktrace: $shape $q export/build failed"; continue; fi

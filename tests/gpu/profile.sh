@@ -16,7 +16,7 @@ for shape in "${@:-llama3.2-1b}"; do
   S=/tmp/prof-$shape
   "$E" synth --shape "$shape" --dtype bf16 --output $S.hf --overwrite >/dev/null || { echo "profile: synth $shape failed"; continue; }
   for q in ${FORMATS:-bf16 ${QUANTS:-}}; do
-    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128"
+    qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128 --calib-backend ${CALIB_BACKEND:-cuda}"
     t0=$(date +%s)
     if ! "$E" export --model $S.hf --output $S.exp $qa --overwrite >/dev/null ||
        ! "$E" build --input $S.exp --engine $S.eng --backend cuda --max-batch-size 8 --max-input-len 2048 \

@@ -95,7 +95,7 @@ if [ $DO_DECODE = 1 ]; then
     # nvfp4 with EDGELLM_CALIB_MEM_MB=1: no GPTQ Hessians, which took > 5 min for the 1B shape on the device's CPU)
     for q in ${DECODE_QUANTS:-int4_rtn int4_awq fp8}; do
       step "decode $shape $q" decode.log bash -c "set -e; echo \"decode engine: $shape $q\"; \
-        EDGELLM_CALIB_MEM_MB=\$([ $q = nvfp4 ] && echo 1) '$E' export --model $S.hf --output $S.$q.exp --quantization $q --calib-samples 16 --calib-seq-len 128 --overwrite >/dev/null; \
+        EDGELLM_CALIB_MEM_MB=\$([ $q = nvfp4 ] && echo 1) '$E' export --model $S.hf --output $S.$q.exp --quantization $q --calib-samples 16 --calib-seq-len 128 --calib-backend ${CALIB_BACKEND:-cuda} --overwrite >/dev/null; \
         '$E' build --input $S.$q.exp --engine $S.$q.eng --backend cuda --max-batch-size 8 --max-input-len 512 --max-kv-cache-capacity 1024 --overwrite >/dev/null; \
         timeout 120 '$E' bench --engine $S.$q.eng --prompt-len 128 --gen-len 64 --reps 2; \
         timeout 120 '$E' bench --engine $S.$q.eng --prompt-len 128 --gen-len 32 --batch 8 --reps 1; rm -rf $S.$q.exp $S.$q.eng"

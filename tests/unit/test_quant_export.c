@@ -350,6 +350,60 @@ static void test_options(void) {
     CHECK_OK(edgellm_build(x, e, &bp));
 }
 
+static bool ends_with(const char *s, const char *suf) {
+    const size_t n = strlen(s), m = strlen(suf);
+    return n >= m && !strcmp(s + n - m, suf);
+}
+
+/* --calib-backend: an unknown name is refused; "cpu" is the default path; "cuda" either calibrates on a GPU (then
+ * every static scale, activation and K/V, matches the CPU calibration's within 1e-3: max |x| of the same
+ * activations, float sums in another order) or, where there is none (CI, builds without CUDA), fails naming the
+ * option and leaves no output behind. */
+static void test_calib_backend(void) {
+    const char *model = "fixtures/models/stories260K-hf";
+    char xc[1200], xg[1200], p[1300];
+    snprintf(xc, sizeof xc, "%s/x-cb-cpu", g_dir);
+    snprintf(xg, sizeof xg, "%s/x-cb-cuda", g_dir);
+    edgellm_export_params ep = qparams("fp8");
+    ep.kv_cache_quantization = "fp8";
+    ep.calib_backend = "gpu";
+    CHECK(edgellm_export(model, xg, &ep) == EDGELLM_STATUS_INVALID_ARG);
+    CHECKF(strstr(edgellm_last_error(), "--calib-backend 'gpu'") != NULL, "%s", edgellm_last_error());
+    ep.calib_backend = "cpu";
+    CHECK_OK(edgellm_export(model, xc, &ep));
+    ep.calib_backend = "cuda";
+    if (edgellm_export(model, xg, &ep) != EDGELLM_STATUS_OK) {
+        CHECKF(strstr(edgellm_last_error(), "--calib-backend") != NULL, "%s", edgellm_last_error());
+        CHECK(access(xg, F_OK) != 0);
+        printf("test_calib_backend: no CUDA calibration here (%s)\n", edgellm_last_error());
+        return;
+    }
+    el_st_file a, b;
+    snprintf(p, sizeof p, "%s/model.safetensors", xc);
+    CHECK_OK(el_st_open(p, &a));
+    snprintf(p, sizeof p, "%s/model.safetensors", xg);
+    CHECK_OK(el_st_open(p, &b));
+    int n = 0;
+    double worst = 0;
+    for (int64_t i = 0; i < a.n_tensors; i++) {
+        const el_st_tensor *t = &a.tensors[i];
+        if (!ends_with(t->name, "input_scale") && !ends_with(t->name, "k_scale") && !ends_with(t->name, "v_scale"))
+            continue;
+        const el_st_tensor *u = el_st_find(&b, t->name);
+        CHECKF(u && u->dtype == EL_DTYPE_F32 && t->dtype == EL_DTYPE_F32, "%s", t->name);
+        if (!u) continue;
+        const float va = *(const float *)t->data, vb = *(const float *)u->data;
+        const double rel = fabs((double)va - vb) / fabs((double)va);
+        worst = rel > worst ? rel : worst;
+        CHECKF(va > 0 && rel <= 1e-3, "%s: cpu %g cuda %g", t->name, va, vb);
+        n++;
+    }
+    CHECKF(n == 5 * (7 + 2), "static scales compared: %d", n); /* 5 layers: 7 input scales + k / v each */
+    printf("test_calib_backend: %d scales, cuda vs cpu calibration max relative difference %.2e\n", n, worst);
+    el_st_close(&a);
+    el_st_close(&b);
+}
+
 /* --lm-head-quantization on a tied model: the export writes lm_head.weight as a quantized copy of the
  * embedding table (embedding stays float) and an untied config; the engine decodes with it, and the
  * perplexity moves by the head's quantization only (int8 w8a8: small, but not zero). */
@@ -490,6 +544,7 @@ int main(void) {
     size_t max_tok = nt ? (size_t)atol(nt) : 2048;
     test_pack_import();
     test_options();
+    test_calib_backend();
     test_tied_head();
     test_reimport();
     accuracy_table("fixtures/models/sotu-qwen3", "sotu", "fixtures/data/sotu_2006_2021.txt", NULL, max_tok,

@@ -27,6 +27,7 @@ static void usage(FILE *f) {
             "  --calib-samples N      calibration sequences (default 512)\n"
             "  --calib-seq-len N      tokens per calibration sequence (default 512)\n"
             "  --calib-algorithm max|percentile   activation range (default max)\n"
+            "  --calib-backend cpu|cuda   where the calibration forward runs (default cpu)\n"
             "  --format hf|gguf       hf: export directory (default); gguf: one llama.cpp GGUF file at\n"
             "                         --output, --quantization f16 (default), bf16, f32, q8_0 or q4_0\n"
             "  --overwrite            replace an existing output directory\n"
@@ -60,7 +61,8 @@ int cmd_export(int argc, char **argv) {
             cli_flag_val(argc, argv, &i, "--calib-file", &p.calib_file, &err) ||
             cli_flag_val(argc, argv, &i, "--calib-samples", &ns, &err) ||
             cli_flag_val(argc, argv, &i, "--calib-seq-len", &sl, &err) ||
-            cli_flag_val(argc, argv, &i, "--calib-algorithm", &p.calib_algorithm, &err)) {
+            cli_flag_val(argc, argv, &i, "--calib-algorithm", &p.calib_algorithm, &err) ||
+            cli_flag_val(argc, argv, &i, "--calib-backend", &p.calib_backend, &err)) {
             if (err) return 2;
             continue;
         }
