@@ -2,7 +2,7 @@
 # tests/gpu/att_timing.sh - where decode attention's time goes, phase by phase: a second build with
 # -DEDGELLM_ATT_TIMING (k_attn records clock64() at its phase boundaries in block (0,0,0)), then `edgellm bench`
 # on a synthetic checkpoint; at exit the library prints mean cycles per phase by the positions of the split
-# (stderr, "att_timing:"). Usage: BUILD_T=/tmp/edgellm-build-att [FORMATS=bf16] [CHUNKS="64 16"]
+# (stderr, "att_timing:"). Usage: BUILD_T=/tmp/edgellm-build-att [FORMATS=bf16] [CHUNKS="64 16"] [LAYERS=N]
 #   tests/gpu/att_timing.sh shape...
 set -u -o pipefail
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
@@ -20,7 +20,7 @@ cmake -S "$ROOT" -B "$B" -DEDGELLM_CUDA=ON -DEDGELLM_CUDA_ARCHS=90 -DCMAKE_BUILD
 [ -x "$E" ] || { echo "att_timing: build failed"; exit 1; }
 for shape in "${@:-llama3.2-1b}"; do
   S=/tmp/att-$shape
-  "$E" synth --shape "$shape" --dtype bf16 --output $S.hf --overwrite >/dev/null || continue
+  "$E" synth --shape "$shape" --dtype bf16 ${LAYERS:+--layers $LAYERS} --output $S.hf --overwrite >/dev/null || continue
   for q in ${FORMATS:-bf16}; do
     qa=""; [ $q != bf16 ] && qa="--quantization $q --calib-samples 16 --calib-seq-len 128 --calib-backend ${CALIB_BACKEND:-cuda}"
     "$E" export --model $S.hf --output $S.exp $qa --overwrite >/dev/null &&
