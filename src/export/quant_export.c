@@ -573,10 +573,8 @@ static edgellm_status run_calibration(const char *hf_dir, const char *tmp_root, 
     bp.max_kv_cache_capacity = (int32_t)seq;
     bp.overwrite = true;
     bp.backend = p->calib_backend ? p->calib_backend : "cpu"; /* validated by el_export_quant */
-    if ((s = edgellm_build(xdir, edir, &bp)) < 0) {
-        el_rm_rf(xdir);
+    if ((s = edgellm_build(xdir, edir, &bp)) < 0) /* tmp_root goes with the export's el_outdir_abort */
         return el_err_prefix(s, "calibration build (--calib-backend %s)", bp.backend);
-    }
     el_rm_rf(xdir);
 
     if (p->calib_file)
