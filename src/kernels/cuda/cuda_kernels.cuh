@@ -111,11 +111,11 @@ cudaError_t elk_attention(cudaStream_t st, const float *q, int64_t n_tok, int64_
  * (hd 32/64/128 may use a larger staged variant, chosen only when it fits.) */
 /* elk_attn_stage_mode: 0 = cp.async-staged K/V blocks where they apply, 1 = never (tests compare). */
 extern "C" int elk_attn_stage_mode;
-/* the smallest split-KV chunk of elk_attention_plan (positions, a multiple of 64; default 64) */
+/* the smallest split-KV chunk of elk_attention_plan (positions: a multiple of 64, or 16 / 32; default 64) */
 extern "C" int elk_attn_min_chunk;
 /* 1 = the rope variant of decode attention reads each raw q / k head when it norms it; 0 = all requested at once */
 extern "C" int elk_attn_rope_late;
-/* 1 = staged decode attention scores a position per thread pair instead of a warp per position (A/B) */
+/* 1 (default) = staged decode attention scores a position per thread pair, 0 = a warp per position (A/B) */
 extern "C" int elk_attn_lane_scores;
 /* when kernels let the next one launch (programmatic dependent launch): bit 1, decode attention only when it
  * exits; bit 2, the fused float / w8a8 / fp8 GEMVs after their own PDL wait (one kernel ahead prefetches
