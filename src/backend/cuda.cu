@@ -792,6 +792,15 @@ static edgellm_status fused_q_args(const cu_ctx *c, int n_w, const void *const *
     return EDGELLM_STATUS_OK;
 }
 
+/* The codes scratch of elk_fused_q where the codes are made once per op (elk_fq_pre 1, or -1 and k >= elk_fq_pre_min_k),
+ * else NULL. The scratch is reused: the codes pre-kernel of the next op writes only after its PDL wait, when this
+ * op's GEMV has finished. */
+static edgellm_status fused_q_pre(cu_ctx *c, int64_t k, void **pre) {
+    *pre = NULL;
+    const bool use = elk_fq_pre > 0 || (elk_fq_pre < 0 && k >= elk_fq_pre_min_k);
+    return use ? scratch(c, elk_fused_q_pre_bytes(k), pre) : EDGELLM_STATUS_OK;
+}
+
 static edgellm_status be_norm_matmul(el_backend *be, const float *x, int64_t k, const float *norm_w, float eps,
                                      int n_w, const void *const *w, el_dtype wt, const int64_t *n,
                                      const float *const *bias, float *const *y, bool accumulate) {
@@ -817,14 +826,16 @@ static edgellm_status be_norm_matmul(el_backend *be, const float *x, int64_t k, 
         bool same = true;
         for (int i = 1; i < n_w; i++)
             same = same && st[i] == st[0];
+        void *pre = NULL;
+        EL_TRY(fused_q_pre(c, k, &pre));
         if (same) {
             CU_TRY(elk_fused_q(c->st, x, k, norm_w, eps, (int)wt, st[0], n_w, w, qoff, n, bias, y, mode, c->n_sm,
-                               c->pdl));
+                               c->pdl, pre));
             return EDGELLM_STATUS_OK;
         }
         for (int i = 0; i < n_w; i++) /* fp8 with and without static activation scales: one launch per weight */
             CU_TRY(elk_fused_q(c->st, x, k, norm_w, eps, (int)wt, st[i], 1, &w[i], &qoff[i], &n[i],
-                               bias ? &bias[i] : NULL, &y[i], mode, c->n_sm, c->pdl));
+                               bias ? &bias[i] : NULL, &y[i], mode, c->n_sm, c->pdl, pre));
         return EDGELLM_STATUS_OK;
     }
     CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), n_w, w, n, bias, y, mode, c->n_sm, c->pdl));
@@ -856,8 +867,10 @@ static edgellm_status be_norm_swiglu(el_backend *be, const float *x, int64_t k, 
         if (st[0] != st[1])
             return el_err(EDGELLM_STATUS_INVALID_ARG, "cuda norm_swiglu: fp8 gate and up weights differ in having "
                           "static activation scales");
+        void *pre = NULL;
+        EL_TRY(fused_q_pre(c, k, &pre));
         CU_TRY(elk_fused_q(c->st, x, k, norm_w, eps, (int)wt, st[0], 2, w, qoff, nn, b, y, ELK_FG_SWIGLU, c->n_sm,
-                           c->pdl));
+                           c->pdl, pre));
         return EDGELLM_STATUS_OK;
     }
     CU_TRY(elk_fused_gemv(c->st, x, k, norm_w, eps, elk_type(wt), 2, w, nn, b, y, ELK_FG_SWIGLU, c->n_sm, c->pdl));
@@ -1086,6 +1099,12 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     elk_qmma_cluster = c->cc < 90 ? 1 : qc && qc[0] >= '1' && qc[0] <= '4' && !qc[1] ? qc[0] - '0' : 2;
     const char *fd = getenv("EDGELLM_FG_DEPTH"); /* A/B: weight vectors in flight per thread, fused float GEMVs */
     if (fd && (!strcmp(fd, "2") || !strcmp(fd, "4"))) elk_fg_depth = atoi(fd);
+    const char *fp = getenv("EDGELLM_FQ_PRE"); /* A/B: fused w8a8 / static fp8 codes once per op (k_fq_pre) */
+    if (fp && (!strcmp(fp, "0") || !strcmp(fp, "1"))) elk_fq_pre = fp[0] - '0';
+    const char *fk = getenv("EDGELLM_FQ_PRE_MINK"); /* A/B: the smallest k of the codes pre-kernel (default mode) */
+    if (fk && atoi(fk) > 0) elk_fq_pre_min_k = atoi(fk);
+    const char *fr = getenv("EDGELLM_FQ_RMAX"); /* A/B: at most 1 / 2 rows per block in the fused fp8 / w8a8 GEMVs */
+    if (fr && (!strcmp(fr, "1") || !strcmp(fr, "2"))) elk_fq_rmax = fr[0] - '0';
     const char *fs = getenv("EDGELLM_FQ_SLOW_CODES"); /* A/B: the fused w8a8 / fp8 codes prologue, per-pass loops */
     if (fs && !strcmp(fs, "1")) elk_fq_slow_codes = 1;
     const char *ac = getenv("EDGELLM_ATT_CHUNK"); /* A/B: the smallest split-KV chunk of decode attention */

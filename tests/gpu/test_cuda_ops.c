@@ -26,6 +26,7 @@ extern int elk_attn_prefill_mode; /* attention_prefill.cu: 0 n_tok >= 64, 1 neve
 extern int elk_attn_prefill_rows; /* attention_prefill.cu: query rows per CTA, 0 auto, 64, 128 */
 extern int elk_fg_depth;        /* src/kernels/cuda/fused.cu: float fused GEMV load depth, 0 by shape, 2, 4 */
 extern int elk_fq_slow_codes;   /* fused.cu: 1 = the w8a8 / static fp8 codes prologue as per-pass loops */
+extern int elk_fq_pre;          /* fused.cu / cuda backend: 1 = those codes made once per op by k_fq_pre */
 extern int el_cuda_qgemm_mode;    /* backend/cuda.cu: 1 w8a8 / static fp8 prefill on int8 / fp8 GEMMs, 0 bf16 path */
 extern unsigned long long el_cuda_qgemm_count[3]; /* backend/cuda.cu: prefill GEMMs run: int8, fp8, bf16 */
 static int g_cc; /* the device's compute capability, major * 10 + minor */
@@ -933,29 +934,31 @@ static void run_norm_swiglu_q(int64_t k, int64_t n, el_dtype wt, bool norm, bool
     el_free(rg), el_free(ru), el_free(ref), el_free(got);
 }
 
-/* The codes prologue of the fused w8a8 / static fp8 ops (fused.cu): batched loads (fq_codes_rows) and the per-pass
- * loops must give the same codes, so the same outputs bit for bit (NMSE 0): n_w matrices (or SWIGLU: gate and an
- * up with its own static scale) on the same x. */
+/* The codes prologue of the fused w8a8 / static fp8 ops (fused.cu): batched loads (fq_codes_rows), the per-pass
+ * loops and the codes made once per op by k_fq_pre (elk_fq_pre) must give the same codes, so the same outputs bit
+ * for bit (NMSE 0): n_w matrices (or SWIGLU: gate and an up with its own static scale) on the same x. */
 static void run_fq_codes_ab(int64_t k, int n_w, const int64_t *n, bool norm, bool swiglu, const qfmt *qf) {
     const float eps = 1e-5f;
     float *x = rand_f32(k, 2.f), *g = rand_f32(k, 1.f), *h = el_malloc(k * 4);
     float *dx = dput(x, k * 4), *dg = dput(g, k * 4);
     const float hmax = fused_h(x, g, dx, dg, k, eps, norm, true, h);
     void *hw[3] = {0}, *dw[3] = {0};
-    float *dy[3] = {0}, *out[2][3] = {{0}};
+    float *dy[3] = {0}, *out[3][3] = {{0}};
     const int nm = swiglu ? 2 : n_w;
     for (int i = 0; i < nm; i++) {
         size_t nb = 0;
         const int64_t ni = swiglu ? n[0] : n[i];
-        hw[i] = make_qweight(qf, ni, k, hmax * (i == 1 && swiglu ? 1.1f : 1.f), &nb);
+        hw[i] = make_qweight(qf, ni, k, hmax * (1.f + 0.1f * (float)i), &nb); /* own static scales */
         CHECK_OK(be->iface.weight_map(be, hw[i], nb, &dw[i]));
         CHECK(be->iface.fused_quant && be->iface.fused_quant(be, dw[i], qf->t));
     }
     const int no = swiglu ? 1 : n_w;
     for (int i = 0; i < no; i++)
         dy[i] = dput(NULL, n[i] * 4);
-    for (int pass = 0; pass < 2; pass++) {
-        elk_fq_slow_codes = pass;
+    const int pre0 = elk_fq_pre;
+    for (int pass = 0; pass < 3; pass++) { /* batched, loops, pre-kernel */
+        elk_fq_slow_codes = pass == 1;
+        elk_fq_pre = pass == 2;
         for (int i = 0; i < no; i++)
             dpoison(dy[i], n[i]);
         if (swiglu) {
@@ -971,12 +974,15 @@ static void run_fq_codes_ab(int64_t k, int n_w, const int64_t *n, bool norm, boo
         }
     }
     elk_fq_slow_codes = 0;
+    elk_fq_pre = pre0;
     for (int i = 0; i < no; i++) {
         char nm2[128];
-        snprintf(nm2, sizeof nm2, "fq codes batched vs loops %s k %lld n %lld%s%s", qf->name, (long long)k,
-                 (long long)n[i], norm ? " norm" : "", swiglu ? " swiglu" : "");
-        report(nm2, t_nmse(out[1][i], out[0][i], n[i]), 0.0);
-        el_free(out[0][i]), el_free(out[1][i]);
+        for (int pass = 1; pass < 3; pass++) {
+            snprintf(nm2, sizeof nm2, "fq codes batched vs %s %s k %lld n %lld%s%s", pass == 1 ? "loops" : "pre-kernel",
+                     qf->name, (long long)k, (long long)n[i], norm ? " norm" : "", swiglu ? " swiglu" : "");
+            report(nm2, t_nmse(out[pass][i], out[0][i], n[i]), 0.0);
+        }
+        el_free(out[0][i]), el_free(out[1][i]), el_free(out[2][i]);
         be->iface.dealloc(be, dy[i]);
     }
     for (int i = 0; i < nm; i++)

@@ -289,10 +289,23 @@ struct elk_fq_off {
     uint64_t q[3];
     bool xal;
     bool slow; /* codes formats: the per-pass loops instead of fq_codes_rows (elk_fq_slow_codes) */
+    const uint8_t *pre; /* codes formats: k_fq_pre's slots (elk_fq_pre), NULL: every block makes its codes */
+    int64_t pre_slot;   /* bytes per slot: 16 (sx[2], two) + 2 kq codes */
 };
 
 extern "C" int elk_fq_slow_codes; /* cuda_kernels.cuh */
 int elk_fq_slow_codes = 0;
+extern "C" int elk_fq_pre; /* cuda_kernels.cuh */
+int elk_fq_pre = -1;
+/* H200, decode tok/s (tests/gpu/ab.sh, context 128-256), codes in every block / once per op for every k / for
+ * k >= 2048 / 3072 / 4096: Llama-3.2-1B fp8 934 / 954 / 955 / 963 / 963, int8_sq 921 / 974 / 975 / 958 / 959;
+ * Qwen3-0.6B fp8 804 / 773 / 761 / 801 / 805, int8_sq 794 / 768 / 753 / 803 / 794 (the pre-kernel's launch and
+ * L2 round trip outweigh a 1-2K-element prologue); 8-layer Llama-3.1-8B (every k >= 4096) fp8 758 -> 842,
+ * int8_sq 741 -> 898 */
+extern "C" int elk_fq_pre_min_k;
+int elk_fq_pre_min_k = 4096;
+extern "C" int elk_fq_rmax; /* cuda_kernels.cuh */
+int elk_fq_rmax = 0;
 
 enum { FQ_FP8 = 0, FQ_FP8S = 1, FQ_W8A8 = 2, FQ_NVFP4 = 3 }; /* fp8 weight-only / static activations, ... */
 
@@ -568,6 +581,37 @@ static __device__ __forceinline__ bool fq_codes_rows(const float *__restrict__ x
     return two;
 }
 
+/* Codes formats, fast path (x and g 16-byte aligned, k % 16 == 0), elk_fq_pre: block mi makes the codes a k_fq block
+ * of matrix mi would make (SWIGLU: one block, gate's and up's), with fq_codes_rows, into slot mi of pre: sx[0],
+ * sx[NM - 1] (f32), whether up has codes of its own (int), then the codes as in shared memory. k_fq then copies
+ * them instead of each of its blocks normalising and quantizing all of x (32 KB of x and g read from L2 per block on
+ * Llama-3.1-8B gate/up, against 32 KB of fp8 weights). */
+template <int F, int MODE>
+__global__ void __launch_bounds__(FG_THREADS) k_fq_pre(const elk_fg_ops a, uint8_t *pre, int64_t slot_bytes) {
+    constexpr int NM = MODE == ELK_FG_SWIGLU ? 2 : 1;
+    __shared__ float red[32];
+    const int mi = (int)blockIdx.x;
+    float act[NM];
+    uint32_t flg[NM];
+#pragma unroll
+    for (int m = 0; m < NM; m++) {
+        const int mm = m == 0 ? mi : 1;
+        const elk_qhdr *hd = (const elk_qhdr *)(mm == 0 ? a.w[0] : mm == 1 ? a.w[1] : a.w[2]);
+        act[m] = hd->act_scale;
+        flg[m] = hd->flags;
+    }
+    pdl_launch_dependents(); /* k_fq's blocks start and request their first weights while this runs */
+    pdl_wait();
+    uint8_t *slot = pre + mi * slot_bytes;
+    float sx[NM];
+    const bool two = fq_codes_rows<F, NM>(a.x, a.g, a.k, a.eps, flg, act, red, (uint32_t *)(slot + 16), sx);
+    if (threadIdx.x == 0) {
+        ((float *)slot)[0] = sx[0];
+        ((float *)slot)[1] = sx[NM - 1];
+        ((int *)slot)[2] = two;
+    }
+}
+
 template <int F, int R, int MODE, bool VEC>
 __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk_fq_off o) {
     constexpr int NM = MODE == ELK_FG_SWIGLU ? 2 : 1; /* matrices read per block */
@@ -661,7 +705,18 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
     bool fast = false;
     if constexpr (CODES) {
         fast = o.xal && (k & 15) == 0 && !o.slow;
-        if (fast) {
+        if (fast && o.pre) { /* k_fq_pre's codes of this block's matrices (L2 only: written by the last kernel) */
+            const uint8_t *slot = o.pre + mi * o.pre_slot;
+            sx[0] = __ldcg((const float *)slot);
+            sx[NM - 1] = __ldcg((const float *)slot + 1);
+            const bool two = NM == 2 && __ldcg((const int *)slot + 2) != 0;
+            const uint4 *src = (const uint4 *)(slot + 16);
+            const int64_t nv = (two ? 2 : 1) * (k / 16);
+            for (int64_t i = threadIdx.x; i < nv; i += FG_THREADS)
+                fq_codes[i] = __ldcg(src + i);
+            if (two) cx1 = cx0 + k;
+            __syncthreads();
+        } else if (fast) {
             if (fq_codes_rows<F, NM>(x, g, k, a.eps, flg, act, red, (uint32_t *)fq_codes, sx)) cx1 = cx0 + k;
             __syncthreads();
         }
@@ -793,7 +848,8 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
 template <int F, int MODE>
 static cudaError_t fq_launch(cudaStream_t st, const elk_fg_ops &a, const elk_fq_off &o, int64_t rows, bool vec,
                              int n_sm, bool pdl) {
-    const int R = !vec ? 1 : rows >= (int64_t)n_sm * 16 ? 4 : rows >= (int64_t)n_sm * 8 ? 2 : 1;
+    int R = !vec ? 1 : rows >= (int64_t)n_sm * 16 ? 4 : rows >= (int64_t)n_sm * 8 ? 2 : 1;
+    if (elk_fq_rmax == 1 || (elk_fq_rmax == 2 && R == 4)) R = elk_fq_rmax; /* A/B: fewer rows per block */
     elk_fg_ops b = a;
     const int64_t blocks = elk_fg_tiles(b, R, MODE);
     if (blocks < 0) return cudaErrorInvalidValue;
@@ -808,6 +864,13 @@ static cudaError_t fq_launch(cudaStream_t st, const elk_fg_ops &a, const elk_fq_
         const cudaError_t e = cudaFuncSetAttribute(kern, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem);
         if (e != cudaSuccess) return e;
     }
+    if constexpr (F == FQ_FP8S || F == FQ_W8A8)
+        if (o.pre) {
+            const unsigned np = MODE == ELK_FG_SWIGLU ? 1u : (unsigned)(a.n[2] ? 3 : a.n[1] ? 2 : 1);
+            const cudaError_t e = elk_launch_ex(k_fq_pre<F, MODE>, dim3(np), dim3(FG_THREADS), 0, st, pdl, b,
+                                                (uint8_t *)o.pre, o.pre_slot);
+            if (e != cudaSuccess) return e;
+        }
     return elk_launch_ex(kern, dim3((unsigned)blocks), dim3(FG_THREADS), smem, st, pdl, b, o);
 }
 
@@ -819,9 +882,13 @@ static cudaError_t fq_mode(cudaStream_t st, const elk_fg_ops &a, const elk_fq_of
     return fq_launch<F, ELK_FG_STORE>(st, a, o, rows, vec, n_sm, pdl);
 }
 
+size_t elk_fused_q_pre_bytes(int64_t k) {
+    return 3 * (size_t)(16 + 2 * ((k + 15) & ~(int64_t)15));
+}
+
 cudaError_t elk_fused_q(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
                         bool act_static, int n_w, const void *const *w, const uint64_t *qoff, const int64_t *n,
-                        const float *const *bias, float *const *y, int mode, int n_sm, bool pdl) {
+                        const float *const *bias, float *const *y, int mode, int n_sm, bool pdl, void *pre) {
     elk_fg_ops a;
     if (!elk_fg_fill(a, x, k, norm_w, eps, n_w, w, n, bias, y, mode)) return cudaErrorInvalidValue;
     const int F = wt == ELK_Q_W8A8 ? FQ_W8A8
@@ -837,6 +904,11 @@ cudaError_t elk_fused_q(cudaStream_t st, const float *x, int64_t k, const float 
     }
     o.xal = ((uintptr_t)x & 15) == 0 && ((uintptr_t)norm_w & 15) == 0;
     o.slow = elk_fq_slow_codes != 0;
+    /* the codes made once by k_fq_pre (codes formats, the fast prologue's conditions) */
+    if (pre && (F == FQ_FP8S || F == FQ_W8A8) && o.xal && k % 16 == 0 && !o.slow) {
+        o.pre = (const uint8_t *)pre;
+        o.pre_slot = 16 + 2 * k;
+    }
     if (n_sm <= 0) n_sm = 1;
     /* the 16-byte vector path: whole vectors per row (8-bit formats: k % 16 == 0; nvfp4: an even block count);
      * the weight-only formats also load x (and g) as float4 there */

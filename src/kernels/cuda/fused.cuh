@@ -48,9 +48,13 @@ cudaError_t elk_fused_w4a16(cudaStream_t st, const float *x, int64_t k, int64_t 
  * formats take k <= ELK_FQ_MAX_K (the codes are staged in shared memory: k bytes, 2k for SWIGLU; above 48 KiB
  * through the kernel's opt-in limit, 99 KiB on sm_86 / sm_89, more on sm_80, sm_87, sm_90). */
 #define ELK_FQ_MAX_K 49152
+/* pre: device scratch of elk_fused_q_pre_bytes(k) or NULL. Given, the codes formats make their codes once per op
+ * (k_fq_pre, one block per matrix, launched before the GEMV kernel) where x and the norm weight are 16-byte
+ * aligned and k % 16 == 0; NULL: every block of the GEMV makes them itself. Same codes, same outputs bit for bit. */
+size_t elk_fused_q_pre_bytes(int64_t k);
 cudaError_t elk_fused_q(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
                         bool act_static, int n_w, const void *const *w, const uint64_t *qoff, const int64_t *n,
-                        const float *const *bias, float *const *y, int mode, int n_sm, bool pdl);
+                        const float *const *bias, float *const *y, int mode, int n_sm, bool pdl, void *pre);
 
 /* q (n_tok, n_head, hd) and k, v (n_tok, n_head_kv, hd) f32: q and k rmsnormed per head when q_norm /
  * k_norm (f32 (hd)) are given, RoPE as elk_rope (n_rot, pos, inv_freq, attn_scale) in place on q and k,
