@@ -1397,8 +1397,12 @@ int main(void) {
     test_kv_store();
     elk_attn_prefill_mode = 1; /* the split-KV kernel for every case there (1e-6), the prefill kernel below */
     test_attention();
-    elk_attn_min_chunk = 16; /* splits of 16 positions: blocks that end inside a 64-position block */
-    test_attention();
+    /* splits of 16 / 32 positions: blocks that end inside a 64-position block; the staged scores take 8 / 4 threads
+     * per position there */
+    for (int mc = 16; mc <= 32; mc *= 2) {
+        elk_attn_min_chunk = mc;
+        test_attention();
+    }
     elk_attn_min_chunk = 64;
     elk_attn_lane_scores = 0; /* scores by a warp per position (the staged F32 / F16 / BF16 cases) */
     test_attention();

@@ -376,21 +376,26 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
         /* scores */
         constexpr bool LANE_OK = STG && (KT == ELK_F32 || KT == ELK_F16 || KT == ELK_BF16);
         if (LANE_OK && r.lane && G <= 8 && (hd * ESZ) % 32 == 0) {
-            /* thread pair per position (ATT_THREADS = 2 ATT_BLK): thread h of the pair takes the row's 16-byte
-             * chunks 2 c + h, each against the G query heads (shared memory, read by both halves of a warp
-             * at the same addresses), then one shuffle adds the pair */
+            /* T threads per position (ATT_THREADS = 2 ATT_BLK: T = 2; splits of 32 / 16 positions, where a block
+             * holds at most 32 / 16 of them: T = 4 / 8 when the row splits into T 16-byte chunks per round; the plan
+             * may give any multiple of 16 below 64, e.g. 48: pairs): thread
+             * h takes the row's 16-byte chunks T c + h, each against the G query heads (shared memory, read by the
+             * T threads at the same addresses), then log2(T) shuffles add them */
             static_assert(!LANE_OK || ATT_THREADS == 2 * ATT_BLK, "one thread pair per position of a block");
             constexpr int EPC = 16 / ESZ; /* elements per chunk */
-            const int j = threadIdx.x >> 1, h = threadIdx.x & 1, nc2 = hd * ESZ / 32;
+            const int nc = hd * ESZ / 16;
+            /* log2 T: a block's positions (at most the chunk) must fit the 128 / T rows a round scores */
+            const int lt = chunk > 32 || nc % 4 ? 1 : chunk > 16 || nc % 8 ? 2 : 3, T = 1 << lt;
+            const int j = threadIdx.x >> lt, h = threadIdx.x & (T - 1), ncT = nc >> lt;
             float dsum[8];
 #pragma unroll
             for (int g = 0; g < 8; g++) dsum[g] = 0.f;
             if (j < nb) {
                 const char *krow = (const char *)kp + (size_t)j * krb + h * 16;
-                for (int c = 0; c < nc2; c++) {
+                for (int c = 0; c < ncT; c++) {
                     float kf[EPC];
-                    att_unpack16<KT>(*(const uint4 *)(krow + c * 32), kf);
-                    const float *qc = qs + (2 * c + h) * EPC;
+                    att_unpack16<KT>(*(const uint4 *)(krow + c * 16 * T), kf);
+                    const float *qc = qs + (T * c + h) * EPC;
 #pragma unroll
                     for (int g = 0; g < 8; g++)
                         if (g < G) {
@@ -404,7 +409,8 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
 #pragma unroll
             for (int g = 0; g < 8; g++)
                 if (g < G) {
-                    const float v = dsum[g] + __shfl_xor_sync(0xffffffffu, dsum[g], 1);
+                    float v = dsum[g];
+                    for (int o = 1; o < T; o <<= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
                     if (h == 0 && j < nb) S[g * ATT_BLK + j] = v;
                 }
         } else
