@@ -171,6 +171,7 @@ uint64_t el_peak_rss_bytes(void);
 int el_num_cpus(void);
 uint64_t el_phys_mem_bytes(void); /* physical memory of the machine (0 if unknown) */
 uint64_t el_mem_available_bytes(void); /* MemAvailable of /proc/meminfo (0 if unknown) */
+bool el_str_ends_with(const char *s, const char *suffix);
 /* Safe multiply for sizes; false on overflow. */
 static inline bool el_mul_ok(size_t a, size_t b, size_t *out) {
     if (a && b > SIZE_MAX / a) return false;

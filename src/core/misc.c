@@ -10,6 +10,11 @@
 
 uint64_t el_hash64(const void *p, size_t n) { return (uint64_t)XXH3_64bits(p, n); }
 
+bool el_str_ends_with(const char *s, const char *suffix) {
+    const size_t a = strlen(s), b = strlen(suffix);
+    return a >= b && !strcmp(s + a - b, suffix);
+}
+
 struct el_hasher {
     XXH3_state_t *st;
 };

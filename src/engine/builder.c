@@ -63,11 +63,6 @@ static void bq_free(bq_plan_t *b) {
     memset(b, 0, sizeof *b);
 }
 
-static bool ends_with(const char *s, const char *sfx) {
-    size_t a = strlen(s), b = strlen(sfx);
-    return a >= b && !strcmp(s + a - b, sfx);
-}
-
 static edgellm_status bq_visit(const char *name, int64_t rows, int64_t cols, bool required, void *user) {
     bq_plan_t *b = user;
     if (b->n == b->cap) return el_err(EDGELLM_STATUS_FORMAT, "too many tensors");
@@ -75,7 +70,7 @@ static edgellm_status bq_visit(const char *name, int64_t rows, int64_t cols, boo
     memset(it, 0, sizeof *it);
     char prefix[512];
     snprintf(prefix, sizeof prefix, "%s", name);
-    if (cols && ends_with(prefix, ".weight") && strcmp(name, "model.embed_tokens.weight") != 0) {
+    if (cols && el_str_ends_with(prefix, ".weight") && strcmp(name, "model.embed_tokens.weight") != 0) {
         prefix[strlen(prefix) - 7] = 0;
         if (el_qweight_present(b->st, prefix)) {
             bool found = false;

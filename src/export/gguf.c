@@ -441,11 +441,6 @@ static bool gguf_name(const char *canon, char *out, size_t cap) {
     return false;
 }
 
-static bool ends_with(const char *s, const char *suf) {
-    size_t a = strlen(s), b = strlen(suf);
-    return a >= b && !strcmp(s + a - b, suf);
-}
-
 /* convert_hf_to_gguf.py LlamaModel.permute: row (h, j, i) of HF [n_head, 2, hd/2] goes to (h, i, j). */
 static int64_t permuted_src_row(int64_t r, int64_t rows, int n_head) {
     int64_t hd = rows / n_head, h = r / hd, w = r % hd;
@@ -607,9 +602,9 @@ edgellm_status el_export_gguf(const char *hf_dir, const char *out_file, const ch
                             (long long)t->ne[0]);
             }
         }
-        if (is_llama && (ends_with(it->name, "q_proj.weight") || ends_with(it->name, "q_proj.bias")))
+        if (is_llama && (el_str_ends_with(it->name, "q_proj.weight") || el_str_ends_with(it->name, "q_proj.bias")))
             t->permute_heads = (int)hp.n_head;
-        if (is_llama && (ends_with(it->name, "k_proj.weight") || ends_with(it->name, "k_proj.bias")))
+        if (is_llama && (el_str_ends_with(it->name, "k_proj.weight") || el_str_ends_with(it->name, "k_proj.bias")))
             t->permute_heads = (int)hp.n_head_kv;
     }
     if (n_fallback) EL_LOG_WARN("gguf: %d weight tensors kept as F16 (row length not a multiple of 32)", n_fallback);

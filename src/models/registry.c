@@ -39,13 +39,12 @@ void el_arch_list(char *out, size_t cap) {
  * buffers saved by old transformers versions are dropped. */
 edgellm_status el_map_tensor_identity(const char *hf_name, char *out, size_t cap, bool *skip) {
     *skip = false;
-    size_t n = strlen(hf_name);
-    static const char suffix[] = "rotary_emb.inv_freq";
-    if (n >= sizeof suffix - 1 && !strcmp(hf_name + n - (sizeof suffix - 1), suffix)) {
+    if (el_str_ends_with(hf_name, "rotary_emb.inv_freq")) {
         *skip = true;
         if (cap) out[0] = 0;
         return EDGELLM_STATUS_OK;
     }
+    const size_t n = strlen(hf_name);
     if (n + 1 > cap) return el_err(EDGELLM_STATUS_FORMAT, "tensor name too long: %.64s...", hf_name);
     memcpy(out, hf_name, n + 1);
     return EDGELLM_STATUS_OK;

@@ -350,11 +350,6 @@ static void test_options(void) {
     CHECK_OK(edgellm_build(x, e, &bp));
 }
 
-static bool ends_with(const char *s, const char *suf) {
-    const size_t n = strlen(s), m = strlen(suf);
-    return n >= m && !strcmp(s + n - m, suf);
-}
-
 /* --calib-backend: an unknown name is refused; "cpu" is the default path; "cuda" either calibrates on a GPU (then
  * every static scale, activation and K/V, matches the CPU calibration's within 1e-3: max |x| of the same
  * activations, float sums in another order) or, where there is none (CI, builds without CUDA), fails naming the
@@ -387,7 +382,7 @@ static void test_calib_backend(void) {
     double worst = 0;
     for (int64_t i = 0; i < a.n_tensors; i++) {
         const el_st_tensor *t = &a.tensors[i];
-        if (!ends_with(t->name, "input_scale") && !ends_with(t->name, "k_scale") && !ends_with(t->name, "v_scale"))
+        if (!el_str_ends_with(t->name, "input_scale") && !el_str_ends_with(t->name, "k_scale") && !el_str_ends_with(t->name, "v_scale"))
             continue;
         const el_st_tensor *u = el_st_find(&b, t->name);
         CHECKF(u && u->dtype == EL_DTYPE_F32 && t->dtype == EL_DTYPE_F32, "%s", t->name);
