@@ -1103,8 +1103,6 @@ extern "C" edgellm_status el_backend_cuda_create(const el_backend_params *p, el_
     if (fp && (!strcmp(fp, "0") || !strcmp(fp, "1"))) elk_fq_pre = fp[0] - '0';
     const char *fk = getenv("EDGELLM_FQ_PRE_MINK"); /* A/B: the smallest k of the codes pre-kernel (default mode) */
     if (fk && atoi(fk) > 0) elk_fq_pre_min_k = atoi(fk);
-    const char *fr = getenv("EDGELLM_FQ_RMAX"); /* A/B: at most 1 / 2 rows per block in the fused fp8 / w8a8 GEMVs */
-    if (fr && (!strcmp(fr, "1") || !strcmp(fr, "2"))) elk_fq_rmax = fr[0] - '0';
     const char *fs = getenv("EDGELLM_FQ_SLOW_CODES"); /* A/B: the fused w8a8 / fp8 codes prologue, per-pass loops */
     if (fs && !strcmp(fs, "1")) elk_fq_slow_codes = 1;
     const char *ac = getenv("EDGELLM_ATT_CHUNK"); /* A/B: the smallest split-KV chunk of decode attention */

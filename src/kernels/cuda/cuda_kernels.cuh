@@ -52,9 +52,6 @@ extern "C" int elk_fq_slow_codes;
  * has k >= elk_fq_pre_min_k elements (EDGELLM_FQ_PRE_MINK) */
 extern "C" int elk_fq_pre;
 extern "C" int elk_fq_pre_min_k;
-/* fused.cu: the most rows per block of the fused fp8 / w8a8 / nvfp4 GEMVs (0 = by shape, up to 4; 1, 2: A/B,
- * EDGELLM_FQ_RMAX: the R = 4 gate/up kernel takes 127 registers, 4 blocks per SM) */
-extern "C" int elk_fq_rmax;
 /* w4a16 GEMV kernel choice (qgemv.cu): 0 = fp32 FMA at m = 1 (the backend takes qmma.cu's int8 tensor cores
  * where it can), bf16 tensor cores for m >= 2; 1 = fp32 FMA for every m; 2 = bf16 tensor cores for every m */
 extern "C" int elk_qgemv_tc_mode;

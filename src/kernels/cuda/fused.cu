@@ -289,9 +289,13 @@ struct elk_fq_off {
     uint64_t q[3];
     bool xal;
     bool slow; /* codes formats: the per-pass loops instead of fq_codes_rows (elk_fq_slow_codes) */
-    const uint8_t *pre; /* codes formats: k_fq_pre's slots (elk_fq_pre), NULL: every block makes its codes */
-    int64_t pre_slot;   /* bytes per slot: 16 (sx[2], two) + 2 kq codes */
+    const uint8_t *pre; /* codes formats: k_fq_pre's slots (fq_pre_slot bytes each), NULL: every block makes them */
 };
+
+/* bytes of a k_fq_pre slot for k (a multiple of 16): sx[0], sx[NM - 1], the two-codes flag, padding, 2 k codes */
+static __host__ __device__ __forceinline__ int64_t fq_pre_slot(int64_t k) {
+    return 16 + 2 * k;
+}
 
 extern "C" int elk_fq_slow_codes; /* cuda_kernels.cuh */
 int elk_fq_slow_codes = 0;
@@ -304,8 +308,6 @@ int elk_fq_pre = -1;
  * int8_sq 741 -> 898 */
 extern "C" int elk_fq_pre_min_k;
 int elk_fq_pre_min_k = 4096;
-extern "C" int elk_fq_rmax; /* cuda_kernels.cuh */
-int elk_fq_rmax = 0;
 
 enum { FQ_FP8 = 0, FQ_FP8S = 1, FQ_W8A8 = 2, FQ_NVFP4 = 3 }; /* fp8 weight-only / static activations, ... */
 
@@ -587,7 +589,7 @@ static __device__ __forceinline__ bool fq_codes_rows(const float *__restrict__ x
  * them instead of each of its blocks normalising and quantizing all of x (32 KB of x and g read from L2 per block on
  * Llama-3.1-8B gate/up, against 32 KB of fp8 weights). */
 template <int F, int MODE>
-__global__ void __launch_bounds__(FG_THREADS) k_fq_pre(const elk_fg_ops a, uint8_t *pre, int64_t slot_bytes) {
+__global__ void __launch_bounds__(FG_THREADS) k_fq_pre(const elk_fg_ops a, uint8_t *pre) {
     constexpr int NM = MODE == ELK_FG_SWIGLU ? 2 : 1;
     __shared__ float red[32];
     const int mi = (int)blockIdx.x;
@@ -602,7 +604,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq_pre(const elk_fg_ops a, uint8
     }
     pdl_launch_dependents(); /* k_fq's blocks start and request their first weights while this runs */
     pdl_wait();
-    uint8_t *slot = pre + mi * slot_bytes;
+    uint8_t *slot = pre + mi * fq_pre_slot(a.k);
     float sx[NM];
     const bool two = fq_codes_rows<F, NM>(a.x, a.g, a.k, a.eps, flg, act, red, (uint32_t *)(slot + 16), sx);
     if (threadIdx.x == 0) {
@@ -706,7 +708,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
     if constexpr (CODES) {
         fast = o.xal && (k & 15) == 0 && !o.slow;
         if (fast && o.pre) { /* k_fq_pre's codes of this block's matrices (L2 only: written by the last kernel) */
-            const uint8_t *slot = o.pre + mi * o.pre_slot;
+            const uint8_t *slot = o.pre + mi * fq_pre_slot(k);
             sx[0] = __ldcg((const float *)slot);
             sx[NM - 1] = __ldcg((const float *)slot + 1);
             const bool two = NM == 2 && __ldcg((const int *)slot + 2) != 0;
@@ -848,8 +850,7 @@ __global__ void __launch_bounds__(FG_THREADS) k_fq(const elk_fg_ops a, const elk
 template <int F, int MODE>
 static cudaError_t fq_launch(cudaStream_t st, const elk_fg_ops &a, const elk_fq_off &o, int64_t rows, bool vec,
                              int n_sm, bool pdl) {
-    int R = !vec ? 1 : rows >= (int64_t)n_sm * 16 ? 4 : rows >= (int64_t)n_sm * 8 ? 2 : 1;
-    if (elk_fq_rmax == 1 || (elk_fq_rmax == 2 && R == 4)) R = elk_fq_rmax; /* A/B: fewer rows per block */
+    const int R = !vec ? 1 : rows >= (int64_t)n_sm * 16 ? 4 : rows >= (int64_t)n_sm * 8 ? 2 : 1;
     elk_fg_ops b = a;
     const int64_t blocks = elk_fg_tiles(b, R, MODE);
     if (blocks < 0) return cudaErrorInvalidValue;
@@ -868,7 +869,7 @@ static cudaError_t fq_launch(cudaStream_t st, const elk_fg_ops &a, const elk_fq_
         if (o.pre) {
             const unsigned np = MODE == ELK_FG_SWIGLU ? 1u : (unsigned)(a.n[2] ? 3 : a.n[1] ? 2 : 1);
             const cudaError_t e = elk_launch_ex(k_fq_pre<F, MODE>, dim3(np), dim3(FG_THREADS), 0, st, pdl, b,
-                                                (uint8_t *)o.pre, o.pre_slot);
+                                                (uint8_t *)o.pre);
             if (e != cudaSuccess) return e;
         }
     return elk_launch_ex(kern, dim3((unsigned)blocks), dim3(FG_THREADS), smem, st, pdl, b, o);
@@ -883,7 +884,7 @@ static cudaError_t fq_mode(cudaStream_t st, const elk_fg_ops &a, const elk_fq_of
 }
 
 size_t elk_fused_q_pre_bytes(int64_t k) {
-    return 3 * (size_t)(16 + 2 * ((k + 15) & ~(int64_t)15));
+    return 3 * (size_t)fq_pre_slot((k + 15) & ~(int64_t)15); /* up to 3 matrices */
 }
 
 cudaError_t elk_fused_q(cudaStream_t st, const float *x, int64_t k, const float *norm_w, float eps, int wt,
@@ -905,10 +906,7 @@ cudaError_t elk_fused_q(cudaStream_t st, const float *x, int64_t k, const float 
     o.xal = ((uintptr_t)x & 15) == 0 && ((uintptr_t)norm_w & 15) == 0;
     o.slow = elk_fq_slow_codes != 0;
     /* the codes made once by k_fq_pre (codes formats, the fast prologue's conditions) */
-    if (pre && (F == FQ_FP8S || F == FQ_W8A8) && o.xal && k % 16 == 0 && !o.slow) {
-        o.pre = (const uint8_t *)pre;
-        o.pre_slot = 16 + 2 * k;
-    }
+    if (pre && (F == FQ_FP8S || F == FQ_W8A8) && o.xal && k % 16 == 0 && !o.slow) o.pre = (const uint8_t *)pre;
     if (n_sm <= 0) n_sm = 1;
     /* the 16-byte vector path: whole vectors per row (8-bit formats: k % 16 == 0; nvfp4: an even block count);
      * the weight-only formats also load x (and g) as float4 there */
