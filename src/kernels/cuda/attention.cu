@@ -32,8 +32,10 @@
 #include "kernels/cuda/rope.cuh"
 
 #include <math.h>
-#include <stdio.h>
-#include <stdlib.h>
+#ifdef EDGELLM_ATT_TIMING
+#include <stdio.h>  /* att_timing_dump */
+#include <stdlib.h> /* atexit */
+#endif
 
 #define ATT_THREADS 128
 #define ATT_BLK 64
@@ -45,8 +47,8 @@ size_t elk_attention_smem(int64_t n_head, int64_t n_head_kv, int64_t head_dim) {
 
 /* 0: staged (cp.async) kernel where it applies, 1: never staged (tests compare both). */
 int elk_attn_stage_mode = 0;
-/* smallest split of the cache (positions: a multiple of ATT_BLK, or 16 / 32): one warp per position of a
- * 64-block, so a block's work is a chain of ~chunk / 4 dot products; the backend sets it (EDGELLM_ATT_CHUNK) */
+/* smallest split of the cache (positions: a multiple of ATT_BLK, or 16 / 32): a split's block walks ~chunk / 64
+ * staged blocks one after another; the backend sets it (EDGELLM_ATT_CHUNK) */
 int elk_attn_min_chunk = 64;
 /* 1: the rope variant reads each raw q / k head when it norms it (one L2 round trip per head, the A/B and test
  * reference); 0: all of them requested at once after the PDL wait */
@@ -376,11 +378,10 @@ __global__ void __launch_bounds__(ATT_THREADS, 2)
         /* scores */
         constexpr bool LANE_OK = STG && (KT == ELK_F32 || KT == ELK_F16 || KT == ELK_BF16);
         if (LANE_OK && r.lane && G <= 8 && (hd * ESZ) % 32 == 0) {
-            /* T threads per position (ATT_THREADS = 2 ATT_BLK: T = 2; splits of 32 / 16 positions, where a block
-             * holds at most 32 / 16 of them: T = 4 / 8 when the row splits into T 16-byte chunks per round; the plan
-             * may give any multiple of 16 below 64, e.g. 48: pairs): thread
-             * h takes the row's 16-byte chunks T c + h, each against the G query heads (shared memory, read by the
-             * T threads at the same addresses), then log2(T) shuffles add them */
+            /* T threads per position (ATT_THREADS = 2 ATT_BLK: T = 2; splits of at most 32 / 16 positions: T = 4 / 8
+             * where the row has a multiple of T 16-byte chunks; other chunks below 64, e.g. 48, keep pairs): thread h
+             * takes the row's 16-byte chunks T c + h, each against the G query heads (shared memory, read by the T
+             * threads at the same addresses), then log2(T) shuffles add them */
             static_assert(!LANE_OK || ATT_THREADS == 2 * ATT_BLK, "one thread pair per position of a block");
             constexpr int EPC = 16 / ESZ; /* elements per chunk */
             const int nc = hd * ESZ / 16;
